@@ -1,0 +1,100 @@
+"""Where programs run for real: the VM (default) or, only on explicit request,
+this machine's own kernel. Both take a Program and give an Execution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from fuzz.executor.encode import decode, encode
+from fuzz.executor.runner import RawRun, unpack_response
+from fuzz.prog import Program
+from fuzz.report import Report, parse
+from fuzz.result import OpResult
+from fuzz.vm import VM, GuestCrash, VMConfig
+
+
+@dataclass
+class Execution:
+    """One program's run on a kernel. results is empty when setup failed or the
+    guest crashed; crash says how it ended then; reports are the kernel splats
+    the run produced (from /dev/kmsg, or the console when the guest died)."""
+
+    results: list[OpResult] = field(default_factory=list)
+    raw: RawRun | None = None
+    reports: list[Report] = field(default_factory=list)
+    crash: str | None = None
+    console_tail: str = ""
+    setup_error: str | None = None
+
+    def call_pcs(self, i: int) -> memoryview:
+        assert self.raw is not None
+        return self.raw.call_pcs(i)
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, prog: Program, kcov: bool = True) -> Execution: ...
+
+    def close(self) -> None: ...
+
+
+def _finish(prog: Program, enc, raw: RawRun) -> Execution:  # type: ignore[no-untyped-def]
+    ex = Execution(raw=raw, reports=parse(raw.kmsg))
+    if raw.setup_errno:
+        what = f"buffer {raw.setup_step - 1}" if raw.setup_step else "opening /dev/iommu"
+        ex.setup_error = f"setup failed at {what}: errno {raw.setup_errno}"
+        return ex
+    ex.results = decode(prog, enc, raw.arena, raw.results, raw.captures)
+    return ex
+
+
+class VMBackend:
+    """Runs programs in a qemu guest; restarts it after a crash or hang."""
+
+    name = "vm"
+
+    def __init__(self, kernel: Path, cfg: VMConfig | None = None,
+                 workdir: Path | None = None) -> None:
+        self.vm = VM(cfg or VMConfig(kernel=kernel), workdir)
+        self.vm.start()
+
+    def run(self, prog: Program, kcov: bool = True, timeout: float = 120.0) -> Execution:
+        enc = encode(prog, kcov=kcov)
+        try:
+            raw = self.vm.execute(enc.wire, timeout=timeout)
+        except GuestCrash as crash:
+            ex = Execution(reports=crash.reports, crash=crash.what,
+                           console_tail=crash.console_tail)
+            self.vm.restart()
+            return ex
+        ex = _finish(prog, enc, raw)
+        # Console reports are a second source: kmsg already has them while the guest lives.
+        self.vm.take_console_reports()
+        return ex
+
+    def close(self) -> None:
+        self.vm.stop()
+
+
+class LocalBackend:
+    """This machine's own kernel. Never the default: the user asks for it by name."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        from fuzz.executor.runner import Runner
+
+        self.runner = Runner()
+
+    def run(self, prog: Program, kcov: bool = True, timeout: float = 0) -> Execution:
+        from fuzz.executor.runner import pack_response
+
+        enc = encode(prog, kcov=kcov)
+        raw = unpack_response(pack_response(*self.runner.run(enc.wire), b""))
+        return _finish(prog, enc, raw)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,163 @@
+"""A campaign: N engine workers (one VM each), a live status line, a stats log.
+
+The manager owns no VM itself. It starts the workers, merges their stats every
+couple of seconds into one status line and one JSON line in stats.jsonl, and
+stops them at the time limit or on Ctrl-C. Workers write corpus entries and
+findings atomically, so a killed campaign resumes from what is on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+
+from fuzz import corpus
+from fuzz.findings import FindingStore
+
+
+@dataclass
+class CampaignConfig:
+    kernel: Path
+    corpus: Path
+    findings: Path
+    workdir: Path
+    engine: str = "atheris"
+    seconds: int = 600
+    vms: int = 1
+    runs: int = -1
+    feedback: bool = True
+    seeds: tuple[Path, ...] = ()
+    quiet: bool = False
+
+
+def parse_duration(s: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    s = s.strip()
+    if s and s[-1] in units:
+        return int(float(s[:-1]) * units[s[-1]])
+    return int(s)
+
+
+def _worker_argv(cfg: CampaignConfig, k: int) -> list[str]:
+    wd = cfg.workdir / f"worker-{k}"
+    common = ["--kernel", str(cfg.kernel), "--corpus", str(cfg.corpus),
+              "--findings", str(cfg.findings), "--stats", str(wd / "stats.jsonl"),
+              "--workdir", str(wd), "--seconds", str(cfg.seconds), "--worker", str(k),
+              "--seed", str(1000 + k)]
+    if cfg.engine == "atheris":
+        argv = [sys.executable, "-m", "fuzz.engines.atheris_engine", *common,
+                "--runs", str(cfg.runs)]
+        for s in cfg.seeds:
+            argv += ["--seeds", str(s)]
+        if not cfg.feedback:
+            argv.append("--no-feedback")
+        return argv
+    return [sys.executable, "-m", "fuzz.engines.hypothesis_engine", *common]
+
+
+def _last_json(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 4096))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+        return json.loads(lines[-1]) if lines else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _union_edges(cfg: CampaignConfig) -> set[int]:
+    out: set[int] = set()
+    for p in cfg.workdir.glob("worker-*/stats.edges"):
+        try:
+            a = array("Q")
+            a.frombytes(p.read_bytes())
+            out.update(a)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def status(cfg: CampaignConfig, t0: float, restarts_base: int = 0) -> dict:
+    per = [_last_json(p) for p in sorted(cfg.workdir.glob("worker-*/stats.jsonl"))]
+    el = time.monotonic() - t0
+    programs = sum(s.get("programs", 0) for s in per)
+    ops = sum(s.get("ops", 0) for s in per)
+    return {"t": round(el, 1), "programs": programs, "ops": ops,
+            "programs_per_s": round(programs / el, 2) if el else 0,
+            "execs_per_s": round(ops / el, 1) if el else 0,
+            "edges": len(_union_edges(cfg)), "corpus": len(corpus.files(cfg.corpus)),
+            "findings": len(FindingStore(cfg.findings).list()),
+            "vm_restarts": sum(s.get("restarts", 0) for s in per), "workers": len(per)}
+
+
+def status_line(s: dict) -> str:
+    t = int(s["t"])
+    return (f"[{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}] execs/s {s['execs_per_s']:.0f} "
+            f"programs/s {s['programs_per_s']:.1f} edges {s['edges']} corpus {s['corpus']} "
+            f"findings {s['findings']} restarts {s['vm_restarts']}")
+
+
+def run_campaign(cfg: CampaignConfig) -> dict:
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    cfg.corpus.mkdir(parents=True, exist_ok=True)
+    cfg.findings.mkdir(parents=True, exist_ok=True)
+    for d in (cfg.corpus, *cfg.seeds):
+        corpus.load(d)  # names and quarantines corrupt files before libFuzzer sees them
+    stats_log = cfg.workdir / "stats.jsonl"
+    procs: list[subprocess.Popen[bytes]] = []
+    t0 = time.monotonic()
+    for k in range(cfg.vms):
+        wd = cfg.workdir / f"worker-{k}"
+        wd.mkdir(parents=True, exist_ok=True)
+        (wd / "stats.jsonl").unlink(missing_ok=True)
+        (wd / "stats.edges").unlink(missing_ok=True)
+        log = open(wd / "worker.log", "ab")
+        procs.append(subprocess.Popen(_worker_argv(cfg, k), stdout=log, stderr=log,
+                                      stdin=subprocess.DEVNULL))
+    tty = sys.stdout.isatty() and not cfg.quiet
+    last_print = 0.0
+    s: dict = {}
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(2)
+            s = status(cfg, t0)
+            with open(stats_log, "a") as f:
+                f.write(json.dumps(s) + "\n")
+            if tty:
+                print("\r" + status_line(s), end="", flush=True)
+            elif not cfg.quiet and time.monotonic() - last_print > 30:
+                print(status_line(s), flush=True)
+                last_print = time.monotonic()
+            if time.monotonic() - t0 > cfg.seconds + 180:
+                break  # a worker that overstays its time is stopped below
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping workers (corpus and findings are on disk)")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 20
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    s = status(cfg, t0)
+    with open(stats_log, "a") as f:
+        f.write(json.dumps(s) + "\n")
+    if not cfg.quiet:
+        print(("\n" if tty else "") + status_line(s))
+    bad = [k for k, p in enumerate(procs) if p.returncode not in (0, -2, 130, None)
+           and s.get("programs", 0) == 0]
+    if bad:
+        tail = (cfg.workdir / f"worker-{bad[0]}" / "worker.log").read_text(errors="replace")
+        raise RuntimeError(f"worker(s) {bad} failed before running anything; "
+                           f"worker-{bad[0]}/worker.log ends:\n{tail[-3000:]}")
+    return s

@@ -1,0 +1,282 @@
+"""The `iommufd-fuzz` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from fuzz import kernel
+
+
+def _kernel_dir(arg: str | None) -> Path:
+    if arg:
+        p = Path(arg)
+        if not (p / "bzImage").exists():
+            raise SystemExit(f"--kernel {p}: no bzImage there (build one with "
+                             "`iommufd-fuzz kernel build`)")
+        return p
+    return kernel.default_kernel()
+
+
+def cmd_kernel_build(a: argparse.Namespace) -> int:
+    req = kernel.BuildRequest(debian_version=a.debian_version,
+                              source=Path(a.source) if a.source else None,
+                              patches=[Path(p) for p in a.patch],
+                              fragments=[Path(f) for f in a.fragment], jobs=a.jobs)
+    out = kernel.build(req)
+    print(out)
+    return 0
+
+
+def cmd_vm_check(a: argparse.Namespace) -> int:
+    from fuzz.backend import VMBackend
+    from fuzz.smoke import check_results, smoke_program
+    from fuzz.vm import VMConfig
+
+    kdir = _kernel_dir(a.kernel)
+    cfg = VMConfig(kernel=kdir, accel=a.accel)
+    t0 = time.monotonic()
+    be = VMBackend(kdir, cfg)
+    try:
+        prog, expects = smoke_program()
+        ex = be.run(prog)
+        fails = check_results(ex.results, expects) if not (ex.crash or ex.setup_error) else \
+            [ex.crash or ex.setup_error or ""]
+        pcs = sum(len(ex.call_pcs(i)) for i in range(len(ex.results))) if ex.raw else 0
+        summary = {
+            "kernel": str(kdir), "kernel_version": be.vm.hello.get("uname"),
+            "boot_seconds": round(be.vm.boot_seconds, 2), "accel": cfg.accel,
+            "kcov": be.vm.hello.get("kcov"), "ops_run": len(ex.results),
+            "kcov_pcs": pcs, "splats": [r.title for r in ex.reports],
+            "failures": fails, "seconds": round(time.monotonic() - t0, 2),
+        }
+    finally:
+        be.close()
+    print(json.dumps(summary, indent=1))
+    return 0 if not fails and not summary["splats"] and summary["kcov"] else 1
+
+
+def _backend(name: str, kernel_arg: str | None, accel: str = "tcg"):  # type: ignore[no-untyped-def]
+    """The kernel side of a run. The host's own kernel only when named explicitly."""
+    if name == "local":
+        from fuzz.backend import LocalBackend
+
+        print("iommufd-fuzz: --backend local: running ioctls on THIS machine's kernel",
+              file=sys.stderr)
+        return LocalBackend()
+    from fuzz.backend import VMBackend
+    from fuzz.vm import VMConfig
+
+    kdir = _kernel_dir(kernel_arg)
+    return VMBackend(kdir, VMConfig(kernel=kdir, accel=accel))
+
+
+def format_table(outcome) -> str:  # type: ignore[no-untyped-def]
+    """Side by side, one line per op; a mismatch line under each disagreeing op."""
+    prog, ex = outcome.prog, outcome.execution
+    bad: dict[int, list[str]] = {}
+    for m in outcome.mismatches + outcome.unsure:
+        bad.setdefault(m.op, []).append(m.describe())
+    rows = [f"{'#':>3}  {'op':<26} {'kernel':<44} {'model':<44}"]
+    for i, op in enumerate(prog.ops):
+        k = ex.results[i].describe() if i < len(ex.results) else "-"
+        m = outcome.model[i].describe() if i < len(outcome.model) else "-"
+        mark = "!=" if i in bad else "  "
+        rows.append(f"{i:>3}  {op.name:<26} {k[:44]:<44} {m[:44]:<44} {mark}")
+        rows += [f"       ^ {d}" for d in bad.get(i, [])]
+    if ex.setup_error:
+        rows.append(f"setup: {ex.setup_error}")
+    if ex.crash:
+        rows.append(f"guest crashed: {ex.crash}")
+    for r in ex.reports:
+        rows.append(f"splat: {r.title}")
+    return "\n".join(rows)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from fuzz import differential
+    from fuzz.model import run_model
+    from fuzz.prog import Program, ProgramError
+
+    try:
+        progs = [(p, Program.load(p)) for p in a.program]
+    except ProgramError as e:
+        print(f"iommufd-fuzz: {e}", file=sys.stderr)
+        return 2
+    if a.backend == "model":
+        for path, prog in progs:
+            print(f"== {path} (model only)")
+            for i, (op, r) in enumerate(zip(prog.ops, run_model(prog))):
+                print(f"{i:>3}  {op.name:<26} {r.describe()}")
+        return 0
+    be = _backend(a.backend, a.kernel)
+    status = 0
+    try:
+        for path, prog in progs:
+            out = differential.run(prog, be)
+            print(f"== {path}")
+            print(format_table(out))
+            verdict = "FAIL" if out.failed else "agree"
+            print(f"{verdict}: {len(out.mismatches)} mismatches, {len(out.unsure)} unsure, "
+                  f"{len(out.execution.reports)} splats")
+            status |= 1 if out.failed else 0
+    finally:
+        be.close()
+    return status
+
+
+def cmd_gen(a: argparse.Namespace) -> int:
+    from fuzz.gen import generate
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(a.count):
+        generate(a.seed + k, a.max_ops).save(out / f"gen-{a.seed + k:08d}.json")
+    print(f"wrote {a.count} programs to {out}")
+    return 0
+
+
+def cmd_fuzz(a: argparse.Namespace) -> int:
+    from fuzz.campaign import CampaignConfig, parse_duration, run_campaign
+
+    kdir = _kernel_dir(a.kernel)
+    seeds = tuple(Path(p) for p in a.seeds) if a.seeds else (Path("corpus/seeds"),)
+    cfg = CampaignConfig(kernel=kdir, corpus=Path(a.corpus), findings=Path(a.findings),
+                         workdir=Path(a.workdir), engine=a.engine,
+                         seconds=parse_duration(a.time), vms=a.vms,
+                         feedback=not a.no_feedback,
+                         seeds=tuple(s for s in seeds if s.exists()))
+    s = run_campaign(cfg)
+    print(f"stats log: {cfg.workdir / 'stats.jsonl'}  (plot: iommufd-fuzz plot "
+          f"{cfg.workdir / 'stats.jsonl'})")
+    print(f"findings: {s['findings']} under {cfg.findings} (list: iommufd-fuzz findings)")
+    return 0
+
+
+def cmd_findings(a: argparse.Namespace) -> int:
+    from fuzz.findings import FindingStore
+
+    rows = FindingStore(Path(a.findings)).list()
+    if not rows:
+        print(f"no findings under {a.findings}")
+        return 0
+    print(f"{'count':>5}  {'first seen':<20}  {'kind':<8}  title")
+    for f, d in sorted(rows, key=lambda t: t[0].first_seen):
+        print(f"{f.count:>5}  {f.first_seen:<20}  {f.kind:<8}  {f.title}  ({d.name})")
+    return 0
+
+
+def cmd_plot(a: argparse.Namespace) -> int:
+    from fuzz.plot import plot
+
+    out = plot(Path(a.stats), Path(a.out))
+    print(out)
+    return 0
+
+
+def cmd_corpus_minimize(a: argparse.Namespace) -> int:
+    from fuzz import corpus, coverage, differential
+
+    d = Path(a.corpus)
+    entries = corpus.load(d)
+    be = _backend("vm", a.kernel)
+    measured = []
+    try:
+        for path, prog in entries:
+            out = differential.run(prog, be)
+            measured.append((path, prog, coverage.edges(out.execution)))
+    finally:
+        be.close()
+    keep = set(corpus.minimize(measured))
+    drop = [p for p, _, _ in measured if p not in keep]
+    edges = set().union(*(e for _, _, e in measured)) if measured else set()
+    if a.dry_run:
+        print(f"would keep {len(keep)} of {len(measured)} ({len(edges)} edges)")
+        return 0
+    attic = d / "quarantine" / "minimized-out"
+    attic.mkdir(parents=True, exist_ok=True)
+    for p in drop:
+        p.rename(attic / p.name)  # set aside, never deleted
+    print(f"kept {len(keep)} of {len(measured)} programs with the same {len(edges)} edges; "
+          f"{len(drop)} moved to {attic}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="iommufd-fuzz", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    k = sub.add_parser("kernel", help="the test kernel").add_subparsers(dest="kcmd", required=True)
+    kb = k.add_parser("build", help="build (or find cached) the test kernel; prints its dir")
+    kb.add_argument("--debian-version", default=kernel.DEFAULT_DEBIAN_VERSION)
+    kb.add_argument("--source", help="a kernel tree or tarball to build instead")
+    kb.add_argument("--patch", action="append", default=[], help="apply this patch (repeatable)")
+    kb.add_argument("--fragment", action="append", default=[], help="extra config fragment")
+    kb.add_argument("--jobs", type=int, default=kernel.BuildRequest().jobs)
+    kb.set_defaults(fn=cmd_kernel_build)
+
+    v = sub.add_parser("vm", help="the VM").add_subparsers(dest="vcmd", required=True)
+    vc = v.add_parser("check", help="boot the kernel, run the smoke sequence, print JSON")
+    vc.add_argument("--kernel", help="kernel dir (default: build/find the default kernel)")
+    vc.add_argument("--accel", default="tcg", choices=["tcg", "kvm"])
+    vc.set_defaults(fn=cmd_vm_check)
+
+    r = sub.add_parser("run", help="run programs on the model and a kernel, side by side")
+    r.add_argument("program", nargs="+")
+    r.add_argument("--backend", default="vm", choices=["vm", "model", "local"],
+                   help="vm (default): the test kernel in qemu; model: the model alone; "
+                        "local: THIS machine's kernel (explicit opt-in)")
+    r.add_argument("--kernel", help="kernel dir (default: the default kernel)")
+    r.set_defaults(fn=cmd_run)
+
+    g = sub.add_parser("gen", help="write random programs")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--count", type=int, default=100)
+    g.add_argument("--max-ops", type=int, default=24)
+    g.add_argument("--out", required=True)
+    g.set_defaults(fn=cmd_gen)
+
+    f = sub.add_parser("fuzz", help="run a campaign")
+    f.add_argument("--engine", default="atheris", choices=["atheris", "hypothesis"])
+    f.add_argument("--time", default="10m", help="duration: 90s, 10m, 2h, 1d")
+    f.add_argument("--vms", type=int, default=1)
+    f.add_argument("--corpus", default="corpus/campaign")
+    f.add_argument("--seeds", action="append", help="extra read-only corpus dirs "
+                   "(default corpus/seeds)")
+    f.add_argument("--findings", default="findings")
+    f.add_argument("--workdir", default="workdir/campaign")
+    f.add_argument("--kernel")
+    f.add_argument("--no-feedback", action="store_true",
+                   help="do not feed kernel coverage to libFuzzer (for comparison)")
+    f.set_defaults(fn=cmd_fuzz)
+
+    fl = sub.add_parser("findings", help="list findings (title, count, first seen)")
+    fl.add_argument("--findings", default="findings")
+    fl.set_defaults(fn=cmd_findings)
+
+    pl = sub.add_parser("plot", help="draw coverage and findings over time as a PNG")
+    pl.add_argument("stats", nargs="?", default="workdir/campaign/stats.jsonl")
+    pl.add_argument("--out", default="workdir/campaign/campaign.png")
+    pl.set_defaults(fn=cmd_plot)
+
+    c = sub.add_parser("corpus", help="corpus tools").add_subparsers(dest="ccmd", required=True)
+    cm = c.add_parser("minimize", help="keep the smallest set with the same kernel edges")
+    cm.add_argument("corpus", nargs="?", default="corpus/campaign")
+    cm.add_argument("--kernel")
+    cm.add_argument("--dry-run", action="store_true")
+    cm.set_defaults(fn=cmd_corpus_minimize)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except kernel.KernelError as e:
+        print(f"iommufd-fuzz: kernel: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""Fuzzing engines. Both share the program IR, the executor and the oracle."""

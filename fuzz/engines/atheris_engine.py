@@ -1,0 +1,121 @@
+"""The atheris (libFuzzer) engine: one worker process, one VM.
+
+Inputs are program JSON; anything else is decoded structure-aware (every
+decision of the generator drawn from the bytes), so most inputs make sense.
+The custom mutator and crossover work on programs (fuzz.mutate). The coverage
+libFuzzer sees is the kernel's KCOV edges, hashed onto counters reserved once
+Fuzz() has started, plus the model's Python coverage (instrumented on import).
+Comparison operands from KCOV's CMP mode (every CMP_EVERY-th program) feed both
+libFuzzer's _trace_cmp and the mutator's pool of interesting values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+import atheris
+
+with atheris.instrument_imports(include=["fuzz.model"]):
+    import fuzz.model  # noqa: F401  (the model's own coverage guides libFuzzer too)
+
+from fuzz.backend import VMBackend  # noqa: E402
+from fuzz.engines.common import WorkerState  # noqa: E402
+from fuzz.findings import FindingStore  # noqa: E402
+from fuzz.gen import Generator  # noqa: E402
+from fuzz.mutate import crossover, mutate  # noqa: E402
+from fuzz.prog import Program, ProgramError  # noqa: E402
+from fuzz.vm import VMConfig  # noqa: E402
+
+NCOUNTERS = 1 << 16
+
+
+class FdpChooser:
+    def __init__(self, data: bytes) -> None:
+        self.fdp = atheris.FuzzedDataProvider(data)
+
+    def below(self, n: int) -> int:
+        return self.fdp.ConsumeIntInRange(0, n - 1) if n > 1 else 0
+
+    def bits(self, k: int) -> int:
+        return self.fdp.ConsumeInt(k)
+
+
+def decode(data: bytes) -> Program:
+    if data[:1] == b"{":
+        try:
+            return Program.loads(data.decode("utf-8", "replace"))
+        except ProgramError:
+            pass
+    return Generator(FdpChooser(data)).program()
+
+
+def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    prog = decode(data)
+    for _ in range(1 + rng.randrange(3)):
+        prog = mutate(prog, rng, HINTS or None)
+    out = prog.dumps().encode()
+    return out if len(out) <= max_size else data[:max_size]
+
+
+def custom_crossover(a: bytes, b: bytes, max_out: int, seed: int) -> bytes:
+    out = crossover(decode(a), decode(b), random.Random(seed)).dumps().encode()
+    return out if len(out) <= max_out else a[:max_out]
+
+
+HINTS: list[int] = []
+STATE: WorkerState | None = None
+COUNTERS: list[int] = []
+FEEDBACK = True
+
+
+def test_one_input(data: bytes) -> None:
+    global COUNTERS
+    assert STATE is not None
+    if FEEDBACK and not COUNTERS:
+        COUNTERS = [atheris._reserve_counter() for _ in range(NCOUNTERS)]
+    prog = decode(data)
+    _out, edges = STATE.run(prog)
+    if FEEDBACK:
+        trace = atheris._trace_branch  # looked up now: atheris rebinds it once Fuzz() runs
+        for e in edges:
+            trace(COUNTERS[hash(e) % NCOUNTERS])
+
+
+def main(argv: list[str] | None = None) -> None:
+    global STATE, FEEDBACK
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kernel", type=Path, required=True)
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--seeds", type=Path, action="append", default=[])
+    ap.add_argument("--findings", type=Path, required=True)
+    ap.add_argument("--stats", type=Path, required=True)
+    ap.add_argument("--workdir", type=Path, required=True)
+    ap.add_argument("--seconds", type=int, default=600)
+    ap.add_argument("--runs", type=int, default=-1)
+    ap.add_argument("--worker", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-feedback", action="store_true")
+    a = ap.parse_args(argv)
+    FEEDBACK = not a.no_feedback
+    backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm")
+    STATE = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker)
+    scratch = a.workdir / "libfuzzer-corpus"
+    scratch.mkdir(parents=True, exist_ok=True)
+    lf_args = [sys.argv[0], f"-max_total_time={a.seconds}", f"-runs={a.runs}",
+               "-max_len=65536", "-rss_limit_mb=0", "-timeout=0", f"-seed={a.seed}",
+               "-print_final_stats=1", str(scratch), str(a.corpus), *map(str, a.seeds)]
+    try:
+        atheris.Setup(lf_args, test_one_input, custom_mutator=custom_mutator,
+                      custom_crossover=custom_crossover)
+        atheris.Fuzz()
+    finally:
+        STATE.write_stats(final=True)
+        backend.close()
+
+
+if __name__ == "__main__":
+    main()

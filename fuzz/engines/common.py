@@ -1,0 +1,77 @@
+"""What every engine worker does with one program: run it differentially,
+count its kernel edges, keep it if it found new ones, record its findings,
+and write periodic stats."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fuzz import corpus, coverage, differential, findings, kernel
+from fuzz.backend import Backend
+from fuzz.prog import Program, atomic_write
+
+
+@dataclass
+class WorkerState:
+    backend: Backend
+    corpus_dir: Path
+    store: findings.FindingStore
+    stats_path: Path
+    kernel_dir: Path | None = None
+    worker: int = 0
+    edges: set[int] = field(default_factory=set)
+    programs: int = 0
+    ops: int = 0
+    new_findings: int = 0
+    findings_seen: set[str] = field(default_factory=set)
+    started: float = field(default_factory=time.monotonic)
+    last_stats: float = 0.0
+    manifest: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kernel_dir:
+            try:
+                self.manifest = kernel.manifest(self.kernel_dir)
+            except kernel.KernelError:
+                self.manifest = {}
+
+    def run(self, prog: Program) -> tuple[differential.Outcome, set[int]]:
+        out = differential.run(prog, self.backend)
+        e = coverage.edges(out.execution)
+        new = e - self.edges
+        if new:
+            self.edges |= new
+            corpus.add(self.corpus_dir, prog)
+        self.programs += 1
+        self.ops += len(prog.ops)
+        if out.failed:
+            self.record(out)
+        if time.monotonic() - self.last_stats > 5:
+            self.write_stats()
+        return out, e
+
+    def record(self, out: differential.Outcome) -> None:
+        ex = out.execution
+        log = (ex.raw.kmsg if ex.raw else "") + ex.console_tail
+        for f in findings.from_outcome(out):
+            if self.store.record(f, out.prog, log, self.manifest):
+                self.new_findings += 1
+            self.findings_seen.add(f.signature)
+
+    def write_stats(self, final: bool = False) -> None:
+        self.last_stats = time.monotonic()
+        vm = getattr(self.backend, "vm", None)
+        line = {"t": round(self.last_stats - self.started, 2), "worker": self.worker,
+                "pid": os.getpid(), "programs": self.programs, "ops": self.ops,
+                "edges": len(self.edges), "corpus": len(corpus.files(self.corpus_dir)),
+                "findings": len(self.findings_seen),
+                "restarts": getattr(vm, "restarts", 0), "final": final}
+        with open(self.stats_path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        atomic_write(self.stats_path.with_suffix(".edges"),
+                     array("Q", sorted(self.edges)).tobytes())

@@ -1,0 +1,1 @@
+"""Running programs on a real kernel: encode on the host, execute in C in the guest."""

@@ -1,0 +1,81 @@
+/* Layout shared by executor.c and fuzz/executor/encode.py (via cffi cdef). */
+#include <stdint.h>
+
+#define FZ_MAX_FDS 256
+
+enum { FZ_BUF_ANON, FZ_BUF_HUGETLB, FZ_BUF_MEMFD, FZ_BUF_READONLY, FZ_BUF_HOLE };
+enum { FZ_CALL_IOCTL_PTR, FZ_CALL_IOCTL_VAL, FZ_CALL_CLOSE };
+enum { FZ_RELOC_FIELD, FZ_RELOC_BUFFER, FZ_RELOC_ARENA };
+
+struct fz_buffer {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t kind;
+	uint32_t seed;
+	uint32_t first_hole;
+	uint32_t nr_holes;
+};
+
+struct fz_hole {
+	uint64_t offset;
+	uint64_t length;
+};
+
+struct fz_reloc {
+	uint32_t dst;       /* arena offset patched */
+	uint32_t dst_width;
+	uint32_t kind;
+	uint32_t src_width;
+	uint64_t src;       /* arena offset, buffer index, or arena offset to take the address of */
+	uint64_t add;
+};
+
+struct fz_call {
+	uint32_t kind;
+	uint32_t request;
+	uint32_t arg_off;
+	uint32_t first_reloc;
+	uint32_t nr_relocs;
+	uint32_t fd_out_off;  /* non-zero: arena offset of an fd this call returns */
+	uint32_t cap_ptr_off; /* capture: arena offsets of the u64 pointer and length */
+	uint32_t cap_len_off;
+	uint32_t cap_max;     /* 0: no capture */
+	uint32_t pad;
+};
+
+struct fz_program {
+	const struct fz_buffer *buffers;
+	const struct fz_hole *holes;
+	const struct fz_call *calls;
+	const struct fz_reloc *relocs;
+	uint32_t nr_buffers;
+	uint32_t nr_calls;
+	uint32_t prologue_request;
+	uint32_t prologue_off;
+	uint32_t prologue_len;
+	uint32_t kcov_mode;
+	uint64_t kcov_words;
+};
+
+struct fz_call_result {
+	int32_t err;
+	int32_t pad;
+	int64_t ret;
+	uint32_t pc_first;
+	uint32_t pc_count;
+	uint32_t cap_first;
+	uint32_t cap_len;
+};
+
+struct fz_run_info {
+	int32_t setup_errno;
+	uint32_t setup_step;
+	int32_t iommufd;
+	uint32_t nr_pcs;
+	uint32_t nr_cap;
+	uint32_t pcs_truncated;
+};
+
+int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result *res,
+	   uint32_t *pcs, uint32_t pcs_cap, uint8_t *capbuf, uint32_t capbuf_cap,
+	   uint64_t *kcov_area, int kcov_fd, struct fz_run_info *info);

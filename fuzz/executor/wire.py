@@ -1,0 +1,25 @@
+"""The executor's wire format: its C structs (executor.h) as struct.Struct.
+
+Kept apart from encode.py so the guest agent imports only this (no cffi cdef
+parsing of the uAPI at guest start-up, which costs seconds under TCG)."""
+
+from __future__ import annotations
+
+import struct
+
+MAGIC = 0x315A4649  # "IFZ1"
+# magic, nr_buffers, nr_holes, nr_calls, nr_relocs, arena_len, prologue_request,
+# prologue_off, prologue_len, kcov_mode, pcs_cap, cap_cap
+HEADER = struct.Struct("<12I")
+BUFFER = struct.Struct("<QQIIII")  # struct fz_buffer
+HOLE = struct.Struct("<QQ")  # struct fz_hole
+CALL = struct.Struct("<10I")  # struct fz_call
+RELOC = struct.Struct("<IIIIQQ")  # struct fz_reloc
+RESULT = struct.Struct("<iiqIIII")  # struct fz_call_result
+INFO = struct.Struct("<iIiIII")  # struct fz_run_info
+SECTIONS = struct.Struct("<6I")  # response: lengths of info, results, arena, pcs, captures, kmsg
+
+BUF_KIND = {"anon": 0, "hugetlb": 1, "memfd": 2, "readonly": 3, "hole": 4}
+CALL_PTR, CALL_VAL, CALL_CLOSE = 0, 1, 2
+RELOC_FIELD, RELOC_BUFFER, RELOC_ARENA = 0, 1, 2
+KCOV_TRACE_PC, KCOV_TRACE_CMP, KCOV_OFF = 0, 1, 0xFFFFFFFF

@@ -1,0 +1,302 @@
+"""ioas.c, main.c (DESTROY, OPTION) and vfio_compat.c's IOMMU_VFIO_IOAS:
+the ioctls on IOAS objects, each check in the kernel's order."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fuzz.model.consts import (
+    EADDRINUSE,
+    EBUSY,
+    EFAULT,
+    EINVAL,
+    EMSGSIZE,
+    ENODEV,
+    ENOENT,
+    EOPNOTSUPP,
+    EOVERFLOW,
+    IOMMU_CACHE,
+    IOMMU_IOAS_MAP_FIXED_IOVA,
+    IOMMU_IOAS_MAP_READABLE,
+    IOMMU_IOAS_MAP_WRITEABLE,
+    IOMMU_OPTION_HUGE_PAGES,
+    IOMMU_OPTION_OP_GET,
+    IOMMU_OPTION_OP_SET,
+    IOMMU_OPTION_RLIMIT_MODE,
+    IOMMU_READ,
+    IOMMU_VFIO_IOAS_CLEAR,
+    IOMMU_VFIO_IOAS_GET,
+    IOMMU_VFIO_IOAS_SET,
+    IOMMU_WRITE,
+    IOPT_PAGES_ACCOUNT_MM,
+    IOPT_PAGES_ACCOUNT_USER,
+    MOCK_FLAGS_ACCESS_SYZ,
+    U64,
+    ULONG_MAX,
+)
+from fuzz.model.errors import KernelError, Unsure
+from fuzz.model.iopt import IoPagetable, alloc_pages
+from fuzz.model.objects import OBJ_IOAS, Ioas
+
+if TYPE_CHECKING:
+    from fuzz.model.model import Args, Model
+
+MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE
+ALLOW_IOVAS_EXEC_ZERO_FILL = 4096  # the executor zero-fills missing entries up to this count
+
+
+def get_ioas(m: Model, ioas_id: int) -> Ioas:
+    ioas = m.objects.get(ioas_id, OBJ_IOAS)
+    if ioas is None:
+        raise KernelError(ENOENT)
+    return ioas  # type: ignore[return-value]
+
+
+def conv_iommu_prot(flags: int) -> int:
+    prot = IOMMU_CACHE
+    if flags & IOMMU_IOAS_MAP_WRITEABLE:
+        prot |= IOMMU_WRITE
+    if flags & IOMMU_IOAS_MAP_READABLE:
+        prot |= IOMMU_READ
+    return prot
+
+
+def destroy(m: Model, a: Args) -> dict:
+    """iommufd_object_remove(ictx, NULL, id, 0)."""
+    obj = m.objects.get(a["id"])
+    if obj is None:
+        raise KernelError(ENOENT)
+    if obj.users() != 1:
+        raise KernelError(EBUSY)
+    m.destroy_object(obj)
+    return {}
+
+
+def ioas_alloc(m: Model, a: Args) -> dict:
+    if a["flags"]:
+        raise KernelError(EOPNOTSUPP)
+    ioas = Ioas(IoPagetable(m.mem))
+    m.objects.alloc(ioas)
+    m.objects.finalize(ioas)
+    return {"out_ioas_id": ioas.id}
+
+
+def _read_ranges(m: Model, a: Args, num: int):
+    """Yields each iommu_iova_range the kernel copies in, in order; raises
+    KernelError(EFAULT) or Unsure where the entry is not knowable."""
+    raw = a.raw("allowed_iovas")
+    if isinstance(raw, list):
+        for i in range(num):
+            if i < len(raw):
+                yield int(raw[i][0]), int(raw[i][1])
+            elif num <= ALLOW_IOVAS_EXEC_ZERO_FILL:
+                yield 0, 0
+            else:
+                # The kernel reads on past the side array into whatever follows it:
+                # zeros give EINVAL ([0, 0] has start >= last), unmapped memory EFAULT.
+                # Both fail before anything changes, hence not poisoned.
+                raise Unsure(f"num_iovas={num} exceeds the {len(raw)} entries the executor "
+                             "provides: the kernel reads past the side array (EINVAL or "
+                             "EFAULT)", poisoned=False)
+        return
+    if raw is None and num:
+        # Not said whether the executor then passes 0 (EFAULT) or an empty side
+        # array, zero-filled (EINVAL); either way nothing changes.
+        raise Unsure("num_iovas without allowed_iovas: EFAULT or EINVAL depending on "
+                     "what the executor passes", poisoned=False)
+    ptr = a["allowed_iovas"]
+    for i in range(num):
+        addr = ptr + 16 * i
+        if addr + 16 > U64 + 1 or m.mem.first_bad(addr, 16, False) is not None:
+            raise KernelError(EFAULT)
+        b = m.mem.read(addr, 16)
+        yield int.from_bytes(b[:8], "little"), int.from_bytes(b[8:], "little")
+
+
+def allow_iovas(m: Model, a: Args) -> dict:
+    if a["__reserved"]:
+        raise KernelError(EOPNOTSUPP)
+    ioas = get_ioas(m, a["ioas_id"])
+    num = a["num_iovas"]
+    loaded: list[tuple[int, int]] = []
+    for start, last in _read_ranges(m, a, num):
+        if start >= last:
+            raise KernelError(EINVAL)
+        if any(s <= last and e >= start for s, e in loaded):
+            raise KernelError(EINVAL)
+        loaded.append((start, last))
+    iopt = ioas.iopt
+    for s, e in loaded:
+        if iopt.reserved_intersects(s, e):
+            raise KernelError(EADDRINUSE)
+    iopt.allowed = sorted(loaded)
+    return {}
+
+
+
+def iova_ranges(m: Model, a: Args) -> dict:
+    if a["__reserved"]:
+        raise KernelError(EOPNOTSUPP)
+    ioas = get_ioas(m, a["ioas_id"])
+    cap = a["num_iovas"]
+    ranges = ioas.iopt.iova_ranges()
+    override = a.has("allowed_iovas")
+    ptr = a["allowed_iovas"]
+    written = ranges[:cap]
+    if override:
+        for i, (s, e) in enumerate(written):
+            addr = ptr + 16 * i
+            if addr + 16 > U64 + 1 or m.mem.first_bad(addr, 16, True) is not None:
+                raise KernelError(EFAULT)
+            m.mem.write(addr, s.to_bytes(8, "little") + e.to_bytes(8, "little"))
+        if written:
+            raise Unsure("IOVA_RANGES wrote to a pointer the program gave, not to the "
+                         "executor's side array: what the executor decodes as 'ranges' is "
+                         "not specified", poisoned=False)
+    out = {"num_iovas": len(ranges), "out_iova_alignment": ioas.iopt.iova_alignment,
+           "ranges": [list(r) for r in written]}
+    if len(ranges) > cap:
+        raise KernelError(EMSGSIZE, out)
+    return out
+
+
+def ioas_map(m: Model, a: Args) -> dict:
+    flags = a["flags"]
+    if (flags & ~MAP_FLAGS) or a["__reserved"]:
+        raise KernelError(EOPNOTSUPP)
+    iova = a["iova"]
+    length = a["length"]
+    if iova >= ULONG_MAX or length >= ULONG_MAX:
+        raise KernelError(EOVERFLOW)
+    if not flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE):
+        raise KernelError(EINVAL)
+    ioas = get_ioas(m, a["ioas_id"])
+    prot = conv_iommu_prot(flags)
+    uptr = a["user_va"]
+    pages, start_byte = alloc_pages(uptr, length, bool(prot & IOMMU_WRITE))
+    alloc = not flags & IOMMU_IOAS_MAP_FIXED_IOVA
+    chosen = m.kernel_out("iova") if alloc else None
+    iova, _ = ioas.iopt.map_pages([(pages, start_byte, length)], length, iova, prot, alloc,
+                                  chosen)
+    return {"iova": iova}
+
+
+def syz_conv_iova(ioas: Ioas, iova: int) -> int:
+    """__iommufd_test_syz_conv_iova: the u64 is {u32 nth_area; u32 offset}."""
+    nth = iova & 0xFFFFFFFF
+    offset = iova >> 32
+    if nth < len(ioas.iopt.areas):
+        return (ioas.iopt.areas[nth].iova + offset) & U64
+    return 0
+
+
+def ioas_copy(m: Model, a: Args) -> dict:
+    flags = a["flags"]
+    src_iova = a["src_iova"]
+    if flags & MOCK_FLAGS_ACCESS_SYZ:  # iommufd_test_syz_conv_iova_id
+        flags &= ~MOCK_FLAGS_ACCESS_SYZ
+        src = m.objects.get(a["src_ioas_id"], OBJ_IOAS)
+        if src is not None:
+            src_iova = syz_conv_iova(src, src_iova)  # type: ignore[arg-type]
+    if flags & ~MAP_FLAGS:
+        raise KernelError(EOPNOTSUPP)
+    length = a["length"]
+    dst_iova = a["dst_iova"]
+    if length >= ULONG_MAX or src_iova >= ULONG_MAX or dst_iova >= ULONG_MAX:
+        raise KernelError(EOVERFLOW)
+    if not flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE):
+        raise KernelError(EINVAL)
+    src_ioas = get_ioas(m, a["src_ioas_id"])
+    elms = src_ioas.iopt.get_pages(src_iova, length)
+    dst_ioas = get_ioas(m, a["dst_ioas_id"])
+    alloc = not flags & IOMMU_IOAS_MAP_FIXED_IOVA
+    chosen = m.kernel_out("dst_iova") if alloc else None
+    iova, _ = dst_ioas.iopt.map_pages(elms, length, dst_iova, conv_iommu_prot(flags), alloc,
+                                      chosen)
+    return {"dst_iova": iova}
+
+
+def ioas_unmap(m: Model, a: Args) -> dict:
+    ioas = get_ioas(m, a["ioas_id"])
+    iova = a["iova"]
+    length = a["length"]
+    if iova == 0 and length == U64:
+        rc, unmapped = ioas.iopt.unmap_range(0, ULONG_MAX, m.notify_unmap)
+        if rc:
+            raise KernelError(rc)
+    else:
+        if iova >= ULONG_MAX or length >= ULONG_MAX:
+            raise KernelError(EOVERFLOW)
+        rc, unmapped = unmap_iova(m, ioas.iopt, iova, length)
+        if rc:
+            raise KernelError(rc)
+        if not unmapped:
+            raise KernelError(ENOENT)
+    return {"length": unmapped}
+
+
+def unmap_iova(m: Model, iopt: IoPagetable, iova: int, length: int) -> tuple[int, int]:
+    """iopt_unmap_iova: (errno, unmapped)."""
+    if not length:
+        return EINVAL, 0
+    if iova + length - 1 > ULONG_MAX:
+        return EOVERFLOW, 0
+    return iopt.unmap_range(iova, iova + length - 1, m.notify_unmap)
+
+
+def option(m: Model, a: Args) -> dict:
+    if a["__reserved"]:
+        raise KernelError(EOPNOTSUPP)
+    opt = a["option_id"]
+    op = a["op"]
+    val = a["val64"]
+    if opt == IOMMU_OPTION_RLIMIT_MODE:
+        if a["object_id"]:
+            raise KernelError(EOPNOTSUPP)
+        if op == IOMMU_OPTION_OP_GET:
+            return {"val64": int(m.account_mode == IOPT_PAGES_ACCOUNT_MM)}
+        if op == IOMMU_OPTION_OP_SET:
+            # root with CAP_SYS_RESOURCE: capable() passes
+            if not m.objects.empty():
+                raise KernelError(EBUSY)
+            if val == 0:
+                m.account_mode = IOPT_PAGES_ACCOUNT_USER
+            elif val == 1:
+                m.account_mode = IOPT_PAGES_ACCOUNT_MM
+            else:
+                raise KernelError(EINVAL)
+            return {"val64": val}
+        raise KernelError(EOPNOTSUPP)
+    if opt == IOMMU_OPTION_HUGE_PAGES:
+        ioas = get_ioas(m, a["object_id"])
+        iopt = ioas.iopt
+        if op == IOMMU_OPTION_OP_GET:
+            return {"val64": int(not iopt.disable_large_pages)}
+        if op == IOMMU_OPTION_OP_SET:
+            if val == 0:
+                iopt.disable_large_pages_op()
+            elif val == 1:
+                iopt.enable_large_pages()
+            else:
+                raise KernelError(EINVAL)
+            return {"val64": val}
+        raise KernelError(EOPNOTSUPP)
+    raise KernelError(EOPNOTSUPP)
+
+
+def vfio_ioas(m: Model, a: Args) -> dict:
+    if a["__reserved"]:
+        raise KernelError(EOPNOTSUPP)
+    op = a["op"]
+    if op == IOMMU_VFIO_IOAS_GET:
+        if m.vfio_ioas is None:
+            raise KernelError(ENODEV)
+        return {"ioas_id": m.vfio_ioas.id}
+    if op == IOMMU_VFIO_IOAS_SET:
+        m.vfio_ioas = get_ioas(m, a["ioas_id"])
+        return {}
+    if op == IOMMU_VFIO_IOAS_CLEAR:
+        m.vfio_ioas = None
+        return {}
+    raise KernelError(EOPNOTSUPP)
+

@@ -1,0 +1,315 @@
+"""The reference model: steps a Program op by op and predicts each OpResult.
+
+Model.step resolves the op's arguments against the model's own earlier results,
+applies the generic ioctl entry checks (iommufd_fops_ioctl: min size, E2BIG for
+non-zero bytes past the struct), then runs the op's handler, which raises
+KernelError(errno) or Unsure(reason). Output fields the kernel did not write
+hold what the struct held: the input value (0 when the program gave none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fuzz.model import ioas as ioas_ops
+from fuzz.model import selftest, vfio
+from fuzz.model.consts import (
+    E2BIG,
+    EINVAL,
+    IOPT_PAGES_ACCOUNT_USER,
+    STRUCT_SIZES,
+    TEST_DEFAULT_MEMORY_LIMIT,
+    VFIO_INFO_DEFAULT_CAP_SPACE,
+    VFIO_INFO_SIZE,
+    VFIO_MAP_DMA_SIZE,
+    VFIO_UNMAP_DMA_SIZE,
+)
+from fuzz.model.errors import KernelError, Unsure
+from fuzz.model.iopt import IoPagetable, Pages
+from fuzz.model.memory import UserMemory
+from fuzz.model.objects import (
+    Access,
+    HwPagetable,
+    Ioas,
+    Object,
+    ObjectTable,
+    SelftestObj,
+)
+from fuzz.ops import IOMMUFD, OPS, TEST, VFIO_STRUCT, VFIO_VAL
+from fuzz.prog import BufPtr, Program, Ref, buffer_address
+from fuzz.result import OpResult
+
+WIDTHS = {"u16": 16, "u32": 32, "u64": 64, "uptr": 64, "ranges": 64, "capacity": 32}
+COMMON_WIDTHS = {"size": 32, "argsz": 32, "tail": 8}
+# Sizes past the natural struct size that the model trusts the executor to back
+# with the bytes it promises (zeros or 'tail'); beyond, the kernel's
+# check_zeroed_user() may hit memory the executor did not provide.
+MAX_TRUSTED_EXTRA = 1 << 20
+FAKE_FD_BASE = 2_000_000  # above fs.nr_open: never a real fd
+
+HANDLERS: dict[str, Callable[[Model, Args], dict]] = {
+    "DESTROY": ioas_ops.destroy,
+    "IOAS_ALLOC": ioas_ops.ioas_alloc,
+    "IOAS_ALLOW_IOVAS": ioas_ops.allow_iovas,
+    "IOAS_IOVA_RANGES": ioas_ops.iova_ranges,
+    "IOAS_MAP": ioas_ops.ioas_map,
+    "IOAS_COPY": ioas_ops.ioas_copy,
+    "IOAS_UNMAP": ioas_ops.ioas_unmap,
+    "OPTION": ioas_ops.option,
+    "VFIO_IOAS": ioas_ops.vfio_ioas,
+    "TEST_ADD_RESERVED": selftest.add_reserved,
+    "TEST_MOCK_DOMAIN": selftest.mock_domain,
+    "TEST_MOCK_DOMAIN_FLAGS": selftest.mock_domain,
+    "TEST_MOCK_DOMAIN_REPLACE": selftest.mock_domain_replace,
+    "TEST_MD_CHECK_MAP": selftest.md_check_map,
+    "TEST_MD_CHECK_REFS": selftest.md_check_refs,
+    "TEST_CREATE_ACCESS": selftest.create_access,
+    "TEST_DESTROY_ACCESS_PAGES": selftest.destroy_access_pages,
+    "TEST_ACCESS_PAGES": selftest.access_pages,
+    "TEST_ACCESS_RW": selftest.access_rw,
+    "TEST_SET_TEMP_MEMORY_LIMIT": selftest.set_temp_memory_limit,
+    "TEST_ACCESS_REPLACE_IOAS": selftest.access_replace_ioas,
+    "CLOSE": selftest.close,
+    "VFIO_GET_API_VERSION": vfio.get_api_version,
+    "VFIO_CHECK_EXTENSION": vfio.check_extension,
+    "VFIO_SET_IOMMU": vfio.set_iommu,
+    "VFIO_IOMMU_GET_INFO": vfio.get_info,
+    "VFIO_IOMMU_MAP_DMA": vfio.map_dma,
+    "VFIO_IOMMU_UNMAP_DMA": vfio.unmap_dma,
+}
+VFIO_NATURAL = {"VFIO_IOMMU_GET_INFO": VFIO_INFO_SIZE + VFIO_INFO_DEFAULT_CAP_SPACE,
+                "VFIO_IOMMU_MAP_DMA": VFIO_MAP_DMA_SIZE,
+                "VFIO_IOMMU_UNMAP_DMA": VFIO_UNMAP_DMA_SIZE}
+
+
+U64_MASK = (1 << 64) - 1
+
+
+class _OpInfo:
+    __slots__ = ("masks", "outputs", "kind", "extra_defaults", "sizes", "out_plan")
+
+    def __init__(self, name: str) -> None:
+        spec = OPS[name]
+        self.masks = {k: (1 << w) - 1 for k, w in COMMON_WIDTHS.items()}
+        for a in spec.args:
+            self.masks[a.name] = (1 << WIDTHS.get(a.kind, 64)) - 1
+        self.outputs = spec.outputs
+        specials = {"ranges": list, "caps": list, "data": bytes, "ret": lambda: -1}
+        self.out_plan = [(f, specials.get(f)) for f in spec.outputs]
+        self.kind = spec.kind
+        self.extra_defaults = name in ("IOAS_ALLOW_IOVAS", "IOAS_IOVA_RANGES") \
+            or spec.kind == VFIO_STRUCT
+        self.sizes: tuple[int, int] | None = None
+        if spec.kind in (IOMMUFD, TEST):
+            self.sizes = STRUCT_SIZES["TEST" if spec.kind == TEST else name]
+
+
+_INFO: dict[str, _OpInfo] = {}
+
+
+def _info(name: str) -> _OpInfo:
+    try:
+        return _INFO[name]
+    except KeyError:
+        info = _INFO[name] = _OpInfo(name)
+        return info
+
+
+class Args(dict):
+    """The resolved arguments of one op: integers wrapped to their field's width.
+    a["name"] is 0 for an argument the program left out (the struct field is 0)."""
+
+    __slots__ = ("raws", "refs")
+
+    def __missing__(self, key: str) -> int:
+        return 0
+
+    def has(self, name: str) -> bool:
+        return name in self.raws
+
+    def raw(self, name: str) -> Any:
+        return self.raws.get(name)
+
+    def is_ref(self, name: str) -> bool:
+        return name in self.refs
+
+
+class Model:
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.mem = UserMemory(program.buffers)
+        self.objects = ObjectTable()
+        self.vfio_ioas: Ioas | None = None
+        self.account_mode = IOPT_PAGES_ACCOUNT_USER  # /dev/iommu, not /dev/vfio/vfio
+        self.memory_limit = TEST_DEFAULT_MEMORY_LIMIT  # the executor resets it per program
+        self.fds: dict[int, Access] = {}  # open access fds
+        self.fake_fds = False  # some access fd number was made up (no kernel result)
+        self.next_fake_fd = FAKE_FD_BASE
+        self.results: list[OpResult] = []
+        self.poisoned: str | None = None
+        self.op_name = ""
+        self._kernel: OpResult | None = None
+
+    # -- helpers the handlers use ------------------------------------------------
+    def kernel_out(self, field: str) -> int | None:
+        """The kernel's value of an output field of the current op, if it succeeded."""
+        k = self._kernel
+        if k is None or k.errno != 0:
+            return None
+        v = k.out.get(field)
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    def choose_fd(self) -> int:
+        # Free choice: the fd number of a new access is whatever get_unused_fd_flags()
+        # finds in the agent's fd table. Adopt the kernel's number if it is a valid
+        # fd that is not already an open access fd in the model; else make one up.
+        fd = self.kernel_out("out_access_fd")
+        if fd is not None and 0 <= fd < (1 << 20) and fd not in self.fds:
+            return fd
+        self.fake_fds = True
+        fd = self.next_fake_fd
+        self.next_fake_fd += 1
+        return fd
+
+    def is_access_fd_ref(self, a: Args, name: str) -> bool:
+        """Whether argument `name` is exactly the out_access_fd of an earlier
+        TEST_CREATE_ACCESS that succeeded (so the number was an access fd)."""
+        v = a.raws.get(name)
+        if type(v) is not Ref or v.field != "out_access_fd" or v.add:
+            return False
+        return self.program.ops[v.op].name == "TEST_CREATE_ACCESS" \
+            and self.results[v.op].errno == 0
+
+    def all_pages(self) -> list[Pages]:
+        seen: dict[int, Pages] = {}
+        for obj in self.objects.objs.values():
+            if isinstance(obj, Ioas):
+                for area in obj.iopt.areas:
+                    seen.setdefault(area.pages.serial, area.pages)
+        return list(seen.values())
+
+    def notify_unmap(self, iopt: IoPagetable, iova: int, length: int) -> None:
+        """iommufd_access_notify_unmap: every access on the IOAS gets the unmap op."""
+        for list_id in sorted(iopt.access_list):
+            acc = iopt.access_list.get(list_id)
+            if acc is not None:
+                selftest.access_unmap(self, acc, iova, length)  # type: ignore[arg-type]
+
+    def destroy_object(self, obj: Object) -> None:
+        """The xarray erase of iommufd_object_remove, then the type's destroy op."""
+        self.objects.remove(obj)
+        if obj is self.vfio_ioas:
+            self.vfio_ioas = None
+        if isinstance(obj, Ioas):
+            obj.iopt.unmap_range(0, (1 << 64) - 1, self.notify_unmap)
+            obj.iopt.remove_reserved(None)
+            obj.iopt.allowed = []
+        elif isinstance(obj, SelftestObj):
+            selftest.selftest_destroy(self, obj)
+        elif isinstance(obj, HwPagetable):
+            selftest.hwpt_paging_destroy(self, obj)
+        else:  # devices and accesses always have another user
+            raise Unsure(f"destroying a {obj.type} object is not modelled")
+
+    # -- arguments ---------------------------------------------------------------------
+    def resolve(self, index: int, info: _OpInfo | None = None) -> Args:
+        op = self.program.ops[index]
+        if info is None:
+            info = _info(op.name)
+        masks = info.masks
+        vals = Args()
+        refs: set[str] = set()
+        for name, v in op.args.items():
+            if type(v) is int:
+                vals[name] = v & masks.get(name, U64_MASK)
+            elif type(v) is Ref:
+                refs.add(name)
+                src = self.results[v.op].out.get(v.field, 0)
+                if type(src) is not int:
+                    src = 0
+                vals[name] = (src + v.add) & masks.get(name, U64_MASK)
+            elif type(v) is BufPtr:
+                vals[name] = (buffer_address(v.buf) + v.offset) & masks.get(name, U64_MASK)
+            elif isinstance(v, list):
+                vals[name] = 0
+            else:
+                vals[name] = int(v) & masks.get(name, U64_MASK)
+        if info.extra_defaults:
+            if op.name == "IOAS_ALLOW_IOVAS" and "num_iovas" not in vals:
+                raw = op.args.get("allowed_iovas")
+                vals["num_iovas"] = len(raw) if isinstance(raw, list) else 0
+            elif op.name == "IOAS_IOVA_RANGES" and "num_iovas" not in vals:
+                vals["num_iovas"] = 8
+            elif info.kind == VFIO_STRUCT and "argsz" not in vals:
+                vals["argsz"] = VFIO_NATURAL[op.name]
+        vals.raws = op.args
+        vals.refs = refs
+        return vals
+
+    def default_out(self, name: str, a: Args, info: _OpInfo | None = None) -> dict[str, Any]:
+        """What each output field holds if the kernel does not write it back."""
+        out: dict[str, Any] = {}
+        for f, special in (info or _info(name)).out_plan:
+            out[f] = special() if special is not None else a[f]
+        return out
+
+    def check_struct_size(self, info: _OpInfo, a: Args) -> None:
+        """iommufd_fops_ioctl + copy_struct_from_user."""
+        natural, min_size = info.sizes  # type: ignore[misc]
+        size = a["size"] if "size" in a else natural
+        if size < min_size:
+            raise KernelError(EINVAL)
+        if size > natural:
+            if a["tail"]:
+                raise KernelError(E2BIG)
+            if size - natural > MAX_TRUSTED_EXTRA:
+                raise Unsure(f"size {size} asks the kernel to check {size - natural} "
+                             "trailing bytes for zero", poisoned=False)
+
+    # -- stepping ----------------------------------------------------------------------
+    def step(self, index: int, kernel: OpResult | None = None) -> OpResult:
+        """Predict op `index` (ops are stepped in order 0..n-1). `kernel` is the real
+        kernel's result for the same op when available; it is only used for the free
+        choices (automatic IOVA of IOAS_MAP/IOAS_COPY, see IoPagetable.map_pages; the
+        access fd number, see Model.choose_fd), after checking it against the rules."""
+        assert index == len(self.results), "ops must be stepped in order"
+        op = self.program.ops[index]
+        name = op.name
+        info = _info(name)
+        self.op_name = name
+        self._kernel = kernel
+        a = self.resolve(index, info)
+        out = self.default_out(name, a, info) if info.out_plan else {}
+        res = OpResult(0, 0, out)
+        self.results.append(res)
+        if self.poisoned is not None:
+            res.unsure = self.poisoned
+            return res
+        try:
+            if info.sizes is not None:
+                self.check_struct_size(info, a)
+            out.update(HANDLERS[name](self, a))
+        except KernelError as e:
+            res.errno = e.errno
+            res.ret = -1
+            if e.out:
+                out.update(e.out)
+        except Unsure as e:
+            res.unsure = e.reason
+            if e.poisoned:
+                self.poisoned = f"after op {index} ({name}): {e.reason}"
+        self._kernel = None
+        if info.kind == VFIO_VAL:
+            if res.errno == 0:
+                res.ret = out["ret"]
+            else:
+                out["ret"] = res.ret
+        return res
+
+
+def run_model(program: Program, kernel: list[OpResult] | None = None) -> list[OpResult]:
+    m = Model(program)
+    for i in range(len(program.ops)):
+        m.step(i, kernel[i] if kernel is not None and i < len(kernel) else None)
+    return m.results

@@ -1,0 +1,660 @@
+"""selftest.c and device.c: the IOMMU_TEST_CMD ops, mock devices and domains,
+the test accesses (fd based) and close(2) of an access fd."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fuzz.model.consts import (
+    ACCESS_MAX_LENGTH,
+    EBADE,
+    EBADF,
+    EBADFD,
+    EFAULT,
+    EINVAL,
+    EIO,
+    ENOENT,
+    ENOMEM,
+    EOPNOTSUPP,
+    EOVERFLOW,
+    EPERM,
+    IOMMU_READ,
+    IOMMU_WRITE,
+    MOCK_ACCESS_RW_SLOW_PATH,
+    MOCK_ACCESS_RW_WRITE,
+    MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
+    MOCK_FLAGS_ACCESS_SYZ,
+    MOCK_FLAGS_ACCESS_WRITE,
+    MOCK_FLAGS_DEVICE_HUGE_IOVA,
+    MOCK_FLAGS_DEVICE_NO_DIRTY,
+    MOCK_IO_PAGE_SIZE,
+    PAGE_SIZE,
+    U64,
+    ULONG_MAX,
+)
+from fuzz.model.errors import KernelError, Unsure
+from fuzz.model.ioas import get_ioas, syz_conv_iova
+from fuzz.model.iopt import Area, merge_spans
+from fuzz.model.objects import (
+    OBJ_HWPT_PAGING,
+    OBJ_IOAS,
+    OBJ_SELFTEST,
+    Access,
+    AccessItem,
+    Device,
+    HwPagetable,
+    Ioas,
+    SelftestObj,
+)
+
+if TYPE_CHECKING:
+    from fuzz.model.model import Args, Model
+
+GUP_PIN_COUNTING_BIAS = 1024
+NR_OPEN = 1 << 20  # fs.nr_open default: no fd can be this large
+
+
+# -- devices and domains (device.c, hw_pagetable.c) --------------------------------
+def hw_pagetable_put(m: Model, hwpt: HwPagetable) -> None:
+    """iommufd_hw_pagetable_put of an auto domain: destroyed when the xarray is
+    its only user left (iommufd_object_put_and_try_destroy)."""
+    if hwpt.auto_domain and hwpt.users() == 1:
+        m.objects.remove(hwpt)
+        hwpt_paging_destroy(m, hwpt)
+
+
+def hwpt_paging_destroy(m: Model, hwpt: HwPagetable) -> None:
+    ioas = hwpt.ioas
+    if hwpt in ioas.hwpt_list:
+        ioas.hwpt_list.remove(hwpt)
+        ioas.iopt.remove_domain(hwpt)
+
+
+def do_attach(m: Model, idev: Device, hwpt: HwPagetable) -> HwPagetable | None:
+    """iommufd_hw_pagetable_attach: mock devices have no reserved regions and
+    mock_domain_nop_attach only refuses dirty-tracking domains (never made here)."""
+    if idev.hwpt is not None and idev.hwpt is not hwpt:
+        raise KernelError(EINVAL)
+    idev.hwpt = hwpt
+    hwpt.devices.append(idev)
+    return None
+
+
+def do_replace(m: Model, idev: Device, hwpt: HwPagetable) -> HwPagetable | None:
+    """iommufd_device_do_replace: returns the old HWPT for the caller to put."""
+    if idev.hwpt is None:
+        raise KernelError(EINVAL)
+    if hwpt is idev.hwpt:
+        return None
+    old = idev.hwpt
+    old.devices.remove(idev)
+    hwpt.devices.append(idev)
+    idev.hwpt = hwpt
+    return old
+
+
+def hwpt_paging_alloc(m: Model, idev: Device, ioas: Ioas, immediate_attach: bool) -> HwPagetable:
+    hwpt = HwPagetable(ioas, bool(idev.dev_flags & MOCK_FLAGS_DEVICE_HUGE_IOVA))
+    m.objects.alloc(hwpt)
+    if immediate_attach:
+        do_attach(m, idev, hwpt)
+    try:
+        ioas.iopt.add_domain(hwpt)
+    except KernelError:
+        if immediate_attach:
+            hwpt.devices.remove(idev)
+            idev.hwpt = None
+        m.objects.remove(hwpt)
+        raise
+    ioas.hwpt_list.append(hwpt)
+    return hwpt
+
+
+def auto_get_domain(m: Model, idev: Device, ioas: Ioas, replace: bool):
+    attach = do_replace if replace else do_attach
+    for hwpt in list(ioas.hwpt_list):
+        if not hwpt.auto_domain:
+            continue
+        try:
+            destroy = attach(m, idev, hwpt)
+        except KernelError as e:
+            if e.errno == EINVAL:
+                continue
+            raise
+        return hwpt.id, destroy
+    hwpt = hwpt_paging_alloc(m, idev, ioas, immediate_attach=not replace)
+    destroy = None
+    if replace:
+        try:
+            destroy = do_replace(m, idev, hwpt)
+        except KernelError:
+            hwpt_paging_destroy(m, hwpt)
+            m.objects.remove(hwpt)
+            raise
+    m.objects.finalize(hwpt)
+    return hwpt.id, destroy
+
+
+def change_pt(m: Model, idev: Device, pt_id: int, replace: bool) -> int:
+    """iommufd_device_change_pt."""
+    obj = m.objects.get(pt_id)
+    if obj is None:
+        raise KernelError(ENOENT)
+    if obj.type == OBJ_HWPT_PAGING:
+        destroy = (do_replace if replace else do_attach)(m, idev, obj)  # type: ignore[arg-type]
+    elif obj.type == OBJ_IOAS:
+        pt_id, destroy = auto_get_domain(m, idev, obj, replace)  # type: ignore[arg-type]
+    else:
+        raise KernelError(EINVAL)
+    if destroy is not None:
+        hw_pagetable_put(m, destroy)
+    return pt_id
+
+
+def selftest_destroy(m: Model, sobj: SelftestObj) -> None:
+    """iommufd_selftest_destroy: detach, unbind, destroy the mock device."""
+    idev = sobj.idev
+    assert idev is not None
+    hwpt = idev.hwpt
+    if hwpt is not None:
+        hwpt.devices.remove(idev)
+        idev.hwpt = None
+        hw_pagetable_put(m, hwpt)
+    m.objects.remove(idev)
+
+
+def mock_domain(m: Model, a: Args) -> dict:
+    sobj = SelftestObj()
+    m.objects.alloc(sobj)
+    dev_flags = a["dev_flags"] if m.op_name == "TEST_MOCK_DOMAIN_FLAGS" else 0
+    if dev_flags & ~(MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA):
+        m.objects.remove(sobj)
+        raise KernelError(EINVAL)
+    idev = Device(dev_flags)
+    m.objects.alloc(idev)
+    m.objects.finalize(idev)
+    try:
+        pt_id = change_pt(m, idev, a["id"], replace=False)
+    except KernelError:
+        m.objects.remove(idev)
+        m.objects.remove(sobj)
+        raise
+    sobj.idev = idev
+    m.objects.finalize(sobj)
+    return {"out_stdev_id": sobj.id, "out_hwpt_id": pt_id, "out_idev_id": idev.id}
+
+
+def mock_domain_replace(m: Model, a: Args) -> dict:
+    sobj = m.objects.get(a["id"], OBJ_SELFTEST)
+    if sobj is None:
+        raise KernelError(ENOENT)
+    pt_id = change_pt(m, sobj.idev, a["pt_id"], replace=True)  # type: ignore[attr-defined]
+    return {"pt_id": pt_id}
+
+
+def add_reserved(m: Model, a: Args) -> dict:
+    start = a["start"]
+    length = a["length"]
+    if not length:
+        raise KernelError(EINVAL)
+    if start + length - 1 > ULONG_MAX:
+        raise KernelError(EOVERFLOW)
+    ioas = get_ioas(m, a["id"])
+    ioas.iopt.reserve_iova(start, start + length - 1, None)
+    return {}
+
+
+# -- oracle probes ---------------------------------------------------------------------
+def md_check_map(m: Model, a: Args) -> dict:
+    """iommufd_test_md_check_pa: every 2K IOVA page maps the page under uptr.
+    A probe: it changes nothing, so its uncertainty does not poison later ops."""
+    try:
+        return _md_check_map(m, a)
+    except Unsure as e:
+        raise Unsure(e.reason, poisoned=False) from None
+
+
+def _md_check_map(m: Model, a: Args) -> dict:
+    iova = a["iova"]
+    length = a["length"]
+    uptr = a["uptr"]
+    if iova % MOCK_IO_PAGE_SIZE or length % MOCK_IO_PAGE_SIZE or uptr % MOCK_IO_PAGE_SIZE \
+            or uptr + length > U64:
+        raise KernelError(EINVAL)
+    hwpt = m.objects.get(a["id"], OBJ_HWPT_PAGING)
+    if hwpt is None:
+        raise KernelError(ENOENT)
+    iopt = hwpt.ioas.iopt  # type: ignore[attr-defined]
+    mem = m.mem
+    while length:
+        # get_user_pages_fast(uptr & PAGE_MASK, 1, 0) first
+        page = uptr & ~(PAGE_SIZE - 1)
+        if mem.first_bad(page, 1, False) is not None:
+            raise KernelError(EFAULT)
+        region = mem.region_at(page)
+        area = iopt.area_iter_first(iova, iova) if iopt.domains else None
+        if area is None or area.uaddr(iova) != uptr:
+            raise KernelError(EINVAL)
+        # both advance linearly: skip to the end of the area / mapped region
+        step = min(area.last - iova + 1, region.end - uptr, length)  # type: ignore[union-attr]
+        step -= step % MOCK_IO_PAGE_SIZE
+        if step <= 0:
+            step = MOCK_IO_PAGE_SIZE
+        iova = (iova + step) & U64
+        uptr += step
+        length -= step
+    return {}
+
+
+def pin_counts(m: Model, start: int, end: int) -> list[tuple[int, int, int]]:
+    """Pieces [s, e) of user VA in [start, end) with the number of pins on each
+    page: one per iopt_pages whose pinned indexes cover it."""
+    events: dict[int, int] = {}
+    for pages in m.all_pages():
+        for s, e in merge_spans(pages.pinned_intervals(), 0, ULONG_MAX):
+            a0 = max(pages.uptr + s * PAGE_SIZE, start)
+            a1 = min(pages.uptr + (e + 1) * PAGE_SIZE, end)
+            if a0 < a1:
+                events[a0] = events.get(a0, 0) + 1
+                events[a1] = events.get(a1, 0) - 1
+    points = sorted(set(events) | {start, end})
+    out = []
+    cnt = 0
+    for i, p in enumerate(points[:-1]):
+        cnt += events.get(p, 0)
+        out.append((p, points[i + 1], cnt))
+    return out
+
+
+def md_check_refs(m: Model, a: Args) -> dict:
+    """iommufd_test_md_check_refs: page_ref_count / GUP_PIN_COUNTING_BIAS == refs
+    for each non-compound page (compound pages - hugetlb, THP - are skipped)."""
+    try:
+        return _md_check_refs(m, a)
+    except Unsure as e:
+        raise Unsure(e.reason, poisoned=False) from None
+
+
+def _md_check_refs(m: Model, a: Args) -> dict:
+    length = a["length"]
+    uptr = a["uptr"]
+    refs = a["refs"]
+    if length % PAGE_SIZE or uptr % PAGE_SIZE or uptr + length > U64:
+        raise KernelError(EINVAL)
+    if not length:
+        return {}
+    mem = m.mem
+    bad = mem.first_bad(uptr, length, False)
+    end = bad if bad is not None else uptr + length
+    for s, e, cnt in pin_counts(m, uptr, end):
+        if cnt == refs:
+            continue
+        page = s
+        while page < e:
+            comp = mem.maybe_compound(page)
+            if comp is True:  # a hugetlb region: skip all of it at once
+                region = mem.region_at(page)
+                page = min(e, region.end) if region is not None else page + PAGE_SIZE
+                continue
+            if comp is None:
+                raise Unsure(f"page {page:#x} may be a transparent huge page, which "
+                             "MD_CHECK_REFS skips", poisoned=False)
+            raise KernelError(EIO)
+    if bad is not None:
+        raise KernelError(EFAULT)
+    return {}
+
+
+# -- accesses ---------------------------------------------------------------------------
+def access_get(m: Model, fd: int) -> Access:
+    """iommufd_access_get: fget() of a closed fd and an fd of another file type
+    both give EBADFD, so a number that is not an open access fd is EBADFD -
+    unless the model does not know the real fd numbers and one could match."""
+    acc = m.fds.get(fd)
+    if acc is not None:
+        return acc
+    if m.fake_fds and m.fds:
+        raise Unsure("fd numbers of accesses are not known without the kernel's results; "
+                     f"fd {fd} may be one of them")
+    raise KernelError(EBADFD)
+
+
+def add_access_area(m: Model, area: Area, index: int, last_index: int, write: bool) -> None:
+    """iopt_area_add_access."""
+    pages = area.pages
+    if write and not pages.writable:
+        raise KernelError(EPERM)
+    key = (index, last_index)
+    if key in pages.accesses:
+        pages.accesses[key] += 1
+    else:
+        pages.check_pin(m.mem, index, last_index)
+        pages.accesses[key] = 1
+    area.num_accesses += 1
+
+
+def remove_access_area(area: Area, index: int, last_index: int) -> None:
+    pages = area.pages
+    key = (index, last_index)
+    if key not in pages.accesses:
+        raise Unsure("iopt_area_remove_access WARNs: no such access")
+    area.num_accesses -= 1
+    pages.accesses[key] -= 1
+    if not pages.accesses[key]:
+        del pages.accesses[key]
+
+
+def access_unpin_pages(m: Model, acc: Access, iova: int, length: int) -> None:
+    if acc.ioas is None:
+        raise Unsure("iommufd_access_unpin_pages WARNs: access is detached")
+    last_iova = iova + length - 1
+    it = acc.ioas.iopt.contig(iova, last_iova)
+    for area, cur in it:
+        remove_access_area(area, area.index_of(cur), area.index_of(min(last_iova, area.last)))
+    if not it.done:
+        raise Unsure("iommufd_access_unpin_pages WARNs: the pinned areas changed")
+
+
+def access_unmap(m: Model, acc: Access, iova: int, length: int) -> None:
+    """iommufd_test_access_unmap: unpin every item that intersects the range."""
+    iova_last = (iova + length - 1) & U64
+    for item in list(acc.items):
+        if iova > item.iova + item.length - 1 or iova_last < item.iova:
+            continue
+        acc.items.remove(item)
+        access_unpin_pages(m, acc, item.iova, item.length)
+
+
+def create_access(m: Model, a: Args) -> dict:
+    flags = a["flags"]
+    if flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES:
+        raise KernelError(EOPNOTSUPP)
+    acc = Access(bool(flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES))
+    m.objects.alloc(acc)
+    m.objects.finalize(acc)
+    ioas = m.objects.get(a["id"], OBJ_IOAS)
+    if ioas is None:
+        m.objects.remove(acc)
+        raise KernelError(ENOENT)
+    try:
+        acc.list_id = ioas.iopt.add_access(acc)  # type: ignore[attr-defined]
+    except KernelError:
+        m.objects.remove(acc)
+        raise
+    acc.ioas = ioas  # type: ignore[assignment]
+    ioas.accesses.append(acc)  # type: ignore[attr-defined]
+    fd = m.choose_fd()
+    acc.fd = fd
+    m.fds[fd] = acc
+    return {"out_access_fd": fd}
+
+
+def detach_access(m: Model, acc: Access) -> None:
+    """iommufd_access_change_ioas(access, NULL)."""
+    ioas = acc.ioas
+    if ioas is None:
+        return
+    access_unmap(m, acc, 0, ULONG_MAX)
+    ioas.iopt.remove_access(acc.list_id)
+    ioas.accesses.remove(acc)
+    acc.ioas = None
+
+
+def close(m: Model, a: Args) -> dict:
+    fd = a["fd"]
+    acc = m.fds.get(fd)
+    if acc is None:
+        # fd numbers at or above fs.nr_open (1 << 20 by default) can never be open
+        if fd >= NR_OPEN:
+            raise KernelError(EBADF)
+        if m.fake_fds and m.fds:
+            raise Unsure("fd numbers of accesses are not known without the kernel's results",
+                         poisoned=False)
+        if not m.is_access_fd_ref(a, "fd"):
+            raise Unsure(f"close({fd}): a literal fd may belong to the agent", poisoned=False)
+        raise KernelError(EBADF)
+    # iommufd_test_staccess_release: unpin all items, then iommufd_access_destroy
+    del m.fds[fd]
+    acc.open = False
+    access_unmap(m, acc, 0, ULONG_MAX)
+    detach_access(m, acc)
+    m.objects.remove(acc)
+    return {}
+
+
+def access_replace_ioas(m: Model, a: Args) -> dict:
+    acc = access_get(m, a["id"])
+    if acc.ioas is None:
+        raise KernelError(ENOENT)
+    new = get_ioas(m, a["ioas_id"])
+    if new is acc.ioas:
+        return {}
+    list_id = new.iopt.add_access(acc)
+    old = acc.ioas
+    access_unmap(m, acc, 0, ULONG_MAX)
+    old.iopt.remove_access(acc.list_id)
+    old.accesses.remove(acc)
+    acc.ioas = new
+    acc.list_id = list_id
+    new.accesses.append(acc)
+    return {}
+
+
+def check_area_prot(area: Area, write: bool) -> bool:
+    return bool(area.prot & (IOMMU_WRITE if write else IOMMU_READ))
+
+
+def access_pin_pages(m: Model, acc: Access, iova: int, length: int, write: bool) -> list[int]:
+    """iommufd_access_pin_pages; returns the user page address of each pinned page."""
+    if not length:
+        raise KernelError(EINVAL)
+    last_iova = iova + length - 1
+    if last_iova > ULONG_MAX:
+        raise KernelError(EOVERFLOW)
+    if acc.ioas is None:
+        raise KernelError(ENOENT)
+    iopt = acc.ioas.iopt
+    it = iopt.contig(iova, last_iova)
+    added: list[tuple[Area, int, int]] = []
+    pages_out: list[int] = []
+    try:
+        for area, cur in it:
+            last = min(last_iova, area.last)
+            index = area.index_of(cur)
+            last_index = area.index_of(last)
+            aligned = area.start_byte_of(cur) % PAGE_SIZE == 0 and (
+                last_iova <= area.last or area.start_byte_of(area.last) % PAGE_SIZE
+                == PAGE_SIZE - 1)
+            if area.prevent_access or not aligned:
+                raise KernelError(EINVAL)
+            if not check_area_prot(area, write):
+                raise KernelError(EPERM)
+            add_access_area(m, area, index, last_index, write)
+            added.append((area, index, last_index))
+            pages_out.extend(area.pages.uptr + i * PAGE_SIZE
+                             for i in range(index, last_index + 1))
+        if not it.done:
+            raise KernelError(ENOENT)
+    except KernelError:
+        for area, index, last_index in added:
+            remove_access_area(area, index, last_index)
+        raise
+    return pages_out
+
+
+def access_pages(m: Model, a: Args) -> dict:
+    length = a["length"]
+    flags = a["flags"]
+    if length > ACCESS_MAX_LENGTH:
+        raise KernelError(ENOMEM)
+    if flags & ~(MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ):
+        raise KernelError(EOPNOTSUPP)
+    acc = access_get(m, a["id"])
+    if not acc.needs_pin:
+        raise KernelError(EOPNOTSUPP)
+    iova = a["iova"]
+    if flags & MOCK_FLAGS_ACCESS_SYZ:
+        iova = syz_conv_iova(acc.ioas, iova) if acc.ioas is not None else 0
+    pinned = access_pin_pages(m, acc, iova, length, bool(flags & MOCK_FLAGS_ACCESS_WRITE))
+    uptr = a["uptr"]
+    if uptr:
+        npages = (((iova + length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & U64)
+                  - (iova & ~(PAGE_SIZE - 1))) & U64
+        npages //= PAGE_SIZE
+        base = (uptr - (iova - (iova & ~(PAGE_SIZE - 1)))) & U64
+        try:
+            for k in range(npages):
+                page = ((base + k * PAGE_SIZE) & U64) & ~(PAGE_SIZE - 1)
+                if page + PAGE_SIZE > U64 + 1:
+                    raise KernelError(EOVERFLOW)
+                if m.mem.first_bad(page, 1, False) is not None:
+                    raise KernelError(EFAULT)
+                if k >= len(pinned) or pinned[k] != page:
+                    raise KernelError(EBADE)
+        except KernelError:
+            access_unpin_pages(m, acc, iova, length)
+            raise
+    item = AccessItem(iova, length, acc.next_id)
+    acc.next_id = (acc.next_id + 1) & 0xFFFFFFFF
+    acc.items.append(item)
+    return {"out_access_pages_id": item.id}
+
+
+def destroy_access_pages(m: Model, a: Args) -> dict:
+    acc = access_get(m, a["id"])
+    want = a["access_pages_id"]
+    for item in acc.items:
+        if item.id == want:
+            acc.items.remove(item)
+            access_unpin_pages(m, acc, item.iova, item.length)
+            return {}
+    raise KernelError(ENOENT)
+
+
+def _rw_segment(m: Model, area: Area, cur: int, nbytes: int, flags: int,
+                data: bytes | None) -> bytes | None:
+    """iopt_pages_rw_access over one area; returns the bytes read (read) or None."""
+    pages = area.pages
+    write = bool(flags & MOCK_ACCESS_RW_WRITE)
+    if write and not pages.writable:
+        raise KernelError(EPERM)
+    sb = area.start_byte_of(cur)
+    addr = pages.uptr + sb
+    mem = m.mem
+    if flags & MOCK_ACCESS_RW_SLOW_PATH:
+        start_index = sb // PAGE_SIZE
+        last_index = (sb + nbytes - 1) // PAGE_SIZE
+        if start_index == last_index:
+            # iopt_pages_rw_page: pin_user_pages_remote(FOLL_WRITE only for a write)
+            if mem.first_bad(addr & ~(PAGE_SIZE - 1), 1, write) is not None:
+                raise KernelError(EFAULT)
+        else:
+            # iopt_pages_rw_slow: the pfn_reader pins what no domain/access holds,
+            # with FOLL_WRITE when the pages are writable (even for a read).
+            try:
+                pages.check_pin(mem, start_index, last_index)
+            except KernelError:
+                npages = last_index - start_index + 1
+                if write and m.memory_limit < npages * 12:
+                    # small temp memory batches: earlier batches were already written
+                    mem.taint(addr, nbytes)
+                raise
+    else:
+        bad = mem.first_bad(addr, nbytes, write)
+        if bad is not None:
+            if write and bad > addr:
+                mem.taint(addr, bad - addr)
+            raise KernelError(EFAULT)
+    if write:
+        assert data is not None
+        mem.write(addr, data)
+        return None
+    return mem.read(addr, nbytes)
+
+
+def access_rw(m: Model, a: Args) -> dict:
+    length = a["length"]
+    flags = a["flags"]
+    if length > ACCESS_MAX_LENGTH:
+        raise KernelError(ENOMEM)
+    if flags & ~(MOCK_ACCESS_RW_WRITE | MOCK_ACCESS_RW_SLOW_PATH | MOCK_FLAGS_ACCESS_SYZ):
+        raise KernelError(EOPNOTSUPP)
+    acc = access_get(m, a["id"])
+    ubuf = a["uptr"]
+    write = bool(flags & MOCK_ACCESS_RW_WRITE)
+    mem = m.mem
+    tmp: bytes | None = None
+    tmp_unknown = False
+    if write:
+        if mem.first_bad(ubuf, length, False) is not None:
+            raise KernelError(EFAULT)
+        try:
+            tmp = mem.read(ubuf, length)
+        except Unsure:
+            tmp_unknown = True
+            tmp = bytes(length)
+    iova = a["iova"]
+    if flags & MOCK_FLAGS_ACCESS_SYZ:
+        iova = syz_conv_iova(acc.ioas, iova) if acc.ioas is not None else 0
+    # iommufd_access_rw
+    if not length:
+        raise KernelError(EINVAL)
+    last_iova = iova + length - 1
+    if last_iova > ULONG_MAX:
+        raise KernelError(EOVERFLOW)
+    if acc.ioas is None:
+        raise KernelError(ENOENT)
+    it = acc.ioas.iopt.contig(iova, last_iova)
+    chunks: list[bytes] = []
+    read_unknown = False
+    off = 0
+    for area, cur in it:
+        last = min(last_iova, area.last)
+        nbytes = last - cur + 1
+        if area.prevent_access:
+            raise KernelError(EINVAL)
+        if not check_area_prot(area, write):
+            raise KernelError(EPERM)
+        if write:
+            assert tmp is not None
+            _rw_segment(m, area, cur, nbytes, flags, tmp[off:off + nbytes])
+            if tmp_unknown:
+                mem.taint(area.uaddr(cur), nbytes)
+        else:
+            try:
+                got = _rw_segment(m, area, cur, nbytes, flags, None)
+            except Unsure as e:
+                if e.poisoned:
+                    raise
+                read_unknown = True
+                got = bytes(nbytes)
+            assert got is not None
+            chunks.append(got)
+        off += nbytes
+    if not it.done:
+        raise KernelError(ENOENT)
+    if not write:
+        bad = mem.first_bad(ubuf, length, True)
+        if bad is not None:
+            if bad > ubuf:
+                mem.taint(ubuf, bad - ubuf)
+            raise KernelError(EFAULT)
+        mem.write(ubuf, b"".join(chunks))
+        if read_unknown:
+            mem.taint(ubuf, length)
+    n = min(length, 65536)
+    data = b""
+    if mem.one_readable_buffer(ubuf, n):
+        try:
+            data = mem.read(ubuf, n)
+        except Unsure as e:
+            raise Unsure(str(e), poisoned=False) from None
+    return {"data": data}
+
+
+def set_temp_memory_limit(m: Model, a: Args) -> dict:
+    limit = a["limit"]
+    if limit < 8 + 4:  # sizeof(unsigned long) + sizeof(u32)
+        raise KernelError(EINVAL)
+    m.memory_limit = limit
+    return {}

@@ -1,0 +1,36 @@
+"""Coverage and findings over time, from a campaign's stats.jsonl, as a PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def plot(stats: Path, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for n, line in enumerate(stats.read_text().splitlines(), 1):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            print(f"{stats}:{n}: skipping a damaged line")
+    if not rows:
+        raise SystemExit(f"{stats}: no stats to plot")
+    t = [r["t"] / 60 for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(t, [r["edges"] for r in rows], color="tab:blue", label="kernel edges")
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("kernel edges (KCOV)", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.step(t, [r["findings"] for r in rows], color="tab:red", where="post", label="findings")
+    ax2.set_ylabel("findings", color="tab:red")
+    ax.set_title(f"iommufd-fuzz campaign: {rows[-1]['programs']} programs, "
+                 f"{rows[-1]['edges']} edges, {rows[-1]['findings']} findings")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return out

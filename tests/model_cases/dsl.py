@@ -1,0 +1,43 @@
+"""A small builder for hand-written programs with the expected result of each op.
+
+    p = Prog("map_fixed", Buffer(65536, "memfd", 1))
+    ioas = p.op("IOAS_ALLOC", expect=0, out={"out_ioas_id": 1})
+    p.op("IOAS_MAP", ioas_id=p.ref(ioas, "out_ioas_id"), user_va=p.buf(0), length=4096,
+         flags=7, iova=1 << 24, expect=0)
+
+expect: the errno (None: not checked); out: output fields to check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
+
+U64 = (1 << 64) - 1
+PAGE = 4096
+MOCK_APERTURE_START = 1 << 24
+MOCK_APERTURE_LAST = (1 << 31) - 1
+RW = 6  # IOMMU_IOAS_MAP_WRITEABLE | READABLE
+FIXED_RW = 7
+
+
+class Prog:
+    def __init__(self, name: str, *buffers: Buffer) -> None:
+        self.name = name
+        self.program = Program([], list(buffers))
+        self.expect: list[tuple[int | None, dict[str, Any]]] = []
+
+    def op(self, name: str, expect: int | None = 0, out: dict[str, Any] | None = None,
+           **args: Any) -> int:
+        self.program.ops.append(Op(name, dict(args)))
+        self.expect.append((expect, out or {}))
+        return len(self.program.ops) - 1
+
+    @staticmethod
+    def ref(op: int, field: str, add: int = 0) -> Ref:
+        return Ref(op, field, add)
+
+    @staticmethod
+    def buf(i: int, offset: int = 0) -> BufPtr:
+        return BufPtr(i, offset)

@@ -1,0 +1,675 @@
+"""Tests of the reference model (fuzz/model). Each test runs a small Program
+through run_model and checks errno and outputs; expected values come from
+tools/testing/selftests/iommu/iommufd.c (named per test) or from the 6.12
+source. The seed programs of tests/model_cases/seeds.py carry their own
+expected results and are also the corpus in corpus/seeds/."""
+
+from __future__ import annotations
+
+import errno as E
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+try:  # tests/ on sys.path (pytest's default rootdir-relative import)
+    from model_cases.dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog
+    from model_cases.seeds import SEEDS
+except ImportError:  # tests/ imported as a package
+    from tests.model_cases.dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog
+    from tests.model_cases.seeds import SEEDS
+
+from fuzz.model import Model, run_model
+from fuzz.model import memory as model_memory
+from fuzz.ops import OPS
+from fuzz.prog import Buffer, BufPtr, Op, Program, Ref, buffer_address, pattern_bytes
+from fuzz.result import OpResult
+
+REPO = Path(__file__).resolve().parent.parent
+M16 = MOCK_APERTURE_START
+
+
+def run(p: Prog, kernel: list[OpResult] | None = None) -> list[OpResult]:
+    p.program.validate(p.name)
+    return run_model(p.program, kernel)
+
+
+def check(p: Prog, results: list[OpResult] | None = None) -> list[OpResult]:
+    res = results if results is not None else run(p)
+    for i, (r, (exp, out)) in enumerate(zip(res, p.expect)):
+        where = f"{p.name} op {i} {p.program.ops[i].name}"
+        assert r.unsure is None, f"{where}: unsure: {r.unsure}"
+        if exp is not None:
+            assert r.errno == exp, f"{where}: errno {E.errorcode.get(r.errno)} " \
+                                   f"!= {E.errorcode.get(exp)}"
+        for k, v in out.items():
+            assert r.out.get(k) == v, f"{where}: {k} = {r.out.get(k)!r} != {v!r}"
+    return res
+
+
+# -- the seed corpus ---------------------------------------------------------------------
+@pytest.mark.parametrize("build", SEEDS, ids=[b.__name__ for b in SEEDS])
+def test_seed_program(build):
+    check(build())
+
+
+@pytest.mark.parametrize("build", SEEDS, ids=[b.__name__ for b in SEEDS])
+def test_seed_corpus_file_is_current(build):
+    p = build()
+    path = REPO / "corpus" / "seeds" / f"{p.name}.json"
+    assert path.exists(), f"run: python3 -m tests.model_cases.seeds  ({path} missing)"
+    assert path.read_text() == p.program.dumps(), f"{path} is stale"
+    assert Program.load(path).dumps() == p.program.dumps()
+
+
+def test_seed_programs_are_3_to_30_ops():
+    for build in SEEDS:
+        p = build()
+        assert 3 <= len(p.program.ops) <= 30, p.name
+
+
+def test_every_op_is_covered_by_the_seeds():
+    seen = {op.name for b in SEEDS for op in b().program.ops}
+    assert seen == set(OPS)
+
+
+# -- object ids --------------------------------------------------------------------------
+def test_ids_start_at_1_and_lowest_free_is_reused():
+    p = Prog("ids")
+    for i in range(3):
+        p.op("IOAS_ALLOC", out={"out_ioas_id": i + 1})
+    p.op("DESTROY", id=2)
+    p.op("DESTROY", id=1)
+    p.op("IOAS_ALLOC", out={"out_ioas_id": 1})
+    p.op("IOAS_ALLOC", out={"out_ioas_id": 2})
+    p.op("IOAS_ALLOC", out={"out_ioas_id": 4})
+    check(p)
+
+
+def test_mock_domain_allocates_stdev_idev_hwpt_in_order():
+    # iommufd_test_mock_domain: selftest object, then the bind's idev, then the hwpt
+    p = Prog("md_ids")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_ALLOC")
+    p.op("DESTROY", id=2)
+    p.op("TEST_MOCK_DOMAIN", id=ioas, out={"out_stdev_id": 2, "out_idev_id": 3,
+                                            "out_hwpt_id": 4})
+    check(p)
+
+
+def test_failed_mock_domain_frees_all_its_ids():
+    p = Prog("md_fail", Buffer(PAGE, "hole"))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, iova=M16, flags=FIXED_RW)
+    p.op("TEST_MOCK_DOMAIN", id=ioas, expect=E.EFAULT)
+    p.op("IOAS_ALLOC", out={"out_ioas_id": 2})
+    check(p)
+
+
+def test_failed_create_access_frees_its_id():
+    p = Prog("acc_fail")
+    p.op("TEST_CREATE_ACCESS", id=5, expect=E.ENOENT)
+    p.op("IOAS_ALLOC", out={"out_ioas_id": 1})
+    check(p)
+
+
+def test_access_object_takes_an_id():
+    p = Prog("acc_id")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    acc = p.op("TEST_CREATE_ACCESS", id=ioas)
+    p.op("IOAS_ALLOC", out={"out_ioas_id": 3})
+    p.op("CLOSE", fd=p.ref(acc, "out_access_fd"))
+    p.op("IOAS_ALLOC", out={"out_ioas_id": 2})
+    check(p)
+
+
+# -- argument resolution ------------------------------------------------------------------
+def test_ref_to_a_failed_op_reads_the_input_value():
+    p = Prog("ref_failed")
+    a = p.op("IOAS_ALLOC", flags=1, out_ioas_id=7, expect=E.EOPNOTSUPP, out={"out_ioas_id": 7})
+    p.op("DESTROY", id=p.ref(a, "out_ioas_id", -6), expect=E.ENOENT)
+    p.op("IOAS_ALLOC")
+    p.op("DESTROY", id=p.ref(a, "out_ioas_id", -6))
+    check(p)
+
+
+def test_ref_add_wraps_to_the_field_width():
+    p = Prog("ref_wrap")
+    a = p.op("IOAS_ALLOC")
+    # 1 + (2**32 - 1) wraps to 0 in a u32 id
+    p.op("DESTROY", id=p.ref(a, "out_ioas_id", (1 << 32) - 1), expect=E.ENOENT)
+    p.op("DESTROY", id=p.ref(a, "out_ioas_id", 1 << 32))
+    check(p)
+
+
+def test_negative_literal_wraps():
+    p = Prog("neg")
+    p.op("IOAS_ALLOC")
+    p.op("IOAS_UNMAP", ioas_id=1, iova=0, length=-1, out={"length": 0})
+    check(p)
+
+
+# -- struct size handling (selftest cmd_length, cmd_ex_fail) ------------------------------
+def test_huge_size_with_zero_tail_is_unsure():
+    p = Prog("huge_size")
+    p.op("DESTROY", id=0, size=1 << 30)
+    r = run(p)
+    assert r[0].unsure and "trailing" in r[0].unsure
+
+
+def test_huge_size_with_nonzero_tail_is_e2big():
+    p = Prog("huge_size_tail")
+    p.op("DESTROY", id=0, size=1 << 30, tail=3, expect=E.E2BIG)
+    check(p)
+
+
+# -- IOAS_MAP / automatic IOVA -------------------------------------------------------------
+def test_auto_iova_adopts_a_valid_kernel_choice():
+    # free choice: another IOVA that obeys iopt_alloc_iova's rules is adopted
+    p = Prog("adopt", Buffer(65536, "memfd", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    m = p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, flags=RW)
+    p.op("IOAS_UNMAP", ioas_id=ioas, iova=p.ref(m, "iova"), length=PAGE)
+    kernel = [OpResult(0, 0, {"out_ioas_id": 1}), OpResult(0, 0, {"iova": 0x40000}),
+              OpResult(0, 0, {"length": PAGE})]
+    res = run(p, kernel)
+    assert res[1].out["iova"] == 0x40000 and res[1].unsure is None
+    assert res[2].errno == 0
+
+
+@pytest.mark.parametrize("bad", [0x40001, 0, U64 - PAGE + 1, 0x800])
+def test_auto_iova_rejects_a_kernel_choice_that_breaks_the_rules(bad):
+    p = Prog("adopt_bad", Buffer(65536, "memfd", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("TEST_ADD_RESERVED", id=ioas, start=0x30000, length=PAGE)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, flags=RW)
+    kernel = [OpResult(0, 0, {"out_ioas_id": 1}), OpResult(), OpResult(0, 0, {"iova": bad})]
+    res = run(p, kernel)
+    assert res[2].out["iova"] == PAGE  # the model keeps its own first fit
+
+
+def test_auto_iova_never_adopts_a_reserved_iova():
+    p = Prog("adopt_reserved", Buffer(65536, "memfd", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("TEST_ADD_RESERVED", id=ioas, start=0x30000, length=PAGE)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, flags=RW)
+    kernel = [OpResult(0, 0, {"out_ioas_id": 1}), OpResult(), OpResult(0, 0, {"iova": 0x30000})]
+    assert run(p, kernel)[2].out["iova"] == PAGE
+
+
+def test_auto_iova_respects_allowed_ranges():
+    # selftest area_auto_iova "Allocate from an allowed region"
+    p = Prog("allowed", Buffer(65536, "memfd", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, allowed_iovas=[[200 * PAGE, 600 * PAGE - 1]])
+    for i in range(10):
+        p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE * (i + 1), flags=RW)
+    res = check(p)
+    areas = []
+    for i in range(10):
+        iova = res[2 + i].out["iova"]
+        length = PAGE * (i + 1)
+        assert iova % (1 << ((length & -length).bit_length() - 1)) == 0
+        assert 200 * PAGE <= iova and iova + length <= 600 * PAGE
+        areas.append((iova, iova + length))
+    areas.sort()
+    assert all(a[1] <= b[0] for a, b in zip(areas, areas[1:]))
+
+
+def test_ioas_iova_alloc_every_length():
+    # selftest ioas_iova_alloc: with a mock domain lengths not 2K aligned fail
+    p = Prog("iova_alloc", Buffer(65536, "memfd", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("TEST_MOCK_DOMAIN", id=ioas)
+    for length in (1, 2047, 2048, 3000, 4096, 6144, 8191):
+        m = p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=length, flags=RW,
+                 expect=0 if length % 2048 == 0 else E.EINVAL)
+        if length % 2048 == 0:
+            p.op("IOAS_UNMAP", ioas_id=ioas, iova=p.ref(m, "iova"), length=length,
+                 out={"length": length})
+    check(p)
+
+
+# -- user memory ---------------------------------------------------------------------------
+def test_pattern_bytes_cache_matches_prog():
+    for seed in (0, 1, 255, 256, 1000):
+        for off, ln in ((0, 0), (0, 251), (5, 1000), (250, 3), (4096, 70000)):
+            assert model_memory.pattern_bytes(seed, off, ln) == pattern_bytes(seed, off, ln)
+
+
+def test_literal_pointer_outside_the_buffers_is_unsure_when_pinned():
+    p = Prog("agent_ptr")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("TEST_MOCK_DOMAIN", id=ioas)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=0x555555554000, length=PAGE, flags=RW)
+    p.op("IOAS_ALLOC")
+    res = run(p)
+    assert res[2].unsure and res[3].unsure  # the state may differ from here on
+
+
+def test_kernel_half_and_first_page_fault():
+    p = Prog("kptr")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("TEST_MOCK_DOMAIN", id=ioas)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=0xFFFF888000000000, length=PAGE, flags=RW,
+         expect=E.EFAULT)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=0, length=PAGE, flags=RW, expect=E.EFAULT)
+    check(p)
+
+
+def test_access_rw_write_then_read_round_trips():
+    # selftest check_access_rw
+    p = Prog("rw", Buffer(65536, "memfd", 3), Buffer(2 * PAGE, "anon", 4))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=65536, iova=M16 + 2048,
+         flags=FIXED_RW)
+    for iova in (M16 + 2048 + PAGE - 50, M16 + 2048 + PAGE - 1, M16 + 2048):
+        p.op("TEST_ACCESS_RW", id=acc, iova=iova, length=64, uptr=p.buf(1), flags=1)
+        p.op("TEST_ACCESS_RW", id=acc, iova=iova, length=64, uptr=p.buf(1, PAGE))
+    res = check(p)
+    src = pattern_bytes(4, 0, 64)
+    for i in range(3):
+        assert res[3 + 2 * i].out["data"] == src
+        assert res[4 + 2 * i].out["data"] == src
+
+
+def test_access_rw_read_spans_areas():
+    p = Prog("rw_span", Buffer(8 * PAGE, "memfd", 5), Buffer(8 * PAGE, "anon", 6))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0, 4 * PAGE), length=PAGE, iova=M16,
+         flags=FIXED_RW)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0, 100), length=PAGE, iova=M16 + PAGE,
+         flags=FIXED_RW)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE - 10, length=20, uptr=p.buf(1),
+         out={"data": pattern_bytes(5, 5 * PAGE - 10, 10) + pattern_bytes(5, 100, 10)})
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE - 10, length=20 + PAGE, uptr=p.buf(1),
+         expect=E.ENOENT)
+    check(p)
+
+
+def test_access_rw_data_is_empty_outside_one_buffer():
+    p = Prog("rw_nodata", Buffer(2 * PAGE, "memfd", 5, [(PAGE, PAGE)]))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, iova=M16, flags=FIXED_RW)
+    # a write reads the source, data is captured from uptr after the call
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=16, uptr=p.buf(0, PAGE - 8), flags=1,
+         expect=E.EFAULT)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=8, uptr=p.buf(0, PAGE - 8), flags=1,
+         out={"data": pattern_bytes(5, PAGE - 8, 8)})
+    check(p)
+
+
+def test_faulting_rw_taints_memory_and_later_data_is_unsure():
+    p = Prog("taint", Buffer(2 * PAGE, "memfd", 5, [(PAGE, PAGE)]),
+             Buffer(2 * PAGE, "anon", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    # copy_to_user into a range that ends in a hole: the first page may be written
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + 100, length=2 * PAGE - 200, uptr=p.buf(1),
+         flags=1, expect=E.EFAULT)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + 100, length=8, uptr=p.buf(1))
+    res = run(p)
+    assert res[3].errno == E.EFAULT and res[3].unsure is None
+    assert res[4].errno == 0 and res[4].unsure and "unknown" in res[4].unsure
+
+
+# -- accesses and fds ------------------------------------------------------------------------
+def test_access_fd_number_is_adopted_from_the_kernel():
+    p = Prog("fd")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    acc = p.op("TEST_CREATE_ACCESS", id=ioas)
+    p.op("TEST_ACCESS_RW", id=p.ref(acc, "out_access_fd"), iova=0, length=1, uptr=0,
+         expect=E.ENOENT)
+    p.op("TEST_ACCESS_RW", id=7, iova=0, length=1, uptr=0, expect=E.ENOENT)
+    p.op("TEST_ACCESS_RW", id=8, iova=0, length=1, uptr=0, expect=E.EBADFD)
+    kernel = [OpResult(0, 0, {"out_ioas_id": 1}), OpResult(0, 0, {"out_access_fd": 7}),
+              OpResult(E.ENOENT, -1, {}), OpResult(E.ENOENT, -1, {}), OpResult(E.EBADFD)]
+    res = check(p, run(p, kernel))
+    assert res[1].out["out_access_fd"] == 7
+
+
+def test_literal_fd_without_kernel_results_is_unsure_while_accesses_are_open():
+    p = Prog("fd_unsure")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    acc = p.op("TEST_CREATE_ACCESS", id=ioas)
+    p.op("TEST_ACCESS_RW", id=7, iova=0, length=1, uptr=0)
+    p.op("CLOSE", fd=p.ref(acc, "out_access_fd"))
+    p.op("TEST_ACCESS_RW", id=7, iova=0, length=1, uptr=0)
+    res = run(p)
+    # the op may have reached a real access: everything after it is unsure too
+    assert res[2].unsure and res[4].unsure.startswith("after op 2")
+
+
+def test_close_of_a_literal_fd_is_unsure():
+    p = Prog("close_lit")
+    p.op("CLOSE", fd=3)
+    p.op("CLOSE", fd=-1, expect=E.EBADF)
+    res = run(p)
+    assert res[0].unsure and res[1].errno == E.EBADF and res[1].unsure is None
+
+
+def test_access_replace_same_ioas_keeps_pins():
+    p = Prog("replace_same", Buffer(4 * PAGE, "memfd", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas, flags=1), "out_access_fd")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, iova=M16, flags=FIXED_RW)
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=M16, length=PAGE)
+    p.op("TEST_ACCESS_REPLACE_IOAS", id=acc, ioas_id=ioas)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0), length=PAGE, refs=1)
+    p.op("TEST_DESTROY_ACCESS_PAGES", id=acc, access_pages_id=0)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0), length=PAGE, refs=0)
+    check(p)
+
+
+def test_split_is_refused_while_an_access_pins_the_area():
+    # iopt_area_split: num_accesses -> EINVAL (vfio type1 unmap in the middle)
+    p = Prog("split_access", Buffer(4 * PAGE, "memfd", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("VFIO_IOAS", op=1, ioas_id=ioas)
+    p.op("VFIO_SET_IOMMU", type=1)
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas, flags=1), "out_access_fd")
+    p.op("VFIO_IOMMU_MAP_DMA", flags=3, vaddr=p.buf(0), size=4 * PAGE, iova=M16)
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=M16, length=PAGE)
+    p.op("VFIO_IOMMU_UNMAP_DMA", iova=M16 + PAGE, size=PAGE, expect=E.EINVAL,
+         out={"size": PAGE})
+    p.op("TEST_DESTROY_ACCESS_PAGES", id=acc, access_pages_id=0)
+    p.op("VFIO_IOMMU_UNMAP_DMA", iova=M16 + PAGE, size=PAGE, out={"size": PAGE})
+    p.op("VFIO_IOMMU_UNMAP_DMA", iova=M16, size=4 * PAGE, out={"size": 3 * PAGE})
+    check(p)
+
+
+def test_syz_flag_converts_copy_src_iova():
+    # iommufd_test_syz_conv_iova_id: {u32 nth_area, u32 offset}
+    p = Prog("syz", Buffer(4 * PAGE, "memfd", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, iova=M16, flags=FIXED_RW)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=2 * M16,
+         flags=FIXED_RW)
+    p.op("IOAS_COPY", dst_ioas_id=ioas, src_ioas_id=ioas, flags=(1 << 16) | 3,
+         src_iova=1 | (PAGE << 32), dst_iova=3 * M16, length=PAGE)
+    p.op("IOAS_COPY", dst_ioas_id=ioas, src_ioas_id=ioas, flags=(1 << 16) | 3,
+         src_iova=5, dst_iova=4 * M16, length=PAGE, expect=E.ENOENT)
+    check(p)
+
+
+def test_md_check_refs_on_a_possible_thp_is_unsure():
+    p = Prog("thp", Buffer(4 << 20, "anon", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("TEST_MOCK_DOMAIN", id=ioas)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, flags=RW)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0), length=PAGE, refs=1)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0), length=PAGE, refs=0)
+    p.op("IOAS_ALLOC")
+    res = run(p)
+    assert res[3].unsure is None and res[3].errno == 0
+    assert res[4].unsure and res[5].unsure is None
+
+
+def test_allow_iovas_huge_count_is_unsure_but_earlier_errors_win():
+    p = Prog("huge_count")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, allowed_iovas=[[10, 0]], num_iovas=1 << 20,
+         expect=E.EINVAL)
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, allowed_iovas=[[0, 10]], num_iovas=4096,
+         expect=E.EINVAL)  # entries past the list are zero-filled: [0, 0] is invalid
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, allowed_iovas=[[0, 10]], num_iovas=1 << 20)
+    res = run(p)
+    assert res[1].errno == E.EINVAL and res[2].errno == E.EINVAL and res[3].unsure
+    assert "EINVAL or EFAULT" in res[3].unsure
+
+
+def test_iova_ranges_into_a_program_buffer_writes_memory():
+    p = Prog("ranges_buf", Buffer(PAGE, "anon", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, iova=M16, flags=FIXED_RW)
+    p.op("IOAS_IOVA_RANGES", ioas_id=ioas, allowed_iovas=p.buf(0, 64), num_iovas=1)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + 64, length=16, uptr=p.buf(0, 128),
+         out={"data": bytes(8) + b"\xff" * 8})
+    res = run(p)
+    assert res[3].unsure  # the executor's decoding of 'ranges' is not specified
+    assert res[4].unsure is None and res[4].out["data"] == bytes(8) + b"\xff" * 8
+
+
+def test_poisoned_state_makes_later_ops_unsure():
+    p = Prog("poison")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("TEST_MOCK_DOMAIN", id=ioas)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=0x7F0000000000, length=PAGE, flags=RW)
+    p.op("IOAS_ALLOC")
+    res = run(p)
+    assert res[3].unsure.startswith("after op 2")
+
+
+# -- random programs: the model never crashes, and is fast enough -----------------------------
+_INTS = [0, 1, 2, 4, 6, 7, 0x800, 0x1000, 0x10000, 1 << 20, 1 << 24, (1 << 24) + 0x1000,
+         1 << 31, (1 << 32) - 1, U64, U64 - 4095, 1 << 63, 99]
+
+
+def _random_program(rng: random.Random, nops: int) -> Program:
+    bufs = [Buffer(rng.choice([4096, 65536, 1 << 20]),
+                   rng.choice(["anon", "memfd", "readonly", "hole"]), rng.randrange(256))
+            for _ in range(3)]
+    bufs.append(Buffer(2 << 20, "hugetlb", 1, [(0, 2 << 20)] if rng.random() < 0.2 else []))
+    prog = Program([], bufs)
+    names = list(OPS)
+    hot = {"IOAS_MAP", "IOAS_ALLOC", "TEST_MOCK_DOMAIN", "TEST_ACCESS_RW",
+           "TEST_ACCESS_PAGES", "IOAS_COPY", "IOAS_UNMAP", "TEST_MD_CHECK_MAP",
+           "TEST_CREATE_ACCESS", "VFIO_IOMMU_UNMAP_DMA", "TEST_MD_CHECK_REFS"}
+    weights = [4 if n in hot else 1 for n in names]
+    for _ in range(nops):
+        name = rng.choices(names, weights)[0]
+        args: dict = {}
+        for a in OPS[name].args:
+            if rng.random() > 0.75:
+                continue
+            r = rng.random()
+            j = rng.randrange(len(prog.ops)) if prog.ops else -1
+            outs = [o for o in OPS[prog.ops[j].name].outputs
+                    if o not in ("ranges", "data", "caps")] if j >= 0 else []
+            if r < 0.35 and outs:
+                args[a.name] = Ref(j, rng.choice(outs), rng.choice([0, 0, 4096, -4096, 2048]))
+            elif a.kind == "uptr" or (r < 0.6 and a.kind == "u64"):
+                args[a.name] = BufPtr(rng.randrange(len(bufs)),
+                                      rng.choice([0, 0, 2048, 4096, 1, 65536]))
+            elif a.kind == "ranges":
+                args[a.name] = [[rng.choice(_INTS), rng.choice(_INTS)]
+                                for _ in range(rng.randrange(3))]
+            else:
+                args[a.name] = rng.choice(_INTS)
+        if name == "IOAS_MAP" and rng.random() < 0.8:
+            args.update(flags=rng.choice([6, 7, 4]), length=rng.choice([2048, 4096, 65536]))
+        prog.ops.append(Op(name, args))
+    prog.validate()
+    return prog
+
+
+def test_random_programs_never_crash_the_model():
+    rng = random.Random(1234)
+    total = 0
+    for _ in range(400):
+        prog = _random_program(rng, rng.randrange(5, 40))
+        res = run_model(prog)
+        assert len(res) == len(prog.ops)
+        assert all(r.errno >= 0 for r in res)
+        total += len(res)
+    assert total > 1000
+
+
+def test_results_carry_every_output_field():
+    rng = random.Random(99)
+    for _ in range(100):
+        prog = _random_program(rng, 20)
+        for op, r in zip(prog.ops, run_model(prog)):
+            assert set(r.out) == set(OPS[op.name].outputs), op.name
+
+
+def test_model_speed_on_the_seed_programs():
+    progs = [b().program for b in SEEDS]
+    n = 0
+    t = time.perf_counter()
+    while time.perf_counter() - t < 0.5:
+        for prog in progs:
+            n += len(run_model(prog))
+    rate = n / (time.perf_counter() - t)
+    assert rate > 10_000, f"{rate:.0f} ops/s"
+
+
+def test_model_step_api():
+    p = Prog("api")
+    p.op("IOAS_ALLOC")
+    m = Model(p.program)
+    r = m.step(0)
+    assert r.errno == 0 and r.out == {"out_ioas_id": 1} and r.ret == 0
+    with pytest.raises(AssertionError):
+        m.step(0)
+
+
+def test_buffer_address_is_used_for_bufptr():
+    p = Prog("addr", Buffer(PAGE, "anon", 1), Buffer(PAGE, "anon", 2))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("TEST_MOCK_DOMAIN", id=ioas)
+    m = p.op("IOAS_MAP", ioas_id=ioas, user_va=buffer_address(1), length=PAGE, flags=RW)
+    p.op("TEST_MD_CHECK_MAP", id=4, iova=p.ref(m, "iova"), length=PAGE, uptr=p.buf(1))
+    check(p)
+
+
+# -- named behaviours (most are also walked by the seed programs) ------------------------------
+def test_unmap_partial_area_fails():
+    # selftest area "Split fails"
+    p = Prog("partial", Buffer(2 * PAGE, "memfd", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    p.op("IOAS_UNMAP", ioas_id=ioas, iova=M16, length=PAGE, expect=E.ENOENT,
+         out={"length": PAGE})
+    p.op("IOAS_UNMAP", ioas_id=ioas, iova=M16 + PAGE, length=PAGE, expect=E.ENOENT)
+    p.op("IOAS_UNMAP", ioas_id=ioas, iova=M16 - PAGE, length=4 * PAGE,
+         out={"length": 2 * PAGE})
+    check(p)
+
+
+def test_unmap_nothing_is_enoent_but_unmap_all_of_nothing_succeeds():
+    p = Prog("nothing")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_UNMAP", ioas_id=ioas, iova=PAGE, length=PAGE, expect=E.ENOENT)
+    p.op("IOAS_UNMAP", ioas_id=ioas, iova=0, length=U64, out={"length": 0})
+    p.op("IOAS_UNMAP", ioas_id=ioas, iova=0, length=U64 - 1, expect=E.ENOENT)
+    check(p)
+
+
+def test_destroy_objects_in_use_is_ebusy():
+    # selftest ioas_destroy (mock_domain variant)
+    p = Prog("busy")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    md = p.op("TEST_MOCK_DOMAIN", id=ioas)
+    acc = p.op("TEST_CREATE_ACCESS", id=ioas)
+    for field in ("out_hwpt_id", "out_idev_id"):
+        p.op("DESTROY", id=p.ref(md, field), expect=E.EBUSY)
+    p.op("DESTROY", id=ioas, expect=E.EBUSY)
+    p.op("DESTROY", id=5, expect=E.EBUSY)  # the access object
+    p.op("DESTROY", id=p.ref(md, "out_stdev_id"))
+    p.op("DESTROY", id=ioas, expect=E.EBUSY)
+    p.op("CLOSE", fd=p.ref(acc, "out_access_fd"))
+    p.op("DESTROY", id=ioas)
+    check(p)
+
+
+def test_wrong_object_type_is_enoent():
+    p = Prog("type")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    md = p.op("TEST_MOCK_DOMAIN", id=ioas)
+    hwpt = p.ref(md, "out_hwpt_id")
+    p.op("IOAS_IOVA_RANGES", ioas_id=hwpt, expect=E.ENOENT)
+    p.op("TEST_ADD_RESERVED", id=hwpt, start=0, length=1, expect=E.ENOENT)
+    p.op("TEST_MD_CHECK_MAP", id=ioas, iova=0, length=0, uptr=0, expect=E.ENOENT)
+    p.op("TEST_MOCK_DOMAIN_REPLACE", id=p.ref(md, "out_idev_id"), pt_id=ioas,
+         expect=E.ENOENT)
+    p.op("OPTION", option_id=1, op=1, object_id=hwpt, expect=E.ENOENT)
+    p.op("VFIO_IOAS", op=1, ioas_id=p.ref(md, "out_stdev_id"), expect=E.ENOENT)
+    check(p)
+
+
+def test_map_readonly_buffer_writeable_needs_a_domain_to_fault():
+    p = Prog("ro", Buffer(PAGE, "readonly", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, iova=M16, flags=FIXED_RW)
+    p.op("TEST_MOCK_DOMAIN", id=ioas, expect=E.EFAULT)
+    p.op("IOAS_UNMAP", ioas_id=ioas, iova=0, length=U64)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, iova=M16, flags=5)
+    p.op("TEST_MOCK_DOMAIN", id=ioas)
+    check(p)
+
+
+def test_copy_adopts_a_valid_kernel_iova():
+    p = Prog("copy_adopt", Buffer(PAGE, "memfd", 1))
+    a = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=a, user_va=p.buf(0), length=PAGE, iova=M16, flags=FIXED_RW)
+    p.op("IOAS_COPY", src_ioas_id=a, dst_ioas_id=a, src_iova=M16, length=PAGE, flags=6)
+    kernel = [OpResult(0, 0, {"out_ioas_id": 1}), OpResult(0, 0, {"iova": M16}),
+              OpResult(0, 0, {"dst_iova": 0x80000})]
+    assert run(p, kernel)[2].out["dst_iova"] == 0x80000
+    assert run(p)[2].out["dst_iova"] == PAGE
+
+
+def test_access_pages_pins_until_destroyed():
+    # selftest access_pin "Double user"
+    p = Prog("pin", Buffer(2 * PAGE, "memfd", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas, flags=1), "out_access_fd")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=M16, length=PAGE, out={"out_access_pages_id": 0})
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=M16, length=2 * PAGE,
+         out={"out_access_pages_id": 1})
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0), length=2 * PAGE, refs=1)
+    p.op("TEST_DESTROY_ACCESS_PAGES", id=acc, access_pages_id=1)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0), length=PAGE, refs=1)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0, PAGE), length=PAGE, refs=0)
+    p.op("TEST_DESTROY_ACCESS_PAGES", id=acc, access_pages_id=0)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0), length=2 * PAGE, refs=0)
+    check(p)
+
+
+def test_vfio_unmap_all_flag_rejects_iova_and_size():
+    # selftest vfio_compat_mock_domain map "UNMAP_FLAG_ALL requires 0 iova/size"
+    p = Prog("unmap_all", Buffer(PAGE, "memfd", 1))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("VFIO_IOAS", op=1, ioas_id=ioas)
+    p.op("VFIO_IOMMU_MAP_DMA", flags=3, vaddr=p.buf(0), size=PAGE, iova=M16)
+    p.op("VFIO_IOMMU_UNMAP_DMA", flags=2, iova=M16, expect=E.EINVAL, out={"size": 0})
+    p.op("VFIO_IOMMU_UNMAP_DMA", flags=2, size=1, expect=E.EINVAL, out={"size": 1})
+    p.op("VFIO_IOMMU_UNMAP_DMA", flags=2, out={"size": PAGE})
+    p.op("VFIO_IOMMU_UNMAP_DMA", flags=3, expect=E.EINVAL)  # GET_DIRTY_BITMAP
+    check(p)
+
+
+def test_mock_domain_on_hwpt_of_another_ioas_shares_it():
+    p = Prog("share")
+    a = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    md = p.op("TEST_MOCK_DOMAIN", id=a)
+    p.op("TEST_MOCK_DOMAIN_FLAGS", id=p.ref(md, "out_hwpt_id"), dev_flags=3,
+         out={"out_hwpt_id": 4, "out_stdev_id": 5, "out_idev_id": 6})
+    p.op("IOAS_IOVA_RANGES", ioas_id=a, out={"num_iovas": 1, "out_iova_alignment": 2048})
+    check(p)
+
+
+def test_access_ops_check_length_then_flags_then_fd():
+    # iommufd_test_access_pages / _rw: length > 16M, then flags, then the fd
+    p = Prog("order")
+    p.op("TEST_ACCESS_PAGES", id=100, length=(16 << 20) + 1, flags=4, expect=E.ENOMEM)
+    p.op("TEST_ACCESS_PAGES", id=100, length=PAGE, flags=4, expect=E.EOPNOTSUPP)
+    p.op("TEST_ACCESS_PAGES", id=100, length=PAGE, flags=(1 << 16) | 1, expect=E.EBADFD)
+    p.op("TEST_ACCESS_RW", id=100, length=(16 << 20) + 1, flags=2, expect=E.ENOMEM)
+    p.op("TEST_ACCESS_RW", id=100, length=PAGE, flags=2, expect=E.EOPNOTSUPP)
+    p.op("TEST_ACCESS_RW", id=100, length=PAGE, flags=5, expect=E.EBADFD)
+    p.op("TEST_DESTROY_ACCESS_PAGES", id=100, expect=E.EBADFD)
+    p.op("TEST_ACCESS_REPLACE_IOAS", id=100, expect=E.EBADFD)
+    p.op("TEST_CREATE_ACCESS", id=100, flags=2, expect=E.EOPNOTSUPP)
+    check(p)
