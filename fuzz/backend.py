@@ -9,6 +9,7 @@ from typing import Protocol
 
 from fuzz.executor.encode import decode, encode
 from fuzz.executor.runner import RawRun, unpack_response
+from fuzz.executor.wire import KCOV_TRACE_PC
 from fuzz.prog import Program
 from fuzz.report import Report, parse
 from fuzz.result import OpResult
@@ -31,6 +32,11 @@ class Execution:
     def call_pcs(self, i: int) -> memoryview:
         assert self.raw is not None
         return self.raw.call_pcs(i)
+
+    def call_cmps(self, i: int) -> list[tuple[int, int, int, int]]:
+        """A CMP-mode run's comparison records for op i: (type, arg1, arg2, pc)."""
+        words = self.call_pcs(i).cast("B").cast("Q")
+        return [tuple(words[k:k + 4]) for k in range(0, len(words) - 3, 4)]  # type: ignore
 
 
 class Backend(Protocol):
@@ -61,8 +67,9 @@ class VMBackend:
         self.vm = VM(cfg or VMConfig(kernel=kernel), workdir)
         self.vm.start()
 
-    def run(self, prog: Program, kcov: bool = True, timeout: float = 120.0) -> Execution:
-        enc = encode(prog, kcov=kcov)
+    def run(self, prog: Program, kcov: bool = True, timeout: float = 120.0,
+            kcov_mode: int = KCOV_TRACE_PC) -> Execution:
+        enc = encode(prog, kcov=kcov, kcov_mode=kcov_mode)
         try:
             raw = self.vm.execute(enc.wire, timeout=timeout)
         except GuestCrash as crash:

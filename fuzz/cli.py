@@ -268,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--kernel")
     cm.add_argument("--dry-run", action="store_true")
     cm.set_defaults(fn=cmd_corpus_minimize)
+
+    from fuzz.minimize import add_repro_commands
+
+    add_repro_commands(sub)  # minimize, repro
     return ap
 
 

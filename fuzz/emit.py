@@ -686,7 +686,9 @@ def emit_python(prog: Program, exp: Expectation | None = None,
         body += ["# the kernel log from here on is where a splat would show",
                  "kmsg = os.open('/dev/kmsg', os.O_RDONLY | os.O_NONBLOCK)",
                  "os.lseek(kmsg, 0, os.SEEK_END)", ""]
-    body.append("# buffers: the same fixed addresses, kinds, contents and holes as the fuzzer's")
+    if prog.buffers:
+        body.append("# buffers: the same fixed addresses, kinds, contents and holes as the "
+                    "fuzzer's")
     for bi in range(len(prog.buffers)):
         body.append(f"BUF{bi} = {BUF_BASE + bi * BUF_STRIDE:#x}")
     for bi, b in enumerate(prog.buffers):
@@ -761,9 +763,10 @@ def emit_python(prog: Program, exp: Expectation | None = None,
         if exp is not None and exp.kind == "mismatch" and exp.op == p.index:
             check_var = f"got = {_py_check_expr(p, exp)}"
             body.append(check_var)
-    body += ["", "# teardown, in the executor's order: access fds, then the iommufd",
-             "for afd in access_fds:", "    if afd != fd:", "        os.close(afd)",
-             "os.close(fd)", ""]
+    body += ["", "# teardown, in the executor's order: access fds (the program may have closed",
+             "# them already: errors ignored, as there), then the iommufd",
+             "for afd in access_fds:", "    if afd != fd:", "        libc.close(afd)",
+             "libc.close(fd)", ""]
     body += _py_verdict(exp, check_var is not None)
     L += ["    " + ln if ln else "" for ln in body]
     L += ["", "", 'if __name__ == "__main__":', "    sys.exit(main())", ""]
@@ -956,7 +959,7 @@ static void done(int i, const char *name, long r)
 
 static void show_u64(const char *name, uint64_t v)
 {
-	fprintf(out, " %s=%#llx", name, (unsigned long long)v);
+	fprintf(out, " %s=0x%llx", name, (unsigned long long)v);
 }
 
 __attribute__((unused)) static void show_str(const char *name, const char *s)
@@ -1001,7 +1004,8 @@ __attribute__((unused)) static size_t capture(uint64_t addr, uint64_t len, unsig
 """
 
 _C_RANGES = r"""
-__attribute__((unused)) static const char *canon_ranges(const struct iommu_iova_range *r, uint32_t num,
+__attribute__((unused))
+static const char *canon_ranges(const struct iommu_iova_range *r, uint32_t num,
 				uint32_t entries, int e)
 {
 	size_t n = 0;
@@ -1009,7 +1013,7 @@ __attribute__((unused)) static const char *canon_ranges(const struct iommu_iova_
 	n += snprintf(strbuf + n, sizeof(strbuf) - n, "[");
 	if (e == 0 || e == EMSGSIZE)
 		for (uint32_t k = 0; k < num && k < entries && n < sizeof(strbuf) - 64; k++)
-			n += snprintf(strbuf + n, sizeof(strbuf) - n, "%s%#llx-%#llx", k ? "," : "",
+			n += snprintf(strbuf + n, sizeof(strbuf) - n, "%s0x%llx-0x%llx", k ? "," : "",
 					(unsigned long long)r[k].start, (unsigned long long)r[k].last);
 	snprintf(strbuf + n, sizeof(strbuf) - n, "]");
 	return strbuf;
@@ -1018,7 +1022,8 @@ __attribute__((unused)) static const char *canon_ranges(const struct iommu_iova_
 
 _C_CAPS = r"""
 /* The vfio_info_cap_header chain of VFIO_IOMMU_GET_INFO (offsets from the struct start). */
-__attribute__((unused)) static const char *read_caps(const unsigned char *s, uint32_t length, uint32_t off)
+__attribute__((unused))
+static const char *read_caps(const unsigned char *s, uint32_t length, uint32_t off)
 {
 	uint32_t seen[16];
 	int ncaps = 0;
@@ -1049,13 +1054,13 @@ __attribute__((unused)) static const char *read_caps(const unsigned char *s, uin
 
 				memcpy(&a, s + off + 16 + 16 * k, 8);
 				memcpy(&b, s + off + 24 + 16 * k, 8);
-				n += snprintf(strbuf + n, sizeof(strbuf) - n, "%s%#llx-%#llx",
+				n += snprintf(strbuf + n, sizeof(strbuf) - n, "%s0x%llx-0x%llx",
 						k ? "," : "", (unsigned long long)a, (unsigned long long)b);
 			}
 			n += snprintf(strbuf + n, sizeof(strbuf) - n, "]");
 		} else if (id == 3 && off + 12 <= length) {
 			memcpy(&nr, s + off + 8, 4);
-			n += snprintf(strbuf + n, sizeof(strbuf) - n, ",avail=%#x", nr);
+			n += snprintf(strbuf + n, sizeof(strbuf) - n, ",avail=0x%x", nr);
 		}
 		n += snprintf(strbuf + n, sizeof(strbuf) - n, "}");
 		off = next;
@@ -1143,7 +1148,9 @@ def emit_c(prog: Program, exp: Expectation | None = None,
               "int kmsg = open(\"/dev/kmsg\", O_RDONLY | O_NONBLOCK);",
               "lseek(kmsg, 0, SEEK_END);"]
     B.append("")
-    B.append("/* buffers: the same fixed addresses, kinds, contents and holes as the fuzzer's */")
+    if prog.buffers:
+        B.append("/* buffers: the same fixed addresses, kinds, contents and holes as the "
+                 "fuzzer's */")
     for bi, b in enumerate(prog.buffers):
         B.append(f"map_buffer(BUF{bi}, {_c_int(b.size)}, \"{b.kind}\", {b.seed});")
         for o, n in b.holes:
@@ -1272,7 +1279,7 @@ def _c_verdict(exp: Expectation | None, have_check: bool) -> list[str]:
             cond = f"got != {_c_int(model)}"
             lines = [f"/* the model expects {_c_int(model)} */"]
         return lines + [
-            f"fprintf(out, \"op {exp.op} {exp.name}.{f}: kernel %#llx, model expects %#llx\\n\","
+            f"fprintf(out, \"op {exp.op} {exp.name}.{f}: kernel 0x%llx, model expects 0x%llx\\n\","
             f" (unsigned long long)got, (unsigned long long){_c_int(model)});",
             f"if ({cond}) {{", f"\tfprintf(out, \"REPRODUCED: %s\\n\", {sig});",
             "\treturn 1;", "}", "fprintf(out, \"NOT REPRODUCED\\n\");", "return 0;"]

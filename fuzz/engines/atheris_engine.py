@@ -23,6 +23,7 @@ with atheris.instrument_imports(include=["fuzz.model"]):
 
 from fuzz.backend import VMBackend  # noqa: E402
 from fuzz.engines.common import WorkerState  # noqa: E402
+from fuzz.executor.wire import KCOV_TRACE_CMP  # noqa: E402
 from fuzz.findings import FindingStore  # noqa: E402
 from fuzz.gen import Generator  # noqa: E402
 from fuzz.mutate import crossover, mutate  # noqa: E402
@@ -67,22 +68,50 @@ def custom_crossover(a: bytes, b: bytes, max_out: int, seed: int) -> bytes:
 
 
 HINTS: list[int] = []
+MAX_HINTS = 4096
+CMP_EVERY = 16
+NCMP_COUNTERS = 1 << 12
 STATE: WorkerState | None = None
 COUNTERS: list[int] = []
+CMP_COUNTERS: list[int] = []
 FEEDBACK = True
 
 
+def collect_cmp_hints(prog: Program) -> None:
+    """Re-run a program with KCOV in comparison mode: the operands the kernel
+    compared against become values the mutator tries, and libFuzzer's table of
+    recent compares sees them through _trace_cmp."""
+    assert STATE is not None
+    ex = STATE.backend.run(prog, kcov_mode=KCOV_TRACE_CMP)  # type: ignore[call-arg]
+    if ex.raw is None:
+        return
+    seen = set(HINTS)
+    trace_cmp = atheris._trace_cmp
+    for i in range(len(ex.results)):
+        for kind, a1, a2, pc in ex.call_cmps(i):
+            if FEEDBACK:
+                trace_cmp(a1, a2, 2, CMP_COUNTERS[pc % NCMP_COUNTERS], bool(kind & 1))
+            for v in (a1, a2):
+                if v > 16 and v not in seen:  # tiny constants the generator knows already
+                    seen.add(v)
+                    HINTS.append(v)
+    del HINTS[:-MAX_HINTS]
+
+
 def test_one_input(data: bytes) -> None:
-    global COUNTERS
+    global COUNTERS, CMP_COUNTERS
     assert STATE is not None
     if FEEDBACK and not COUNTERS:
         COUNTERS = [atheris._reserve_counter() for _ in range(NCOUNTERS)]
+        CMP_COUNTERS = [atheris._reserve_counter() for _ in range(NCMP_COUNTERS)]
     prog = decode(data)
     _out, edges = STATE.run(prog)
     if FEEDBACK:
         trace = atheris._trace_branch  # looked up now: atheris rebinds it once Fuzz() runs
         for e in edges:
             trace(COUNTERS[hash(e) % NCOUNTERS])
+    if STATE.programs % CMP_EVERY == 0:
+        collect_cmp_hints(prog)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "executor.h"
@@ -177,6 +178,8 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 
 	if (kcov_fd >= 0 && ioctl(kcov_fd, KCOV_ENABLE, prog->kcov_mode))
 		kcov_fd = -1;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (uint32_t i = 0; i < prog->nr_calls; i++) {
 		const struct fz_call *c = &prog->calls[i];
 		struct fz_call_result *r = &res[i];
@@ -202,7 +205,21 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 		r->ret = ret;
 		r->pc_first = npcs;
 		r->pc_count = 0;
-		if (kcov_fd >= 0) {
+		if (kcov_fd >= 0 && prog->kcov_mode == FZ_KCOV_CMP) {
+			/* Comparison records are 4 words (type, arg1, arg2, pc): copied whole,
+			 * two u32 slots per word. */
+			uint64_t n = __atomic_load_n(&kcov_area[0], __ATOMIC_RELAXED);
+			uint64_t words = n * 4;
+			if (words > prog->kcov_words - 1)
+				words = (prog->kcov_words - 1) / 4 * 4;
+			if (2 * words > pcs_cap - npcs) {
+				words = (pcs_cap - npcs) / 8 * 4;
+				info->pcs_truncated = 1;
+			}
+			memcpy(pcs + npcs, &kcov_area[1], words * 8);
+			npcs += 2 * words;
+			r->pc_count = (uint32_t)(2 * words);
+		} else if (kcov_fd >= 0) {
 			uint64_t n = __atomic_load_n(&kcov_area[0], __ATOMIC_RELAXED);
 			if (n > prog->kcov_words)
 				n = prog->kcov_words;
@@ -225,6 +242,8 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 		if (c->fd_out_off && r->err == 0 && nfds < FZ_MAX_FDS)
 			fds[nfds++] = (int)load(arena + c->fd_out_off, 4);
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	info->calls_ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000ull + t1.tv_nsec - t0.tv_nsec;
 	if (kcov_fd >= 0)
 		ioctl(kcov_fd, KCOV_DISABLE, 0);
 	/* Tear down everything the program made so nothing leaks into the next one. */

@@ -6,6 +6,7 @@
 enum { FZ_BUF_ANON, FZ_BUF_HUGETLB, FZ_BUF_MEMFD, FZ_BUF_READONLY, FZ_BUF_HOLE };
 enum { FZ_CALL_IOCTL_PTR, FZ_CALL_IOCTL_VAL, FZ_CALL_CLOSE };
 enum { FZ_RELOC_FIELD, FZ_RELOC_BUFFER, FZ_RELOC_ARENA };
+enum { FZ_KCOV_PC, FZ_KCOV_CMP };
 
 struct fz_buffer {
 	uint64_t addr;
@@ -74,6 +75,7 @@ struct fz_run_info {
 	uint32_t nr_pcs;
 	uint32_t nr_cap;
 	uint32_t pcs_truncated;
+	uint64_t calls_ns; /* time spent in the call loop, for benchmarks */
 };
 
 int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result *res,

@@ -69,6 +69,7 @@ class RawRun:
     captures: bytes
     kmsg: str
     pcs_truncated: bool
+    calls_ns: int = 0  # time the executor spent in its call loop
 
     def call_pcs(self, i: int) -> memoryview:
         _e, _p, _r, first, count, _cf, _cl = RESULT.unpack_from(self.results, i * RESULT.size)
@@ -89,9 +90,9 @@ def unpack_response(payload: bytes) -> RawRun:
         parts.append(payload[off:off + n])
         off += n
     info, results, arena, pcs, caps, kmsg = parts
-    se, step, _fd, _npcs, _ncap, trunc = INFO.unpack(info)
+    se, step, _fd, _npcs, _ncap, trunc, calls_ns = INFO.unpack(info)
     return RawRun(se, step, results, arena, pcs, caps, kmsg.decode("utf-8", "replace"),
-                  bool(trunc))
+                  bool(trunc), calls_ns)
 
 
 class Runner:

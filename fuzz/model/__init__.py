@@ -3,17 +3,36 @@ driver and the vfio container compatibility ioctls).
 
     from fuzz.model import Model, run_model
 
+    m = Model(program)
+    for i in range(len(program.ops)):
+        result = m.step(i, kernel_result_or_None)
+    # or: results = run_model(program, kernel_results_or_None)
+
 Modules, named after the kernel files they follow:
-  model.py     Model / run_model: argument resolution, the generic ioctl entry
-               checks, dispatch, OpResult assembly, free choices
-  objects.py   the object table (ids, finalize/abort) and object types (Ioas,
-               HwPagetable, Device, SelftestObj, Access)
-  iopt.py      io_pagetable / iopt_pages: areas, reserved/allowed ranges, IOVA
-               allocation, map/unmap/split, domains, alignment, pin bookkeeping
+  model.py     Model / run_model: argument resolution (Refs against the model's own
+               results, BufPtr, width wrapping), the generic ioctl entry checks
+               (min size -> EINVAL, non-zero tail -> E2BIG), dispatch, OpResult
+  objects.py   the object table (lowest free id from 1, reserved-until-finalized
+               ids, abort) and the object types Ioas, HwPagetable, Device,
+               SelftestObj, Access with their 'users' counts (DESTROY -> EBUSY)
+  iopt.py      io_pagetable / iopt_pages: Area, Pages, IoPagetable - areas,
+               reserved/allowed ranges, iopt_alloc_iova, map/copy/unmap/split,
+               domains (mock aperture, 2K pages), alignment, pin bookkeeping
   ioas.py      the IOAS ioctls, DESTROY, OPTION, IOMMU_VFIO_IOAS
-  selftest.py  the IOMMU_TEST_CMD ops: mock devices/domains, probes, accesses
-  vfio.py      the VFIO type1 container ioctls
-  memory.py    the agent's user memory (mapping, contents) as the program sets it up
+  selftest.py  IOMMU_TEST_CMD: mock devices/domains (attach, replace), the probes
+               MD_CHECK_MAP / MD_CHECK_REFS, accesses (pin, rw, unmap callback,
+               replace, close)
+  vfio.py      VFIO_* container ioctls (type1 split, capability chain)
+  memory.py    the agent's user memory as the program sets it up: mapping,
+               contents (pattern + writes), taint for unknown contents
+
+Free choices taken from the kernel's result (only when it obeys the rules):
+  - the automatic IOVA of IOAS_MAP / IOAS_COPY (IoPagetable.map_pages,
+    IoPagetable.iova_choice_ok): otherwise the model's own first fit is kept
+  - the fd number of TEST_CREATE_ACCESS (Model.choose_fd): otherwise a made-up
+    number >= 2,000,000 that no real fd can have
+Where the model cannot know, the op's OpResult has unsure set; 'poisoned' ones
+(the kernel's state may now differ) make every later op unsure too.
 """
 
 from fuzz.model.model import Model, run_model

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE
 ALLOW_IOVAS_EXEC_ZERO_FILL = 4096  # the executor zero-fills missing entries up to this count
+IOVA_RANGES_DEFAULT_CAPACITY = 8  # side array entries when num_iovas is absent
 
 
 def get_ioas(m: Model, ioas_id: int) -> Ioas:
@@ -83,27 +84,36 @@ def ioas_alloc(m: Model, a: Args) -> dict:
 
 def _read_ranges(m: Model, a: Args, num: int):
     """Yields each iommu_iova_range the kernel copies in, in order; raises
-    KernelError(EFAULT) or Unsure where the entry is not knowable."""
+    KernelError(EFAULT) or Unsure where the entry is not knowable.
+
+    fuzz/executor/encode.py: a list (or no allowed_iovas at all: an empty list)
+    goes to a zeroed side array of max(len, num_iovas, 1) entries when num_iovas
+    is a literal <= 4096 (absent: len), else of max(len, 1) entries."""
     raw = a.raw("allowed_iovas")
+    if raw is None:
+        raw = []
     if isinstance(raw, list):
+        num_raw = a.raw("num_iovas")
+        provided = len(raw)
+        if num_raw is None:
+            provided = max(provided, 1)
+        elif type(num_raw) is int and num_raw <= ALLOW_IOVAS_EXEC_ZERO_FILL:
+            provided = max(provided, num_raw, 1)
+        else:
+            provided = max(provided, 1)
         for i in range(num):
             if i < len(raw):
                 yield int(raw[i][0]), int(raw[i][1])
-            elif num <= ALLOW_IOVAS_EXEC_ZERO_FILL:
+            elif i < provided:
                 yield 0, 0
             else:
-                # The kernel reads on past the side array into whatever follows it:
-                # zeros give EINVAL ([0, 0] has start >= last), unmapped memory EFAULT.
-                # Both fail before anything changes, hence not poisoned.
-                raise Unsure(f"num_iovas={num} exceeds the {len(raw)} entries the executor "
+                # The kernel reads on past the side array into the executor's arena:
+                # zeros give EINVAL ([0, 0] has start >= last), other structs most
+                # likely EINVAL too, the arena's end EFAULT; nothing changes.
+                raise Unsure(f"num_iovas={num} exceeds the {provided} entries the executor "
                              "provides: the kernel reads past the side array (EINVAL or "
                              "EFAULT)", poisoned=False)
         return
-    if raw is None and num:
-        # Not said whether the executor then passes 0 (EFAULT) or an empty side
-        # array, zero-filled (EINVAL); either way nothing changes.
-        raise Unsure("num_iovas without allowed_iovas: EFAULT or EINVAL depending on "
-                     "what the executor passes", poisoned=False)
     ptr = a["allowed_iovas"]
     for i in range(num):
         addr = ptr + 16 * i
@@ -135,26 +145,38 @@ def allow_iovas(m: Model, a: Args) -> dict:
 
 
 def iova_ranges(m: Model, a: Args) -> dict:
+    """The executor (fuzz/executor/encode.py) gives a zeroed side array of
+    min(num_iovas, 4096) entries (8 when absent; none for a num_iovas that is a
+    Ref) and decodes 'ranges' from it: the first min(returned num_iovas, entries)
+    entries, on success and EMSGSIZE only."""
     if a["__reserved"]:
         raise KernelError(EOPNOTSUPP)
     ioas = get_ioas(m, a["ioas_id"])
     cap = a["num_iovas"]
     ranges = ioas.iopt.iova_ranges()
-    override = a.has("allowed_iovas")
-    ptr = a["allowed_iovas"]
+    cap_raw = a.raw("num_iovas")
+    if cap_raw is None:
+        entries = IOVA_RANGES_DEFAULT_CAPACITY
+    elif type(cap_raw) is int:
+        entries = max(0, min(cap_raw, ALLOW_IOVAS_EXEC_ZERO_FILL))
+    else:
+        entries = 0
     written = ranges[:cap]
-    if override:
+    if a.has("allowed_iovas"):
+        ptr = a["allowed_iovas"]
         for i, (s, e) in enumerate(written):
             addr = ptr + 16 * i
             if addr + 16 > U64 + 1 or m.mem.first_bad(addr, 16, True) is not None:
                 raise KernelError(EFAULT)
             m.mem.write(addr, s.to_bytes(8, "little") + e.to_bytes(8, "little"))
-        if written:
-            raise Unsure("IOVA_RANGES wrote to a pointer the program gave, not to the "
-                         "executor's side array: what the executor decodes as 'ranges' is "
-                         "not specified", poisoned=False)
+        side = [[0, 0]] * entries  # the side array is left as it was: zeros
+    else:
+        if len(written) > max(entries, 1):
+            raise Unsure(f"the kernel writes {len(written)} ranges into the executor's side "
+                         f"array of {max(entries, 1)}: the arena after it is overwritten")
+        side = [list(r) for r in written] + [[0, 0]] * max(0, entries - len(written))
     out = {"num_iovas": len(ranges), "out_iova_alignment": ioas.iopt.iova_alignment,
-           "ranges": [list(r) for r in written]}
+           "ranges": side[:min(len(ranges), entries)]}
     if len(ranges) > cap:
         raise KernelError(EMSGSIZE, out)
     return out

@@ -114,12 +114,6 @@ class Pages:
             if mem.first_bad(addr, (hl - hs + 1) * PAGE_SIZE, self.writable) is not None:
                 raise KernelError(EFAULT)
 
-    def is_pinned(self, index: int) -> bool:
-        for s, e in self.pinned_intervals():
-            if s <= index <= e:
-                return True
-        return False
-
 
 class Area:
     """struct iopt_area: [iova, last] -> pages bytes [start_byte, start_byte+len)."""

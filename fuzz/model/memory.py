@@ -40,6 +40,10 @@ KNOWN_LO = BUF_BASE
 KNOWN_HI = BUF_BASE + MAX_BUFFERS * BUF_STRIDE
 # x86_64 4-level paging: TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE; access_ok() fails above it.
 TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE
+# CONFIG_TRANSPARENT_HUGEPAGE=y with the sysfs default "always": an anonymous buffer
+# may be backed by 2 MiB THPs, which MD_CHECK_REFS skips (PageCompound). Set to
+# False if the guest runs with transparent_hugepage/enabled = never.
+THP_POSSIBLE = True
 
 
 class Region:
@@ -133,7 +137,7 @@ class UserMemory:
             return False
         if r.kind == "hugetlb":
             return True
-        if r.kind in ("anon", "readonly"):
+        if THP_POSSIBLE and r.kind in ("anon", "readonly"):
             size = self.buffers[r.buf].size
             win = (page - r.base) // HPAGE_SIZE * HPAGE_SIZE
             if win + HPAGE_SIZE <= size:

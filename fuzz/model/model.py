@@ -37,15 +37,14 @@ from fuzz.model.objects import (
     SelftestObj,
 )
 from fuzz.ops import IOMMUFD, OPS, TEST, VFIO_STRUCT, VFIO_VAL
-from fuzz.prog import BufPtr, Program, Ref, buffer_address
+from fuzz.prog import BUF_BASE, BUF_STRIDE, BufPtr, Program, Ref
 from fuzz.result import OpResult
 
 WIDTHS = {"u16": 16, "u32": 32, "u64": 64, "uptr": 64, "ranges": 64, "capacity": 32}
 COMMON_WIDTHS = {"size": 32, "argsz": 32, "tail": 8}
-# Sizes past the natural struct size that the model trusts the executor to back
-# with the bytes it promises (zeros or 'tail'); beyond, the kernel's
-# check_zeroed_user() may hit memory the executor did not provide.
-MAX_TRUSTED_EXTRA = 1 << 20
+# fuzz/executor/encode.py: a struct gets max(natural, size, default) bytes of real
+# memory, at most MAX_STRUCT; past that the kernel reads the rest of the arena.
+MAX_STRUCT = 1 << 16
 FAKE_FD_BASE = 2_000_000  # above fs.nr_open: never a real fd
 
 HANDLERS: dict[str, Callable[[Model, Args], dict]] = {
@@ -132,7 +131,7 @@ class Args(dict):
         return self.raws.get(name)
 
     def is_ref(self, name: str) -> bool:
-        return name in self.refs
+        return self.refs is not None and name in self.refs
 
 
 class Model:
@@ -146,6 +145,7 @@ class Model:
         self.fds: dict[int, Access] = {}  # open access fds
         self.fake_fds = False  # some access fd number was made up (no kernel result)
         self.next_fake_fd = FAKE_FD_BASE
+        self.captured = 0  # bytes of TEST_ACCESS_RW data the executor captured so far
         self.results: list[OpResult] = []
         self.poisoned: str | None = None
         self.op_name = ""
@@ -219,19 +219,23 @@ class Model:
             info = _info(op.name)
         masks = info.masks
         vals = Args()
-        refs: set[str] = set()
+        refs: set[str] | None = None
         for name, v in op.args.items():
-            if type(v) is int:
+            t = type(v)
+            if t is int:
                 vals[name] = v & masks.get(name, U64_MASK)
-            elif type(v) is Ref:
+            elif t is Ref:
+                if refs is None:
+                    refs = set()
                 refs.add(name)
                 src = self.results[v.op].out.get(v.field, 0)
                 if type(src) is not int:
                     src = 0
                 vals[name] = (src + v.add) & masks.get(name, U64_MASK)
-            elif type(v) is BufPtr:
-                vals[name] = (buffer_address(v.buf) + v.offset) & masks.get(name, U64_MASK)
-            elif isinstance(v, list):
+            elif t is BufPtr:
+                vals[name] = (BUF_BASE + v.buf * BUF_STRIDE + v.offset) & masks.get(name,
+                                                                                  U64_MASK)
+            elif t is list:
                 vals[name] = 0
             else:
                 vals[name] = int(v) & masks.get(name, U64_MASK)
@@ -255,17 +259,22 @@ class Model:
         return out
 
     def check_struct_size(self, info: _OpInfo, a: Args) -> None:
-        """iommufd_fops_ioctl + copy_struct_from_user."""
+        """iommufd_fops_ioctl + copy_struct_from_user: size < min -> EINVAL; bytes
+        between the natural size and size must be zero (check_zeroed_user) -> E2BIG.
+        The executor backs a literal size up to MAX_STRUCT with real memory holding
+        zeros or the 'tail' byte; past that (or for a size that is a Ref) the kernel
+        reads whatever follows in the executor's arena."""
         natural, min_size = info.sizes  # type: ignore[misc]
         size = a["size"] if "size" in a else natural
         if size < min_size:
             raise KernelError(EINVAL)
         if size > natural:
-            if a["tail"]:
+            raw = a.raws.get("size")
+            if type(raw) is int and raw > natural and a["tail"]:
                 raise KernelError(E2BIG)
-            if size - natural > MAX_TRUSTED_EXTRA:
-                raise Unsure(f"size {size} asks the kernel to check {size - natural} "
-                             "trailing bytes for zero", poisoned=False)
+            if type(raw) is not int or raw != size or size > MAX_STRUCT:
+                raise Unsure(f"size {size}: the kernel checks {size - natural} trailing "
+                             "bytes the executor does not provide")
 
     # -- stepping ----------------------------------------------------------------------
     def step(self, index: int, kernel: OpResult | None = None) -> OpResult:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 
+from fuzz.model.consts import MOCK_HUGE_PAGE_SIZE, MOCK_IO_PAGE_SIZE
 from fuzz.model.iopt import IoPagetable
 
 OBJ_DEVICE = "device"
@@ -69,7 +70,6 @@ class HwPagetable(Object):
 
     @property
     def pgsize_bitmap(self) -> int:
-        from fuzz.model.consts import MOCK_HUGE_PAGE_SIZE, MOCK_IO_PAGE_SIZE
         return MOCK_IO_PAGE_SIZE | (MOCK_HUGE_PAGE_SIZE if self.huge_iova else 0)
 
 

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 GUP_PIN_COUNTING_BIAS = 1024
 NR_OPEN = 1 << 20  # fs.nr_open default: no fd can be this large
+CAPTURE_MAX = 1 << 16  # fuzz/executor/encode.py CAPTURE_MAX
+CAPTURE_ROOM = 1 << 22  # encode()'s default cap_cap: capture bytes per program
 
 
 # -- devices and domains (device.c, hw_pagetable.c) --------------------------------
@@ -642,13 +644,17 @@ def access_rw(m: Model, a: Args) -> dict:
         mem.write(ubuf, b"".join(chunks))
         if read_unknown:
             mem.taint(ubuf, length)
-    n = min(length, 65536)
+    # The executor captures min(length, 64K) bytes at uptr with process_vm_readv
+    # into a per-program buffer of CAPTURE_ROOM bytes; a capture that does not fit
+    # what is left, or that faults, captures nothing.
+    n = min(length, CAPTURE_MAX)
     data = b""
-    if mem.one_readable_buffer(ubuf, n):
+    if n <= CAPTURE_ROOM - m.captured and mem.one_readable_buffer(ubuf, n):
         try:
             data = mem.read(ubuf, n)
         except Unsure as e:
             raise Unsure(str(e), poisoned=False) from None
+        m.captured += n
     return {"data": data}
 
 

@@ -4,6 +4,7 @@ this setup (no vfio group is ever attached), else ENODEV."""
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING
 
 from fuzz.model.consts import (
@@ -23,6 +24,7 @@ from fuzz.model.consts import (
     VFIO_DMA_MAP_FLAG_READ,
     VFIO_DMA_MAP_FLAG_WRITE,
     VFIO_DMA_UNMAP_FLAG_ALL,
+    VFIO_INFO_DEFAULT_CAP_SPACE,
     VFIO_INFO_MINSZ,
     VFIO_INFO_SIZE,
     VFIO_IOMMU_INFO_CAPS,
@@ -37,7 +39,7 @@ from fuzz.model.consts import (
     VFIO_UNMAP_DMA_SIZE,
     VFIO_TYPE1v2_IOMMU,
 )
-from fuzz.model.errors import KernelError
+from fuzz.model.errors import KernelError, Unsure
 from fuzz.model.ioas import unmap_iova
 from fuzz.model.iopt import alloc_pages
 from fuzz.model.objects import Ioas
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 DMA_AVAIL_CAP_SIZE = 12  # sizeof(struct vfio_iommu_type1_info_dma_avail)
 IOVA_CAP_HDR_SIZE = 16  # header + nr_iovas + reserved
 IOVA_RANGE_SIZE = 16
+MAX_STRUCT = 1 << 16  # fuzz/executor/encode.py MAX_STRUCT
 
 
 def get_compat_ioas(m: Model) -> Ioas:
@@ -98,39 +101,105 @@ def get_pagesizes(ioas: Ioas) -> int:
 
 
 def get_info(m: Model, a: Args) -> dict:
+    """iommufd_vfio_iommu_get_info, replayed on the bytes of the executor's buffer
+    (fuzz/executor/encode.py: max(24, argsz, 24 + 4096) bytes, at most 64K, zeros or
+    'tail' past 24), then decoded as the executor decodes it: the cap chain from
+    the returned cap_offset, within that buffer."""
     argsz = a["argsz"]
     if argsz < VFIO_INFO_MINSZ:
         raise KernelError(EINVAL)
-    minsz = min(argsz, VFIO_INFO_SIZE)
     ioas = get_compat_ioas(m)
     ranges = ioas.iopt.iova_ranges()
-    dma_size = (DMA_AVAIL_CAP_SIZE + 7) & ~7
-    iova_size = IOVA_CAP_HDR_SIZE + IOVA_RANGE_SIZE * len(ranges)
-    total = VFIO_INFO_SIZE + dma_size + ((iova_size + 7) & ~7)
+
+    raw = a.raws.get("argsz")
+    default = VFIO_INFO_SIZE + VFIO_INFO_DEFAULT_CAP_SPACE
+    size = raw if raw is not None else default
+    real = min(max(VFIO_INFO_SIZE, size if type(size) is int else VFIO_INFO_SIZE, default),
+               MAX_STRUCT)
+    buf = bytearray(real)
+    tail = a["tail"]
+    if tail and type(size) is int and size > VFIO_INFO_SIZE:
+        end = min(size, real)
+        buf[VFIO_INFO_SIZE:end] = bytes([tail]) * (end - VFIO_INFO_SIZE)
+    _put(buf, 0, 4, argsz)
+    for name, off, width in (("flags", 4, 4), ("cap_offset", 16, 4), ("pad", 20, 4)):
+        if name in a:
+            _put(buf, off, width, a[name])
+
+    def user_write(off: int, data: bytes) -> None:
+        if off + len(data) > real:
+            raise Unsure("GET_INFO writes past the executor's buffer")
+        buf[off:off + len(data)] = data
+
+    # the capability chain, as the kernel writes it
+    total = VFIO_INFO_SIZE
+    last_cap: int | None = None
+    for fill in (_fill_dma_avail, _fill_iova):
+        if argsz > total:
+            cap_size = fill(user_write, total, argsz - total, ranges)
+        else:
+            cap_size = fill(None, total, 0, ranges)
+        cap_size = (cap_size + 7) & ~7
+        if last_cap is not None and argsz >= total:
+            user_write(last_cap + 4, total.to_bytes(4, "little"))  # put_user(next)
+        last_cap = total
+        total += cap_size
     cap_offset = VFIO_INFO_SIZE if argsz >= total else 0
-    kernel = (total.to_bytes(4, "little")
-              + (VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS).to_bytes(4, "little")
-              + get_pagesizes(ioas).to_bytes(8, "little")
-              + cap_offset.to_bytes(4, "little") + bytes(4))
-    user = (argsz.to_bytes(4, "little") + (a["flags"] & U32).to_bytes(4, "little")
-            + bytes(8) + (a["cap_offset"] & U32).to_bytes(4, "little")
-            + (a["pad"] & U32).to_bytes(4, "little"))
-    st = kernel[:minsz] + user[minsz:]
-    # The caps the kernel wrote, walked from the first cap slot (offset 24) along
-    # 'next' while each cap lies inside the caller's argsz.
+    info = (total.to_bytes(4, "little")
+            + (VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS).to_bytes(4, "little")
+            + get_pagesizes(ioas).to_bytes(8, "little")
+            + cap_offset.to_bytes(4, "little") + bytes(4))
+    minsz = min(argsz, VFIO_INFO_SIZE)
+    buf[:minsz] = info[:minsz]
+    out_cap_offset = int.from_bytes(buf[16:20], "little")
+    return {"argsz": int.from_bytes(buf[0:4], "little"),
+            "flags": int.from_bytes(buf[4:8], "little"),
+            "iova_pgsizes": int.from_bytes(buf[8:16], "little"),
+            "cap_offset": out_cap_offset,
+            "caps": decode_caps(bytes(buf), real, out_cap_offset)}
+
+
+def _put(buf: bytearray, off: int, width: int, value: int) -> None:
+    buf[off:off + width] = (value % (1 << (8 * width))).to_bytes(width, "little")
+
+
+def _fill_dma_avail(write, off: int, avail: int, ranges) -> int:
+    """iommufd_fill_cap_dma_avail."""
+    if write is not None and avail >= DMA_AVAIL_CAP_SIZE:
+        write(off, struct.pack("<HHII", VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, 0, U32))
+    return DMA_AVAIL_CAP_SIZE
+
+
+def _fill_iova(write, off: int, avail: int, ranges) -> int:
+    """iommufd_fill_cap_iova: each range written while it fits, then the header."""
+    nr = 0
+    for start, end in ranges:
+        if write is not None and avail >= IOVA_CAP_HDR_SIZE + IOVA_RANGE_SIZE * (nr + 1):
+            write(off + IOVA_CAP_HDR_SIZE + IOVA_RANGE_SIZE * nr, struct.pack("<QQ", start, end))
+        nr += 1
+    if write is not None and avail >= IOVA_CAP_HDR_SIZE + IOVA_RANGE_SIZE * nr:
+        write(off, struct.pack("<HHIII", VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, 0, nr, 0))
+    return IOVA_CAP_HDR_SIZE + IOVA_RANGE_SIZE * nr
+
+
+def decode_caps(buf: bytes, length: int, cap_offset: int) -> list[dict]:
+    """The executor's walk of a vfio_info_cap_header chain (encode._decode_caps)."""
     caps: list[dict] = []
-    dma_off = VFIO_INFO_SIZE
-    iova_off = VFIO_INFO_SIZE + dma_size
-    if argsz > dma_off and argsz - dma_off >= DMA_AVAIL_CAP_SIZE:
-        caps.append({"id": VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, "version": 1, "avail": U32})
-        if argsz >= iova_off and argsz - iova_off >= iova_size:
-            caps.append({"id": VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, "version": 1,
-                         "ranges": [list(r) for r in ranges]})
-    return {"argsz": int.from_bytes(st[0:4], "little"),
-            "flags": int.from_bytes(st[4:8], "little"),
-            "iova_pgsizes": int.from_bytes(st[8:16], "little"),
-            "cap_offset": int.from_bytes(st[16:20], "little"),
-            "caps": caps}
+    off, seen = cap_offset, set()
+    while off and off + 8 <= length and off not in seen and len(caps) < 16:
+        seen.add(off)
+        cid, ver, nxt = struct.unpack_from("<HHI", buf, off)
+        cap: dict = {"id": cid, "version": ver}
+        if cid == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE and off + 16 <= length:
+            (nr,) = struct.unpack_from("<I", buf, off + 8)
+            nr_fit = max(0, min(nr, (length - off - 16) // 16))
+            cap["ranges"] = [list(struct.unpack_from("<QQ", buf, off + 16 + 16 * k))
+                             for k in range(nr_fit)]
+        elif cid == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL and off + 12 <= length:
+            (cap["avail"],) = struct.unpack_from("<I", buf, off + 8)
+        caps.append(cap)
+        off = nxt
+    return caps
 
 
 def map_dma(m: Model, a: Args) -> dict:

@@ -506,15 +506,14 @@ def mock_domain_flags_get_info() -> Prog:
               "caps": caps})
     p.op("TEST_MOCK_DOMAIN_FLAGS", id=ioas, dev_flags=1,
          out={"out_stdev_id": 5, "out_idev_id": 6, "out_hwpt_id": 4})
+    # argsz 16: the kernel writes back 16 bytes, cap_offset keeps the caller's value
     p.op("VFIO_IOMMU_GET_INFO", argsz=16, cap_offset=5,
-         out={"argsz": 72, "flags": 3, "iova_pgsizes": 0x101000, "cap_offset": 5,
-              "caps": []})
+         out={"argsz": 72, "flags": 3, "iova_pgsizes": 0x101000, "cap_offset": 5})
     p.op("VFIO_IOMMU_GET_INFO", argsz=24,
          out={"argsz": 72, "cap_offset": 0, "caps": []})
-    p.op("VFIO_IOMMU_GET_INFO", argsz=40, out={"argsz": 72, "cap_offset": 0,
-                                                "caps": caps[:1]})
-    p.op("VFIO_IOMMU_GET_INFO", argsz=71, out={"argsz": 72, "cap_offset": 0,
-                                                "caps": caps[:1]})
+    # too small for all caps: cap_offset stays 0 and the executor decodes no caps
+    p.op("VFIO_IOMMU_GET_INFO", argsz=40, out={"argsz": 72, "cap_offset": 0, "caps": []})
+    p.op("VFIO_IOMMU_GET_INFO", argsz=71, out={"argsz": 72, "cap_offset": 0, "caps": []})
     p.op("VFIO_IOMMU_GET_INFO", argsz=72, out={"argsz": 72, "cap_offset": 24, "caps": caps})
     p.op("VFIO_IOMMU_GET_INFO", argsz=15, expect=E.EINVAL, out={"argsz": 15})
     p.op("TEST_ADD_RESERVED", id=ioas, start=M16, length=PAGE)
@@ -924,6 +923,34 @@ def access_notify_and_close() -> Prog:
     return p
 
 
+def copy_shares_pins() -> Prog:
+    # one iopt_pages serves the area and its copy: an access on the copy keeps the
+    # page pinned after the domain and the original area are gone
+    p = Prog("copy_shares_pins", Buffer(4 * PAGE, "memfd", 27))
+    a = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    b = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    md = p.op("TEST_MOCK_DOMAIN", id=a,
+              out={"out_stdev_id": 3, "out_idev_id": 4, "out_hwpt_id": 5})
+    m = p.op("IOAS_MAP", ioas_id=a, user_va=p.buf(0), length=4 * PAGE, flags=RW,
+             out={"iova": M16})
+    cp = p.op("IOAS_COPY", src_ioas_id=a, dst_ioas_id=b, src_iova=p.ref(m, "iova"),
+              length=4 * PAGE, flags=RW, out={"dst_iova": 4 * PAGE})
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=b, flags=1), "out_access_fd")
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=p.ref(cp, "dst_iova", PAGE), length=PAGE,
+         uptr=p.buf(0, PAGE), out={"out_access_pages_id": 0})
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0), length=4 * PAGE, refs=1)
+    p.op("DESTROY", id=p.ref(md, "out_stdev_id"))
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0), length=PAGE, refs=0)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0, PAGE), length=PAGE, refs=1)
+    p.op("IOAS_UNMAP", ioas_id=a, iova=0, length=U64, out={"length": 4 * PAGE})
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0, PAGE), length=PAGE, refs=1)
+    p.op("IOAS_UNMAP", ioas_id=b, iova=p.ref(cp, "dst_iova"), length=4 * PAGE,
+         out={"length": 4 * PAGE})
+    p.op("TEST_DESTROY_ACCESS_PAGES", id=acc, access_pages_id=0, expect=E.ENOENT)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0), length=4 * PAGE, refs=0)
+    return p
+
+
 SEEDS = [
     ioas_alloc_destroy, cmd_length, unmap_area_rules, unmap_fully_contained_areas,
     map_check_order, auto_iova_alignment, auto_iova_reserved_allowed, allow_iovas_errors,
@@ -932,6 +959,7 @@ SEEDS = [
     mock_domain_flags_get_info, access_pin_unmap, access_pages_errors, access_rw_data,
     option_rlimit_huge_pages, vfio_ioas_and_extensions, vfio_map_unmap, vfio_type1_split,
     vfio_no_compat_ioas, access_replace_ioas, refs_shared_pages, access_notify_and_close,
+    copy_shares_pins,
 ]
 
 

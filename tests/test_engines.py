@@ -1,0 +1,106 @@
+"""Both engines against the real kernel in the VM: a short clean run, and a
+planted divergence (a patched model) that each engine must find, shrink and
+write as a finding."""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis.stateful import run_state_machine_as_test
+
+from fuzz import differential, findings
+from fuzz.backend import VMBackend
+from fuzz.engines.hypothesis_engine import Context, IommufdMachine, machine_settings
+from fuzz.model import Model
+from fuzz.result import OpResult
+
+PLANTED_PAGES = 16
+
+
+class PlantedModel(Model):
+    """The model, wrong on purpose: it claims a successful IOAS_MAP of more than
+    16 pages fails with ENOMEM. Only the engines' search can expose it."""
+
+    def step(self, index: int, kernel: OpResult | None = None) -> OpResult:
+        r = super().step(index, kernel)
+        op = self.program.ops[index]
+        length = op.args.get("length")
+        if (op.name == "IOAS_MAP" and r.errno == 0 and isinstance(length, int)
+                and length > PLANTED_PAGES * 4096):
+            return OpResult(errno=errno.ENOMEM, out=dict(r.out))
+        return r
+
+
+def test_planted_model_really_differs() -> None:
+    from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
+
+    prog = Program([Op("IOAS_ALLOC"),
+                    Op("IOAS_MAP", {"ioas_id": Ref(0, "out_ioas_id"), "user_va": BufPtr(0),
+                                    "length": 1 << 20, "flags": 6})], [Buffer(1 << 20)])
+    m = PlantedModel(prog)
+    m.step(0)
+    assert m.step(1).errno == errno.ENOMEM
+
+
+def test_hypothesis_machine_agrees_with_the_kernel(vm: VMBackend) -> None:
+    Context.backend = vm
+    Context.on_failure = []
+    run_state_machine_as_test(IommufdMachine, settings=machine_settings(12))
+
+
+def test_hypothesis_engine_finds_shrinks_and_records_planted_divergence(
+        vm: VMBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(differential, "Model", PlantedModel)
+    store = findings.FindingStore(tmp_path / "findings")
+
+    def record(out: differential.Outcome) -> None:
+        for f in findings.from_outcome(out):
+            store.record(f, out.prog, out.execution.raw.kmsg if out.execution.raw else "", {})
+
+    Context.backend = vm
+    Context.on_failure = [record]
+    Context.last_failure = None
+    with pytest.raises(AssertionError, match="IOAS_MAP"):
+        run_state_machine_as_test(IommufdMachine, settings=machine_settings(300))
+    assert Context.last_failure is not None
+    shrunk = Context.last_failure.prog
+    names = [op.name for op in shrunk.ops]
+    assert names == ["IOAS_ALLOC", "IOAS_MAP"], shrunk.dumps()
+    assert shrunk.ops[1].args["length"] == (PLANTED_PAGES + 1) * 4096
+    titles = {f.title for f, _ in store.list()}
+    assert "model/kernel mismatch in IOAS_MAP.errno" in titles
+
+
+WORKER = textwrap.dedent("""
+    import sys
+    from fuzz import differential
+    sys.path.insert(0, {tests!r})
+    from test_engines import PlantedModel
+    differential.Model = PlantedModel
+    from fuzz.engines.atheris_engine import main
+    main(sys.argv[1:])
+""")
+
+
+def test_atheris_engine_finds_and_records_planted_divergence(kernel_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """The worker (a subprocess: libFuzzer leaves through exit()) with the planted
+    model; the finding it writes is then shrunk by the minimizer."""
+    argv = [sys.executable, "-c", WORKER.format(tests=str(Path(__file__).parent)),
+            "--kernel", str(kernel_dir), "--corpus", str(tmp_path / "corpus"),
+            "--findings", str(tmp_path / "findings"), "--stats", str(tmp_path / "stats.jsonl"),
+            "--workdir", str(tmp_path / "work"), "--seconds", "240", "--runs", "400",
+            "--seed", "7"]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    rows = findings.FindingStore(tmp_path / "findings").list()
+    titles = {f.title for f, _ in rows}
+    assert "model/kernel mismatch in IOAS_MAP.errno" in titles, p.stderr[-3000:]
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert stats[-1]["programs"] > 0 and stats[-1]["edges"] > 1000
+    assert any((tmp_path / "corpus").iterdir()), "programs with new edges join the corpus"

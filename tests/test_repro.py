@@ -1,0 +1,348 @@
+"""Minimizer and reproducer emitters, on the real kernel in the VM.
+
+The planted finding needs no model: a stand-in model that agrees with the kernel on
+every op except that it predicts ENOENT for every IOAS_UNMAP. An UNMAP of a range
+that really is mapped then shows "mismatch IOAS_UNMAP.errno kernel=0 model=ENOENT";
+buried among 20 irrelevant ops, the minimizer has to find the ops that matter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fuzz import differential, emit, uapi
+from fuzz.backend import VMBackend
+from fuzz.gen import generate
+from fuzz.minimize import MinimizeResult, minimize, verify
+from fuzz.paths import REPO
+from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
+from fuzz.result import OpResult
+
+SIGNATURE = "mismatch IOAS_UNMAP.errno kernel=0 model=ENOENT"
+U32_MAX = (1 << 32) - 1
+
+
+class WrongAboutUnmap:
+    """Agrees with the kernel on everything but IOAS_UNMAP, which it says fails."""
+
+    def __init__(self, prog: Program) -> None:
+        self.prog = prog
+
+    def step(self, i: int, kernel: OpResult) -> OpResult:
+        if self.prog.ops[i].name == "IOAS_UNMAP":
+            return OpResult(errno.ENOENT, -1, dict(kernel.out))
+        return OpResult(kernel.errno, kernel.ret, dict(kernel.out))
+
+
+@pytest.fixture
+def planted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(differential, "Model", WrongAboutUnmap)
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """Under the repo, not /tmp: the guest has its own /tmp."""
+    d = REPO / "workdir" / "test-repro" / f"{time.time_ns()}"
+    d.mkdir(parents=True)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def ioas(i: int) -> Ref:
+    return Ref(i, "out_ioas_id")
+
+
+def planted_program() -> Program:
+    """Ops 1, 7 and 18 (alloc, map, unmap of buffer 1) make the finding; the rest is noise."""
+    bufs = [Buffer(1 << 16, "anon", 5), Buffer(1 << 18, "anon", 9, [(1 << 17, 4096)]),
+            Buffer(1 << 16, "memfd", 3)]
+    a, t = ioas(0), ioas(1)
+    ops = [
+        Op("IOAS_ALLOC"),
+        Op("IOAS_ALLOC"),
+        Op("VFIO_CHECK_EXTENSION", {"extension": 3}),
+        Op("TEST_MOCK_DOMAIN", {"id": a}),
+        Op("IOAS_MAP", {"ioas_id": a, "user_va": BufPtr(0), "length": 1 << 16, "flags": 6}),
+        Op("IOAS_IOVA_RANGES", {"ioas_id": a}),
+        Op("OPTION", {"option_id": 1, "op": 1, "object_id": a}),
+        Op("IOAS_MAP", {"ioas_id": t, "user_va": BufPtr(1, 8192), "length": 16384, "flags": 7,
+                        "iova": 1 << 24}),
+        Op("TEST_CREATE_ACCESS", {"id": a}),
+        Op("TEST_ACCESS_RW", {"id": Ref(8, "out_access_fd"), "iova": Ref(4, "iova"),
+                              "length": 4096, "uptr": BufPtr(2)}),
+        Op("IOAS_ALLOW_IOVAS", {"ioas_id": a, "allowed_iovas": [[1 << 24, (1 << 31) - 1]]}),
+        Op("IOAS_COPY", {"dst_ioas_id": a, "src_ioas_id": t, "length": 4096,
+                         "src_iova": Ref(7, "iova"), "flags": 6}),
+        Op("TEST_ADD_RESERVED", {"id": a, "start": 1 << 32, "length": 4096}),
+        Op("IOAS_UNMAP", {"ioas_id": a, "iova": 0x5000000, "length": 4096}),  # ENOENT: agrees
+        Op("VFIO_GET_API_VERSION"),
+        Op("TEST_MD_CHECK_MAP", {"id": Ref(3, "out_hwpt_id"), "iova": Ref(4, "iova"),
+                                 "length": 1 << 16, "uptr": BufPtr(0)}),
+        Op("OPTION", {"option_id": 0, "op": 1, "size": 16}),
+        Op("TEST_SET_TEMP_MEMORY_LIMIT", {"limit": 65536}),
+        Op("IOAS_UNMAP", {"ioas_id": t, "iova": Ref(7, "iova"), "length": 16384}),
+        Op("IOAS_IOVA_RANGES", {"ioas_id": t}),
+        Op("CLOSE", {"fd": Ref(8, "out_access_fd")}),
+        Op("IOAS_ALLOC"),
+        Op("VFIO_IOMMU_GET_INFO"),
+    ]
+    return Program(ops, bufs)
+
+
+OP_LINE = re.compile(r"^op (\d+) (\S+) errno=(\d+)", re.M)
+
+
+def printed_errnos(stdout: str) -> list[tuple[int, str, int]]:
+    return [(int(i), n, int(e)) for i, n, e in OP_LINE.findall(stdout)]
+
+
+def compile_c(src: str, where: Path) -> Path:
+    (where / "repro.c").write_text(src)
+    # plain gcc, as a kernel developer would: everything the program needs is inline
+    cc = subprocess.run(["gcc", str(where / "repro.c"), "-o", str(where / "repro")],
+                        capture_output=True, text=True)
+    assert cc.returncode == 0 and not cc.stderr, cc.stderr
+    return where / "repro"
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_ctypes_classes_match_the_uapi_layout() -> None:
+    """repro.py's ctypes structs have the cdef's sizes and offsets (which the uapi
+    probe test checks against the real headers)."""
+    names = list(emit._cdef_blocks())
+    ns: dict = {"ctypes": ctypes}
+    exec(emit.ctypes_classes(names), ns)
+    for n in names:
+        cls = ns[n.split()[1]]
+        assert ctypes.sizeof(cls) == uapi.sizeof(n), n
+        obj = cls()
+        for path in uapi.fields(n):
+            parts = path.split(".")
+            sub = obj
+            for part in parts[:-1]:
+                sub = getattr(sub, part)
+            off = ctypes.addressof(sub) - ctypes.addressof(obj) + \
+                getattr(type(sub), parts[-1]).offset
+            assert off == uapi.field_offset(n, path)[0], (n, path)
+
+
+def test_emitted_code_compiles_for_generated_programs(workdir: Path) -> None:
+    for seed in range(40):
+        prog = generate(seed)
+        compile(emit.emit_python(prog), f"gen-{seed}.py", "exec")
+        compile_c(emit.emit_c(prog), workdir)
+
+
+def test_planted_mismatch_is_minimized_and_reproduced(vm: VMBackend, planted: None,
+                                                      workdir: Path) -> None:
+    prog = planted_program()
+    first = differential.run(prog, vm)
+    assert [m.op for m in first.mismatches] == [18]
+
+    res: MinimizeResult = minimize((prog, SIGNATURE), vm, rate_runs=2)
+    st = res.stats()
+    print("minimize:", st, *res.log, sep="\n  ")
+    assert (st["hits"], st["rate_runs"], st["tries"]) == (2, 2, 1)
+    assert (st["original_ops"], st["original_buffers"]) == (23, 3)
+    assert [op.name for op in res.prog.ops] == ["IOAS_ALLOC", "IOAS_MAP", "IOAS_UNMAP"]
+    # IOAS_MAP pins nothing while no domain or access is attached: even user_va 0 maps
+    assert len(res.prog.buffers) <= 1
+    alloc, map_, unmap = res.prog.ops
+    assert map_.args["ioas_id"] == unmap.args["ioas_id"] == Ref(0, "out_ioas_id")
+    assert res.outcome.prog is res.prog and res.outcome.mismatches[0].op == 2
+
+    exp = res.expectation()
+    assert (exp.kind, exp.op, exp.field, exp.kernel, exp.model) == (
+        "mismatch", 2, "errno", 0, errno.ENOENT)
+    manifest = {"kernel_version": "6.12.test", "config_sha256": "0" * 64}
+    d = emit.write_reproducer(workdir / "planted", res.prog, exp, manifest,
+                              expected=res.outcome.model, stats=st)
+    assert sorted(p.name for p in d.iterdir()) == [
+        "program.json", "report.txt", "repro.c", "repro.json", "repro.py"]
+    assert Program.load(d / "program.json").dumps() == res.prog.dumps()
+    report = (d / "report.txt").read_text()
+    for text in ("6.12.test", "0" * 64, SIGNATURE, "kernel: success (0)", "model:  ENOENT",
+                 "2/2"):
+        assert text in report
+
+    checks = verify(d, vm)
+    print(checks)
+    assert {n: ok for n, (ok, _) in checks.items()} == {
+        "program.json": True, "repro.py": True, "repro.c": True}
+    for n in ("repro.py", "repro.c"):
+        assert f"REPRODUCED: {SIGNATURE}" in checks[n][1]
+
+
+def test_reproducer_says_not_reproduced_when_the_kernel_agrees(vm: VMBackend,
+                                                               workdir: Path) -> None:
+    """Same check, expectation turned around: the model 'expects' what the kernel does."""
+    prog = Program([Op("IOAS_ALLOC"),
+                    Op("IOAS_MAP", {"ioas_id": ioas(0), "user_va": BufPtr(0), "length": 4096,
+                                    "flags": 6}),
+                    Op("IOAS_UNMAP", {"ioas_id": ioas(0), "iova": Ref(1, "iova"),
+                                      "length": 4096})],
+                   [Buffer(4096)])
+    exp = emit.Expectation("mismatch", "mismatch IOAS_UNMAP.errno kernel=ENOENT model=0",
+                           "made up", op=2, name="IOAS_UNMAP", field="errno",
+                           kernel=errno.ENOENT, model=0)
+    (workdir / "repro.py").write_text(emit.emit_python(prog, exp))
+    binary = compile_c(emit.emit_c(prog, exp), workdir)
+    for argv in (["/usr/bin/python3", "-I", str(workdir / "repro.py")], [str(binary)]):
+        out = vm.vm.run_command(argv, timeout=300)
+        assert out["rc"] == 0 and out["stdout"].rstrip().endswith("NOT REPRODUCED"), out
+
+
+def _fd_numbers_portable(prog: Program, results: list[OpResult]) -> bool:
+    """Every CLOSE closes an access fd that really was created. close(2) of any other
+    number (a literal, or the 0 a failed TEST_CREATE_ACCESS leaves) hits whatever that
+    number is in each process: in the agent fd 0 may be the iommufd itself."""
+    for op in prog.ops:
+        if op.name == "CLOSE":
+            fd = op.args.get("fd")
+            if not isinstance(fd, Ref) or fd.add or results[fd.op].errno:
+                return False
+    return True
+
+
+def test_emitters_agree_with_the_executor_on_generated_programs(vm: VMBackend,
+                                                                workdir: Path) -> None:
+    """repro.py and repro.c print, op by op, the errnos (and ids, IOVAs, counts) the
+    executor got for the same program on the same kernel."""
+    total = checked = 0
+    for seed in range(200):
+        prog = generate(seed)
+        if len(prog.ops) < 14:
+            continue
+        ex = vm.run(prog)
+        assert ex.setup_error is None and ex.crash is None, (seed, ex.setup_error, ex.crash)
+        if not _fd_numbers_portable(prog, ex.results):
+            continue
+        want = [(i, op.name, r.errno) for i, (op, r) in enumerate(zip(prog.ops, ex.results))]
+        d = workdir / f"gen-{seed}"
+        d.mkdir()
+        (d / "repro.py").write_text(emit.emit_python(prog))
+        binary = compile_c(emit.emit_c(prog), d)
+        for argv in (["/usr/bin/python3", "-I", str(d / "repro.py")], [str(binary)]):
+            out = vm.vm.run_command(argv, timeout=300)
+            assert out["rc"] == 0, (seed, argv, out["stderr"][-2000:])
+            got = printed_errnos(out["stdout"])
+            assert got == want, (seed, argv[-1], [(w, g) for w, g in zip(want, got) if w != g])
+            # outputs too, except fd numbers (they depend on the process's fd table)
+            for i, line in enumerate(out["stdout"].splitlines()[:len(prog.ops)]):
+                fields = dict(re.findall(r" (\w+)=(0x[0-9a-f]+)\b", line))
+                for name, v in ex.results[i].out.items():
+                    if isinstance(v, int) and name in fields and name != "out_access_fd":
+                        assert int(fields[name], 16) == v, (seed, i, name, line)
+        total += len(prog.ops)
+        checked += 1
+        if checked == 8:
+            break
+    print(f"{checked} programs, {total} ops: executor == repro.py == repro.c")
+    assert checked == 8 and total >= 100
+
+
+def test_cli_minimize_then_repro(planted: None, kernel_dir: Path, workdir: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`iommufd-fuzz minimize FINDING` on a stored finding, then `iommufd-fuzz repro`
+    on what it wrote (each boots its own VM)."""
+    from fuzz import kernel
+    from fuzz.cli import main
+    from fuzz.findings import FindingStore, from_outcome
+
+    be = VMBackend(kernel_dir)
+    try:
+        first = differential.run(planted_program(), be)
+    finally:
+        be.close()
+    [finding] = from_outcome(first)
+    assert finding.signature == SIGNATURE
+    store = FindingStore(workdir / "findings")
+    store.record(finding, planted_program(), first.execution.raw.kmsg if first.execution.raw
+                 else "", kernel.manifest(kernel_dir))
+    [(_, fdir)] = store.list()
+
+    rc = main(["minimize", str(fdir), "--kernel", str(kernel_dir),
+               "--out", str(workdir / "reproducers"), "--rate-runs", "2"])
+    out = capsys.readouterr().out
+    print(out)
+    assert rc == 0, out
+    assert "ops 23 -> 3" in out and "original reproduced 2/2" in out
+    d = workdir / "reproducers" / fdir.name
+    report = (d / "report.txt").read_text()
+    assert report.count("REPRODUCED  ") == 3, report
+    assert f"iommufd-fuzz repro {d} --kernel {kernel_dir}" in report
+    assert kernel.manifest(kernel_dir)["kernel_version"] in report
+
+    rc = main(["repro", str(d), "--kernel", str(kernel_dir)])
+    out = capsys.readouterr().out
+    print(out)
+    assert rc == 0, out
+    assert out.count("REPRODUCED    ") == 3
+
+
+class FlakyKernel:
+    """A stand-in backend (no VM) whose IOAS_UNMAP succeeds only on every third run:
+    enough to check the flakiness bookkeeping without waiting for a real race."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(self, prog: Program, kcov: bool = True):  # type: ignore[no-untyped-def]
+        from fuzz.backend import Execution
+
+        self.calls += 1
+        ok = self.calls % 3 == 0
+        return Execution(results=[OpResult(0 if (op.name != "IOAS_UNMAP" or ok)
+                                           else errno.ENOENT) for op in prog.ops])
+
+    def close(self) -> None:
+        pass
+
+
+def test_flaky_finding_is_retried_in_proportion(planted: None) -> None:
+    prog = Program([Op("IOAS_ALLOC"), Op("VFIO_GET_API_VERSION"),
+                    Op("IOAS_UNMAP", {"ioas_id": ioas(0), "length": 4096})])
+    res = minimize((prog, SIGNATURE), FlakyKernel(), rate_runs=6)
+    st = res.stats()
+    # 2 hits in 6: 1/3 -> ceil(log 0.05 / log(2/3)) = 8 tries, so no good candidate is lost
+    assert (st["hits"], st["rate_runs"], st["tries"]) == (2, 6, 8)
+    assert [op.name for op in res.prog.ops] == ["IOAS_UNMAP"]
+
+
+def test_splat_keys_come_from_the_title() -> None:
+    assert emit.splat_keys("WARNING in iopt_unmap_iova_range") == [
+        "WARNING:", "iopt_unmap_iova_range"]
+    assert emit.splat_keys("KASAN: slab-use-after-free Read in iopt_area_split") == [
+        "KASAN: slab-use-after-free Read", "iopt_area_split"]
+    assert emit.splat_keys("possible deadlock in iommufd_access_notify_unmap") == [
+        "possible ", "iommufd_access_notify_unmap"]
+
+
+def test_splat_reproducer_reads_the_log_and_says_not_reproduced(vm: VMBackend,
+                                                                workdir: Path) -> None:
+    """The splat variant (kmsg read from before the run, grepped after teardown) on a
+    program that triggers nothing: both languages run clean and say NOT REPRODUCED."""
+    prog = Program([Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": ioas(0)}),
+                    Op("DESTROY", {"id": Ref(1, "out_stdev_id")})])
+    title = "WARNING in iopt_unmap_iova_range"
+    exp = emit.Expectation("splat", "0123456789abcdef", title, keys=emit.splat_keys(title))
+    (workdir / "repro.py").write_text(emit.emit_python(prog, exp))
+    binary = compile_c(emit.emit_c(prog, exp), workdir)
+    for argv in (["/usr/bin/python3", "-I", str(workdir / "repro.py")], [str(binary)]):
+        out = vm.vm.run_command(argv, timeout=300)
+        assert out["rc"] == 0, out
+        assert [e for _, _, e in printed_errnos(out["stdout"])] == [0, 0, 0]
+        assert out["stdout"].rstrip().endswith("NOT REPRODUCED")
