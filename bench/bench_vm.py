@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fuzz import kernel  # noqa: E402
 from fuzz.executor.encode import encode  # noqa: E402
+from fuzz.executor.wire import KCOV_EDGES  # noqa: E402
 from fuzz.paths import cache_dir  # noqa: E402
 from fuzz.prog import Buffer, BufPtr, Op, Program, Ref  # noqa: E402
 from fuzz.vm import VM, VMConfig  # noqa: E402
@@ -38,7 +39,8 @@ def map_unmap_program(pairs: int, length: int) -> Program:
 
 
 def agent_rate(vm: VM, prog: Program, kcov: bool) -> dict:
-    enc = encode(prog, kcov=kcov)
+    # KCOV_EDGES is what campaigns use: the executor dedups edges in the guest
+    enc = encode(prog, kcov=kcov, kcov_mode=KCOV_EDGES)
     t0 = time.monotonic()
     raw = vm.execute(enc.wire, timeout=600)
     secs = time.monotonic() - t0
@@ -47,7 +49,7 @@ def agent_rate(vm: VM, prog: Program, kcov: bool) -> dict:
                                                        signed=True))
     return {"ops": n, "seconds": round(secs, 4), "ops_per_s": round(n / secs, 1),
             "executor_ops_per_s": round(n / (raw.calls_ns / 1e9), 1),
-            "failures": fails, "kcov_pcs": len(raw.pcs) // 4}
+            "failures": fails, "distinct_edges": len(raw.pcs) // 8}
 
 
 def main() -> int:
@@ -55,6 +57,7 @@ def main() -> int:
     ap.add_argument("--kernel", type=Path)
     ap.add_argument("--pairs", type=int, default=5000)
     ap.add_argument("--length", type=int, default=4096)
+    ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     kdir = a.kernel or kernel.default_kernel()
     # not /tmp: the guest mounts its own tmpfs there; the cache dir is visible over 9p
@@ -67,15 +70,24 @@ def main() -> int:
                      "kernel": vm.hello.get("uname")}
         prog = map_unmap_program(a.pairs, a.length)
         agent_rate(vm, map_unmap_program(50, a.length), kcov=True)  # warm caches
-        for kcov in (False, True):
-            tag = "kcov" if kcov else "no_kcov"
-            r = vm.run_command([str(exe), str(a.pairs), str(a.length)] + (["kcov"] if kcov
-                                                                          else []), timeout=600)
-            out[f"c_loop_{tag}"] = json.loads(r["stdout"]) if r["rc"] == 0 else r
-            out[f"agent_{tag}"] = agent_rate(vm, prog, kcov=kcov)
-            c = out[f"c_loop_{tag}"].get("ops_per_s")
-            if c:
-                out[f"ratio_agent_vs_c_{tag}"] = round(out[f"agent_{tag}"]["ops_per_s"] / c, 3)
+        # Interleaved and repeated, best of each kept: the machine's other load (and
+        # TCG's translation cache warming up) moves single measurements a lot.
+        for _ in range(a.repeat):
+            for kcov in (False, True):
+                tag = "kcov" if kcov else "no_kcov"
+                r = vm.run_command([str(exe), str(a.pairs), str(a.length)]
+                                   + (["kcov"] if kcov else []), timeout=600)
+                if r["rc"] != 0:
+                    raise SystemExit(f"c_loop failed in the guest: {r}")
+                c = json.loads(r["stdout"])
+                g = agent_rate(vm, prog, kcov=kcov)
+                if c["ops_per_s"] > out.get(f"c_loop_{tag}", {}).get("ops_per_s", 0):
+                    out[f"c_loop_{tag}"] = c
+                if g["ops_per_s"] > out.get(f"agent_{tag}", {}).get("ops_per_s", 0):
+                    out[f"agent_{tag}"] = g
+        for tag in ("no_kcov", "kcov"):
+            out[f"ratio_agent_vs_c_{tag}"] = round(
+                out[f"agent_{tag}"]["ops_per_s"] / out[f"c_loop_{tag}"]["ops_per_s"], 3)
     print(json.dumps(out, indent=1))
     return 0
 

@@ -28,6 +28,7 @@ class Execution:
     crash: str | None = None
     console_tail: str = ""
     setup_error: str | None = None
+    kcov_mode: int = KCOV_TRACE_PC  # KCOV_EDGES: call_pcs() holds u64 edges, not PCs
 
     def call_pcs(self, i: int) -> memoryview:
         assert self.raw is not None
@@ -42,13 +43,15 @@ class Execution:
 class Backend(Protocol):
     name: str
 
-    def run(self, prog: Program, kcov: bool = True) -> Execution: ...
+    def run(self, prog: Program, kcov: bool = True, timeout: float = ...,
+            kcov_mode: int = ...) -> Execution: ...
 
     def close(self) -> None: ...
 
 
-def _finish(prog: Program, enc, raw: RawRun) -> Execution:  # type: ignore[no-untyped-def]
-    ex = Execution(raw=raw, reports=parse(raw.kmsg))
+def _finish(prog: Program, enc, raw: RawRun,  # type: ignore[no-untyped-def]
+            kcov_mode: int) -> Execution:
+    ex = Execution(raw=raw, reports=parse(raw.kmsg), kcov_mode=kcov_mode)
     if raw.setup_errno:
         what = f"buffer {raw.setup_step - 1}" if raw.setup_step else "opening /dev/iommu"
         ex.setup_error = f"setup failed at {what}: errno {raw.setup_errno}"
@@ -77,7 +80,7 @@ class VMBackend:
                            console_tail=crash.console_tail)
             self.vm.restart()
             return ex
-        ex = _finish(prog, enc, raw)
+        ex = _finish(prog, enc, raw, kcov_mode)
         # Console reports are a second source: kmsg already has them while the guest lives.
         self.vm.take_console_reports()
         return ex
@@ -96,12 +99,13 @@ class LocalBackend:
 
         self.runner = Runner()
 
-    def run(self, prog: Program, kcov: bool = True, timeout: float = 0) -> Execution:
+    def run(self, prog: Program, kcov: bool = True, timeout: float = 0,
+            kcov_mode: int = KCOV_TRACE_PC) -> Execution:
         from fuzz.executor.runner import pack_response
 
-        enc = encode(prog, kcov=kcov)
+        enc = encode(prog, kcov=kcov, kcov_mode=kcov_mode)
         raw = unpack_response(pack_response(*self.runner.run(enc.wire), b""))
-        return _finish(prog, enc, raw)
+        return _finish(prog, enc, raw, kcov_mode)
 
     def close(self) -> None:
         pass

@@ -39,14 +39,17 @@ def write_frame(fd: int, kind: int, payload: bytes = b"") -> None:
 
 
 def read_exact(fd: int, n: int) -> bytes:
-    chunks = []
-    while n:
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
+    # readv into one preallocated buffer: os.read(fd, big) would allocate (and,
+    # past malloc's mmap threshold, map and unmap) a fresh buffer per chunk.
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = os.readv(fd, [view[got:]])
+        if not k:
             raise ChannelClosed("channel closed")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+        got += k
+    return bytes(buf)
 
 
 def read_frame(fd: int) -> tuple[int, bytes]:

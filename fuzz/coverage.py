@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from fuzz.backend import Execution
+from fuzz.executor.wire import KCOV_EDGES
 
 KERNEL_HIGH = 0xFFFFFFFF00000000
 
@@ -26,9 +27,11 @@ def edges_of_trace(trace: memoryview) -> set[int]:
 
 
 def edges(ex: Execution) -> set[int]:
-    out: set[int] = set()
     if ex.raw is None:
-        return out
+        return set()
+    if ex.kcov_mode == KCOV_EDGES:  # the executor already paired and deduplicated them
+        return set(memoryview(ex.raw.pcs).cast("Q"))
+    out: set[int] = set()
     for i in range(len(ex.results)):
         out |= edges_of_trace(ex.call_pcs(i))
     return out

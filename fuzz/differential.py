@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from fuzz.backend import Backend, Execution
 from fuzz.compare import Mismatch, compare_op
+from fuzz.executor.wire import KCOV_TRACE_PC
 from fuzz.model import Model
 from fuzz.prog import Program
 from fuzz.result import OpResult
@@ -42,8 +43,9 @@ def model_alongside(prog: Program, kernel: list[OpResult]) -> tuple[list[OpResul
     return predicted, mism, unsure
 
 
-def run(prog: Program, backend: Backend, kcov: bool = True) -> Outcome:
-    ex = backend.run(prog, kcov=kcov)
+def run(prog: Program, backend: Backend, kcov: bool = True,
+        kcov_mode: int = KCOV_TRACE_PC) -> Outcome:
+    ex = backend.run(prog, kcov=kcov, kcov_mode=kcov_mode)
     out = Outcome(prog, ex)
     if ex.results:
         out.model, out.mismatches, out.unsure = model_alongside(prog, ex.results)

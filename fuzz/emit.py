@@ -380,6 +380,12 @@ def _comment(opname: str, path: str, v: Value) -> str:
     return small.get(v, "") if small else ""
 
 
+def _io_form(req: int) -> str:
+    """How the header spells a request: all of ours are _IO(type, nr), no size bits."""
+    assert req >> 16 == 0, hex(req)
+    return f"_IO('{chr(req >> 8 & 0xFF)}', {req & 0xFF:#x})"
+
+
 def _hex(v: int) -> str:
     return hex(v) if v > 9 else str(v)
 
@@ -671,7 +677,7 @@ def emit_python(prog: Program, exp: Expectation | None = None,
     L.append(f"\nCAPTURE_MAX = {CAPTURE_MAX}")
     L.append("\n# ioctl requests: _IO(';', nr); iommufd and vfio structs carry their own size")
     for n, v in sorted(consts.items()):
-        L.append(f"{n} = {v:#x}")
+        L.append(f"{n} = {v:#x}  # {_io_form(v)}")
     tops = sorted({p.spec.test_op for p in plans if p.spec.kind == TEST}
                   | {"IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT"})
     for n in tops:
@@ -1124,7 +1130,7 @@ def emit_c(prog: Program, exp: Expectation | None = None,
     L.append("/* ioctl requests: _IO(';', nr) - iommufd and vfio structs carry their own size */")
     reqs = {p.spec.request for p in plans if p.spec.request} | {"IOMMU_TEST_CMD"}
     for n in sorted(reqs):
-        L.append(f"#define {n} {uapi.request(n):#x}")
+        L.append(f"#define {n} {uapi.request(n):#x} /* {_io_form(uapi.request(n))} */")
     tops = sorted({p.spec.test_op for p in plans if p.spec.kind == TEST}
                   | {"IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT"})
     for n in tops:

@@ -534,7 +534,6 @@ def _kernel_dir(arg: str | None) -> Path:
 
 def cmd_minimize(a: Any) -> int:
     from fuzz.backend import VMBackend
-    from fuzz.findings import Finding
     from fuzz.vm import VMConfig
 
     d = Path(a.finding)

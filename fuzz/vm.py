@@ -226,10 +226,15 @@ class VM:
     def _recv(self, timeout: float, doing: str) -> tuple[int, bytes]:
         assert self.sock
         end = time.monotonic() + timeout
-        buf = bytearray()
-        need = channel.FRAME.size
-        header: tuple[int, int] | None = None
-        while True:
+        head = self._recv_into(bytearray(channel.FRAME.size), end, timeout, doing)
+        kind, length = channel.FRAME.unpack(head)
+        return kind, bytes(self._recv_into(bytearray(length), end, timeout, doing))
+
+    def _recv_into(self, buf: bytearray, end: float, timeout: float, doing: str) -> bytearray:
+        assert self.sock
+        view = memoryview(buf)
+        got = 0
+        while got < len(buf):
             left = end - time.monotonic()
             if left <= 0:
                 reports = self.take_console_reports() + self.scanner.flush()
@@ -237,25 +242,27 @@ class VM:
                                  reports, self.console_tail())
             self.sock.settimeout(min(left, 0.5))
             try:
-                chunk = self.sock.recv(max(need - len(buf), 1 << 16))
+                k = self.sock.recv_into(view[got:])
             except TimeoutError:
                 self._check_alive(doing)
                 continue
-            if not chunk:
+            if not k:
                 self._check_alive(doing)
                 time.sleep(0.1)
                 self._check_alive(doing)
                 raise GuestCrash(f"agent channel closed while {doing}", [], self.console_tail())
-            buf += chunk
-            if header is None and len(buf) >= channel.FRAME.size:
-                header = channel.FRAME.unpack_from(buf)
-                need = channel.FRAME.size + header[1]
-            if header is not None and len(buf) >= need:
-                return header[0], bytes(buf[channel.FRAME.size:need])
+            got += k
+        return buf
 
-    def _send(self, kind: int, payload: bytes = b"") -> None:
+    def _send(self, kind: int, payload: bytes = b"", timeout: float = 120.0) -> None:
         assert self.sock
-        self.sock.sendall(channel.pack(kind, payload))
+        self.sock.settimeout(timeout)  # a guest that stops reading must not block us forever
+        try:
+            self.sock.sendall(channel.pack(kind, payload))
+        except TimeoutError:
+            reports = self.take_console_reports() + self.scanner.flush()
+            raise GuestCrash(f"guest stopped reading its channel for {timeout:.0f}s",
+                             reports, self.console_tail()) from None
 
     def execute(self, wire: bytes, timeout: float = 60.0) -> RawRun:
         """Run one encoded program. Raises GuestCrash if the guest dies or hangs."""

@@ -126,3 +126,17 @@ def test_guest_hang_is_detected(fresh_vm: VMBackend) -> None:
     assert "no answer" in crash.value.what
     fresh_vm.vm.restart()
     assert fresh_vm.vm.ping()
+
+
+def test_guest_side_edge_dedup_matches_host_side_pairing(vm: VMBackend) -> None:
+    from fuzz import coverage
+    from fuzz.executor.wire import KCOV_EDGES
+    from fuzz.smoke import smoke_program
+
+    prog, _ = smoke_program()
+    by_host = coverage.edges(vm.run(prog))
+    ex = vm.run(prog, kcov_mode=KCOV_EDGES)
+    by_guest = coverage.edges(ex)
+    assert len(ex.raw.pcs) == 8 * len(by_guest)  # distinct: nothing sent twice
+    # Two runs of one program differ a little (allocator slow paths, RCU), no more.
+    assert len(by_host & by_guest) >= 0.95 * max(len(by_host), len(by_guest))

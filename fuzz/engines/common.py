@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fuzz import corpus, coverage, differential, findings, kernel
 from fuzz.backend import Backend
+from fuzz.executor.wire import KCOV_EDGES
 from fuzz.prog import Program, atomic_write
 
 
@@ -41,7 +42,7 @@ class WorkerState:
                 self.manifest = {}
 
     def run(self, prog: Program) -> tuple[differential.Outcome, set[int]]:
-        out = differential.run(prog, self.backend)
+        out = differential.run(prog, self.backend, kcov_mode=KCOV_EDGES)
         e = coverage.edges(out.execution)
         new = e - self.edges
         if new:

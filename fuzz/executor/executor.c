@@ -24,6 +24,37 @@
 #define KCOV_ENABLE _IO('c', 100)
 #define KCOV_DISABLE _IO('c', 101)
 
+/*
+ * FZ_KCOV_EDGES: instead of every PC of every call, the program's distinct edges
+ * (prev | cur << 32, pairs of consecutive PCs within one call), each reported
+ * under the first call that hit it. A long program repeats the same paths, so
+ * this is what keeps the channel from carrying megabytes of duplicate PCs.
+ */
+#define EDGE_BITS 18
+#define EDGE_SLOTS (1u << EDGE_BITS)
+static uint64_t edge_key[EDGE_SLOTS];
+static uint32_t edge_gen[EDGE_SLOTS];
+static uint32_t cur_gen;
+static uint32_t edge_count;
+
+static int edge_insert(uint64_t e)
+{
+	uint32_t h = (uint32_t)((e * 0x9E3779B97F4A7C15ull) >> (64 - EDGE_BITS));
+
+	if (edge_count >= EDGE_SLOTS / 4 * 3)
+		return 0;
+	for (;; h = (h + 1) & (EDGE_SLOTS - 1)) {
+		if (edge_gen[h] != cur_gen) {
+			edge_gen[h] = cur_gen;
+			edge_key[h] = e;
+			edge_count++;
+			return 1;
+		}
+		if (edge_key[h] == e)
+			return 0;
+	}
+}
+
 static void fill_pattern(uint8_t *p, uint64_t len, uint32_t seed)
 {
 	/* Same formula as fuzz.prog.pattern_bytes: byte k = (k % 251) * 37 + seed. */
@@ -176,8 +207,14 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 		/* e.g. resetting the selftest's global temp memory limit */
 		ioctl(fd, prog->prologue_request, arena + prog->prologue_off);
 
-	if (kcov_fd >= 0 && ioctl(kcov_fd, KCOV_ENABLE, prog->kcov_mode))
+	if (kcov_fd >= 0 && ioctl(kcov_fd, KCOV_ENABLE,
+				  prog->kcov_mode == FZ_KCOV_CMP ? FZ_KCOV_CMP : FZ_KCOV_PC))
 		kcov_fd = -1;
+	if (++cur_gen == 0) {
+		memset(edge_gen, 0, sizeof(edge_gen));
+		cur_gen = 1;
+	}
+	edge_count = 0;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (uint32_t i = 0; i < prog->nr_calls; i++) {
@@ -219,6 +256,25 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 			memcpy(pcs + npcs, &kcov_area[1], words * 8);
 			npcs += 2 * words;
 			r->pc_count = (uint32_t)(2 * words);
+		} else if (kcov_fd >= 0 && prog->kcov_mode == FZ_KCOV_EDGES) {
+			uint64_t n = __atomic_load_n(&kcov_area[0], __ATOMIC_RELAXED);
+			uint32_t first = npcs;
+			if (n > prog->kcov_words)
+				n = prog->kcov_words;
+			for (uint64_t k = 1; k < n; k++) {
+				uint64_t e = (uint32_t)kcov_area[k] | (uint64_t)(uint32_t)kcov_area[1 + k] << 32;
+				if (!edge_insert(e))
+					continue;
+				if (pcs_cap - npcs < 2) {
+					info->pcs_truncated = 1;
+					break;
+				}
+				memcpy(pcs + npcs, &e, 8);
+				npcs += 2;
+			}
+			if (edge_count >= EDGE_SLOTS / 4 * 3)
+				info->pcs_truncated = 1;
+			r->pc_count = npcs - first;
 		} else if (kcov_fd >= 0) {
 			uint64_t n = __atomic_load_n(&kcov_area[0], __ATOMIC_RELAXED);
 			if (n > prog->kcov_words)
