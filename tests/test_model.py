@@ -366,11 +366,25 @@ def test_literal_fd_without_kernel_results_is_unsure_while_accesses_are_open():
 
 
 def test_close_of_a_literal_fd_is_unsure():
+    # it may close one of the agent's fds (even the iommufd): later ops are unsure too
     p = Prog("close_lit")
-    p.op("CLOSE", fd=3)
     p.op("CLOSE", fd=-1, expect=E.EBADF)
+    p.op("CLOSE", fd=3)
+    p.op("IOAS_ALLOC")
     res = run(p)
-    assert res[0].unsure and res[1].errno == E.EBADF and res[1].unsure is None
+    assert res[0].errno == E.EBADF and res[0].unsure is None
+    assert res[1].unsure and res[2].unsure.startswith("after op 1")
+
+
+def test_close_of_an_unknown_fd_adopts_the_kernels_ebadf():
+    p = Prog("close_kernel")
+    p.op("CLOSE", fd=3)
+    p.op("IOAS_ALLOC")
+    res = run(p, [OpResult(E.EBADF, -1, {}), OpResult(0, 0, {"out_ioas_id": 1})])
+    assert res[0].errno == E.EBADF and res[0].unsure is None
+    assert res[1].unsure is None and res[1].out["out_ioas_id"] == 1
+    res = run(p, [OpResult(0, 0, {}), OpResult(E.EBADF, -1, {})])
+    assert res[0].unsure and res[1].unsure
 
 
 def test_access_replace_same_ioas_keeps_pins():

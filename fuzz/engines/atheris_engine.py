@@ -135,7 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     scratch = a.workdir / "libfuzzer-corpus"
     scratch.mkdir(parents=True, exist_ok=True)
     lf_args = [sys.argv[0], f"-max_total_time={a.seconds}", f"-runs={a.runs}",
-               "-max_len=65536", "-rss_limit_mb=0", "-timeout=0", f"-seed={a.seed}",
+               # hangs are the VM layer's to detect (channel timeouts, restarts); libFuzzer's
+               # own timeout would kill the worker and its VM
+               "-max_len=65536", "-rss_limit_mb=0", "-timeout=100000", f"-seed={a.seed}",
+               f"-artifact_prefix={a.workdir}/", "-error_exitcode=0",
                "-print_final_stats=1", str(scratch), str(a.corpus), *map(str, a.seeds)]
     try:
         atheris.Setup(lf_args, test_one_input, custom_mutator=custom_mutator,

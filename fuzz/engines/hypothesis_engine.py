@@ -64,7 +64,7 @@ class Context:
     last_failure: differential.Outcome | None = None
 
 
-BUFFERS = [Buffer(1 << 20, "anon", 11), Buffer(1 << 16, "readonly", 12),
+BUFFERS = [Buffer(1 << 18, "anon", 11), Buffer(1 << 16, "readonly", 12),
            Buffer(1 << 16, "hole"), Buffer(1 << 16, "memfd", 13), Buffer(2 << 20, "hugetlb", 14)]
 
 iova_values = st.one_of(
@@ -185,7 +185,7 @@ class IommufdMachine(RuleBasedStateMachine):
           flags=st.sampled_from([0, 1, 4, 5]))
     def access_rw(self, acc: Ref, m: Mapping, length: int, flags: int) -> None:
         self.add("TEST_ACCESS_RW", id=acc, iova=m.iova, length=min(length, m.length),
-                 uptr=BufPtr(0, 1 << 19), flags=flags)
+                 uptr=BufPtr(0, 1 << 17), flags=flags)
 
     @rule(acc=access, ioas=ioas)
     def access_replace_ioas(self, acc: Ref, ioas: Ref) -> None:

@@ -29,8 +29,11 @@ Modules, named after the kernel files they follow:
 Free choices taken from the kernel's result (only when it obeys the rules):
   - the automatic IOVA of IOAS_MAP / IOAS_COPY (IoPagetable.map_pages,
     IoPagetable.iova_choice_ok): otherwise the model's own first fit is kept
-  - the fd number of TEST_CREATE_ACCESS (Model.choose_fd): otherwise a made-up
-    number >= 2,000,000 that no real fd can have
+  - the fd number of TEST_CREATE_ACCESS (Model.choose_fd): a valid fd that is not
+    an open access fd; otherwise a made-up number >= 2,000,000 no real fd can have
+  - CLOSE of a number that is not an access fd of the program: the agent's fd
+    table is outside the model, so the kernel's EBADF is adopted (nothing was
+    open, nothing changed); anything else is unsure (selftest.close)
 Where the model cannot know, the op's OpResult has unsure set; 'poisoned' ones
 (the kernel's state may now differ) make every later op unsure too.
 """

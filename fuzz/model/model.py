@@ -160,6 +160,10 @@ class Model:
         v = k.out.get(field)
         return v if isinstance(v, int) and not isinstance(v, bool) else None
 
+    def kernel_result(self) -> OpResult | None:
+        """The kernel's whole result for the current op (see selftest.close)."""
+        return self._kernel
+
     def choose_fd(self) -> int:
         # Free choice: the fd number of a new access is whatever get_unused_fd_flags()
         # finds in the agent's fd table. Adopt the kernel's number if it is a valid

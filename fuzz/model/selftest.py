@@ -409,12 +409,17 @@ def close(m: Model, a: Args) -> dict:
         # fd numbers at or above fs.nr_open (1 << 20 by default) can never be open
         if fd >= NR_OPEN:
             raise KernelError(EBADF)
-        if m.fake_fds and m.fds:
-            raise Unsure("fd numbers of accesses are not known without the kernel's results",
-                         poisoned=False)
-        if not m.is_access_fd_ref(a, "fd"):
-            raise Unsure(f"close({fd}): a literal fd may belong to the agent", poisoned=False)
-        raise KernelError(EBADF)
+        if m.is_access_fd_ref(a, "fd") and not (m.fake_fds and m.fds):
+            raise KernelError(EBADF)  # an access fd this program already closed
+        # Any other number may be one of the agent's own fds (even the iommufd
+        # itself). The agent's fd table is outside the model: if the kernel says
+        # EBADF nothing was open there and nothing changed, so that is adopted;
+        # otherwise some fd of the agent was closed and the model cannot follow.
+        k = m.kernel_result()
+        if k is not None and k.errno == EBADF:
+            raise KernelError(EBADF)
+        raise Unsure(f"close({fd}): not an access fd of this program; it may be one of "
+                     "the agent's (even the iommufd)")
     # iommufd_test_staccess_release: unpin all items, then iommufd_access_destroy
     del m.fds[fd]
     acc.open = False
