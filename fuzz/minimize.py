@@ -392,7 +392,8 @@ def minimize(source: Path | str | tuple[Program, str], backend: Any, *,
                 target.title or sigs[target.signature][1]
     n = max(1, rate_runs)
     if first is None:
-        raise MinimizeError(f"{target.signature!r} did not reproduce in {n} runs")
+        why = f" (last: {m.log_lines[-1].strip()})" if m.log_lines else ""
+        raise MinimizeError(f"{target.signature!r} did not reproduce in {n} runs{why}")
     rate = hits / n
     m.tries = 1 if hits == n else min(MAX_TRIES, math.ceil(
         math.log(MISS_PROBABILITY) / math.log(1 - rate)))

@@ -105,6 +105,31 @@ def printed_errnos(stdout: str) -> list[tuple[int, str, int]]:
     return [(int(i), n, int(e)) for i, n, e in OP_LINE.findall(stdout)]
 
 
+def printed_outputs(line: str) -> dict[str, str]:
+    """An op line's outputs as text: ints in hex, ranges/caps in emit.canon's form,
+    data as its length and first 16 bytes."""
+    fields = dict(re.findall(r" (\w+)=(0x[0-9a-f]+|\[[^ ]*\]|\{[^ ]*\}|)(?= |$)", line))
+    data = re.search(r" data=(<\d+ bytes [0-9a-f]*>)", line)
+    if data:
+        fields["data"] = data[1]
+    fields.pop("out_access_fd", None)
+    return fields
+
+
+def executor_outputs(r: OpResult) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in r.out.items():
+        if k in ("out_access_fd", "ret"):
+            continue
+        if k == "data":
+            out[k] = f"<{len(v)} bytes {bytes(v[:16]).hex()}>"
+        elif k in ("ranges", "caps"):
+            out[k] = emit.canon(k, v)
+        else:
+            out[k] = f"{v:#x}"
+    return out
+
+
 def compile_c(src: str, where: Path) -> Path:
     (where / "repro.c").write_text(src)
     # plain gcc, as a kernel developer would: everything the program needs is inline
@@ -238,12 +263,9 @@ def test_emitters_agree_with_the_executor_on_generated_programs(vm: VMBackend,
             assert out["rc"] == 0, (seed, argv, out["stderr"][-2000:])
             got = printed_errnos(out["stdout"])
             assert got == want, (seed, argv[-1], [(w, g) for w, g in zip(want, got) if w != g])
-            # outputs too, except fd numbers (they depend on the process's fd table)
+            # every output too, except fd numbers (they depend on the process's fd table)
             for i, line in enumerate(out["stdout"].splitlines()[:len(prog.ops)]):
-                fields = dict(re.findall(r" (\w+)=(0x[0-9a-f]+)\b", line))
-                for name, v in ex.results[i].out.items():
-                    if isinstance(v, int) and name in fields and name != "out_access_fd":
-                        assert int(fields[name], 16) == v, (seed, i, name, line)
+                assert printed_outputs(line) == executor_outputs(ex.results[i]), (seed, line)
         total += len(prog.ops)
         checked += 1
         if checked == 8:
@@ -300,7 +322,7 @@ class FlakyKernel:
     def __init__(self) -> None:
         self.calls = 0
 
-    def run(self, prog: Program, kcov: bool = True):  # type: ignore[no-untyped-def]
+    def run(self, prog: Program, **_: object):  # type: ignore[no-untyped-def]
         from fuzz.backend import Execution
 
         self.calls += 1

@@ -128,10 +128,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--worker", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-feedback", action="store_true")
+    ap.add_argument("--ceiling-pairs", type=int, default=0,
+                    help="first measure the C-loop ioctl rate in this VM (benchmarks)")
     a = ap.parse_args(argv)
     FEEDBACK = not a.no_feedback
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm")
     STATE = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker)
+    if a.ceiling_pairs:
+        STATE.measure_ceiling(a.ceiling_pairs)
     scratch = a.workdir / "libfuzzer-corpus"
     scratch.mkdir(parents=True, exist_ok=True)
     lf_args = [sys.argv[0], f"-max_total_time={a.seconds}", f"-runs={a.runs}",

@@ -16,6 +16,8 @@ from fuzz.backend import Backend
 from fuzz.executor.wire import KCOV_EDGES
 from fuzz.prog import Program, atomic_write
 
+MILESTONE = 100  # also write stats every this many programs (edges-vs-programs curves)
+
 
 @dataclass
 class WorkerState:
@@ -33,8 +35,11 @@ class WorkerState:
     started: float = field(default_factory=time.monotonic)
     last_stats: float = 0.0
     manifest: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # e.g. the C-loop ceiling measured in this VM
 
     def __post_init__(self) -> None:
+        self.corpus_dir.mkdir(parents=True, exist_ok=True)
+        self.stats_path.parent.mkdir(parents=True, exist_ok=True)
         if self.kernel_dir:
             try:
                 self.manifest = kernel.manifest(self.kernel_dir)
@@ -52,7 +57,7 @@ class WorkerState:
         self.ops += len(prog.ops)
         if out.failed:
             self.record(out)
-        if time.monotonic() - self.last_stats > 5:
+        if time.monotonic() - self.last_stats > 5 or self.programs % MILESTONE == 0:
             self.write_stats()
         return out, e
 
@@ -64,6 +69,24 @@ class WorkerState:
                 self.new_findings += 1
             self.findings_seen.add(f.signature)
 
+    def measure_ceiling(self, pairs: int) -> None:
+        """The raw ioctl rate of bench/c_loop.c in this worker's VM: the ceiling the
+        campaign's ops/s is compared against."""
+        import json as _json
+        import subprocess
+
+        from fuzz.paths import REPO, cache_dir
+
+        exe = cache_dir() / "bench" / "c_loop"
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["gcc", "-O2", "-o", str(exe), str(REPO / "bench" / "c_loop.c")],
+                       check=True)
+        r = self.backend.vm.run_command([str(exe), str(pairs), "4096", "kcov"],  # type: ignore
+                                        timeout=600)
+        if r["rc"] == 0:
+            self.extra["c_loop_ops_per_s"] = _json.loads(r["stdout"])["ops_per_s"]
+        self.started = time.monotonic()  # the campaign's rates exclude this measurement
+
     def write_stats(self, final: bool = False) -> None:
         self.last_stats = time.monotonic()
         vm = getattr(self.backend, "vm", None)
@@ -71,7 +94,7 @@ class WorkerState:
                 "pid": os.getpid(), "programs": self.programs, "ops": self.ops,
                 "edges": len(self.edges), "corpus": len(corpus.files(self.corpus_dir)),
                 "findings": len(self.findings_seen),
-                "restarts": getattr(vm, "restarts", 0), "final": final}
+                "restarts": getattr(vm, "restarts", 0), "final": final, **self.extra}
         with open(self.stats_path, "a") as f:
             f.write(json.dumps(line) + "\n")
         atomic_write(self.stats_path.with_suffix(".edges"),

@@ -304,9 +304,15 @@ def main(argv: list[str] | None = None) -> None:
                 run_state_machine_as_test(IommufdMachine,
                                           settings=machine_settings(50, a.workdir / "hypo-db"))
             except AssertionError as e:
-                if Context.last_failure is not None:
-                    # the shrunk program: the last failing run hypothesis made
-                    Context.last_failure.prog.save(a.workdir / f"shrunk-{int(time.time())}.json")
+                out = Context.last_failure
+                if out is not None:
+                    # hypothesis replays the shrunk example last: this is the minimal program
+                    from fuzz.findings import from_outcome
+
+                    for f in from_outcome(out):
+                        if (state.store.root / f.slug).is_dir():
+                            out.prog.save(state.store.root / f.slug / "shrunk.json")
+                    out.prog.save(a.workdir / f"shrunk-{int(time.time())}.json")
                 print(str(e)[:4000], flush=True)
     except KeyboardInterrupt:
         pass

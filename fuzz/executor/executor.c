@@ -157,6 +157,23 @@ static void relocate(const struct fz_reloc *r, uint8_t *arena, const struct fz_b
 	store(arena + r->dst, r->dst_width, v + r->add);
 }
 
+/*
+ * CLOSE only closes fds this program got from the kernel (access fds): any other
+ * number - the agent's channel, its KCOV fd, the iommufd itself - answers EBADF
+ * as if it were not open, so a program cannot cut the agent off from the host.
+ */
+static long close_own_fd(int fd, int *fds, uint32_t *nfds)
+{
+	for (uint32_t i = 0; i < *nfds; i++) {
+		if (fds[i] != fd)
+			continue;
+		fds[i] = fds[--*nfds];
+		return close(fd);
+	}
+	errno = EBADF;
+	return -1;
+}
+
 static uint32_t capture(const struct fz_call *c, uint8_t *arena, uint8_t *out, uint32_t room)
 {
 	/* process_vm_readv on ourselves: an unmapped or short range fails cleanly
@@ -235,7 +252,7 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 			ret = ioctl(fd, c->request, (unsigned long)load(arena + c->arg_off, 8));
 			break;
 		default: /* FZ_CALL_CLOSE */
-			ret = close((int)load(arena + c->arg_off, 4));
+			ret = close_own_fd((int)load(arena + c->arg_off, 4), fds, &nfds);
 			break;
 		}
 		r->err = ret < 0 ? errno : 0;

@@ -72,14 +72,31 @@ def run_command(req: dict) -> dict:
         return {"rc": -1, "stdout": "", "stderr": str(e)}
 
 
+AGENT_FD_BASE = 500
+
+
+def _high(fd: int) -> int:
+    """Move an agent fd out of the way: programs' fds (the fresh iommufd, access
+    fds) then start at 3 in every run, and small literal fd numbers in a program
+    hit nothing of ours."""
+    import fcntl
+
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, AGENT_FD_BASE)
+    os.close(fd)
+    return new
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--executor", type=Path, required=True)
     ap.add_argument("--port", default=None)
     args = ap.parse_args()
-    fd = os.open(args.port or find_port(), os.O_RDWR)
+    fd = _high(os.open(args.port or find_port(), os.O_RDWR))
     kmsg = Kmsg()
+    kmsg.fd = _high(kmsg.fd)
     runner = Runner(args.executor)
+    if runner.kcov:
+        runner.kcov.fd = _high(runner.kcov.fd)
     hello = {"uname": os.uname().release, "kcov": runner.kcov is not None,
              "boot_s": time.clock_gettime(time.CLOCK_BOOTTIME), "pid": os.getpid()}
     channel.write_frame(fd, channel.HELLO, json.dumps(hello).encode())

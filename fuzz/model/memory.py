@@ -40,6 +40,7 @@ KNOWN_LO = BUF_BASE
 KNOWN_HI = BUF_BASE + MAX_BUFFERS * BUF_STRIDE
 # x86_64 4-level paging: TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE; access_ok() fails above it.
 TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE
+LOW_UNMAPPED = 1 << 16
 # CONFIG_TRANSPARENT_HUGEPAGE=y with the sysfs default "always": an anonymous buffer
 # may be backed by 2 MiB THPs, which MD_CHECK_REFS skips (PageCompound). Set to
 # False if the guest runs with transparent_hugepage/enabled = never.
@@ -96,8 +97,10 @@ class UserMemory:
         return None
 
     def _unknown(self, addr: int) -> bool:
-        """True if the model cannot tell whether addr is mapped."""
-        if addr < PAGE_SIZE or addr >= TASK_SIZE_MAX:
+        """True if the model cannot tell whether addr is mapped. Below LOW_UNMAPPED
+        nothing is mapped (the first page never can be; the agent maps nothing in the
+        rest of the first 64K either)."""
+        if addr < LOW_UNMAPPED or addr >= TASK_SIZE_MAX:
             return False
         return not (KNOWN_LO <= addr < KNOWN_HI)
 
