@@ -139,6 +139,21 @@ def cmd_gen(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_model(a: argparse.Namespace) -> int:
+    from fuzz.batch import run_batch
+
+    kdir = _kernel_dir(a.kernel)
+    res = run_batch(kdir, Path(a.findings), a.seed, a.count, a.vms, a.max_ops)
+    print(f"{res.programs} programs ({res.ops} ops) in {res.seconds:.0f} s on {a.vms} VM(s): "
+          f"{res.programs / max(res.seconds, 1e-9):.1f} programs/s, "
+          f"{res.ops / max(res.seconds, 1e-9):.0f} ops/s")
+    print(f"agreed: {res.agreed}/{res.programs} programs; model unsure on {res.unsure_ops} ops; "
+          f"guest crashes: {res.crashes}")
+    for sig, n in res.signatures.most_common():
+        print(f"  {n:>6}  {sig}  (first: gen seed {res.examples[sig]})")
+    return 0 if res.agreed == res.programs else 1
+
+
 def cmd_fuzz(a: argparse.Namespace) -> int:
     from fuzz.campaign import CampaignConfig, parse_duration, run_campaign
 
@@ -238,6 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-ops", type=int, default=24)
     g.add_argument("--out", required=True)
     g.set_defaults(fn=cmd_gen)
+
+    cm_ = sub.add_parser("check-model", help="generated programs on model and kernel: "
+                         "agreement rate; disagreements become findings")
+    cm_.add_argument("--seed", type=int, default=0)
+    cm_.add_argument("--count", type=int, default=1000)
+    cm_.add_argument("--vms", type=int, default=1)
+    cm_.add_argument("--max-ops", type=int, default=24)
+    cm_.add_argument("--findings", default="findings")
+    cm_.add_argument("--kernel")
+    cm_.set_defaults(fn=cmd_check_model)
 
     f = sub.add_parser("fuzz", help="run a campaign")
     f.add_argument("--engine", default="atheris", choices=["atheris", "hypothesis"])

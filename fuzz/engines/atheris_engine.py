@@ -12,6 +12,7 @@ libFuzzer's _trace_cmp and the mutator's pool of interesting values.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import sys
 from pathlib import Path
@@ -34,14 +35,23 @@ NCOUNTERS = 1 << 16
 
 
 class FdpChooser:
+    """Decisions from the input's bytes; once they run out, from a generator
+    seeded by them, so a short input still decodes to a full-size program (and
+    changing any byte changes the program)."""
+
     def __init__(self, data: bytes) -> None:
         self.fdp = atheris.FuzzedDataProvider(data)
+        self.rest = random.Random(hashlib.sha1(data).digest())
 
     def below(self, n: int) -> int:
-        return self.fdp.ConsumeIntInRange(0, n - 1) if n > 1 else 0
+        if n <= 1:
+            return 0
+        if self.fdp.remaining_bytes():
+            return self.fdp.ConsumeIntInRange(0, n - 1)
+        return self.rest.randrange(n)
 
     def bits(self, k: int) -> int:
-        return self.fdp.ConsumeInt(k)
+        return self.fdp.ConsumeInt(k) if self.fdp.remaining_bytes() else self.rest.getrandbits(k)
 
 
 def decode(data: bytes) -> Program:
