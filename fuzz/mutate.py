@@ -37,8 +37,18 @@ def _refs_available(prog: Program, i: int) -> list[Ref]:
 def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None) -> Program:
     p = copy.deepcopy(prog)
     gen = Generator(RandomChooser(rng.getrandbits(32)))
-    choice = rng.randrange(7) if p.ops else 0
-    if choice == 0 and len(p.ops) < MAX_OPS:  # insert a fresh op
+    choice = rng.randrange(8) if p.ops else 7
+    if choice == 7 and len(p.ops) < MAX_OPS:  # append a freshly generated sequence
+        objs = {}
+        for j, op in enumerate(p.ops):
+            for out, kind in OPS[op.name].ref_outputs.items():
+                objs.setdefault(kind, []).append(Ref(j, out))
+        if not objs.get("ioas"):
+            gen.append(p, objs, "IOAS_ALLOC")  # nearly every path needs an IOAS
+        for _ in range(rng.randint(1, 6)):
+            gen.append(p, objs, gen.pick_op())
+        del p.ops[MAX_OPS:]
+    elif choice == 0 and len(p.ops) < MAX_OPS:  # insert a fresh op
         tmp = Program(p.ops[: rng.randint(0, len(p.ops))], p.buffers)
         at = len(tmp.ops)
         objs: dict[str, list[Ref]] = {}

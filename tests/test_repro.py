@@ -228,6 +228,45 @@ def test_reproducer_says_not_reproduced_when_the_kernel_agrees(vm: VMBackend,
         assert out["rc"] == 0 and out["stdout"].rstrip().endswith("NOT REPRODUCED"), out
 
 
+def feature_program() -> Program:
+    """Every buffer kind, holes, pinning through a mock domain, ACCESS_RW captures
+    (read, write, slow path), IOVA range arrays (also too small: EMSGSIZE), the vfio
+    compat GET_INFO capability chain, ALLOW_IOVAS ranges and an E2BIG tail."""
+    a = ioas(0)
+    bufs = [Buffer(1 << 16, "anon", 1, [(16384, 4096)]), Buffer(2 << 20, "hugetlb", 2),
+            Buffer(1 << 16, "memfd", 3), Buffer(1 << 16, "readonly", 4), Buffer(1 << 16, "hole")]
+    ops = [
+        Op("IOAS_ALLOC"),
+        Op("TEST_MOCK_DOMAIN", {"id": a}),
+        Op("IOAS_MAP", {"ioas_id": a, "user_va": BufPtr(0), "length": 1 << 14, "flags": 6}),
+        Op("IOAS_MAP", {"ioas_id": a, "user_va": BufPtr(1), "length": 2 << 20, "flags": 6}),
+        Op("IOAS_MAP", {"ioas_id": a, "user_va": BufPtr(2), "length": 1 << 16, "flags": 6}),
+        Op("IOAS_MAP", {"ioas_id": a, "user_va": BufPtr(3), "length": 1 << 16, "flags": 4}),
+        Op("IOAS_MAP", {"ioas_id": a, "user_va": BufPtr(3), "length": 1 << 16, "flags": 6}),
+        Op("IOAS_MAP", {"ioas_id": a, "user_va": BufPtr(4), "length": 1 << 16, "flags": 6}),
+        Op("IOAS_MAP", {"ioas_id": a, "user_va": BufPtr(0, 16384), "length": 4096, "flags": 6}),
+        Op("TEST_CREATE_ACCESS", {"id": a}),
+        Op("TEST_ACCESS_RW", {"id": Ref(9, "out_access_fd"), "iova": Ref(4, "iova"),
+                              "length": 4096, "uptr": BufPtr(0)}),
+        Op("TEST_ACCESS_RW", {"id": Ref(9, "out_access_fd"), "iova": Ref(2, "iova", 4096),
+                              "length": 8192, "uptr": BufPtr(2, 4096), "flags": 1}),
+        Op("TEST_ACCESS_RW", {"id": Ref(9, "out_access_fd"), "iova": Ref(3, "iova", 100),
+                              "length": 3000, "uptr": BufPtr(0, 100), "flags": 4}),
+        Op("IOAS_IOVA_RANGES", {"ioas_id": a}),
+        Op("IOAS_IOVA_RANGES", {"ioas_id": a, "num_iovas": 0}),
+        Op("VFIO_IOAS", {"ioas_id": a, "op": 1}),
+        Op("VFIO_SET_IOMMU", {"type": 3}),
+        Op("VFIO_IOMMU_GET_INFO"),
+        Op("IOAS_ALLOW_IOVAS", {"ioas_id": a, "allowed_iovas": [[1 << 24, 1 << 30]]}),
+        Op("OPTION", {"option_id": 1, "op": 1, "object_id": a, "size": 32, "tail": 1}),
+        Op("TEST_MD_CHECK_MAP", {"id": Ref(1, "out_hwpt_id"), "iova": Ref(2, "iova"),
+                                 "length": 1 << 14, "uptr": BufPtr(0)}),
+        Op("CLOSE", {"fd": Ref(9, "out_access_fd")}),
+        Op("IOAS_UNMAP", {"ioas_id": a, "iova": 0, "length": (1 << 64) - 1}),
+    ]
+    return Program(ops, bufs)
+
+
 def _fd_numbers_portable(prog: Program, results: list[OpResult]) -> bool:
     """Every CLOSE closes an access fd that really was created. close(2) of any other
     number (a literal, or the 0 a failed TEST_CREATE_ACCESS leaves) hits whatever that
@@ -244,9 +283,10 @@ def test_emitters_agree_with_the_executor_on_generated_programs(vm: VMBackend,
                                                                 workdir: Path) -> None:
     """repro.py and repro.c print, op by op, the errnos (and ids, IOVAs, counts) the
     executor got for the same program on the same kernel."""
-    total = checked = 0
-    for seed in range(200):
-        prog = generate(seed)
+    total = checked = captured = 0
+    feature = feature_program()
+    for seed in range(-1, 200):
+        prog = feature if seed < 0 else generate(seed)
         if len(prog.ops) < 14:
             continue
         ex = vm.run(prog)
@@ -268,10 +308,17 @@ def test_emitters_agree_with_the_executor_on_generated_programs(vm: VMBackend,
                 assert printed_outputs(line) == executor_outputs(ex.results[i]), (seed, line)
         total += len(prog.ops)
         checked += 1
-        if checked == 8:
+        captured += sum(1 for r in ex.results if r.out.get("data"))
+        if checked == 9:
             break
-    print(f"{checked} programs, {total} ops: executor == repro.py == repro.c")
-    assert checked == 8 and total >= 100
+    print(f"{checked} programs, {total} ops ({captured} ACCESS_RW captures): "
+          "executor == repro.py == repro.c")
+    assert checked == 9 and total >= 100
+    # the hand-written program reaches what generated ones rarely do
+    errs = [r.errno for r in vm.run(feature).results]
+    assert errs[2:5] == [0, 0, 0] and errno.EFAULT in errs[5:9] and errs[10:13] == [0, 0, 0]
+    assert (errs[14], errs[17], errs[19]) == (errno.EMSGSIZE, 0, errno.E2BIG)
+    assert captured >= 3
 
 
 def test_cli_minimize_then_repro(planted: None, kernel_dir: Path, workdir: Path,

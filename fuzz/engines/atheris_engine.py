@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
                # own timeout would kill the worker and its VM
                "-max_len=65536", "-rss_limit_mb=0", "-timeout=100000", f"-seed={a.seed}",
                f"-artifact_prefix={a.workdir}/", "-error_exitcode=0",
+               # libFuzzer would otherwise keep replacing programs by smaller ones with
+               # the same coverage, and the corpus drifts to two-op programs
+               "-reduce_inputs=0",
                "-print_final_stats=1", str(scratch), str(a.corpus), *map(str, a.seeds)]
     try:
         atheris.Setup(lf_args, test_one_input, custom_mutator=custom_mutator,
