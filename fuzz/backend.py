@@ -15,6 +15,9 @@ from fuzz.report import Report, parse
 from fuzz.result import OpResult
 from fuzz.vm import VM, GuestCrash, VMConfig
 
+# Splats after which the guest is rebooted before the next program.
+TAINTING = {"KASAN", "KFENCE", "BUG", "GPF", "OOPS", "LOCKDEP", "UBSAN"}
+
 
 @dataclass
 class Execution:
@@ -83,6 +86,9 @@ class VMBackend:
         ex = _finish(prog, enc, raw, kcov_mode)
         # Console reports are a second source: kmsg already has them while the guest lives.
         self.vm.take_console_reports()
+        if any(r.kind in TAINTING for r in ex.reports):
+            # memory may be corrupt, or lockdep switched itself off: start clean
+            self.vm.restart()
         return ex
 
     def close(self) -> None:

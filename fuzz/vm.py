@@ -124,6 +124,8 @@ class VM:
             "rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose", "ro",
             f"init={GUEST_INIT}", "oops=panic", "panic=-1", "panic_on_warn=0", "nokaslr",
             "loglevel=5", f"hugepages={self.cfg.hugepages}", "kasan.fault=report",
+            # every KASAN report, not only the first one since boot
+            "kasan_multi_shot",
             "hung_task_timeout_secs=60", f"fuzz_python={self.cfg.python}",
             f"fuzz_repo={REPO}", f"fuzz_exec={exec_dir}", self.cfg.extra_cmdline,
         ])
