@@ -535,9 +535,16 @@ def run_ioctl(fd, request, arg):
     return Result(libc.ioctl(fd, request, arg))
 
 
-def run_close(fd):
+def run_close(fd, own):
+    """As the fuzzer's executor does: only fds this program got back (access fds)
+    are closed; any other number answers EBADF as if it were not open."""
+    fd = ctypes.c_int(fd & 0xFFFFFFFF).value
+    if fd not in own:
+        ctypes.set_errno(errno.EBADF)
+        return Result(-1)
+    own.remove(fd)
     ctypes.set_errno(0)
-    return Result(libc.close(ctypes.c_int(fd & 0xFFFFFFFF).value))
+    return Result(libc.close(fd))
 
 
 class iovec(ctypes.Structure):
@@ -763,7 +770,7 @@ def emit_python(prog: Program, exp: Expectation | None = None,
                         + (f"  # {c}" if c else ""))
         else:
             v = _py_value(plans, p.fields[0].value) if p.fields else "0"
-            body.append(f"{r} = run_close({v})")
+            body.append(f"{r} = run_close({v}, access_fds)")
         outs = _py_outputs(p)
         body.append(f"show({p.index}, {p.name!r}, {r}" + "".join(f", {o}" for o in outs) + ")")
         if exp is not None and exp.kind == "mismatch" and exp.op == p.index:
@@ -915,6 +922,20 @@ _C_PRELUDE = r"""#define _GNU_SOURCE
 
 _C_HELPERS = r"""
 static FILE *out; /* a private copy of stdout: a program may close(2) small fd numbers */
+
+/* As the fuzzer's executor does: only fds this program got back (access fds) are
+ * closed; any other number answers EBADF as if it were not open. */
+static long close_own(int fd, int *fds, int *nfds)
+{
+	for (int k = 0; k < *nfds; k++) {
+		if (fds[k] != fd)
+			continue;
+		fds[k] = fds[--*nfds];
+		return close(fd);
+	}
+	errno = EBADF;
+	return -1;
+}
 static int err[NR_OPS > 0 ? NR_OPS : 1];
 static long ret[NR_OPS > 0 ? NR_OPS : 1];
 static char strbuf[1 << 18];
@@ -1222,7 +1243,7 @@ def emit_c(prog: Program, exp: Expectation | None = None,
                      f"(unsigned long){v}));" + (f" /* {c} */" if c else ""))
         else:
             v = _c_value(plans, p.fields[0].value, 4) if p.fields else "0"
-            B.append(f"done({i}, \"{p.name}\", close((int){v}));")
+            B.append(f"done({i}, \"{p.name}\", close_own((int){v}, fds, &nfds));")
         B += [ln[1:] for ln in _c_outputs(p)]
         B.append("fprintf(out, \"\\n\");")
         if exp is not None and exp.kind == "mismatch" and exp.op == p.index:
