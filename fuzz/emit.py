@@ -424,7 +424,8 @@ def canon(field_name: str, v: Any) -> str:
 def _py_value(plans: list[OpPlan], v: Value) -> str:
     if isinstance(v, Ref):
         src = plans[v.op]
-        expr = f"{src.var}.{_path(src.spec, v.field)}"
+        # "ret" is the ioctl's return value (VFIO by-value ops), kept in r<i>
+        expr = f"r{v.op}.ret" if v.field == "ret" else f"{src.var}.{_path(src.spec, v.field)}"
         if v.add:
             expr += f" + {_hex(v.add)}" if v.add > 0 else f" - {_hex(-v.add)}"
         return expr
@@ -837,7 +838,8 @@ def _c_lvalue(p: OpPlan, path: str) -> str:
 def _c_value(plans: list[OpPlan], v: Value, width: int) -> str:
     if isinstance(v, Ref):
         src = plans[v.op]
-        expr = _c_lvalue(src, _path(src.spec, v.field))
+        # "ret" is the ioctl's return value (VFIO by-value ops), kept in ret[]
+        expr = f"ret[{v.op}]" if v.field == "ret" else _c_lvalue(src, _path(src.spec, v.field))
         if v.add:
             expr = f"(uint64_t){expr} " + (f"+ {_c_int(v.add)}" if v.add > 0
                                           else f"- {_c_int(-v.add)}")

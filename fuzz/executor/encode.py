@@ -33,6 +33,7 @@ from fuzz.executor.wire import (
     RELOC_ARENA,
     RELOC_BUFFER,
     RELOC_FIELD,
+    RELOC_RET,
     RESULT,
 )
 from fuzz.ops import CLOSE, IOMMUFD, TEST, VFIO_STRUCT, VFIO_VAL, OpSpec
@@ -103,7 +104,9 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
         if width != WIDTH.get(kind, width) and kind not in ("ranges", "capacity"):
             raise ValueError(f"op {i} ({spec.name}).{name}: width mismatch")
         dst = base + off
-        if isinstance(v, Ref):
+        if isinstance(v, Ref) and v.field == "ret":  # an ioctl's return value, not a field
+            reloc(dst, width, RELOC_RET, v.op, 8, v.add)
+        elif isinstance(v, Ref):
             src_spec = prog.ops[v.op].spec
             src_path = _resolve_path(src_spec, v.field)
             soff, swidth = uapi.field_offset(src_spec.struct, src_path)
@@ -167,7 +170,8 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
                     args["allowed_iovas"] = ranges
             if spec.name == "IOAS_IOVA_RANGES":
                 cap = args.setdefault("num_iovas", DEFAULT_IOVA_RANGES_CAPACITY)
-                entries = min(cap, MAX_SIDE_ENTRIES) if isinstance(cap, int) else 0
+                # a Ref capacity is only known in the guest: room for the most it may ask
+                entries = min(cap, MAX_SIDE_ENTRIES) if isinstance(cap, int) else MAX_SIDE_ENTRIES
                 side = arena.alloc(16 * max(entries, 1))
                 layout.side[i] = (side, entries)
                 if "allowed_iovas" not in args:

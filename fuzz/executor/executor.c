@@ -139,7 +139,8 @@ static void store(uint8_t *p, uint32_t width, uint64_t v)
 	}
 }
 
-static void relocate(const struct fz_reloc *r, uint8_t *arena, const struct fz_buffer *bufs)
+static void relocate(const struct fz_reloc *r, uint8_t *arena, const struct fz_buffer *bufs,
+		     const struct fz_call_result *res)
 {
 	uint64_t v;
 
@@ -149,6 +150,9 @@ static void relocate(const struct fz_reloc *r, uint8_t *arena, const struct fz_b
 		break;
 	case FZ_RELOC_BUFFER:
 		v = bufs[r->src].addr;
+		break;
+	case FZ_RELOC_RET:
+		v = (uint64_t)res[r->src].ret;
 		break;
 	default: /* FZ_RELOC_ARENA */
 		v = (uint64_t)(uintptr_t)(arena + r->src);
@@ -240,7 +244,7 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 		long ret;
 
 		for (uint32_t k = 0; k < c->nr_relocs; k++)
-			relocate(&prog->relocs[c->first_reloc + k], arena, prog->buffers);
+			relocate(&prog->relocs[c->first_reloc + k], arena, prog->buffers, res);
 		if (kcov_fd >= 0)
 			__atomic_store_n(&kcov_area[0], 0, __ATOMIC_RELAXED);
 		errno = 0;

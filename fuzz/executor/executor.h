@@ -5,7 +5,7 @@
 
 enum { FZ_BUF_ANON, FZ_BUF_HUGETLB, FZ_BUF_MEMFD, FZ_BUF_READONLY, FZ_BUF_HOLE };
 enum { FZ_CALL_IOCTL_PTR, FZ_CALL_IOCTL_VAL, FZ_CALL_CLOSE };
-enum { FZ_RELOC_FIELD, FZ_RELOC_BUFFER, FZ_RELOC_ARENA };
+enum { FZ_RELOC_FIELD, FZ_RELOC_BUFFER, FZ_RELOC_ARENA, FZ_RELOC_RET };
 enum { FZ_KCOV_PC, FZ_KCOV_CMP, FZ_KCOV_EDGES };
 
 struct fz_buffer {
@@ -27,7 +27,8 @@ struct fz_reloc {
 	uint32_t dst_width;
 	uint32_t kind;
 	uint32_t src_width;
-	uint64_t src;       /* arena offset, buffer index, or arena offset to take the address of */
+	uint64_t src;       /* arena offset, buffer index, arena offset to take the address of,
+	                     * or the index of the call whose return value is used */
 	uint64_t add;
 };
 
