@@ -32,13 +32,11 @@ from typing import Any
 from fuzz import uapi
 from fuzz.executor.encode import (
     CAPTURE_MAX,
-    DEFAULT_IOVA_RANGES_CAPACITY,
     GET_INFO_CAP_SPACE,
-    MAX_SIDE_ENTRIES,
-    MAX_STRUCT,
     TEST_MEMORY_LIMIT_DEFAULT,
+    plan_struct,
 )
-from fuzz.ops import CLOSE, OPS, TEST, VFIO_STRUCT, VFIO_VAL, OpSpec
+from fuzz.ops import CLOSE, OPS, TEST, VFIO_VAL, OpSpec
 from fuzz.prog import BUF_BASE, BUF_STRIDE, BufPtr, Program, Ref, Value, atomic_write
 from fuzz.result import OpResult
 
@@ -175,34 +173,15 @@ def plan(prog: Program) -> list[OpPlan]:
         p = OpPlan(i, op.name, spec, _var(i, op.name))
         args = dict(op.args)
         if p.is_struct:
-            p.natural = uapi.sizeof(spec.struct)
-            size_key = "argsz" if spec.kind == VFIO_STRUCT else "size"
-            default = p.natural + (GET_INFO_CAP_SPACE if op.name == "VFIO_IOMMU_GET_INFO" else 0)
-            p.size_is_default = size_key not in args
-            size = args.pop(size_key, default)
-            tail = args.pop("tail", 0)
-            p.size = size
-            p.real = min(max(p.natural, size if isinstance(size, int) else p.natural, default),
-                         MAX_STRUCT)
-            if tail and isinstance(size, int) and size > p.natural:
-                p.tail = tail & 0xFF
-                p.tail_len = min(size, p.real) - p.natural
-            if op.name == "IOAS_ALLOW_IOVAS":
-                ranges = args.pop("allowed_iovas", [])
-                if isinstance(ranges, list):
-                    num = args.get("num_iovas", len(ranges))
-                    n = len(ranges)
-                    if isinstance(num, int) and num <= MAX_SIDE_ENTRIES:
-                        n = max(n, num)
-                    p.allow_ranges = [list(r) for r in ranges]
-                    p.allow_entries = max(n, 1)
-                    args.setdefault("num_iovas", len(ranges))
-                else:
-                    args["allowed_iovas"] = ranges
-            if op.name == "IOAS_IOVA_RANGES":
-                cap = args.setdefault("num_iovas", DEFAULT_IOVA_RANGES_CAPACITY)
-                p.ranges_entries = min(cap, MAX_SIDE_ENTRIES) if isinstance(cap, int) else 0
-                p.ranges_points = "allowed_iovas" not in args
+            sp = plan_struct(op)  # the encoder's own layout decisions
+            p.natural, p.size, p.size_is_default, p.real = (sp.natural, sp.size,
+                                                            sp.size_is_default, sp.real)
+            p.tail, p.tail_len = sp.tail, sp.tail_len
+            if sp.allow_ranges is not None:
+                p.allow_ranges, p.allow_entries = sp.allow_ranges, sp.allow_entries
+            if sp.ranges_entries is not None:
+                p.ranges_entries, p.ranges_points = sp.ranges_entries, sp.ranges_points
+            args = sp.args
             for name, v in args.items():
                 path = _path(spec, name)
                 width = uapi.field_offset(spec.struct, path)[1]

@@ -51,6 +51,60 @@ TEST_MEMORY_LIMIT_DEFAULT = 65536  # drivers/iommu/iommufd/selftest.c
 
 
 @dataclass
+class StructPlan:
+    """How one struct op is laid out: the decisions the encoder makes and the
+    emitted reproducers must make identically (so they are made here, once)."""
+
+    natural: int  # sizeof the struct
+    size: Any  # the value put in size/argsz (int or Ref)
+    size_is_default: bool
+    real: int  # bytes of memory actually provided for the struct
+    tail: int = 0  # byte written past the natural size (E2BIG path)
+    tail_len: int = 0
+    allow_ranges: list[list[int]] | None = None  # IOAS_ALLOW_IOVAS side array contents
+    allow_entries: int = 0  # ... and its length in entries
+    ranges_entries: int | None = None  # IOAS_IOVA_RANGES side array capacity
+    ranges_points: bool = False  # allowed_iovas points at that side array
+    args: dict[str, Any] = field(default_factory=dict)  # struct fields still to set
+
+
+def plan_struct(op: Any) -> StructPlan:
+    spec = op.spec
+    args = dict(op.args)
+    natural = uapi.sizeof(spec.struct)
+    size_key = "argsz" if spec.kind == VFIO_STRUCT else "size"
+    default = natural + (GET_INFO_CAP_SPACE if spec.name == "VFIO_IOMMU_GET_INFO" else 0)
+    size_is_default = size_key not in args
+    size = args.pop(size_key, default)
+    tail = args.pop("tail", 0)
+    real = min(max(natural, size if isinstance(size, int) else natural, default), MAX_STRUCT)
+    p = StructPlan(natural, size, size_is_default, real)
+    if tail and isinstance(size, int) and size > natural:
+        p.tail = tail & 0xFF
+        p.tail_len = min(size, real) - natural
+    if spec.name == "IOAS_ALLOW_IOVAS":
+        ranges = args.pop("allowed_iovas", [])
+        if isinstance(ranges, list):
+            num = args.get("num_iovas", len(ranges))
+            n = len(ranges)
+            if isinstance(num, int) and num <= MAX_SIDE_ENTRIES:
+                n = max(n, num)  # extra entries the count claims are zeros
+            p.allow_ranges = [list(r) for r in ranges]
+            p.allow_entries = max(n, 1)
+            args.setdefault("num_iovas", len(ranges))
+        else:
+            args["allowed_iovas"] = ranges
+    if spec.name == "IOAS_IOVA_RANGES":
+        cap = args.setdefault("num_iovas", DEFAULT_IOVA_RANGES_CAPACITY)
+        # a Ref capacity is only known in the guest: room for the most it may ask
+        p.ranges_entries = min(cap, MAX_SIDE_ENTRIES) if isinstance(cap, int) \
+            else MAX_SIDE_ENTRIES
+        p.ranges_points = "allowed_iovas" not in args
+    p.args = args
+    return p
+
+
+@dataclass
 class Layout:
     """Where each op's fields landed, for decoding."""
 
@@ -133,48 +187,30 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
         args = dict(op.args)
         fd_out = cap_ptr = cap_len = cap_max = 0
         if spec.kind in (IOMMUFD, TEST, VFIO_STRUCT):
-            natural = uapi.sizeof(spec.struct)
-            size_key = "argsz" if spec.kind == VFIO_STRUCT else "size"
-            default_size = natural + (GET_INFO_CAP_SPACE if spec.name == "VFIO_IOMMU_GET_INFO"
-                                      else 0)
-            size = args.pop(size_key, default_size)
-            tail = args.pop("tail", 0)
-            real = min(max(natural, size if isinstance(size, int) else natural, default_size),
-                       MAX_STRUCT)
-            base = arena.alloc(real)
+            sp = plan_struct(op)
+            args = sp.args
+            base = arena.alloc(sp.real)
             layout.struct_off.append(base)
-            layout.struct_len.append(real)
-            if tail and isinstance(size, int) and size > natural:
-                arena.buf[base + natural:base + min(size, real)] = bytes([tail & 0xFF]) * (
-                    min(size, real) - natural)
-            place(spec, i, base, spec.size_field, "u32", size)
+            layout.struct_len.append(sp.real)
+            if sp.tail_len:
+                arena.buf[base + sp.natural:base + sp.natural + sp.tail_len] = \
+                    bytes([sp.tail]) * sp.tail_len
+            place(spec, i, base, spec.size_field, "u32", sp.size)
             if spec.kind == TEST:
                 arena.put(base + uapi.field_offset(spec.struct, "op")[0], 4,
                           uapi.test_op(spec.test_op))
             kinds = {a.name: a.kind for a in spec.args}
-            if spec.name == "IOAS_ALLOW_IOVAS":
-                ranges = args.pop("allowed_iovas", [])
-                if isinstance(ranges, list):
-                    num = args.get("num_iovas", len(ranges))
-                    n = len(ranges)
-                    if isinstance(num, int) and num <= MAX_SIDE_ENTRIES:
-                        n = max(n, num)
-                    side = arena.alloc(16 * max(n, 1))
-                    for k, (s, last) in enumerate(ranges):
-                        arena.put(side + 16 * k, 8, s)
-                        arena.put(side + 16 * k + 8, 8, last)
-                    off, _ = uapi.field_offset(spec.struct, "allowed_iovas")
-                    reloc(base + off, 8, RELOC_ARENA, side)
-                    args.setdefault("num_iovas", len(ranges))
-                else:
-                    args["allowed_iovas"] = ranges
-            if spec.name == "IOAS_IOVA_RANGES":
-                cap = args.setdefault("num_iovas", DEFAULT_IOVA_RANGES_CAPACITY)
-                # a Ref capacity is only known in the guest: room for the most it may ask
-                entries = min(cap, MAX_SIDE_ENTRIES) if isinstance(cap, int) else MAX_SIDE_ENTRIES
-                side = arena.alloc(16 * max(entries, 1))
-                layout.side[i] = (side, entries)
-                if "allowed_iovas" not in args:
+            if sp.allow_ranges is not None:
+                side = arena.alloc(16 * sp.allow_entries)
+                for k, (s, last) in enumerate(sp.allow_ranges):
+                    arena.put(side + 16 * k, 8, s)
+                    arena.put(side + 16 * k + 8, 8, last)
+                off, _ = uapi.field_offset(spec.struct, "allowed_iovas")
+                reloc(base + off, 8, RELOC_ARENA, side)
+            if sp.ranges_entries is not None:
+                side = arena.alloc(16 * max(sp.ranges_entries, 1))
+                layout.side[i] = (side, sp.ranges_entries)
+                if sp.ranges_points:
                     off, _ = uapi.field_offset(spec.struct, "allowed_iovas")
                     reloc(base + off, 8, RELOC_ARENA, side)
             for name, v in args.items():

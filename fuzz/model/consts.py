@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno as _e
 
+from fuzz import uapi as _uapi  # the uAPI constants are defined once, there
+
 EPERM = _e.EPERM
 ENOENT = _e.ENOENT
 EIO = _e.EIO
@@ -39,16 +41,16 @@ PAGE_MASK = ~(PAGE_SIZE - 1) & U64
 HPAGE_SIZE = 2 << 20  # CONFIG_TRANSPARENT_HUGEPAGE=y: iopt_alloc_iova's max_alignment
 
 # iommufd.h
-IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0
-IOMMU_IOAS_MAP_WRITEABLE = 1 << 1
-IOMMU_IOAS_MAP_READABLE = 1 << 2
-IOMMU_OPTION_RLIMIT_MODE = 0
-IOMMU_OPTION_HUGE_PAGES = 1
-IOMMU_OPTION_OP_SET = 0
-IOMMU_OPTION_OP_GET = 1
-IOMMU_VFIO_IOAS_GET = 0
-IOMMU_VFIO_IOAS_SET = 1
-IOMMU_VFIO_IOAS_CLEAR = 2
+IOMMU_IOAS_MAP_FIXED_IOVA = _uapi.IOMMU_IOAS_MAP_FIXED_IOVA
+IOMMU_IOAS_MAP_WRITEABLE = _uapi.IOMMU_IOAS_MAP_WRITEABLE
+IOMMU_IOAS_MAP_READABLE = _uapi.IOMMU_IOAS_MAP_READABLE
+IOMMU_OPTION_RLIMIT_MODE = _uapi.IOMMU_OPTION_RLIMIT_MODE
+IOMMU_OPTION_HUGE_PAGES = _uapi.IOMMU_OPTION_HUGE_PAGES
+IOMMU_OPTION_OP_SET = _uapi.IOMMU_OPTION_OP_SET
+IOMMU_OPTION_OP_GET = _uapi.IOMMU_OPTION_OP_GET
+IOMMU_VFIO_IOAS_GET = _uapi.IOMMU_VFIO_IOAS_GET
+IOMMU_VFIO_IOAS_SET = _uapi.IOMMU_VFIO_IOAS_SET
+IOMMU_VFIO_IOAS_CLEAR = _uapi.IOMMU_VFIO_IOAS_CLEAR
 
 # iommu prot bits (include/linux/iommu.h)
 IOMMU_READ = 1 << 0
@@ -61,54 +63,63 @@ IOPT_PAGES_ACCOUNT_USER = 1
 IOPT_PAGES_ACCOUNT_MM = 2
 
 # iommufd_test.h / selftest.c
-MOCK_APERTURE_START = 1 << 24
-MOCK_APERTURE_LAST = (1 << 31) - 1
+MOCK_APERTURE_START = _uapi.MOCK_APERTURE_START
+MOCK_APERTURE_LAST = _uapi.MOCK_APERTURE_LAST
 MOCK_IO_PAGE_SIZE = PAGE_SIZE // 2
 MOCK_HUGE_PAGE_SIZE = 512 * MOCK_IO_PAGE_SIZE
-MOCK_FLAGS_ACCESS_WRITE = 1 << 0
-MOCK_FLAGS_ACCESS_SYZ = 1 << 16
-MOCK_ACCESS_RW_WRITE = 1 << 0
-MOCK_ACCESS_RW_SLOW_PATH = 1 << 2
-MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1 << 0
-MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0
-MOCK_FLAGS_DEVICE_HUGE_IOVA = 1 << 1
+MOCK_FLAGS_ACCESS_WRITE = _uapi.MOCK_FLAGS_ACCESS_WRITE
+MOCK_FLAGS_ACCESS_SYZ = _uapi.MOCK_FLAGS_ACCESS_SYZ
+MOCK_ACCESS_RW_WRITE = _uapi.MOCK_ACCESS_RW_WRITE
+MOCK_ACCESS_RW_SLOW_PATH = _uapi.MOCK_ACCESS_RW_SLOW_PATH
+MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = _uapi.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES
+MOCK_FLAGS_DEVICE_NO_DIRTY = _uapi.MOCK_FLAGS_DEVICE_NO_DIRTY
+MOCK_FLAGS_DEVICE_HUGE_IOVA = _uapi.MOCK_FLAGS_DEVICE_HUGE_IOVA
 IOMMUFD_ACCESS_RW_KTHREAD = 1 << 1
 ACCESS_MAX_LENGTH = 16 * 1024 * 1024  # "Prevent syzkaller from triggering a WARN_ON in kvzalloc()"
 TEST_DEFAULT_MEMORY_LIMIT = 65536
 
 # vfio.h
-VFIO_API_VERSION = 0
-VFIO_TYPE1_IOMMU = 1
-VFIO_SPAPR_TCE_IOMMU = 2
+VFIO_API_VERSION = _uapi.VFIO_API_VERSION
+VFIO_TYPE1_IOMMU = _uapi.VFIO_TYPE1_IOMMU
+VFIO_SPAPR_TCE_IOMMU = _uapi.VFIO_SPAPR_TCE_IOMMU
 VFIO_TYPE1v2_IOMMU = 3
-VFIO_DMA_CC_IOMMU = 4
-VFIO_EEH = 5
-VFIO_TYPE1_NESTING_IOMMU = 6
-VFIO_NOIOMMU_IOMMU = 8
-VFIO_UNMAP_ALL = 9
-VFIO_UPDATE_VADDR = 10
-VFIO_IOMMU_INFO_PGSIZES = 1 << 0
-VFIO_IOMMU_INFO_CAPS = 1 << 1
-VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1
-VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3
-VFIO_DMA_MAP_FLAG_READ = 1 << 0
-VFIO_DMA_MAP_FLAG_WRITE = 1 << 1
-VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1
+VFIO_DMA_CC_IOMMU = _uapi.VFIO_DMA_CC_IOMMU
+VFIO_EEH = _uapi.VFIO_EEH
+VFIO_TYPE1_NESTING_IOMMU = _uapi.VFIO_TYPE1_NESTING_IOMMU
+VFIO_NOIOMMU_IOMMU = _uapi.VFIO_NOIOMMU_IOMMU
+VFIO_UNMAP_ALL = _uapi.VFIO_UNMAP_ALL
+VFIO_UPDATE_VADDR = _uapi.VFIO_UPDATE_VADDR
+VFIO_IOMMU_INFO_PGSIZES = _uapi.VFIO_IOMMU_INFO_PGSIZES
+VFIO_IOMMU_INFO_CAPS = _uapi.VFIO_IOMMU_INFO_CAPS
+VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = _uapi.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
+VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = _uapi.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL
+VFIO_DMA_MAP_FLAG_READ = _uapi.VFIO_DMA_MAP_FLAG_READ
+VFIO_DMA_MAP_FLAG_WRITE = _uapi.VFIO_DMA_MAP_FLAG_WRITE
+VFIO_DMA_UNMAP_FLAG_ALL = _uapi.VFIO_DMA_UNMAP_FLAG_ALL
 CONFIG_VFIO_NOIOMMU = False  # not set in kernel-config/iommufd-fuzz.config
 
-# Struct sizes: (sizeof, offsetofend(last member the IOCTL_OP table names)) per iommufd op.
-STRUCT_SIZES = {
-    "DESTROY": (8, 8),
-    "IOAS_ALLOC": (12, 12),
-    "IOAS_ALLOW_IOVAS": (24, 24),
-    "IOAS_IOVA_RANGES": (32, 32),
-    "IOAS_MAP": (40, 40),
-    "IOAS_COPY": (40, 40),
-    "IOAS_UNMAP": (24, 24),
-    "OPTION": (24, 24),
-    "VFIO_IOAS": (12, 12),
-    "TEST": (72, 68),  # struct iommu_test_cmd: 'last' ends at 68, padded to 72
+# Struct sizes: (sizeof, offsetofend(last member)) per iommufd op, where the last
+# member is the one main.c's IOCTL_OP table names (the minimum size it accepts).
+_IOCTL_OP_LAST = {
+    "DESTROY": ("struct iommu_destroy", "id"),
+    "IOAS_ALLOC": ("struct iommu_ioas_alloc", "out_ioas_id"),
+    "IOAS_ALLOW_IOVAS": ("struct iommu_ioas_allow_iovas", "allowed_iovas"),
+    "IOAS_IOVA_RANGES": ("struct iommu_ioas_iova_ranges", "out_iova_alignment"),
+    "IOAS_MAP": ("struct iommu_ioas_map", "iova"),
+    "IOAS_COPY": ("struct iommu_ioas_copy", "src_iova"),
+    "IOAS_UNMAP": ("struct iommu_ioas_unmap", "length"),
+    "OPTION": ("struct iommu_option", "val64"),
+    "VFIO_IOAS": ("struct iommu_vfio_ioas", "__reserved"),
+    "TEST": ("struct iommu_test_cmd", "last"),
 }
+
+
+def _sizes(struct: str, last: str) -> tuple[int, int]:
+    off, size = _uapi.field_offset(struct, last)
+    return _uapi.sizeof(struct), off + size
+
+
+STRUCT_SIZES = {name: _sizes(*v) for name, v in _IOCTL_OP_LAST.items()}
 # vfio structs: sizeof and the minsz each handler copies in
 VFIO_MAP_DMA_SIZE = 32
 VFIO_UNMAP_DMA_SIZE = 24
