@@ -96,6 +96,16 @@ def status(cfg: CampaignConfig, t0: float, restarts_base: int = 0) -> dict:
             "vm_restarts": sum(s.get("restarts", 0) for s in per), "workers": len(per)}
 
 
+def iommufd_edges(cfg: CampaignConfig) -> int:
+    """Edges whose destination lies in drivers/iommu/iommufd/ (addr2line on vmlinux)."""
+    from fuzz.coverage import Symbolizer
+    from fuzz.coverage import iommufd_edges as count
+
+    if not (cfg.kernel / "vmlinux").exists():
+        return -1
+    return count(Symbolizer(cfg.kernel), _union_edges(cfg))
+
+
 def status_line(s: dict) -> str:
     t = int(s["t"])
     return (f"[{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}] execs/s {s['execs_per_s']:.0f} "
@@ -150,10 +160,12 @@ def run_campaign(cfg: CampaignConfig) -> dict:
                 p.kill()
                 p.wait()
     s = status(cfg, t0)
+    s["iommufd_edges"] = iommufd_edges(cfg)
     with open(stats_log, "a") as f:
         f.write(json.dumps(s) + "\n")
     if not cfg.quiet:
         print(("\n" if tty else "") + status_line(s))
+        print(f"kernel edges: {s['edges']} in all, {s['iommufd_edges']} in drivers/iommu/iommufd/")
     bad = [k for k, p in enumerate(procs) if p.returncode not in (0, -2, 130, None)
            and s.get("programs", 0) == 0]
     if bad:

@@ -7,8 +7,6 @@ compiler is a failure, never a skip: an unchecked layout silently corrupts every
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import re
 import shutil
@@ -18,8 +16,6 @@ from pathlib import Path
 import pytest
 
 from fuzz import ops, uapi
-
-DEFAULT_KSRC = Path("/tmp/k/linux-source-6.12")
 
 # Header in the kernel tree -> where the probe includes it from (inside a temp dir put first
 # on the include path, so the 6.12 copies shadow the older /usr/include/linux/vfio.h).
@@ -46,13 +42,17 @@ PSEUDO_OUTPUTS = {"data", "caps", "ranges", "ret"}
 
 
 def _source_tree() -> Path:
-    """fuzz.kernel.source_tree() if that exists, else $IOMMUFD_FUZZ_KSRC, else DEFAULT_KSRC."""
-    if importlib.util.find_spec("fuzz.kernel") is not None:
-        kernel = importlib.import_module("fuzz.kernel")
-        if hasattr(kernel, "source_tree"):
-            return Path(kernel.source_tree())
+    """$IOMMUFD_FUZZ_KSRC if set, else the pinned Debian source (installed and
+    extracted by fuzz.kernel.source_tree() if need be)."""
     env = os.environ.get("IOMMUFD_FUZZ_KSRC")
-    return Path(env) if env else DEFAULT_KSRC
+    if env:
+        return Path(env)
+    from fuzz import kernel
+
+    try:
+        return kernel.source_tree()
+    except kernel.KernelError as e:
+        pytest.fail(f"cannot get the Linux 6.12 source: {e}")
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +60,7 @@ def ksrc() -> Path:
     tree = _source_tree()
     missing = [h for h in HEADERS if not (tree / h).is_file()]
     if missing:
-        pytest.fail(f"Linux 6.12 source tree not usable at {tree} (missing {missing}); provide "
-                    "fuzz.kernel.source_tree(), set IOMMUFD_FUZZ_KSRC, or extract "
-                    f"linux-source-6.12 to {DEFAULT_KSRC}")
+        pytest.fail(f"Linux 6.12 source tree not usable at {tree} (missing {missing})")
     makefile = (tree / "Makefile").read_text()
     version = re.search(r"^VERSION = (\d+)\nPATCHLEVEL = (\d+)", makefile, re.MULTILINE)
     if not version or version.groups() != ("6", "12"):
