@@ -88,15 +88,23 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def test_atheris_engine_finds_and_records_planted_divergence(kernel_dir: Path,
-                                                              tmp_path: Path) -> None:
+def test_atheris_engine_finds_records_and_minimizes_planted_divergence(
+        kernel_dir: Path, vm: VMBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker (a subprocess: libFuzzer leaves through exit()) with the planted
-    model; the finding it writes is then shrunk by the minimizer."""
+    model, from one seed that maps exactly 16 pages: the mutator has to push it over."""
+    from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    Program([Op("IOAS_ALLOC"),
+             Op("IOAS_MAP", {"ioas_id": Ref(0, "out_ioas_id"), "user_va": BufPtr(0),
+                             "length": PLANTED_PAGES * 4096, "flags": 6})],
+            [Buffer(PLANTED_PAGES * 4096)]).save(seeds / "map16.json")
     argv = [sys.executable, "-c", WORKER.format(tests=str(Path(__file__).parent)),
             "--kernel", str(kernel_dir), "--corpus", str(tmp_path / "corpus"),
             "--findings", str(tmp_path / "findings"), "--stats", str(tmp_path / "stats.jsonl"),
-            "--workdir", str(tmp_path / "work"), "--seconds", "240", "--runs", "400",
-            "--seed", "7"]
+            "--workdir", str(tmp_path / "work"), "--seconds", "300", "--runs", "1000",
+            "--seed", "7", "--seeds", str(seeds)]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     rows = findings.FindingStore(tmp_path / "findings").list()
     titles = {f.title for f, _ in rows}
@@ -104,3 +112,11 @@ def test_atheris_engine_finds_and_records_planted_divergence(kernel_dir: Path,
     stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert stats[-1]["programs"] > 0 and stats[-1]["edges"] > 1000
     assert any((tmp_path / "corpus").iterdir()), "programs with new edges join the corpus"
+    # libFuzzer keeps what it found as found; shrinking is the minimizer's job
+    from fuzz.minimize import minimize
+
+    monkeypatch.setattr(differential, "Model", PlantedModel)
+    (_, fdir), = [(f, d) for f, d in rows if f.title.endswith("IOAS_MAP.errno")]
+    result = minimize(fdir, vm)
+    names = [op.name for op in result.prog.ops]
+    assert names == ["IOAS_ALLOC", "IOAS_MAP"], result.prog.dumps()
