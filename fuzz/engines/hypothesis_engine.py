@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         name = "vm"
         vm = backend.vm
 
-        def run(self, prog: Program, kcov: bool = True) -> object:
+        def run(self, prog: Program, **_: object) -> object:
             return state.run(prog)[0].execution
 
         def close(self) -> None:
