@@ -80,12 +80,19 @@ def format_table(outcome) -> str:  # type: ignore[no-untyped-def]
     bad: dict[int, list[str]] = {}
     for m in outcome.mismatches + outcome.unsure:
         bad.setdefault(m.op, []).append(m.describe())
-    rows = [f"{'#':>3}  {'op':<26} {'kernel':<44} {'model':<44}"]
+    kern = [r.describe() for r in ex.results]
+    model = [r.describe() for r in outcome.model]
+    w = min(60, max(map(len, kern + model + ["kernel"])))
+
+    def cell(s: str) -> str:
+        return (s if len(s) <= w else s[:w - 1] + "…").ljust(w)
+
+    rows = [f"{'#':>3}  {'op':<26} {cell('kernel')} {cell('model')}"]
     for i, op in enumerate(prog.ops):
-        k = ex.results[i].describe() if i < len(ex.results) else "-"
-        m = outcome.model[i].describe() if i < len(outcome.model) else "-"
+        k = kern[i] if i < len(kern) else "-"
+        m = model[i] if i < len(model) else "-"
         mark = "!=" if i in bad else "  "
-        rows.append(f"{i:>3}  {op.name:<26} {k[:44]:<44} {m[:44]:<44} {mark}")
+        rows.append(f"{i:>3}  {op.name:<26} {cell(k)} {cell(m)} {mark}".rstrip())
         rows += [f"       ^ {d}" for d in bad.get(i, [])]
     if ex.setup_error:
         rows.append(f"setup: {ex.setup_error}")

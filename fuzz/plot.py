@@ -11,6 +11,7 @@ def plot(stats: Path, out: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rows = []
     for n, line in enumerate(stats.read_text().splitlines(), 1):
@@ -28,6 +29,8 @@ def plot(stats: Path, out: Path) -> Path:
     ax2 = ax.twinx()
     ax2.step(t, [r["findings"] for r in rows], color="tab:red", where="post", label="findings")
     ax2.set_ylabel("findings", color="tab:red")
+    ax2.set_ylim(0, max(1, max(r["findings"] for r in rows)) * 1.1)
+    ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"iommufd-fuzz campaign: {rows[-1]['programs']} programs, "
                  f"{rows[-1]['edges']} edges, {rows[-1]['findings']} findings")
     fig.tight_layout()
