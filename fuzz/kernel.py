@@ -19,7 +19,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -334,5 +333,3 @@ def default_kernel() -> Path:
         return Path(env)
     return build(BuildRequest())
 
-
-_ = tarfile  # tarballs are extracted with tar(1): faster than tarfile for 140 MB of xz

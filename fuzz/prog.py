@@ -73,10 +73,6 @@ class Buffer:
     seed: int = 0
     holes: list[tuple[int, int]] = field(default_factory=list)
 
-    @property
-    def index_address(self) -> int:  # pragma: no cover - needs the index
-        raise AttributeError("use buffer_address(i)")
-
 
 @dataclass
 class Op:
