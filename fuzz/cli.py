@@ -308,11 +308,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fuzz.prog import ProgramError
+    from fuzz.vm import GuestCrash, VMError
+
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
     except kernel.KernelError as e:
         print(f"iommufd-fuzz: kernel: {e}", file=sys.stderr)
+        return 2
+    except (VMError, GuestCrash) as e:
+        print(f"iommufd-fuzz: vm: {e}", file=sys.stderr)
+        return 2
+    except ProgramError as e:
+        print(f"iommufd-fuzz: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, an unwritable corpus or findings directory
+        print(f"iommufd-fuzz: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
