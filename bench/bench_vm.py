@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,9 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fuzz import kernel  # noqa: E402
+from fuzz.engines.common import build_c_loop  # noqa: E402
 from fuzz.executor.encode import encode  # noqa: E402
 from fuzz.executor.wire import KCOV_EDGES  # noqa: E402
-from fuzz.paths import cache_dir  # noqa: E402
 from fuzz.prog import Buffer, BufPtr, Op, Program, Ref  # noqa: E402
 from fuzz.vm import VM, VMConfig  # noqa: E402
 
@@ -60,11 +59,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     kdir = a.kernel or kernel.default_kernel()
-    # not /tmp: the guest mounts its own tmpfs there; the cache dir is visible over 9p
-    exe = cache_dir() / "bench" / "c_loop"
-    exe.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["gcc", "-O2", "-o", str(exe), str(Path(__file__).with_name("c_loop.c"))],
-                   check=True)
+    exe = build_c_loop()
     with VM(VMConfig(kernel=kdir)) as vm:
         out: dict = {"boot_seconds": round(vm.boot_seconds, 2),
                      "kernel": vm.hello.get("uname")}

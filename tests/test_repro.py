@@ -50,7 +50,7 @@ def planted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
-    """Under the repo, not /tmp: the guest has its own /tmp."""
+    """Under the repo (the guest sees the host's filesystem, read-only, at the same paths)."""
     d = REPO / "workdir" / "test-repro" / f"{time.time_ns()}"
     d.mkdir(parents=True)
     yield d

@@ -16,6 +16,19 @@ from fuzz.backend import Backend
 from fuzz.executor.wire import KCOV_EDGES
 from fuzz.prog import Program, atomic_write
 
+
+def build_c_loop() -> Path:
+    """bench/c_loop.c compiled into the cache dir, which the guest sees over 9p."""
+    import subprocess
+
+    from fuzz.paths import REPO, cache_dir
+
+    exe = cache_dir() / "bench" / "c_loop"
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(REPO / "bench" / "c_loop.c")], check=True)
+    return exe
+
+
 MILESTONE = 100  # also write stats every this many programs (edges-vs-programs curves)
 
 
@@ -73,14 +86,8 @@ class WorkerState:
         """The raw ioctl rate of bench/c_loop.c in this worker's VM: the ceiling the
         campaign's ops/s is compared against."""
         import json as _json
-        import subprocess
 
-        from fuzz.paths import REPO, cache_dir
-
-        exe = cache_dir() / "bench" / "c_loop"
-        exe.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["gcc", "-O2", "-o", str(exe), str(REPO / "bench" / "c_loop.c")],
-                       check=True)
+        exe = build_c_loop()
         r = self.backend.vm.run_command([str(exe), str(pairs), "4096", "kcov"],  # type: ignore
                                         timeout=600)
         if r["rc"] == 0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,10 @@ class Context:
     """Where the machine sends its programs; set before running it."""
 
     backend: Backend | None = None
+    # How a program is run differentially: differential.run on `backend` unless set
+    # (the campaign worker runs through its WorkerState, which also keeps stats,
+    # corpus and findings: one kernel run and one model pass per example).
+    run: Callable[[Program], differential.Outcome] | None = None
     on_failure: list = []  # callbacks(outcome) for the campaign's finding store
     last_failure: differential.Outcome | None = None
 
@@ -242,9 +247,10 @@ class IommufdMachine(RuleBasedStateMachine):
             self.add("IOAS_IOVA_RANGES", ioas_id=Ref(0, "out_ioas_id"))
 
     def teardown(self) -> None:
-        if not self.prog.ops or Context.backend is None:
+        if not self.prog.ops or (Context.run is None and Context.backend is None):
             return
-        out = differential.run(self.prog, Context.backend)
+        out = (Context.run(self.prog) if Context.run
+               else differential.run(self.prog, Context.backend))  # type: ignore[arg-type]
         if out.failed:
             Context.last_failure = out
             for cb in Context.on_failure:
@@ -283,20 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm")
     state = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker)
-
-    class Counting:
-        """Routes the machine's runs through the worker (stats, corpus, findings)."""
-
-        name = "vm"
-        vm = backend.vm
-
-        def run(self, prog: Program, **_: object) -> object:
-            return state.run(prog)[0].execution
-
-        def close(self) -> None:
-            backend.close()
-
-    Context.backend = Counting()  # type: ignore[assignment]
+    Context.run = lambda prog: state.run(prog)[0]
     end = time.monotonic() + a.seconds
     try:
         while time.monotonic() < end:
