@@ -271,49 +271,57 @@ def build(req: BuildRequest) -> Path:
             return out
         if req.patches:
             tree = _apply_patches(tree, req.patches, key)
+        # One object dir per source tree, so a config change rebuilds incrementally;
+        # two variants of one tree therefore take turns in it (its own lock).
         bdir = cache_dir() / "build" / hashlib.sha256(str(tree).encode()).hexdigest()[:16]
-        bdir.mkdir(parents=True, exist_ok=True)
-        logf = bdir / "build.log"
-        logf.write_text(f"iommufd-fuzz kernel build {key}\nsource {desc}\n")
-        make = ["make", f"O={bdir}", "ARCH=x86_64"]
-        t0 = time.monotonic()
-        log(f"configuring {desc} in {bdir}")
-        # allnoconfig with the fragments as KCONFIG_ALLCONFIG (how tinyconfig itself is
-        # made): everything the fragments do not ask for stays off, instead of taking
-        # its default when a fragment option makes it visible (NET would pull in IPv6,
-        # TTY would pull in VT and HID...), which keeps the build small and fast.
-        allconfig = bdir / "fragments.config"
-        allconfig.write_text("".join(f.read_text() + "\n" for f in fragments))
-        _run_logged(make + [f"KCONFIG_ALLCONFIG={allconfig}", "allnoconfig"], tree, logf,
-                    "make allnoconfig with the fragments")
-        _check_config(bdir / ".config", _config_lines(fragments))
-        log(f"building with -j{req.jobs} (about 10-30 min on 2 cores; log {logf})")
-        _run_logged(make + [f"-j{req.jobs}", "bzImage"], tree, logf, "make bzImage",
-                    progress=True)
-        seconds = time.monotonic() - t0
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=out.parent))
-        for src, name in ((bdir / "arch/x86/boot/bzImage", "bzImage"),
-                          (bdir / "vmlinux", "vmlinux"), (bdir / ".config", "config"),
-                          (bdir / "System.map", "System.map")):
-            shutil.copy2(src, tmp / name)
-        manifest = {
-            "key": key, "source": desc, "source_identity": identity,
-            "kernel_version": _kernelversion(tree), "debian_version":
-                req.debian_version if req.source is None else None,
-            "config_sha256": _sha256_file(bdir / ".config"),
-            "fragments": [str(f) for f in fragments],
-            "patches": [{"file": str(p), "sha256": _sha256_file(p)} for p in req.patches],
-            "build_seconds": round(seconds, 1), "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                        time.gmtime()),
-            "recipe": RECIPE_VERSION,
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-        log(f"built in {seconds:.0f} s: {out}")
-        return out
+        with _locked(cache_dir() / "locks" / f"build-{bdir.name}.lock"):
+            return _build_in(req, tree, bdir, key, identity, desc, fragments, out)
+
+
+def _build_in(req: BuildRequest, tree: Path, bdir: Path, key: str, identity: str, desc: str,
+              fragments: list[Path], out: Path) -> Path:
+    bdir.mkdir(parents=True, exist_ok=True)
+    logf = bdir / "build.log"
+    logf.write_text(f"iommufd-fuzz kernel build {key}\nsource {desc}\n")
+    make = ["make", f"O={bdir}", "ARCH=x86_64"]
+    t0 = time.monotonic()
+    log(f"configuring {desc} in {bdir}")
+    # allnoconfig with the fragments as KCONFIG_ALLCONFIG (how tinyconfig itself is
+    # made): everything the fragments do not ask for stays off, instead of taking
+    # its default when a fragment option makes it visible (NET would pull in IPv6,
+    # TTY would pull in VT and HID...), which keeps the build small and fast.
+    allconfig = bdir / "fragments.config"
+    allconfig.write_text("".join(f.read_text() + "\n" for f in fragments))
+    _run_logged(make + [f"KCONFIG_ALLCONFIG={allconfig}", "allnoconfig"], tree, logf,
+                "make allnoconfig with the fragments")
+    _check_config(bdir / ".config", _config_lines(fragments))
+    log(f"building with -j{req.jobs} (about 10-30 min on 2 cores; log {logf})")
+    _run_logged(make + [f"-j{req.jobs}", "bzImage"], tree, logf, "make bzImage",
+                progress=True)
+    seconds = time.monotonic() - t0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=out.parent))
+    for src, name in ((bdir / "arch/x86/boot/bzImage", "bzImage"),
+                      (bdir / "vmlinux", "vmlinux"), (bdir / ".config", "config"),
+                      (bdir / "System.map", "System.map")):
+        shutil.copy2(src, tmp / name)
+    manifest = {
+        "key": key, "source": desc, "source_identity": identity,
+        "kernel_version": _kernelversion(tree), "debian_version":
+            req.debian_version if req.source is None else None,
+        "config_sha256": _sha256_file(bdir / ".config"),
+        "fragments": [str(f) for f in fragments],
+        "patches": [{"file": str(p), "sha256": _sha256_file(p)} for p in req.patches],
+        "build_seconds": round(seconds, 1), "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                    time.gmtime()),
+        "recipe": RECIPE_VERSION,
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    log(f"built in {seconds:.0f} s: {out}")
+    return out
 
 
 def manifest(kernel_dir: Path) -> dict:
