@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fuzz.gen import generate  # noqa: E402
 from fuzz.model import run_model  # noqa: E402
+from fuzz.prog.gen import generate  # noqa: E402
 
 
 def main() -> int:

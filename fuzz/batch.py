@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fuzz import differential, findings, kernel
 from fuzz.backend import VMBackend
-from fuzz.gen import generate
+from fuzz.prog.gen import generate
 
 
 @dataclass

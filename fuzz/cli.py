@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from fuzz import kernel
 
@@ -74,39 +75,11 @@ def _backend(name: str, kernel_arg: str | None, accel: str = "tcg"):  # type: ig
     return VMBackend(kdir, VMConfig(kernel=kdir, accel=accel))
 
 
-def format_table(outcome) -> str:  # type: ignore[no-untyped-def]
-    """Side by side, one line per op; a mismatch line under each disagreeing op."""
-    prog, ex = outcome.prog, outcome.execution
-    bad: dict[int, list[str]] = {}
-    for m in outcome.mismatches + outcome.unsure:
-        bad.setdefault(m.op, []).append(m.describe())
-    kern = [r.describe() for r in ex.results]
-    model = [r.describe() for r in outcome.model]
-    w = min(60, max(map(len, kern + model + ["kernel"])))
-
-    def cell(s: str) -> str:
-        return (s if len(s) <= w else s[:w - 1] + "…").ljust(w)
-
-    rows = [f"{'#':>3}  {'op':<26} {cell('kernel')} {cell('model')}"]
-    for i, op in enumerate(prog.ops):
-        k = kern[i] if i < len(kern) else "-"
-        m = model[i] if i < len(model) else "-"
-        mark = "!=" if i in bad else "  "
-        rows.append(f"{i:>3}  {op.name:<26} {cell(k)} {cell(m)} {mark}".rstrip())
-        rows += [f"       ^ {d}" for d in bad.get(i, [])]
-    if ex.setup_error:
-        rows.append(f"setup: {ex.setup_error}")
-    if ex.crash:
-        rows.append(f"guest crashed: {ex.crash}")
-    for r in ex.reports:
-        rows.append(f"splat: {r.title}")
-    return "\n".join(rows)
-
-
 def cmd_run(a: argparse.Namespace) -> int:
     from fuzz import differential
     from fuzz.model import run_model
     from fuzz.prog import Program, ProgramError
+    from fuzz.table import format_table
 
     try:
         progs = [(p, Program.load(p)) for p in a.program]
@@ -136,13 +109,40 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_gen(a: argparse.Namespace) -> int:
-    from fuzz.gen import generate
+    from fuzz.prog.gen import generate
 
+    if a.count < 1:
+        raise SystemExit(f"iommufd-fuzz gen: --count {a.count}: give at least 1")
+    if a.max_ops < 1:
+        raise SystemExit(f"iommufd-fuzz gen: --max-ops {a.max_ops}: give at least 1")
+    if a.stats:
+        return _gen_stats(a)
+    if not a.out:
+        raise SystemExit("iommufd-fuzz gen: --out DIR is needed (or --stats)")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     for k in range(a.count):
         generate(a.seed + k, a.max_ops).save(out / f"gen-{a.seed + k:08d}.json")
     print(f"wrote {a.count} programs to {out}")
+    return 0
+
+
+def _gen_stats(a: argparse.Namespace) -> int:
+    from fuzz import genstats
+
+    if a.backend == "model":
+        from fuzz.model import run_model
+
+        st = genstats.collect(a.count, a.seed, a.max_ops, run_model)
+        print(genstats.table(st, "the model alone"))
+        return 0
+    be = _backend(a.backend, a.kernel)
+    try:
+        st = genstats.collect(a.count, a.seed, a.max_ops,
+                              lambda prog: be.run(prog, kcov=False).results)
+    finally:
+        be.close()
+    print(genstats.table(st, "the kernel" if a.backend == "vm" else "this machine's kernel"))
     return 0
 
 
@@ -227,6 +227,87 @@ def cmd_corpus_minimize(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_minimize(a: argparse.Namespace) -> int:
+    from fuzz.backend import VMBackend
+    from fuzz.findings import Finding
+    from fuzz.minimize import load_finding, minimize
+    from fuzz.repro import write_reproducer
+    from fuzz.repro.verify import verify
+    from fuzz.vm import VMConfig
+
+    d = Path(a.finding)
+    prog, f, manifest, _ = load_finding(d)
+    kdir = _kernel_dir(a.kernel)
+    if not manifest:
+        from fuzz import kernel
+
+        manifest = kernel.manifest(kdir)
+    be = VMBackend(kdir, VMConfig(kernel=kdir))
+    try:
+        res = minimize(d, be, rate_runs=a.rate_runs, max_runs=a.max_runs,
+                       time_limit=a.time_limit, log=lambda s: print(s, flush=True))
+        exp = res.expectation()
+        slug = d.name if (d / "finding.json").exists() else Finding(
+            exp.title, exp.signature, exp.kind).slug
+        out = Path(a.out) / slug
+        kw: dict[str, Any] = {"expected": res.outcome.model, "splat_text": res.splat_text(),
+                              "stats": res.stats()}
+        write_reproducer(out, res.prog, exp, manifest, **kw)
+        checks = verify(out, be)
+    finally:
+        be.close()
+    verified = [f"{'REPRODUCED' if ok else 'NOT reproduced'}  {n}: {how}"
+                for n, (ok, how) in checks.items()]
+    verified.append(f"kernel: {kdir}; whole check: iommufd-fuzz repro {out} --kernel {kdir}")
+    write_reproducer(out, res.prog, exp, manifest, verified=verified, **kw)
+    s = res.stats()
+    print(f"{exp.title}\n  signature {exp.signature}\n  ops {s['original_ops']} -> "
+          f"{s['minimized_ops']}, buffers {s['original_buffers']} -> {s['minimized_buffers']}, "
+          f"{s['runs']} runs in {s['seconds']:.0f} s, original reproduced {s['hits']}/"
+          f"{s['rate_runs']}")
+    for line in verified:
+        print("  " + line)
+    print(f"reproducer: {out}")
+    return 0 if all(ok for ok, _ in checks.values()) else 1
+
+
+def cmd_repro(a: argparse.Namespace) -> int:
+    from fuzz.backend import VMBackend
+    from fuzz.repro.verify import expectation_of, verify
+    from fuzz.vm import VMConfig
+
+    d = Path(a.dir)
+    kdir = _kernel_dir(a.kernel)
+    be = VMBackend(kdir, VMConfig(kernel=kdir))
+    try:
+        checks = verify(d, be)
+    finally:
+        be.close()
+    exp = expectation_of(d)
+    print(f"{exp.title} ({exp.signature}) on {kdir}")
+    for n, (ok, how) in checks.items():
+        print(f"  {'REPRODUCED    ' if ok else 'NOT REPRODUCED'}  {n}: {how}")
+    return 0 if all(ok for ok, _ in checks.values()) else 1
+
+
+def add_repro_commands(sub: Any) -> None:
+    """The `minimize` and `repro` subcommands."""
+    from fuzz.minimize import RATE_RUNS
+    mn = sub.add_parser("minimize", help="shrink a finding and write a standalone reproducer")
+    mn.add_argument("finding", help="a finding directory (findings/<slug>)")
+    mn.add_argument("--kernel", help="kernel dir (default: the default kernel)")
+    mn.add_argument("--out", default="reproducers", help="reproducers root (default: %(default)s)")
+    mn.add_argument("--rate-runs", type=int, default=RATE_RUNS,
+                    help="runs of the original to measure flakiness (default: %(default)s)")
+    mn.add_argument("--max-runs", type=int, default=2000)
+    mn.add_argument("--time-limit", type=float, default=None, help="seconds")
+    mn.set_defaults(fn=cmd_minimize)
+    rp = sub.add_parser("repro", help="check that a reproducer directory still reproduces")
+    rp.add_argument("dir")
+    rp.add_argument("--kernel", help="kernel dir (default: the default kernel)")
+    rp.set_defaults(fn=cmd_repro)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="iommufd-fuzz", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -254,11 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--kernel", help="kernel dir (default: the default kernel)")
     r.set_defaults(fn=cmd_run)
 
-    g = sub.add_parser("gen", help="write random programs")
+    g = sub.add_parser("gen", help="write random programs, or (--stats) tabulate what "
+                       "the generator makes and what the kernel accepts of it")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--count", type=int, default=100)
     g.add_argument("--max-ops", type=int, default=24)
-    g.add_argument("--out", required=True)
+    g.add_argument("--out", help="directory for the programs")
+    g.add_argument("--stats", action="store_true",
+                   help="run them (VM by default) and print each op's share of successful "
+                        "calls and the kinds of values drawn per argument")
+    g.add_argument("--backend", default="vm", choices=["vm", "model", "local"])
+    g.add_argument("--kernel", help="kernel dir (default: the default kernel)")
     g.set_defaults(fn=cmd_gen)
 
     cm_ = sub.add_parser("check-model", help="generated programs on model and kernel: "
@@ -300,8 +387,6 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--kernel")
     cm.add_argument("--dry-run", action="store_true")
     cm.set_defaults(fn=cmd_corpus_minimize)
-
-    from fuzz.minimize import add_repro_commands
 
     add_repro_commands(sub)  # minimize, repro
     return ap

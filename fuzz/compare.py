@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import errno as _errno
 from dataclasses import dataclass
 from typing import Any
 
 from fuzz.prog import Program
+from fuzz.prog.descriptions import OPS
 from fuzz.result import OpResult, errno_name
-
-# Output fields that only mean something when the op succeeded (the kernel
-# does not write them otherwise); IOVA_RANGES also fills ranges on EMSGSIZE.
-_ON_SUCCESS = {"data", "caps"}
 
 
 @dataclass(frozen=True)
@@ -50,10 +46,13 @@ def compare_op(i: int, name: str, kernel: OpResult, model: OpResult) -> list[Mis
     if kernel.errno != model.errno:
         return [Mismatch(i, name, "errno", kernel.errno, model.errno)]
     out = []
+    d = OPS[name]
     for f in sorted(set(kernel.out) | set(model.out)):
-        if f in _ON_SUCCESS and kernel.errno:
-            continue
-        if f == "ranges" and kernel.errno not in (0, _errno.EMSGSIZE):
+        o = d.out(f)
+        # what the executor decodes from memory (captured data, side arrays, the cap
+        # chain) only means something when the kernel wrote it
+        if o is not None and o.decode in ("data", "caps", "ranges") and kernel.errno \
+                and kernel.errno not in o.also_on:
             continue
         kv, mv = kernel.out.get(f), model.out.get(f)
         if kv != mv:

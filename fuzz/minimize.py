@@ -16,21 +16,18 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fuzz.emit import Expectation, splat_keys, write_reproducer
 from fuzz.findings import Finding, from_outcome
-from fuzz.ops import OPS
-from fuzz.paths import REPO
 from fuzz.prog import HUGE_PAGE, PAGE, BufPtr, Op, Program, Ref, Value
-from fuzz.result import OpResult, errno_name
+from fuzz.prog.edits import remove_buffers, remove_ops, used_buffers
+from fuzz.report import splat_keys
+from fuzz.repro.expect import Expectation
+from fuzz.result import errno_name
 
 if TYPE_CHECKING:
     from fuzz.differential import Outcome
@@ -117,46 +114,7 @@ class MinimizeResult:
 
 
 # ---------------------------------------------------------------------------
-# Program edits. Each returns a new program; the original is never changed.
-
-
-def remove_ops(prog: Program, drop: set[int]) -> Program:
-    """Delete ops; refs to later ops are renumbered, refs to deleted ops go to the
-    nearest earlier kept op with the same output field (preferring the same op
-    name, as fuzz.mutate.repair does but deterministically), else become 0."""
-    keep = [i for i in range(len(prog.ops)) if i not in drop]
-    new_index = {old: new for new, old in enumerate(keep)}
-    ops: list[Op] = []
-    for old in keep:
-        op = copy.deepcopy(prog.ops[old])
-        for k, v in op.args.items():
-            if isinstance(v, Ref):
-                if v.op in new_index:
-                    op.args[k] = Ref(new_index[v.op], v.field, v.add)
-                    continue
-                want = prog.ops[v.op].name
-                cands = [j for j in keep if j < old and v.field in OPS[prog.ops[j].name].outputs]
-                cands.sort(key=lambda j: (prog.ops[j].name != want, -j))
-                op.args[k] = Ref(new_index[cands[0]], v.field, v.add) if cands else 0
-        ops.append(op)
-    return Program(ops, copy.deepcopy(prog.buffers))
-
-
-def used_buffers(prog: Program) -> set[int]:
-    return {v.buf for op in prog.ops for v in op.args.values() if isinstance(v, BufPtr)}
-
-
-def remove_buffers(prog: Program, drop: set[int]) -> Program:
-    """Delete buffers no op points into; BufPtrs are renumbered (later buffers move
-    to lower fixed addresses, which is why candidates are re-run)."""
-    keep = [i for i in range(len(prog.buffers)) if i not in drop]
-    new_index = {old: new for new, old in enumerate(keep)}
-    p = Program(copy.deepcopy(prog.ops), [copy.deepcopy(prog.buffers[i]) for i in keep])
-    for op in p.ops:
-        for k, v in op.args.items():
-            if isinstance(v, BufPtr):
-                op.args[k] = BufPtr(new_index[v.buf], v.offset) if v.buf in new_index else 0
-    return p
+# Argument edits. Each returns a new program; the original is never changed.
 
 
 def with_arg(prog: Program, i: int, name: str, value: Value | None) -> Program:
@@ -419,190 +377,3 @@ def minimize(source: Path | str | tuple[Program, str], backend: Any, *,
             res.outcome = out
         res.runs = m.runs
     return res
-
-
-# ---------------------------------------------------------------------------
-# Verifying a reproducer directory in the VM.
-
-
-def expectation_of(d: Path) -> Expectation:
-    return Expectation.from_json(json.loads((d / "repro.json").read_text())["expectation"])
-
-
-def check_results(exp: Expectation, results: list[OpResult], reports: list[Any]) -> bool:
-    """Does one executor run of program.json show the expectation?"""
-    if exp.kind != "mismatch":
-        return any(r.signature == exp.signature for r in reports)
-    if exp.op is None or exp.op >= len(results):
-        return False
-    r = results[exp.op]
-    if exp.field == "errno":
-        return r.errno == exp.kernel and r.errno != exp.model
-    if exp.field == "ret":
-        return r.ret != exp.model
-    got = r.out.get(exp.field or "")
-    if isinstance(got, (bytes, bytearray)) or isinstance(exp.model, (bytes, bytearray)):
-        return bytes(got or b"") != bytes(exp.model or b"")
-    return got != exp.model
-
-
-def _guest_python() -> str:
-    return "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-
-
-def _stage(d: Path) -> Path:
-    """A fresh copy of the reproducer for the guest: its 9p mount caches file
-    contents, so a rewritten repro.py at an old path might be read stale."""
-    run = REPO / "workdir" / "repro-runs" / f"{d.name[:40]}-{time.time_ns()}"
-    run.mkdir(parents=True)
-    for n in ("repro.py", "repro.c", "program.json"):
-        shutil.copy2(d / n, run / n)
-    return run
-
-
-def verify(d: Path, backend: Any, log: Callable[[str], None] | None = None
-           ) -> dict[str, tuple[bool, str]]:
-    """Run program.json through the executor, repro.py with the guest's python and
-    repro.c built with gcc (on the host; the guest runs host binaries) on the VM's
-    kernel. name -> (reproduced, how it was run + what it said)."""
-    from fuzz.report import parse
-    from fuzz.vm import GuestCrash
-
-    exp = expectation_of(d)
-    prog = Program.load(d / "program.json")
-    res: dict[str, tuple[bool, str]] = {}
-    ex = backend.run(prog)
-    ok = check_results(exp, ex.results, ex.reports)
-    got = ""
-    if exp.kind == "mismatch" and exp.op is not None and exp.op < len(ex.results):
-        r = ex.results[exp.op]
-        got = f"errno {errno_name(r.errno)}" if exp.field == "errno" else \
-            f"{exp.field}={r.out.get(exp.field or '', r.ret)!r}"[:120]
-    elif ex.reports:
-        got = "; ".join(r.title for r in ex.reports)
-    res["program.json"] = (ok, f"executor run of program.json: {got or ex.crash or 'nothing'}")
-    if (ex.reports and not ex.crash) and hasattr(backend, "vm"):
-        backend.vm.restart()
-
-    run = _stage(d)
-    binary = run / "repro"
-    cc = subprocess.run(["gcc", "-O1", "-o", str(binary), str(run / "repro.c")],
-                        capture_output=True, text=True)
-    py = _guest_python()
-    # shown relative to the reproducer: the staged copy is byte-identical
-    cmds: list[tuple[str, list[str] | None, str]] = [
-        ("repro.py", [py, "-I", str(run / "repro.py")], f"{py} -I repro.py (in the guest)"),
-        ("repro.c", [str(binary)] if cc.returncode == 0 else None,
-         "gcc -O1 -o repro repro.c (host) && ./repro (in the guest)"),
-    ]
-    for name, argv, shown in cmds:
-        if argv is None:
-            res[name] = (False, f"{shown}: gcc failed: {cc.stderr.strip()[:500]}")
-            continue
-        try:
-            out = backend.vm.run_command(argv, timeout=300)
-        except GuestCrash as crash:
-            reps = crash.reports
-            hit = exp.kind != "mismatch" and (any(r.signature == exp.signature for r in reps)
-                                              or exp.kind == "crash")
-            res[name] = (hit, f"{shown}: guest crashed: {crash.what}")
-            backend.vm.restart()
-            continue
-        lines = out.get("stdout", "").strip().splitlines()
-        said = next((ln for ln in reversed(lines) if "REPRODUCED" in ln), lines[-1] if lines
-                    else out.get("stderr", "").strip()[-300:])
-        hit = out.get("rc") == 1 and any(ln.startswith("REPRODUCED:") for ln in lines)
-        if exp.kind != "mismatch":
-            hit = hit or any(r.signature == exp.signature for r in parse(out.get("kmsg", "")))
-            if parse(out.get("kmsg", "")):
-                backend.vm.restart()
-        res[name] = (hit, f"{shown}: exit {out.get('rc')}: {said}")
-        if log:
-            log(f"{name}: {'REPRODUCED' if hit else 'not reproduced'} ({shown})")
-    shutil.rmtree(run, ignore_errors=True)
-    return res
-
-
-# ---------------------------------------------------------------------------
-# CLI: `iommufd-fuzz minimize` and `iommufd-fuzz repro`.
-
-
-def _kernel_dir(arg: str | None) -> Path:
-    from fuzz.cli import _kernel_dir as resolve
-
-    return resolve(arg)
-
-
-def cmd_minimize(a: Any) -> int:
-    from fuzz.backend import VMBackend
-    from fuzz.vm import VMConfig
-
-    d = Path(a.finding)
-    prog, f, manifest, _ = load_finding(d)
-    kdir = _kernel_dir(a.kernel)
-    if not manifest:
-        from fuzz import kernel
-
-        manifest = kernel.manifest(kdir)
-    be = VMBackend(kdir, VMConfig(kernel=kdir))
-    try:
-        res = minimize(d, be, rate_runs=a.rate_runs, max_runs=a.max_runs,
-                       time_limit=a.time_limit, log=lambda s: print(s, flush=True))
-        exp = res.expectation()
-        slug = d.name if (d / "finding.json").exists() else Finding(
-            exp.title, exp.signature, exp.kind).slug
-        out = Path(a.out) / slug
-        kw: dict[str, Any] = {"expected": res.outcome.model, "splat_text": res.splat_text(),
-                              "stats": res.stats()}
-        write_reproducer(out, res.prog, exp, manifest, **kw)
-        checks = verify(out, be)
-    finally:
-        be.close()
-    verified = [f"{'REPRODUCED' if ok else 'NOT reproduced'}  {n}: {how}"
-                for n, (ok, how) in checks.items()]
-    verified.append(f"kernel: {kdir}; whole check: iommufd-fuzz repro {out} --kernel {kdir}")
-    write_reproducer(out, res.prog, exp, manifest, verified=verified, **kw)
-    s = res.stats()
-    print(f"{exp.title}\n  signature {exp.signature}\n  ops {s['original_ops']} -> "
-          f"{s['minimized_ops']}, buffers {s['original_buffers']} -> {s['minimized_buffers']}, "
-          f"{s['runs']} runs in {s['seconds']:.0f} s, original reproduced {s['hits']}/"
-          f"{s['rate_runs']}")
-    for line in verified:
-        print("  " + line)
-    print(f"reproducer: {out}")
-    return 0 if all(ok for ok, _ in checks.values()) else 1
-
-
-def cmd_repro(a: Any) -> int:
-    from fuzz.backend import VMBackend
-    from fuzz.vm import VMConfig
-
-    d = Path(a.dir)
-    kdir = _kernel_dir(a.kernel)
-    be = VMBackend(kdir, VMConfig(kernel=kdir))
-    try:
-        checks = verify(d, be)
-    finally:
-        be.close()
-    exp = expectation_of(d)
-    print(f"{exp.title} ({exp.signature}) on {kdir}")
-    for n, (ok, how) in checks.items():
-        print(f"  {'REPRODUCED    ' if ok else 'NOT REPRODUCED'}  {n}: {how}")
-    return 0 if all(ok for ok, _ in checks.values()) else 1
-
-
-def add_repro_commands(sub: Any) -> None:
-    """The `minimize` and `repro` subcommands (called from fuzz.cli.build_parser)."""
-    mn = sub.add_parser("minimize", help="shrink a finding and write a standalone reproducer")
-    mn.add_argument("finding", help="a finding directory (findings/<slug>)")
-    mn.add_argument("--kernel", help="kernel dir (default: the default kernel)")
-    mn.add_argument("--out", default="reproducers", help="reproducers root (default: %(default)s)")
-    mn.add_argument("--rate-runs", type=int, default=RATE_RUNS,
-                    help="runs of the original to measure flakiness (default: %(default)s)")
-    mn.add_argument("--max-runs", type=int, default=2000)
-    mn.add_argument("--time-limit", type=float, default=None, help="seconds")
-    mn.set_defaults(fn=cmd_minimize)
-    rp = sub.add_parser("repro", help="check that a reproducer directory still reproduces")
-    rp.add_argument("dir")
-    rp.add_argument("--kernel", help="kernel dir (default: the default kernel)")
-    rp.set_defaults(fn=cmd_repro)

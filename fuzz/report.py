@@ -787,3 +787,31 @@ def _describe_bug(head: str, body: list[str], st: _Stack) -> tuple[str, str, str
         return _in(_cut(head), guilty), guilty, None
     guilty = _pick([st.rip, *trace])
     return _in(_cut(head), guilty), guilty, None
+
+
+# syzkaller-style title prefix -> the text the kernel's own header line carries
+_TITLE_MARKERS = (
+    ("WARNING in ", "WARNING:"),
+    ("possible deadlock in ", "possible "),
+    ("kernel BUG in ", "kernel BUG"),
+    ("general protection fault in ", "general protection fault"),
+    ("BUG: unable to handle kernel", "BUG: unable to handle"),
+    ("INFO: task hung", "blocked for more than"),
+    ("memory leak in ", "unreferenced object"),
+)
+
+
+def splat_keys(title: str) -> list[str]:
+    """Strings the splat's lines in the kernel log contain: the kind marker and,
+    when the title names one, the function."""
+    marker = title.split(" in ")[0]
+    for prefix, m in _TITLE_MARKERS:
+        if title.startswith(prefix):
+            marker = m
+            break
+    keys = [marker]
+    if " in " in title:
+        func = title.rsplit(" in ", 1)[1].strip()
+        if re.fullmatch(r"[A-Za-z_][\w.]*", func):
+            keys.append(func)
+    return keys

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fuzz import uapi
 from fuzz.prog import Buffer, BufPtr, Op, Program, Ref, pattern_bytes
 from fuzz.result import OpResult, errno_name
 
-U64_MAX = (1 << 64) - 1
-RW = 6  # IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE
-APERTURE = (1 << 24, (1 << 31) - 1)  # MOCK_APERTURE_START/LAST, iommufd_test.h
+RW = uapi.IOMMU_IOAS_MAP_WRITEABLE | uapi.IOMMU_IOAS_MAP_READABLE
+APERTURE = (uapi.MOCK_APERTURE_START, uapi.MOCK_APERTURE_LAST)
 
 
 @dataclass

@@ -13,8 +13,8 @@ import pytest
 
 from fuzz import differential, findings
 from fuzz.backend import VMBackend
-from fuzz.gen import generate
 from fuzz.prog import Program
+from fuzz.prog.gen import generate
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = sorted((REPO / "corpus" / "seeds").glob("*.json"))
@@ -36,7 +36,7 @@ def disagreements(out: differential.Outcome) -> list[str]:
 
 
 def test_there_are_seed_programs_for_every_op() -> None:
-    from fuzz.ops import OPS
+    from fuzz.prog.descriptions import OPS
 
     used = {op.name for p in SEEDS for op in Program.load(p).ops}
     assert used == set(OPS), f"ops without a seed program: {sorted(set(OPS) - used)}"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fuzz import corpus, findings
-from fuzz.gen import generate
 from fuzz.prog import Buffer, BufPtr, Op, Program, ProgramError, Ref, pattern_bytes
+from fuzz.prog.gen import generate
 
 
 def test_generated_programs_round_trip_through_json_exactly() -> None:

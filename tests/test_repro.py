@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from fuzz import differential, emit, uapi
+from fuzz import differential, report, repro, uapi
 from fuzz.backend import VMBackend
-from fuzz.gen import generate
-from fuzz.minimize import MinimizeResult, minimize, verify
+from fuzz.minimize import MinimizeResult, minimize
 from fuzz.paths import REPO
 from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
+from fuzz.prog.gen import generate
+from fuzz.repro import cstructs, render_c, render_py
+from fuzz.repro.verify import verify
 from fuzz.result import OpResult
 
 SIGNATURE = "mismatch IOAS_UNMAP.errno kernel=0 model=ENOENT"
@@ -106,7 +108,7 @@ def printed_errnos(stdout: str) -> list[tuple[int, str, int]]:
 
 
 def printed_outputs(line: str) -> dict[str, str]:
-    """An op line's outputs as text: ints in hex, ranges/caps in emit.canon's form,
+    """An op line's outputs as text: ints in hex, ranges/caps in repro.canon's form,
     data as its length and first 16 bytes."""
     fields = dict(re.findall(r" (\w+)=(0x[0-9a-f]+|\[[^ ]*\]|\{[^ ]*\}|)(?= |$)", line))
     data = re.search(r" data=(<\d+ bytes [0-9a-f]*>)", line)
@@ -124,7 +126,7 @@ def executor_outputs(r: OpResult) -> dict[str, str]:
         if k == "data":
             out[k] = f"<{len(v)} bytes {bytes(v[:16]).hex()}>"
         elif k in ("ranges", "caps"):
-            out[k] = emit.canon(k, v)
+            out[k] = repro.canon(k, v)
         else:
             out[k] = f"{v:#x}"
     return out
@@ -145,9 +147,9 @@ def compile_c(src: str, where: Path) -> Path:
 def test_ctypes_classes_match_the_uapi_layout() -> None:
     """repro.py's ctypes structs have the cdef's sizes and offsets (which the uapi
     probe test checks against the real headers)."""
-    names = list(emit._cdef_blocks())
+    names = list(cstructs.cdef_blocks())
     ns: dict = {"ctypes": ctypes}
-    exec(emit.ctypes_classes(names), ns)
+    exec(cstructs.ctypes_classes(names), ns)
     for n in names:
         cls = ns[n.split()[1]]
         assert ctypes.sizeof(cls) == uapi.sizeof(n), n
@@ -162,11 +164,31 @@ def test_ctypes_classes_match_the_uapi_layout() -> None:
             assert off == uapi.field_offset(n, path)[0], (n, path)
 
 
+def test_runtime_files_are_real_code_with_the_limits_of_their_sources(tmp_path: Path) -> None:
+    """runtime.c compiles cleanly on its own; runtime.py is linted with the rest (ruff
+    in CI) and imports; the block of constants in each holds what the emitter would
+    write there (fuzz.uapi, fuzz.prog.limits)."""
+    cc = subprocess.run(["gcc", "-Wall", "-Wextra", "-Werror", "-c", "-o",
+                         str(tmp_path / "runtime.o"), str(render_c.RUNTIME)],
+                        capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    text = render_c.RUNTIME.read_text()
+    for k, v in render_c.runtime_constants().items():
+        assert f"#define {k} {v}\n" in text, k
+    import fuzz.repro.runtime as rt
+
+    for k, v in render_py.runtime_constants().items():
+        assert getattr(rt, k) == v, k
+    # what the emitters embed is the file, with only the constants block rewritten
+    assert "def map_buffer(index, addr, size, kind, seed, holes):" in render_py.runtime_text()
+    assert "static void map_buffer(" in render_c.runtime_text()
+
+
 def test_emitted_code_compiles_for_generated_programs(workdir: Path) -> None:
     for seed in range(40):
         prog = generate(seed)
-        compile(emit.emit_python(prog), f"gen-{seed}.py", "exec")
-        compile_c(emit.emit_c(prog), workdir)
+        compile(repro.emit_python(prog), f"gen-{seed}.py", "exec")
+        compile_c(repro.emit_c(prog), workdir)
 
 
 def test_planted_mismatch_is_minimized_and_reproduced(vm: VMBackend, planted: None,
@@ -191,7 +213,7 @@ def test_planted_mismatch_is_minimized_and_reproduced(vm: VMBackend, planted: No
     assert (exp.kind, exp.op, exp.field, exp.kernel, exp.model) == (
         "mismatch", 2, "errno", 0, errno.ENOENT)
     manifest = {"kernel_version": "6.12.test", "config_sha256": "0" * 64}
-    d = emit.write_reproducer(workdir / "planted", res.prog, exp, manifest,
+    d = repro.write_reproducer(workdir / "planted", res.prog, exp, manifest,
                               expected=res.outcome.model, stats=st)
     assert sorted(p.name for p in d.iterdir()) == [
         "program.json", "report.txt", "repro.c", "repro.json", "repro.py"]
@@ -218,11 +240,11 @@ def test_reproducer_says_not_reproduced_when_the_kernel_agrees(vm: VMBackend,
                     Op("IOAS_UNMAP", {"ioas_id": ioas(0), "iova": Ref(1, "iova"),
                                       "length": 4096})],
                    [Buffer(4096)])
-    exp = emit.Expectation("mismatch", "mismatch IOAS_UNMAP.errno kernel=ENOENT model=0",
+    exp = repro.Expectation("mismatch", "mismatch IOAS_UNMAP.errno kernel=ENOENT model=0",
                            "made up", op=2, name="IOAS_UNMAP", field="errno",
                            kernel=errno.ENOENT, model=0)
-    (workdir / "repro.py").write_text(emit.emit_python(prog, exp))
-    binary = compile_c(emit.emit_c(prog, exp), workdir)
+    (workdir / "repro.py").write_text(repro.emit_python(prog, exp))
+    binary = compile_c(repro.emit_c(prog, exp), workdir)
     for argv in (["/usr/bin/python3", "-I", str(workdir / "repro.py")], [str(binary)]):
         out = vm.vm.run_command(argv, timeout=300)
         assert out["rc"] == 0 and out["stdout"].rstrip().endswith("NOT REPRODUCED"), out
@@ -296,8 +318,8 @@ def test_emitters_agree_with_the_executor_on_generated_programs(vm: VMBackend,
         want = [(i, op.name, r.errno) for i, (op, r) in enumerate(zip(prog.ops, ex.results))]
         d = workdir / f"gen-{seed}"
         d.mkdir()
-        (d / "repro.py").write_text(emit.emit_python(prog))
-        binary = compile_c(emit.emit_c(prog), d)
+        (d / "repro.py").write_text(repro.emit_python(prog))
+        binary = compile_c(repro.emit_c(prog), d)
         for argv in (["/usr/bin/python3", "-I", str(d / "repro.py")], [str(binary)]):
             out = vm.vm.run_command(argv, timeout=300)
             assert out["rc"] == 0, (seed, argv, out["stderr"][-2000:])
@@ -392,11 +414,11 @@ def test_flaky_finding_is_retried_in_proportion(planted: None) -> None:
 
 
 def test_splat_keys_come_from_the_title() -> None:
-    assert emit.splat_keys("WARNING in iopt_unmap_iova_range") == [
+    assert report.splat_keys("WARNING in iopt_unmap_iova_range") == [
         "WARNING:", "iopt_unmap_iova_range"]
-    assert emit.splat_keys("KASAN: slab-use-after-free Read in iopt_area_split") == [
+    assert report.splat_keys("KASAN: slab-use-after-free Read in iopt_area_split") == [
         "KASAN: slab-use-after-free Read", "iopt_area_split"]
-    assert emit.splat_keys("possible deadlock in iommufd_access_notify_unmap") == [
+    assert report.splat_keys("possible deadlock in iommufd_access_notify_unmap") == [
         "possible ", "iommufd_access_notify_unmap"]
 
 
@@ -407,9 +429,9 @@ def test_splat_reproducer_reads_the_log_and_says_not_reproduced(vm: VMBackend,
     prog = Program([Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": ioas(0)}),
                     Op("DESTROY", {"id": Ref(1, "out_stdev_id")})])
     title = "WARNING in iopt_unmap_iova_range"
-    exp = emit.Expectation("splat", "0123456789abcdef", title, keys=emit.splat_keys(title))
-    (workdir / "repro.py").write_text(emit.emit_python(prog, exp))
-    binary = compile_c(emit.emit_c(prog, exp), workdir)
+    exp = repro.Expectation("splat", "0123456789abcdef", title, keys=report.splat_keys(title))
+    (workdir / "repro.py").write_text(repro.emit_python(prog, exp))
+    binary = compile_c(repro.emit_c(prog, exp), workdir)
     for argv in (["/usr/bin/python3", "-I", str(workdir / "repro.py")], [str(binary)]):
         out = vm.vm.run_command(argv, timeout=300)
         assert out["rc"] == 0, out

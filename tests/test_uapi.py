@@ -1,4 +1,4 @@
-"""fuzz.uapi checked against the real Linux 6.12 headers, and fuzz.ops checked against fuzz.uapi.
+"""fuzz.uapi checked against the real Linux 6.12 headers, and the op descriptions against fuzz.uapi.
 
 The probe compiles the 6.12 iommufd.h, vfio.h and iommufd_test.h with gcc and prints every
 struct size, field offset/size and constant that fuzz.uapi defines. A missing kernel tree or
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from fuzz import ops, uapi
+from fuzz import uapi
+from fuzz.prog import types as T
+from fuzz.prog.descriptions import OPS
 
 # Header in the kernel tree -> where the probe includes it from (inside a temp dir put first
 # on the include path, so the 6.12 copies shadow the older /usr/include/linux/vfio.h).
@@ -25,9 +27,6 @@ HEADERS = {
     "drivers/iommu/iommufd/iommufd_test.h": "iommufd_test.h",
 }
 
-# Arg kind -> byte size of the struct field it is written to.
-KIND_SIZES = {"u16": 2, "u32": 4, "u64": 8, "uptr": 8, "ranges": 8, "capacity": 4}
-
 # Samples for the _IOR/_IOW/_IOWR helpers, which the _IO-only uAPI requests do not exercise:
 # (macro, nr, C type whose size is encoded).
 ENCODINGS = [
@@ -36,9 +35,6 @@ ENCODINGS = [
     ("_IOWR", 0xFF, "struct iommu_test_cmd"),
     ("_IOWR", 0x80, "struct vfio_iommu_type1_dma_unmap"),
 ]
-
-# Outputs that are not struct fields: results the executor derives after the call.
-PSEUDO_OUTPUTS = {"data", "caps", "ranges", "ret"}
 
 
 def _source_tree() -> Path:
@@ -203,44 +199,61 @@ def test_ioctl_encoding_helpers(probe: dict[tuple[str, ...], str]) -> None:
         uapi.test_op("IOMMU_TEST_OP_NOPE")
 
 
-@pytest.mark.parametrize("name", sorted(ops.OPS))
-def test_op_resolves(name: str) -> None:
-    spec = ops.OPS[name]
-    if spec.kind == ops.CLOSE:
-        assert not spec.request and not spec.struct
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_description_resolves(name: str) -> None:
+    """Every description names a real request, struct, field and uAPI constant, every
+    argument it relates to exists, and every object kind and state is known."""
+    d = OPS[name]
+    if d.call == T.CLOSE:
+        assert not d.request and not d.struct
     else:
-        assert isinstance(uapi.request(spec.request), int)
-    if spec.kind == ops.TEST:
-        assert spec.request == "IOMMU_TEST_CMD"
-        assert isinstance(uapi.test_op(spec.test_op), int)
+        assert isinstance(uapi.request(d.request), int)
+    if d.call == T.TEST:
+        assert d.request == "IOMMU_TEST_CMD"
+        assert isinstance(uapi.test_op(d.test_op), int)
     else:
-        assert not spec.test_op
+        assert not d.test_op
+    names = {a.name for a in d.args}
+    for a in d.args:
+        t = a.type
+        if isinstance(t, (T.Flags, T.Enum)):
+            for const, value in (t.flags.bits if isinstance(t, T.Flags) else t.enum.values):
+                assert uapi.CONST[const] == value, (name, a.name, const)
+        if isinstance(t, T.Res):
+            assert all(k in T.KIND_PARENT for k in t.kinds), (name, a.name, t.kinds)
+        for rel in (getattr(t, "space", ""), getattr(t, "of", ""), getattr(t, "count", ""),
+                    getattr(t, "array", "")):
+            assert rel in ("", "compat") or rel in names, (name, a.name, rel)
+    for o in d.outs:
+        assert o.kind is None or o.kind in T.KIND_PARENT, (name, o.name)
+        assert all(arg in names and sub in T.KIND_PARENT for arg, _, sub in o.refine)
+        assert not o.on or o.on in names
+    provided = {p.state for x in OPS.values() for p in x.provides}
+    assert set(d.needs) <= provided, (name, d.needs)
+    for p in d.provides:
+        assert all(k in names for k, _ in p.when)
 
-    if not spec.struct:
-        assert spec.kind in (ops.CLOSE, ops.VFIO_VAL)
-        assert all(a.path == "" for a in spec.args), "by-value args have no field path"
+    if not d.struct:
+        assert d.call in (T.CLOSE, T.VFIO_VAL)
+        assert all(a.path == "" and a.width in (4, 8) for a in d.args)
         return
-
-    assert uapi.sizeof(spec.struct) > 0
+    assert uapi.sizeof(d.struct) > 0
     # copy_struct_from_user / argsz checks read a u32 at offset 0.
-    assert uapi.field_offset(spec.struct, spec.size_field) == (0, 4)
-    for a in spec.args:
-        assert a.kind in KIND_SIZES, f"{a.name}: unknown kind {a.kind}"
+    assert uapi.field_offset(d.struct, d.size_field) == (0, 4)
+    for a in d.args:
         try:
-            _, size = uapi.field_offset(spec.struct, a.path)
+            _, size = uapi.field_offset(d.struct, a.path)
         except KeyError as e:
             pytest.fail(f"{name}.{a.name}: {e}")
-        assert size == KIND_SIZES[a.kind], (
-            f"{name}.{a.name}: kind {a.kind} wants {KIND_SIZES[a.kind]} bytes, "
-            f"{spec.struct} .{a.path} has {size}")
-
-    arg_names = {a.name for a in spec.args}
-    for out in spec.outputs:
-        if out in arg_names or out in PSEUDO_OUTPUTS:
-            continue
-        try:
-            uapi.field_offset(spec.struct, out)
-        except KeyError:
-            pytest.fail(f"{name}: output {out!r} is neither an arg nor a field of {spec.struct}")
-    for out in spec.ref_outputs:
-        assert out in spec.outputs and out in arg_names, f"{name}: ref output {out!r}"
+        assert size == a.width
+        if isinstance(a.type, (T.Uptr, T.Ranges, T.Iova)):
+            assert a.width == 8, f"{name}.{a.name}: an address in a {a.width}-byte field"
+    for o in d.outs:
+        if o.decode == "int":
+            try:
+                uapi.field_offset(d.struct, d.path(o.name))
+            except KeyError:
+                pytest.fail(f"{name}: output {o.name!r} is not a field of {d.struct}")
+    if d.maps is not None:
+        assert d.maps.space in names | {"compat"} and d.maps.length in names
+        assert d.maps.iova in names or d.out(d.maps.iova) is not None

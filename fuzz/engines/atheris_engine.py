@@ -26,9 +26,9 @@ from fuzz.backend import VMBackend  # noqa: E402
 from fuzz.engines.common import WorkerState  # noqa: E402
 from fuzz.executor.wire import KCOV_TRACE_CMP  # noqa: E402
 from fuzz.findings import FindingStore  # noqa: E402
-from fuzz.gen import Generator  # noqa: E402
-from fuzz.mutate import crossover, mutate  # noqa: E402
 from fuzz.prog import Program, ProgramError  # noqa: E402
+from fuzz.prog.gen import Generator  # noqa: E402
+from fuzz.prog.mutate import crossover, mutate  # noqa: E402
 from fuzz.vm import VMConfig  # noqa: E402
 
 NCOUNTERS = 1 << 16

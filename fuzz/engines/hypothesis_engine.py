@@ -1,15 +1,21 @@
 """The hypothesis engine: a RuleBasedStateMachine whose rules are the ops.
 
-Bundles hold the objects the uAPI hands out (IOAS ids, mock hwpts, access fds,
-mappings). Each rule appends one op to the program being built; on teardown the
-whole program runs once on the kernel with the model stepped alongside, and
-every op's result is compared (one kernel run per example: the executor gives
-each program a fresh /dev/iommu, so a per-step run would replay the prefix).
-A disagreement or splat fails the example; hypothesis then shrinks it to a
+The machine is derived from the op descriptions: one bundle per object kind the
+uAPI hands out (IOAS ids, HWPT ids, device ids, access fds, access pages...), one
+rule per op, whose object arguments are drawn from the bundles of the kinds the
+description accepts and whose other arguments are drawn by the generator
+(fuzz.prog.gen) from a list of choices hypothesis draws, and whose outputs go into the bundles of
+the kinds they create (an op whose output kind depends on a flag gets one rule per
+kind, with the flag set). `any_call` adds any op with anything as its objects,
+malformed calls included. Each rule appends one op to the program being built; on
+teardown the whole program runs once on the kernel with the model stepped
+alongside, and every op's result is compared (one kernel run per example: the
+executor gives each program a fresh /dev/iommu, so a per-step run would replay the
+prefix). A disagreement or splat fails the example; hypothesis then shrinks it to a
 minimal op sequence, which is printed and saved as a program JSON.
 
-It runs as a pytest test (tests/test_hypothesis_engine.py) and as a campaign
-worker (`iommufd-fuzz fuzz --engine hypothesis`).
+It runs as a pytest test (tests/test_engines.py) and as a campaign worker
+(`iommufd-fuzz fuzz --engine hypothesis`).
 """
 
 from __future__ import annotations
@@ -19,42 +25,63 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
 from fuzz import differential
 from fuzz.backend import Backend
-from fuzz.gen import INTERESTING_U64, Generator
-from fuzz.ops import OPS
-from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
-
-MOCK_APERTURE_START = 1 << 24
-PAGE = 4096
-RW = 6
+from fuzz.prog import HUGE_PAGE, Buffer, Op, Program, Ref
+from fuzz.prog import gen as G
+from fuzz.prog.descriptions import OPS
+from fuzz.prog.types import KIND_PARENT, Res, is_kind
 
 
 @dataclass(frozen=True)
-class Mapping:
-    ioas: Ref
-    iova: Ref | int
-    length: int
-    buf: int
-    offset: int
+class Made:
+    """What an op left in the bundles: the objects it created, by kind."""
+
+    op: int
+    outs: tuple[tuple[str, str], ...]  # (kind, output field)
+
+    def ref(self, kinds: tuple[str, ...]) -> Ref:
+        for kind, name in self.outs:
+            if any(is_kind(kind, k) for k in kinds):
+                return Ref(self.op, name)
+        return Ref(self.op, self.outs[0][1])
 
 
-class DataChooser:
-    """Lets the generator's malformed-call logic draw from hypothesis."""
+# One step's decisions: a short list of 32-bit words, four 8-bit decisions each,
+# that the generator consumes in order, then zeros (the ordinary choice). One list
+# per step keeps a step a single span of the choice sequence, so the shrinker can
+# delete whole steps and zero a step's decisions without the rest of the sequence
+# shifting under it; packing four to a word lets an average list of a few words
+# reach the decisions an op makes late (its lengths, its flags).
+CHOICES = st.lists(st.integers(0, (1 << 32) - 1), max_size=16)
 
-    def __init__(self, data: st.DataObject) -> None:
-        self.data = data
+
+class ListChooser:
+    """Lets the generator draw from hypothesis (which then shrinks every choice)."""
+
+    def __init__(self, words: list[int]) -> None:
+        self.words = words
+        self.k = 0
 
     def below(self, n: int) -> int:
-        return self.data.draw(st.integers(0, n - 1)) if n > 1 else 0
+        word, digit = divmod(self.k, 4)
+        if word >= len(self.words):
+            return 0
+        self.k += 1
+        v = self.words[word] >> (24 - 8 * digit) & 0xFF
+        return v % n if n > 1 else 0
 
     def bits(self, k: int) -> int:
-        return self.data.draw(st.integers(0, (1 << k) - 1))
+        v = 0
+        for _ in range((k + 7) // 8):
+            v = v << 8 | self.below(1 << 8)
+        return v & ((1 << k) - 1)
 
 
 class Context:
@@ -70,172 +97,41 @@ class Context:
 
 
 BUFFERS = [Buffer(1 << 18, "anon", 11), Buffer(1 << 16, "readonly", 12),
-           Buffer(1 << 16, "hole"), Buffer(1 << 16, "memfd", 13), Buffer(2 << 20, "hugetlb", 14)]
-
-iova_values = st.one_of(
-    st.integers(0, 255).map(lambda k: MOCK_APERTURE_START + k * PAGE),
-    st.integers(0, 255).map(lambda k: k * PAGE),
-    st.sampled_from(INTERESTING_U64),
-)
+           Buffer(1 << 16, "hole"), Buffer(1 << 16, "memfd", 13), Buffer(HUGE_PAGE, "hugetlb", 14)]
+BUNDLES = {kind: Bundle(kind) for kind in KIND_PARENT}
 
 
-class IommufdMachine(RuleBasedStateMachine):
-    ioas = Bundle("ioas")
-    hwpt = Bundle("hwpt")
-    access = Bundle("access")
-    mapping = Bundle("mapping")
+def _ancestors(kind: str) -> list[str]:
+    out = []
+    while kind:
+        out.append(kind)
+        kind = KIND_PARENT[kind]
+    return out
 
+
+class _Machine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.prog = Program([], list(BUFFERS))
 
-    def add(self, name: str, **args: object) -> int:
-        self.prog.ops.append(Op(name, {k: v for k, v in args.items() if v is not None}))
-        return len(self.prog.ops) - 1
+    def add(self, choices: list[int], name: str, force: dict[str, int] | None = None,
+            preset: dict[str, Any] | None = None) -> Made | None:
+        gen = G.Generator(ListChooser(choices), build=False)
+        ctx = G.Context.of(self.prog)
+        before = len(ctx.objs)
+        i = gen.append(self.prog, ctx, name, force, preset=preset)
+        made = tuple((o.kind, o.ref.field) for o in ctx.objs[before:] if o.ref.op == i)
+        return Made(i, made) if made else None
 
-    # -- IOAS ----------------------------------------------------------------------
-    @rule(target=ioas)
-    def ioas_alloc(self) -> Ref:
-        return Ref(self.add("IOAS_ALLOC"), "out_ioas_id")
+    # Nearly every path needs an IOAS (the generator starts most programs with one too).
+    @initialize(target=BUNDLES["ioas"])
+    def first_ioas(self) -> Made | None:
+        return self.add([], "IOAS_ALLOC")
 
-    @rule(target=mapping, ioas=ioas, buf=st.sampled_from([0, 0, 0, 1, 2, 3, 4]),
-          pages=st.integers(1, 64), fixed=st.booleans(), iova=iova_values,
-          flags=st.sampled_from([RW, RW, 2, 4, 7, 0, 8]))
-    def ioas_map(self, ioas: Ref, buf: int, pages: int, fixed: bool, iova: int,
-                 flags: int) -> Mapping:
-        length = min(pages * PAGE, BUFFERS[buf].size)
-        i = self.add("IOAS_MAP", ioas_id=ioas, user_va=BufPtr(buf), length=length,
-                     flags=flags | (1 if fixed else 0), iova=iova if fixed else None)
-        return Mapping(ioas, Ref(i, "iova"), length, buf, 0)
-
-    @rule(m=mapping, part=st.sampled_from(["all", "head", "tail", "beyond"]))
-    def ioas_unmap(self, m: Mapping, part: str) -> None:
-        iova: Ref | int = m.iova
-        length = m.length
-        if part == "head":
-            length = max(PAGE, m.length // 2)
-        elif part == "tail" and isinstance(m.iova, Ref):
-            iova = Ref(m.iova.op, m.iova.field, PAGE)
-            length = m.length - PAGE
-        elif part == "beyond":
-            length = m.length + PAGE
-        self.add("IOAS_UNMAP", ioas_id=m.ioas, iova=iova, length=length)
-
-    @rule(ioas=ioas)
-    def ioas_unmap_all(self, ioas: Ref) -> None:
-        self.add("IOAS_UNMAP", ioas_id=ioas, iova=0, length=(1 << 64) - 1)
-
-    @rule(target=mapping, m=mapping, dst=ioas, fixed=st.booleans(), iova=iova_values,
-          flags=st.sampled_from([RW, 2, 4, 7]))
-    def ioas_copy(self, m: Mapping, dst: Ref, fixed: bool, iova: int, flags: int) -> Mapping:
-        i = self.add("IOAS_COPY", dst_ioas_id=dst, src_ioas_id=m.ioas, src_iova=m.iova,
-                     length=m.length, flags=flags | (1 if fixed else 0),
-                     dst_iova=iova if fixed else None)
-        return Mapping(dst, Ref(i, "dst_iova"), m.length, m.buf, m.offset)
-
-    @rule(ioas=ioas, starts=st.lists(iova_values, max_size=3))
-    def ioas_allow_iovas(self, ioas: Ref, starts: list[int]) -> None:
-        ranges = [[s, min(s + (1 << 24) - 1, (1 << 64) - 1)] for s in starts]
-        self.add("IOAS_ALLOW_IOVAS", ioas_id=ioas, allowed_iovas=ranges)
-
-    @rule(ioas=ioas, capacity=st.sampled_from([0, 1, 8]))
-    def ioas_iova_ranges(self, ioas: Ref, capacity: int) -> None:
-        self.add("IOAS_IOVA_RANGES", ioas_id=ioas, num_iovas=capacity)
-
-    @rule(ioas=ioas, option=st.sampled_from([0, 1]), op=st.sampled_from([0, 1]),
-          val=st.sampled_from([0, 1, 2]), on_ioas=st.booleans())
-    def option(self, ioas: Ref, option: int, op: int, val: int, on_ioas: bool) -> None:
-        self.add("OPTION", option_id=option, op=op, val64=val,
-                 object_id=ioas if on_ioas else 0)
-
-    @rule(ioas=ioas, start=iova_values, pages=st.integers(1, 16))
-    def add_reserved(self, ioas: Ref, start: int, pages: int) -> None:
-        self.add("TEST_ADD_RESERVED", id=ioas, start=start, length=pages * PAGE)
-
-    # -- mock domains ----------------------------------------------------------------
-    @rule(target=hwpt, ioas=ioas, flags=st.sampled_from([None, 0, 1, 2]))
-    def mock_domain(self, ioas: Ref, flags: int | None) -> Ref:
-        if flags is None:
-            return Ref(self.add("TEST_MOCK_DOMAIN", id=ioas), "out_hwpt_id")
-        return Ref(self.add("TEST_MOCK_DOMAIN_FLAGS", id=ioas, dev_flags=flags), "out_hwpt_id")
-
-    @rule(hw=hwpt, ioas=ioas)
-    def mock_domain_replace(self, hw: Ref, ioas: Ref) -> None:
-        self.add("TEST_MOCK_DOMAIN_REPLACE", id=Ref(hw.op, "out_stdev_id"), pt_id=ioas)
-
-    @rule(hw=hwpt, m=mapping)
-    def md_check_map(self, hw: Ref, m: Mapping) -> None:
-        self.add("TEST_MD_CHECK_MAP", id=hw, iova=m.iova, length=m.length,
-                 uptr=BufPtr(m.buf, m.offset))
-
-    @rule(m=mapping, refs=st.sampled_from([0, 1, 2]))
-    def md_check_refs(self, m: Mapping, refs: int) -> None:
-        self.add("TEST_MD_CHECK_REFS", length=m.length, uptr=BufPtr(m.buf, m.offset), refs=refs)
-
-    # -- accesses ---------------------------------------------------------------------
-    @rule(target=access, ioas=ioas, needs_pin=st.booleans())
-    def create_access(self, ioas: Ref, needs_pin: bool) -> Ref:
-        return Ref(self.add("TEST_CREATE_ACCESS", id=ioas, flags=int(needs_pin)),
-                   "out_access_fd")
-
-    @rule(acc=access, m=mapping, write=st.booleans())
-    def access_pages(self, acc: Ref, m: Mapping, write: bool) -> None:
-        i = self.add("TEST_ACCESS_PAGES", id=acc, iova=m.iova, length=min(m.length, 4 * PAGE),
-                     uptr=BufPtr(m.buf, m.offset), flags=int(write))
-        if i % 3 == 0:
-            self.add("TEST_DESTROY_ACCESS_PAGES", id=acc,
-                     access_pages_id=Ref(i, "out_access_pages_id"))
-
-    @rule(acc=access, m=mapping, length=st.sampled_from([1, 64, PAGE, 3 * PAGE]),
-          flags=st.sampled_from([0, 1, 4, 5]))
-    def access_rw(self, acc: Ref, m: Mapping, length: int, flags: int) -> None:
-        self.add("TEST_ACCESS_RW", id=acc, iova=m.iova, length=min(length, m.length),
-                 uptr=BufPtr(0, 1 << 17), flags=flags)
-
-    @rule(acc=access, ioas=ioas)
-    def access_replace_ioas(self, acc: Ref, ioas: Ref) -> None:
-        self.add("TEST_ACCESS_REPLACE_IOAS", id=acc, ioas_id=ioas)
-
-    @rule(acc=access)
-    def close_access(self, acc: Ref) -> None:
-        self.add("CLOSE", fd=acc)
-
-    @rule(obj=st.one_of(ioas, hwpt))
-    def destroy(self, obj: Ref) -> None:
-        self.add("DESTROY", id=obj)
-
-    # -- vfio compat ------------------------------------------------------------------
-    @rule(ioas=ioas, op=st.sampled_from([0, 1, 2]))
-    def vfio_ioas(self, ioas: Ref, op: int) -> None:
-        self.add("VFIO_IOAS", ioas_id=ioas, op=op)
-
-    @rule(type_=st.sampled_from([1, 3, 8]))
-    def vfio_set_iommu(self, type_: int) -> None:
-        self.add("VFIO_SET_IOMMU", type=type_)
-
-    @rule(iova=iova_values, pages=st.integers(1, 16), flags=st.sampled_from([3, 1, 2, 0, 4]))
-    def vfio_map_dma(self, iova: int, pages: int, flags: int) -> None:
-        self.add("VFIO_IOMMU_MAP_DMA", vaddr=BufPtr(0), iova=iova, size=pages * PAGE,
-                 flags=flags)
-
-    @rule(iova=iova_values, pages=st.integers(0, 16), flags=st.sampled_from([0, 2, 1, 4]))
-    def vfio_unmap_dma(self, iova: int, pages: int, flags: int) -> None:
-        self.add("VFIO_IOMMU_UNMAP_DMA", iova=iova if flags != 2 else 0,
-                 size=pages * PAGE if flags != 2 else 0, flags=flags)
-
-    @rule()
-    def vfio_get_info(self) -> None:
-        self.add("VFIO_IOMMU_GET_INFO")
-
-    # -- anything else, malformed included --------------------------------------------------
-    @rule(name=st.sampled_from(sorted(OPS)), data=st.data())
-    def any_call(self, name: str, data: st.DataObject) -> None:
-        gen = Generator(DataChooser(data))
-        objs: dict[str, list[Ref]] = {}
-        for j, op in enumerate(self.prog.ops):
-            for out, kind in OPS[op.name].ref_outputs.items():
-                objs.setdefault(kind, []).append(Ref(j, out))
-        gen.append(self.prog, objs, name)
+    # -- anything, malformed included ----------------------------------------------------
+    @rule(name=st.sampled_from(sorted(OPS)), choices=CHOICES)
+    def any_call(self, name: str, choices: list[int]) -> None:
+        self.add(choices, name)
 
     # -- probes -------------------------------------------------------------------------------
     @invariant()
@@ -244,7 +140,7 @@ class IommufdMachine(RuleBasedStateMachine):
         # the comparison then holds against the model.
         n = len(self.prog.ops)
         if n and n % 8 == 0 and self.prog.ops[0].name == "IOAS_ALLOC":
-            self.add("IOAS_IOVA_RANGES", ioas_id=Ref(0, "out_ioas_id"))
+            self.prog.ops.append(Op("IOAS_IOVA_RANGES", {"ioas_id": Ref(0, "out_ioas_id")}))
 
     def teardown(self) -> None:
         if not self.prog.ops or (Context.run is None and Context.backend is None):
@@ -255,16 +151,51 @@ class IommufdMachine(RuleBasedStateMachine):
             Context.last_failure = out
             for cb in Context.on_failure:
                 cb(out)
-            from fuzz.cli import format_table
+            from fuzz.table import format_table
 
             raise AssertionError("kernel and model disagree (or the kernel splatted):\n"
                                  + format_table(out) + "\n\nprogram:\n" + self.prog.dumps())
 
 
+def _op_rule(name: str, force: dict[str, int], kinds: list[str]) -> Callable[..., Any]:
+    """The rule for op `name`: its object arguments from the bundles, the rest drawn."""
+    d = OPS[name]
+    objs = {a.name: st.one_of(*(BUNDLES[k] for k in a.type.kinds))
+            for a in d.args if isinstance(a.type, Res)}
+    targets = tuple(BUNDLES[k] for k in dict.fromkeys(x for k in kinds for x in _ancestors(k)))
+
+    def op(self: _Machine, choices: list[int], **picked: Made) -> Made | None:
+        preset = {k: v.ref(OPS[name].arg(k).type.kinds)  # type: ignore[union-attr]
+                  for k, v in picked.items()}
+        made = self.add(choices, name, force, preset)
+        return made if targets else None
+
+    op.__name__ = "op_" + name.lower() + "".join("_" + k for k in force)
+    return rule(targets=targets, choices=CHOICES, **objs)(op) if targets else \
+        rule(choices=CHOICES, **objs)(op)
+
+
+def _op_rules() -> dict[str, Callable[..., Any]]:
+    rules = {}
+    for name, d in OPS.items():
+        variants: list[tuple[dict[str, int], list[str]]] = [
+            ({}, [o.kind for o in d.outs if o.kind])]
+        for o in d.outs:
+            for argname, bits, sub in o.refine:
+                variants.append(({argname: bits}, [sub]))
+        for force, kinds in variants:
+            r = _op_rule(name, force, kinds)
+            rules[r.__name__] = r
+    return rules
+
+
+IommufdMachine = type("IommufdMachine", (_Machine,), _op_rules())
+
+
 def machine_settings(max_examples: int, seed_db: Path | None = None) -> settings:
     from hypothesis.database import DirectoryBasedExampleDatabase
 
-    return settings(max_examples=max_examples, deadline=None, stateful_step_count=30,
+    return settings(max_examples=max_examples, deadline=None, stateful_step_count=20,
                     suppress_health_check=list(HealthCheck),
                     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
                     database=DirectoryBasedExampleDatabase(str(seed_db)) if seed_db else None,

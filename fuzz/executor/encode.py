@@ -8,11 +8,11 @@ executor.h), so the guest turns it into pointers with no per-op Python work:
 The arena holds each op's ioctl struct at its own offset, plus side arrays
 (IOVA range lists) and the prologue's struct. After the run the guest returns
 the arena as the kernel left it, and decode() reads every output field back.
+Everything about an op comes from its description (fuzz.prog.descriptions).
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,81 +36,20 @@ from fuzz.executor.wire import (
     RELOC_RET,
     RESULT,
 )
-from fuzz.ops import CLOSE, IOMMUFD, TEST, VFIO_STRUCT, VFIO_VAL, OpSpec
 from fuzz.prog import BufPtr, Program, Ref, buffer_address
+from fuzz.prog.layout import Side, decode_caps, entry_fields, plan_struct
+from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM, PCS_CAP, TEST_MEMORY_LIMIT_DEFAULT
+from fuzz.prog.types import CLOSE, TEST, VFIO_VAL, OpDesc
 from fuzz.result import OpResult
-
-WIDTH = {"u16": 2, "u32": 4, "u64": 8, "uptr": 8, "ranges": 8, "capacity": 4}
-
-MAX_STRUCT = 1 << 16  # an oversized "size" is clamped to this much real memory
-MAX_SIDE_ENTRIES = 4096  # IOVA range arrays bigger than this are not materialized
-DEFAULT_IOVA_RANGES_CAPACITY = 8
-GET_INFO_CAP_SPACE = 4096
-CAPTURE_MAX = 1 << 16
-TEST_MEMORY_LIMIT_DEFAULT = 65536  # drivers/iommu/iommufd/selftest.c
-
-
-@dataclass
-class StructPlan:
-    """How one struct op is laid out: the decisions the encoder makes and the
-    emitted reproducers must make identically (so they are made here, once)."""
-
-    natural: int  # sizeof the struct
-    size: Any  # the value put in size/argsz (int or Ref)
-    size_is_default: bool
-    real: int  # bytes of memory actually provided for the struct
-    tail: int = 0  # byte written past the natural size (E2BIG path)
-    tail_len: int = 0
-    allow_ranges: list[list[int]] | None = None  # IOAS_ALLOW_IOVAS side array contents
-    allow_entries: int = 0  # ... and its length in entries
-    ranges_entries: int | None = None  # IOAS_IOVA_RANGES side array capacity
-    ranges_points: bool = False  # allowed_iovas points at that side array
-    args: dict[str, Any] = field(default_factory=dict)  # struct fields still to set
-
-
-def plan_struct(op: Any) -> StructPlan:
-    spec = op.spec
-    args = dict(op.args)
-    natural = uapi.sizeof(spec.struct)
-    size_key = "argsz" if spec.kind == VFIO_STRUCT else "size"
-    default = natural + (GET_INFO_CAP_SPACE if spec.name == "VFIO_IOMMU_GET_INFO" else 0)
-    size_is_default = size_key not in args
-    size = args.pop(size_key, default)
-    tail = args.pop("tail", 0)
-    real = min(max(natural, size if isinstance(size, int) else natural, default), MAX_STRUCT)
-    p = StructPlan(natural, size, size_is_default, real)
-    if tail and isinstance(size, int) and size > natural:
-        p.tail = tail & 0xFF
-        p.tail_len = min(size, real) - natural
-    if spec.name == "IOAS_ALLOW_IOVAS":
-        ranges = args.pop("allowed_iovas", [])
-        if isinstance(ranges, list):
-            num = args.get("num_iovas", len(ranges))
-            n = len(ranges)
-            if isinstance(num, int) and num <= MAX_SIDE_ENTRIES:
-                n = max(n, num)  # extra entries the count claims are zeros
-            p.allow_ranges = [list(r) for r in ranges]
-            p.allow_entries = max(n, 1)
-            args.setdefault("num_iovas", len(ranges))
-        else:
-            args["allowed_iovas"] = ranges
-    if spec.name == "IOAS_IOVA_RANGES":
-        cap = args.setdefault("num_iovas", DEFAULT_IOVA_RANGES_CAPACITY)
-        # a Ref capacity is only known in the guest: room for the most it may ask
-        p.ranges_entries = min(cap, MAX_SIDE_ENTRIES) if isinstance(cap, int) \
-            else MAX_SIDE_ENTRIES
-        p.ranges_points = "allowed_iovas" not in args
-    p.args = args
-    return p
 
 
 @dataclass
 class Layout:
-    """Where each op's fields landed, for decoding."""
+    """Where each op's struct and side arrays landed, for decoding."""
 
     struct_off: list[int] = field(default_factory=list)
     struct_len: list[int] = field(default_factory=list)
-    side: dict[int, tuple[int, int]] = field(default_factory=dict)  # op -> (offset, entries)
+    side: dict[tuple[int, str], tuple[int, Side]] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,13 +58,6 @@ class Encoded:
     layout: Layout
     arena_len: int
     nr_calls: int
-
-
-def _resolve_path(spec: OpSpec, name: str) -> str:
-    for a in spec.args:
-        if a.name == name:
-            return a.path
-    return name
 
 
 class _Arena:
@@ -141,9 +73,8 @@ class _Arena:
         self.buf[off:off + width] = (value % (1 << (8 * width))).to_bytes(width, "little")
 
 
-
 def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
-           pcs_cap: int = 1 << 20, cap_cap: int = 1 << 22) -> Encoded:
+           pcs_cap: int = PCS_CAP, cap_cap: int = CAPTURE_ROOM) -> Encoded:
     arena = _Arena()
     layout = Layout()
     calls: list[bytes] = []
@@ -152,85 +83,78 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
     def reloc(dst: int, width: int, kind: int, src: int, src_width: int = 8, add: int = 0) -> None:
         relocs.append(RELOC.pack(dst, width, kind, src_width, src, add % (1 << 64)))
 
-    def place(spec: OpSpec, i: int, base: int, name: str, kind: str, v: Any) -> None:
-        path = _resolve_path(spec, name)
-        off, width = (0, WIDTH[kind]) if not path else uapi.field_offset(spec.struct, path)
-        if width != WIDTH.get(kind, width) and kind not in ("ranges", "capacity"):
-            raise ValueError(f"op {i} ({spec.name}).{name}: width mismatch")
-        dst = base + off
+    def place(d: OpDesc, i: int, dst: int, width: int, name: str, v: Any) -> None:
         if isinstance(v, Ref) and v.field == "ret":  # an ioctl's return value, not a field
             reloc(dst, width, RELOC_RET, v.op, 8, v.add)
         elif isinstance(v, Ref):
-            src_spec = prog.ops[v.op].spec
-            src_path = _resolve_path(src_spec, v.field)
-            soff, swidth = uapi.field_offset(src_spec.struct, src_path)
+            src = prog.ops[v.op].desc
+            soff, swidth = uapi.field_offset(src.struct, src.path(v.field))
             reloc(dst, width, RELOC_FIELD, layout.struct_off[v.op] + soff, swidth, v.add)
         elif isinstance(v, BufPtr):
             reloc(dst, width, RELOC_BUFFER, v.buf, 8, v.offset)
         elif isinstance(v, int):
             arena.put(dst, width, v)
         else:
-            raise ValueError(f"op {i} ({spec.name}).{name}: cannot place {v!r}")
+            raise ValueError(f"op {i} ({d.name}).{name}: cannot place {v!r}")
 
     # The prologue resets the selftest's global temp memory limit.
-    pro_len = uapi.sizeof("struct iommu_test_cmd")
+    cmd = "struct iommu_test_cmd"
+    pro_len = uapi.sizeof(cmd)
     pro_off = arena.alloc(pro_len)
     arena.put(pro_off, 4, pro_len)
-    arena.put(pro_off + uapi.field_offset("struct iommu_test_cmd", "op")[0], 4,
+    arena.put(pro_off + uapi.field_offset(cmd, "op")[0], 4,
               uapi.test_op("IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT"))
-    arena.put(pro_off + uapi.field_offset("struct iommu_test_cmd", "memory_limit.limit")[0], 4,
+    arena.put(pro_off + uapi.field_offset(cmd, "memory_limit.limit")[0], 4,
               TEST_MEMORY_LIMIT_DEFAULT)
 
     for i, op in enumerate(prog.ops):
-        spec = op.spec
+        d = op.desc
         first_reloc = len(relocs)
-        args = dict(op.args)
         fd_out = cap_ptr = cap_len = cap_max = 0
-        if spec.kind in (IOMMUFD, TEST, VFIO_STRUCT):
+        if d.is_struct:
             sp = plan_struct(op)
-            args = sp.args
             base = arena.alloc(sp.real)
             layout.struct_off.append(base)
             layout.struct_len.append(sp.real)
             if sp.tail_len:
                 arena.buf[base + sp.natural:base + sp.natural + sp.tail_len] = \
                     bytes([sp.tail]) * sp.tail_len
-            place(spec, i, base, spec.size_field, "u32", sp.size)
-            if spec.kind == TEST:
-                arena.put(base + uapi.field_offset(spec.struct, "op")[0], 4,
-                          uapi.test_op(spec.test_op))
-            kinds = {a.name: a.kind for a in spec.args}
-            if sp.allow_ranges is not None:
-                side = arena.alloc(16 * sp.allow_entries)
-                for k, (s, last) in enumerate(sp.allow_ranges):
-                    arena.put(side + 16 * k, 8, s)
-                    arena.put(side + 16 * k + 8, 8, last)
-                off, _ = uapi.field_offset(spec.struct, "allowed_iovas")
-                reloc(base + off, 8, RELOC_ARENA, side)
-            if sp.ranges_entries is not None:
-                side = arena.alloc(16 * max(sp.ranges_entries, 1))
-                layout.side[i] = (side, sp.ranges_entries)
-                if sp.ranges_points:
-                    off, _ = uapi.field_offset(spec.struct, "allowed_iovas")
-                    reloc(base + off, 8, RELOC_ARENA, side)
-            for name, v in args.items():
-                place(spec, i, base, name, kinds.get(name, "u32"), v)
+            place(d, i, base, 4, d.size_field, sp.size)
+            if d.call == TEST:
+                arena.put(base + uapi.field_offset(d.struct, "op")[0], 4, uapi.test_op(d.test_op))
+            for s in sp.sides:
+                esize = uapi.sizeof(s.ctype)
+                side = arena.alloc(esize * s.alloc)
+                fields = entry_fields(s.ctype)
+                for k, item in enumerate(s.items):
+                    for (off, width), v in zip(fields, item):
+                        arena.put(side + esize * k + off, width, v)
+                layout.side[(i, s.field)] = (side, s)
+                if s.points:
+                    reloc(base + uapi.field_offset(d.struct, s.field)[0], 8, RELOC_ARENA, side)
+            for name, v in sp.args.items():
+                arg = d.arg(name)
+                path = arg.path if arg is not None else name
+                off, width = uapi.field_offset(d.struct, path)
+                place(d, i, base + off, width, name, v)
             kind, arg_off = CALL_PTR, base
-            if spec.name == "TEST_CREATE_ACCESS":
-                fd_out = base + uapi.field_offset(spec.struct, "create_access.out_access_fd")[0]
-            if spec.name == "TEST_ACCESS_RW":
-                cap_ptr = base + uapi.field_offset(spec.struct, "access_rw.uptr")[0]
-                cap_len = base + uapi.field_offset(spec.struct, "access_rw.length")[0]
+            for o in d.outs:
+                if o.is_fd:
+                    fd_out = base + uapi.field_offset(d.struct, d.path(o.name))[0]
+            if d.capture is not None:
+                cap_ptr = base + uapi.field_offset(d.struct, d.capture.uptr)[0]
+                cap_len = base + uapi.field_offset(d.struct, d.capture.length)[0]
                 cap_max = CAPTURE_MAX
         else:
             base = arena.alloc(8)
             layout.struct_off.append(base)
             layout.struct_len.append(8)
-            for name, v in args.items():
-                place(spec, i, base, name, "u64" if spec.kind == VFIO_VAL else "u32", v)
-            kind = CALL_VAL if spec.kind == VFIO_VAL else CALL_CLOSE
+            for arg in d.args:
+                if arg.name in op.args:
+                    place(d, i, base, arg.width, arg.name, op.args[arg.name])
+            kind = CALL_VAL if d.call == VFIO_VAL else CALL_CLOSE
             arg_off = base
-        req = uapi.request(spec.request) if spec.kind != CLOSE else 0
+        req = uapi.request(d.request) if d.call != CLOSE else 0
         calls.append(CALL.pack(kind, req, arg_off, first_reloc, len(relocs) - first_reloc,
                                fd_out, cap_ptr, cap_len, cap_max, 0))
 
@@ -248,50 +172,38 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
     return Encoded(wire, layout, len(arena.buf), len(calls))
 
 
+def read_side(arena: bytes, off: int, s: Side, n: int) -> list[list[int]]:
+    """The first n entries of a side array, each as the list of its fields."""
+    esize = uapi.sizeof(s.ctype)
+    fields = entry_fields(s.ctype)
+    return [[int.from_bytes(arena[off + esize * k + fo:off + esize * k + fo + fw], "little")
+             for fo, fw in fields] for k in range(n)]
+
+
 def decode(prog: Program, enc: Encoded, arena: bytes, results: bytes,
            captures: bytes) -> list[OpResult]:
     """Turn the executor's arena and per-call results back into OpResults."""
     out: list[OpResult] = []
     for i, op in enumerate(prog.ops):
-        spec = op.spec
+        d = op.desc
         err, _pad, ret, _pf, _pc, cap_first, cap_len = RESULT.unpack_from(results, i * RESULT.size)
         r = OpResult(errno=err, ret=ret)
         base = enc.layout.struct_off[i]
-        for name in spec.outputs:
-            if name == "ret":
-                r.out["ret"] = ret
-            elif name == "data":
-                r.out["data"] = captures[cap_first:cap_first + cap_len]
-            elif name == "ranges":
-                side, entries = enc.layout.side[i]
-                n = min(r.out.get("num_iovas", 0), entries)
-                r.out["ranges"] = ([list(struct.unpack_from("<QQ", arena, side + 16 * k))
-                                    for k in range(n)] if err in (0, 90) else [])  # 90: EMSGSIZE
-            elif name == "caps":
-                r.out["caps"] = _decode_caps(arena, base, enc.layout.struct_len[i],
-                                             r.out.get("cap_offset", 0)) if err == 0 else []
+        for o in d.outs:
+            if o.decode == "ret":
+                r.out[o.name] = ret
+            elif o.decode == "data":
+                r.out[o.name] = captures[cap_first:cap_first + cap_len]
+            elif o.decode == "ranges":
+                side_off, s = enc.layout.side[(i, d.path(o.array))]
+                n = min(r.out.get(o.count, 0), s.entries)
+                ok = err == 0 or err in o.also_on
+                r.out[o.name] = read_side(arena, side_off, s, n) if ok else []
+            elif o.decode == "caps":
+                r.out[o.name] = decode_caps(arena[base:base + enc.layout.struct_len[i]],
+                                            r.out.get("cap_offset", 0)) if err == 0 else []
             else:
-                off, width = uapi.field_offset(spec.struct, _resolve_path(spec, name))
-                r.out[name] = int.from_bytes(arena[base + off:base + off + width], "little")
+                off, width = uapi.field_offset(d.struct, d.path(o.name))
+                r.out[o.name] = int.from_bytes(arena[base + off:base + off + width], "little")
         out.append(r)
     return out
-
-
-def _decode_caps(arena: bytes, base: int, length: int, cap_offset: int) -> list[dict[str, Any]]:
-    """Walk a vfio_info_cap_header chain (offsets are from the struct start)."""
-    caps: list[dict[str, Any]] = []
-    off, seen = cap_offset, set()
-    while off and off + 8 <= length and off not in seen and len(caps) < 16:
-        seen.add(off)
-        cid, ver, nxt = struct.unpack_from("<HHI", arena, base + off)
-        cap: dict[str, Any] = {"id": cid, "version": ver}
-        if cid == 1 and off + 16 <= length:  # VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
-            (nr,) = struct.unpack_from("<I", arena, base + off + 8)
-            nr_fit = max(0, min(nr, (length - off - 16) // 16))
-            cap["ranges"] = [list(struct.unpack_from("<QQ", arena, base + off + 16 + 16 * k))
-                             for k in range(nr_fit)]
-        elif cid == 3 and off + 12 <= length:  # VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL
-            (cap["avail"],) = struct.unpack_from("<I", arena, base + off + 8)
-        caps.append(cap)
-        off = nxt
-    return caps

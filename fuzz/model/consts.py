@@ -76,13 +76,12 @@ MOCK_FLAGS_DEVICE_NO_DIRTY = _uapi.MOCK_FLAGS_DEVICE_NO_DIRTY
 MOCK_FLAGS_DEVICE_HUGE_IOVA = _uapi.MOCK_FLAGS_DEVICE_HUGE_IOVA
 IOMMUFD_ACCESS_RW_KTHREAD = 1 << 1
 ACCESS_MAX_LENGTH = 16 * 1024 * 1024  # "Prevent syzkaller from triggering a WARN_ON in kvzalloc()"
-TEST_DEFAULT_MEMORY_LIMIT = 65536
 
 # vfio.h
 VFIO_API_VERSION = _uapi.VFIO_API_VERSION
 VFIO_TYPE1_IOMMU = _uapi.VFIO_TYPE1_IOMMU
 VFIO_SPAPR_TCE_IOMMU = _uapi.VFIO_SPAPR_TCE_IOMMU
-VFIO_TYPE1v2_IOMMU = 3
+VFIO_TYPE1v2_IOMMU = _uapi.VFIO_TYPE1v2_IOMMU
 VFIO_DMA_CC_IOMMU = _uapi.VFIO_DMA_CC_IOMMU
 VFIO_EEH = _uapi.VFIO_EEH
 VFIO_TYPE1_NESTING_IOMMU = _uapi.VFIO_TYPE1_NESTING_IOMMU
@@ -120,9 +119,8 @@ def _sizes(struct: str, last: str) -> tuple[int, int]:
 
 
 STRUCT_SIZES = {name: _sizes(*v) for name, v in _IOCTL_OP_LAST.items()}
-# vfio structs: sizeof and the minsz each handler copies in
-VFIO_MAP_DMA_SIZE = 32
-VFIO_UNMAP_DMA_SIZE = 24
-VFIO_INFO_SIZE = 24
-VFIO_INFO_MINSZ = 16
-VFIO_INFO_DEFAULT_CAP_SPACE = 4096
+# vfio structs: the minsz each handler copies in (offsetofend of its last field)
+VFIO_MAP_DMA_SIZE = sum(_uapi.field_offset("struct vfio_iommu_type1_dma_map", "size"))
+VFIO_UNMAP_DMA_SIZE = sum(_uapi.field_offset("struct vfio_iommu_type1_dma_unmap", "size"))
+VFIO_INFO_SIZE = _uapi.sizeof("struct vfio_iommu_type1_info")
+VFIO_INFO_MINSZ = sum(_uapi.field_offset("struct vfio_iommu_type1_info", "iova_pgsizes"))

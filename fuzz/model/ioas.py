@@ -37,13 +37,12 @@ from fuzz.model.consts import (
 from fuzz.model.errors import KernelError, Unsure
 from fuzz.model.iopt import IoPagetable, alloc_pages
 from fuzz.model.objects import OBJ_IOAS, Ioas
+from fuzz.prog.layout import plan_struct
 
 if TYPE_CHECKING:
     from fuzz.model.model import Args, Model
 
 MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE
-ALLOW_IOVAS_EXEC_ZERO_FILL = 4096  # the executor zero-fills missing entries up to this count
-IOVA_RANGES_DEFAULT_CAPACITY = 8  # side array entries when num_iovas is absent
 
 
 def get_ioas(m: Model, ioas_id: int) -> Ioas:
@@ -86,21 +85,16 @@ def _read_ranges(m: Model, a: Args, num: int):
     """Yields each iommu_iova_range the kernel copies in, in order; raises
     KernelError(EFAULT) or Unsure where the entry is not knowable.
 
-    fuzz/executor/encode.py: a list (or no allowed_iovas at all: an empty list)
-    goes to a zeroed side array of max(len, num_iovas, 1) entries when num_iovas
-    is a literal <= 4096 (absent: len), else of max(len, 1) entries."""
+    A list (or no allowed_iovas at all: an empty list) goes to the executor's
+    zeroed side array (fuzz.prog.layout.plan_struct), whose memory ends after
+    Side.alloc entries; a pointer is read from user memory."""
     raw = a.raw("allowed_iovas")
     if raw is None:
         raw = []
     if isinstance(raw, list):
-        num_raw = a.raw("num_iovas")
-        provided = len(raw)
-        if num_raw is None:
-            provided = max(provided, 1)
-        elif type(num_raw) is int and num_raw <= ALLOW_IOVAS_EXEC_ZERO_FILL:
-            provided = max(provided, num_raw, 1)
-        else:
-            provided = max(provided, 1)
+        side = plan_struct(m.op).side("allowed_iovas")  # type: ignore[arg-type]
+        assert side is not None
+        provided = side.alloc
         for i in range(num):
             if i < len(raw):
                 yield int(raw[i][0]), int(raw[i][1])
@@ -145,22 +139,18 @@ def allow_iovas(m: Model, a: Args) -> dict:
 
 
 def iova_ranges(m: Model, a: Args) -> dict:
-    """The executor (fuzz/executor/encode.py) gives a zeroed side array of
-    min(num_iovas, 4096) entries (8 when absent; none for a num_iovas that is a
-    Ref) and decodes 'ranges' from it: the first min(returned num_iovas, entries)
-    entries, on success and EMSGSIZE only."""
+    """The executor gives a zeroed side array (fuzz.prog.layout.plan_struct: as many
+    entries as the capacity says, up to MAX_SIDE_ENTRIES, the most for a capacity
+    that is a Ref) and decodes 'ranges' from it: the first min(returned num_iovas,
+    entries) entries, on success and EMSGSIZE only."""
     if a["__reserved"]:
         raise KernelError(EOPNOTSUPP)
     ioas = get_ioas(m, a["ioas_id"])
     cap = a["num_iovas"]
     ranges = ioas.iopt.iova_ranges()
-    cap_raw = a.raw("num_iovas")
-    if cap_raw is None:
-        entries = IOVA_RANGES_DEFAULT_CAPACITY
-    elif type(cap_raw) is int:
-        entries = max(0, min(cap_raw, ALLOW_IOVAS_EXEC_ZERO_FILL))
-    else:
-        entries = 0
+    side_array = plan_struct(m.op).side("allowed_iovas")  # type: ignore[arg-type]
+    assert side_array is not None
+    entries = side_array.entries
     written = ranges[:cap]
     if a.has("allowed_iovas"):
         ptr = a["allowed_iovas"]

@@ -12,19 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fuzz import uapi
 from fuzz.model import ioas as ioas_ops
 from fuzz.model import selftest, vfio
-from fuzz.model.consts import (
-    E2BIG,
-    EINVAL,
-    IOPT_PAGES_ACCOUNT_USER,
-    STRUCT_SIZES,
-    TEST_DEFAULT_MEMORY_LIMIT,
-    VFIO_INFO_DEFAULT_CAP_SPACE,
-    VFIO_INFO_SIZE,
-    VFIO_MAP_DMA_SIZE,
-    VFIO_UNMAP_DMA_SIZE,
-)
+from fuzz.model.consts import E2BIG, EINVAL, IOPT_PAGES_ACCOUNT_USER, STRUCT_SIZES
 from fuzz.model.errors import KernelError, Unsure
 from fuzz.model.iopt import IoPagetable, Pages
 from fuzz.model.memory import UserMemory
@@ -36,15 +27,20 @@ from fuzz.model.objects import (
     ObjectTable,
     SelftestObj,
 )
-from fuzz.ops import IOMMUFD, OPS, TEST, VFIO_STRUCT, VFIO_VAL
-from fuzz.prog import BUF_BASE, BUF_STRIDE, BufPtr, Program, Ref
+from fuzz.prog import BUF_BASE, BUF_STRIDE, BufPtr, Op, Program, Ref
+from fuzz.prog.descriptions import OPS
+from fuzz.prog.limits import MAX_STRUCT, TEST_MEMORY_LIMIT_DEFAULT
+from fuzz.prog.types import (
+    COMMON_WIDTHS,
+    IOMMUFD,
+    TEST,
+    VFIO_STRUCT,
+    VFIO_VAL,
+    Capacity,
+    Ranges,
+)
 from fuzz.result import OpResult
 
-WIDTHS = {"u16": 16, "u32": 32, "u64": 64, "uptr": 64, "ranges": 64, "capacity": 32}
-COMMON_WIDTHS = {"size": 32, "argsz": 32, "tail": 8}
-# fuzz/executor/encode.py: a struct gets max(natural, size, default) bytes of real
-# memory, at most MAX_STRUCT; past that the kernel reads the rest of the arena.
-MAX_STRUCT = 1 << 16
 FAKE_FD_BASE = 2_000_000  # above fs.nr_open: never a real fd
 
 HANDLERS: dict[str, Callable[[Model, Args], dict]] = {
@@ -77,31 +73,37 @@ HANDLERS: dict[str, Callable[[Model, Args], dict]] = {
     "VFIO_IOMMU_MAP_DMA": vfio.map_dma,
     "VFIO_IOMMU_UNMAP_DMA": vfio.unmap_dma,
 }
-VFIO_NATURAL = {"VFIO_IOMMU_GET_INFO": VFIO_INFO_SIZE + VFIO_INFO_DEFAULT_CAP_SPACE,
-                "VFIO_IOMMU_MAP_DMA": VFIO_MAP_DMA_SIZE,
-                "VFIO_IOMMU_UNMAP_DMA": VFIO_UNMAP_DMA_SIZE}
-
-
 U64_MASK = (1 << 64) - 1
 
 
 class _OpInfo:
-    __slots__ = ("masks", "outputs", "kind", "extra_defaults", "sizes", "out_plan")
+    """What Model.step needs of an op's description, computed once per op name."""
+
+    __slots__ = ("masks", "outputs", "kind", "defaults", "count_of", "sizes", "out_plan")
 
     def __init__(self, name: str) -> None:
-        spec = OPS[name]
-        self.masks = {k: (1 << w) - 1 for k, w in COMMON_WIDTHS.items()}
-        for a in spec.args:
-            self.masks[a.name] = (1 << WIDTHS.get(a.kind, 64)) - 1
-        self.outputs = spec.outputs
+        d = OPS[name]
+        self.masks = {k: (1 << (8 * w)) - 1 for k, w in COMMON_WIDTHS.items()}
+        for arg in d.args:
+            self.masks[arg.name] = (1 << (8 * arg.width)) - 1
+        self.outputs = d.outputs
         specials = {"ranges": list, "caps": list, "data": bytes, "ret": lambda: -1}
-        self.out_plan = [(f, specials.get(f)) for f in spec.outputs]
-        self.kind = spec.kind
-        self.extra_defaults = name in ("IOAS_ALLOW_IOVAS", "IOAS_IOVA_RANGES") \
-            or spec.kind == VFIO_STRUCT
+        self.out_plan = [(o.name, specials.get(o.decode)) for o in d.outs]
+        self.kind = d.call
+        # what the executor puts in a field the program leaves out (fuzz/executor/encode.py
+        # plan_struct): a capacity's default, a side array's entry count, the natural size
+        self.defaults: dict[str, int] = {}
+        self.count_of: dict[str, str] = {}  # count argument -> its Ranges argument
+        for arg in d.args:
+            if isinstance(arg.type, Capacity):
+                self.defaults[arg.name] = arg.type.default
+            elif isinstance(arg.type, Ranges):
+                self.count_of[arg.type.count] = arg.name
+        if d.call == VFIO_STRUCT:
+            self.defaults["argsz"] = uapi.sizeof(d.struct) + d.extra_space
         self.sizes: tuple[int, int] | None = None
-        if spec.kind in (IOMMUFD, TEST):
-            self.sizes = STRUCT_SIZES["TEST" if spec.kind == TEST else name]
+        if d.call in (IOMMUFD, TEST):
+            self.sizes = STRUCT_SIZES["TEST" if d.call == TEST else name]
 
 
 _INFO: dict[str, _OpInfo] = {}
@@ -141,7 +143,7 @@ class Model:
         self.objects = ObjectTable()
         self.vfio_ioas: Ioas | None = None
         self.account_mode = IOPT_PAGES_ACCOUNT_USER  # /dev/iommu, not /dev/vfio/vfio
-        self.memory_limit = TEST_DEFAULT_MEMORY_LIMIT  # the executor resets it per program
+        self.memory_limit = TEST_MEMORY_LIMIT_DEFAULT  # the executor resets it per program
         self.fds: dict[int, Access] = {}  # open access fds
         self.fake_fds = False  # some access fd number was made up (no kernel result)
         self.next_fake_fd = FAKE_FD_BASE
@@ -149,6 +151,7 @@ class Model:
         self.results: list[OpResult] = []
         self.poisoned: str | None = None
         self.op_name = ""
+        self.op: Op | None = None  # the op being stepped (handlers that need its layout)
         self._kernel: OpResult | None = None
 
     # -- helpers the handlers use ------------------------------------------------
@@ -243,14 +246,13 @@ class Model:
                 vals[name] = 0
             else:
                 vals[name] = int(v) & masks.get(name, U64_MASK)
-        if info.extra_defaults:
-            if op.name == "IOAS_ALLOW_IOVAS" and "num_iovas" not in vals:
-                raw = op.args.get("allowed_iovas")
-                vals["num_iovas"] = len(raw) if isinstance(raw, list) else 0
-            elif op.name == "IOAS_IOVA_RANGES" and "num_iovas" not in vals:
-                vals["num_iovas"] = 8
-            elif info.kind == VFIO_STRUCT and "argsz" not in vals:
-                vals["argsz"] = VFIO_NATURAL[op.name]
+        for name, v in info.defaults.items():
+            if name not in vals:
+                vals[name] = v
+        for count, ranges in info.count_of.items():
+            if count not in vals:
+                raw = op.args.get(ranges)
+                vals[count] = len(raw) if isinstance(raw, list) else 0
         vals.raws = op.args
         vals.refs = refs
         return vals
@@ -291,6 +293,7 @@ class Model:
         name = op.name
         info = _info(name)
         self.op_name = name
+        self.op = op
         self._kernel = kernel
         a = self.resolve(index, info)
         out = self.default_out(name, a, info) if info.out_plan else {}

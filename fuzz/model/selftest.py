@@ -46,14 +46,13 @@ from fuzz.model.objects import (
     Ioas,
     SelftestObj,
 )
+from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM
 
 if TYPE_CHECKING:
     from fuzz.model.model import Args, Model
 
 GUP_PIN_COUNTING_BIAS = 1024
 NR_OPEN = 1 << 20  # fs.nr_open default: no fd can be this large
-CAPTURE_MAX = 1 << 16  # fuzz/executor/encode.py CAPTURE_MAX
-CAPTURE_ROOM = 1 << 22  # encode()'s default cap_cap: capture bytes per program
 
 
 # -- devices and domains (device.c, hw_pagetable.c) --------------------------------

@@ -24,7 +24,6 @@ from fuzz.model.consts import (
     VFIO_DMA_MAP_FLAG_READ,
     VFIO_DMA_MAP_FLAG_WRITE,
     VFIO_DMA_UNMAP_FLAG_ALL,
-    VFIO_INFO_DEFAULT_CAP_SPACE,
     VFIO_INFO_MINSZ,
     VFIO_INFO_SIZE,
     VFIO_IOMMU_INFO_CAPS,
@@ -43,6 +42,7 @@ from fuzz.model.errors import KernelError, Unsure
 from fuzz.model.ioas import unmap_iova
 from fuzz.model.iopt import alloc_pages
 from fuzz.model.objects import Ioas
+from fuzz.prog.layout import decode_caps, plan_struct
 
 if TYPE_CHECKING:
     from fuzz.model.model import Args, Model
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 DMA_AVAIL_CAP_SIZE = 12  # sizeof(struct vfio_iommu_type1_info_dma_avail)
 IOVA_CAP_HDR_SIZE = 16  # header + nr_iovas + reserved
 IOVA_RANGE_SIZE = 16
-MAX_STRUCT = 1 << 16  # fuzz/executor/encode.py MAX_STRUCT
 
 
 def get_compat_ioas(m: Model) -> Ioas:
@@ -102,25 +101,20 @@ def get_pagesizes(ioas: Ioas) -> int:
 
 def get_info(m: Model, a: Args) -> dict:
     """iommufd_vfio_iommu_get_info, replayed on the bytes of the executor's buffer
-    (fuzz/executor/encode.py: max(24, argsz, 24 + 4096) bytes, at most 64K, zeros or
-    'tail' past 24), then decoded as the executor decodes it: the cap chain from
-    the returned cap_offset, within that buffer."""
+    (fuzz.prog.layout.plan_struct: max(24, argsz, 24 + the cap space) bytes, at most
+    MAX_STRUCT, zeros or 'tail' past 24), then decoded as the executor decodes it:
+    the cap chain from the returned cap_offset, within that buffer."""
     argsz = a["argsz"]
     if argsz < VFIO_INFO_MINSZ:
         raise KernelError(EINVAL)
     ioas = get_compat_ioas(m)
     ranges = ioas.iopt.iova_ranges()
 
-    raw = a.raws.get("argsz")
-    default = VFIO_INFO_SIZE + VFIO_INFO_DEFAULT_CAP_SPACE
-    size = raw if raw is not None else default
-    real = min(max(VFIO_INFO_SIZE, size if type(size) is int else VFIO_INFO_SIZE, default),
-               MAX_STRUCT)
+    plan = plan_struct(m.op)  # the executor's buffer: its size and its tail bytes
+    real = plan.real
     buf = bytearray(real)
-    tail = a["tail"]
-    if tail and type(size) is int and size > VFIO_INFO_SIZE:
-        end = min(size, real)
-        buf[VFIO_INFO_SIZE:end] = bytes([tail]) * (end - VFIO_INFO_SIZE)
+    if plan.tail_len:
+        buf[plan.natural:plan.natural + plan.tail_len] = bytes([plan.tail]) * plan.tail_len
     _put(buf, 0, 4, argsz)
     for name, off, width in (("flags", 4, 4), ("cap_offset", 16, 4), ("pad", 20, 4)):
         if name in a:
@@ -156,7 +150,7 @@ def get_info(m: Model, a: Args) -> dict:
             "flags": int.from_bytes(buf[4:8], "little"),
             "iova_pgsizes": int.from_bytes(buf[8:16], "little"),
             "cap_offset": out_cap_offset,
-            "caps": decode_caps(bytes(buf), real, out_cap_offset)}
+            "caps": decode_caps(bytes(buf), out_cap_offset)}
 
 
 def _put(buf: bytearray, off: int, width: int, value: int) -> None:
@@ -180,26 +174,6 @@ def _fill_iova(write, off: int, avail: int, ranges) -> int:
     if write is not None and avail >= IOVA_CAP_HDR_SIZE + IOVA_RANGE_SIZE * nr:
         write(off, struct.pack("<HHIII", VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, 0, nr, 0))
     return IOVA_CAP_HDR_SIZE + IOVA_RANGE_SIZE * nr
-
-
-def decode_caps(buf: bytes, length: int, cap_offset: int) -> list[dict]:
-    """The executor's walk of a vfio_info_cap_header chain (encode._decode_caps)."""
-    caps: list[dict] = []
-    off, seen = cap_offset, set()
-    while off and off + 8 <= length and off not in seen and len(caps) < 16:
-        seen.add(off)
-        cid, ver, nxt = struct.unpack_from("<HHI", buf, off)
-        cap: dict = {"id": cid, "version": ver}
-        if cid == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE and off + 16 <= length:
-            (nr,) = struct.unpack_from("<I", buf, off + 8)
-            nr_fit = max(0, min(nr, (length - off - 16) // 16))
-            cap["ranges"] = [list(struct.unpack_from("<QQ", buf, off + 16 + 16 * k))
-                             for k in range(nr_fit)]
-        elif cid == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL and off + 12 <= length:
-            (cap["avail"],) = struct.unpack_from("<I", buf, off + 8)
-        caps.append(cap)
-        off = nxt
-    return caps
 
 
 def map_dma(m: Model, a: Args) -> dict:

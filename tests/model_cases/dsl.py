@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from fuzz import uapi
 from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
 
 U64 = (1 << 64) - 1
 PAGE = 4096
-MOCK_APERTURE_START = 1 << 24
-MOCK_APERTURE_LAST = (1 << 31) - 1
-RW = 6  # IOMMU_IOAS_MAP_WRITEABLE | READABLE
-FIXED_RW = 7
+MOCK_APERTURE_START = uapi.MOCK_APERTURE_START
+MOCK_APERTURE_LAST = uapi.MOCK_APERTURE_LAST
+RW = uapi.IOMMU_IOAS_MAP_WRITEABLE | uapi.IOMMU_IOAS_MAP_READABLE
+FIXED_RW = RW | uapi.IOMMU_IOAS_MAP_FIXED_IOVA
 
 
 class Prog:

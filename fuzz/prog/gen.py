@@ -1,0 +1,606 @@
+"""Programs from the descriptions: mostly well-formed, often not.
+
+Generation draws every decision from a Chooser, so the same code serves
+`iommufd-fuzz gen` (a seeded random.Random), the atheris engine (bytes from
+libFuzzer), the mutator and the hypothesis machine (draws from hypothesis).
+
+It knows what state each op needs, the way syzkaller creates resources: an
+argument that takes an object of some kind gets one an earlier op made, and when
+there is none the generator first appends an op that makes one (an IOAS before a
+map, a mock domain before MD_CHECK_MAP, VFIO_IOAS SET and VFIO_SET_IOMMU before a
+vfio MAP_DMA); IOVAs and lengths are drawn from the mappings made so far in the
+same IOVA space, user pointers from the buffers. Every so often it does the
+opposite on purpose: a wrong kind of object, a made-up id, a boundary value.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fuzz import uapi
+from fuzz.model import Model
+from fuzz.prog.descriptions import OPS
+from fuzz.prog.ir import (
+    BUF_BASE,
+    BUF_STRIDE,
+    BUFFER_KINDS,
+    HUGE_PAGE,
+    MAX_BUFFERS,
+    PAGE,
+    Buffer,
+    BufPtr,
+    Op,
+    Program,
+    Ref,
+    Value,
+)
+from fuzz.prog.types import (
+    Arg,
+    Capacity,
+    Counts,
+    Enum,
+    Flags,
+    Int,
+    Iova,
+    Len,
+    OpDesc,
+    Output,
+    Ranges,
+    Res,
+    Reserved,
+    Uptr,
+    is_kind,
+)
+
+U32_MAX = (1 << 32) - 1
+U64_MAX = (1 << 64) - 1
+MOCK_PAGE = PAGE // 2  # selftest.c MOCK_IO_PAGE_SIZE
+APERTURE_START = uapi.MOCK_APERTURE_START
+APERTURE_LAST = uapi.MOCK_APERTURE_LAST
+
+# Boundary values by what an argument means; INTERESTING_U64 is the generic set.
+IOVAS = (0, 1, MOCK_PAGE, PAGE - 1, PAGE, PAGE + MOCK_PAGE, HUGE_PAGE, APERTURE_START,
+         APERTURE_START - PAGE, APERTURE_START + 1, APERTURE_START + MOCK_PAGE, APERTURE_LAST,
+         APERTURE_LAST + 1, APERTURE_LAST - PAGE + 1, 1 << 32, 1 << 47, U32_MAX, U64_MAX,
+         U64_MAX - PAGE + 1, U64_MAX - 1, 1 << 63)
+LENGTHS = (PAGE, 2 * PAGE, 16 * PAGE, MOCK_PAGE, 3 * MOCK_PAGE, HUGE_PAGE, 0, 1, PAGE - 1,
+           PAGE + 1, 100, U64_MAX, U64_MAX - PAGE + 1, PAGE * 256, 1 << 20, 1 << 32)
+INTERESTING_U64 = tuple(sorted(set(IOVAS) | {2, 3, 16, 64, 255, 256, 65535, 65536,
+                                             0x7FFFFFFF, 1 << 31, (1 << 63) - 1}))
+# Raw user addresses: NULL, an address nothing maps (a buffer slot far beyond any
+# program's), the last page below 2^64, the last user page of x86_64, non-canonical.
+RAW_UPTRS = (0, 1, BUF_BASE + (MAX_BUFFERS - 1) * BUF_STRIDE, U64_MAX - PAGE + 1,
+             (1 << 47) - PAGE, 1 << 63, U64_MAX)
+ID_LITERALS = (0, 1, 2, 3, 100, U32_MAX)
+MAX_DEPTH = 3  # producers of producers of producers, then give up
+
+
+class Chooser(Protocol):
+    def below(self, n: int) -> int:
+        """An integer in [0, n)."""
+
+    def bits(self, k: int) -> int:
+        """A k-bit integer."""
+
+
+class RandomChooser:
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = random.Random(seed)
+
+    def below(self, n: int) -> int:
+        return self.rng.randrange(n) if n > 0 else 0
+
+    def bits(self, k: int) -> int:
+        return self.rng.getrandbits(k)
+
+
+# -- what the program has made so far -------------------------------------------------
+@dataclass(frozen=True)
+class Obj:
+    ref: Ref
+    kind: str
+    space: Value | None  # the IOAS it lives on (a Ref to it), if any
+    live: bool = True  # its op succeeded (as far as the model can tell)
+
+
+@dataclass(frozen=True)
+class MapRec:
+    space: Value | str  # the IOAS (a Ref) or "compat"
+    iova: Value
+    length: Value
+    uptr: Value | None
+    live: bool = True
+
+
+@dataclass(frozen=True)
+class Picked:
+    """The mapping an Iova argument was drawn from, and the offset added to its IOVA."""
+
+    map: MapRec
+    off: int
+
+
+@dataclass
+class Context:
+    """The objects, mappings and program-wide states the ops so far leave.
+
+    The reference model is stepped along as ops are added, so an object whose op
+    fails (a map of unmapped memory, a device on an IOAS with a reserved range in
+    the aperture...) is known to be dead: generation builds on what exists, and
+    uses what does not only on purpose. Where the model is unsure the op counts as
+    having worked; the kernel decides when the program runs."""
+
+    objs: list[Obj] = field(default_factory=list)
+    maps: list[MapRec] = field(default_factory=list)
+    states: set[str] = field(default_factory=set)
+    compat: Value | None = None  # the IOAS VFIO_IOAS SET made the compat IOAS
+    model: Model | None = None
+
+    @classmethod
+    def of(cls, prog: Program, upto: int | None = None) -> Context:
+        ctx = cls(model=Model(prog))
+        for i in range(len(prog.ops) if upto is None else upto):
+            ctx.record(prog, i)
+        return ctx
+
+    def of_kinds(self, kinds: tuple[str, ...], live: bool = True) -> list[Obj]:
+        return [o for o in self.objs if o.live == live and any(is_kind(o.kind, k)
+                                                                for k in kinds)]
+
+    def space_of(self, v: Value | None) -> Value | None:
+        """The IOAS an argument value stands for: the IOAS itself, or the IOAS an
+        object (HWPT, access, device) lives on."""
+        if not isinstance(v, Ref):
+            return v
+        for o in self.objs:
+            if o.ref == v:
+                return o.ref if is_kind(o.kind, "ioas") else o.space
+        return v
+
+    def worked(self, prog: Program, i: int) -> bool:
+        if self.model is None:
+            return True
+        if self.model.program is not prog or len(self.model.results) != i:
+            self.model = Model(prog)  # an edited program: replay the prefix
+            for j in range(i):
+                self.model.step(j)
+        r = self.model.step(i)
+        return r.errno == 0 or r.unsure is not None
+
+    def record(self, prog: Program, i: int) -> None:
+        op = prog.ops[i]
+        d = op.desc
+        live = self.worked(prog, i)
+        for out in d.outs:
+            if not out.kind:
+                continue
+            kind = out.kind
+            for argname, bits, sub in out.refine:
+                v = op.args.get(argname)
+                if isinstance(v, int) and v & bits == bits:
+                    kind = sub
+            space = self.space_of(op.args.get(out.on)) if out.on else None
+            self.objs.append(Obj(Ref(i, out.name), kind, space, live))
+        if d.maps is not None:
+            m = d.maps
+            space: Value | str | None = self.compat if m.space == "compat" else \
+                self.space_of(op.args.get(m.space))
+            iova = Ref(i, m.iova) if d.out(m.iova) is not None else op.args.get(m.iova, 0)
+            src = op.args.get(m.uptr) if m.uptr else None
+            if space is not None:
+                self.maps.append(MapRec(space, iova, op.args.get(m.length, 0), src, live))
+        for p in d.provides:
+            if live and all(op.args.get(k) == v for k, v in p.when):
+                self.states.add(p.state)
+                if p.state == "compat_ioas":
+                    self.compat = op.args.get("ioas_id")
+
+
+WEIGHTED = sorted(OPS)
+
+
+class Generator:
+    """Builds programs, or single ops onto a program, from the descriptions."""
+
+    def __init__(self, ch: Chooser, max_ops: int = 24, counts: Counts | None = None,
+                 build: bool = True) -> None:
+        self.ch = ch
+        self.max_ops = max_ops
+        self.counts = counts
+        # build: append what an op needs (objects, mappings, states) when it is missing.
+        # The hypothesis machine says no: its own rules make those, one step each, so
+        # its shrinker can take any of them away.
+        self.build = build
+        self.careful = False  # set while appending an op another one needs
+        self.cum: list[int] = []
+        total = 0
+        for n in WEIGHTED:
+            total += OPS[n].weight
+            self.cum.append(total)
+
+    # small helpers ------------------------------------------------------------------
+    def chance(self, num: int, den: int) -> bool:
+        """True with probability num/den. A draw of 0 gives the likelier outcome, so a
+        shrinking chooser (hypothesis) moves towards the ordinary program."""
+        r = self.ch.below(den)
+        return r < num if 2 * num >= den else r >= den - num
+
+    def odd(self, num: int, den: int) -> bool:
+        """A deliberate oddity (a wrong kind, a made-up id, an unknown bit, a malformed
+        size...) with probability num/den - never while building what another op
+        needs, which should simply work."""
+        return not self.careful and self.chance(num, den)
+
+    def pick(self, seq: Any) -> Any:
+        return seq[self.ch.below(len(seq))]
+
+    def pick_op(self) -> str:
+        r = self.ch.below(self.cum[-1])
+        for n, c in zip(WEIGHTED, self.cum):
+            if r < c:
+                return n
+        return WEIGHTED[-1]
+
+    def count(self, d: OpDesc, arg: str, category: str) -> None:
+        if self.counts is not None:
+            self.counts.add(d.name, arg, category)
+
+    # programs -------------------------------------------------------------------------
+    def program(self) -> Program:
+        # buffer 0 is plain memory every op can pin; the others are any kind
+        first = Buffer(PAGE * self.pick((16, 4, 64, 256)), "anon", self.ch.below(256))
+        prog = Program([], [first] + [self.buffer() for _ in range(self.ch.below(3))])
+        ctx = Context(model=Model(prog))
+        n = 1 + self.ch.below(self.max_ops)
+        # Most programs start with an IOAS: nearly everything needs one.
+        if self.chance(7, 8):
+            self.append(prog, ctx, "IOAS_ALLOC")
+        while len(prog.ops) < n:
+            self.append(prog, ctx, self.pick_op())
+        return prog
+
+    def buffer(self) -> Buffer:
+        kind = self.pick(BUFFER_KINDS) if self.chance(1, 3) else "anon"
+        unit = HUGE_PAGE if kind == "hugetlb" else PAGE
+        # Small buffers mostly: every page is faulted in and filled in the guest,
+        # which under TCG with KASAN costs far more than the ioctls themselves.
+        size = unit * self.pick((1, 2, 4, 8, 16, 16, 64, 256) if unit == PAGE else (1,))
+        holes = []
+        if kind != "hole" and size >= 4 * unit and self.chance(1, 6):
+            off = unit * (1 + self.ch.below(size // unit - 2))
+            holes.append((off, unit))
+        return Buffer(size, kind, self.ch.below(256), holes)
+
+    def append(self, prog: Program, ctx: Context, name: str, force: dict[str, int] | None = None,
+               depth: int = 0, preset: dict[str, Value] | None = None) -> int:
+        """Append op `name` (after whatever it needs, when that is missing); returns
+        its index. `force`: argument values (bits, for flags) a caller needs;
+        `preset`: argument values decided elsewhere (the hypothesis machine's objects)."""
+        d = OPS[name]
+        careful, self.careful = self.careful, depth > 0
+        try:
+            return self._append(prog, ctx, d, force, depth, preset)
+        finally:
+            self.careful = careful
+
+    def _append(self, prog: Program, ctx: Context, d: OpDesc, force: dict[str, int] | None,
+                depth: int, preset: dict[str, Value] | None) -> int:
+        name = d.name
+        for state in d.needs:
+            if state not in ctx.states and self.build and depth < MAX_DEPTH \
+                    and self.chance(7, 8):
+                self.provide(prog, ctx, state, depth + 1)
+                self.count(d, "", f"need {state}: built")
+        args: dict[str, Value] = {}
+        picked: dict[str, Picked | tuple[int, int]] = {}  # what related arguments drew
+        for arg in sorted(d.args, key=_order):
+            if preset and arg.name in preset:
+                args[arg.name] = preset[arg.name]
+                continue
+            v = self.arg(prog, ctx, d, arg, args, picked, depth)
+            if isinstance(v, int):
+                v %= 1 << (8 * arg.width)  # sums and offsets wrap as the field does
+            if v is not None:
+                args[arg.name] = v
+        for k, v in (force or {}).items():
+            arg = d.arg(k)
+            if arg is not None and isinstance(arg.type, Flags):
+                args[k] = (args.get(k, 0) if isinstance(args.get(k), int) else 0) | v  # type: ignore
+            else:
+                args[k] = v
+        self.fixed_iova(d, args)
+        self.malform(d, args)
+        prog.ops.append(Op(name, {a.name: args[a.name] for a in d.args if a.name in args}
+                           | {k: v for k, v in args.items() if d.arg(k) is None}))
+        i = len(prog.ops) - 1
+        ctx.record(prog, i)
+        return i
+
+    def provide(self, prog: Program, ctx: Context, state: str, depth: int) -> None:
+        cands = [(d, p) for d in OPS.values() for p in d.provides if p.state == state]
+        if cands:
+            d, p = self.pick(cands)
+            self.append(prog, ctx, d.name, dict(p.when), depth)
+
+    def produce(self, prog: Program, ctx: Context, kinds: tuple[str, ...],
+                depth: int) -> Obj | None:
+        """Append an op that creates an object of one of `kinds`; the new object."""
+        cands: list[tuple[OpDesc, dict[str, int]]] = []
+        for d in OPS.values():
+            for out in d.outs:
+                if out.kind is None:
+                    continue
+                if any(is_kind(out.kind, k) for k in kinds):
+                    cands.append((d, {}))
+                for argname, bits, sub in out.refine:
+                    if any(is_kind(sub, k) for k in kinds):
+                        cands.append((d, {argname: bits}))
+        if not cands:
+            return None
+        r = self.ch.below(sum(d.weight for d, _ in cands))
+        k = 0
+        while r >= cands[k][0].weight:
+            r -= cands[k][0].weight
+            k += 1
+        d, force = cands[k]
+        before = len(ctx.objs)
+        self.append(prog, ctx, d.name, force, depth)
+        made = [o for o in ctx.objs[before:] if any(is_kind(o.kind, k) for k in kinds)]
+        return made[0] if made else None
+
+    def produce_mapping(self, prog: Program, ctx: Context, space: Value | str,
+                        depth: int) -> MapRec | None:
+        """Append an op that maps something into IOVA space `space` (an IOAS ref, or
+        "compat"); the new mapping."""
+        cands = [d for d in OPS.values() if d.maps is not None
+                 and (d.maps.space == "compat") == (space == "compat")
+                 and not any(isinstance(a.type, Iova) and a.name != d.maps.iova
+                             for a in d.args)]
+        if not cands:
+            return None
+        d = self.pick(cands)
+        assert d.maps is not None
+        preset = {} if space == "compat" else {d.maps.space: space}
+        before = len(ctx.maps)
+        self.append(prog, ctx, d.name, depth=depth, preset=preset)  # type: ignore[arg-type]
+        return ctx.maps[before] if len(ctx.maps) > before else None
+
+    # arguments ------------------------------------------------------------------------
+    def arg(self, prog: Program, ctx: Context, d: OpDesc, arg: Arg, args: dict[str, Value],
+            picked: dict[str, Any], depth: int) -> Value | None:
+        t = arg.type
+        top = (1 << (8 * arg.width)) - 1
+        if isinstance(t, (Int, Len, Capacity, Iova)) and self.odd(1, 50):
+            ints = [Ref(j, o.name) for j, op in enumerate(prog.ops) for o in op.desc.outs
+                    if o.decode in ("int", "ret")]
+            if ints:  # a ref in an integer slot: sizes, counts and IOVAs from outputs
+                self.count(d, arg.name, "ref in an int slot")
+                return Ref(*_ref_parts(self.pick(ints)), self.pick((0, 0, 1, -1, PAGE)))
+        if isinstance(t, Reserved):
+            if self.odd(1, 40):
+                self.count(d, arg.name, "nonzero")
+                return self.pick((1, top))
+            return None
+        if isinstance(t, Output):
+            if self.odd(1, 40):
+                self.count(d, arg.name, "input set")
+                return self.pick((1, top))
+            return None
+        if isinstance(t, Res):
+            return self.res(prog, ctx, d, arg, t, depth)
+        if isinstance(t, Flags):
+            v = 0
+            for _, bit in t.flags.bits:
+                if self.odd(1, 8) if bit & t.rare else \
+                        self.chance(7, 8) if bit & t.usual else self.chance(2, 3):
+                    v |= bit
+            cat = "known bits" if v else "0"
+            if self.odd(1, 20):
+                v |= 1 << self.ch.below(8 * arg.width)
+                cat = "an unknown bit"
+            self.count(d, arg.name, cat)
+            return v
+        if isinstance(t, Enum):
+            if t.enum.values and not self.odd(1, 8):
+                self.count(d, arg.name, "named")
+                return self.pick(t.enum.values)[1]
+            self.count(d, arg.name, "other")
+            return self.pick((0, 1, 2, 3, 16, top))
+        if isinstance(t, Uptr):
+            return self.uptr(prog, d, arg, t, picked)
+        if isinstance(t, Ranges):
+            self.count(d, arg.name, "ranges")
+            return [self.range() for _ in range(self.ch.below(3))]
+        if isinstance(t, Capacity):
+            if self.chance(1, 2):
+                self.count(d, arg.name, "default")
+                return None
+            self.count(d, arg.name, "value")
+            return self.pick((0, 1, 2, 8, 4096, top))
+        if isinstance(t, Iova):
+            return self.iova(prog, ctx, d, arg, t, args, picked, depth)
+        if isinstance(t, Len):
+            return self.length(prog, d, arg, t, picked)
+        assert isinstance(t, Int), t
+        if t.values and self.chance(3, 4):
+            self.count(d, arg.name, "listed value")
+            return self.pick(t.values)
+        self.count(d, arg.name, "boundary")
+        v = self.pick(INTERESTING_U64) if arg.width == 8 else self.pick((0, 1, 2, top, top - 1))
+        return v & top
+
+    def res(self, prog: Program, ctx: Context, d: OpDesc, arg: Arg, t: Res,
+            depth: int) -> Value:
+        have = ctx.of_kinds(t.kinds)
+        if self.careful and self.build and have and "ioas" in t.kinds and depth < MAX_DEPTH \
+                and self.chance(1, 2):
+            # what another op needs is built on a fresh IOAS half the time: one that
+            # earlier ops filled is often no place for it (a mapping below the mock
+            # aperture keeps a mock domain out, unaligned areas keep an access out)
+            made = self.produce(prog, ctx, ("ioas",), depth + 1)
+            if made is not None:
+                self.count(d, arg.name, "a fresh IOAS made for it")
+                return made.ref
+        if have and not self.odd(1, 16):
+            self.count(d, arg.name, "object")
+            return self.pick(have).ref
+        if not have and self.build and depth < MAX_DEPTH and not self.odd(1, 4):
+            made = self.produce(prog, ctx, t.kinds, depth + 1)
+            if made is not None:
+                self.count(d, arg.name, "object made for it")
+                return made.ref
+        dead = ctx.of_kinds(t.kinds, live=False)
+        if dead and self.chance(1, 3):
+            self.count(d, arg.name, "an object that failed to be made")
+            return self.pick(dead).ref
+        others = [o.ref for o in ctx.objs]
+        if others and self.chance(1, 2):
+            self.count(d, arg.name, "object of another kind")
+            return self.pick(others)
+        self.count(d, arg.name, "made-up id")
+        return self.pick(ID_LITERALS)
+
+    def iova(self, prog: Program, ctx: Context, d: OpDesc, arg: Arg, t: Iova,
+             args: dict[str, Value], picked: dict[str, Any], depth: int) -> Value | None:
+        if t.fixed and self.chance(1, 2):
+            self.count(d, arg.name, "automatic")
+            return None
+        space = ctx.compat if t.space == "compat" else ctx.space_of(args.get(t.space))
+        maps = [m for m in ctx.maps if m.space == space and (m.live or self.odd(1, 4))] \
+            if space is not None else []
+        if not maps and space is not None and self.build and depth < MAX_DEPTH \
+                and not self.odd(1, 4):
+            made = self.produce_mapping(prog, ctx, space, depth + 1)
+            if made is not None:
+                maps = [made]
+                self.count(d, arg.name, "a mapping made for it")
+        if t.new and maps and not self.odd(1, 8):
+            m = self.pick(maps)
+            if isinstance(m.length, int) and isinstance(m.iova, Ref):
+                self.count(d, arg.name, "just past a mapping")
+                return Ref(m.iova.op, m.iova.field, m.iova.add + m.length)
+        if t.new and not self.odd(1, 4):
+            self.count(d, arg.name, "in the mock aperture")
+            return APERTURE_START + PAGE * self.ch.below(1024)
+        if maps and not self.odd(1, 4):
+            m = self.pick(maps)
+            off = self.pick((PAGE, MOCK_PAGE, -PAGE, 1)) if self.odd(1, 8) else 0
+            picked[arg.name] = Picked(m, off)
+            self.count(d, arg.name, "a mapping's" if not off else "a mapping's + offset")
+            if isinstance(m.iova, Ref):
+                return Ref(m.iova.op, m.iova.field, m.iova.add + off)
+            return (m.iova + off) % (1 << 64) if isinstance(m.iova, int) else m.iova
+        if not self.odd(1, 4):
+            self.count(d, arg.name, "in the mock aperture")
+            return APERTURE_START + PAGE * self.ch.below(64)
+        self.count(d, arg.name, "boundary")
+        return self.pick(IOVAS)
+
+    def length(self, prog: Program, d: OpDesc, arg: Arg, t: Len,
+               picked: dict[str, Any]) -> Value:
+        """Mostly the extent of what the related argument picked. The branch and a page
+        count are one decision, branch 0 taking the page count: a shrinker lowering
+        that one value lands on the smallest page count that matters, not on another
+        branch that happens to need fewer decisions."""
+        rel = picked.get(t.of)
+        r, count = divmod(self.ch.below(256), 64)
+        if isinstance(rel, Picked) and r < 3 and isinstance(rel.map.length, int):
+            self.count(d, arg.name, "the mapping's")
+            left = max(rel.map.length - max(rel.off, 0), 1)  # from the IOVA to the end
+            return (PAGE * (1 + count % max(left // PAGE, 1)), left, left,
+                    self.pick((left + PAGE, max(left - MOCK_PAGE, 1))))[r]
+        if isinstance(rel, Picked) and r < 3:
+            self.count(d, arg.name, "the mapping's")
+            return rel.map.length
+        if isinstance(rel, tuple) and r < 3:  # (buffer size, offset) of a Uptr
+            size, off = rel
+            rest = max(size - off, 1)
+            self.count(d, arg.name, "the buffer's")
+            return (PAGE * (1 + count % max(rest // PAGE, 1)), rest,
+                    self.pick((rest >> 1, rest + PAGE, rest - MOCK_PAGE)))[r]
+        if r == 0:
+            self.count(d, arg.name, "pages")
+            return PAGE * (1 + count)
+        if prog.buffers and r < 3:
+            self.count(d, arg.name, "a buffer's size")
+            return prog.buffers[self.ch.below(len(prog.buffers))].size >> self.ch.below(3)
+        self.count(d, arg.name, "boundary")
+        return self.pick(LENGTHS)
+
+    def uptr(self, prog: Program, d: OpDesc, arg: Arg, t: Uptr,
+             picked: dict[str, Any]) -> Value:
+        rel = picked.get(t.of)
+        if isinstance(rel, Picked) and rel.map.uptr is not None and self.chance(3, 4):
+            self.count(d, arg.name, "the mapping's memory")
+            u = rel.map.uptr
+            if isinstance(u, BufPtr) and rel.off:
+                return BufPtr(u.buf, u.offset + rel.off)  # the same place the IOVA moved to
+            return u
+        if not prog.buffers or self.odd(1, 15):
+            self.count(d, arg.name, "a raw address")
+            return self.pick(RAW_UPTRS)
+        good = [i for i, b in enumerate(prog.buffers) if b.kind in ("anon", "memfd", "hugetlb")
+                and not b.holes]
+        b = self.pick(good) if self.careful and good else self.ch.below(len(prog.buffers))
+        size = prog.buffers[b].size
+        if self.odd(1, 12):
+            self.count(d, arg.name, "crossing a buffer's end")
+            off = size - self.pick((PAGE, MOCK_PAGE, 1))
+        elif self.chance(3, 4):
+            self.count(d, arg.name, "a buffer")
+            off = 0
+        else:
+            self.count(d, arg.name, "inside a buffer")
+            off = self.pick((PAGE, MOCK_PAGE, 1, 64, size // 2 // PAGE * PAGE))
+        picked[arg.name] = (size, off)
+        return BufPtr(b, off)
+
+    def range(self) -> list[int]:
+        start = self.pick((0, APERTURE_START, 1 << 32, PAGE, HUGE_PAGE, MOCK_PAGE, 1))
+        length = self.pick((PAGE, 1 << 20, 1 << 30, MOCK_PAGE, 1, U64_MAX))
+        return [start, min(start + length - 1, U64_MAX)]
+
+    def fixed_iova(self, d: OpDesc, args: dict[str, Value]) -> None:
+        """An IOVA left out goes with the flag that says "choose one"; one given goes
+        with the flag that says "use it" - mostly; the mismatched pairs are paths too."""
+        for arg in d.args:
+            t = arg.type
+            if not isinstance(t, Iova) or not t.fixed:
+                continue
+            flag_arg, bit = t.fixed
+            flags = args.get(flag_arg)
+            if not isinstance(flags, int) or self.odd(1, 8):
+                continue
+            args[flag_arg] = flags | bit if arg.name in args else flags & ~bit
+
+    def malform(self, d: OpDesc, args: dict[str, Value]) -> None:
+        if d.call in ("iommufd", "test") and self.odd(1, 30):
+            args["size"] = self.pick((0, 4, 8, 16, 200))
+            self.count(d, "size", "malformed")
+            if self.chance(1, 2):
+                args["tail"] = 1
+
+
+def _order(arg: Arg) -> int:
+    """Objects first, then IOVAs (which look at the objects), then user pointers and
+    lengths (which look at both), then the rest."""
+    t = arg.type
+    if isinstance(t, Res):
+        return 0
+    if isinstance(t, Iova):
+        return 1
+    if isinstance(t, Uptr):
+        return 2
+    if isinstance(t, Len):
+        return 3
+    return 4
+
+
+def _ref_parts(r: Ref) -> tuple[int, str]:
+    return r.op, r.field
+
+
+def generate(seed: int, max_ops: int = 24, counts: Counts | None = None) -> Program:
+    return Generator(RandomChooser(seed), max_ops, counts).program()

@@ -1,0 +1,353 @@
+"""The program IR: buffers of user memory plus a list of ops with symbolic refs.
+
+A program is what every part of the fuzzer speaks: generators write it, the
+model and the kernel executor run it, the minimizer shrinks it, reproducers are
+printed from it. It serializes to a stable, readable JSON document:
+
+    {"version": 1,
+     "buffers": [{"size": 1048576, "kind": "anon", "seed": 3, "holes": [[4096, 4096]]}],
+     "ops": [{"op": "IOAS_ALLOC"},
+             {"op": "IOAS_MAP", "args": {"ioas_id": {"ref": 0, "field": "out_ioas_id"},
+                                         "user_va": {"buf": 0, "offset": 0},
+                                         "length": 65536, "flags": 6}}]}
+
+Argument values are an int, a Ref to an output field of an earlier op (plus an
+optional addend, wrapping at the field's width), a BufPtr (the address of a
+program buffer plus an offset), or, for Ranges arguments, a list of [start, last].
+An int must fit its field: [-2^(w-1), 2^w) for a field of w bits.
+
+Buffer i always lives at BUF_BASE + i * BUF_STRIDE, so user addresses - and the
+IOVA alignment the kernel derives from them - are the same in every run, in the
+model, and in the emitted reproducers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fuzz.prog.descriptions import OPS
+from fuzz.prog.limits import MAX_OPS, MAX_PROGRAM_BYTES, MAX_RANGES
+from fuzz.prog.types import COMMON_ARGS, COMMON_WIDTHS, OpDesc, Ranges
+
+SCHEMA_VERSION = 1
+BUF_BASE = 0x2000_0000_0000
+BUF_STRIDE = 1 << 32
+MAX_BUFFERS = 64
+MAX_BUFFER_SIZE = 1 << 30
+HUGE_PAGE = 2 << 20
+PAGE = 4096
+BUFFER_KINDS = ("anon", "hugetlb", "memfd", "readonly", "hole")
+
+
+class ProgramError(ValueError):
+    """A program that does not follow the schema; says where."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    op: int
+    field: str
+    add: int = 0
+
+
+@dataclass(frozen=True)
+class BufPtr:
+    buf: int
+    offset: int = 0
+
+
+Value = int | Ref | BufPtr | list
+
+
+@dataclass
+class Buffer:
+    """User memory. kind: anon (private anonymous), hugetlb (2M pages),
+    memfd (shared memfd mapping), readonly (PROT_READ anon), hole (nothing
+    mapped at all). holes: [offset, length] page ranges unmapped afterwards.
+    Contents start as pattern_bytes(seed, ...)."""
+
+    size: int
+    kind: str = "anon"
+    seed: int = 0
+    holes: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class Op:
+    name: str
+    args: dict[str, Value] = field(default_factory=dict)
+
+    @property
+    def desc(self) -> OpDesc:
+        return OPS[self.name]
+
+    spec = desc  # the name older callers use
+
+
+@dataclass
+class Program:
+    ops: list[Op] = field(default_factory=list)
+    buffers: list[Buffer] = field(default_factory=list)
+
+    # -- JSON -------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        bufs = []
+        for b in self.buffers:
+            d: dict[str, Any] = {"size": b.size, "kind": b.kind, "seed": b.seed}
+            if b.holes:
+                d["holes"] = [list(h) for h in b.holes]
+            bufs.append(d)
+        ops = []
+        for op in self.ops:
+            d = {"op": op.name}
+            if op.args:
+                d["args"] = {k: _value_to_json(v) for k, v in op.args.items()}
+            ops.append(d)
+        return {"version": SCHEMA_VERSION, "buffers": bufs, "ops": ops}
+
+    def dumps(self) -> str:
+        """One buffer or op per line: diffs and mails stay readable."""
+        doc = self.to_json()
+        lines = [f'{{"version": {doc["version"]},', ' "buffers": [']
+        lines += ["  " + json.dumps(b) + ("," if i < len(doc["buffers"]) - 1 else "")
+                  for i, b in enumerate(doc["buffers"])]
+        lines += [" ],", ' "ops": [']
+        lines += ["  " + json.dumps(o) + ("," if i < len(doc["ops"]) - 1 else "")
+                  for i, o in enumerate(doc["ops"])]
+        lines += [" ]", "}"]
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_json(cls, doc: Any, where: str = "<program>") -> Program:
+        if not isinstance(doc, dict):
+            raise ProgramError(f"{where}: a program is a JSON object")
+        version = doc.get("version")
+        if type(version) is not int or version != SCHEMA_VERSION:
+            raise ProgramError(f"{where}: unsupported version {version!r} "
+                               f"(this fuzzer reads version {SCHEMA_VERSION})")
+        unknown = set(doc) - {"version", "buffers", "ops"}
+        if unknown:
+            raise ProgramError(f"{where}: unknown top-level keys {sorted(unknown)}")
+        bufs = []
+        for i, b in enumerate(_list(doc.get("buffers", []), f"{where}: buffers")):
+            bw = f"{where}: buffer {i}"
+            if not isinstance(b, dict) or set(b) - {"size", "kind", "seed", "holes"}:
+                raise ProgramError(f"{bw}: expected {{size, kind, seed, holes}}")
+            holes = []
+            for h in _list(b.get("holes", []), f"{bw}: holes"):
+                pair = _list(h, f"{bw}: hole")
+                if len(pair) != 2:
+                    raise ProgramError(f"{bw}: a hole is [offset, length], got {h!r}")
+                holes.append((_int(pair[0], f"{bw}: hole"), _int(pair[1], f"{bw}: hole")))
+            kind = b.get("kind", "anon")
+            if not isinstance(kind, str):
+                raise ProgramError(f"{bw}: kind must be a string, got {kind!r}")
+            bufs.append(Buffer(_int(b.get("size"), f"{bw}: size"), kind,
+                               _int(b.get("seed", 0), f"{bw}: seed"), holes))
+        raw_ops = _list(doc.get("ops"), f"{where}: ops")
+        if len(raw_ops) > MAX_OPS:
+            raise ProgramError(f"{where}: {len(raw_ops)} ops, at most {MAX_OPS}")
+        ops = []
+        for i, o in enumerate(raw_ops):
+            ow = f"{where}: op {i}"
+            if not isinstance(o, dict) or "op" not in o or set(o) - {"op", "args"}:
+                raise ProgramError(f"{ow}: expected {{\"op\": NAME, \"args\": {{...}}}}")
+            name = o["op"]
+            if not isinstance(name, str):
+                raise ProgramError(f"{ow}: the op name must be a string, got {name!r}")
+            args = o.get("args", {})
+            if not isinstance(args, dict):
+                raise ProgramError(f"{ow} ({name}): args must be an object")
+            ops.append(Op(name, {k: _value_from_json(v, f"{ow} ({name}).{k}")
+                                 for k, v in args.items()}))
+        prog = cls(ops, bufs)
+        prog.validate(where)
+        return prog
+
+    @classmethod
+    def loads(cls, text: str, where: str = "<program>") -> Program:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ProgramError(f"{where}: not valid JSON: {e}") from None
+        except (RecursionError, ValueError) as e:  # deep nesting, 5000-digit integers
+            raise ProgramError(f"{where}: not a program: {e}") from None
+        return cls.from_json(doc, where)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Program:
+        p = Path(path)
+        try:
+            st = os.stat(p)
+            if not stat.S_ISREG(st.st_mode):
+                raise ProgramError(f"{p}: not a regular file")
+            if st.st_size > MAX_PROGRAM_BYTES:
+                raise ProgramError(f"{p}: {st.st_size} bytes, a program file has at most "
+                                   f"{MAX_PROGRAM_BYTES}")
+            data = p.read_bytes()
+        except OSError as e:
+            raise ProgramError(f"{p}: cannot read: {e.strerror}") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ProgramError(f"{p}: not UTF-8 text (byte {e.start})") from None
+        return cls.loads(text, str(p))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        atomic_write(Path(path), self.dumps().encode())
+
+    # -- checks -----------------------------------------------------------
+    def validate(self, where: str = "<program>") -> None:
+        if len(self.buffers) > MAX_BUFFERS:
+            raise ProgramError(f"{where}: at most {MAX_BUFFERS} buffers")
+        for i, b in enumerate(self.buffers):
+            bw = f"{where}: buffer {i}"
+            if b.kind not in BUFFER_KINDS:
+                raise ProgramError(f"{bw}: unknown kind {b.kind!r} (one of {BUFFER_KINDS})")
+            unit = HUGE_PAGE if b.kind == "hugetlb" else PAGE
+            if not 0 < b.size <= MAX_BUFFER_SIZE or b.size % unit:
+                raise ProgramError(f"{bw}: size {b.size} must be a positive multiple of {unit}"
+                                   f" up to {MAX_BUFFER_SIZE}")
+            if not 0 <= b.seed < 256:
+                raise ProgramError(f"{bw}: seed {b.seed} is not a byte (0..255)")
+            for off, ln in b.holes:
+                if off % unit or ln % unit or ln <= 0 or off < 0 or off + ln > b.size:
+                    raise ProgramError(f"{bw}: hole [{off}, {ln}] is not {unit}-aligned "
+                                       "inside the buffer")
+        for i, op in enumerate(self.ops):
+            ow = f"{where}: op {i} ({op.name})"
+            desc = OPS.get(op.name)
+            if desc is None:
+                raise ProgramError(f"{where}: op {i}: unknown op {op.name!r}")
+            for k, v in op.args.items():
+                arg = desc.arg(k)
+                if arg is None and (k not in COMMON_ARGS or not desc.is_struct):
+                    raise ProgramError(f"{ow}: unknown argument {k!r} "
+                                       f"(expected one of {[x.name for x in desc.args]})")
+                if arg is None and k in ("size", "argsz") and k != desc.size_field:
+                    raise ProgramError(f"{ow}: {desc.name} takes {desc.size_field}, not {k!r}")
+                width = arg.width if arg is not None else COMMON_WIDTHS[k]
+                is_ranges = arg is not None and isinstance(arg.type, Ranges)
+                self._check_value(v, width, is_ranges, i, f"{ow}.{k}")
+
+    def _check_value(self, v: Value, width: int, is_ranges: bool, op_index: int,
+                     where: str) -> None:
+        if isinstance(v, bool):
+            raise ProgramError(f"{where}: booleans are not values")
+        if isinstance(v, int):
+            bits = 8 * width
+            if not -(1 << (bits - 1)) <= v < (1 << bits):
+                raise ProgramError(f"{where}: {v} does not fit the field's {bits} bits")
+        elif isinstance(v, Ref):
+            if not 0 <= v.op < op_index:
+                raise ProgramError(f"{where}: ref to op {v.op}, which does not come earlier")
+            target = OPS[self.ops[v.op].name]
+            out = target.out(v.field)
+            if out is None or out.decode not in ("int", "ret"):
+                raise ProgramError(f"{where}: op {v.op} ({target.name}) has no integer "
+                                   f"output {v.field!r} (outputs: {list(target.outputs)})")
+            if not -(1 << 63) <= v.add < (1 << 64):
+                raise ProgramError(f"{where}: add {v.add} does not fit 64 bits")
+        elif isinstance(v, BufPtr):
+            if not 0 <= v.buf < len(self.buffers):
+                raise ProgramError(f"{where}: buffer {v.buf} does not exist")
+            if not -(1 << 63) <= v.offset < (1 << 64):
+                raise ProgramError(f"{where}: offset {v.offset} does not fit 64 bits")
+        elif isinstance(v, list):
+            if not is_ranges:
+                raise ProgramError(f"{where}: a list is only allowed for ranges")
+            if len(v) > MAX_RANGES:
+                raise ProgramError(f"{where}: {len(v)} ranges, at most {MAX_RANGES}")
+            for r in v:
+                if not (isinstance(r, (list, tuple)) and len(r) == 2
+                        and all(type(x) is int and 0 <= x < 1 << 64 for x in r)):
+                    raise ProgramError(f"{where}: ranges are [start, last] pairs of u64")
+        else:
+            raise ProgramError(f"{where}: unsupported value {v!r}")
+
+
+def buffer_address(index: int) -> int:
+    return BUF_BASE + index * BUF_STRIDE
+
+
+_PATTERN_PERIOD = 251
+
+
+def pattern_bytes(seed: int, offset: int, length: int) -> bytes:
+    """Initial contents of a buffer: byte k is ((k % 251) * 37 + seed) & 0xff.
+    The guest executor fills buffers with the same formula in C."""
+    block = bytes(((k * 37) + seed) & 0xFF for k in range(_PATTERN_PERIOD))
+    start = offset % _PATTERN_PERIOD
+    reps = (start + length) // _PATTERN_PERIOD + 1
+    return (block * reps)[start:start + length]
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write-then-rename in the same directory, fsynced: a crash leaves the old
+    file or the new one, never half of either. Files are shareable (0644 by
+    default), not mkstemp's 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _value_to_json(v: Value) -> Any:
+    if isinstance(v, Ref):
+        d: dict[str, Any] = {"ref": v.op, "field": v.field}
+        if v.add:
+            d["add"] = v.add
+        return d
+    if isinstance(v, BufPtr):
+        return {"buf": v.buf, "offset": v.offset}
+    if isinstance(v, list):
+        return [list(r) for r in v]
+    return v
+
+
+def _value_from_json(v: Any, where: str) -> Value:
+    if isinstance(v, dict):
+        if set(v) <= {"ref", "field", "add"} and "ref" in v and "field" in v:
+            if not isinstance(v["field"], str):
+                raise ProgramError(f"{where}: a ref's field is a name, got {v['field']!r}")
+            return Ref(_int(v["ref"], where), v["field"], _int(v.get("add", 0), where))
+        if set(v) <= {"buf", "offset"} and "buf" in v:
+            return BufPtr(_int(v["buf"], where), _int(v.get("offset", 0), where))
+        raise ProgramError(f"{where}: expected {{ref, field[, add]}} or {{buf[, offset]}}, got {v}")
+    if isinstance(v, list):
+        return [[_int(x, where) for x in _list(r, where)] for r in v]
+    return _int(v, where)
+
+
+def _int(v: Any, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ProgramError(f"{where}: expected an integer, got {_short(v)}")
+    return v
+
+
+def _list(v: Any, where: str) -> list:
+    if not isinstance(v, list):
+        raise ProgramError(f"{where}: expected a list, got {type(v).__name__}")
+    return v
+
+
+def _short(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 80 else s[:77] + "..."

@@ -1,0 +1,27 @@
+"""Limits the encoder, the executor, the model and the reproducers must agree on,
+each defined once. None of these is a uAPI constant (those are in fuzz.uapi)."""
+
+from __future__ import annotations
+
+# A struct op gets max(sizeof, size, sizeof + extra_space) bytes of real memory, at
+# most this much; past that the kernel reads whatever follows in the arena.
+MAX_STRUCT = 1 << 16
+# Side arrays (IOVA range lists) longer than this are not materialized.
+MAX_SIDE_ENTRIES = 4096
+# The executor captures at most this many bytes per op (ACCESS_RW's "data")...
+CAPTURE_MAX = 1 << 16
+# ... and this many per program; a capture that does not fit what is left is empty.
+CAPTURE_ROOM = 1 << 22
+# The executor's prologue resets the selftest's global temp memory limit to the
+# value selftest.c starts with, so every program sees the same limit.
+TEST_MEMORY_LIMIT_DEFAULT = 65536
+# fds a program can own at once (the executor's table; later ones are not closed
+# for it, so they stay open until the program ends with the iommufd).
+MAX_FDS = 256
+# KCOV words the executor returns per program by default.
+PCS_CAP = 1 << 20
+
+# What a program file may ask for (fuzz.prog.ir checks these on load).
+MAX_OPS = 4096
+MAX_PROGRAM_BYTES = 8 << 20
+MAX_RANGES = 1 << 16  # entries of one "ranges" argument

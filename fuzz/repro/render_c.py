@@ -1,0 +1,329 @@
+"""repro.c: the walk (fuzz/repro/walk.py) spelled in C; `gcc repro.c` needs no
+kernel headers (the uAPI structs are inlined from fuzz.uapi's cdef text)."""
+
+from __future__ import annotations
+
+import errno as _errno
+import json
+import re
+from pathlib import Path
+
+from fuzz import uapi
+from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
+from fuzz.prog.limits import CAPTURE_MAX, MAX_FDS, MAX_OPS, TEST_MEMORY_LIMIT_DEFAULT
+from fuzz.prog.types import TEST
+from fuzz.repro.cstructs import cdef_blocks, needed_structs
+from fuzz.repro.expect import Expectation, canon
+from fuzz.repro.walk import OpPlan, io_form, render
+from fuzz.result import OpResult
+
+RUNTIME = Path(__file__).with_name("runtime.c")
+_CONSTANTS = re.compile(r"/\* --- constants:.*?/\* --- end of constants --- \*/\n", re.S)
+
+
+def runtime_constants() -> dict[str, int]:
+    """What the runtime's block of constants must say."""
+    return {"CAPTURE_MAX": CAPTURE_MAX, "MAX_OPS": MAX_OPS, "MAX_FDS": MAX_FDS,
+            "VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE": uapi.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+            "VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL": uapi.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL}
+
+
+def runtime_text() -> str:
+    """fuzz/repro/runtime.c without its header comment, constants from their sources."""
+    text = RUNTIME.read_text()
+    text = text[text.index("*/") + 2:].lstrip("\n")
+    block = ("/* constants (from fuzz.uapi and fuzz.prog.limits) */\n"
+             + "".join(f"#define {k} {v}\n" for k, v in runtime_constants().items()))
+    return _CONSTANTS.sub(block, text)
+
+
+def c_int(v: int, width: int = 8) -> str:
+    v %= 1 << (8 * width)
+    if v <= 9:
+        return str(v)
+    return f"{v:#x}" + ("ULL" if v > 0x7FFFFFFF else "")
+
+
+def c_string(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid C string literal for printable text
+
+
+class CRenderer:
+    def __init__(self) -> None:
+        self.head: list[str] = []
+        self.body: list[str] = []
+        self.plans: list[OpPlan] = []
+
+    # -- values ---------------------------------------------------------------------
+    @staticmethod
+    def lvalue(p: OpPlan, path: str) -> str:
+        return f"{p.var}.s.{path}" if p.wrapped else f"{p.var}.{path}"
+
+    def value(self, v: Value, width: int) -> str:
+        if isinstance(v, Ref):
+            src = self.plans[v.op]
+            out = src.desc.out(v.field)
+            expr = f"ret[{v.op}]" if out is not None and out.decode == "ret" \
+                else self.lvalue(src, src.desc.path(v.field))
+            if v.add:
+                expr = f"(uint64_t){expr} " + (f"+ {c_int(v.add)}" if v.add > 0
+                                              else f"- {c_int(-v.add)}")
+            return expr
+        if isinstance(v, BufPtr):
+            return f"BUF{v.buf}" + (f" + {c_int(v.offset)}" if v.offset else "")
+        assert isinstance(v, int), v
+        return c_int(v, width)
+
+    @staticmethod
+    def side_var(p: OpPlan, field: str) -> str:
+        return f"{p.var}_{field.rsplit('.', 1)[-1]}"
+
+    # -- the walk ---------------------------------------------------------------------
+    def begin(self, header: list[str], prog: Program, plans: list[OpPlan],
+              exp: Expectation | None) -> None:
+        self.plans = plans
+        L = self.head
+        L += ["/*", *(f" * {ln}" for ln in header), " *",
+              " * Build: gcc repro.c -o repro      (no kernel headers needed: the 6.12 uAPI",
+              " * structs are inlined below). Run as root on a kernel with "
+              "CONFIG_IOMMUFD_TEST=y.",
+              " * Prints one line per op, then REPRODUCED: <signature> (exit 1) or NOT "
+              "REPRODUCED", " * (exit 0).", " */"]
+        L.append(runtime_text())
+        structs = {"struct iommu_test_cmd"}  # the prologue
+        for p in plans:
+            if p.struct is not None:
+                structs.add(p.desc.struct)
+                structs.update(s.ctype for s in p.struct.sides)
+        L.append("/* uAPI structs from include/uapi/linux/iommufd.h, vfio.h and "
+                 "drivers/iommu/iommufd/iommufd_test.h (6.12) */")
+        blocks = cdef_blocks()
+        for n in needed_structs(structs):
+            L += [blocks[n], ""]
+        L.append("/* ioctl requests: _IO(';', nr) - iommufd and vfio structs carry their own "
+                 "size */")
+        reqs = {p.desc.request for p in plans if p.desc.request} | {"IOMMU_TEST_CMD"}
+        for n in sorted(reqs):
+            L.append(f"#define {n} {uapi.request(n):#x} /* {io_form(uapi.request(n))} */")
+        tops = sorted({p.desc.test_op for p in plans if p.desc.call == TEST}
+                      | {"IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT"})
+        L += [f"#define {n} {uapi.test_op(n)}" for n in tops]
+        for bi in range(len(prog.buffers)):
+            L.append(f"#define BUF{bi} {BUF_BASE + bi * BUF_STRIDE:#x}ULL")
+        L += ["", "int main(void)", "{"]
+        self.body += [f"int fd, nfds = 0, fds[{MAX_FDS}];", "out = fdopen(dup(1), \"w\");",
+                      "setvbuf(out, NULL, _IOLBF, 0);"]
+
+    def buffers(self, buffers: list[Buffer]) -> None:
+        B = self.body
+        if buffers:
+            B += ["", "/* buffers: the same fixed addresses, kinds, contents and holes as the "
+                  "fuzzer's */"]
+        for bi, b in enumerate(buffers):
+            B.append(f"map_buffer(BUF{bi}, {c_int(b.size)}, \"{b.kind}\", {b.seed});")
+            for o, n in b.holes:
+                B.append(f"munmap((void *)(uintptr_t)(BUF{bi} + {c_int(o)}), {c_int(n)});")
+
+    def open_iommufd(self, read_kmsg: bool) -> None:
+        B = self.body
+        if read_kmsg:
+            B += ["", "/* the kernel log from here on is where a splat would show */",
+                  "int kmsg = open(\"/dev/kmsg\", O_RDONLY | O_NONBLOCK);",
+                  "lseek(kmsg, 0, SEEK_END);"]
+        B += ["", "fd = open(\"/dev/iommu\", O_RDWR);", "if (fd < 0)",
+              "\tdie(\"open /dev/iommu\");", "",
+              "/* the executor's prologue: reset the selftest's global temp memory limit */",
+              "struct iommu_test_cmd prologue = {", "\t.size = sizeof(struct iommu_test_cmd),",
+              "\t.op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,",
+              f"\t.memory_limit = {{ .limit = {TEST_MEMORY_LIMIT_DEFAULT} }},", "};",
+              "ioctl(fd, IOMMU_TEST_CMD, &prologue);"]
+
+    def op_comment(self, p: OpPlan, lines: list[str]) -> None:
+        self.body += ["", f"/* -- op {p.index}: {p.name} " + "-" * max(0, 56 - len(p.name))
+                      + " */"]
+        self.body += [f"/* {ln} */" for ln in lines]
+
+    def initializer(self, p: OpPlan) -> list[str]:
+        """Designated initializer lines; union members ("access_rw.iova") nest."""
+        sp = p.struct
+        assert sp is not None
+        top: list[tuple[str, str]] = []
+        nested: dict[str, list[tuple[str, str]]] = {}
+        sf = p.desc.size_field
+        if sp.size_is_default:
+            top.append((sf, f"sizeof({p.desc.struct})" + (f" + {sp.extra}" if sp.extra else "")))
+        else:
+            top.append((sf, self.value(sp.size, 4) + f" /* sizeof is {sp.natural} */"))
+        if p.desc.call == TEST:
+            top.append(("op", p.desc.test_op))
+        for s in sp.sides:
+            if s.points:
+                top.append((s.field, f"(uintptr_t){self.side_var(p, s.field)}"))
+        for f in p.fields:
+            val = self.value(f.value, f.width) + (f" /* {f.comment} */" if f.comment else "")
+            if "." in f.path:
+                head, rest = f.path.split(".", 1)
+                nested.setdefault(head, []).append((rest, val))
+            else:
+                top.append((f.path, val))
+        lines = [f"\t.{k} = {v}," for k, v in top]
+        for head, items in nested.items():
+            lines.append(f"\t.{head} = {{")
+            lines += [f"\t\t.{k} = {v}," for k, v in items]
+            lines.append("\t},")
+        return lines
+
+    def struct_op(self, p: OpPlan) -> None:
+        B = self.body
+        sp = p.struct
+        assert sp is not None
+        i = p.index
+        for s in sp.sides:
+            sv = self.side_var(p, s.field)
+            if s.items:
+                B.append(f"{s.ctype} {sv}[{s.alloc}] = {{")
+                B += ["\t{ " + ", ".join(c_int(x) for x in it) + " }," for it in s.items]
+                B.append("};")
+            else:
+                B.append(f"{s.ctype} {sv}[{s.alloc}] = {{ 0 }}; /* the array the kernel fills */")
+        if p.wrapped:
+            more = " /* room for the capability chain */" if sp.extra else ""
+            B += ["struct {", f"\t{p.desc.struct} s;",
+                  f"\tunsigned char more[{sp.real - sp.natural}];{more}",
+                  f"}} {p.var} = {{ .s = {{"]
+            B += ["\t" + ln for ln in self.initializer(p)]
+            B.append("} };")
+        else:
+            B.append(f"{p.desc.struct} {p.var} = {{")
+            B += self.initializer(p)
+            B.append("};")
+        if sp.tail_len:
+            B += ["/* nonzero bytes past the natural end: copy_struct_from_user's E2BIG check */",
+                  f"memset((unsigned char *)&{p.var} + {sp.natural}, {sp.tail:#x}, "
+                  f"{sp.tail_len});"]
+        B.append(f"done({i}, \"{p.name}\", ioctl(fd, {p.desc.request}, &{p.var}));")
+        cap = p.desc.capture
+        if cap is not None:
+            B += [f"static unsigned char data{i}[CAPTURE_MAX];",
+                  f"size_t data{i}_len = err[{i}] ? 0 : capture({self.lvalue(p, cap.uptr)}, "
+                  f"{self.lvalue(p, cap.length)}, data{i});"]
+        for o in p.desc.outs:
+            if o.is_fd:
+                B += [f"if (!err[{i}] && nfds < {MAX_FDS})",
+                      f"\tfds[nfds++] = {self.lvalue(p, p.desc.path(o.name))};"]
+
+    def value_op(self, p: OpPlan) -> None:
+        f = p.fields[0] if p.fields else None
+        v = self.value(f.value, 8) if f else "0"
+        self.body.append(f"done({p.index}, \"{p.name}\", ioctl(fd, {p.desc.request}, "
+                         f"(unsigned long){v}));" + (f" /* {f.comment} */" if f and f.comment
+                                                     else ""))
+
+    def close_op(self, p: OpPlan) -> None:
+        v = self.value(p.fields[0].value, 4) if p.fields else "0"
+        self.body.append(f"done({p.index}, \"{p.name}\", close_own((int){v}, fds, &nfds));")
+
+    def ranges_expr(self, p: OpPlan, name: str) -> str:
+        o = p.desc.out(name)
+        assert o is not None and p.struct is not None
+        s = p.struct.side(p.desc.path(o.array))
+        assert s is not None
+        valid = " || ".join([f"err[{p.index}] == 0"] + [
+            f"err[{p.index}] == {_errno.errorcode[e]}" for e in o.also_on])
+        return (f"canon_ranges((const uint64_t *){self.side_var(p, s.field)}, "
+                f"{self.lvalue(p, p.desc.path(o.count))}, {s.entries}, {valid})")
+
+    def outputs(self, p: OpPlan) -> None:
+        B = self.body
+        i = p.index
+        for o in p.desc.outs:
+            if o.decode == "ret":
+                continue
+            if o.decode == "data":
+                B.append(f'show_data("{o.name}", data{i}, data{i}_len);')
+            elif o.decode == "ranges":
+                B.append(f'show_str("{o.name}", {self.ranges_expr(p, o.name)});')
+            elif o.decode == "caps":
+                assert p.struct is not None
+                B.append(f'show_str("{o.name}", err[{i}] ? "" : read_caps('
+                         f"(unsigned char *)&{p.var}, {p.struct.real}, "
+                         f"{self.lvalue(p, 'cap_offset')}));")
+            else:
+                B.append(f'show_u64("{o.name}", {self.lvalue(p, p.desc.path(o.name))});')
+        B.append('fprintf(out, "\\n");')
+
+    def remember(self, p: OpPlan, exp: Expectation) -> None:
+        """The checked value right after the op (strbuf is reused later)."""
+        f = exp.field or "errno"
+        i = p.index
+        o = p.desc.out(f)
+        if f == "errno":
+            self.body.append(f"long long got = err[{i}];")
+        elif o is None or o.decode == "ret":
+            self.body.append(f"long long got = ret[{i}];")
+        elif o.decode == "data":
+            self.body += ["static char got[2 * CAPTURE_MAX + 1];",
+                          f"snprintf(got, sizeof(got), \"%s\", hex(data{i}, data{i}_len));"]
+        elif o.decode == "ranges":
+            self.body += ["static char got[sizeof(strbuf)];",
+                          f"snprintf(got, sizeof(got), \"%s\", {self.ranges_expr(p, f)});"]
+        elif o.decode == "caps":
+            assert p.struct is not None
+            self.body += ["static char got[sizeof(strbuf)];",
+                          f"snprintf(got, sizeof(got), \"%s\", read_caps((unsigned char *)&"
+                          f"{p.var}, {p.struct.real}, {self.lvalue(p, 'cap_offset')}));"]
+        else:
+            self.body.append(f"unsigned long long got = {self.lvalue(p, p.desc.path(f))};")
+
+    def teardown(self) -> None:
+        self.body += ["", "/* teardown, in the executor's order: the fds the program got, then "
+                      "the iommufd */", "for (int k = 0; k < nfds; k++)", "\tif (fds[k] != fd)",
+                      "\t\tclose(fds[k]);", "close(fd);", ""]
+
+    def verdict_none(self) -> None:
+        self.body.append("return 0;")
+
+    def verdict_missing(self, exp: Expectation) -> None:
+        self.body += [f"fprintf(out, \"NOT REPRODUCED: op {exp.op} is not in this program\\n\");",
+                      "return 0;"]
+
+    def verdict_mismatch(self, exp: Expectation) -> None:
+        B = self.body
+        sig = c_string(exp.signature)
+        f = exp.field or "errno"
+        if f in ("data", "ranges", "caps"):
+            B += [f"const char *model = {c_string(canon(f, exp.model))}; "
+                  "/* what the reference model expects */",
+                  f"fprintf(out, \"op {exp.op} {exp.name}.{f}: kernel %s, model expects "
+                  f"%s\\n\", got, model);", "if (strcmp(got, model)) {"]
+        else:
+            model, kernel = int(exp.model or 0), int(exp.kernel or 0)
+            if f == "errno":
+                cond = f"got != {model} && got == {kernel}"
+                B.append(f"/* the model expects errno {model}, the kernel answered {kernel} */")
+            else:
+                cond = f"got != {c_int(model)}"
+                B.append(f"/* the model expects {c_int(model)} */")
+            B += [f"fprintf(out, \"op {exp.op} {exp.name}.{f}: kernel 0x%llx, model expects "
+                  f"0x%llx\\n\", (unsigned long long)got, (unsigned long long){c_int(model)});",
+                  f"if ({cond}) {{"]
+        B += [f"\tfprintf(out, \"REPRODUCED: %s\\n\", {sig});", "\treturn 1;", "}",
+              "fprintf(out, \"NOT REPRODUCED\\n\");", "return 0;"]
+
+    def verdict_splat(self, exp: Expectation) -> None:
+        sig = c_string(exp.signature)
+        keys = ", ".join(c_string(k) for k in exp.keys)
+        self.body += [f"/* from the splat title {c_string(exp.title)[1:-1]} */",
+                      f"const char *keys[] = {{ {keys} }};", "const char *log = read_kmsg(kmsg);",
+                      "int found = 1;", f"for (unsigned k = 0; k < {len(exp.keys)}; k++)",
+                      "\tfound &= strstr(log, keys[k]) != NULL;", "fputs(log, out);",
+                      "if (found) {", f"\tfprintf(out, \"REPRODUCED: %s\\n\", {sig});",
+                      "\treturn 1;", "}", "fprintf(out, \"NOT REPRODUCED\\n\");", "return 0;"]
+
+    def text(self) -> str:
+        return "\n".join(self.head + ["\t" + ln if ln else "" for ln in self.body] + ["}"]) + "\n"
+
+
+def emit_c(prog: Program, exp: Expectation | None = None,
+           expected: list[OpResult] | None = None) -> str:
+    return render(CRenderer(), prog, exp, expected)

@@ -1,0 +1,257 @@
+"""repro.py: the walk (fuzz/repro/walk.py) spelled in Python, standard library only."""
+
+from __future__ import annotations
+
+import errno as _errno
+import re
+from pathlib import Path
+from typing import Any
+
+from fuzz import uapi
+from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
+from fuzz.prog.limits import CAPTURE_MAX, TEST_MEMORY_LIMIT_DEFAULT
+from fuzz.prog.types import TEST
+from fuzz.repro.cstructs import ctypes_classes, needed_structs
+from fuzz.repro.expect import Expectation, canon, hexish
+from fuzz.repro.walk import OpPlan, io_form, render
+from fuzz.result import OpResult
+
+RUNTIME = Path(__file__).with_name("runtime.py")
+_CONSTANTS = re.compile(r"# --- constants:.*?# --- end of constants ---\n", re.S)
+
+
+def runtime_constants() -> dict[str, int]:
+    """What the runtime's block of constants must say."""
+    return {"CAPTURE_MAX": CAPTURE_MAX,
+            "VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE": uapi.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+            "VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL": uapi.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL}
+
+
+def runtime_text() -> str:
+    """fuzz/repro/runtime.py without its docstring, constants from their sources."""
+    text = RUNTIME.read_text()
+    text = text[text.index('"""', 3) + 3:].lstrip("\n")
+    block = ("# constants (from fuzz.uapi and fuzz.prog.limits)\n"
+             + "".join(f"{k} = {v}\n" for k, v in runtime_constants().items()))
+    return _CONSTANTS.sub(block, text)
+
+
+class PyRenderer:
+    def __init__(self) -> None:
+        self.head: list[str] = []
+        self.body: list[str] = []
+        self.plans: list[OpPlan] = []
+
+    # -- values ---------------------------------------------------------------------
+    def value(self, v: Value) -> str:
+        if isinstance(v, Ref):
+            src = self.plans[v.op]
+            out = src.desc.out(v.field)
+            expr = f"r{v.op}.ret" if out is not None and out.decode == "ret" \
+                else f"{src.var}.{src.desc.path(v.field)}"
+            if v.add:
+                expr += f" + {hexish(v.add)}" if v.add > 0 else f" - {hexish(-v.add)}"
+            return expr
+        if isinstance(v, BufPtr):
+            return f"BUF{v.buf}" + (f" + {hexish(v.offset)}" if v.offset else "")
+        assert isinstance(v, int), v
+        return hexish(v)
+
+    @staticmethod
+    def side_var(p: OpPlan, field: str) -> str:
+        return f"{p.var}_{field.rsplit('.', 1)[-1]}"
+
+    # -- the walk ---------------------------------------------------------------------
+    def begin(self, header: list[str], prog: Program, plans: list[OpPlan],
+              exp: Expectation | None) -> None:
+        self.plans = plans
+        L = self.head
+        L += ["#!/usr/bin/env python3", '"""' + header[0], *header[1:], "",
+              "Run as root on a kernel with CONFIG_IOMMUFD_TEST=y:   python3 repro.py",
+              "Prints one line per op (errno, outputs), then REPRODUCED: <signature> and "
+              "exits 1,", "or NOT REPRODUCED and exits 0. Standard library only.", '"""', ""]
+        L.append(runtime_text().rstrip())
+        reqs = {p.desc.request for p in plans if p.desc.request} | {"IOMMU_TEST_CMD"}
+        L.append("\n# ioctl requests: _IO(';', nr); iommufd and vfio structs carry their own size")
+        for n in sorted(reqs):
+            L.append(f"{n} = {uapi.request(n):#x}  # {io_form(uapi.request(n))}")
+        tops = sorted({p.desc.test_op for p in plans if p.desc.call == TEST}
+                      | {"IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT"})
+        L += [f"{n} = {uapi.test_op(n)}" for n in tops]
+        structs = {"struct iommu_test_cmd"}  # the prologue
+        for p in plans:
+            if p.struct is not None:
+                structs.add(p.desc.struct)
+                structs.update(s.ctype for s in p.struct.sides)
+        L.append("\n\n# uAPI structs (include/uapi/linux/iommufd.h, vfio.h, "
+                 "drivers/iommu/iommufd/iommufd_test.h, 6.12)")
+        L.append(ctypes_classes(needed_structs(structs)))
+        L += ["", "", "def main():"]
+
+    def buffers(self, buffers: list[Buffer]) -> None:
+        B = self.body
+        if buffers:
+            B.append("# buffers: the same fixed addresses, kinds, contents and holes as the "
+                     "fuzzer's")
+        for bi in range(len(buffers)):
+            B.append(f"BUF{bi} = {BUF_BASE + bi * BUF_STRIDE:#x}")
+        for bi, b in enumerate(buffers):
+            holes = "[" + ", ".join(f"({o:#x}, {n:#x})" for o, n in b.holes) + "]"
+            B.append(f"map_buffer({bi}, BUF{bi}, {b.size:#x}, {b.kind!r}, {b.seed}, {holes})")
+
+    def open_iommufd(self, read_kmsg: bool) -> None:
+        B = self.body
+        if read_kmsg:
+            B += ["", "# the kernel log from here on is where a splat would show",
+                  "kmsg = os.open('/dev/kmsg', os.O_RDONLY | os.O_NONBLOCK)",
+                  "os.lseek(kmsg, 0, os.SEEK_END)"]
+        B += ["", "fd = os.open('/dev/iommu', os.O_RDWR)",
+              "own_fds = []  # fds the program got back: closed at the end, as the executor does",
+              "", "# the executor's prologue: reset the selftest's global temp memory limit",
+              "prologue = new(iommu_test_cmd)",
+              "prologue.size = ctypes.sizeof(iommu_test_cmd)",
+              "prologue.op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT",
+              f"prologue.memory_limit.limit = {TEST_MEMORY_LIMIT_DEFAULT}",
+              "libc.ioctl(fd, IOMMU_TEST_CMD, ctypes.addressof(prologue))"]
+
+    def op_comment(self, p: OpPlan, lines: list[str]) -> None:
+        self.body += ["", f"# -- op {p.index}: {p.name} " + "-" * max(0, 60 - len(p.name))]
+        self.body += [f"# {ln}" for ln in lines]
+
+    def struct_op(self, p: OpPlan) -> None:
+        B = self.body
+        sp = p.struct
+        assert sp is not None
+        cls = p.desc.struct.split()[1]
+        B.append(f"{p.var} = new({cls}" + (f", {sp.real})  # {sp.real} bytes of memory"
+                                           if p.wrapped else ")"))
+        sf = p.desc.size_field
+        if sp.size_is_default:
+            B.append(f"{p.var}.{sf} = ctypes.sizeof({cls})"
+                     + (f" + {sp.extra}" if sp.extra else ""))
+        else:
+            B.append(f"{p.var}.{sf} = {self.value(sp.size)}  # sizeof is {sp.natural}")
+        if sp.tail_len:
+            B.append(f"fill_tail({p.var}, {sp.natural}, {sp.tail_len}, {sp.tail:#x})")
+        if p.desc.call == TEST:
+            B.append(f"{p.var}.op = {p.desc.test_op}")
+        for s in sp.sides:
+            ctype = s.ctype.split()[1]
+            sv = self.side_var(p, s.field)
+            items = ", ".join(f"{ctype}({', '.join(hex(x) for x in it)})" for it in s.items)
+            note = "" if s.items else "  # the array the kernel fills"
+            B.append(f"{sv} = ({ctype} * {s.alloc})({items}){note}")
+            if s.points:
+                B.append(f"{p.var}.{s.field} = ctypes.addressof({sv})")
+        for f in p.fields:
+            B.append(f"{p.var}.{f.path} = {self.value(f.value)}"
+                     + (f"  # {f.comment}" if f.comment else ""))
+        r = f"r{p.index}"
+        B.append(f"{r} = run_ioctl(fd, {p.desc.request}, ctypes.addressof({p.var}))")
+        cap = p.desc.capture
+        if cap is not None:
+            B.append(f"data{p.index} = capture({p.var}.{cap.uptr}, {p.var}.{cap.length}) "
+                     f"if {r}.errno == 0 else b''")
+        for o in p.desc.outs:
+            if o.is_fd:
+                B += [f"if {r}.errno == 0:",
+                      f"    own_fds.append({p.var}.{p.desc.path(o.name)})"]
+
+    def value_op(self, p: OpPlan) -> None:
+        f = p.fields[0] if p.fields else None
+        v = self.value(f.value) if f else "0"
+        self.body.append(f"r{p.index} = run_ioctl(fd, {p.desc.request}, {v})"
+                         + (f"  # {f.comment}" if f and f.comment else ""))
+
+    def close_op(self, p: OpPlan) -> None:
+        v = self.value(p.fields[0].value) if p.fields else "0"
+        self.body.append(f"r{p.index} = run_close({v}, own_fds)")
+
+    def out_expr(self, p: OpPlan, name: str) -> str:
+        """The expression for an output as the executor decodes it."""
+        o = p.desc.out(name)
+        r = f"r{p.index}"
+        if name == "errno":
+            return f"{r}.errno"
+        if o is None or o.decode == "ret":
+            return f"{r}.ret"
+        if o.decode == "data":
+            return f"data{p.index}"
+        if o.decode == "ranges":
+            assert p.struct is not None
+            s = p.struct.side(p.desc.path(o.array))
+            assert s is not None
+            valid = " or ".join([f"{r}.errno == 0"] + [
+                f"{r}.errno == errno.{_errno.errorcode[e]}" for e in o.also_on])
+            return (f"canon_ranges(read_pairs(ctypes.addressof({self.side_var(p, s.field)}), "
+                    f"{p.var}.{p.desc.path(o.count)}, {s.entries}, {valid}))")
+        if o.decode == "caps":
+            assert p.struct is not None
+            return (f"read_caps({p.var}, {p.struct.real}, {p.var}.cap_offset) "
+                    f"if {r}.errno == 0 else ''")
+        return f"{p.var}.{p.desc.path(name)}"
+
+    def outputs(self, p: OpPlan) -> None:
+        outs = [f"{o.name}={self.out_expr(p, o.name)}" for o in p.desc.outs
+                if o.decode != "ret"]
+        self.body.append(f"show({p.index}, {p.name!r}, r{p.index}"
+                         + "".join(f", {x}" for x in outs) + ")")
+
+    def remember(self, p: OpPlan, exp: Expectation) -> None:
+        f = exp.field or "errno"
+        expr = self.out_expr(p, f)
+        self.body.append(f"got = {expr}.hex()" if f == "data" else f"got = {expr}")
+
+    def teardown(self) -> None:
+        self.body += ["", "# teardown, in the executor's order: the fds the program got (it may",
+                      "# have closed them already: errors ignored, as there), then the iommufd",
+                      "for afd in own_fds:", "    if afd != fd:", "        libc.close(afd)",
+                      "libc.close(fd)", ""]
+
+    def verdict_none(self) -> None:
+        self.body.append("return 0")
+
+    def verdict_missing(self, exp: Expectation) -> None:
+        self.body += [f"out.write('NOT REPRODUCED: op {exp.op} is not in this program\\n')",
+                      "return 0"]
+
+    def verdict_mismatch(self, exp: Expectation) -> None:
+        sig = repr(exp.signature)
+        model_lit, kernel_lit = _literal(exp, exp.model), _literal(exp, exp.kernel)
+        cond = "got != MODEL and got == KERNEL_SEEN" if exp.field == "errno" else "got != MODEL"
+        self.body += [f"MODEL = {model_lit}  # what the reference model expects",
+                      f"KERNEL_SEEN = {kernel_lit}  # what the kernel answered when found",
+                      f"out.write(f'op {exp.op} {exp.name}.{exp.field}: kernel {{got!r}}, "
+                      f"model expects {{MODEL!r}}\\n')",
+                      f"if {cond}:", f"    out.write('REPRODUCED: ' + {sig} + '\\n')",
+                      "    return 1", "out.write('NOT REPRODUCED\\n')", "return 0"]
+
+    def verdict_splat(self, exp: Expectation) -> None:
+        sig = repr(exp.signature)
+        self.body += [f"KEYS = {exp.keys!r}  # from the splat title {exp.title!r}",
+                      "lines = read_kmsg(kmsg)",
+                      "hits = [ln for ln in lines if any(k in ln for k in KEYS)]",
+                      "for ln in hits[:20]:", "    out.write('kmsg: ' + ln + '\\n')",
+                      "if all(any(k in ln for ln in lines) for k in KEYS):",
+                      f"    out.write('REPRODUCED: ' + {sig} + '\\n')", "    return 1",
+                      "out.write('NOT REPRODUCED\\n')", "return 0"]
+
+    def text(self) -> str:
+        lines = self.head + ["    " + ln if ln else "" for ln in self.body]
+        lines += ["", "", 'if __name__ == "__main__":', "    sys.exit(main())", ""]
+        return "\n".join(lines)
+
+
+def _literal(exp: Expectation, which: Any) -> str:
+    """A kernel/model value in the form the check compares."""
+    f = exp.field or "errno"
+    if f == "errno":
+        return str(int(which or 0))
+    if f in ("data", "ranges", "caps"):
+        return repr(canon(f, which))
+    return hexish(int(which or 0) % (1 << 64))
+
+
+def emit_python(prog: Program, exp: Expectation | None = None,
+                expected: list[OpResult] | None = None) -> str:
+    return render(PyRenderer(), prog, exp, expected)

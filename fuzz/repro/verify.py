@@ -1,0 +1,116 @@
+"""Checking a reproducer directory on a kernel: program.json through the executor,
+repro.py with the guest's python and repro.c built on the host, each run in the VM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fuzz.paths import REPO
+from fuzz.prog import Program
+from fuzz.repro.expect import Expectation
+from fuzz.result import OpResult, errno_name
+
+
+def expectation_of(d: Path) -> Expectation:
+    return Expectation.from_json(json.loads((d / "repro.json").read_text())["expectation"])
+
+
+def check_results(exp: Expectation, results: list[OpResult], reports: list[Any]) -> bool:
+    """Does one executor run of program.json show the expectation?"""
+    if exp.kind != "mismatch":
+        return any(r.signature == exp.signature for r in reports)
+    if exp.op is None or exp.op >= len(results):
+        return False
+    r = results[exp.op]
+    if exp.field == "errno":
+        return r.errno == exp.kernel and r.errno != exp.model
+    if exp.field == "ret":
+        return r.ret != exp.model
+    got = r.out.get(exp.field or "")
+    if isinstance(got, (bytes, bytearray)) or isinstance(exp.model, (bytes, bytearray)):
+        return bytes(got or b"") != bytes(exp.model or b"")
+    return got != exp.model
+
+
+def _guest_python() -> str:
+    return "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+
+
+def _stage(d: Path) -> Path:
+    """A fresh copy of the reproducer for the guest: its 9p mount caches file
+    contents, so a rewritten repro.py at an old path might be read stale."""
+    run = REPO / "workdir" / "repro-runs" / f"{d.name[:40]}-{time.time_ns()}"
+    run.mkdir(parents=True)
+    for n in ("repro.py", "repro.c", "program.json"):
+        shutil.copy2(d / n, run / n)
+    return run
+
+
+def verify(d: Path, backend: Any, log: Callable[[str], None] | None = None
+           ) -> dict[str, tuple[bool, str]]:
+    """Run program.json through the executor, repro.py with the guest's python and
+    repro.c built with gcc (on the host; the guest runs host binaries) on the VM's
+    kernel. name -> (reproduced, how it was run + what it said)."""
+    from fuzz.report import parse
+    from fuzz.vm import GuestCrash
+
+    exp = expectation_of(d)
+    prog = Program.load(d / "program.json")
+    res: dict[str, tuple[bool, str]] = {}
+    ex = backend.run(prog)
+    ok = check_results(exp, ex.results, ex.reports)
+    got = ""
+    if exp.kind == "mismatch" and exp.op is not None and exp.op < len(ex.results):
+        r = ex.results[exp.op]
+        got = f"errno {errno_name(r.errno)}" if exp.field == "errno" else \
+            f"{exp.field}={r.out.get(exp.field or '', r.ret)!r}"[:120]
+    elif ex.reports:
+        got = "; ".join(r.title for r in ex.reports)
+    res["program.json"] = (ok, f"executor run of program.json: {got or ex.crash or 'nothing'}")
+    if (ex.reports and not ex.crash) and hasattr(backend, "vm"):
+        backend.vm.restart()
+
+    run = _stage(d)
+    binary = run / "repro"
+    cc = subprocess.run(["gcc", "-O1", "-o", str(binary), str(run / "repro.c")],
+                        capture_output=True, text=True)
+    py = _guest_python()
+    # shown relative to the reproducer: the staged copy is byte-identical
+    cmds: list[tuple[str, list[str] | None, str]] = [
+        ("repro.py", [py, "-I", str(run / "repro.py")], f"{py} -I repro.py (in the guest)"),
+        ("repro.c", [str(binary)] if cc.returncode == 0 else None,
+         "gcc -O1 -o repro repro.c (host) && ./repro (in the guest)"),
+    ]
+    for name, argv, shown in cmds:
+        if argv is None:
+            res[name] = (False, f"{shown}: gcc failed: {cc.stderr.strip()[:500]}")
+            continue
+        try:
+            out = backend.vm.run_command(argv, timeout=300)
+        except GuestCrash as crash:
+            reps = crash.reports
+            hit = exp.kind != "mismatch" and (any(r.signature == exp.signature for r in reps)
+                                              or exp.kind == "crash")
+            res[name] = (hit, f"{shown}: guest crashed: {crash.what}")
+            backend.vm.restart()
+            continue
+        lines = out.get("stdout", "").strip().splitlines()
+        said = next((ln for ln in reversed(lines) if "REPRODUCED" in ln), lines[-1] if lines
+                    else out.get("stderr", "").strip()[-300:])
+        hit = out.get("rc") == 1 and any(ln.startswith("REPRODUCED:") for ln in lines)
+        if exp.kind != "mismatch":
+            hit = hit or any(r.signature == exp.signature for r in parse(out.get("kmsg", "")))
+            if parse(out.get("kmsg", "")):
+                backend.vm.restart()
+        res[name] = (hit, f"{shown}: exit {out.get('rc')}: {said}")
+        if log:
+            log(f"{name}: {'REPRODUCED' if hit else 'not reproduced'} ({shown})")
+    shutil.rmtree(run, ignore_errors=True)
+    return res
