@@ -32,10 +32,13 @@ int fz_pool_enabled = 1;
  * under the first call that hit it. A long program repeats the same paths, so
  * this is what keeps the channel from carrying megabytes of duplicate PCs.
  */
-#define EDGE_BITS 18
+#define EDGE_BITS 15 /* 32K slots: one program's edges; 512 KiB, TCG's soft TLB copes */
 #define EDGE_SLOTS (1u << EDGE_BITS)
-static uint64_t edge_key[EDGE_SLOTS];
-static uint32_t edge_gen[EDGE_SLOTS];
+struct edge_slot {
+	uint64_t key;
+	uint32_t gen;
+};
+static struct edge_slot edges[EDGE_SLOTS];
 static uint32_t cur_gen;
 static uint32_t edge_count;
 
@@ -46,13 +49,13 @@ static int edge_insert(uint64_t e)
 	if (edge_count >= EDGE_SLOTS / 4 * 3)
 		return 0;
 	for (;; h = (h + 1) & (EDGE_SLOTS - 1)) {
-		if (edge_gen[h] != cur_gen) {
-			edge_gen[h] = cur_gen;
-			edge_key[h] = e;
+		if (edges[h].gen != cur_gen) {
+			edges[h].gen = cur_gen;
+			edges[h].key = e;
 			edge_count++;
 			return 1;
 		}
-		if (edge_key[h] == e)
+		if (edges[h].key == e)
 			return 0;
 	}
 }
@@ -492,7 +495,7 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 				  prog->kcov_mode == FZ_KCOV_CMP ? FZ_KCOV_CMP : FZ_KCOV_PC))
 		kcov_fd = -1;
 	if (++cur_gen == 0) {
-		memset(edge_gen, 0, sizeof(edge_gen));
+		memset(edges, 0, sizeof(edges));
 		cur_gen = 1;
 	}
 	edge_count = 0;

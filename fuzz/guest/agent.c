@@ -91,6 +91,19 @@ static int high(int fd)
 
 /* -- frames ------------------------------------------------------------------- */
 
+/*
+ * The port is non-blocking: a blocking write to a virtio-serial port spins in the
+ * kernel until qemu has taken the data, and under TCG qemu's main loop, which
+ * takes it, competes with that very vCPU for the host's cores (2-6 ms a frame).
+ */
+static void wait_port(short events)
+{
+	struct pollfd pf = {port, events, 0};
+
+	while (poll(&pf, 1, -1) < 0 && errno == EINTR)
+		;
+}
+
 static void read_full(void *p, size_t n)
 {
 	uint8_t *q = p;
@@ -99,6 +112,10 @@ static void read_full(void *p, size_t n)
 		ssize_t k = read(port, q, n);
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k < 0 && errno == EAGAIN) {
+			wait_port(POLLIN);
+			continue;
+		}
 		if (k <= 0)
 			fail("channel read");
 		q += k;
@@ -116,6 +133,10 @@ static void send_frame(uint32_t kind, const void *a, size_t alen, const void *b,
 		ssize_t k = writev(port, iov + i, 3 - i);
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k < 0 && errno == EAGAIN) {
+			wait_port(POLLOUT);
+			continue;
+		}
 		if (k < 0)
 			fail("channel write");
 		while (i < 3 && (size_t)k >= iov[i].iov_len)
@@ -436,7 +457,7 @@ static int open_port(void)
 				continue;
 			snprintf(path, sizeof(path), "/dev/%s", e->d_name);
 			closedir(d);
-			fd = open(path, O_RDWR);
+			fd = open(path, O_RDWR | O_NONBLOCK);
 			if (fd < 0)
 				fail(path);
 			return high(fd);
