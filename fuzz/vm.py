@@ -224,6 +224,7 @@ class VM:
         self.restored = False  # the last start restored the snapshot
         self.restarts = 0
         self.restart_seconds = 0.0  # spent in restarts, all of them
+        self._argv_key: tuple[list[str], str] | None = None
 
     # -- lifecycle ----------------------------------------------------------------
     def _argv(self, sock_path: Path, qmp_path: Path) -> tuple[list[str], str]:
@@ -273,7 +274,9 @@ class VM:
         t0 = time.monotonic()
         sock_path = self.workdir / "agent.sock"
         qmp_path = self.workdir / "qmp.sock"
-        argv, key = self._argv(sock_path, qmp_path)
+        if self._argv_key is None:  # hashing the images takes a while: once per VM
+            self._argv_key = self._argv(sock_path, qmp_path)
+        argv, key = self._argv_key
         snap = snapshot_dir() / f"{key}.mig"
         if self.cfg.snapshot and snap.exists():
             try:

@@ -1,7 +1,7 @@
 """The executor's wire format: its C structs (executor.h) as struct.Struct.
 
-Kept apart from encode.py so the guest agent imports only this (no cffi cdef
-parsing of the uAPI at guest start-up, which costs seconds under TCG)."""
+Kept apart from encode.py so the runner (fuzz.executor.runner) imports only this.
+The C side parses the same layout in fz_run_wire (executor.c)."""
 
 from __future__ import annotations
 
