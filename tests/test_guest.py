@@ -80,19 +80,21 @@ def test_pooled_buffer_is_refilled_after_the_kernel_wrote_into_it(vm: VMBackend)
     """Program W has the kernel write buffer 1's bytes into buffer 0 (ACCESS_RW
     write through an IOVA); program R, given the same buffers from the pool, must
     see buffer 0 holding its seed pattern again, unpinned (MD_CHECK_REFS 0)."""
-    a = Ref(0, "out_ioas_id")
 
     def prog(write: bool) -> Program:
-        ops = [Op("IOAS_ALLOC"),
-               Op("IOAS_MAP", {"ioas_id": a, "user_va": BufPtr(0), "length": 1 << 16,
-                               "flags": RW}),
-               Op("TEST_CREATE_ACCESS", {"id": a}),
-               Op("TEST_ACCESS_RW", {"id": Ref(2, "out_access_fd"), "iova": Ref(1, "iova"),
-                                     "length": 4096, "uptr": BufPtr(1),
-                                     "flags": uapi.MOCK_ACCESS_RW_WRITE if write else 0})]
-        if not write:
-            ops.insert(1, Op("TEST_MD_CHECK_REFS", {"uptr": BufPtr(0), "length": 1 << 16,
-                                                    "refs": 0}))
+        # R first checks buffer 0 holds no pins (before its IOAS_MAP, which pins nothing)
+        ops = [] if write else [Op("TEST_MD_CHECK_REFS", {"uptr": BufPtr(0),
+                                                           "length": 1 << 16, "refs": 0})]
+        k = len(ops)
+        a = Ref(k, "out_ioas_id")
+        ops += [Op("IOAS_ALLOC"),
+                Op("IOAS_MAP", {"ioas_id": a, "user_va": BufPtr(0), "length": 1 << 16,
+                                "flags": RW}),
+                Op("TEST_CREATE_ACCESS", {"id": a}),
+                Op("TEST_ACCESS_RW", {"id": Ref(k + 2, "out_access_fd"),
+                                      "iova": Ref(k + 1, "iova"), "length": 4096,
+                                      "uptr": BufPtr(1),
+                                      "flags": uapi.MOCK_ACCESS_RW_WRITE if write else 0})]
         return Program(ops, [Buffer(1 << 16, "anon", 7), Buffer(1 << 14, "memfd", 99)])
 
     vm.vm.set_pool(True)

@@ -108,9 +108,11 @@ struct pool_entry {
 	uint64_t size;
 	uint32_t kind;
 	int32_t user; /* index of the current program's buffer using it, or -1 */
+	uint64_t used; /* pool_clock when a program last had it: the oldest goes first */
 };
 
 static struct pool_entry pool[FZ_POOL_MAX];
+static uint64_t pool_clock;
 static int pool_check_fd = -1; /* an empty iommufd for MD_CHECK_REFS */
 
 static int poolable(const struct fz_buffer *b)
@@ -264,36 +266,65 @@ static void pool_release_unused(void)
 			pool_drop(&pool[k]);
 }
 
-/* After a program: keep its buffers (if there is room), unmap the rest. */
-static void pool_keep_or_unmap(const struct fz_buffer *bufs, uint32_t n)
+static uint64_t pool_bytes(void)
 {
 	uint64_t bytes = 0;
 
 	for (int k = 0; k < FZ_POOL_MAX; k++)
-		if (pool[k].addr)
-			bytes += pool[k].user < 0 ? pool[k].size : 0;
+		bytes += pool[k].addr ? pool[k].size : 0;
+	return bytes;
+}
+
+/* The least recently used kept mapping that this program did not use. */
+static struct pool_entry *pool_victim(void)
+{
+	struct pool_entry *v = NULL;
+
+	for (int k = 0; k < FZ_POOL_MAX; k++)
+		if (pool[k].addr && pool[k].used < pool_clock && (!v || pool[k].used < v->used))
+			v = &pool[k];
+	return v;
+}
+
+/* After a program: keep its buffers, making room by dropping the oldest kept ones;
+ * unmap what cannot be kept. */
+static void pool_keep_or_unmap(const struct fz_buffer *bufs, uint32_t n)
+{
+	pool_clock++;
+	for (uint32_t i = 0; i < n; i++)
+		for (int k = 0; k < FZ_POOL_MAX; k++)
+			if (pool[k].addr && pool[k].user == (int32_t)i) {
+				pool[k].user = -1;
+				pool[k].used = pool_clock;
+			}
 	for (uint32_t i = 0; i < n; i++) {
 		const struct fz_buffer *b = &bufs[i];
-		struct pool_entry *e = NULL, *free_slot = NULL;
+		struct pool_entry *slot = NULL, *v;
+		int kept = 0;
 		if (b->kind == FZ_BUF_HOLE)
 			continue;
-		for (int k = 0; k < FZ_POOL_MAX; k++) {
-			if (pool[k].addr && pool[k].user == (int32_t)i)
-				e = &pool[k];
-			if (!pool[k].addr && !free_slot)
-				free_slot = &pool[k];
-		}
-		if (e) {
-			e->user = -1;
-			bytes += e->size;
+		for (int k = 0; k < FZ_POOL_MAX; k++)
+			kept |= pool[k].addr == b->addr && pool[k].used == pool_clock;
+		if (kept)
+			continue;
+		if (!poolable(b) || b->size > FZ_POOL_BYTES) {
+			munmap((void *)(uintptr_t)b->addr, b->size);
 			continue;
 		}
-		if (poolable(b) && free_slot && bytes + b->size <= FZ_POOL_BYTES) {
-			*free_slot = (struct pool_entry){b->addr, b->size, b->kind, -1};
-			bytes += b->size;
+		while (pool_bytes() + b->size > FZ_POOL_BYTES && (v = pool_victim()))
+			pool_drop(v);
+		for (int k = 0; k < FZ_POOL_MAX && !slot; k++)
+			if (!pool[k].addr)
+				slot = &pool[k];
+		if (!slot && (v = pool_victim())) {
+			pool_drop(v);
+			slot = v;
+		}
+		if (!slot || pool_bytes() + b->size > FZ_POOL_BYTES) {
+			munmap((void *)(uintptr_t)b->addr, b->size);
 			continue;
 		}
-		munmap((void *)(uintptr_t)b->addr, b->size);
+		*slot = (struct pool_entry){b->addr, b->size, b->kind, -1, pool_clock};
 	}
 }
 
