@@ -148,6 +148,8 @@ def main() -> int:
             if out["c_loop_ops_per_s"]:
                 out["ratio"] = round(out["ops_per_s"] / out["c_loop_ops_per_s"], 3)
             out["edges"] = last["edges"]
+            # the share of the campaign's time spent waiting for the guest's results
+            out["guest_share"] = round(last.get("exec_s", 0) / last["t"], 3)
             out["campaign_restarts"] = last.get("restarts", 0)
         else:
             out["no_feedback_edges"] = last["edges"]

@@ -225,6 +225,7 @@ class VM:
         self.restarts = 0
         self.restart_seconds = 0.0  # spent in restarts, all of them
         self._argv_key: tuple[list[str], str] | None = None
+        self.exec_seconds = 0.0  # waiting for programs' results (the rest is the host's)
 
     # -- lifecycle ----------------------------------------------------------------
     def _argv(self, sock_path: Path, qmp_path: Path) -> tuple[list[str], str]:
@@ -487,8 +488,12 @@ class VM:
 
     def execute(self, wire: bytes, timeout: float = 60.0) -> RawRun:
         """Run one encoded program. Raises GuestCrash if the guest dies or hangs."""
+        t0 = time.monotonic()
         self._send(channel.EXEC, wire)
-        kind, payload = self._recv(timeout, "running a program")
+        try:
+            kind, payload = self._recv(timeout, "running a program")
+        finally:
+            self.exec_seconds += time.monotonic() - t0
         if kind == channel.ERROR:
             raise VMError("guest agent failed:\n" + payload.decode("utf-8", "replace"))
         if kind != channel.RESULT:

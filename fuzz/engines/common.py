@@ -93,6 +93,7 @@ class WorkerState:
         if r["rc"] == 0:
             self.extra["c_loop_ops_per_s"] = _json.loads(r["stdout"])["ops_per_s"]
         self.started = time.monotonic()  # the campaign's rates exclude this measurement
+        self.backend.vm.exec_seconds = 0.0  # type: ignore[attr-defined]
 
     def write_stats(self, final: bool = False) -> None:
         self.last_stats = time.monotonic()
@@ -104,6 +105,7 @@ class WorkerState:
                 "restarts": getattr(vm, "restarts", 0),
                 "restart_s": round(getattr(vm, "restart_seconds", 0.0), 2),
                 "boot_s": round(getattr(vm, "cold_boot_seconds", 0.0), 2),
+                "exec_s": round(getattr(vm, "exec_seconds", 0.0), 2),
                 "final": final, **self.extra}
         with open(self.stats_path, "a") as f:
             f.write(json.dumps(line) + "\n")
