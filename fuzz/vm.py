@@ -138,6 +138,12 @@ def resolve_accel(accel: str) -> str:
 
 
 def _tsc_args() -> list[str]:
+    """Under TCG the guest's TSC is the host's, and with acpi=off there is no timer
+    to calibrate it against: give the host's rate, where /proc/cpuinfo's "cpu MHz"
+    is that rate (no cpufreq driver scaling it, as in a VM). Elsewhere the guest
+    falls back to jiffies: right, but coarse timestamps."""
+    if Path("/sys/devices/system/cpu/cpu0/cpufreq").exists():
+        return []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("cpu MHz"):
@@ -245,10 +251,10 @@ class VM:
             # Under TCG the AML interpreter (KASAN, lockdep) took 5 s for ACPI's tables
             # and 12 s per PCI device routing its interrupt: 40 of a 45 s boot. Without
             # ACPI, IRQs route from the BIOS's table and nothing in iommufd's mock paths
-            # needs it. Nor is there an ACPI timer to calibrate the TSC against: the
-            # host's rate is the guest's (TCG reads the host TSC), and the clocksource
-            # watchdog would otherwise trade it for jiffies on TCG's jitter.
-            "acpi=off", *_tsc_args(), self.cfg.extra_cmdline,
+            # needs it. Nor is there an ACPI timer to calibrate the TSC against (see
+            # _tsc_args; tsc=reliable: the clocksource watchdog would trade it for
+            # jiffies on TCG's jitter).
+            "acpi=off", *(_tsc_args() if self.accel == "tcg" else []), self.cfg.extra_cmdline,
         ]).strip()
         machine = [
             "-accel", self.accel, "-m", str(self.cfg.memory_mb),
