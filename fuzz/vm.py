@@ -254,7 +254,11 @@ class VM:
             # needs it. Nor is there an ACPI timer to calibrate the TSC against (see
             # _tsc_args; tsc=reliable: the clocksource watchdog would trade it for
             # jiffies on TCG's jitter).
-            "acpi=off", *(_tsc_args() if self.accel == "tcg" else []), self.cfg.extra_cmdline,
+            "acpi=off", *(_tsc_args() if self.accel == "tcg" else []),
+            # Another 1.5 s: updating trace events' enum maps, and tracefs; nothing
+            # here traces (KCOV, debugfs, fault injection and kmsg do not need it).
+            "initcall_blacklist=trace_eval_init,tracer_init_tracefs",
+            self.cfg.extra_cmdline,
         ]).strip()
         machine = [
             "-accel", self.accel, "-m", str(self.cfg.memory_mb),
