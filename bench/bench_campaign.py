@@ -7,8 +7,8 @@ One VM at a time (the machine is shared), all in one run, so the figures are
 ratios measured side by side:
 - boot_s: a cold boot to a ready agent (snapshots off);
 - restart_s: a guest killed by an oops (LKDTM BUG) back to a ready executor, median
-  of 3, each followed by a program whose results are checked (restore_s: a plain
-  start from the snapshot);
+  of 3, each followed by a program whose results are checked (restore_s: a start
+  from the snapshot with nothing to clean up);
 - pool: the same generated programs with the executor's buffer pool off and on,
   interleaved rounds in one VM;
 - the campaign: an atheris worker (KCOV edges feedback, empty corpus) whose VM
@@ -16,7 +16,8 @@ ratios measured side by side:
   --programs generated and mutated programs: programs_per_s, ops_per_s,
   c_loop_ops_per_s and ratio (campaign ioctls/s over the C loop's).
 --feedback-curves adds a second worker with feedback off, alongside the first (two
-VMs), and the kernel edges of each after every 100 programs.
+VMs), and the kernel edges of each after every 100 programs. --campaign-without-pool
+runs the campaign again afterwards with the buffer pool off.
 --json prints one JSON object, else an indented one.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -44,7 +46,8 @@ from fuzz.vm import VM, GuestCrash, VMConfig  # noqa: E402
 LKDTM = "/sys/kernel/debug/provoke-crash/DIRECT"
 
 
-def worker(kdir: Path, work: Path, programs: int, feedback: bool, ceiling: int) -> list:
+def worker(kdir: Path, work: Path, programs: int, feedback: bool, ceiling: int,
+           pool: bool = True) -> list:
     argv = [sys.executable, "-m", "fuzz.engines.atheris_engine", "--kernel", str(kdir),
             "--corpus", str(work / "corpus"), "--findings", str(work / "findings"),
             "--stats", str(work / "stats.jsonl"), "--workdir", str(work),
@@ -54,8 +57,9 @@ def worker(kdir: Path, work: Path, programs: int, feedback: bool, ceiling: int) 
     if ceiling:
         argv += ["--ceiling-pairs", str(ceiling)]
     work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "IOMMUFD_FUZZ_POOL": "1" if pool else "0"}
     return [subprocess.Popen(argv, stdout=open(work / "worker.log", "wb"),
-                             stderr=subprocess.STDOUT), work]
+                             stderr=subprocess.STDOUT, env=env), work]
 
 
 def cold_boot(kdir: Path) -> float:
@@ -114,13 +118,16 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="one JSON object on one line")
     ap.add_argument("--feedback-curves", action="store_true")
     ap.add_argument("--pool-programs", type=int, default=150)
+    ap.add_argument("--campaign-without-pool", action="store_true",
+                    help="run the campaign again with the buffer pool off")
     a = ap.parse_args()
     kdir = a.kernel or kernel.default_kernel()
     out: dict = {"programs": a.programs, "boot_s": round(cold_boot(kdir), 2)}
 
-    be = VMBackend(kdir)
+    be = VMBackend(kdir)  # a cold boot that saves the snapshot, if there is none yet
     try:
-        out["restore_s"] = round(be.vm.boot_seconds, 2)
+        be.vm.restart()
+        out["restore_s"] = round(be.vm.boot_seconds, 2)  # a start from the snapshot
         out["accel"] = be.vm.accel
         times = restarts(be)
         out["restart_s"] = round(statistics.median(times), 2)
@@ -135,6 +142,12 @@ def main() -> int:
         runs["no_feedback"] = worker(kdir, root / "no_feedback", a.programs, False, 0)
     for p, _ in runs.values():
         p.wait()
+    if a.campaign_without_pool:
+        # the same campaign (same seed) with every buffer mapped afresh, after the first
+        p, work = worker(kdir, root / "no_pool", a.programs, True, 0, pool=False)
+        p.wait()
+        last = json.loads((work / "stats.jsonl").read_text().splitlines()[-1])
+        out["no_pool_programs_per_s"] = round(last["programs"] / last["t"], 2)
     curves = {}
     for name, (_, work) in runs.items():
         rows = [json.loads(x) for x in (work / "stats.jsonl").read_text().splitlines()]

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fuzz import channel
@@ -64,6 +64,8 @@ class VMConfig:
     hugepages: int = 64  # 2 MiB pages reserved for hugetlb buffers
     extra_cmdline: str = ""
     snapshot: bool = True  # (re)start by restoring the snapshot of a ready guest
+    # the executor's buffer pool (IOMMUFD_FUZZ_POOL=0 turns it off, for comparisons)
+    pool: bool = field(default_factory=lambda: os.environ.get("IOMMUFD_FUZZ_POOL") != "0")
 
 
 def _die_with_parent() -> None:
@@ -297,6 +299,7 @@ class VM:
                 self.hello = json.loads(snap.with_suffix(".json").read_text())
                 os.utime(snap)  # recently used: kept by _prune_snapshots
                 self.restored = True
+                self._ready()
                 self.boot_seconds = time.monotonic() - t0
                 return
             except (VMError, GuestCrash, OSError, ValueError) as e:
@@ -312,6 +315,11 @@ class VM:
         self.boot_seconds = self.cold_boot_seconds = time.monotonic() - t0
         if self.cfg.snapshot and not snap.exists():
             self._save_snapshot(qmp_path, snap)
+        self._ready()
+
+    def _ready(self) -> None:
+        if not self.cfg.pool:
+            self.set_pool(False)
 
     def _launch(self, argv: list[str], sock_path: Path, t0: float) -> None:
         sock_path.unlink(missing_ok=True)
