@@ -163,6 +163,15 @@ def main() -> int:
             out["edges"] = last["edges"]
             # the share of the campaign's time spent waiting for the guest's results
             out["guest_share"] = round(last.get("exec_s", 0) / last["t"], 3)
+            # per program (the CMP-mode re-runs included): the executor's parts, the rest
+            # of the wait for results (agent, channel), and the host's own work
+            n = max(last["programs"], 1)
+            ex = last.get("executor_s", {})
+            per = {k: round(v / n * 1e3, 2) for k, v in ex.items()}
+            waited = last.get("exec_s", 0)
+            per["agent_and_channel"] = round((waited - sum(ex.values())) / n * 1e3, 2)
+            per["host"] = round((last["t"] - waited) / n * 1e3, 2)
+            out["ms_per_program"] = per
             out["campaign_restarts"] = last.get("restarts", 0)
         else:
             out["no_feedback_edges"] = last["edges"]

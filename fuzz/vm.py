@@ -234,6 +234,8 @@ class VM:
         self.restart_seconds = 0.0  # spent in restarts, all of them
         self._argv_key: tuple[list[str], str] | None = None
         self.exec_seconds = 0.0  # waiting for programs' results (the rest is the host's)
+        # ... of which the executor's own: mapping buffers, the call loop, tearing down
+        self.executor_ns = {"setup": 0, "calls": 0, "teardown": 0}
 
     # -- lifecycle ----------------------------------------------------------------
     def _argv(self, sock_path: Path, qmp_path: Path) -> tuple[list[str], str]:
@@ -516,7 +518,11 @@ class VM:
             raise VMError("guest agent failed:\n" + payload.decode("utf-8", "replace"))
         if kind != channel.RESULT:
             raise VMError(f"unexpected frame {kind} from the agent")
-        return unpack_response(payload)
+        raw = unpack_response(payload)
+        self.executor_ns["setup"] += raw.setup_ns
+        self.executor_ns["calls"] += raw.calls_ns
+        self.executor_ns["teardown"] += raw.teardown_ns
+        return raw
 
     def run_command(self, argv: list[str], timeout: float = 60.0, stdin: str = "",
                     cwd: str | None = None) -> dict:

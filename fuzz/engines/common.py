@@ -93,7 +93,9 @@ class WorkerState:
         if r["rc"] == 0:
             self.extra["c_loop_ops_per_s"] = _json.loads(r["stdout"])["ops_per_s"]
         self.started = time.monotonic()  # the campaign's rates exclude this measurement
-        self.backend.vm.exec_seconds = 0.0  # type: ignore[attr-defined]
+        vm = self.backend.vm  # type: ignore[attr-defined]
+        vm.exec_seconds = 0.0
+        vm.executor_ns = dict.fromkeys(vm.executor_ns, 0)
 
     def write_stats(self, final: bool = False) -> None:
         self.last_stats = time.monotonic()
@@ -106,6 +108,8 @@ class WorkerState:
                 "restart_s": round(getattr(vm, "restart_seconds", 0.0), 2),
                 "boot_s": round(getattr(vm, "cold_boot_seconds", 0.0), 2),
                 "exec_s": round(getattr(vm, "exec_seconds", 0.0), 2),
+                "executor_s": {k: round(v / 1e9, 2)
+                               for k, v in getattr(vm, "executor_ns", {}).items()},
                 "final": final, **self.extra}
         with open(self.stats_path, "a") as f:
             f.write(json.dumps(line) + "\n")
