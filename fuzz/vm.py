@@ -340,7 +340,8 @@ class VM:
             time.sleep(0.01)
 
     def _connect(self, sock_path: Path, t0: float, restore: bool) -> None:
-        deadline = t0 + self.cfg.boot_timeout
+        # a restore that has not answered in a minute will not: boot cold instead
+        deadline = t0 + (min(60.0, self.cfg.boot_timeout) if restore else self.cfg.boot_timeout)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         while True:
             try:
