@@ -1,29 +1,53 @@
-"""Campaign throughput against the ceiling, and what KCOV feedback buys.
+"""Campaign throughput against the ceiling, restart and boot times, in one run.
 
-    .venv/bin/python bench/bench_campaign.py [--programs N] [--kernel DIR]
+    .venv/bin/python bench/bench_campaign.py [--programs N] [--kernel DIR] [--json]
+                                             [--feedback-curves]
 
-Runs two atheris workers side by side (one VM each), from an empty corpus with
-the same seed: one with the kernel's KCOV edges fed to libFuzzer, one with that
-feedback off. Prints programs/s and ops/s of the first next to the raw C-loop
-ioctl rate measured in its own VM, and the kernel edges each reached after every
-100 programs.
+One VM at a time (the machine is shared), all in one run, so the figures are
+ratios measured side by side:
+- boot_s: a cold boot to a ready agent (snapshots off);
+- restart_s: a guest killed by an oops (LKDTM BUG) back to a ready executor, median
+  of 3, each followed by a program whose results are checked (restore_s: a start
+  from the snapshot with nothing to clean up);
+- pool: the same generated programs with the executor's buffer pool off and on,
+  interleaved rounds in one VM;
+- the campaign: an atheris worker (KCOV edges feedback, empty corpus) whose VM
+  first runs the raw C loop (bench/c_loop.c, MAP+UNMAP pairs with KCOV), then
+  --programs generated and mutated programs: programs_per_s, ops_per_s,
+  c_loop_ops_per_s and ratio (campaign ioctls/s over the C loop's).
+--feedback-curves adds a second worker with feedback off, alongside the first (two
+VMs), and the kernel edges of each after every 100 programs. --campaign-without-pool
+runs the campaign again afterwards with the buffer pool off.
+--json prints one JSON object, else an indented one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fuzz import kernel  # noqa: E402
+from fuzz.backend import VMBackend  # noqa: E402
+from fuzz.executor.encode import encode  # noqa: E402
+from fuzz.executor.wire import KCOV_EDGES  # noqa: E402
+from fuzz.prog.gen import generate  # noqa: E402
+from fuzz.smoke import check_results, smoke_program  # noqa: E402
+from fuzz.vm import VM, GuestCrash, VMConfig  # noqa: E402
+
+LKDTM = "/sys/kernel/debug/provoke-crash/DIRECT"
 
 
-def worker(kdir: Path, work: Path, programs: int, feedback: bool, ceiling: int) -> list:
+def worker(kdir: Path, work: Path, programs: int, feedback: bool, ceiling: int,
+           pool: bool = True) -> list:
     argv = [sys.executable, "-m", "fuzz.engines.atheris_engine", "--kernel", str(kdir),
             "--corpus", str(work / "corpus"), "--findings", str(work / "findings"),
             "--stats", str(work / "stats.jsonl"), "--workdir", str(work),
@@ -33,39 +57,130 @@ def worker(kdir: Path, work: Path, programs: int, feedback: bool, ceiling: int) 
     if ceiling:
         argv += ["--ceiling-pairs", str(ceiling)]
     work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "IOMMUFD_FUZZ_POOL": "1" if pool else "0"}
     return [subprocess.Popen(argv, stdout=open(work / "worker.log", "wb"),
-                             stderr=subprocess.STDOUT), work]
+                             stderr=subprocess.STDOUT, env=env), work]
+
+
+def cold_boot(kdir: Path) -> float:
+    vm = VM(VMConfig(kernel=kdir, snapshot=False))
+    try:
+        vm.start()
+        return vm.boot_seconds
+    finally:
+        vm.stop()
+
+
+def restarts(be: VMBackend, n: int = 3) -> list[float]:
+    """Kill the guest with an oops, restart, check the next program's results."""
+    out = []
+    prog, expects = smoke_program()
+    for _ in range(n):
+        try:
+            be.vm.run_command(["sh", "-c", f"echo BUG > {LKDTM}"], timeout=60)
+            raise SystemExit("LKDTM BUG did not kill the guest")
+        except GuestCrash:
+            pass
+        t0 = time.monotonic()
+        be.vm.restart()
+        out.append(time.monotonic() - t0)
+        bad = check_results(be.run(prog).results, expects)
+        if bad:
+            raise SystemExit(f"wrong results after a restart: {bad}")
+    return out
+
+
+def pool_ab(be: VMBackend, count: int, rounds: int = 2) -> dict:
+    encs = [encode(generate(s), kcov=True, kcov_mode=KCOV_EDGES) for s in range(count)]
+    best: dict[str, float] = {}
+    setup: dict[str, float] = {}
+    for _ in range(rounds):
+        for on in (False, True):
+            be.vm.set_pool(on)
+            tag = "on" if on else "off"
+            t0 = time.monotonic()
+            s = sum(be.vm.execute(e.wire).setup_ns for e in encs)
+            rate = len(encs) / (time.monotonic() - t0)
+            if rate > best.get(tag, 0):
+                best[tag], setup[tag] = rate, s / len(encs) / 1e6
+    be.vm.set_pool(True)
+    return {"programs": count, "off_programs_per_s": round(best["off"], 1),
+            "on_programs_per_s": round(best["on"], 1),
+            "speedup": round(best["on"] / best["off"], 2),
+            "setup_ms_off": round(setup["off"], 2), "setup_ms_on": round(setup["on"], 2)}
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--programs", type=int, default=600)
     ap.add_argument("--kernel", type=Path)
+    ap.add_argument("--json", action="store_true", help="one JSON object on one line")
+    ap.add_argument("--feedback-curves", action="store_true")
+    ap.add_argument("--pool-programs", type=int, default=150)
+    ap.add_argument("--campaign-without-pool", action="store_true",
+                    help="run the campaign again with the buffer pool off")
     a = ap.parse_args()
     kdir = a.kernel or kernel.default_kernel()
+    out: dict = {"programs": a.programs, "boot_s": round(cold_boot(kdir), 2)}
+
+    be = VMBackend(kdir)  # a cold boot that saves the snapshot, if there is none yet
+    try:
+        be.vm.restart()
+        out["restore_s"] = round(be.vm.boot_seconds, 2)  # a start from the snapshot
+        out["accel"] = be.vm.accel
+        times = restarts(be)
+        out["restart_s"] = round(statistics.median(times), 2)
+        out["restart_s_all"] = [round(t, 2) for t in times]
+        out["pool"] = pool_ab(be, a.pool_programs)
+    finally:
+        be.close()
+
     root = Path(tempfile.mkdtemp(prefix="iommufd-bench-campaign-"))
-    runs = {"feedback": worker(kdir, root / "feedback", a.programs, True, 2000),
-            "no_feedback": worker(kdir, root / "no_feedback", a.programs, False, 0)}
+    runs = {"feedback": worker(kdir, root / "feedback", a.programs, True, 2000)}
+    if a.feedback_curves:
+        runs["no_feedback"] = worker(kdir, root / "no_feedback", a.programs, False, 0)
     for p, _ in runs.values():
         p.wait()
-    out: dict = {"programs": a.programs}
+    if a.campaign_without_pool:
+        # the same campaign (same seed) with every buffer mapped afresh, after the first
+        p, work = worker(kdir, root / "no_pool", a.programs, True, 0, pool=False)
+        p.wait()
+        last = json.loads((work / "stats.jsonl").read_text().splitlines()[-1])
+        out["no_pool_programs_per_s"] = round(last["programs"] / last["t"], 2)
     curves = {}
     for name, (_, work) in runs.items():
         rows = [json.loads(x) for x in (work / "stats.jsonl").read_text().splitlines()]
         curves[name] = {r["programs"]: r["edges"] for r in rows if r["programs"] % 100 == 0}
         last = rows[-1]
-        out[name] = {"edges": last["edges"],
-                     "programs_per_s": round(last["programs"] / last["t"], 2),
-                     "ops_per_s": round(last["ops"] / last["t"], 1)}
-        if "c_loop_ops_per_s" in last:
-            out["c_loop_ops_per_s_same_vm"] = last["c_loop_ops_per_s"]
-    out["edges_after_programs"] = {
-        n: {"feedback": curves["feedback"].get(n), "no_feedback": curves["no_feedback"].get(n)}
-        for n in sorted(set(curves["feedback"]) | set(curves["no_feedback"]))}
-    if "c_loop_ops_per_s_same_vm" in out:
-        out["campaign_ops_vs_c_loop"] = round(out["feedback"]["ops_per_s"]
-                                              / out["c_loop_ops_per_s_same_vm"], 3)
-    print(json.dumps(out, indent=1))
+        if name == "feedback":
+            out["programs_per_s"] = round(last["programs"] / last["t"], 2)
+            out["ops_per_s"] = round(last["ops"] / last["t"], 1)
+            out["ops_per_program"] = round(last["ops"] / max(last["programs"], 1), 1)
+            out["c_loop_ops_per_s"] = last.get("c_loop_ops_per_s")
+            if out["c_loop_ops_per_s"]:
+                out["ratio"] = round(out["ops_per_s"] / out["c_loop_ops_per_s"], 3)
+            out["edges"] = last["edges"]
+            # the share of the campaign's time spent waiting for the guest's results
+            out["guest_share"] = round(last.get("exec_s", 0) / last["t"], 3)
+            # per program (the CMP-mode re-runs included): the executor's parts, the rest
+            # of the wait for results (agent, channel), and the host's own work
+            n = max(last["programs"], 1)
+            ex = last.get("executor_s", {})
+            per = {k: round(v / n * 1e3, 2) for k, v in ex.items()}
+            waited = last.get("exec_s", 0)
+            per["agent_and_channel"] = round((waited - sum(ex.values())) / n * 1e3, 2)
+            per["host"] = round((last["t"] - waited) / n * 1e3, 2)
+            out["ms_per_program"] = per
+            out["campaign_restarts"] = last.get("restarts", 0)
+        else:
+            out["no_feedback_edges"] = last["edges"]
+    if a.feedback_curves:
+        out["edges_after_programs"] = {
+            n: {"feedback": curves["feedback"].get(n),
+                "no_feedback": curves["no_feedback"].get(n)}
+            for n in sorted(set(curves["feedback"]) | set(curves["no_feedback"]))}
+    print(json.dumps(out) if a.json else json.dumps(out, indent=1))
     return 0
 
 

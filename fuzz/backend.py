@@ -107,10 +107,8 @@ class LocalBackend:
 
     def run(self, prog: Program, kcov: bool = True, timeout: float = 0,
             kcov_mode: int = KCOV_TRACE_PC) -> Execution:
-        from fuzz.executor.runner import pack_response
-
         enc = encode(prog, kcov=kcov, kcov_mode=kcov_mode)
-        raw = unpack_response(pack_response(*self.runner.run(enc.wire), b""))
+        raw = unpack_response(self.runner.run(enc.wire))
         return _finish(prog, enc, raw, kcov_mode)
 
     def close(self) -> None:

@@ -83,7 +83,7 @@ def _union_edges(cfg: CampaignConfig) -> set[int]:
     return out
 
 
-def status(cfg: CampaignConfig, t0: float, restarts_base: int = 0) -> dict:
+def status(cfg: CampaignConfig, t0: float) -> dict:
     per = [_last_json(p) for p in sorted(cfg.workdir.glob("worker-*/stats.jsonl"))]
     el = time.monotonic() - t0
     programs = sum(s.get("programs", 0) for s in per)
@@ -93,7 +93,9 @@ def status(cfg: CampaignConfig, t0: float, restarts_base: int = 0) -> dict:
             "execs_per_s": round(ops / el, 1) if el else 0,
             "edges": len(_union_edges(cfg)), "corpus": len(corpus.files(cfg.corpus)),
             "findings": len(FindingStore(cfg.findings).list()),
-            "vm_restarts": sum(s.get("restarts", 0) for s in per), "workers": len(per)}
+            "vm_restarts": sum(s.get("restarts", 0) for s in per),
+            "restart_s": round(sum(s.get("restart_s", 0.0) for s in per), 1),
+            "workers": len(per)}
 
 
 def iommufd_edges(cfg: CampaignConfig) -> int:
@@ -110,7 +112,7 @@ def status_line(s: dict) -> str:
     t = int(s["t"])
     return (f"[{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}] execs/s {s['execs_per_s']:.0f} "
             f"programs/s {s['programs_per_s']:.1f} edges {s['edges']} corpus {s['corpus']} "
-            f"findings {s['findings']} restarts {s['vm_restarts']}")
+            f"findings {s['findings']} restarts {s['vm_restarts']} ({s['restart_s']:.0f}s)")
 
 
 def run_campaign(cfg: CampaignConfig) -> dict:

@@ -1,57 +1,31 @@
 """Framing for the host <-> guest agent channel (a virtio-serial port).
 
-A frame is (type: u32, length: u32, payload). Both ends import this module, so
-the message numbers are defined once.
+A frame is (type: u32, length: u32, payload). The host imports this module and the
+guest agent (fuzz/guest/agent.c) is compiled with its frame numbers as -D flags
+(fuzz/guest/initramfs.py), so they are defined once.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 
 FRAME = struct.Struct("<II")
+RUN_HEAD = struct.Struct("<4I")
+RUN_DONE_HEAD = struct.Struct("<i3I")
 
 # host -> guest
 EXEC = 1  # payload: encoded program (fuzz.executor.encode wire format)
 PING = 2
-RUN = 3  # payload: JSON {"argv": [...], "timeout": s, "stdin": str}; runs a helper command
+RUN = 3  # payload: RUN_HEAD (timeout ms, argc, envc, stdin length), then NUL-ended cwd,
+#           argv and env strings, then stdin: runs a host command in the guest
+POOL = 4  # payload: u32 0/1: keep buffers mapped between programs (executor.c); PONG
 # guest -> host
-HELLO = 100  # payload: JSON {"uname": ..., "kcov": bool, "boot_s": float}
-RESULT = 101  # payload: fuzz.executor.runner.pack_response
+HELLO = 100  # payload: JSON {"uname": ..., "kcov": bool, "boot_s": float, "agent": "c"}
+RESULT = 101  # payload: the executor's response (fuzz.executor.runner.unpack_response)
 PONG = 102
-RUN_DONE = 103  # payload: JSON {"rc": int, "stdout": str, "stderr": str}
-ERROR = 104  # payload: UTF-8 traceback of an agent-side failure
-
-
-class ChannelClosed(EOFError):
-    pass
+RUN_DONE = 103  # payload: RUN_DONE_HEAD (rc, lengths of stdout, stderr, kmsg), then those
+ERROR = 104  # payload: UTF-8 message of an agent-side failure
 
 
 def pack(kind: int, payload: bytes = b"") -> bytes:
     return FRAME.pack(kind, len(payload)) + payload
-
-
-def write_frame(fd: int, kind: int, payload: bytes = b"") -> None:
-    data = memoryview(pack(kind, payload))
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]
-
-
-def read_exact(fd: int, n: int) -> bytes:
-    # readv into one preallocated buffer: os.read(fd, big) would allocate (and,
-    # past malloc's mmap threshold, map and unmap) a fresh buffer per chunk.
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = os.readv(fd, [view[got:]])
-        if not k:
-            raise ChannelClosed("channel closed")
-        got += k
-    return bytes(buf)
-
-
-def read_frame(fd: int) -> tuple[int, bytes]:
-    kind, length = FRAME.unpack(read_exact(fd, FRAME.size))
-    return kind, read_exact(fd, length)

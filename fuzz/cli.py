@@ -49,7 +49,8 @@ def cmd_vm_check(a: argparse.Namespace) -> int:
         pcs = sum(len(ex.call_pcs(i)) for i in range(len(ex.results))) if ex.raw else 0
         summary = {
             "kernel": str(kdir), "kernel_version": be.vm.hello.get("uname"),
-            "boot_seconds": round(be.vm.boot_seconds, 2), "accel": cfg.accel,
+            "boot_seconds": round(be.vm.boot_seconds, 2), "accel": be.vm.accel,
+            "restored_snapshot": be.vm.restored,
             "kcov": be.vm.hello.get("kcov"), "ops_run": len(ex.results),
             "kcov_pcs": pcs, "splats": [r.title for r in ex.reports],
             "failures": fails, "seconds": round(time.monotonic() - t0, 2),
@@ -60,7 +61,7 @@ def cmd_vm_check(a: argparse.Namespace) -> int:
     return 0 if not fails and not summary["splats"] and summary["kcov"] else 1
 
 
-def _backend(name: str, kernel_arg: str | None, accel: str = "tcg"):  # type: ignore[no-untyped-def]
+def _backend(name: str, kernel_arg: str | None, accel: str = "auto"):  # type: ignore[no-untyped-def]
     """The kernel side of a run. The host's own kernel only when named explicitly."""
     if name == "local":
         from fuzz.backend import LocalBackend
@@ -324,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("vm", help="the VM").add_subparsers(dest="vcmd", required=True)
     vc = v.add_parser("check", help="boot the kernel, run the smoke sequence, print JSON")
     vc.add_argument("--kernel", help="kernel dir (default: build/find the default kernel)")
-    vc.add_argument("--accel", default="tcg", choices=["tcg", "kvm"])
+    vc.add_argument("--accel", default="auto", choices=["auto", "tcg", "kvm"],
+                    help="auto: KVM where it runs guest code at hardware speed, else TCG")
     vc.set_defaults(fn=cmd_vm_check)
 
     r = sub.add_parser("run", help="run programs on the model and a kernel, side by side")

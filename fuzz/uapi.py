@@ -14,6 +14,7 @@ alignment, so the cdef spells both as uint64_t.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import cffi
@@ -596,6 +597,7 @@ def test_op(name: str) -> int:
 test_op.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported
 
 
+@functools.cache  # the encoder asks for the same few hundred on every program
 def sizeof(struct_name: str) -> int:
     """sizeof(struct_name), e.g. sizeof("struct iommu_ioas_map") == 40."""
     return int(ffi.sizeof(struct_name))
@@ -608,6 +610,7 @@ def _type_size(ctype: Any) -> int:
     return int(ffi.sizeof(ctype))
 
 
+@functools.cache
 def field_offset(struct_name: str, path: str) -> tuple[int, int]:
     """(offset, size) in bytes of a dotted field path inside a struct.
 

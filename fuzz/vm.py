@@ -1,16 +1,28 @@
 """The VM layer: boots the test kernel in qemu and talks to the guest agent.
 
-qemu runs the kernel with the host's root filesystem shared read-only over
-virtio-9p and the agent's channel on a virtio-serial port (the console stays a
-plain log). The console is read by a thread into a log file and a splat
-scanner, so an oops that kills the guest is still seen. Booting with
-`oops=panic panic=-1` and qemu's `-no-reboot` turns a dead guest into a qemu exit.
+The guest boots from an initramfs holding only the static C agent
+(fuzz/guest/agent.c, built by fuzz/guest/initramfs.py): no shell, no Python, no
+9p on the way to a ready agent. The host's root filesystem is still exported over
+virtio-9p, but the agent mounts it only when the host asks it to run a host
+command (run_command). The agent's channel is a virtio-serial port; the console
+stays a plain log, read by a thread into a log file and a splat scanner, so an
+oops that kills the guest is still seen. Booting with `oops=panic panic=-1` and
+qemu's `-no-reboot` turns a dead guest into a qemu exit.
+
+Restarts restore a snapshot: the first cold boot of a given kernel, agent and
+machine saves the guest, paused with its agent ready and nothing mounted over 9p
+(qemu refuses to migrate while a 9p export is mounted), as a migration stream in
+the cache; every later start is a fresh qemu loading that stream (`-incoming`),
+the same clean kernel each time, in a fraction of a boot.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -22,12 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fuzz import channel
-from fuzz.executor import build
 from fuzz.executor.runner import RawRun, unpack_response
-from fuzz.paths import REPO
+from fuzz.guest import initramfs
+from fuzz.paths import REPO, cache_dir
 from fuzz.report import LogScanner, Report
-
-GUEST_INIT = REPO / "fuzz" / "guest" / "init.sh"
 
 
 class VMError(RuntimeError):
@@ -47,13 +57,15 @@ class GuestCrash(RuntimeError):
 @dataclass
 class VMConfig:
     kernel: Path  # directory with bzImage (from `iommufd-fuzz kernel build`)
-    memory_mb: int = 2048
+    memory_mb: int = 1024
     cpus: int = 1
-    accel: str = "tcg"
+    accel: str = "auto"  # kvm where /dev/kvm can create a VM, else tcg
     boot_timeout: float = 180.0
     hugepages: int = 64  # 2 MiB pages reserved for hugetlb buffers
     extra_cmdline: str = ""
-    python: str = field(default_factory=lambda: sys.executable)
+    snapshot: bool = True  # (re)start by restoring the snapshot of a ready guest
+    # the executor's buffer pool (IOMMUFD_FUZZ_POOL=0 turns it off, for comparisons)
+    pool: bool = field(default_factory=lambda: os.environ.get("IOMMUFD_FUZZ_POOL") != "0")
 
 
 def _die_with_parent() -> None:
@@ -65,22 +77,83 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def kvm_usable() -> bool:
-    """True only if /dev/kvm can actually create a VM (here it exists but cannot)."""
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR)
-    except OSError:
-        return False
-    try:
-        import fcntl
+# A vCPU runs a two-instruction loop 2M times in real mode, then writes a port.
+# Hardware KVM takes a millisecond or two; KVM that traps every instruction (as
+# here: /dev/kvm works, but a loop iteration costs a microsecond and the kernel
+# does not get through decompression in minutes) is far slower than TCG.
+_KVM_PROBE = r"""
+import ctypes, fcntl, mmap, os, struct, time
+kvm = os.open("/dev/kvm", os.O_RDWR)
+vm = fcntl.ioctl(kvm, 0xAE01, 0)                            # KVM_CREATE_VM
+mem = mmap.mmap(-1, 0x2000)
+# mov ecx, 2000000; 1: dec ecx; jnz 1b; mov al, 0x42; out 0x10, al; hlt
+code = b"\x66\xb9" + struct.pack("<I", 2000000) + b"\x66\x49\x75\xfc\xb0\x42\xe6\x10\xf4"
+mem[0x1000:0x1000 + len(code)] = code
+addr = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+fcntl.ioctl(vm, 0x4020AE46, struct.pack("<IIQQQ", 0, 0, 0, 0x2000, addr))  # SET_USER_MEMORY_REGION
+cpu = fcntl.ioctl(vm, 0xAE41, 0)                            # KVM_CREATE_VCPU
+run = mmap.mmap(cpu, fcntl.ioctl(kvm, 0xAE04, 0))           # KVM_GET_VCPU_MMAP_SIZE
+sregs = bytearray(312)
+fcntl.ioctl(cpu, 0x8138AE83, sregs)                         # KVM_GET_SREGS
+struct.pack_into("<Q", sregs, 0, 0)                         # cs.base
+struct.pack_into("<H", sregs, 12, 0)                        # cs.selector
+fcntl.ioctl(cpu, 0x4138AE84, bytes(sregs))                  # KVM_SET_SREGS
+regs = bytearray(144)
+struct.pack_into("<QQ", regs, 128, 0x1000, 2)               # rip, rflags
+fcntl.ioctl(cpu, 0x4090AE82, bytes(regs))                   # KVM_SET_REGS
+t = time.perf_counter()
+fcntl.ioctl(cpu, 0xAE80, 0)                                 # KVM_RUN
+fast = time.perf_counter() - t < 0.2
+raise SystemExit(0 if struct.unpack_from("<I", run, 8)[0] == 2 and fast else 1)  # KVM_EXIT_IO
+"""
 
-        vm = fcntl.ioctl(fd, 0xAE01, 0)  # KVM_CREATE_VM
-        os.close(vm)
-        return True
-    except OSError:
+
+@functools.cache
+def kvm_usable() -> bool:
+    """True only if KVM really runs guest code at hardware speed (see _KVM_PROBE).
+    The answer is kept for the host's boot (the probe takes a second where it fails)."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False
-    finally:
-        os.close(fd)
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = ""
+    memo = cache_dir() / f"kvm-usable-{boot_id}"
+    if boot_id and memo.exists():
+        return memo.read_text() == "1"
+    try:
+        ok = subprocess.run([sys.executable, "-c", _KVM_PROBE], capture_output=True,
+                            timeout=1.5).returncode == 0
+    except subprocess.TimeoutExpired:
+        ok = False
+    if boot_id:
+        memo.write_text("1" if ok else "0")
+    return ok
+
+
+def resolve_accel(accel: str) -> str:
+    if accel == "auto":
+        return "kvm" if kvm_usable() else "tcg"
+    if accel == "kvm" and not kvm_usable():
+        raise VMError("--accel kvm asked for, but /dev/kvm cannot create a VM here")
+    return accel
+
+
+def _tsc_args() -> list[str]:
+    """Under TCG the guest's TSC is the host's, and with acpi=off there is no timer
+    to calibrate it against: give the host's rate, where /proc/cpuinfo's "cpu MHz"
+    is that rate (no cpufreq driver scaling it, as in a VM). Elsewhere the guest
+    falls back to jiffies: right, but coarse timestamps."""
+    if Path("/sys/devices/system/cpu/cpu0/cpufreq").exists():
+        return []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return [f"tsc_early_khz={round(float(line.split(':')[1]) * 1000)}",
+                        "tsc=reliable"]
+    except (OSError, ValueError):
+        pass
+    return []
 
 
 def qemu_binary() -> str:
@@ -89,6 +162,54 @@ def qemu_binary() -> str:
         raise VMError("qemu-system-x86_64 not found: install Debian's qemu-system-x86 "
                       "(the README's setup does)")
     return q
+
+
+class QMP:
+    """Just enough of qemu's machine protocol to save a snapshot."""
+
+    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(path))
+        self.f = self.sock.makefile("rb")
+        self._reply()  # greeting
+        self.cmd("qmp_capabilities")
+
+    def _reply(self) -> dict:
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise VMError("qemu closed its QMP socket")
+            msg = json.loads(line)
+            if "event" not in msg:
+                return msg
+
+    def cmd(self, name: str, **args: object) -> object:
+        self.sock.sendall(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
+        r = self._reply()
+        if "error" in r:
+            raise VMError(f"qemu {name}: {r['error'].get('desc')}")
+        return r.get("return")
+
+    def close(self) -> None:
+        self.f.close()
+        self.sock.close()
+
+
+def snapshot_dir() -> Path:
+    d = cache_dir() / "snapshots"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+KEEP_SNAPSHOTS = 6  # each is a few hundred MB: the most recently used ones stay
+
+
+def _prune_snapshots() -> None:
+    snaps = sorted(snapshot_dir().glob("*.mig"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in snaps[KEEP_SNAPSHOTS:]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".json").unlink(missing_ok=True)
 
 
 class VM:
@@ -105,67 +226,183 @@ class VM:
         self._console_tail = bytearray()
         self._reports: list[Report] = []
         self.hello: dict = {}
-        self.boot_seconds = 0.0
+        self.accel = resolve_accel(cfg.accel)
+        self.boot_seconds = 0.0  # the last start, cold boot or restore
+        self.cold_boot_seconds = 0.0  # the last cold boot (0: every start was a restore)
+        self.restored = False  # the last start restored the snapshot
         self.restarts = 0
+        self.restart_seconds = 0.0  # spent in restarts, all of them
+        self._argv_key: tuple[list[str], str] | None = None
+        self.exec_seconds = 0.0  # waiting for programs' results (the rest is the host's)
+        # ... of which the executor's own: mapping buffers, the call loop, tearing down
+        self.executor_ns = {"setup": 0, "calls": 0, "teardown": 0}
 
     # -- lifecycle ----------------------------------------------------------------
-    def start(self) -> None:
+    def _argv(self, sock_path: Path, qmp_path: Path) -> tuple[list[str], str]:
+        """qemu's command line, and the part of it that a snapshot depends on."""
         bz = self.cfg.kernel / "bzImage"
         if not bz.exists():
             raise VMError(f"no kernel image at {bz}: run `iommufd-fuzz kernel build` first")
-        exec_dir = build.ensure_built()
-        sock_path = self.workdir / "agent.sock"
-        sock_path.unlink(missing_ok=True)
-        accel = self.cfg.accel
-        if accel == "kvm" and not kvm_usable():
-            raise VMError("--accel kvm asked for, but /dev/kvm cannot create a VM here")
+        try:
+            initrd = initramfs.ensure_built()
+        except initramfs.InitramfsError as e:
+            raise VMError(str(e)) from None
         cmdline = " ".join([
-            "console=ttyS0", "root=hostroot", "rootfstype=9p",
-            "rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose", "ro",
-            f"init={GUEST_INIT}", "oops=panic", "panic=-1", "panic_on_warn=0", "nokaslr",
+            "console=ttyS0", "oops=panic", "panic=-1", "panic_on_warn=0", "nokaslr",
             "loglevel=5", f"hugepages={self.cfg.hugepages}", "kasan.fault=report",
             # every KASAN report, not only the first one since boot
-            "kasan_multi_shot",
-            "hung_task_timeout_secs=60", f"fuzz_python={self.cfg.python}",
-            f"fuzz_repo={REPO}", f"fuzz_exec={exec_dir}", self.cfg.extra_cmdline,
-        ])
-        argv = [
-            qemu_binary(), "-accel", accel, "-m", str(self.cfg.memory_mb),
-            "-smp", str(self.cfg.cpus), "-cpu", "max" if accel == "tcg" else "host",
-            "-kernel", str(bz), "-append", cmdline.strip(),
+            "kasan_multi_shot", "hung_task_timeout_secs=60",
+            # Under TCG the AML interpreter (KASAN, lockdep) took 5 s for ACPI's tables
+            # and 12 s per PCI device routing its interrupt: 40 of a 45 s boot. Without
+            # ACPI, IRQs route from the BIOS's table and nothing in iommufd's mock paths
+            # needs it. Nor is there an ACPI timer to calibrate the TSC against (see
+            # _tsc_args; tsc=reliable: the clocksource watchdog would trade it for
+            # jiffies on TCG's jitter).
+            "acpi=off", *(_tsc_args() if self.accel == "tcg" else []),
+            # Another 1.5 s: updating trace events' enum maps, and tracefs; nothing
+            # here traces (KCOV, debugfs, fault injection and kmsg do not need it).
+            "initcall_blacklist=trace_eval_init,tracer_init_tracefs",
+            self.cfg.extra_cmdline,
+        ]).strip()
+        machine = [
+            "-accel", self.accel, "-m", str(self.cfg.memory_mb),
+            "-smp", str(self.cfg.cpus), "-cpu", "max" if self.accel == "tcg" else "host",
+            "-kernel", str(bz), "-initrd", str(initrd), "-append", cmdline,
             "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
             "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
             "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
             "-device", "virtio-rng-pci",
             "-device", "virtio-serial-pci",
-            "-chardev", f"socket,id=agent,path={sock_path},server=on,wait=off",
-            "-device", "virtserialport,chardev=agent,name=iommufd-fuzz.agent",
         ]
+        h = hashlib.sha256()
+        h.update(bz.read_bytes())
+        h.update(initrd.read_bytes())
+        h.update(subprocess.run([qemu_binary(), "--version"], capture_output=True).stdout)
+        h.update(json.dumps(machine).encode())
+        argv = [qemu_binary(), *machine,
+                "-chardev", f"socket,id=agent,path={sock_path},server=on,wait=off",
+                "-device", "virtserialport,chardev=agent,name=iommufd-fuzz.agent",
+                "-qmp", f"unix:{qmp_path},server=on,wait=off"]
+        return argv, h.hexdigest()[:20]
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        sock_path = self.workdir / "agent.sock"
+        qmp_path = self.workdir / "qmp.sock"
+        if self._argv_key is None:  # hashing the images takes a while: once per VM
+            self._argv_key = self._argv(sock_path, qmp_path)
+        argv, key = self._argv_key
+        snap = snapshot_dir() / f"{key}.mig"
+        if self.cfg.snapshot and snap.exists():
+            try:
+                self._launch(argv + ["-incoming", f"exec:cat {shlex.quote(str(snap))}"],
+                             sock_path, t0)
+                self._connect(sock_path, t0, restore=True)
+                self.hello = json.loads(snap.with_suffix(".json").read_text())
+                os.utime(snap)  # recently used: kept by _prune_snapshots
+                self.restored = True
+                self._ready()
+                self.boot_seconds = time.monotonic() - t0
+                return
+            except (VMError, GuestCrash, OSError, ValueError) as e:
+                # a stale or truncated snapshot: boot cold and save a new one
+                self.kill()
+                with open(self.console_path, "a") as log:
+                    log.write(f"\n[host] restoring {snap} failed ({e}); booting cold\n")
+                snap.unlink(missing_ok=True)
+        t0 = time.monotonic()
+        self._launch(argv, sock_path, t0)
+        self._connect(sock_path, t0, restore=False)
+        self.restored = False
+        self.boot_seconds = self.cold_boot_seconds = time.monotonic() - t0
+        if self.cfg.snapshot and not snap.exists():
+            self._save_snapshot(qmp_path, snap)
+        self._ready()
+
+    def _ready(self) -> None:
+        if not self.cfg.pool:
+            self.set_pool(False)
+
+    def _launch(self, argv: list[str], sock_path: Path, t0: float) -> None:
+        sock_path.unlink(missing_ok=True)
         self._console_tail.clear()
         self._reports = []
         self.scanner = LogScanner()
-        t0 = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         threading.Thread(target=self._pump_console, args=(self.proc,), daemon=True).start()
         deadline = t0 + self.cfg.boot_timeout
         while not sock_path.exists():
-            self._check_alive("booting")
+            self._check_alive("starting qemu")
             if time.monotonic() > deadline:
                 self.kill()
                 raise VMError("qemu did not create the agent socket in time")
-            time.sleep(0.05)
+            time.sleep(0.01)
+
+    def _connect(self, sock_path: Path, t0: float, restore: bool) -> None:
+        # a restore that has not answered in a minute will not: boot cold instead
+        deadline = t0 + (min(60.0, self.cfg.boot_timeout) if restore else self.cfg.boot_timeout)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(sock_path))
+        while True:
+            try:
+                self.sock.connect(str(sock_path))
+                break
+            except ConnectionRefusedError:  # bound, not yet listening
+                self._check_alive("starting qemu")
+                if time.monotonic() > deadline:
+                    raise VMError("qemu does not accept connections on the agent "
+                                  "socket") from None
+                time.sleep(0.01)
         try:
+            if restore:
+                # the restored agent waits for a frame, as it did when it was saved
+                self._send(channel.PING, b"restored")
+                kind, payload = self._recv(deadline - time.monotonic(), "restoring the snapshot")
+                if kind != channel.PONG:
+                    raise VMError(f"restored agent sent frame {kind} instead of PONG")
+                return
             kind, payload = self._recv(deadline - time.monotonic(), "waiting for the agent")
         except GuestCrash as e:
-            raise VMError(f"the guest did not boot to the agent: {e.what}\n"
-                          f"--- console tail ---\n{e.console_tail}") from None
+            self.kill()
+            raise VMError(f"the guest did not {'restore' if restore else 'boot'} to the agent: "
+                          f"{e.what}\n--- console tail ---\n{e.console_tail}") from None
         if kind != channel.HELLO:
             raise VMError(f"agent sent frame {kind} instead of HELLO: {payload[:200]!r}")
         self.hello = json.loads(payload)
-        self.boot_seconds = time.monotonic() - t0
+
+    def _save_snapshot(self, qmp_path: Path, snap: Path) -> None:
+        """Save the ready guest as a migration stream, then let it run on."""
+        tmp = snap.with_name(f"{snap.name}.{os.getpid()}.tmp")
+        qmp = QMP(qmp_path)
+        try:
+            # Not stopped first: the stream then says "running" and a restored qemu
+            # starts the guest at once. The guest is idle (the agent waits for a
+            # frame), so the live migration converges after one pass.
+            qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
+            qmp.cmd("migrate", uri=f"exec:cat > {shlex.quote(str(tmp))}")
+            while True:
+                st = qmp.cmd("query-migrate")
+                status = st.get("status") if isinstance(st, dict) else None
+                if status == "completed":
+                    break
+                if status in ("failed", "cancelled"):
+                    raise VMError(f"saving the snapshot failed: {st}")
+                time.sleep(0.02)
+            qmp.cmd("cont")
+        except VMError as e:
+            tmp.unlink(missing_ok=True)
+            with open(self.console_path, "a") as log:
+                log.write(f"\n[host] no snapshot: {e}\n")
+            try:
+                qmp.cmd("cont")
+            except VMError:
+                pass
+            return
+        finally:
+            qmp.close()
+        snap.with_suffix(".json").write_text(json.dumps(self.hello))
+        tmp.replace(snap)  # atomic: workers booting at once write the same guest
+        _prune_snapshots()
 
     def stop(self) -> None:
         self.kill()
@@ -181,9 +418,13 @@ class VM:
             self.proc.wait()
 
     def restart(self) -> None:
+        t0 = time.monotonic()
         self.kill()
         self.restarts += 1
-        self.start()
+        try:
+            self.start()
+        finally:
+            self.restart_seconds += time.monotonic() - t0
 
     def __enter__(self) -> VM:
         self.start()
@@ -268,22 +509,53 @@ class VM:
 
     def execute(self, wire: bytes, timeout: float = 60.0) -> RawRun:
         """Run one encoded program. Raises GuestCrash if the guest dies or hangs."""
+        t0 = time.monotonic()
         self._send(channel.EXEC, wire)
-        kind, payload = self._recv(timeout, "running a program")
+        try:
+            kind, payload = self._recv(timeout, "running a program")
+        finally:
+            self.exec_seconds += time.monotonic() - t0
         if kind == channel.ERROR:
             raise VMError("guest agent failed:\n" + payload.decode("utf-8", "replace"))
         if kind != channel.RESULT:
             raise VMError(f"unexpected frame {kind} from the agent")
-        return unpack_response(payload)
+        raw = unpack_response(payload)
+        self.executor_ns["setup"] += raw.setup_ns
+        self.executor_ns["calls"] += raw.calls_ns
+        self.executor_ns["teardown"] += raw.teardown_ns
+        return raw
 
-    def run_command(self, argv: list[str], timeout: float = 60.0, stdin: str = "") -> dict:
-        """Run a helper command in the guest (LKDTM triggers, the C benchmark loop)."""
-        self._send(channel.RUN, json.dumps({"argv": argv, "timeout": timeout,
-                                             "stdin": stdin}).encode())
+    def run_command(self, argv: list[str], timeout: float = 60.0, stdin: str = "",
+                    cwd: str | None = None) -> dict:
+        """Run a host command in the guest (LKDTM triggers, the C benchmark loop,
+        reproducers): the host's root is mounted over 9p in the guest on first use
+        and the command runs chrooted into it. Returns rc, stdout, stderr and the
+        kernel log lines logged meanwhile (kmsg)."""
+        env = [f"PYTHONPATH={REPO}"]
+        data = stdin.encode()
+        strings = b"".join(s.encode() + b"\0" for s in [cwd or str(REPO), *argv, *env])
+        head = channel.RUN_HEAD.pack(int(timeout * 1000), len(argv), len(env), len(data))
+        self._send(channel.RUN, head + strings + data)
         kind, payload = self._recv(timeout + 30, f"running {argv[0]}")
         if kind == channel.ERROR:
             raise VMError("guest agent failed:\n" + payload.decode("utf-8", "replace"))
-        return json.loads(payload)
+        if kind != channel.RUN_DONE:
+            raise VMError(f"unexpected frame {kind} from the agent")
+        rc, *lens = channel.RUN_DONE_HEAD.unpack_from(payload)
+        off = channel.RUN_DONE_HEAD.size
+        out = []
+        for n in lens:
+            out.append(payload[off:off + n].decode("utf-8", "replace"))
+            off += n
+        return {"rc": rc, "stdout": out[0], "stderr": out[1], "kmsg": out[2]}
+
+    def set_pool(self, enabled: bool) -> None:
+        """Whether the executor keeps buffers mapped between programs (its buffer
+        pool, on by default; off: every buffer is mapped afresh, for comparison)."""
+        self._send(channel.POOL, int(enabled).to_bytes(4, "little"))
+        kind, _ = self._recv(10, "setting the buffer pool")
+        if kind != channel.PONG:
+            raise VMError(f"unexpected frame {kind} from the agent")
 
     def ping(self, timeout: float = 10.0) -> bool:
         self._send(channel.PING, b"x")

@@ -18,7 +18,7 @@ from fuzz.prog import Program, atomic_write
 
 
 def build_c_loop() -> Path:
-    """bench/c_loop.c compiled into the cache dir, which the guest sees over 9p."""
+    """bench/c_loop.c compiled into the cache dir (run in the guest by run_command)."""
     import subprocess
 
     from fuzz.paths import REPO, cache_dir
@@ -93,6 +93,9 @@ class WorkerState:
         if r["rc"] == 0:
             self.extra["c_loop_ops_per_s"] = _json.loads(r["stdout"])["ops_per_s"]
         self.started = time.monotonic()  # the campaign's rates exclude this measurement
+        vm = self.backend.vm  # type: ignore[attr-defined]
+        vm.exec_seconds = 0.0
+        vm.executor_ns = dict.fromkeys(vm.executor_ns, 0)
 
     def write_stats(self, final: bool = False) -> None:
         self.last_stats = time.monotonic()
@@ -101,7 +104,13 @@ class WorkerState:
                 "pid": os.getpid(), "programs": self.programs, "ops": self.ops,
                 "edges": len(self.edges), "corpus": len(corpus.files(self.corpus_dir)),
                 "findings": len(self.findings_seen),
-                "restarts": getattr(vm, "restarts", 0), "final": final, **self.extra}
+                "restarts": getattr(vm, "restarts", 0),
+                "restart_s": round(getattr(vm, "restart_seconds", 0.0), 2),
+                "boot_s": round(getattr(vm, "cold_boot_seconds", 0.0), 2),
+                "exec_s": round(getattr(vm, "exec_seconds", 0.0), 2),
+                "executor_s": {k: round(v / 1e9, 2)
+                               for k, v in getattr(vm, "executor_ns", {}).items()},
+                "final": final, **self.extra}
         with open(self.stats_path, "a") as f:
             f.write(json.dumps(line) + "\n")
         atomic_write(self.stats_path.with_suffix(".edges"),

@@ -28,10 +28,24 @@ def cdef_text() -> str:
     return "\n".join(lines)
 
 
+def uapi_defines() -> list[str]:
+    """The selftest command the buffer pool checks pins with, from fuzz.uapi."""
+    from fuzz import uapi
+
+    off = {f: uapi.field_offset("struct iommu_test_cmd", f"check_refs.{f}")[0]
+           for f in ("uptr", "length", "refs")}
+    return [f"-DFZ_TEST_CMD={uapi.IOMMU_TEST_CMD:#x}",
+            f"-DFZ_TEST_CMD_SIZE={uapi.sizeof('struct iommu_test_cmd')}",
+            f"-DFZ_TEST_OP_MD_CHECK_REFS={uapi.IOMMU_TEST_OP_MD_CHECK_REFS}",
+            f"-DFZ_CHECK_REFS_UPTR={off['uptr']}", f"-DFZ_CHECK_REFS_LENGTH={off['length']}",
+            f"-DFZ_CHECK_REFS_REFS={off['refs']}"]
+
+
 def _digest() -> str:
     h = hashlib.sha256()
     for name in ("executor.c", "executor.h", "build.py"):
         h.update((HERE / name).read_bytes())
+    h.update(" ".join(uapi_defines()).encode())
     h.update(sys.version.encode())
     return h.hexdigest()[:16]
 
@@ -51,7 +65,7 @@ def ensure_built() -> Path:
         ffib.cdef(cdef_text())
         ffib.set_source(MODULE, '#include "executor.h"',
                         sources=[str(HERE / "executor.c")], include_dirs=[str(HERE)],
-                        extra_compile_args=["-O2", "-Wall"])
+                        extra_compile_args=["-O2", "-Wall", *uapi_defines()])
         ffib.compile(tmpdir=str(out), verbose=False)
     return out
 

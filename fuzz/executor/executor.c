@@ -21,6 +21,8 @@
 
 #include "executor.h"
 
+int fz_pool_enabled = 1;
+
 #define KCOV_ENABLE _IO('c', 100)
 #define KCOV_DISABLE _IO('c', 101)
 
@@ -30,10 +32,13 @@
  * under the first call that hit it. A long program repeats the same paths, so
  * this is what keeps the channel from carrying megabytes of duplicate PCs.
  */
-#define EDGE_BITS 18
+#define EDGE_BITS 15 /* 32K slots: one program's edges; 512 KiB, TCG's soft TLB copes */
 #define EDGE_SLOTS (1u << EDGE_BITS)
-static uint64_t edge_key[EDGE_SLOTS];
-static uint32_t edge_gen[EDGE_SLOTS];
+struct edge_slot {
+	uint64_t key;
+	uint32_t gen;
+};
+static struct edge_slot edges[EDGE_SLOTS];
 static uint32_t cur_gen;
 static uint32_t edge_count;
 
@@ -44,25 +49,283 @@ static int edge_insert(uint64_t e)
 	if (edge_count >= EDGE_SLOTS / 4 * 3)
 		return 0;
 	for (;; h = (h + 1) & (EDGE_SLOTS - 1)) {
-		if (edge_gen[h] != cur_gen) {
-			edge_gen[h] = cur_gen;
-			edge_key[h] = e;
+		if (edges[h].gen != cur_gen) {
+			edges[h].gen = cur_gen;
+			edges[h].key = e;
 			edge_count++;
 			return 1;
 		}
-		if (edge_key[h] == e)
+		if (edges[h].key == e)
 			return 0;
 	}
 }
 
 static void fill_pattern(uint8_t *p, uint64_t len, uint32_t seed)
 {
-	/* Same formula as fuzz.prog.pattern_bytes: byte k = (k % 251) * 37 + seed. */
-	uint8_t block[251];
-	for (int k = 0; k < 251; k++)
-		block[k] = (uint8_t)(k * 37 + seed);
-	for (uint64_t off = 0; off < len; off += 251)
-		memcpy(p + off, block, len - off < 251 ? len - off : 251);
+	/* Same formula as fuzz.prog.pattern_bytes: byte k = (k % 251) * 37 + seed.
+	 * 64 periods per memcpy: under TCG the calls, not the bytes, are the cost. */
+	static uint8_t block[251 * 64];
+	static int block_seed = -1;
+
+	if (block_seed != (int)(seed & 0xff)) {
+		for (int k = 0; k < 251 * 64; k++)
+			block[k] = (uint8_t)((k % 251) * 37 + seed);
+		block_seed = (int)(seed & 0xff);
+	}
+	for (uint64_t off = 0; off < len; off += sizeof(block))
+		memcpy(p + off, block, len - off < sizeof(block) ? len - off : sizeof(block));
+}
+
+/*
+ * The buffer pool. Mapping a buffer costs an mmap, a page fault per page and a
+ * munmap; under KASAN and TCG that is ~90 us a page and ~1 ms a syscall (the
+ * mm syscalls flush TCG's soft TLB): most of a program's time. So buffers without
+ * holes are not unmapped after a program but kept, faulted in, and given to a
+ * later program that wants the same kind and size: left in place if it wants them
+ * at the same address, else moved there with one mremap (pages and all). What a
+ * program sees stays what fresh mappings give it:
+ * - the contents are the seed pattern again (refilled every time: ACCESS_RW and
+ *   output pointers may have written into them);
+ * - nothing else is mapped where programs' buffers live: kept buffers the next
+ *   program does not want are moved out to a parking area (FZ_PARK_BASE, far from
+ *   the buffer addresses) or unmapped;
+ * - no page is still pinned: the selftest's MD_CHECK_REFS (refs 0) must pass on
+ *   the whole range before reuse, else the buffer is unmapped and the program gets
+ *   a fresh mapping (a pin outliving the iommufd's release would be a kernel bug,
+ *   and must not leak into another program's results). That check skips compound
+ *   pages, and so do the programs' own MD_CHECK_REFS: on hugetlb pages a stale pin
+ *   could not be seen either way;
+ * - a program that cannot get memory (ENOMEM, e.g. hugetlb pages held here) gets
+ *   the pool emptied and its mapping retried.
+ */
+#define FZ_POOL_MAX 16
+#define FZ_POOL_BYTES (64ull << 20)
+#define FZ_PARK_BASE 0x600000000000ull
+#define FZ_PARK_STRIDE (1ull << 32)
+
+struct pool_entry {
+	uint64_t addr; /* 0: slot unused */
+	uint64_t size;
+	uint32_t kind;
+	int32_t user; /* index of the current program's buffer using it, or -1 */
+	uint64_t used; /* pool_clock when a program last had it: the oldest goes first */
+};
+
+static struct pool_entry pool[FZ_POOL_MAX];
+static uint64_t pool_clock;
+static int pool_check_fd = -1; /* an empty iommufd for MD_CHECK_REFS */
+
+static int poolable(const struct fz_buffer *b)
+{
+	return !b->nr_holes && b->kind != FZ_BUF_HOLE;
+}
+
+static uint64_t park_addr(const struct pool_entry *e)
+{
+	return FZ_PARK_BASE + (uint64_t)(e - pool) * FZ_PARK_STRIDE;
+}
+
+#ifdef FZ_TEST_CMD
+static int unpinned(uint64_t addr, uint64_t size)
+{
+	uint8_t cmd[FZ_TEST_CMD_SIZE] = {0};
+
+	if (pool_check_fd < 0) {
+		int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return 0;
+		/* out of the way of programs' fds, like the agent's own */
+		pool_check_fd = fcntl(fd, F_DUPFD_CLOEXEC, 600);
+		close(fd);
+		if (pool_check_fd < 0)
+			return 0;
+	}
+	*(uint32_t *)(cmd + 0) = FZ_TEST_CMD_SIZE;
+	*(uint32_t *)(cmd + 4) = FZ_TEST_OP_MD_CHECK_REFS;
+	*(uint64_t *)(cmd + FZ_CHECK_REFS_UPTR) = addr;
+	*(uint64_t *)(cmd + FZ_CHECK_REFS_LENGTH) = size;
+	*(uint32_t *)(cmd + FZ_CHECK_REFS_REFS) = 0;
+	return ioctl(pool_check_fd, FZ_TEST_CMD, cmd) == 0;
+}
+#else
+static int unpinned(uint64_t addr, uint64_t size)
+{
+	(void)addr;
+	(void)size;
+	return 0; /* cannot tell: never reuse */
+}
+#endif
+
+static void pool_drop(struct pool_entry *e)
+{
+	munmap((void *)(uintptr_t)e->addr, e->size);
+	e->addr = 0;
+	e->user = -1;
+}
+
+static int pool_move(struct pool_entry *e, uint64_t to)
+{
+	void *p;
+
+	if (e->addr == to)
+		return 0;
+	p = mremap((void *)(uintptr_t)e->addr, e->size, e->size, MREMAP_MAYMOVE | MREMAP_FIXED,
+		   (void *)(uintptr_t)to);
+	if (p == MAP_FAILED) {
+		pool_drop(e);
+		return -1;
+	}
+	e->addr = to;
+	return 0;
+}
+
+static int fits(const struct pool_entry *e, const struct fz_buffer *b)
+{
+	return e->addr && e->user < 0 && e->size == b->size && e->kind == b->kind;
+}
+
+static int overlaps(const struct pool_entry *e, const struct fz_buffer *b)
+{
+	return e->addr < b->addr + b->size && b->addr < e->addr + e->size;
+}
+
+/*
+ * Before a program: give its buffers kept mappings (in place first, then any of
+ * the right kind and size, moved straight to where they are wanted), and move
+ * every other kept mapping out of the buffer area.
+ */
+static void pool_prepare(const struct fz_program *prog)
+{
+	uint32_t n = prog->nr_buffers;
+
+	for (int k = 0; k < FZ_POOL_MAX; k++)
+		pool[k].user = -1;
+	for (uint32_t i = 0; i < n; i++)
+		for (int k = 0; k < FZ_POOL_MAX && poolable(&prog->buffers[i]); k++)
+			if (fits(&pool[k], &prog->buffers[i]) &&
+			    pool[k].addr == prog->buffers[i].addr) {
+				pool[k].user = (int32_t)i;
+				break;
+			}
+	/* kept mappings in the way of this program's buffers go first */
+	for (int k = 0; k < FZ_POOL_MAX; k++) {
+		if (!pool[k].addr || pool[k].user >= 0)
+			continue;
+		for (uint32_t i = 0; i < n; i++)
+			if (overlaps(&pool[k], &prog->buffers[i])) {
+				pool_move(&pool[k], park_addr(&pool[k]));
+				break;
+			}
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const struct fz_buffer *b = &prog->buffers[i];
+		int have = 0;
+		for (int k = 0; k < FZ_POOL_MAX; k++)
+			have |= pool[k].user == (int32_t)i;
+		for (int k = 0; k < FZ_POOL_MAX && !have && poolable(b); k++)
+			if (fits(&pool[k], b) && !pool_move(&pool[k], b->addr)) {
+				pool[k].user = (int32_t)i;
+				have = 1;
+			}
+	}
+	for (int k = 0; k < FZ_POOL_MAX; k++)
+		if (pool[k].addr && pool[k].user < 0 && pool[k].addr != park_addr(&pool[k]))
+			pool_move(&pool[k], park_addr(&pool[k]));
+}
+
+/* The kept mapping pool_prepare gave buffer i, checked and refilled: 1; none: 0. */
+static int pool_take(const struct fz_buffer *b, uint32_t i)
+{
+	struct pool_entry *e = NULL;
+
+	for (int k = 0; k < FZ_POOL_MAX && !e; k++)
+		if (pool[k].addr && pool[k].user == (int32_t)i)
+			e = &pool[k];
+	if (!e)
+		return 0;
+	/* hugetlb: compound pages, which MD_CHECK_REFS skips after 512 GUPs each */
+	if (b->kind != FZ_BUF_HUGETLB && !unpinned(e->addr, e->size))
+		goto drop;
+	if (b->kind == FZ_BUF_READONLY &&
+	    mprotect((void *)(uintptr_t)b->addr, b->size, PROT_READ | PROT_WRITE))
+		goto drop;
+	fill_pattern((uint8_t *)(uintptr_t)b->addr, b->size, b->seed);
+	if (b->kind == FZ_BUF_READONLY && mprotect((void *)(uintptr_t)b->addr, b->size, PROT_READ))
+		goto drop;
+	return 1;
+drop:
+	pool_drop(e);
+	return 0;
+}
+
+/* Empty the pool but for the mappings the current program uses. */
+static void pool_release_unused(void)
+{
+	for (int k = 0; k < FZ_POOL_MAX; k++)
+		if (pool[k].addr && pool[k].user < 0)
+			pool_drop(&pool[k]);
+}
+
+static uint64_t pool_bytes(void)
+{
+	uint64_t bytes = 0;
+
+	for (int k = 0; k < FZ_POOL_MAX; k++)
+		bytes += pool[k].addr ? pool[k].size : 0;
+	return bytes;
+}
+
+/* The least recently used kept mapping that this program did not use. */
+static struct pool_entry *pool_victim(void)
+{
+	struct pool_entry *v = NULL;
+
+	for (int k = 0; k < FZ_POOL_MAX; k++)
+		if (pool[k].addr && pool[k].used < pool_clock && (!v || pool[k].used < v->used))
+			v = &pool[k];
+	return v;
+}
+
+/* After a program: keep its buffers, making room by dropping the oldest kept ones;
+ * unmap what cannot be kept. */
+static void pool_keep_or_unmap(const struct fz_buffer *bufs, uint32_t n)
+{
+	pool_clock++;
+	for (uint32_t i = 0; i < n; i++)
+		for (int k = 0; k < FZ_POOL_MAX; k++)
+			if (pool[k].addr && pool[k].user == (int32_t)i) {
+				pool[k].user = -1;
+				pool[k].used = pool_clock;
+			}
+	for (uint32_t i = 0; i < n; i++) {
+		const struct fz_buffer *b = &bufs[i];
+		struct pool_entry *slot = NULL, *v;
+		int kept = 0;
+		if (b->kind == FZ_BUF_HOLE)
+			continue;
+		for (int k = 0; k < FZ_POOL_MAX; k++)
+			kept |= pool[k].addr == b->addr && pool[k].used == pool_clock;
+		if (kept)
+			continue;
+		if (!poolable(b) || b->size > FZ_POOL_BYTES) {
+			munmap((void *)(uintptr_t)b->addr, b->size);
+			continue;
+		}
+		while (pool_bytes() + b->size > FZ_POOL_BYTES && (v = pool_victim()))
+			pool_drop(v);
+		for (int k = 0; k < FZ_POOL_MAX && !slot; k++)
+			if (!pool[k].addr)
+				slot = &pool[k];
+		if (!slot && (v = pool_victim())) {
+			pool_drop(v);
+			slot = v;
+		}
+		if (!slot || pool_bytes() + b->size > FZ_POOL_BYTES) {
+			munmap((void *)(uintptr_t)b->addr, b->size);
+			continue;
+		}
+		*slot = (struct pool_entry){b->addr, b->size, b->kind, -1, pool_clock};
+	}
 }
 
 static int map_buffer(const struct fz_buffer *b, const struct fz_hole *holes)
@@ -114,9 +377,20 @@ static int map_buffer(const struct fz_buffer *b, const struct fz_hole *holes)
 
 static void unmap_buffers(const struct fz_buffer *bufs, uint32_t n)
 {
+	if (fz_pool_enabled) {
+		pool_keep_or_unmap(bufs, n);
+		return;
+	}
 	for (uint32_t i = 0; i < n; i++)
 		if (bufs[i].kind != FZ_BUF_HOLE)
 			munmap((void *)(uintptr_t)bufs[i].addr, bufs[i].size);
+}
+
+void fz_pool_flush(void)
+{
+	for (int k = 0; k < FZ_POOL_MAX; k++)
+		if (pool[k].addr)
+			pool_drop(&pool[k]);
 }
 
 static uint64_t load(const uint8_t *p, uint32_t width)
@@ -199,6 +473,11 @@ static uint32_t capture(const struct fz_call *c, uint8_t *arena, uint8_t *out, u
 	return (uint32_t)len;
 }
 
+static uint64_t ns_between(const struct timespec *a, const struct timespec *b)
+{
+	return (uint64_t)(b->tv_sec - a->tv_sec) * 1000000000ull + (uint64_t)(b->tv_nsec - a->tv_nsec);
+}
+
 int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result *res,
 	   uint32_t *pcs, uint32_t pcs_cap, uint8_t *capbuf, uint32_t capbuf_cap,
 	   uint64_t *kcov_area, int kcov_fd, struct fz_run_info *info)
@@ -206,12 +485,27 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 	uint32_t npcs = 0, ncap = 0, nfds = 0;
 	int fds[FZ_MAX_FDS];
 	int fd, rc;
+	struct timespec t0, t1, t2;
 
 	memset(info, 0, sizeof(*info));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (fz_pool_enabled)
+		pool_prepare(prog);
 	for (uint32_t i = 0; i < prog->nr_buffers; i++) {
+		if (fz_pool_enabled && pool_take(&prog->buffers[i], i)) {
+			info->pooled_buffers++;
+			continue;
+		}
 		rc = map_buffer(&prog->buffers[i], prog->holes);
+		if (rc == -ENOMEM && fz_pool_enabled) {
+			/* the memory may be ours: what a fresh executor would have had */
+			pool_release_unused();
+			rc = map_buffer(&prog->buffers[i], prog->holes);
+		}
 		if (rc) {
-			unmap_buffers(prog->buffers, i + 1);
+			unmap_buffers(prog->buffers, i);
+			if (prog->buffers[i].kind != FZ_BUF_HOLE)
+				munmap((void *)(uintptr_t)prog->buffers[i].addr, prog->buffers[i].size);
 			info->setup_errno = -rc;
 			info->setup_step = 1 + i;
 			return -1;
@@ -232,12 +526,12 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 				  prog->kcov_mode == FZ_KCOV_CMP ? FZ_KCOV_CMP : FZ_KCOV_PC))
 		kcov_fd = -1;
 	if (++cur_gen == 0) {
-		memset(edge_gen, 0, sizeof(edge_gen));
+		memset(edges, 0, sizeof(edges));
 		cur_gen = 1;
 	}
 	edge_count = 0;
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	info->setup_ns = ns_between(&t0, &t1);
 	for (uint32_t i = 0; i < prog->nr_calls; i++) {
 		const struct fz_call *c = &prog->calls[i];
 		struct fz_call_result *r = &res[i];
@@ -319,8 +613,8 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 		if (c->fd_out_off && r->err == 0 && nfds < FZ_MAX_FDS)
 			fds[nfds++] = (int)load(arena + c->fd_out_off, 4);
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	info->calls_ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000ull + t1.tv_nsec - t0.tv_nsec;
+	clock_gettime(CLOCK_MONOTONIC, &t2);
+	info->calls_ns = ns_between(&t1, &t2);
 	if (kcov_fd >= 0)
 		ioctl(kcov_fd, KCOV_DISABLE, 0);
 	/* Tear down everything the program made so nothing leaks into the next one. */
@@ -329,7 +623,90 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 			close(fds[i]);
 	close(fd);
 	unmap_buffers(prog->buffers, prog->nr_buffers);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	info->teardown_ns = ns_between(&t2, &t1);
 	info->nr_pcs = npcs;
 	info->nr_cap = ncap;
 	return 0;
+}
+
+/*
+ * The wire format (fuzz/executor/wire.py) to an fz_program, and the run's outputs
+ * laid out as the response (SECTIONS lengths, info, results, arena, pcs, captures;
+ * the kmsg section is the caller's: its length is left 0 and nothing is written
+ * for it). The arena is copied into its place in the response and the program runs
+ * on it there, so the kernel's writes need no second copy. One parser for the C
+ * agent and the host's cffi runner.
+ */
+struct fz_wire_header {
+	uint32_t magic, nr_buffers, nr_holes, nr_calls, nr_relocs, arena_len;
+	uint32_t prologue_request, prologue_off, prologue_len, kcov_mode, pcs_cap, cap_cap;
+};
+
+#define FZ_MAGIC 0x315A4649u
+#define ALIGN8(x) (((x) + 7) & ~(size_t)7)
+
+size_t fz_response_size(const uint8_t *wire, size_t len)
+{
+	const struct fz_wire_header *h = (const void *)wire;
+
+	if (len < sizeof(*h) || h->magic != FZ_MAGIC)
+		return 0;
+	return 6 * 4 + sizeof(struct fz_run_info) + (size_t)h->nr_calls * sizeof(struct fz_call_result)
+		+ ALIGN8((size_t)h->arena_len) + (size_t)h->pcs_cap * 4 + h->cap_cap;
+}
+
+long fz_run_wire(const uint8_t *wire, size_t len, uint8_t *out, size_t out_cap,
+		 uint8_t *capbuf, uint64_t *kcov_area, uint64_t kcov_words, int kcov_fd)
+{
+	const struct fz_wire_header *h = (const void *)wire;
+	struct fz_program prog;
+	size_t off = sizeof(*h), need = fz_response_size(wire, len);
+	uint32_t *sections = (uint32_t *)out;
+	struct fz_run_info *info;
+	struct fz_call_result *res;
+	uint8_t *arena, *pcs;
+
+	if (!need || need > out_cap)
+		return -1;
+	prog.buffers = (const void *)(wire + off);
+	off += (size_t)h->nr_buffers * sizeof(struct fz_buffer);
+	prog.holes = (const void *)(wire + off);
+	off += (size_t)h->nr_holes * sizeof(struct fz_hole);
+	prog.calls = (const void *)(wire + off);
+	off += (size_t)h->nr_calls * sizeof(struct fz_call);
+	prog.relocs = (const void *)(wire + off);
+	off += (size_t)h->nr_relocs * sizeof(struct fz_reloc);
+	if (off + h->arena_len > len)
+		return -1;
+	prog.nr_buffers = h->nr_buffers;
+	prog.nr_calls = h->nr_calls;
+	prog.prologue_request = h->prologue_request;
+	prog.prologue_off = h->prologue_off;
+	prog.prologue_len = h->prologue_len;
+	prog.kcov_mode = h->kcov_mode;
+	prog.kcov_words = kcov_words;
+	if (h->kcov_mode == 0xFFFFFFFFu)
+		kcov_fd = -1;
+
+	info = (void *)(out + 6 * 4);
+	res = (void *)(info + 1);
+	arena = (uint8_t *)(res + h->nr_calls);
+	pcs = arena + ALIGN8((size_t)h->arena_len);
+	memcpy(arena, wire + off, h->arena_len);
+	fz_run(&prog, arena, res, (uint32_t *)pcs, kcov_fd >= 0 ? h->pcs_cap : 0, capbuf,
+	       h->cap_cap, kcov_area, kcov_fd, info);
+	/* the arena section is arena_len long: the pcs follow it directly */
+	if (h->arena_len % 8) {
+		memmove(arena + h->arena_len, pcs, (size_t)info->nr_pcs * 4);
+		pcs = arena + h->arena_len;
+	}
+	memcpy(pcs + (size_t)info->nr_pcs * 4, capbuf, info->nr_cap);
+	sections[0] = sizeof(*info);
+	sections[1] = h->nr_calls * sizeof(struct fz_call_result);
+	sections[2] = h->arena_len;
+	sections[3] = info->nr_pcs * 4;
+	sections[4] = info->nr_cap;
+	sections[5] = 0;
+	return (long)(pcs + (size_t)info->nr_pcs * 4 + info->nr_cap - out);
 }

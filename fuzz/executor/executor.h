@@ -1,4 +1,5 @@
 /* Layout shared by executor.c and fuzz/executor/encode.py (via cffi cdef). */
+#include <stddef.h>
 #include <stdint.h>
 
 #define FZ_MAX_FDS 256
@@ -77,8 +78,25 @@ struct fz_run_info {
 	uint32_t nr_cap;
 	uint32_t pcs_truncated;
 	uint64_t calls_ns; /* time spent in the call loop, for benchmarks */
+	uint64_t setup_ns; /* ... mapping buffers and opening /dev/iommu */
+	uint64_t teardown_ns; /* ... closing fds and unmapping buffers */
+	uint32_t pooled_buffers; /* buffers reused from the pool, not mapped afresh */
+	uint32_t pad;
 };
 
 int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result *res,
 	   uint32_t *pcs, uint32_t pcs_cap, uint8_t *capbuf, uint32_t capbuf_cap,
 	   uint64_t *kcov_area, int kcov_fd, struct fz_run_info *info);
+
+/* Bytes of response fz_run_wire writes for this wire program (0: not a program). */
+size_t fz_response_size(const uint8_t *wire, size_t len);
+/* Runs a program in the wire format (fuzz/executor/wire.py), writing the response
+ * (fuzz.executor.runner.unpack_response, with an empty kmsg section) to out; capbuf
+ * holds the header's cap_cap bytes. Returns the response length, -1 if malformed. */
+long fz_run_wire(const uint8_t *wire, size_t len, uint8_t *out, size_t out_cap,
+		 uint8_t *capbuf, uint64_t *kcov_area, uint64_t kcov_words, int kcov_fd);
+
+/* Keep buffers mapped between programs (executor.c, "The buffer pool"); default 1. */
+extern int fz_pool_enabled;
+/* Unmap every kept buffer. */
+void fz_pool_flush(void);

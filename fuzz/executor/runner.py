@@ -1,9 +1,10 @@
-"""Runs encoded programs with the C executor in this process, with KCOV.
+"""Runs encoded programs with the C executor in this process, with KCOV, and
+unpacks the executor's response (the guest agent's and this runner's alike).
 
-Used by the guest agent inside the VM and, only when the user asks for it
-explicitly (`--backend local`), on the host's own kernel. Everything here is
-O(1) Python per program: the wire bytes become C pointers, the outputs go back
-as raw bytes for the host to decode.
+Running here is only for when the user asks for it explicitly (`--backend
+local`): on the host's own kernel. In the VM the C agent (fuzz/guest/agent.c)
+runs programs. Either way the C side parses the wire bytes (fz_run_wire) and
+returns the outputs as raw bytes for the host to decode.
 """
 
 from __future__ import annotations
@@ -15,18 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fuzz.executor import build
-from fuzz.executor.wire import (
-    BUFFER,
-    CALL,
-    HEADER,
-    HOLE,
-    INFO,
-    KCOV_OFF,
-    MAGIC,
-    RELOC,
-    RESULT,
-    SECTIONS,
-)
+from fuzz.executor.wire import INFO, RESULT, SECTIONS
 
 KCOV_PATH = "/sys/kernel/debug/kcov"
 KCOV_INIT_TRACE = 0x80086301  # _IOR('c', 1, unsigned long)
@@ -70,16 +60,13 @@ class RawRun:
     kmsg: str
     pcs_truncated: bool
     calls_ns: int = 0  # time the executor spent in its call loop
+    setup_ns: int = 0  # ... mapping buffers and opening /dev/iommu
+    teardown_ns: int = 0  # ... closing fds and unmapping buffers
+    pooled_buffers: int = 0  # buffers the executor reused from its pool
 
     def call_pcs(self, i: int) -> memoryview:
         _e, _p, _r, first, count, _cf, _cl = RESULT.unpack_from(self.results, i * RESULT.size)
         return memoryview(self.pcs)[first * 4:(first + count) * 4].cast("I")
-
-
-def pack_response(info: bytes, results: bytes, arena: bytes, pcs: bytes, caps: bytes,
-                  kmsg: bytes) -> bytes:
-    parts = (info, results, arena, pcs, caps, kmsg)
-    return SECTIONS.pack(*map(len, parts)) + b"".join(parts)
 
 
 def unpack_response(payload: bytes) -> RawRun:
@@ -90,9 +77,10 @@ def unpack_response(payload: bytes) -> RawRun:
         parts.append(payload[off:off + n])
         off += n
     info, results, arena, pcs, caps, kmsg = parts
-    se, step, _fd, _npcs, _ncap, trunc, calls_ns = INFO.unpack(info)
+    se, step, _fd, _npcs, _ncap, trunc, calls_ns, setup_ns, teardown_ns, pooled, _ = \
+        INFO.unpack(info)
     return RawRun(se, step, results, arena, pcs, caps, kmsg.decode("utf-8", "replace"),
-                  bool(trunc), calls_ns)
+                  bool(trunc), calls_ns, setup_ns, teardown_ns, pooled)
 
 
 class Runner:
@@ -114,34 +102,17 @@ class Runner:
             self._scratch[name] = have
         return have[1]
 
-    def run(self, wire: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
-        """Execute one encoded program; return the response sections but kmsg
-        (info, results, arena, pcs, captures) for pack_response."""
-        ffi = self.ffi
-        (magic, nb, nh, nc, nr, alen, pro_req, pro_off, pro_len, kmode, pcs_cap,
-         cap_cap) = HEADER.unpack_from(wire)
-        if magic != MAGIC:
-            raise ExecutorError(f"bad program magic {magic:#x}")
-        buf = ffi.from_buffer(wire)
-        off = HEADER.size
-        ptrs = []
-        for n, s, ctype in ((nb, BUFFER, "struct fz_buffer *"), (nh, HOLE, "struct fz_hole *"),
-                            (nc, CALL, "struct fz_call *"), (nr, RELOC, "struct fz_reloc *")):
-            ptrs.append(ffi.cast(ctype, buf + off))
-            off += n * s.size
-        arena = ffi.new("uint8_t[]", wire[off:off + alen] or b"\0")
-        prog = ffi.new("struct fz_program *", {
-            "buffers": ptrs[0], "holes": ptrs[1], "calls": ptrs[2], "relocs": ptrs[3],
-            "nr_buffers": nb, "nr_calls": nc, "prologue_request": pro_req,
-            "prologue_off": pro_off, "prologue_len": pro_len, "kcov_mode": kmode,
-            "kcov_words": (self.kcov.words - 1) if self.kcov else 0})
-        res = self._reuse("res", "struct fz_call_result[]", max(nc, 1))
-        pcs = self._reuse("pcs", "uint32_t[]", pcs_cap if self.kcov else 1)
-        caps = self._reuse("caps", "uint8_t[]", max(cap_cap, 1))
-        info = ffi.new("struct fz_run_info *")
-        kcov_fd = self.kcov.fd if self.kcov and kmode != KCOV_OFF else -1
-        self.lib.fz_run(prog, arena, res, pcs, pcs_cap if kcov_fd >= 0 else 0, caps, cap_cap,
-                        self.kcov_area, kcov_fd, info)
-        return (bytes(ffi.buffer(info)), bytes(ffi.buffer(res, nc * RESULT.size)),
-                bytes(ffi.buffer(arena, alen)), bytes(ffi.buffer(pcs, info.nr_pcs * 4)),
-                bytes(ffi.buffer(caps, info.nr_cap)))
+    def run(self, wire: bytes) -> bytes:
+        """Execute one encoded program; return its response (unpack_response) with an
+        empty kmsg section. The C side (fz_run_wire) parses the wire format."""
+        n = self.lib.fz_response_size(wire, len(wire))
+        if not n:
+            raise ExecutorError("not a program: bad magic or short wire bytes")
+        out = self._reuse("out", "uint8_t[]", n)
+        caps = self._reuse("caps", "uint8_t[]", n)
+        words = self.kcov.words - 1 if self.kcov else 0
+        got = self.lib.fz_run_wire(wire, len(wire), out, n, caps, self.kcov_area, words,
+                                   self.kcov.fd if self.kcov else -1)
+        if got < 0:
+            raise ExecutorError("malformed program")
+        return bytes(self.ffi.buffer(out, got))

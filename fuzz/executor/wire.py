@@ -1,7 +1,7 @@
 """The executor's wire format: its C structs (executor.h) as struct.Struct.
 
-Kept apart from encode.py so the guest agent imports only this (no cffi cdef
-parsing of the uAPI at guest start-up, which costs seconds under TCG)."""
+Kept apart from encode.py so the runner (fuzz.executor.runner) imports only this.
+The C side parses the same layout in fz_run_wire (executor.c)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ HOLE = struct.Struct("<QQ")  # struct fz_hole
 CALL = struct.Struct("<10I")  # struct fz_call
 RELOC = struct.Struct("<IIIIQQ")  # struct fz_reloc
 RESULT = struct.Struct("<iiqIIII")  # struct fz_call_result
-INFO = struct.Struct("<iIiIIIQ")  # struct fz_run_info
+INFO = struct.Struct("<iIiIIIQQQII")  # struct fz_run_info
 SECTIONS = struct.Struct("<6I")  # response: lengths of info, results, arena, pcs, captures, kmsg
 
 BUF_KIND = {"anon": 0, "hugetlb": 1, "memfd": 2, "readonly": 3, "hole": 4}

@@ -1,0 +1,547 @@
+/*
+ * The guest agent: PID 1 of the fuzzing guest, a static binary in the initramfs that
+ * fuzz/guest/initramfs.py builds, so running a program needs no Python and no 9p.
+ *
+ * It talks to the host over a virtio-serial port in the frames of fuzz/channel.py
+ * (the frame numbers come from there as -D flags). EXEC runs one program with the
+ * C executor (fz_run_wire -> fz_run) and answers with its results and the kernel
+ * log lines logged since the previous answer (/dev/kmsg, read after each program,
+ * so a splat lands on the program that caused it, or, if deferred work of the one
+ * before logged it late, on the next one rather than nowhere). RUN runs a host binary or script:
+ * the host's root is mounted over virtio-9p on first use and the command runs
+ * chrooted into it, with this guest's /proc, /sys, /dev and /run bound in. Nothing
+ * is mounted over 9p before that, which keeps the guest snapshottable (qemu refuses
+ * to migrate while a 9p export is mounted), and the host takes its snapshot then.
+ *
+ * If the agent dies the kernel panics (init exited) and qemu, run with -no-reboot,
+ * exits where the host sees it.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "executor.h"
+
+#ifndef CH_EXEC
+#error "build with fuzz/guest/initramfs.py: it passes the frame numbers of fuzz/channel.py"
+#endif
+
+#define PORT_NAME "iommufd-fuzz.agent"
+#define AGENT_FD_BASE 500 /* programs' fds start at 3 in every run, ours are out of reach */
+#define KCOV_PATH "/sys/kernel/debug/kcov"
+#define KCOV_INIT_TRACE _IOR('c', 1, unsigned long)
+#define KCOV_WORDS (1u << 18)
+#define RUN_OUTPUT_MAX (16u << 20)
+
+static int port = -1, kmsg_fd = -1, kcov_fd = -1;
+static uint64_t *kcov_area;
+
+struct buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static void fail(const char *what)
+{
+	dprintf(2, "agent: %s: %s\n", what, strerror(errno));
+	_exit(1);
+}
+
+static void reserve(struct buf *b, size_t n)
+{
+	if (b->cap >= n)
+		return;
+	b->cap = n + n / 2 + 4096;
+	b->p = realloc(b->p, b->cap);
+	if (!b->p)
+		fail("out of memory");
+}
+
+static void append(struct buf *b, const void *p, size_t n)
+{
+	if (!n)
+		return;
+	reserve(b, b->len + n);
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+}
+
+static int high(int fd)
+{
+	int n = fcntl(fd, F_DUPFD_CLOEXEC, AGENT_FD_BASE);
+
+	if (n < 0)
+		fail("F_DUPFD");
+	close(fd);
+	return n;
+}
+
+/* -- frames ------------------------------------------------------------------- */
+
+/*
+ * The port is non-blocking: a blocking write to a virtio-serial port spins in the
+ * kernel until qemu has taken the data, and under TCG qemu's main loop, which
+ * takes it, competes with that very vCPU for the host's cores (2-6 ms a frame).
+ */
+static void wait_port(short events)
+{
+	struct pollfd pf = {port, events, 0};
+
+	while (poll(&pf, 1, -1) < 0 && errno == EINTR)
+		;
+}
+
+static void read_full(void *p, size_t n)
+{
+	uint8_t *q = p;
+
+	while (n) {
+		ssize_t k = read(port, q, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN) {
+			wait_port(POLLIN);
+			continue;
+		}
+		if (k <= 0)
+			fail("channel read");
+		q += k;
+		n -= (size_t)k;
+	}
+}
+
+/*
+ * One write() per frame: the port has no write_iter, so a writev is a write per
+ * piece, and each write is a separate buffer and notification for qemu (~1.5 ms a
+ * frame under TCG; one frame took 4.8 ms as header, response and kmsg pieces).
+ */
+static void send_frame(uint32_t kind, const void *a, size_t alen, const void *b, size_t blen)
+{
+	static struct buf frame;
+	uint32_t head[2] = {kind, (uint32_t)(alen + blen)};
+	size_t off = 0;
+
+	frame.len = 0;
+	append(&frame, head, sizeof(head));
+	append(&frame, a, alen);
+	append(&frame, b, blen);
+	while (off < frame.len) {
+		ssize_t k = write(port, frame.p + off, frame.len - off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN) {
+			wait_port(POLLOUT);
+			continue;
+		}
+		if (k < 0)
+			fail("channel write");
+		off += (size_t)k;
+	}
+}
+
+static void send_error(const char *fmt, const char *arg)
+{
+	char msg[512];
+	int n = snprintf(msg, sizeof(msg), fmt, arg);
+
+	send_frame(CH_ERROR, msg, n > 0 ? (size_t)n : 0, NULL, 0);
+}
+
+/* -- /dev/kmsg ----------------------------------------------------------------- */
+
+/*
+ * New kernel log records since the last read, as "[sec.usec][caller] text" lines:
+ * the console's format, so one parser (fuzz/report.py) reads both; the caller id
+ * keeps interleaved reports of different tasks apart.
+ */
+static void kmsg_read(struct buf *out)
+{
+	char rec[8192];
+
+	out->len = 0;
+	for (;;) {
+		ssize_t n = read(kmsg_fd, rec, sizeof(rec) - 1);
+		if (n < 0 && (errno == EPIPE || errno == EINTR))
+			continue; /* records overwritten before we read them: go on */
+		if (n <= 0)
+			break;
+		rec[n] = 0;
+		char *semi = strchr(rec, ';');
+		if (!semi)
+			continue;
+		*semi = 0;
+		char *msg = semi + 1, *nl = strchr(msg, '\n');
+		if (nl)
+			*nl = 0;
+		unsigned long long usec = 0;
+		const char *caller = "";
+		char *save, *f = strtok_r(rec, ",", &save);
+		for (int k = 0; f; k++, f = strtok_r(NULL, ",", &save)) {
+			if (k == 2)
+				usec = strtoull(f, NULL, 10);
+			else if (k > 2 && !strncmp(f, "caller=", 7) && !*caller)
+				caller = f + 7;
+		}
+		char line[8400];
+		int len = *caller
+			? snprintf(line, sizeof(line), "[%5llu.%06llu][%6s] %s\n", usec / 1000000,
+				   usec % 1000000, caller, msg)
+			: snprintf(line, sizeof(line), "[%5llu.%06llu] %s\n", usec / 1000000,
+				   usec % 1000000, msg);
+		if (len > 0)
+			append(out, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
+	}
+}
+
+/* -- EXEC ------------------------------------------------------------------------- */
+
+static struct buf resp, capbuf, kmsg;
+
+static void exec_program(const uint8_t *wire, size_t len)
+{
+	size_t need = fz_response_size(wire, len);
+	long n;
+
+	if (!need) {
+		send_error("agent: not a program (bad magic or short frame)%s", "");
+		return;
+	}
+	reserve(&resp, need);
+	reserve(&capbuf, need); /* cap_cap <= need */
+	n = fz_run_wire(wire, len, resp.p, resp.cap, capbuf.p, kcov_area,
+			kcov_fd >= 0 ? KCOV_WORDS - 1 : 0, kcov_fd);
+	if (n < 0) {
+		send_error("agent: malformed program%s", "");
+		return;
+	}
+	/* The lines (splats) logged since the last read: this program's, and any that
+	 * deferred work of the one before logged after its results went out (an RCU
+	 * callback, a workqueue): kept, not dropped, and so reported with this one. */
+	kmsg_read(&kmsg);
+	((uint32_t *)resp.p)[5] = (uint32_t)kmsg.len;
+	send_frame(CH_RESULT, resp.p, (size_t)n, kmsg.p, kmsg.len);
+}
+
+/* -- RUN ---------------------------------------------------------------------------- */
+
+static int host_mounted;
+
+static int mount_host(void)
+{
+	static const char *binds[] = {"/proc", "/sys", "/dev", "/run"};
+	char path[64];
+
+	if (host_mounted)
+		return 0;
+	if (mount("hostroot", "/host", "9p", MS_RDONLY,
+		  "trans=virtio,version=9p2000.L,msize=262144,cache=loose"))
+		return -errno;
+	for (unsigned i = 0; i < sizeof(binds) / sizeof(binds[0]); i++) {
+		snprintf(path, sizeof(path), "/host%s", binds[i]);
+		if (mount(binds[i], path, NULL, MS_BIND | MS_REC, NULL))
+			return -errno;
+	}
+	host_mounted = 1;
+	return 0;
+}
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/*
+ * payload: u32 timeout_ms, argc, envc, stdin_len; cwd, argv[], env[] as NUL-ended
+ * strings; the stdin bytes. Answer: i32 rc (exit status, -signal, -1 when it could
+ * not run or timed out), u32 lengths of stdout, stderr, kmsg; then those bytes.
+ */
+static void run_command(uint8_t *p, size_t len)
+{
+	static struct buf out[2];
+	uint32_t *h = (uint32_t *)p;
+	char *s = (char *)(h + 4), *end = (char *)p + len;
+	char *argv[256], *envp[64 + 8];
+	int nenv = 0, rc = -1, in[2], pipes[2][2];
+	const char *cwd = "/";
+	pid_t pid;
+
+	if (len < 16 || h[1] == 0 || h[1] > 255 || h[2] > 64) {
+		send_error("agent: malformed RUN%s", "");
+		return;
+	}
+	out[0].len = out[1].len = 0;
+	envp[nenv++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	envp[nenv++] = "HOME=/run/tmp";
+	envp[nenv++] = "TMPDIR=/run/tmp";
+	envp[nenv++] = "PYTHONDONTWRITEBYTECODE=1";
+	/* the strings: cwd, argv, env; the frame was NUL-terminated by the reader */
+	uint32_t got = 0;
+	for (uint32_t i = 0; i < 1 + h[1] + h[2]; i++, got++) {
+		if (s >= end)
+			break;
+		if (i == 0)
+			cwd = s;
+		else if (i <= h[1])
+			argv[i - 1] = s;
+		else
+			envp[nenv++] = s;
+		s += strlen(s) + 1;
+	}
+	argv[h[1]] = NULL;
+	envp[nenv] = NULL;
+	if (got != 1 + h[1] + h[2] || s > end || s + h[3] > end) {
+		send_error("agent: malformed RUN%s", "");
+		return;
+	}
+	int e = mount_host();
+	if (e) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "mounting the host's root over 9p: %s", strerror(-e));
+		append(&out[1], msg, strlen(msg));
+		goto done;
+	}
+	if (pipe2(in, O_CLOEXEC) || pipe2(pipes[0], O_CLOEXEC) || pipe2(pipes[1], O_CLOEXEC))
+		fail("pipe");
+	pid = fork();
+	if (pid < 0)
+		fail("fork");
+	if (pid == 0) {
+		setsid();
+		dup2(in[0], 0);
+		dup2(pipes[0][1], 1);
+		dup2(pipes[1][1], 2);
+		if (chroot("/host") || chdir(cwd))
+			dprintf(2, "agent: entering %s on the host's root: %s\n", cwd, strerror(errno));
+		else
+			execvpe(argv[0], argv, envp);
+		dprintf(2, "agent: exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(in[0]);
+	close(pipes[0][1]);
+	close(pipes[1][1]);
+	size_t sent = 0, to_send = h[3];
+	const uint8_t *stdin_p = (const uint8_t *)s;
+	int fds[3] = {pipes[0][0], pipes[1][0], in[1]};
+	double deadline = now() + h[0] / 1000.0;
+	int timed_out = 0;
+	if (!to_send) {
+		close(in[1]);
+		fds[2] = -1;
+	}
+	while (fds[0] >= 0 || fds[1] >= 0) {
+		struct pollfd pf[3];
+		int np = 0, map[3];
+		for (int i = 0; i < 3; i++)
+			if (fds[i] >= 0) {
+				pf[np].fd = fds[i];
+				pf[np].events = i < 2 ? POLLIN : POLLOUT;
+				map[np++] = i;
+			}
+		double left = deadline - now();
+		if (left <= 0) {
+			timed_out = 1;
+			break;
+		}
+		int k = poll(pf, (nfds_t)np, (int)(left * 1000) + 1);
+		if (k < 0 && errno == EINTR)
+			continue;
+		for (int j = 0; j < np; j++) {
+			int i = map[j];
+			if (!pf[j].revents)
+				continue;
+			if (i == 2) {
+				ssize_t w = write(fds[2], stdin_p + sent, to_send - sent);
+				if (w > 0)
+					sent += (size_t)w;
+				if (w < 0 || sent == to_send) {
+					close(fds[2]);
+					fds[2] = -1;
+				}
+				continue;
+			}
+			char chunk[65536];
+			ssize_t r = read(fds[i], chunk, sizeof(chunk));
+			if (r <= 0) {
+				close(fds[i]);
+				fds[i] = -1;
+			} else if (out[i].len < RUN_OUTPUT_MAX) {
+				append(&out[i], chunk, (size_t)r);
+			}
+		}
+	}
+	for (int i = 0; i < 3; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	if (timed_out)
+		kill(-pid, SIGKILL);
+	int status;
+	/* A child stuck in the kernel does not die: then this blocks, and the host's
+	 * channel timeout reports a hung guest. */
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (timed_out) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "timed out after %.0fs", h[0] / 1000.0);
+		out[0].len = 0;
+		out[1].len = 0;
+		append(&out[1], msg, strlen(msg));
+	} else {
+		rc = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+	}
+done:
+	while (waitpid(-1, NULL, WNOHANG) > 0) /* orphans re-parented to us (PID 1) */
+		;
+	kmsg_read(&kmsg);
+	uint32_t head[4] = {(uint32_t)rc, (uint32_t)out[0].len, (uint32_t)out[1].len,
+			    (uint32_t)kmsg.len};
+	struct buf all = {0};
+	append(&all, head, sizeof(head));
+	append(&all, out[0].p, out[0].len);
+	append(&all, out[1].p, out[1].len);
+	send_frame(CH_RUN_DONE, all.p, all.len, kmsg.p, kmsg.len);
+	free(all.p);
+}
+
+/* -- start-up ------------------------------------------------------------------------- */
+
+static void mount_or_warn(const char *src, const char *dst, const char *type)
+{
+	mkdir(dst, 0755);
+	if (mount(src, dst, type, 0, NULL) && errno != EBUSY)
+		dprintf(2, "agent: mount %s on %s: %s\n", type, dst, strerror(errno));
+}
+
+static void setup_init(void)
+{
+	mount_or_warn("proc", "/proc", "proc");
+	mount_or_warn("sysfs", "/sys", "sysfs");
+	mount_or_warn("devtmpfs", "/dev", "devtmpfs");
+	mount_or_warn("debugfs", "/sys/kernel/debug", "debugfs");
+	mount_or_warn("tmpfs", "/run", "tmpfs");
+	mount_or_warn("tmpfs", "/dev/shm", "tmpfs");
+	mkdir("/run/tmp", 01777);
+	setenv("HOME", "/run/tmp", 1);
+	setenv("TMPDIR", "/run/tmp", 1);
+}
+
+static int open_port(void)
+{
+	/* the port's device node appears once virtio_console has probed it */
+	for (int tries = 0; tries < 200; tries++) {
+		DIR *d = opendir("/sys/class/virtio-ports");
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			char path[300], name[64] = "";
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
+			int fd = open(path, O_RDONLY);
+			if (fd < 0)
+				continue;
+			ssize_t n = read(fd, name, sizeof(name) - 1);
+			close(fd);
+			if (n > 0 && name[n - 1] == '\n')
+				name[n - 1] = 0;
+			if (strcmp(name, PORT_NAME))
+				continue;
+			snprintf(path, sizeof(path), "/dev/%s", e->d_name);
+			closedir(d);
+			fd = open(path, O_RDWR | O_NONBLOCK);
+			if (fd < 0)
+				fail(path);
+			return high(fd);
+		}
+		if (d)
+			closedir(d);
+		usleep(50000);
+	}
+	errno = ENODEV;
+	fail("no virtio-serial port named " PORT_NAME);
+	return -1;
+}
+
+static void open_kcov(void)
+{
+	int fd = open(KCOV_PATH, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (ioctl(fd, KCOV_INIT_TRACE, (unsigned long)KCOV_WORDS))
+		fail("KCOV_INIT_TRACE");
+	kcov_area = mmap(NULL, KCOV_WORDS * 8ul, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (kcov_area == MAP_FAILED)
+		fail("mmap of kcov");
+	kcov_fd = high(fd);
+}
+
+int main(void)
+{
+	struct utsname u;
+	struct timespec bt;
+	char hello[512];
+	struct buf in = {0};
+
+	if (getpid() == 1)
+		setup_init();
+	signal(SIGPIPE, SIG_IGN);
+	port = open_port();
+	kmsg_fd = high(open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+	lseek(kmsg_fd, 0, SEEK_END);
+	open_kcov();
+	uname(&u);
+	clock_gettime(CLOCK_BOOTTIME, &bt);
+	int n = snprintf(hello, sizeof(hello),
+			 "{\"uname\": \"%s\", \"kcov\": %s, \"boot_s\": %.3f, \"pid\": %d, "
+			 "\"agent\": \"c\"}",
+			 u.release, kcov_fd >= 0 ? "true" : "false",
+			 (double)bt.tv_sec + bt.tv_nsec / 1e9, (int)getpid());
+	send_frame(CH_HELLO, hello, (size_t)n, NULL, 0);
+	for (;;) {
+		uint32_t head[2];
+		read_full(head, sizeof(head));
+		reserve(&in, head[1] + 8);
+		read_full(in.p, head[1]);
+		in.p[head[1]] = 0;
+		switch (head[0]) {
+		case CH_EXEC:
+			exec_program(in.p, head[1]);
+			break;
+		case CH_PING:
+			send_frame(CH_PONG, in.p, head[1], NULL, 0);
+			break;
+		case CH_RUN:
+			run_command(in.p, head[1]);
+			break;
+		case CH_POOL:
+			fz_pool_enabled = head[1] >= 4 && *(uint32_t *)in.p;
+			if (!fz_pool_enabled)
+				fz_pool_flush();
+			send_frame(CH_PONG, NULL, 0, NULL, 0);
+			break;
+		default: {
+			char k[16];
+			snprintf(k, sizeof(k), "%u", head[0]);
+			send_error("agent: unknown frame %s", k);
+		}
+		}
+	}
+}
