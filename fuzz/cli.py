@@ -25,7 +25,8 @@ def cmd_kernel_build(a: argparse.Namespace) -> int:
     req = kernel.BuildRequest(debian_version=a.debian_version,
                               source=Path(a.source) if a.source else None,
                               patches=[Path(p) for p in a.patch],
-                              fragments=[Path(f) for f in a.fragment], jobs=a.jobs)
+                              fragments=[Path(f) for f in a.fragment], jobs=a.jobs,
+                              coverage=a.coverage)
     out = kernel.build(req)
     print(out)
     return 0
@@ -238,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     kb.add_argument("--patch", action="append", default=[], help="apply this patch (repeatable)")
     kb.add_argument("--fragment", action="append", default=[], help="extra config fragment")
     kb.add_argument("--jobs", type=int, default=kernel.BuildRequest().jobs)
+    kb.add_argument("--coverage", choices=sorted(kernel.COVERAGE_VARIANTS),
+                    help="gcov: a variant with GCOV counters in drivers/iommu/iommufd/")
     kb.set_defaults(fn=cmd_kernel_build)
 
     v = sub.add_parser("vm", help="the VM").add_subparsers(dest="vcmd", required=True)
