@@ -228,6 +228,12 @@ def cmd_corpus_minimize(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_coverage(a: argparse.Namespace) -> int:
+    from fuzz.coverage.command import run
+
+    return run(a, _kernel_dir(a.kernel))
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="iommufd-fuzz", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -303,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--kernel")
     cm.add_argument("--dry-run", action="store_true")
     cm.set_defaults(fn=cmd_corpus_minimize)
+
+    cv = sub.add_parser("coverage", help="lines reached in drivers/iommu/iommufd/ by the "
+                        "corpus (and the kernel's selftests): table, lcov, HTML, JSON")
+    from fuzz.coverage.command import add_arguments
+
+    add_arguments(cv)
+    cv.set_defaults(fn=cmd_coverage)
 
     from fuzz.minimize import add_repro_commands
 
