@@ -159,7 +159,7 @@ def parse_tap(prog: str, rc: int, seconds: float, out: str) -> SelftestRun:
 
 
 def run(vm, binaries: Path, prog: str, timeout: float = 3600.0,  # type: ignore[no-untyped-def]
-        env: dict[str, str] | None = None) -> SelftestRun:
+        env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> SelftestRun:
     """Run one selftest binary in the guest (it runs host binaries from the host's
     root over 9p). A crashed guest is restarted; after a tainting splat (r.tainted)
     the caller restarts it, once it has read what it needs from the guest."""
@@ -167,7 +167,7 @@ def run(vm, binaries: Path, prog: str, timeout: float = 3600.0,  # type: ignore[
     from fuzz.report import parse
     from fuzz.vm import GuestCrash
 
-    argv = [str(binaries / prog)]
+    argv = [str(binaries / prog), *args]  # args: the harness's -f FIXTURE, -r ... filters
     if env:
         argv = ["/usr/bin/env", *[f"{k}={v}" for k, v in env.items()], *argv]
     t0 = time.monotonic()

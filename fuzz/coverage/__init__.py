@@ -73,3 +73,8 @@ def iommufd_edges(sym: Symbolizer, all_edges: set[int]) -> int:
     dests = {e >> 32 for e in all_edges}
     inside = sym.in_dir(dests)
     return sum(1 for e in all_edges if (e >> 32) in inside)
+
+
+def edge_pcs(all_edges: set[int]) -> set[int]:
+    """Both ends of every edge (low PC halves)."""
+    return {e & 0xFFFFFFFF for e in all_edges} | {e >> 32 for e in all_edges}

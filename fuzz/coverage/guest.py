@@ -41,10 +41,21 @@ def format_ranges(ranges: list[tuple[int, int]]) -> str:
     return ",".join(f"{lo:x}-{hi:x}" for lo, hi in ranges)
 
 
-def _in(ranges: list[tuple[int, int]], pcs: set[int]) -> list[int]:
-    if not ranges:
-        return sorted(pcs)
-    return sorted(p for p in pcs if any(lo <= p < hi for lo, hi in ranges))
+def _trace_pcs(addr: int, n: int, ranges: list[tuple[int, int]]) -> list[int]:
+    """The distinct low PC halves among the n trace words at addr that lie in
+    ranges (all if none). A program's whole-run trace can hold millions of PCs
+    (page faults, buffer set-up), so numpy does the filtering."""
+    import numpy as np
+
+    words = np.ctypeslib.as_array((ctypes.c_uint64 * n).from_address(addr)) if n else \
+        np.zeros(0, dtype=np.uint64)
+    low = (words & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    if ranges:
+        keep = np.zeros(len(low), dtype=bool)
+        for lo, hi in ranges:
+            keep |= (low >= lo) & (low < hi)
+        low = low[keep]
+    return np.unique(low).tolist()
 
 
 def replay(d: Path, executor: Path, ranges: list[tuple[int, int]], kcov: bool) -> dict:
@@ -66,8 +77,7 @@ def replay(d: Path, executor: Path, ranges: list[tuple[int, int]], kcov: bool) -
             fcntl.ioctl(k.fd, KCOV_DISABLE, 0)
             rec["truncated"] = n >= REPLAY_WORDS - 1
             n = min(n, REPLAY_WORDS - 1)
-            words = memoryview(ctypes.string_at(k.addr + 8, n * 8)).cast("Q")
-            rec["pcs"] = _in(ranges, {w & 0xFFFFFFFF for w in words})
+            rec["pcs"] = _trace_pcs(k.addr + 8, n, ranges)
         setup_errno = INFO.unpack(info)[0]
         if setup_errno:
             rec["setup_errno"] = setup_errno

@@ -69,6 +69,14 @@ class LineMap:
     def reachable(self) -> dict[str, set[int]]:
         return self._lines(range(len(self.site_pcs)))
 
+    def reachable_count(self) -> int:
+        if not hasattr(self, "_nreach"):
+            self._nreach = sum(len(v) for v in self.reachable().values())
+        return self._nreach
+
+    def reached_count(self, pcs: Iterable[int]) -> int:
+        return sum(len(v) for v in self.lines_of(pcs).values())
+
     def lines_of(self, pcs: Iterable[int]) -> dict[str, set[int]]:
         return self._lines(self.sites_of(pcs))
 

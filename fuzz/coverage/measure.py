@@ -193,9 +193,11 @@ def preload_library() -> Path:
 
 
 def measure_selftests(kdir: Path, instrument: str, tree: Path, log: Log = _log,
-                      timeout: float = 3600.0, programs: tuple[str, ...] = selftests.PROGRAMS
-                      ) -> LineCoverage:
-    """Build the selftests from tree and run each in a fresh VM (one boot for all)."""
+                      timeout: float = 3600.0,
+                      programs: dict[str, tuple[str, ...]] | None = None) -> LineCoverage:
+    """Build the selftests from tree and run them in a fresh VM (one boot for all);
+    programs: binary -> harness arguments (default: both, all tests)."""
+    programs = programs or {p: () for p in selftests.PROGRAMS}
     meter = Meter(kdir, instrument)
     binaries = selftests.build(tree)
     env: dict[str, str] = {}
@@ -206,14 +208,14 @@ def measure_selftests(kdir: Path, instrument: str, tree: Path, log: Log = _log,
     meta: dict = {"overflows": 0, "processes": 0}
     vm = boot(kdir)
     try:
-        for prog in programs:
+        for prog, args in programs.items():
             out_dir = f"{GUEST_SCRATCH}/kcov-{prog}-{time.time_ns()}"
             if instrument == "kcov":
                 r = vm.run_command(["/bin/mkdir", "-p", out_dir])
                 if r["rc"]:
                     raise CoverageError(f"mkdir {out_dir} in the guest failed: {r['stderr']}")
             log(f"running selftest {prog} ({instrument}; minutes under TCG)")
-            run = selftests.run(vm, binaries, prog, timeout=timeout,
+            run = selftests.run(vm, binaries, prog, timeout=timeout, args=args,
                                 env={**env, "IOMMUFD_FUZZ_KCOV_OUT": out_dir} if env else None)
             log(run.summary())
             runs.append(run)
