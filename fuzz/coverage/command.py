@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from fuzz import corpus, kernel
@@ -90,7 +91,23 @@ def _blocks(title: str, bl: list[Block], top: int) -> list[str]:
 
 
 def run(a: argparse.Namespace, kdir: Path) -> int:
+    from fuzz.coverage.gcov import GcovError
+    from fuzz.coverage.lcov import LcovError
+    from fuzz.coverage.lines import LineMapError
+    from fuzz.selftests import SelftestError
+
+    try:
+        return _run(a, kdir)
+    except (LineMapError, measure.CoverageError, GcovError, LcovError, SelftestError) as e:
+        print(f"iommufd-fuzz coverage: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(a: argparse.Namespace, kdir: Path) -> int:
     instrument = a.instrument or measure.instruments(kdir)[0]
+    if instrument not in measure.instruments(kdir):
+        raise measure.CoverageError(f"--instrument {instrument}: {kdir} is not a "
+                                    "`kernel build --coverage gcov` kernel")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     runs: list[LineCoverage] = []
