@@ -1,4 +1,6 @@
 """Kernel coverage from KCOV: edges per program and where they are in the source.
+Line coverage of drivers/iommu/iommufd/ is in the modules: lines (the KCOV line
+map), measure (runs in the VM), gcov, table, lcov, command (`iommufd-fuzz coverage`).
 
 An edge is a pair of consecutive PCs in one op's trace, packed as prev | cur << 32
 (low halves: kernel text is at 0xffffffff8xxxxxxx). Pairs are formed by viewing
@@ -9,9 +11,12 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fuzz.backend import Execution
 from fuzz.executor.wire import KCOV_EDGES
+
+if TYPE_CHECKING:  # the package is imported in the guest too: keep it light
+    from fuzz.backend import Execution
 
 KERNEL_HIGH = 0xFFFFFFFF00000000
 
