@@ -34,7 +34,8 @@ def plot(stats: Path, out: Path) -> Path:
     else:
         fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(t, [r["edges"] for r in rows], color="tab:blue", label="kernel edges")
-    ax.set_xlabel("minutes")
+    if not pct:
+        ax.set_xlabel("minutes")
     ax.set_ylabel("kernel edges (KCOV)", color="tab:blue")
     ax2 = ax.twinx()
     ax2.step(t, [r["findings"] for r in rows], color="tab:red", where="post", label="findings")
