@@ -154,7 +154,7 @@ def _run(a: argparse.Namespace, kdir: Path) -> int:
         for p, q in ((y, x), (x, y)):
             bl = only_in(p, q)
             doc["only"][p.name] = [b.to_json() for b in bl]
-            title = f"lines the {p.name} reach and the {q.name} do not"
+            title = f"lines reached by the {p.name}, not by the {q.name}"
             report += _blocks(title, bl, a.top) + [""]
             full += _blocks(title, bl, len(bl)) + [""]
     for cov in runs:
