@@ -88,14 +88,37 @@ def status(cfg: CampaignConfig, t0: float) -> dict:
     el = time.monotonic() - t0
     programs = sum(s.get("programs", 0) for s in per)
     ops = sum(s.get("ops", 0) for s in per)
-    return {"t": round(el, 1), "programs": programs, "ops": ops,
-            "programs_per_s": round(programs / el, 2) if el else 0,
-            "execs_per_s": round(ops / el, 1) if el else 0,
-            "edges": len(_union_edges(cfg)), "corpus": len(corpus.files(cfg.corpus)),
-            "findings": len(FindingStore(cfg.findings).list()),
-            "vm_restarts": sum(s.get("restarts", 0) for s in per),
-            "restart_s": round(sum(s.get("restart_s", 0.0) for s in per), 1),
-            "workers": len(per)}
+    edges = _union_edges(cfg)
+    s = {"t": round(el, 1), "programs": programs, "ops": ops,
+         "programs_per_s": round(programs / el, 2) if el else 0,
+         "execs_per_s": round(ops / el, 1) if el else 0,
+         "edges": len(edges), "corpus": len(corpus.files(cfg.corpus)),
+         "findings": len(FindingStore(cfg.findings).list()),
+         "vm_restarts": sum(s.get("restarts", 0) for s in per),
+         "restart_s": round(sum(s.get("restart_s", 0.0) for s in per), 1),
+         "workers": len(per)}
+    lm = _line_map(cfg)
+    if lm is not None:
+        from fuzz.coverage import edge_pcs
+
+        s["iommufd_lines"] = lm.reached_count(edge_pcs(edges))
+        s["iommufd_lines_total"] = lm.reachable_count()
+        s["iommufd_lines_pct"] = round(100 * s["iommufd_lines"] / max(1, lm.reachable_count()), 2)
+    return s
+
+
+def _line_map(cfg: CampaignConfig):  # type: ignore[no-untyped-def]
+    """The kernel's KCOV line map (built once per kernel build, then cached), or
+    None if this kernel has none: the campaign runs on without line figures."""
+    from fuzz.coverage.lines import LineMapError, line_map
+
+    try:
+        return line_map(cfg.kernel)
+    except (LineMapError, OSError) as e:
+        if not getattr(_line_map, "warned", False):
+            print(f"campaign: no iommufd line figures: {e}", file=sys.stderr)
+            _line_map.warned = True  # type: ignore[attr-defined]
+        return None
 
 
 def iommufd_edges(cfg: CampaignConfig) -> int:
@@ -110,9 +133,11 @@ def iommufd_edges(cfg: CampaignConfig) -> int:
 
 def status_line(s: dict) -> str:
     t = int(s["t"])
+    lines = f"iommufd lines {s['iommufd_lines_pct']:.1f}% " if "iommufd_lines_pct" in s else ""
     return (f"[{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}] execs/s {s['execs_per_s']:.0f} "
-            f"programs/s {s['programs_per_s']:.1f} edges {s['edges']} corpus {s['corpus']} "
-            f"findings {s['findings']} restarts {s['vm_restarts']} ({s['restart_s']:.0f}s)")
+            f"programs/s {s['programs_per_s']:.1f} edges {s['edges']} {lines}"
+            f"corpus {s['corpus']} findings {s['findings']} restarts {s['vm_restarts']} "
+            f"({s['restart_s']:.0f}s)")
 
 
 def run_campaign(cfg: CampaignConfig) -> dict:
@@ -122,6 +147,7 @@ def run_campaign(cfg: CampaignConfig) -> dict:
     for d in (cfg.corpus, *cfg.seeds):
         corpus.load(d)  # names and quarantines corrupt files before libFuzzer sees them
     stats_log = cfg.workdir / "stats.jsonl"
+    _line_map(cfg)  # built before the clock starts (seconds, once per kernel build)
     procs: list[subprocess.Popen[bytes]] = []
     t0 = time.monotonic()
     for k in range(cfg.vms):
@@ -168,6 +194,10 @@ def run_campaign(cfg: CampaignConfig) -> dict:
     if not cfg.quiet:
         print(("\n" if tty else "") + status_line(s))
         print(f"kernel edges: {s['edges']} in all, {s['iommufd_edges']} in drivers/iommu/iommufd/")
+        if "iommufd_lines" in s:
+            print(f"iommufd lines reached by the ops: {s['iommufd_lines']}/"
+                  f"{s['iommufd_lines_total']} ({s['iommufd_lines_pct']:.1f}%; "
+                  "`iommufd-fuzz coverage` adds the fd teardown, per file)")
     bad = [k for k, p in enumerate(procs) if p.returncode not in (0, -2, 130, None)
            and s.get("programs", 0) == 0]
     if bad:

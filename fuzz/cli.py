@@ -26,7 +26,8 @@ def cmd_kernel_build(a: argparse.Namespace) -> int:
     req = kernel.BuildRequest(debian_version=a.debian_version,
                               source=Path(a.source) if a.source else None,
                               patches=[Path(p) for p in a.patch],
-                              fragments=[Path(f) for f in a.fragment], jobs=a.jobs)
+                              fragments=[Path(f) for f in a.fragment], jobs=a.jobs,
+                              coverage=a.coverage)
     out = kernel.build(req)
     print(out)
     return 0
@@ -309,6 +310,12 @@ def add_repro_commands(sub: Any) -> None:
     rp.set_defaults(fn=cmd_repro)
 
 
+def cmd_coverage(a: argparse.Namespace) -> int:
+    from fuzz.coverage.command import run
+
+    return run(a, _kernel_dir(a.kernel))
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="iommufd-fuzz", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -320,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     kb.add_argument("--patch", action="append", default=[], help="apply this patch (repeatable)")
     kb.add_argument("--fragment", action="append", default=[], help="extra config fragment")
     kb.add_argument("--jobs", type=int, default=kernel.BuildRequest().jobs)
+    kb.add_argument("--coverage", choices=sorted(kernel.COVERAGE_VARIANTS),
+                    help="gcov: a variant with GCOV counters in drivers/iommu/iommufd/")
     kb.set_defaults(fn=cmd_kernel_build)
 
     v = sub.add_parser("vm", help="the VM").add_subparsers(dest="vcmd", required=True)
@@ -389,6 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--kernel")
     cm.add_argument("--dry-run", action="store_true")
     cm.set_defaults(fn=cmd_corpus_minimize)
+
+    cv = sub.add_parser("coverage", help="lines reached in drivers/iommu/iommufd/ by the "
+                        "corpus (and the kernel's selftests): table, lcov, HTML, JSON")
+    from fuzz.coverage.command import add_arguments
+
+    add_arguments(cv)
+    cv.set_defaults(fn=cmd_coverage)
 
     add_repro_commands(sub)  # minimize, repro
     return ap

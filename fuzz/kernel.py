@@ -7,6 +7,7 @@ binary (source identity, fragments, patches, this builder's recipe):
     <cache>/src/<debian-version>/linux-source-6.12/   extracted Debian source
     <cache>/build/<source-key>/                       make's object dir (incremental)
     <cache>/kernels/<key>/{bzImage,vmlinux,config,System.map,manifest.json}
+    <cache>/kernels/<key>/gcov/{obj,src}/drivers/iommu/iommufd/  (--coverage gcov only)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fuzz.paths import REPO, cache_dir
@@ -32,6 +33,10 @@ DEBIAN_PACKAGE = "linux-source-6.12"
 DEFAULT_DEBIAN_VERSION = "6.12.117-1~deb12u1"
 TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 FRAGMENT_DIR = REPO / "kernel-config"
+# Coverage variants: an extra fragment and patch each (so they are part of the cache key).
+COVERAGE_DIR = FRAGMENT_DIR / "coverage"
+COVERAGE_VARIANTS = {"gcov": ("gcov.config", "gcov-iommufd.patch")}
+GCOV_SUBDIR = "drivers/iommu/iommufd"
 RECIPE_VERSION = 2  # bump when the way we configure or build changes
 BUILD_TOOLS = ("make", "gcc", "bc", "bison", "flex", "perl", "xz")
 BUILD_PACKAGES = ("build-essential", "bc", "bison", "flex", "libelf-dev", "libssl-dev", "cpio",
@@ -49,6 +54,7 @@ class BuildRequest:
     patches: list[Path] = field(default_factory=list)
     fragments: list[Path] = field(default_factory=list)  # on top of kernel-config/*.config
     jobs: int = (os.cpu_count() or 1) + 1
+    coverage: str | None = None  # "gcov": GCOV counters for drivers/iommu/iommufd/
 
 
 def log(msg: str) -> None:
@@ -254,6 +260,13 @@ def _check_config(config: Path, want: dict[str, str]) -> None:
 def build(req: BuildRequest) -> Path:
     """Build (or find in the cache) the kernel; return its directory."""
     fragments = default_fragments() + [f.resolve() for f in req.fragments]
+    if req.coverage:
+        if req.coverage not in COVERAGE_VARIANTS:
+            raise KernelError(f"--coverage {req.coverage}: unknown (known: "
+                              f"{', '.join(COVERAGE_VARIANTS)})")
+        frag, patch = COVERAGE_VARIANTS[req.coverage]
+        fragments.append(COVERAGE_DIR / frag)
+        req = replace(req, patches=[*req.patches, COVERAGE_DIR / patch])
     for f in fragments + req.patches:
         if not f.exists():
             raise KernelError(f"{f}: no such file")
@@ -316,12 +329,29 @@ def _build_in(req: BuildRequest, tree: Path, bdir: Path, key: str, identity: str
                                                                     time.gmtime()),
         "recipe": RECIPE_VERSION,
     }
+    if req.coverage == "gcov":
+        _keep_gcov_notes(tree, bdir, tmp)
+        # the guest's debugfs names each .gcda by the object dir it was compiled in
+        manifest.update(coverage="gcov", gcov_objdir=str(bdir))
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     log(f"built in {seconds:.0f} s: {out}")
     return out
+
+
+def _keep_gcov_notes(tree: Path, bdir: Path, out: Path) -> None:
+    """What gcov needs later, kept with the kernel (the object dir is shared by
+    rebuilds): the .gcno notes and the sources they describe."""
+    notes = sorted((bdir / GCOV_SUBDIR).glob("*.gcno"))
+    if not notes:
+        raise KernelError(f"a --coverage gcov build left no .gcno files in {bdir / GCOV_SUBDIR}"
+                          " (did the GCOV_PROFILE patch apply?)")
+    (out / "gcov" / "obj" / GCOV_SUBDIR).mkdir(parents=True)
+    for n in notes:
+        shutil.copy2(n, out / "gcov" / "obj" / GCOV_SUBDIR / n.name)
+    shutil.copytree(tree / GCOV_SUBDIR, out / "gcov" / "src" / GCOV_SUBDIR)
 
 
 def manifest(kernel_dir: Path) -> dict:

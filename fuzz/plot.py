@@ -22,17 +22,29 @@ def plot(stats: Path, out: Path) -> Path:
     if not rows:
         raise SystemExit(f"{stats}: no stats to plot")
     t = [r["t"] / 60 for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    pct = [(r["t"] / 60, r["iommufd_lines_pct"]) for r in rows if "iommufd_lines_pct" in r]
+    if pct:  # campaigns since the line figures: a second panel
+        fig, (ax, ax3) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 2]})
+        ax3.plot([x for x, _ in pct], [y for _, y in pct], color="tab:green")
+        ax3.set_ylabel("iommufd lines reached (%)", color="tab:green")
+        ax3.set_xlabel("minutes")
+        ax3.set_ylim(0, 100)
+        ax3.grid(True, alpha=0.3)
+    else:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(t, [r["edges"] for r in rows], color="tab:blue", label="kernel edges")
-    ax.set_xlabel("minutes")
+    if not pct:
+        ax.set_xlabel("minutes")
     ax.set_ylabel("kernel edges (KCOV)", color="tab:blue")
     ax2 = ax.twinx()
     ax2.step(t, [r["findings"] for r in rows], color="tab:red", where="post", label="findings")
     ax2.set_ylabel("findings", color="tab:red")
     ax2.set_ylim(0, max(1, max(r["findings"] for r in rows)) * 1.1)
     ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+    lines = f", iommufd lines {pct[-1][1]:.1f}%" if pct else ""
     ax.set_title(f"iommufd-fuzz campaign: {rows[-1]['programs']} programs, "
-                 f"{rows[-1]['edges']} edges, {rows[-1]['findings']} findings")
+                 f"{rows[-1]['edges']} edges{lines}, {rows[-1]['findings']} findings")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)

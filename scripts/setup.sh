@@ -10,7 +10,7 @@ step() { printf '\n== setup: %s\n' "$*" >&2; }
 fail() { printf 'setup: FAILED at step: %s\n' "$*" >&2; exit 1; }
 
 PKGS=(qemu-system-x86 qemu-utils build-essential bc bison flex libelf-dev libssl-dev cpio
-      xz-utils kmod perl patch python3-venv)
+      xz-utils kmod perl patch python3-venv lcov)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -34,7 +34,8 @@ if [[ ! -x .venv/bin/python ]]; then
   step "creating .venv with $PY"
   "$PY" -m venv .venv || fail "python -m venv"
 fi
-if ! .venv/bin/python -c 'import fuzz, cffi, hypothesis, atheris, psutil, pytest' 2>/dev/null \
+if ! .venv/bin/python -c 'import fuzz, cffi, hypothesis, atheris, psutil, pytest, elftools' \
+     2>/dev/null \
    || [[ pyproject.toml -nt .venv/.installed ]]; then
   step "installing Python dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null || fail "pip upgrade"

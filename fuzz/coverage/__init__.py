@@ -1,4 +1,6 @@
 """Kernel coverage from KCOV: edges per program and where they are in the source.
+Line coverage of drivers/iommu/iommufd/ is in the modules: lines (the KCOV line
+map), measure (runs in the VM), gcov, table, lcov, command (`iommufd-fuzz coverage`).
 
 An edge is a pair of consecutive PCs in one op's trace, packed as prev | cur << 32
 (low halves: kernel text is at 0xffffffff8xxxxxxx). Pairs are formed by viewing
@@ -9,9 +11,12 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fuzz.backend import Execution
 from fuzz.executor.wire import KCOV_EDGES
+
+if TYPE_CHECKING:  # the package is imported in the guest too: keep it light
+    from fuzz.backend import Execution
 
 KERNEL_HIGH = 0xFFFFFFFF00000000
 
@@ -73,3 +78,8 @@ def iommufd_edges(sym: Symbolizer, all_edges: set[int]) -> int:
     dests = {e >> 32 for e in all_edges}
     inside = sym.in_dir(dests)
     return sum(1 for e in all_edges if (e >> 32) in inside)
+
+
+def edge_pcs(all_edges: set[int]) -> set[int]:
+    """Both ends of every edge (low PC halves)."""
+    return {e & 0xFFFFFFFF for e in all_edges} | {e >> 32 for e in all_edges}
