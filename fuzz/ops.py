@@ -12,6 +12,13 @@ Argument kinds:
                field holds its address (IOAS_ALLOW_IOVAS)
   capacity     number of entries of a side array the kernel fills
                (IOAS_IOVA_RANGES.num_iovas)
+  u8           one byte (GET_HW_INFO.__reserved[i])
+  pairs        a list of [u32, u32] pairs placed in a side array (HWPT_INVALIDATE
+               entries {flags, iotlb_id}, WRITE page responses {cookie, code})
+  side_u32     a u32 the encoder puts into the op's side array, not into the struct
+               (HWPT_ALLOC.iotlb: struct iommu_hwpt_selftest; WRITE.cookie/code:
+               the first struct iommu_hwpt_page_response); may be a Ref
+fuzz/sidearrays.py says how big each side array is and where pointers default to.
 """
 
 from __future__ import annotations
@@ -24,12 +31,13 @@ TEST = "test"  # IOMMU_TEST_CMD with a fixed iommu_test_cmd.op
 VFIO_VAL = "vfio_val"  # vfio ioctl whose argument is passed by value
 VFIO_STRUCT = "vfio_struct"  # vfio ioctl with an argsz-prefixed struct
 CLOSE = "close"  # close(2) of an fd an earlier op returned
+FDIO = "fdio"  # read(2)/write(2) on an fd an earlier op returned (the fault fd)
 
 
 @dataclass(frozen=True)
 class Arg:
     name: str
-    kind: str  # u16 | u32 | u64 | uptr | ranges | capacity
+    kind: str  # u8 | u16 | u32 | u64 | uptr | ranges | capacity | pairs | side_u32
     path: str  # struct field path, e.g. "access_rw.iova"; "" for by-value args
 
 
@@ -117,7 +125,55 @@ _add(
           [_a("iova", "u64"), _a("length", "u64"), _a("uptr", "uptr"), _a("flags")], ("data",)),
     _test("TEST_SET_TEMP_MEMORY_LIMIT", "memory_limit", [_a("limit")]),
     _test("TEST_ACCESS_REPLACE_IOAS", "access_replace_ioas", [_a("ioas_id")]),
+    # -- hw_pagetable.c, device.c, fault.c (HWPT ops, hw info, fault queues) --
+    OpSpec("HWPT_ALLOC", IOMMUFD, "IOMMU_HWPT_ALLOC", "struct iommu_hwpt_alloc",
+           (_a("flags"), _a("dev_id"), _a("pt_id"), _a("out_hwpt_id"), _a("__reserved"),
+            _a("data_type"), _a("data_len"), _a("data_uptr", "uptr"), _a("fault_id"),
+            _a("__reserved2"), _a("iotlb", "side_u32", "")),
+           ("out_hwpt_id",), ref_outputs={"out_hwpt_id": "hwpt"}),
+    # GET_HW_INFO's result also carries "data": the data_len bytes at data_uptr after
+    # the call (by default a side array of the executor's).
+    OpSpec("GET_HW_INFO", IOMMUFD, "IOMMU_GET_HW_INFO", "struct iommu_hw_info",
+           (_a("flags"), _a("dev_id"), _a("data_len"), _a("data_uptr", "uptr"),
+            _a("out_data_type"), _a("out_max_pasid_log2", "u8"),
+            _a("__reserved0", "u8", "__reserved.0"), _a("__reserved1", "u8", "__reserved.1"),
+            _a("__reserved2", "u8", "__reserved.2"), _a("out_capabilities", "u64")),
+           ("data_len", "out_data_type", "out_max_pasid_log2", "out_capabilities", "data")),
+    OpSpec("HWPT_SET_DIRTY_TRACKING", IOMMUFD, "IOMMU_HWPT_SET_DIRTY_TRACKING",
+           "struct iommu_hwpt_set_dirty_tracking",
+           (_a("flags"), _a("hwpt_id"), _a("__reserved")), ()),
+    # GET_DIRTY_BITMAP's result carries "bitmap": the bitmap bytes at data after the call.
+    OpSpec("HWPT_GET_DIRTY_BITMAP", IOMMUFD, "IOMMU_HWPT_GET_DIRTY_BITMAP",
+           "struct iommu_hwpt_get_dirty_bitmap",
+           (_a("hwpt_id"), _a("flags"), _a("__reserved"), _a("iova", "u64"),
+            _a("length", "u64"), _a("page_size", "u64"), _a("data", "uptr")), ("bitmap",)),
+    OpSpec("HWPT_INVALIDATE", IOMMUFD, "IOMMU_HWPT_INVALIDATE", "struct iommu_hwpt_invalidate",
+           (_a("hwpt_id"), _a("data_uptr", "uptr"), _a("data_type"), _a("entry_len"),
+            _a("entry_num"), _a("__reserved"), _a("entries", "pairs", "")), ("entry_num",)),
+    OpSpec("FAULT_QUEUE_ALLOC", IOMMUFD, "IOMMU_FAULT_QUEUE_ALLOC", "struct iommu_fault_alloc",
+           (_a("flags"), _a("out_fault_id"), _a("out_fault_fd")),
+           ("out_fault_id", "out_fault_fd"),
+           ref_outputs={"out_fault_id": "fault", "out_fault_fd": "fault_fd"}),
+    _test("TEST_DIRTY", "dirty",
+          [_a("flags"), _a("iova", "u64"), _a("length", "u64"), _a("page_size", "u64"),
+           _a("uptr", "uptr"), _a("out_nr_dirty", "u64")], ("out_nr_dirty",)),
+    _test("TEST_MD_CHECK_IOTLB", "check_iotlb", [_a("iotlb_id", "u32", "id"), _a("iotlb")]),
+    _test("TEST_TRIGGER_IOPF", "trigger_iopf",
+          [_a("dev_id"), _a("pasid"), _a("grpid"), _a("perm"), _a("addr", "u64")]),
     OpSpec("CLOSE", CLOSE, "", "", (_a("fd", "u32", ""),), ()),
+    # read(2) of struct iommu_hwpt_pgfault records from a fault fd. buf: where the
+    # kernel writes (by default a side array); "records": each record read, as
+    # [flags, dev_id, pasid, grpid, perm, __reserved, addr, length, cookie];
+    # "cookie": the first record's cookie (0 if none), a Ref target for WRITE.
+    OpSpec("READ", FDIO, "", "", (_a("fd", "u32", ""), _a("buf", "uptr", ""),
+                                   _a("count", "u64", "")), ("ret", "cookie", "records")),
+    # write(2) of struct iommu_hwpt_page_response {cookie, code} entries to a fault fd:
+    # the first from cookie/code, more from "responses", all in a side array (or from
+    # buf if given); count defaults to 8 bytes per entry.
+    OpSpec("WRITE", FDIO, "", "", (_a("fd", "u32", ""), _a("buf", "uptr", ""),
+                                    _a("count", "u64", ""), _a("cookie", "side_u32", ""),
+                                    _a("code", "side_u32", ""), _a("responses", "pairs", "")),
+           ("ret",)),
     OpSpec("VFIO_GET_API_VERSION", VFIO_VAL, "VFIO_GET_API_VERSION", "", (), ("ret",)),
     OpSpec("VFIO_CHECK_EXTENSION", VFIO_VAL, "VFIO_CHECK_EXTENSION", "",
            (_a("extension", "u64", ""),), ("ret",)),
@@ -142,4 +198,5 @@ _add(
 COMMON_ARGS = ("size", "argsz", "tail")
 
 # Object kinds that refs can carry, for generators and mutators.
-OBJECT_KINDS = ("ioas", "hwpt", "stdev", "idev", "access", "access_pages", "iova")
+OBJECT_KINDS = ("ioas", "hwpt", "stdev", "idev", "access", "access_pages", "iova", "fault",
+                "fault_fd")

@@ -13,7 +13,8 @@ printed from it. It serializes to a stable, readable JSON document:
 
 Argument values are an int, a Ref to an output field of an earlier op (plus an
 optional addend, wrapping at the field's width), a BufPtr (the address of a
-program buffer plus an offset), or, for "ranges" args, a list of [start, last].
+program buffer plus an offset), or, for "ranges" args, a list of [start, last]
+("pairs" args: a list of [u32, u32]).
 
 Buffer i always lives at BUF_BASE + i * BUF_STRIDE, so user addresses - and the
 IOVA alignment the kernel derives from them - are the same in every run, in the
@@ -212,19 +213,22 @@ class Program:
             if not 0 <= v.op < op_index:
                 raise ProgramError(f"{where}: ref to op {v.op}, which does not come earlier")
             target = OPS[self.ops[v.op].name]
-            if v.field not in target.outputs or v.field in ("ranges", "data", "caps"):
+            if v.field not in target.outputs or v.field in ("ranges", "data", "caps", "bitmap",
+                                                            "records"):
                 raise ProgramError(f"{where}: op {v.op} ({target.name}) has no integer "
                                    f"output {v.field!r} (outputs: {list(target.outputs)})")
         elif isinstance(v, BufPtr):
             if not 0 <= v.buf < len(self.buffers):
                 raise ProgramError(f"{where}: buffer {v.buf} does not exist")
         elif isinstance(v, list):
-            if kind != "ranges":
-                raise ProgramError(f"{where}: a list is only allowed for ranges")
+            if kind not in ("ranges", "pairs"):
+                raise ProgramError(f"{where}: a list is only allowed for ranges and pairs")
+            bound = 1 << (64 if kind == "ranges" else 32)
             for r in v:
                 if not (isinstance(r, (list, tuple)) and len(r) == 2
-                        and all(isinstance(x, int) and 0 <= x < 1 << 64 for x in r)):
-                    raise ProgramError(f"{where}: ranges are [start, last] pairs of u64")
+                        and all(isinstance(x, int) and 0 <= x < bound for x in r)):
+                    raise ProgramError(f"{where}: {kind} are pairs of "
+                                       f"u{64 if kind == 'ranges' else 32}")
         else:
             raise ProgramError(f"{where}: unsupported value {v!r}")
 

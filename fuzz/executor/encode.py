@@ -16,14 +16,16 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from fuzz import uapi
+from fuzz import sidearrays, uapi
 from fuzz.executor.wire import (
     BUF_KIND,
     BUFFER,
     CALL,
     CALL_CLOSE,
     CALL_PTR,
+    CALL_READ,
     CALL_VAL,
+    CALL_WRITE,
     HEADER,
     HOLE,
     KCOV_OFF,
@@ -36,13 +38,21 @@ from fuzz.executor.wire import (
     RELOC_RET,
     RESULT,
 )
-from fuzz.ops import CLOSE, IOMMUFD, TEST, VFIO_STRUCT, VFIO_VAL, OpSpec
+from fuzz.ops import CLOSE, FDIO, IOMMUFD, TEST, VFIO_STRUCT, VFIO_VAL, OpSpec
 from fuzz.prog import BufPtr, Program, Ref, buffer_address
 from fuzz.result import OpResult
 
-WIDTH = {"u16": 2, "u32": 4, "u64": 8, "uptr": 8, "ranges": 8, "capacity": 4}
+WIDTH = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "uptr": 8, "ranges": 8, "capacity": 4}
+# fdio calls (READ / WRITE): {u32 fd; u32 pad; u64 buf; u64 count} in the arena
+FDIO_FIELDS = {"fd": (0, 4), "buf": (8, 8), "count": (16, 8)}
+FDIO_SIZE = 24
+# fds an op returns that the executor then owns (closes at the end; READ/WRITE/CLOSE
+# only act on these)
+FD_OUTPUTS = {"TEST_CREATE_ACCESS": "create_access.out_access_fd",
+              "FAULT_QUEUE_ALLOC": "out_fault_fd"}
 
 MAX_STRUCT = 1 << 16  # an oversized "size" is clamped to this much real memory
+PGFAULT = struct.Struct("<IIIIIIQII")  # struct iommu_hwpt_pgfault, as READ returns them
 MAX_SIDE_ENTRIES = 4096  # IOVA range arrays bigger than this are not materialized
 DEFAULT_IOVA_RANGES_CAPACITY = 8
 GET_INFO_CAP_SPACE = 4096
@@ -65,7 +75,21 @@ class StructPlan:
     allow_entries: int = 0  # ... and its length in entries
     ranges_entries: int | None = None  # IOAS_IOVA_RANGES side array capacity
     ranges_points: bool = False  # allowed_iovas points at that side array
+    side: SideArray | None = None  # the HWPT/fault ops' side array (fuzz/sidearrays.py)
+    capture: tuple[str, Any] | None = None  # (pointer field, length value) captured after
     args: dict[str, Any] = field(default_factory=dict)  # struct fields still to set
+
+
+@dataclass
+class SideArray:
+    """Memory of the executor's that a pointer field defaults to: `size` bytes of
+    `data` (zero-padded), values (int or Ref) placed at run time at (offset, width),
+    and the field that gets its address ("" for none)."""
+
+    size: int
+    data: bytes = b""
+    values: list[tuple[int, int, Any]] = field(default_factory=list)
+    points: str = ""
 
 
 def plan_struct(op: Any) -> StructPlan:
@@ -100,8 +124,59 @@ def plan_struct(op: Any) -> StructPlan:
         p.ranges_entries = min(cap, MAX_SIDE_ENTRIES) if isinstance(cap, int) \
             else MAX_SIDE_ENTRIES
         p.ranges_points = "allowed_iovas" not in args
+    _plan_hwpt_sides(spec.name, args, p)
     p.args = args
     return p
+
+
+def _pairs(pairs: Any, stride: int) -> bytes:
+    out = bytearray()
+    for a, b in pairs if isinstance(pairs, list) else []:
+        out += (a % (1 << 32)).to_bytes(4, "little") + (b % (1 << 32)).to_bytes(4, "little")
+        out += bytes(stride - 8)
+    return bytes(out)
+
+
+def _plan_hwpt_sides(name: str, args: dict[str, Any], p: StructPlan) -> None:
+    """The side arrays and captures of the HWPT / hw info / fault ops."""
+    if name == "HWPT_ALLOC":
+        iotlb = args.pop("iotlb", 0)
+        p.side = SideArray(sidearrays.HWPT_DATA_SIDE, values=[(0, 4, iotlb)],
+                           points="" if "data_uptr" in args else "data_uptr")
+    elif name == "GET_HW_INFO":
+        if "data_uptr" not in args:
+            p.side = SideArray(sidearrays.hw_info_side(args.get("data_len")),
+                               points="data_uptr")
+        p.capture = ("data_uptr", args.get("data_len", 0))
+    elif name == "HWPT_GET_DIRTY_BITMAP":
+        p.capture = ("data", sidearrays.dirty_bitmap_bytes(args.get("length"),
+                                                           args.get("page_size")))
+    elif name == "HWPT_INVALIDATE":
+        entries = args.pop("entries", [])
+        n = sidearrays.invalidate_entries(entries, args.get("entry_num"))
+        args.setdefault("entry_len", sidearrays.INVALIDATE_ENTRY_SIZE)
+        args.setdefault("entry_num", len(entries) if isinstance(entries, list) else 0)
+        p.side = SideArray(n * sidearrays.INVALIDATE_ENTRY_SIZE,
+                           _pairs(entries, sidearrays.INVALIDATE_ENTRY_SIZE),
+                           points="" if "data_uptr" in args else "data_uptr")
+
+
+def plan_fdio(op: Any) -> tuple[dict[str, Any], SideArray]:
+    """READ / WRITE: the fields of the call and the side array buf defaults to."""
+    args = dict(op.args)
+    if op.name == "READ":
+        args.setdefault("count", sidearrays.READ_DEFAULT_COUNT)
+        side = SideArray(sidearrays.read_side(args["count"]))
+    else:
+        responses = args.pop("responses", [])
+        cookie, code = args.pop("cookie", 0), args.pop("code", 0)
+        args.setdefault("count", sidearrays.write_default_count(responses))
+        n = sidearrays.write_entries(responses, args["count"])
+        side = SideArray(n * sidearrays.RESPONSE_SIZE,
+                         bytes(8) + _pairs(responses, sidearrays.RESPONSE_SIZE),
+                         values=[(0, 4, cookie), (4, 4, code)])
+    side.points = "" if "buf" in args else "buf"
+    return args, side
 
 
 @dataclass
@@ -152,6 +227,30 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
     def reloc(dst: int, width: int, kind: int, src: int, src_width: int = 8, add: int = 0) -> None:
         relocs.append(RELOC.pack(dst, width, kind, src_width, src, add % (1 << 64)))
 
+    def place_at(_i: int, dst: int, width: int, v: Any, where: str) -> None:
+        """A value at an arena offset: a literal, or a relocation at run time."""
+        if isinstance(v, Ref) and v.field == "ret":
+            reloc(dst, width, RELOC_RET, v.op, 8, v.add)
+        elif isinstance(v, Ref):
+            src_off, swidth = _output_slot(prog, layout, v)
+            reloc(dst, width, RELOC_FIELD, src_off, swidth, v.add)
+        elif isinstance(v, BufPtr):
+            reloc(dst, width, RELOC_BUFFER, v.buf, 8, v.offset)
+        elif isinstance(v, int):
+            arena.put(dst, width, v)
+        else:
+            raise ValueError(f"{where}: cannot place {v!r}")
+
+    def place_side(side: SideArray, ptr_at: int | None, where: str) -> int:
+        """The side array in the arena; ptr_at: where its address goes (if it does)."""
+        off = arena.alloc(max(side.size, 1))
+        arena.buf[off:off + len(side.data)] = side.data
+        for voff, width, v in side.values:
+            place_at(0, off + voff, width, v, where)
+        if side.points and ptr_at is not None:
+            reloc(ptr_at, 8, RELOC_ARENA, off)
+        return off
+
     def place(spec: OpSpec, i: int, base: int, name: str, kind: str, v: Any) -> None:
         path = _resolve_path(spec, name)
         off, width = (0, WIDTH[kind]) if not path else uapi.field_offset(spec.struct, path)
@@ -161,10 +260,8 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
         if isinstance(v, Ref) and v.field == "ret":  # an ioctl's return value, not a field
             reloc(dst, width, RELOC_RET, v.op, 8, v.add)
         elif isinstance(v, Ref):
-            src_spec = prog.ops[v.op].spec
-            src_path = _resolve_path(src_spec, v.field)
-            soff, swidth = uapi.field_offset(src_spec.struct, src_path)
-            reloc(dst, width, RELOC_FIELD, layout.struct_off[v.op] + soff, swidth, v.add)
+            src_off, swidth = _output_slot(prog, layout, v)
+            reloc(dst, width, RELOC_FIELD, src_off, swidth, v.add)
         elif isinstance(v, BufPtr):
             reloc(dst, width, RELOC_BUFFER, v.buf, 8, v.offset)
         elif isinstance(v, int):
@@ -186,7 +283,22 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
         first_reloc = len(relocs)
         args = dict(op.args)
         fd_out = cap_ptr = cap_len = cap_max = 0
-        if spec.kind in (IOMMUFD, TEST, VFIO_STRUCT):
+        if spec.kind == FDIO:
+            fargs, side = plan_fdio(op)
+            base = arena.alloc(FDIO_SIZE)
+            layout.struct_off.append(base)
+            layout.struct_len.append(FDIO_SIZE)
+            for name, v in fargs.items():
+                off, width = FDIO_FIELDS[name]
+                place_at(i, base + off, width, v, f"op {i} ({spec.name}).{name}")
+            side_off = place_side(side, base + FDIO_FIELDS["buf"][0],
+                                  f"op {i} ({spec.name}) side array")
+            layout.side[i] = (side_off, side.size)
+            kind = CALL_READ if spec.name == "READ" else CALL_WRITE
+            arg_off = base
+            if spec.name == "READ":  # the records read go to (or are copied into) the side
+                cap_ptr, cap_max = side_off, side.size
+        elif spec.kind in (IOMMUFD, TEST, VFIO_STRUCT):
             sp = plan_struct(op)
             args = sp.args
             base = arena.alloc(sp.real)
@@ -215,9 +327,20 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
                     reloc(base + off, 8, RELOC_ARENA, side)
             for name, v in args.items():
                 place(spec, i, base, name, kinds.get(name, "u32"), v)
+            if sp.side is not None:
+                ptr_at = base + uapi.field_offset(spec.struct, sp.side.points)[0] \
+                    if sp.side.points else None
+                side_off = place_side(sp.side, ptr_at, f"op {i} ({spec.name}) side array")
+                layout.side[i] = (side_off, sp.side.size)
             kind, arg_off = CALL_PTR, base
-            if spec.name == "TEST_CREATE_ACCESS":
-                fd_out = base + uapi.field_offset(spec.struct, "create_access.out_access_fd")[0]
+            if spec.name in FD_OUTPUTS:
+                fd_out = base + uapi.field_offset(spec.struct, FD_OUTPUTS[spec.name])[0]
+            if sp.capture is not None:
+                ptr_field, length = sp.capture
+                cap_ptr = base + uapi.field_offset(spec.struct, ptr_field)[0]
+                cap_len = arena.alloc(8)
+                place_at(i, cap_len, 8, length, f"op {i} ({spec.name}) capture length")
+                cap_max = CAPTURE_MAX
             if spec.name == "TEST_ACCESS_RW":
                 cap_ptr = base + uapi.field_offset(spec.struct, "access_rw.uptr")[0]
                 cap_len = base + uapi.field_offset(spec.struct, "access_rw.length")[0]
@@ -230,7 +353,7 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
                 place(spec, i, base, name, "u64" if spec.kind == VFIO_VAL else "u32", v)
             kind = CALL_VAL if spec.kind == VFIO_VAL else CALL_CLOSE
             arg_off = base
-        req = uapi.request(spec.request) if spec.kind != CLOSE else 0
+        req = uapi.request(spec.request) if spec.kind not in (CLOSE, FDIO) else 0
         calls.append(CALL.pack(kind, req, arg_off, first_reloc, len(relocs) - first_reloc,
                                fd_out, cap_ptr, cap_len, cap_max, 0))
 
@@ -248,6 +371,16 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
     return Encoded(wire, layout, len(arena.buf), len(calls))
 
 
+def _output_slot(prog: Program, layout: Layout, v: Ref) -> tuple[int, int]:
+    """Arena offset and width of an earlier op's integer output (a Ref's source)."""
+    src = prog.ops[v.op]
+    if src.spec.kind == FDIO:  # READ.cookie: the first record's, in its side array
+        side, _n = layout.side[v.op]
+        return side + uapi.field_offset("struct iommu_hwpt_pgfault", "cookie")[0], 4
+    soff, swidth = uapi.field_offset(src.spec.struct, _resolve_path(src.spec, v.field))
+    return layout.struct_off[v.op] + soff, swidth
+
+
 def decode(prog: Program, enc: Encoded, arena: bytes, results: bytes,
            captures: bytes) -> list[OpResult]:
     """Turn the executor's arena and per-call results back into OpResults."""
@@ -260,8 +393,14 @@ def decode(prog: Program, enc: Encoded, arena: bytes, results: bytes,
         for name in spec.outputs:
             if name == "ret":
                 r.out["ret"] = ret
-            elif name == "data":
-                r.out["data"] = captures[cap_first:cap_first + cap_len]
+            elif name in ("data", "bitmap"):
+                r.out[name] = captures[cap_first:cap_first + cap_len]
+            elif name in ("records", "cookie"):
+                side, size = enc.layout.side[i]
+                n = min(max(ret, 0), size) // PGFAULT.size if err == 0 else 0
+                recs = [list(PGFAULT.unpack_from(arena, side + PGFAULT.size * k))
+                        for k in range(n)]
+                r.out[name] = recs if name == "records" else (recs[0][8] if recs else 0)
             elif name == "ranges":
                 side, entries = enc.layout.side[i]
                 n = min(r.out.get("num_iovas", 0), entries)

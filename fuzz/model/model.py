@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fuzz import sidearrays
+from fuzz.model import device, fault, hwpt, selftest, vfio
 from fuzz.model import ioas as ioas_ops
-from fuzz.model import selftest, vfio
 from fuzz.model.consts import (
     E2BIG,
     EINVAL,
@@ -30,17 +31,20 @@ from fuzz.model.iopt import IoPagetable, Pages
 from fuzz.model.memory import UserMemory
 from fuzz.model.objects import (
     Access,
+    Fault,
     HwPagetable,
+    HwptNested,
     Ioas,
     Object,
     ObjectTable,
     SelftestObj,
 )
-from fuzz.ops import IOMMUFD, OPS, TEST, VFIO_STRUCT, VFIO_VAL
+from fuzz.ops import FDIO, IOMMUFD, OPS, TEST, VFIO_STRUCT, VFIO_VAL
 from fuzz.prog import BUF_BASE, BUF_STRIDE, BufPtr, Program, Ref
 from fuzz.result import OpResult
 
-WIDTHS = {"u16": 16, "u32": 32, "u64": 64, "uptr": 64, "ranges": 64, "capacity": 32}
+WIDTHS = {"u8": 8, "u16": 16, "u32": 32, "u64": 64, "uptr": 64, "ranges": 64, "capacity": 32,
+          "pairs": 64, "side_u32": 32}
 COMMON_WIDTHS = {"size": 32, "argsz": 32, "tail": 8}
 # fuzz/executor/encode.py: a struct gets max(natural, size, default) bytes of real
 # memory, at most MAX_STRUCT; past that the kernel reads the rest of the arena.
@@ -69,7 +73,18 @@ HANDLERS: dict[str, Callable[[Model, Args], dict]] = {
     "TEST_ACCESS_RW": selftest.access_rw,
     "TEST_SET_TEMP_MEMORY_LIMIT": selftest.set_temp_memory_limit,
     "TEST_ACCESS_REPLACE_IOAS": selftest.access_replace_ioas,
+    "HWPT_ALLOC": hwpt.hwpt_alloc,
+    "GET_HW_INFO": device.get_hw_info,
+    "HWPT_SET_DIRTY_TRACKING": hwpt.set_dirty_tracking,
+    "HWPT_GET_DIRTY_BITMAP": hwpt.get_dirty_bitmap,
+    "HWPT_INVALIDATE": hwpt.invalidate,
+    "FAULT_QUEUE_ALLOC": fault.fault_alloc,
+    "TEST_DIRTY": selftest.test_dirty,
+    "TEST_MD_CHECK_IOTLB": selftest.md_check_iotlb,
+    "TEST_TRIGGER_IOPF": selftest.trigger_iopf,
     "CLOSE": selftest.close,
+    "READ": fault.read,
+    "WRITE": fault.write,
     "VFIO_GET_API_VERSION": vfio.get_api_version,
     "VFIO_CHECK_EXTENSION": vfio.check_extension,
     "VFIO_SET_IOMMU": vfio.set_iommu,
@@ -94,10 +109,12 @@ class _OpInfo:
         for a in spec.args:
             self.masks[a.name] = (1 << WIDTHS.get(a.kind, 64)) - 1
         self.outputs = spec.outputs
-        specials = {"ranges": list, "caps": list, "data": bytes, "ret": lambda: -1}
+        specials = {"ranges": list, "caps": list, "data": bytes, "ret": lambda: -1,
+                    "bitmap": bytes, "records": list, "cookie": int}
         self.out_plan = [(f, specials.get(f)) for f in spec.outputs]
         self.kind = spec.kind
-        self.extra_defaults = name in ("IOAS_ALLOW_IOVAS", "IOAS_IOVA_RANGES") \
+        self.extra_defaults = name in ("IOAS_ALLOW_IOVAS", "IOAS_IOVA_RANGES",
+                                       "HWPT_INVALIDATE", "READ", "WRITE") \
             or spec.kind == VFIO_STRUCT
         self.sizes: tuple[int, int] | None = None
         if spec.kind in (IOMMUFD, TEST):
@@ -142,7 +159,7 @@ class Model:
         self.vfio_ioas: Ioas | None = None
         self.account_mode = IOPT_PAGES_ACCOUNT_USER  # /dev/iommu, not /dev/vfio/vfio
         self.memory_limit = TEST_DEFAULT_MEMORY_LIMIT  # the executor resets it per program
-        self.fds: dict[int, Access] = {}  # open access fds
+        self.fds: dict[int, Access | Fault] = {}  # open access and fault fds
         self.fake_fds = False  # some access fd number was made up (no kernel result)
         self.next_fake_fd = FAKE_FD_BASE
         self.captured = 0  # bytes of TEST_ACCESS_RW data the executor captured so far
@@ -164,11 +181,12 @@ class Model:
         """The kernel's whole result for the current op (see selftest.close)."""
         return self._kernel
 
-    def choose_fd(self) -> int:
-        # Free choice: the fd number of a new access is whatever get_unused_fd_flags()
-        # finds in the agent's fd table. Adopt the kernel's number if it is a valid
-        # fd that is not already an open access fd in the model; else make one up.
-        fd = self.kernel_out("out_access_fd")
+    def choose_fd(self, field: str) -> int:
+        # Free choice: the fd number of a new access or fault fd is whatever
+        # get_unused_fd_flags() finds in the agent's fd table. Adopt the kernel's number
+        # if it is a valid fd that is not already an open fd of the program in the
+        # model; else make one up.
+        fd = self.kernel_out(field)
         if fd is not None and 0 <= fd < (1 << 20) and fd not in self.fds:
             return fd
         self.fake_fds = True
@@ -176,13 +194,13 @@ class Model:
         self.next_fake_fd += 1
         return fd
 
-    def is_access_fd_ref(self, a: Args, name: str) -> bool:
-        """Whether argument `name` is exactly the out_access_fd of an earlier
-        TEST_CREATE_ACCESS that succeeded (so the number was an access fd)."""
+    def is_own_fd_ref(self, a: Args, name: str) -> bool:
+        """Whether argument `name` is exactly the fd an earlier TEST_CREATE_ACCESS or
+        FAULT_QUEUE_ALLOC returned (so the number was an fd of the program)."""
         v = a.raws.get(name)
-        if type(v) is not Ref or v.field != "out_access_fd" or v.add:
+        if type(v) is not Ref or v.field not in ("out_access_fd", "out_fault_fd") or v.add:
             return False
-        return self.program.ops[v.op].name == "TEST_CREATE_ACCESS" \
+        return self.program.ops[v.op].name in ("TEST_CREATE_ACCESS", "FAULT_QUEUE_ALLOC") \
             and self.results[v.op].errno == 0
 
     def all_pages(self) -> list[Pages]:
@@ -212,7 +230,11 @@ class Model:
         elif isinstance(obj, SelftestObj):
             selftest.selftest_destroy(self, obj)
         elif isinstance(obj, HwPagetable):
-            selftest.hwpt_paging_destroy(self, obj)
+            device.hwpt_paging_destroy(self, obj)
+        elif isinstance(obj, HwptNested):
+            device.hwpt_nested_destroy(self, obj)
+        elif isinstance(obj, Fault):
+            pass  # no HWPT reports to it any more, so no group is left in it
         else:  # devices and accesses always have another user
             raise Unsure(f"destroying a {obj.type} object is not modelled")
 
@@ -251,6 +273,14 @@ class Model:
                 vals["num_iovas"] = 8
             elif info.kind == VFIO_STRUCT and "argsz" not in vals:
                 vals["argsz"] = VFIO_NATURAL[op.name]
+            elif op.name == "HWPT_INVALIDATE":  # fuzz/executor/encode.py fills these in
+                entries = op.args.get("entries")
+                vals.setdefault("entry_len", sidearrays.INVALIDATE_ENTRY_SIZE)
+                vals.setdefault("entry_num", len(entries) if isinstance(entries, list) else 0)
+            elif op.name == "READ" and "count" not in vals:
+                vals["count"] = sidearrays.READ_DEFAULT_COUNT
+            elif op.name == "WRITE" and "count" not in vals:
+                vals["count"] = sidearrays.write_default_count(op.args.get("responses"))
         vals.raws = op.args
         vals.refs = refs
         return vals
@@ -313,7 +343,7 @@ class Model:
             if e.poisoned:
                 self.poisoned = f"after op {index} ({name}): {e.reason}"
         self._kernel = None
-        if info.kind == VFIO_VAL:
+        if info.kind in (VFIO_VAL, FDIO):
             if res.errno == 0:
                 res.ret = out["ret"]
             else:
