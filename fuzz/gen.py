@@ -22,7 +22,7 @@ MOCK_APERTURE_LAST = (1 << 31) - 1
 # Which object kind an id-like argument wants; refs of other kinds still get
 # passed sometimes (wrong-type ids are a path worth testing).
 ID_ARGS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("DESTROY", "id"): ("ioas", "hwpt", "idev", "stdev"),
+    ("DESTROY", "id"): ("ioas", "hwpt", "idev", "stdev", "fault"),
     ("IOAS_ALLOW_IOVAS", "ioas_id"): ("ioas",),
     ("IOAS_IOVA_RANGES", "ioas_id"): ("ioas",),
     ("IOAS_MAP", "ioas_id"): ("ioas",),
@@ -45,7 +45,22 @@ ID_ARGS: dict[tuple[str, str], tuple[str, ...]] = {
     ("TEST_DESTROY_ACCESS_PAGES", "id"): ("access",),
     ("TEST_DESTROY_ACCESS_PAGES", "access_pages_id"): ("access_pages",),
     ("TEST_ACCESS_RW", "id"): ("access",),
-    ("CLOSE", "fd"): ("access",),
+    ("CLOSE", "fd"): ("access", "fault_fd"),
+    # HWPTs, hw info, dirty tracking, invalidation, fault queues (issue 9, temporary:
+    # the descriptions replace these tables)
+    ("HWPT_ALLOC", "dev_id"): ("idev",),
+    ("HWPT_ALLOC", "pt_id"): ("ioas", "hwpt"),
+    ("HWPT_ALLOC", "fault_id"): ("fault",),
+    ("GET_HW_INFO", "dev_id"): ("idev",),
+    ("HWPT_SET_DIRTY_TRACKING", "hwpt_id"): ("hwpt_dirty",),
+    ("HWPT_GET_DIRTY_BITMAP", "hwpt_id"): ("hwpt_dirty",),
+    ("HWPT_INVALIDATE", "hwpt_id"): ("hwpt_nested",),
+    ("TEST_DIRTY", "id"): ("hwpt_dirty",),
+    ("TEST_MD_CHECK_IOTLB", "id"): ("hwpt_nested",),
+    ("TEST_TRIGGER_IOPF", "dev_id"): ("idev",),
+    ("READ", "fd"): ("fault_fd",),
+    ("WRITE", "fd"): ("fault_fd",),
+    ("WRITE", "cookie"): ("cookie",),
 }
 
 # Known flag bits per (op, arg); other bits are tried now and then.
@@ -56,6 +71,9 @@ FLAGS: dict[tuple[str, str], tuple[int, ...]] = {
     ("TEST_ACCESS_PAGES", "flags"): (1,),
     ("TEST_ACCESS_RW", "flags"): (1, 4),
     ("TEST_MOCK_DOMAIN_FLAGS", "dev_flags"): (1, 2),
+    ("HWPT_ALLOC", "flags"): (1, 2, 4),
+    ("HWPT_SET_DIRTY_TRACKING", "flags"): (1,),
+    ("HWPT_GET_DIRTY_BITMAP", "flags"): (1,),
     ("VFIO_IOMMU_MAP_DMA", "flags"): (1, 2),
     ("VFIO_IOMMU_UNMAP_DMA", "flags"): (1, 2),
 }
@@ -69,6 +87,36 @@ SMALL_VALUES: dict[tuple[str, str], tuple[int, ...]] = {
     ("VFIO_SET_IOMMU", "type"): (1, 3, 8, 0),
     ("TEST_SET_TEMP_MEMORY_LIMIT", "limit"): (0, 1, 16, 65536, 4096),
     ("TEST_MD_CHECK_REFS", "refs"): (0, 1, 2),
+    ("IOAS_ALLOC", "flags"): (0, 0, 0, 0, 0, 1),  # most HWPT chains need the IOAS
+    ("HWPT_ALLOC", "data_type"): (0, 0, 0xDEAD, 0xDEAD, 1, 0xDEAE),
+    ("HWPT_ALLOC", "data_len"): (0, 4, 4, 4, 3, 5, 8),
+    ("HWPT_ALLOC", "iotlb"): (0, 0xBADBEEF, 1),
+    ("GET_HW_INFO", "data_len"): (0, 4, 8, 8, 12, 64, U32_MAX),
+    ("GET_HW_INFO", "flags"): (0, 0, 0, 1),
+    ("FAULT_QUEUE_ALLOC", "flags"): (0, 0, 0, 1),
+    ("HWPT_INVALIDATE", "data_type"): (0xDEADBEEF, 0xDEADBEEF, 0xDEADBEEF, 0xDADBEEF, 0),
+    ("TEST_DIRTY", "flags"): (0,),
+    ("TEST_MD_CHECK_IOTLB", "iotlb_id"): (0, 1, 2, 3, 4),
+    ("TEST_MD_CHECK_IOTLB", "iotlb"): (0, 0xBADBEEF, 1),
+    ("TEST_TRIGGER_IOPF", "pasid"): (0, 0, 0, 1, U32_MAX),
+    ("TEST_TRIGGER_IOPF", "grpid"): (0, 1, 2, 3),
+    ("TEST_TRIGGER_IOPF", "perm"): (0, 1, 2, 3, 15),
+    ("WRITE", "code"): (0, 0, 1, 2),
+    ("TEST_DIRTY", "page_size"): (MOCK_PAGE,) * 5 + (1024, 4096, 0, 3),
+    ("HWPT_GET_DIRTY_BITMAP", "page_size"): (MOCK_PAGE,) * 5 + (1024, 4096, 0, 3, 1 << 20),
+}
+# Arguments mostly left out (their default is the executor's side array or a count that
+# fits it), sometimes an edge value.
+MOSTLY_DEFAULT: dict[tuple[str, str], tuple[int, ...]] = {
+    ("HWPT_ALLOC", "data_uptr"): (0, 1),
+    ("GET_HW_INFO", "data_uptr"): (0,),
+    ("HWPT_INVALIDATE", "data_uptr"): (0,),
+    ("HWPT_INVALIDATE", "entry_len"): (0, 4, 9, 4097),
+    ("HWPT_INVALIDATE", "entry_num"): (0, 1, 5, (1 << 19) + 1),
+    ("READ", "buf"): (0,),
+    ("READ", "count"): (0, 39, 40, 80, 400, 1 << 40),
+    ("WRITE", "buf"): (0,),
+    ("WRITE", "count"): (0, 4, 16, 64),
 }
 
 INTERESTING_U64 = (0, 1, MOCK_PAGE, PAGE - 1, PAGE, PAGE + MOCK_PAGE, HUGE_PAGE,
@@ -88,6 +136,9 @@ WEIGHTS: dict[str, int] = {
     "TEST_ACCESS_RW": 4, "TEST_ACCESS_REPLACE_IOAS": 1, "TEST_SET_TEMP_MEMORY_LIMIT": 1,
     "CLOSE": 1, "VFIO_GET_API_VERSION": 1, "VFIO_CHECK_EXTENSION": 1, "VFIO_SET_IOMMU": 2,
     "VFIO_IOMMU_GET_INFO": 2, "VFIO_IOMMU_MAP_DMA": 3, "VFIO_IOMMU_UNMAP_DMA": 2,
+    "HWPT_ALLOC": 6, "GET_HW_INFO": 2, "HWPT_SET_DIRTY_TRACKING": 3, "HWPT_GET_DIRTY_BITMAP": 3,
+    "HWPT_INVALIDATE": 3, "FAULT_QUEUE_ALLOC": 2, "TEST_DIRTY": 3, "TEST_MD_CHECK_IOTLB": 2,
+    "TEST_TRIGGER_IOPF": 3, "READ": 3, "WRITE": 2,
 }
 assert set(WEIGHTS) == set(OPS), set(OPS) ^ set(WEIGHTS)
 
@@ -148,9 +199,62 @@ class Generator:
         # Most programs start with an IOAS: nearly everything needs one.
         if self.chance(7, 8):
             self.append(prog, objs, "IOAS_ALLOC")
+            # ... and often a device: HWPT_ALLOC, hw info and faults all need an idev
+            if self.chance(1, 3):
+                self.append(prog, objs, "TEST_MOCK_DOMAIN")
+        if prog.ops and self.chance(1, 5):
+            self.hwpt_chain(prog, objs)
         while len(prog.ops) < n:
             self.append(prog, objs, self.pick_op())
         return prog
+
+    def add(self, prog: Program, objs: dict[str, list[Ref]], name: str, **args: Value) -> int:
+        i = len(prog.ops)
+        prog.ops.append(Op(name, args))
+        for out, kind in OPS[name].ref_outputs.items():
+            objs.setdefault(kind, []).append(Ref(i, out))
+        return i
+
+    def hwpt_chain(self, prog: Program, objs: dict[str, list[Ref]]) -> None:
+        """A device, a paging HWPT (nest parent, maybe dirty tracking) and a nested one
+        reporting to a fault queue, the device moved onto it: the objects the HWPT,
+        dirty, invalidation and fault ops act on, for the random ops that follow
+        (temporary, until generation knows what each op needs)."""
+        ioas = Ref(self.add(prog, objs, "IOAS_ALLOC"), "out_ioas_id")
+        dev_flags = self.pick((0, 0, 1, 2))
+        md = self.add(prog, objs, "TEST_MOCK_DOMAIN_FLAGS", id=ioas, dev_flags=dev_flags)
+        idev, stdev = Ref(md, "out_idev_id"), Ref(md, "out_stdev_id")
+        mapped = 0
+        if prog.buffers and prog.buffers[0].kind != "hole" and self.chance(2, 3):
+            mapped = prog.buffers[0].size
+            m = self.add(prog, objs, "IOAS_MAP", ioas_id=ioas, user_va=BufPtr(0), length=mapped,
+                         flags=6)
+            objs.setdefault("iova", []).append(Ref(m, "iova"))
+        flags = 1 | (2 if dev_flags != 1 and self.chance(1, 2) else 0)
+        parent = self.add(prog, objs, "HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=flags)
+        if flags & 2:
+            objs.setdefault("hwpt_dirty", []).append(Ref(parent, "out_hwpt_id"))
+        if flags & 2 and self.chance(2, 3):
+            self.add(prog, objs, "HWPT_SET_DIRTY_TRACKING", hwpt_id=Ref(parent, "out_hwpt_id"),
+                     flags=1)
+            if mapped and self.chance(2, 3):
+                self.add(prog, objs, "TEST_DIRTY", id=Ref(parent, "out_hwpt_id"),
+                         iova=Ref(m, "iova"), length=mapped, page_size=MOCK_PAGE,
+                         uptr=BufPtr(len(prog.buffers) - 1))
+        args: dict[str, Value] = {"dev_id": idev, "pt_id": Ref(parent, "out_hwpt_id"),
+                                  "data_type": 0xDEAD, "data_len": 4,
+                                  "iotlb": self.pick((0, 0xBADBEEF))}
+        if self.chance(2, 3):
+            fq = self.add(prog, objs, "FAULT_QUEUE_ALLOC")
+            args.update(flags=4, fault_id=Ref(fq, "out_fault_id"))
+        nested = self.add(prog, objs, "HWPT_ALLOC", **args)
+        objs.setdefault("hwpt_nested", []).append(Ref(nested, "out_hwpt_id"))
+        if self.chance(3, 4):
+            self.add(prog, objs, "TEST_MOCK_DOMAIN_REPLACE", id=stdev,
+                     pt_id=Ref(nested, "out_hwpt_id"))
+            if "fault_id" in args and self.chance(1, 2):
+                self.add(prog, objs, "TEST_TRIGGER_IOPF", dev_id=idev,
+                         addr=self.pick((0, 4096, 1 << 24)), grpid=self.ch.below(4))
 
     def buffer(self) -> Buffer:
         kind = self.pick(BUFFER_KINDS) if self.chance(1, 3) else "anon"
@@ -172,10 +276,29 @@ class Generator:
             v = self.arg(prog, objs, spec, a.name, a.kind)
             if v is not None:
                 args[a.name] = v
+        if name == "HWPT_ALLOC" and self.chance(3, 4):
+            self.coherent_hwpt_alloc(prog, args)
         self.malform(spec, args)
         prog.ops.append(Op(name, args))
         for out, kind in spec.ref_outputs.items():
             objs.setdefault(kind, []).append(Ref(i, out))
+        if name == "READ":
+            objs.setdefault("cookie", []).append(Ref(i, "cookie"))
+
+    def coherent_hwpt_alloc(self, prog: Program, args: dict[str, Value]) -> None:
+        """Mostly the arguments that make sense together: a paging HWPT on an IOAS
+        (no data) or a nested one on a HWPT (selftest data, maybe a fault queue)."""
+        pt = args.get("pt_id")
+        on_ioas = not (isinstance(pt, Ref) and pt.field == "out_hwpt_id")
+        for k in ("data_type", "data_len", "data_uptr"):
+            args.pop(k, None)
+        if on_ioas:
+            args["flags"] = self.pick((0, 1, 1, 2, 3))
+        else:
+            args.update(data_type=0xDEAD, data_len=4)
+            args["flags"] = 4 if "fault_id" in args and self.chance(1, 2) else 0
+            if not args["flags"]:
+                args.pop("fault_id", None)
 
     def ref_of(self, objs: dict[str, list[Ref]], kinds: tuple[str, ...]) -> Value:
         have = [r for k in kinds for r in objs.get(k, [])]
@@ -198,8 +321,19 @@ class Generator:
     def arg(self, prog: Program, objs: dict[str, list[Ref]], spec: OpSpec, name: str,
             kind: str) -> Value | None:
         key = (spec.name, name)
-        if name == "__reserved" or name == "last" or name.startswith("out_"):
+        if name.startswith("__reserved") or name == "last" or name.startswith("out_"):
             return self.pick((1, U32_MAX)) if self.chance(1, 40) else None
+        if key in MOSTLY_DEFAULT:
+            if self.chance(7, 8):
+                return None
+            v = self.pick(MOSTLY_DEFAULT[key])
+            if kind == "uptr" and prog.buffers and self.chance(1, 2):
+                return BufPtr(self.ch.below(len(prog.buffers)), self.pick((0, 0, 1, 4093)))
+            return v
+        if kind == "pairs":
+            hi = 4 if spec.name == "HWPT_INVALIDATE" else 3
+            return [[self.pick((0, 0, 1, 2)), self.ch.below(hi + 1)]
+                    for _ in range(self.ch.below(4))]
         if key in (("IOAS_ALLOW_IOVAS", "num_iovas"), ("IOAS_IOVA_RANGES", "allowed_iovas")):
             # usually the executor's side array and its true count
             return None if self.chance(15, 16) else self.pick((0, 1, 5000, U32_MAX))
@@ -226,7 +360,7 @@ class Generator:
             return [self.range() for _ in range(self.ch.below(3))]
         if kind == "capacity":
             return self.pick((0, 1, 2, 8, 8, 8))
-        if name in ("iova", "dst_iova", "src_iova", "start"):
+        if name in ("iova", "dst_iova", "src_iova", "start", "addr"):
             if spec.name in ("IOAS_MAP", "IOAS_COPY") and name != "src_iova" \
                     and self.chance(1, 2):
                 return None  # automatic IOVA: leave the kernel's choice

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from fuzz import uapi
+from fuzz.prog import BUF_BASE, BUF_STRIDE
 
 SIDE_MAX = 1 << 16  # no side array is bigger (the same bound as a struct's real memory)
 PGFAULT_SIZE = uapi.sizeof("struct iommu_hwpt_pgfault")
@@ -37,14 +38,12 @@ def _lit(raw: Any) -> int | None:
     return None
 
 
-def hw_info_side(data_len_raw: Any) -> int:
-    """Bytes of GET_HW_INFO's default data_uptr array: the kernel writes data_len bytes
-    (the info, then zeros), so a literal data_len gets that much room (at least the
-    driver's 8 bytes, at most SIDE_MAX)."""
-    v = _lit(data_len_raw)
-    if v is None:
-        return SIDE_MAX
-    return min(max(v & 0xFFFFFFFF, HW_INFO_SIZE), SIDE_MAX)
+# GET_HW_INFO writes data_len bytes (the info, then clear_user of the rest), up to
+# 4 GiB: its default data_uptr is not in the arena but at the start of a mapping of
+# its own (a buffer the executor adds after the program's, below them), past whose
+# end the kernel's copy faults instead of running over the executor's heap.
+HW_INFO_SCRATCH = BUF_BASE - BUF_STRIDE
+HW_INFO_SCRATCH_SIZE = SIDE_MAX
 
 
 def invalidate_entries(entries: Any, entry_num_raw: Any) -> int:

@@ -504,7 +504,7 @@ def _random_program(rng: random.Random, nops: int) -> Program:
             r = rng.random()
             j = rng.randrange(len(prog.ops)) if prog.ops else -1
             outs = [o for o in OPS[prog.ops[j].name].outputs
-                    if o not in ("ranges", "data", "caps")] if j >= 0 else []
+                    if o not in ("ranges", "data", "caps", "bitmap", "records")] if j >= 0 else []
             if r < 0.35 and outs:
                 args[a.name] = Ref(j, rng.choice(outs), rng.choice([0, 0, 4096, -4096, 2048]))
             elif a.kind == "uptr" or (r < 0.6 and a.kind == "u64"):

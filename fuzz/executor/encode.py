@@ -144,9 +144,7 @@ def _plan_hwpt_sides(name: str, args: dict[str, Any], p: StructPlan) -> None:
         p.side = SideArray(sidearrays.HWPT_DATA_SIDE, values=[(0, 4, iotlb)],
                            points="" if "data_uptr" in args else "data_uptr")
     elif name == "GET_HW_INFO":
-        if "data_uptr" not in args:
-            p.side = SideArray(sidearrays.hw_info_side(args.get("data_len")),
-                               points="data_uptr")
+        args.setdefault("data_uptr", sidearrays.HW_INFO_SCRATCH)
         p.capture = ("data_uptr", args.get("data_len", 0))
     elif name == "HWPT_GET_DIRTY_BITMAP":
         p.capture = ("data", sidearrays.dirty_bitmap_bytes(args.get("length"),
@@ -363,6 +361,9 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
         bufs.append(BUFFER.pack(buffer_address(bi), b.size, BUF_KIND[b.kind], b.seed & 0xFF,
                                 len(holes), len(b.holes)))
         holes += [HOLE.pack(o, n) for o, n in b.holes]
+    if any(op.name == "GET_HW_INFO" and "data_uptr" not in op.args for op in prog.ops):
+        bufs.append(BUFFER.pack(sidearrays.HW_INFO_SCRATCH, sidearrays.HW_INFO_SCRATCH_SIZE,
+                                BUF_KIND["anon"], 0, len(holes), 0))
     header = HEADER.pack(MAGIC, len(bufs), len(holes), len(calls), len(relocs), len(arena.buf),
                          uapi.request("IOMMU_TEST_CMD"), pro_off, pro_len,
                          kcov_mode if kcov else KCOV_OFF, pcs_cap,

@@ -233,8 +233,8 @@ def get_hw_info(m: Model, a: Args) -> dict:
     if a.has("data_uptr"):
         buf = UserBuf(m, a["data_uptr"], what="hw info data")
     else:
-        buf = UserBuf(m, None, bytearray(sidearrays.hw_info_side(a.raw("data_len"))),
-                      "hw info data")
+        buf = UserBuf(m, None, bytearray(sidearrays.HW_INFO_SCRATCH_SIZE), "hw info data",
+                      faults_past_end=True)
     if not buf.write(HW_INFO[:copy_len], 0):
         raise KernelError(EFAULT)
     if copy_len < data_len and not buf.zero(copy_len, data_len - copy_len):

@@ -611,21 +611,25 @@ def test_dirty(m: Model, a: Args) -> dict:
     nbytes = -(-nbits // 8)
     if m.mem.first_bad(uptr, nbytes, False) is not None:
         raise KernelError(EFAULT)
-    if iova + (nbits - 1) * page_size > U64:
-        raise Unsure("TEST_DIRTY's iova + i * page_size wraps around", poisoned=True)
-    base = iova // page_size
+    # cur = iova + i * page_size wraps at most once (nbits * page_size <= length):
+    # before the wrap index = iova / page_size + i, after it i + (iova - 2^64) / page_size
+    wrap = min(nbits, max(0, -(-(U64 + 1 - iova) // page_size)))
+    segments = [(0, wrap, iova // page_size), (wrap, nbits, (iova - (U64 + 1)) // page_size)]
     count = 0
-    for s, e in mock.mapped_slots(hwpt, base, base + nbits - 1):
-        lo, hi = (s - base) // 8, (e - base) // 8
-        try:
-            bits = m.mem.read(uptr + lo, hi - lo + 1)
-        except Unsure as err:
-            raise Unsure(err.reason) from None
-        for slot in range(s, e + 1):
-            i = slot - base
-            if bits[i // 8 - lo] >> (i % 8) & 1:
-                hwpt.dirty.add(slot)
-                count += 1
+    for i0, i1, off in segments:
+        if i0 >= i1:
+            continue
+        for s, e in mock.mapped_slots(hwpt, i0 + off, i1 - 1 + off):
+            lo, hi = (s - off) // 8, (e - off) // 8
+            try:
+                bits = m.mem.read(uptr + lo, hi - lo + 1)
+            except Unsure as err:
+                raise Unsure(err.reason) from None
+            for slot in range(s, e + 1):
+                i = slot - off
+                if bits[i // 8 - lo] >> (i % 8) & 1:
+                    hwpt.dirty.add(slot)
+                    count += 1
     return {"out_nr_dirty": count}
 
 

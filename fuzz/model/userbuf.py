@@ -25,12 +25,16 @@ CAPTURE_ROOM = 1 << 22  # encode()'s default cap_cap: capture bytes per program
 
 
 class UserBuf:
+    """faults_past_end: the side array is a mapping of its own (GET_HW_INFO's), so the
+    kernel running past its end faults instead of reaching other executor memory."""
+
     def __init__(self, m: Model, addr: int | None, side: bytearray | None = None,
-                 what: str = "buffer") -> None:
+                 what: str = "buffer", faults_past_end: bool = False) -> None:
         self.m = m
         self.addr = addr  # None: the side array
         self.side = side
         self.what = what
+        self.faults_past_end = faults_past_end
 
     @property
     def is_side(self) -> bool:
@@ -51,6 +55,8 @@ class UserBuf:
             return True
         if self.is_side:
             if self._past_side(off, len(data)):
+                if self.faults_past_end:
+                    return False  # what it wrote before the fault no one reads
                 raise self._side_unsure("writes", off, len(data))
             self.side[off:off + len(data)] = data  # type: ignore[index]
             return True
@@ -70,6 +76,8 @@ class UserBuf:
             return True
         if self.is_side:
             if self._past_side(off, n):
+                if self.faults_past_end:
+                    return False
                 raise self._side_unsure("clears", off, n)
             self.side[off:off + n] = bytes(n)  # type: ignore[index]
             return True
