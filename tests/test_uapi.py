@@ -26,7 +26,9 @@ HEADERS = {
 }
 
 # Arg kind -> byte size of the struct field it is written to.
-KIND_SIZES = {"u16": 2, "u32": 4, "u64": 8, "uptr": 8, "ranges": 8, "capacity": 4}
+KIND_SIZES = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "uptr": 8, "ranges": 8, "capacity": 4}
+# Argument kinds that go into the executor's side array of the op, not into its struct.
+SIDE_KINDS = {"pairs", "side_u32"}
 
 # Samples for the _IOR/_IOW/_IOWR helpers, which the _IO-only uAPI requests do not exercise:
 # (macro, nr, C type whose size is encoded).
@@ -38,7 +40,7 @@ ENCODINGS = [
 ]
 
 # Outputs that are not struct fields: results the executor derives after the call.
-PSEUDO_OUTPUTS = {"data", "caps", "ranges", "ret"}
+PSEUDO_OUTPUTS = {"data", "caps", "ranges", "ret", "bitmap", "records", "cookie"}
 
 
 def _source_tree() -> Path:
@@ -206,7 +208,7 @@ def test_ioctl_encoding_helpers(probe: dict[tuple[str, ...], str]) -> None:
 @pytest.mark.parametrize("name", sorted(ops.OPS))
 def test_op_resolves(name: str) -> None:
     spec = ops.OPS[name]
-    if spec.kind == ops.CLOSE:
+    if spec.kind in (ops.CLOSE, ops.FDIO):
         assert not spec.request and not spec.struct
     else:
         assert isinstance(uapi.request(spec.request), int)
@@ -217,7 +219,7 @@ def test_op_resolves(name: str) -> None:
         assert not spec.test_op
 
     if not spec.struct:
-        assert spec.kind in (ops.CLOSE, ops.VFIO_VAL)
+        assert spec.kind in (ops.CLOSE, ops.VFIO_VAL, ops.FDIO)
         assert all(a.path == "" for a in spec.args), "by-value args have no field path"
         return
 
@@ -225,6 +227,9 @@ def test_op_resolves(name: str) -> None:
     # copy_struct_from_user / argsz checks read a u32 at offset 0.
     assert uapi.field_offset(spec.struct, spec.size_field) == (0, 4)
     for a in spec.args:
+        if a.kind in SIDE_KINDS:
+            assert a.path == "", f"{name}.{a.name}: side array contents have no field path"
+            continue
         assert a.kind in KIND_SIZES, f"{a.name}: unknown kind {a.kind}"
         try:
             _, size = uapi.field_offset(spec.struct, a.path)

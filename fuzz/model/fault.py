@@ -119,8 +119,9 @@ def _vfs_checks(buf: UserBuf, count: int) -> int:
     MAX_RW_COUNT."""
     if buf.is_side:
         if count >= SIDE_ACCESS_OK_MAX:
+            # if it passes, the call goes on and moves faults: the state may change
             raise Unsure(f"access_ok of the side array with count {count:#x} depends on "
-                         "where the executor's arena is", poisoned=False)
+                         "where the executor's arena is")
     else:
         end = (buf.addr + count) & U64  # type: ignore[operator]
         if end > TASK_SIZE_MAX or end < buf.addr:  # type: ignore[operator]

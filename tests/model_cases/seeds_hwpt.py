@@ -246,8 +246,6 @@ def hwpt_invalidate() -> Prog:
     parent = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=NEST), "out_hwpt_id")
     n0 = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=parent, data_type=SELFTEST, data_len=4,
                     iotlb=IOTLB), "out_hwpt_id")
-    n1 = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=parent, data_type=SELFTEST, data_len=4,
-                    iotlb=IOTLB), "out_hwpt_id")
     p.op("HWPT_INVALIDATE", hwpt_id=parent, data_type=INV, entries=[[0, 0]], expect=E.ENOENT,
          out={"entry_num": 0})
     p.op("HWPT_INVALIDATE", hwpt_id=n0, data_type=INV, out={"entry_num": 0})
@@ -624,7 +622,8 @@ def syzkaller_dev_iommu_hwpt() -> Prog:
 
 SEEDS_HWPT = [
     hwpt_alloc_paging, hwpt_alloc_domain_errors, hwpt_multi_domain, hwpt_alloc_nested,
-    hwpt_nested_attach, hwpt_invalidate, hwpt_invalidate_entries, hw_info, dirty_tracking, dirty_bitmap_edges, dirty_huge_iova, fault_queue,
-    fault_detach_and_close, syzkaller_dev_iommu_hwpt,
+    hwpt_nested_attach, hwpt_invalidate, hwpt_invalidate_entries, hw_info, dirty_tracking,
+    dirty_bitmap_edges, dirty_huge_iova, fault_queue, fault_detach_and_close,
+    syzkaller_dev_iommu_hwpt,
 ]
 _ = RW  # (the dsl's names, for symmetry with seeds.py)
