@@ -221,3 +221,35 @@ def test_test_dirty_with_a_wrapping_iova_marks_the_wrapped_indexes() -> None:
     # after the wrap cur = (i - 1) * 1M, xarray index cur / 1M = i - 1: entries 0..14,
     # none of which (IOVA 0..28K) is mapped
     assert res[5].errno == 0 and res[5].unsure is None and res[5].out["out_nr_dirty"] == 0
+
+
+def test_dirty_bitmap_of_a_huge_iova_page_overruns_the_users_bitmap(vm: VMBackend) -> None:
+    """Candidate kernel bug (notes/spec-hwpt.md, 2): iova_bitmap_set does not clamp a
+    record to the bitmap, so a driver recording a whole 1M IOPTE for a 2K range writes
+    512 bits into a 1-byte bitmap. The 1M mapping depends on physical contiguity (a 2M
+    hugetlb page always has it), so the model is unsure here; this checks the kernel."""
+    huge, m16 = 2 << 20, uapi.MOCK_APERTURE_START
+    ioas = Ref(0, "out_ioas_id")
+    hwpt = Ref(3, "out_hwpt_id")
+    prog = Program([
+        Op("IOAS_ALLOC"),
+        Op("TEST_MOCK_DOMAIN_FLAGS", {"id": ioas, "dev_flags": uapi.MOCK_FLAGS_DEVICE_HUGE_IOVA}),
+        Op("IOAS_MAP", {"ioas_id": ioas, "user_va": BufPtr(0), "length": huge, "iova": m16,
+                        "flags": 7}),
+        Op("HWPT_ALLOC", {"dev_id": Ref(1, "out_idev_id"), "pt_id": ioas, "flags": 2}),
+        Op("HWPT_SET_DIRTY_TRACKING", {"hwpt_id": hwpt, "flags": 1}),
+        Op("TEST_DIRTY", {"id": hwpt, "iova": m16, "length": 2048, "page_size": 2048,
+                          "uptr": BufPtr(2)}),
+        Op("HWPT_GET_DIRTY_BITMAP", {"hwpt_id": hwpt, "iova": m16, "length": 2048,
+                                     "page_size": 2048, "data": BufPtr(1)}),
+        Op("HWPT_GET_DIRTY_BITMAP", {"hwpt_id": hwpt, "iova": m16, "length": 1 << 20,
+                                     "page_size": 2048, "data": BufPtr(1), "flags": 1}),
+    ], [Buffer(huge, "hugetlb", 1), Buffer(4096, "anon", 0), Buffer(4096, "memfd", 0xFF)])
+    ex = vm.run(prog)
+    assert ex.crash is None and ex.setup_error is None and ex.reports == []
+    assert [r.errno for r in ex.results] == [0] * 8
+    assert ex.results[5].out["out_nr_dirty"] == 1
+    assert ex.results[6].out["bitmap"] == b"\xff"  # the bitmap is one byte ...
+    # ... and the 63 bytes after it, which the kernel was not given, are 0xff too
+    # (nothing is dirty any more: the NO_CLEAR read only shows what is in memory)
+    assert ex.results[7].out["bitmap"] == b"\xff" * 64
