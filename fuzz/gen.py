@@ -40,7 +40,7 @@ ID_ARGS: dict[tuple[str, str], tuple[str, ...]] = {
     ("TEST_MD_CHECK_REFS", "id"): ("ioas",),
     ("TEST_CREATE_ACCESS", "id"): ("ioas",),
     ("TEST_ACCESS_REPLACE_IOAS", "id"): ("access",),
-    ("TEST_ACCESS_REPLACE_IOAS", "ioas_id"): ("ioas",),
+    ("TEST_ACCESS_REPLACE_IOAS", "ioas_id"): ("ioas", "ioas", "ioas", "hwpt"),
     ("TEST_ACCESS_PAGES", "id"): ("access",),
     ("TEST_DESTROY_ACCESS_PAGES", "id"): ("access",),
     ("TEST_DESTROY_ACCESS_PAGES", "access_pages_id"): ("access_pages",),
@@ -114,7 +114,7 @@ MOSTLY_DEFAULT: dict[tuple[str, str], tuple[int, ...]] = {
     ("HWPT_INVALIDATE", "entry_len"): (0, 4, 9, 4097),
     ("HWPT_INVALIDATE", "entry_num"): (0, 1, 5, (1 << 19) + 1),
     ("READ", "buf"): (0,),
-    ("READ", "count"): (0, 39, 40, 80, 400, 1 << 40),
+    ("READ", "count"): (0, 39, 40, 80, 400),
     ("WRITE", "buf"): (0,),
     ("WRITE", "count"): (0, 4, 16, 64),
 }
@@ -255,6 +255,12 @@ class Generator:
             if "fault_id" in args and self.chance(1, 2):
                 self.add(prog, objs, "TEST_TRIGGER_IOPF", dev_id=idev,
                          addr=self.pick((0, 4096, 1 << 24)), grpid=self.ch.below(4))
+                if self.chance(1, 2):
+                    fd = Ref(fq, "out_fault_fd")
+                    r = self.add(prog, objs, "READ", fd=fd)
+                    objs.setdefault("cookie", []).append(Ref(r, "cookie"))
+                    self.add(prog, objs, "WRITE", fd=fd, cookie=Ref(r, "cookie"),
+                             code=self.pick((0, 1)))
 
     def buffer(self) -> Buffer:
         kind = self.pick(BUFFER_KINDS) if self.chance(1, 3) else "anon"

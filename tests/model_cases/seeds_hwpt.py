@@ -233,6 +233,10 @@ def hwpt_nested_attach() -> Prog:
     p.op("DESTROY", id=n1)
     p.op("DESTROY", id=parent, expect=E.EBUSY)
     p.op("TEST_MOCK_DOMAIN_REPLACE", id=stdev, pt_id=ioas, out={"pt_id": 4})
+    # an access only moves to an IOAS: a HWPT id is ENOENT
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    p.op("TEST_ACCESS_REPLACE_IOAS", id=acc, ioas_id=parent, expect=E.ENOENT)
+    p.op("TEST_ACCESS_REPLACE_IOAS", id=acc, ioas_id=4, expect=E.ENOENT)
     p.op("DESTROY", id=parent)
     p.op("DESTROY", id=ioas, expect=E.EBUSY)
     return p
