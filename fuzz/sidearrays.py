@@ -20,7 +20,6 @@ PGFAULT_SIZE = uapi.sizeof("struct iommu_hwpt_pgfault")
 RESPONSE_SIZE = uapi.sizeof("struct iommu_hwpt_page_response")
 INVALIDATE_ENTRY_SIZE = uapi.sizeof("struct iommu_hwpt_invalidate_selftest")
 HWPT_DATA_SIZE = uapi.sizeof("struct iommu_hwpt_selftest")
-HW_INFO_SIZE = uapi.sizeof("struct iommu_test_hw_info")
 # HWPT_ALLOC reads data_len bytes only when data_len == sizeof(struct iommu_hwpt_selftest)
 # (iommu_copy_struct_from_user refuses every other length before reading), so this
 # side array always holds what the kernel reads.

@@ -225,9 +225,9 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
     def reloc(dst: int, width: int, kind: int, src: int, src_width: int = 8, add: int = 0) -> None:
         relocs.append(RELOC.pack(dst, width, kind, src_width, src, add % (1 << 64)))
 
-    def place_at(_i: int, dst: int, width: int, v: Any, where: str) -> None:
+    def place_at(dst: int, width: int, v: Any, where: str) -> None:
         """A value at an arena offset: a literal, or a relocation at run time."""
-        if isinstance(v, Ref) and v.field == "ret":
+        if isinstance(v, Ref) and v.field == "ret":  # an ioctl's return value, not a field
             reloc(dst, width, RELOC_RET, v.op, 8, v.add)
         elif isinstance(v, Ref):
             src_off, swidth = _output_slot(prog, layout, v)
@@ -244,7 +244,7 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
         off = arena.alloc(max(side.size, 1))
         arena.buf[off:off + len(side.data)] = side.data
         for voff, width, v in side.values:
-            place_at(0, off + voff, width, v, where)
+            place_at(off + voff, width, v, where)
         if side.points and ptr_at is not None:
             reloc(ptr_at, 8, RELOC_ARENA, off)
         return off
@@ -254,18 +254,7 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
         off, width = (0, WIDTH[kind]) if not path else uapi.field_offset(spec.struct, path)
         if width != WIDTH.get(kind, width) and kind not in ("ranges", "capacity"):
             raise ValueError(f"op {i} ({spec.name}).{name}: width mismatch")
-        dst = base + off
-        if isinstance(v, Ref) and v.field == "ret":  # an ioctl's return value, not a field
-            reloc(dst, width, RELOC_RET, v.op, 8, v.add)
-        elif isinstance(v, Ref):
-            src_off, swidth = _output_slot(prog, layout, v)
-            reloc(dst, width, RELOC_FIELD, src_off, swidth, v.add)
-        elif isinstance(v, BufPtr):
-            reloc(dst, width, RELOC_BUFFER, v.buf, 8, v.offset)
-        elif isinstance(v, int):
-            arena.put(dst, width, v)
-        else:
-            raise ValueError(f"op {i} ({spec.name}).{name}: cannot place {v!r}")
+        place_at(base + off, width, v, f"op {i} ({spec.name}).{name}")
 
     # The prologue resets the selftest's global temp memory limit.
     pro_len = uapi.sizeof("struct iommu_test_cmd")
@@ -288,7 +277,7 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
             layout.struct_len.append(FDIO_SIZE)
             for name, v in fargs.items():
                 off, width = FDIO_FIELDS[name]
-                place_at(i, base + off, width, v, f"op {i} ({spec.name}).{name}")
+                place_at(base + off, width, v, f"op {i} ({spec.name}).{name}")
             side_off = place_side(side, base + FDIO_FIELDS["buf"][0],
                                   f"op {i} ({spec.name}) side array")
             layout.side[i] = (side_off, side.size)
@@ -337,7 +326,7 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
                 ptr_field, length = sp.capture
                 cap_ptr = base + uapi.field_offset(spec.struct, ptr_field)[0]
                 cap_len = arena.alloc(8)
-                place_at(i, cap_len, 8, length, f"op {i} ({spec.name}) capture length")
+                place_at(cap_len, 8, length, f"op {i} ({spec.name}) capture length")
                 cap_max = CAPTURE_MAX
             if spec.name == "TEST_ACCESS_RW":
                 cap_ptr = base + uapi.field_offset(spec.struct, "access_rw.uptr")[0]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from fuzz import sidearrays
 from fuzz.model.consts import (
+    EBADF,
     EFAULT,
     EINVAL,
     EOPNOTSUPP,
@@ -109,7 +110,6 @@ def own_file(m: Model, a: Args) -> Access | Fault:
     if m.fake_fds and m.fds:
         raise Unsure("fd numbers are not known without the kernel's results; "
                      f"fd {fd} may be one of the program's", poisoned=False)
-    from fuzz.model.consts import EBADF
     raise KernelError(EBADF)
 
 
@@ -129,10 +129,11 @@ def _vfs_checks(buf: UserBuf, count: int) -> int:
     return min(count, MAX_RW_COUNT)
 
 
-def _buffer(m: Model, a: Args, side_len: int, side: bytearray | None = None) -> UserBuf:
+def _buffer(m: Model, a: Args, side: bytearray) -> UserBuf:
+    """buf if the program gave one, else the op's side array."""
     if a.has("buf"):
         return UserBuf(m, a["buf"], what="read()/write() buffer")
-    return UserBuf(m, None, side if side is not None else bytearray(side_len), "fault fd buffer")
+    return UserBuf(m, None, side, "fault fd buffer")
 
 
 def read(m: Model, a: Args) -> dict:
@@ -142,7 +143,7 @@ def read(m: Model, a: Args) -> dict:
     if not isinstance(obj, Fault):
         raise KernelError(EINVAL)
     side_len = sidearrays.read_side(a.raw("count"))
-    buf = _buffer(m, a, side_len)
+    buf = _buffer(m, a, bytearray(side_len))
     count = _vfs_checks(buf, a["count"])
     if count % PGFAULT.size:  # *ppos is always 0: anon files, read(2) never moves it
         raise KernelError(ESPIPE)
@@ -188,7 +189,7 @@ def write(m: Model, a: Args) -> dict:
     RESPONSE.pack_into(side, 0, a["cookie"], a["code"])
     for k, r in enumerate(responses if isinstance(responses, list) else []):
         RESPONSE.pack_into(side, (1 + k) * RESPONSE.size, r[0] & 0xFFFFFFFF, r[1] & 0xFFFFFFFF)
-    buf = _buffer(m, a, len(side), side)
+    buf = _buffer(m, a, side)
     count = _vfs_checks(buf, a["count"])
     if count % RESPONSE.size:
         raise KernelError(ESPIPE)

@@ -49,7 +49,7 @@ from fuzz.model.objects import (
     HwptNested,
     Ioas,
 )
-from fuzz.model.ucmd import _field, field_seen, user_size
+from fuzz.model.ucmd import field_of, field_seen, user_size
 from fuzz.model.userbuf import UserBuf
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def _nested_data(m: Model, a: Args) -> UserBuf:
     """Where HWPT_ALLOC's data_uptr points as the handler sees it: the program's
     pointer, or the executor's 8-byte side array holding iotlb - unless the user's
     size ends before data_uptr, when the kernel sees NULL (or a cut pointer)."""
-    off, width = _field(OP, "data_uptr")
+    off, width = field_of(OP, "data_uptr")
     size = user_size(a, OP)
     if a.has("data_uptr") or size <= off:
         return UserBuf(m, field_seen(a, OP, "data_uptr"), what="HWPT_ALLOC data")

@@ -41,6 +41,7 @@ from fuzz.model.errors import KernelError, Unsure
 from fuzz.model.ioas import get_ioas, syz_conv_iova
 from fuzz.model.iopt import Area, merge_spans
 from fuzz.model.objects import (
+    OBJ_HWPT_NESTED,
     OBJ_HWPT_PAGING,
     OBJ_IOAS,
     OBJ_SELFTEST,
@@ -51,14 +52,13 @@ from fuzz.model.objects import (
     HwPagetable,
     SelftestObj,
 )
+from fuzz.model.userbuf import CAPTURE_MAX, CAPTURE_ROOM
 
 if TYPE_CHECKING:
     from fuzz.model.model import Args, Model
 
 GUP_PIN_COUNTING_BIAS = 1024
 NR_OPEN = 1 << 20  # fs.nr_open default: no fd can be this large
-CAPTURE_MAX = 1 << 16  # fuzz/executor/encode.py CAPTURE_MAX
-CAPTURE_ROOM = 1 << 22  # encode()'s default cap_cap: capture bytes per program
 
 
 # -- devices and domains -------------------------------------------------------------------
@@ -635,7 +635,6 @@ def test_dirty(m: Model, a: Args) -> dict:
 
 def md_check_iotlb(m: Model, a: Args) -> dict:
     """iommufd_test_md_check_iotlb: a nested HWPT's IOTLB entry must hold iotlb."""
-    from fuzz.model.objects import OBJ_HWPT_NESTED
     hwpt = m.objects.get(a["id"], OBJ_HWPT_NESTED)
     if hwpt is None:
         raise KernelError(ENOENT)

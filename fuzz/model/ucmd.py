@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 
 @cache
-def _field(op: str, name: str) -> tuple[int, int]:
+def field_of(op: str, name: str) -> tuple[int, int]:
+    """(offset, size) of an argument's field in the op's struct."""
     spec = OPS[op]
     path = next((x.path for x in spec.args if x.name == name), name)
     return uapi.field_offset(spec.struct, path)
@@ -33,7 +34,7 @@ def user_size(a: Args, op: str) -> int:
 
 def field_seen(a: Args, op: str, name: str) -> int:
     """The value the handler reads: bytes of the field past the user's size are 0."""
-    off, width = _field(op, name)
+    off, width = field_of(op, name)
     size = user_size(a, op)
     if off >= size:
         return 0
@@ -45,7 +46,7 @@ def field_seen(a: Args, op: str, name: str) -> int:
 def respond_field(a: Args, op: str, name: str, value: int) -> int:
     """The field after iommufd_ucmd_respond wrote the kernel's `value`: only the
     bytes below min(user size, sizeof) are written, the rest keep the input."""
-    off, width = _field(op, name)
+    off, width = field_of(op, name)
     n = min(user_size(a, op), STRUCT_SIZES[op][0])
     if off + width <= n:
         return value
