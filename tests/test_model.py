@@ -32,7 +32,8 @@ from fuzz.prog import (
     pattern_bytes,
 )
 from fuzz.prog.descriptions import OPS
-from fuzz.prog.types import Ranges, Uptr
+from fuzz.prog.ir import list_widths
+from fuzz.prog.types import Uptr
 from fuzz.result import OpResult
 
 REPO = Path(__file__).resolve().parent.parent
@@ -522,14 +523,15 @@ def _random_program(rng: random.Random, nops: int) -> Program:
             r = rng.random()
             j = rng.randrange(len(prog.ops)) if prog.ops else -1
             outs = [o.name for o in OPS[prog.ops[j].name].outs
-                    if o.decode in ("int", "ret")] if j >= 0 else []
+                    if o.is_int] if j >= 0 else []
             if r < 0.35 and outs:
                 args[a.name] = Ref(j, rng.choice(outs), rng.choice([0, 0, 4096, -4096, 2048]))
             elif isinstance(a.type, Uptr) or (r < 0.6 and a.width == 8):
                 args[a.name] = BufPtr(rng.randrange(len(bufs)),
                                       rng.choice([0, 0, 2048, 4096, 1, 65536]))
-            elif isinstance(a.type, Ranges):
-                args[a.name] = [[rng.choice(_INTS), rng.choice(_INTS)]
+            elif list_widths(OPS[name], a.name) is not None:
+                widths = list_widths(OPS[name], a.name)
+                args[a.name] = [[rng.choice(_INTS) % (1 << (8 * w)) for w in widths]
                                 for _ in range(rng.randrange(3))]
             else:
                 args[a.name] = rng.choice(_INTS) % (1 << (8 * a.width))

@@ -377,9 +377,14 @@ class IoPagetable:
 
     # -- unmap ----------------------------------------------------------------
     def destroy_area(self, area: Area) -> None:
+        """The area's pages leave every domain, and with them their dirty bits."""
         self.remove_area(area)
         area.pages.areas.remove(area)
         area.storage = False
+        for d in self.domains:
+            if d.dirty:
+                from fuzz.model.mock import discard_dirty
+                discard_dirty(d, area.iova, area.last)
 
     def unmap_range(self, start: int, last: int,
                     notify: Callable[[IoPagetable, int, int], None]) -> tuple[int, int]:

@@ -88,6 +88,7 @@ class UserMemory:
         self.starts = [r.start for r in regions]
         self.overlay: dict[int, bytearray] = {}  # page address -> contents
         self.tainted: set[int] = set()  # page addresses with unknown contents
+        self.zeroed: set[int] = set()  # page addresses cleared whole (clear_user)
 
     # -- mapping queries ----------------------------------------------------
     def region_at(self, addr: int) -> Region | None:
@@ -165,6 +166,8 @@ class UserMemory:
             ov = self.overlay.get(page)
             if ov is not None:
                 out += ov[pos - page:pos - page + n]
+            elif page in self.zeroed:
+                out += bytes(n)
             else:
                 r = self.region_at(pos)
                 if r is None:
@@ -174,7 +177,7 @@ class UserMemory:
                 run_end = pos + n
                 while run_end < stop:
                     p2 = run_end
-                    if p2 in self.overlay or p2 in self.tainted:
+                    if p2 in self.overlay or p2 in self.tainted or p2 in self.zeroed:
                         break
                     run_end = min(stop, p2 + PAGE_SIZE)
                 out += pattern_bytes(r.seed, pos - r.base, run_end - pos)
@@ -195,12 +198,32 @@ class UserMemory:
                 r = self.region_at(page)
                 if r is None:
                     raise Unsure(f"writing unmapped user memory at {pos:#x}")
-                ov = bytearray(pattern_bytes(r.seed, page - r.base, PAGE_SIZE))
+                if page in self.zeroed:
+                    self.zeroed.discard(page)
+                    ov = bytearray(PAGE_SIZE)
+                else:
+                    ov = bytearray(pattern_bytes(r.seed, page - r.base, PAGE_SIZE))
                 self.overlay[page] = ov
             ov[pos - page:pos - page + n] = data[i:i + n]
             self.tainted.discard(page)
             pos += n
             i += n
+
+    def zero(self, addr: int, length: int) -> None:
+        """clear_user of mapped memory: whole pages become zero pages (no per-byte
+        copy, so clearing a big buffer stays cheap), partial ones are written."""
+        end = addr + length
+        pos = addr
+        while pos < end:
+            page = pos & ~(PAGE_SIZE - 1)
+            n = min(end, page + PAGE_SIZE) - pos
+            if n == PAGE_SIZE:
+                self.overlay.pop(page, None)
+                self.tainted.discard(page)
+                self.zeroed.add(page)
+            else:
+                self.write(pos, bytes(n))
+            pos += n
 
     def taint(self, addr: int, length: int) -> None:
         page = addr & ~(PAGE_SIZE - 1)

@@ -13,15 +13,17 @@ from collections.abc import Callable
 from typing import Any
 
 from fuzz import uapi
+from fuzz.model import device, fault, hwpt, selftest, vfio
 from fuzz.model import ioas as ioas_ops
-from fuzz.model import selftest, vfio
 from fuzz.model.consts import E2BIG, EINVAL, IOPT_PAGES_ACCOUNT_USER, STRUCT_SIZES
 from fuzz.model.errors import KernelError, Unsure
 from fuzz.model.iopt import IoPagetable, Pages
 from fuzz.model.memory import UserMemory
 from fuzz.model.objects import (
     Access,
+    Fault,
     HwPagetable,
+    HwptNested,
     Ioas,
     Object,
     ObjectTable,
@@ -29,15 +31,20 @@ from fuzz.model.objects import (
 )
 from fuzz.prog import BUF_BASE, BUF_STRIDE, BufPtr, Op, Program, Ref
 from fuzz.prog.descriptions import OPS
+from fuzz.prog.layout import arg_defaults
 from fuzz.prog.limits import MAX_STRUCT, TEST_MEMORY_LIMIT_DEFAULT
 from fuzz.prog.types import (
     COMMON_WIDTHS,
+    FDIO,
     IOMMUFD,
     TEST,
     VFIO_STRUCT,
     VFIO_VAL,
     Capacity,
+    Count,
+    Entries,
     Ranges,
+    Uptr,
 )
 from fuzz.result import OpResult
 
@@ -65,7 +72,18 @@ HANDLERS: dict[str, Callable[[Model, Args], dict]] = {
     "TEST_ACCESS_RW": selftest.access_rw,
     "TEST_SET_TEMP_MEMORY_LIMIT": selftest.set_temp_memory_limit,
     "TEST_ACCESS_REPLACE_IOAS": selftest.access_replace_ioas,
+    "HWPT_ALLOC": hwpt.hwpt_alloc,
+    "GET_HW_INFO": device.get_hw_info,
+    "HWPT_SET_DIRTY_TRACKING": hwpt.set_dirty_tracking,
+    "HWPT_GET_DIRTY_BITMAP": hwpt.get_dirty_bitmap,
+    "HWPT_INVALIDATE": hwpt.invalidate,
+    "FAULT_QUEUE_ALLOC": fault.fault_alloc,
+    "TEST_DIRTY": selftest.test_dirty,
+    "TEST_MD_CHECK_IOTLB": selftest.md_check_iotlb,
+    "TEST_TRIGGER_IOPF": selftest.trigger_iopf,
     "CLOSE": selftest.close,
+    "READ": fault.read,
+    "WRITE": fault.write,
     "VFIO_GET_API_VERSION": vfio.get_api_version,
     "VFIO_CHECK_EXTENSION": vfio.check_extension,
     "VFIO_SET_IOMMU": vfio.set_iommu,
@@ -79,7 +97,8 @@ U64_MASK = (1 << 64) - 1
 class _OpInfo:
     """What Model.step needs of an op's description, computed once per op name."""
 
-    __slots__ = ("masks", "outputs", "kind", "defaults", "count_of", "sizes", "out_plan")
+    __slots__ = ("masks", "outputs", "kind", "defaults", "count_of", "planned", "sizes",
+                 "out_plan")
 
     def __init__(self, name: str) -> None:
         d = OPS[name]
@@ -87,18 +106,25 @@ class _OpInfo:
         for arg in d.args:
             self.masks[arg.name] = (1 << (8 * arg.width)) - 1
         self.outputs = d.outputs
-        specials = {"ranges": list, "caps": list, "data": bytes, "ret": lambda: -1}
+        specials = {"ranges": list, "caps": list, "data": bytes, "ret": lambda: -1,
+                    "entries": list, "first": lambda: 0}
         self.out_plan = [(o.name, specials.get(o.decode)) for o in d.outs]
         self.kind = d.call
-        # what the executor puts in a field the program leaves out (fuzz/executor/encode.py
-        # plan_struct): a capacity's default, a side array's entry count, the natural size
+        # what the executor puts in a field the program leaves out (fuzz.prog.layout):
+        # a capacity's default, a side array's entry count, the natural size; `planned`
+        # ops have defaults that depend on the other arguments (read/write counts, the
+        # entries a list makes), so they ask the layout plan each time
         self.defaults: dict[str, int] = {}
         self.count_of: dict[str, str] = {}  # count argument -> its Ranges argument
+        self.planned = False
         for arg in d.args:
-            if isinstance(arg.type, Capacity):
-                self.defaults[arg.name] = arg.type.default
-            elif isinstance(arg.type, Ranges):
-                self.count_of[arg.type.count] = arg.name
+            t = arg.type
+            if isinstance(t, Capacity):
+                self.defaults[arg.name] = t.default
+            elif isinstance(t, Ranges):
+                self.count_of[t.count] = arg.name
+            elif isinstance(t, (Entries, Count)) or (isinstance(t, Uptr) and t.scratch):
+                self.planned = True
         if d.call == VFIO_STRUCT:
             self.defaults["argsz"] = uapi.sizeof(d.struct) + d.extra_space
         self.sizes: tuple[int, int] | None = None
@@ -144,7 +170,7 @@ class Model:
         self.vfio_ioas: Ioas | None = None
         self.account_mode = IOPT_PAGES_ACCOUNT_USER  # /dev/iommu, not /dev/vfio/vfio
         self.memory_limit = TEST_MEMORY_LIMIT_DEFAULT  # the executor resets it per program
-        self.fds: dict[int, Access] = {}  # open access fds
+        self.fds: dict[int, Access | Fault] = {}  # open access and fault fds
         self.fake_fds = False  # some access fd number was made up (no kernel result)
         self.next_fake_fd = FAKE_FD_BASE
         self.captured = 0  # bytes of TEST_ACCESS_RW data the executor captured so far
@@ -167,11 +193,12 @@ class Model:
         """The kernel's whole result for the current op (see selftest.close)."""
         return self._kernel
 
-    def choose_fd(self) -> int:
-        # Free choice: the fd number of a new access is whatever get_unused_fd_flags()
-        # finds in the agent's fd table. Adopt the kernel's number if it is a valid
-        # fd that is not already an open access fd in the model; else make one up.
-        fd = self.kernel_out("out_access_fd")
+    def choose_fd(self, field: str) -> int:
+        # Free choice: the fd number of a new access or fault fd is whatever
+        # get_unused_fd_flags() finds in the agent's fd table. Adopt the kernel's number
+        # if it is a valid fd that is not already an open fd of the program in the
+        # model; else make one up.
+        fd = self.kernel_out(field)
         if fd is not None and 0 <= fd < (1 << 20) and fd not in self.fds:
             return fd
         self.fake_fds = True
@@ -179,14 +206,24 @@ class Model:
         self.next_fake_fd += 1
         return fd
 
-    def is_access_fd_ref(self, a: Args, name: str) -> bool:
-        """Whether argument `name` is exactly the out_access_fd of an earlier
-        TEST_CREATE_ACCESS that succeeded (so the number was an access fd)."""
+    def is_own_fd_ref(self, a: Args, name: str) -> bool:
+        """Whether argument `name` is exactly an fd output (of an fd kind) of an earlier
+        op that succeeded (so the number was an fd of the program)."""
         v = a.raws.get(name)
-        if type(v) is not Ref or v.field != "out_access_fd" or v.add:
+        if type(v) is not Ref or v.add:
             return False
-        return self.program.ops[v.op].name == "TEST_CREATE_ACCESS" \
-            and self.results[v.op].errno == 0
+        out = OPS[self.program.ops[v.op].name].out(v.field)
+        return out is not None and out.is_fd and self.results[v.op].errno == 0
+
+    def value_of(self, v: Any, width: int = 8) -> int:
+        """A value as the kernel sees it at run time, wrapped to `width` bytes."""
+        mask = (1 << (8 * width)) - 1
+        if type(v) is Ref:
+            src = self.results[v.op].out.get(v.field, 0)
+            return ((src if type(src) is int else 0) + v.add) & mask
+        if type(v) is BufPtr:
+            return (BUF_BASE + v.buf * BUF_STRIDE + v.offset) & mask
+        return int(v) & mask if type(v) is int else 0
 
     def all_pages(self) -> list[Pages]:
         seen: dict[int, Pages] = {}
@@ -215,7 +252,11 @@ class Model:
         elif isinstance(obj, SelftestObj):
             selftest.selftest_destroy(self, obj)
         elif isinstance(obj, HwPagetable):
-            selftest.hwpt_paging_destroy(self, obj)
+            device.hwpt_paging_destroy(self, obj)
+        elif isinstance(obj, HwptNested):
+            device.hwpt_nested_destroy(self, obj)
+        elif isinstance(obj, Fault):
+            pass  # no HWPT reports to it any more, so no group is left in it
         else:  # devices and accesses always have another user
             raise Unsure(f"destroying a {obj.type} object is not modelled")
 
@@ -253,6 +294,10 @@ class Model:
             if count not in vals:
                 raw = op.args.get(ranges)
                 vals[count] = len(raw) if isinstance(raw, list) else 0
+        if info.planned:
+            for name, v in arg_defaults(op).items():
+                if name not in vals:
+                    vals[name] = self.value_of(v) & masks.get(name, U64_MASK)
         vals.raws = op.args
         vals.refs = refs
         return vals
@@ -316,7 +361,7 @@ class Model:
             if e.poisoned:
                 self.poisoned = f"after op {index} ({name}): {e.reason}"
         self._kernel = None
-        if info.kind == VFIO_VAL:
+        if info.kind in (VFIO_VAL, FDIO):
             if res.errno == 0:
                 res.ret = out["ret"]
             else:

@@ -1,10 +1,14 @@
-"""selftest.c and device.c: the IOMMU_TEST_CMD ops, mock devices and domains,
-the test accesses (fd based) and close(2) of an access fd."""
+"""selftest.c (and device.c's access API): the IOMMU_TEST_CMD ops - mock devices,
+the probes of mock domains (MD_CHECK_MAP / MD_CHECK_REFS / MD_CHECK_IOTLB), dirty
+bits marked by hand (TEST_DIRTY), faults raised by hand (TRIGGER_IOPF), the test
+accesses (fd based) - and close(2) of an fd the program got."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fuzz.model import device, mock
+from fuzz.model import fault as faults
 from fuzz.model.consts import (
     ACCESS_MAX_LENGTH,
     EBADE,
@@ -28,6 +32,7 @@ from fuzz.model.consts import (
     MOCK_FLAGS_DEVICE_HUGE_IOVA,
     MOCK_FLAGS_DEVICE_NO_DIRTY,
     MOCK_IO_PAGE_SIZE,
+    MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
     PAGE_SIZE,
     U64,
     ULONG_MAX,
@@ -36,14 +41,15 @@ from fuzz.model.errors import KernelError, Unsure
 from fuzz.model.ioas import get_ioas, syz_conv_iova
 from fuzz.model.iopt import Area, merge_spans
 from fuzz.model.objects import (
+    OBJ_HWPT_NESTED,
     OBJ_HWPT_PAGING,
     OBJ_IOAS,
     OBJ_SELFTEST,
     Access,
     AccessItem,
     Device,
+    Fault,
     HwPagetable,
-    Ioas,
     SelftestObj,
 )
 from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM
@@ -55,112 +61,12 @@ GUP_PIN_COUNTING_BIAS = 1024
 NR_OPEN = 1 << 20  # fs.nr_open default: no fd can be this large
 
 
-# -- devices and domains (device.c, hw_pagetable.c) --------------------------------
-def hw_pagetable_put(m: Model, hwpt: HwPagetable) -> None:
-    """iommufd_hw_pagetable_put of an auto domain: destroyed when the xarray is
-    its only user left (iommufd_object_put_and_try_destroy)."""
-    if hwpt.auto_domain and hwpt.users() == 1:
-        m.objects.remove(hwpt)
-        hwpt_paging_destroy(m, hwpt)
-
-
-def hwpt_paging_destroy(m: Model, hwpt: HwPagetable) -> None:
-    ioas = hwpt.ioas
-    if hwpt in ioas.hwpt_list:
-        ioas.hwpt_list.remove(hwpt)
-        ioas.iopt.remove_domain(hwpt)
-
-
-def do_attach(m: Model, idev: Device, hwpt: HwPagetable) -> HwPagetable | None:
-    """iommufd_hw_pagetable_attach: mock devices have no reserved regions and
-    mock_domain_nop_attach only refuses dirty-tracking domains (never made here)."""
-    if idev.hwpt is not None and idev.hwpt is not hwpt:
-        raise KernelError(EINVAL)
-    idev.hwpt = hwpt
-    hwpt.devices.append(idev)
-    return None
-
-
-def do_replace(m: Model, idev: Device, hwpt: HwPagetable) -> HwPagetable | None:
-    """iommufd_device_do_replace: returns the old HWPT for the caller to put."""
-    if idev.hwpt is None:
-        raise KernelError(EINVAL)
-    if hwpt is idev.hwpt:
-        return None
-    old = idev.hwpt
-    old.devices.remove(idev)
-    hwpt.devices.append(idev)
-    idev.hwpt = hwpt
-    return old
-
-
-def hwpt_paging_alloc(m: Model, idev: Device, ioas: Ioas, immediate_attach: bool) -> HwPagetable:
-    hwpt = HwPagetable(ioas, bool(idev.dev_flags & MOCK_FLAGS_DEVICE_HUGE_IOVA))
-    m.objects.alloc(hwpt)
-    if immediate_attach:
-        do_attach(m, idev, hwpt)
-    try:
-        ioas.iopt.add_domain(hwpt)
-    except KernelError:
-        if immediate_attach:
-            hwpt.devices.remove(idev)
-            idev.hwpt = None
-        m.objects.remove(hwpt)
-        raise
-    ioas.hwpt_list.append(hwpt)
-    return hwpt
-
-
-def auto_get_domain(m: Model, idev: Device, ioas: Ioas, replace: bool):
-    attach = do_replace if replace else do_attach
-    for hwpt in list(ioas.hwpt_list):
-        if not hwpt.auto_domain:
-            continue
-        try:
-            destroy = attach(m, idev, hwpt)
-        except KernelError as e:
-            if e.errno == EINVAL:
-                continue
-            raise
-        return hwpt.id, destroy
-    hwpt = hwpt_paging_alloc(m, idev, ioas, immediate_attach=not replace)
-    destroy = None
-    if replace:
-        try:
-            destroy = do_replace(m, idev, hwpt)
-        except KernelError:
-            hwpt_paging_destroy(m, hwpt)
-            m.objects.remove(hwpt)
-            raise
-    m.objects.finalize(hwpt)
-    return hwpt.id, destroy
-
-
-def change_pt(m: Model, idev: Device, pt_id: int, replace: bool) -> int:
-    """iommufd_device_change_pt."""
-    obj = m.objects.get(pt_id)
-    if obj is None:
-        raise KernelError(ENOENT)
-    if obj.type == OBJ_HWPT_PAGING:
-        destroy = (do_replace if replace else do_attach)(m, idev, obj)  # type: ignore[arg-type]
-    elif obj.type == OBJ_IOAS:
-        pt_id, destroy = auto_get_domain(m, idev, obj, replace)  # type: ignore[arg-type]
-    else:
-        raise KernelError(EINVAL)
-    if destroy is not None:
-        hw_pagetable_put(m, destroy)
-    return pt_id
-
-
+# -- devices and domains -------------------------------------------------------------------
 def selftest_destroy(m: Model, sobj: SelftestObj) -> None:
     """iommufd_selftest_destroy: detach, unbind, destroy the mock device."""
     idev = sobj.idev
     assert idev is not None
-    hwpt = idev.hwpt
-    if hwpt is not None:
-        hwpt.devices.remove(idev)
-        idev.hwpt = None
-        hw_pagetable_put(m, hwpt)
+    device.detach(m, idev)
     m.objects.remove(idev)
 
 
@@ -175,7 +81,7 @@ def mock_domain(m: Model, a: Args) -> dict:
     m.objects.alloc(idev)
     m.objects.finalize(idev)
     try:
-        pt_id = change_pt(m, idev, a["id"], replace=False)
+        pt_id = device.change_pt(m, idev, a["id"], replace=False)
     except KernelError:
         m.objects.remove(idev)
         m.objects.remove(sobj)
@@ -189,7 +95,7 @@ def mock_domain_replace(m: Model, a: Args) -> dict:
     sobj = m.objects.get(a["id"], OBJ_SELFTEST)
     if sobj is None:
         raise KernelError(ENOENT)
-    pt_id = change_pt(m, sobj.idev, a["pt_id"], replace=True)  # type: ignore[attr-defined]
+    pt_id = device.change_pt(m, sobj.idev, a["pt_id"], replace=True)  # type: ignore[attr-defined]
     return {"pt_id": pt_id}
 
 
@@ -312,8 +218,10 @@ def access_get(m: Model, fd: int) -> Access:
     both give EBADFD, so a number that is not an open access fd is EBADFD -
     unless the model does not know the real fd numbers and one could match."""
     acc = m.fds.get(fd)
-    if acc is not None:
+    if isinstance(acc, Access):
         return acc
+    if acc is not None:
+        raise KernelError(EBADFD)  # a fault fd: another file type
     if m.fake_fds and m.fds:
         raise Unsure("fd numbers of accesses are not known without the kernel's results; "
                      f"fd {fd} may be one of them")
@@ -384,7 +292,7 @@ def create_access(m: Model, a: Args) -> dict:
         raise
     acc.ioas = ioas  # type: ignore[assignment]
     ioas.accesses.append(acc)  # type: ignore[attr-defined]
-    fd = m.choose_fd()
+    fd = m.choose_fd("out_access_fd")
     acc.fd = fd
     m.fds[fd] = acc
     return {"out_access_fd": fd}
@@ -404,12 +312,15 @@ def detach_access(m: Model, acc: Access) -> None:
 def close(m: Model, a: Args) -> dict:
     fd = a["fd"]
     acc = m.fds.get(fd)
+    if isinstance(acc, Fault):
+        faults.release(m, acc)
+        return {}
     if acc is None:
         # fd numbers at or above fs.nr_open (1 << 20 by default) can never be open
         if fd >= NR_OPEN:
             raise KernelError(EBADF)
-        if m.is_access_fd_ref(a, "fd") and not (m.fake_fds and m.fds):
-            raise KernelError(EBADF)  # an access fd this program already closed
+        if m.is_own_fd_ref(a, "fd") and not (m.fake_fds and m.fds):
+            raise KernelError(EBADF)  # an fd this program already closed
         # Any other number may be one of the agent's own fds (even the iommufd
         # itself). The agent's fd table is outside the model: if the kernel says
         # EBADF nothing was open there and nothing changed, so that is adopted;
@@ -667,4 +578,76 @@ def set_temp_memory_limit(m: Model, a: Args) -> dict:
     if limit < 8 + 4:  # sizeof(unsigned long) + sizeof(u32)
         raise KernelError(EINVAL)
     m.memory_limit = limit
+    return {}
+
+
+# -- dirty bits, nested IOTLBs and faults by hand ---------------------------------------------
+def _get_md_pagetable(m: Model, hwpt_id: int) -> HwPagetable:
+    """get_md_pagetable: a paging HWPT (every one is an UNMANAGED mock domain)."""
+    hwpt = m.objects.get(hwpt_id, OBJ_HWPT_PAGING)
+    if hwpt is None:
+        raise KernelError(ENOENT)
+    return hwpt  # type: ignore[return-value]
+
+
+DIRTY_MAX_BITS = (16 << 20) * 8  # SZ_16M * BITS_PER_BYTE
+
+
+def test_dirty(m: Model, a: Args) -> dict:
+    """iommufd_test_dirty: for each set bit i of the user's bitmap the entry at
+    xarray index (iova + i * page_size) / page_size gets MOCK_PFN_DIRTY_IOVA. The
+    xarray is indexed in 2K pages whatever page_size is, so with page_size != 2K the
+    bits land on other IOVAs than the bitmap's (as the kernel does it); out_nr_dirty
+    counts the entries that existed."""
+    page_size, length, iova, uptr = a["page_size"], a["length"], a["iova"], a["uptr"]
+    if not page_size or not length or iova % page_size or length % page_size or not uptr:
+        raise KernelError(EINVAL)
+    nbits = length // page_size
+    if nbits > DIRTY_MAX_BITS:
+        raise KernelError(EOVERFLOW)
+    hwpt = _get_md_pagetable(m, a["id"])
+    if not hwpt.dirty_tracking:
+        raise KernelError(EINVAL)
+    nbytes = -(-nbits // 8)
+    if m.mem.first_bad(uptr, nbytes, False) is not None:
+        raise KernelError(EFAULT)
+    # cur = iova + i * page_size wraps at most once (nbits * page_size <= length):
+    # before the wrap index = iova / page_size + i, after it i + (iova - 2^64) / page_size
+    wrap = min(nbits, max(0, -(-(U64 + 1 - iova) // page_size)))
+    segments = [(0, wrap, iova // page_size), (wrap, nbits, (iova - (U64 + 1)) // page_size)]
+    count = 0
+    for i0, i1, off in segments:
+        if i0 >= i1:
+            continue
+        for s, e in mock.mapped_slots(hwpt, i0 + off, i1 - 1 + off):
+            lo, hi = (s - off) // 8, (e - off) // 8
+            try:
+                bits = m.mem.read(uptr + lo, hi - lo + 1)
+            except Unsure as err:
+                raise Unsure(err.reason) from None
+            for slot in range(s, e + 1):
+                i = slot - off
+                if bits[i // 8 - lo] >> (i % 8) & 1:
+                    hwpt.dirty.add(slot)
+                    count += 1
+    return {"out_nr_dirty": count}
+
+
+def md_check_iotlb(m: Model, a: Args) -> dict:
+    """iommufd_test_md_check_iotlb: a nested HWPT's IOTLB entry must hold iotlb."""
+    hwpt = m.objects.get(a["id"], OBJ_HWPT_NESTED)
+    if hwpt is None:
+        raise KernelError(ENOENT)
+    iotlb_id = a["iotlb_id"]
+    if iotlb_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX or \
+            hwpt.iotlb[iotlb_id] != a["iotlb"]:  # type: ignore[attr-defined]
+        raise KernelError(EINVAL)
+    return {}
+
+
+def trigger_iopf(m: Model, a: Args) -> dict:
+    """iommufd_test_trigger_iopf: whatever iommu_report_device_fault does with the
+    fault, the op succeeds once the device exists."""
+    idev = device.get_device(m, a["dev_id"])
+    faults.report(m, idev, a["pasid"], a["grpid"], a["perm"], a["addr"])
     return {}

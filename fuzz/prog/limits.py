@@ -6,8 +6,10 @@ from __future__ import annotations
 # A struct op gets max(sizeof, size, sizeof + extra_space) bytes of real memory, at
 # most this much; past that the kernel reads whatever follows in the arena.
 MAX_STRUCT = 1 << 16
-# Side arrays (IOVA range lists) longer than this are not materialized.
+# Side arrays (IOVA range lists) longer than this are not materialized...
 MAX_SIDE_ENTRIES = 4096
+# ... nor larger than this many bytes (read/write buffers).
+MAX_SIDE_BYTES = 1 << 16
 # The executor captures at most this many bytes per op (ACCESS_RW's "data")...
 CAPTURE_MAX = 1 << 16
 # ... and this many per program; a capture that does not fit what is left is empty.
