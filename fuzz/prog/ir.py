@@ -272,6 +272,12 @@ class Program:
             raise ProgramError(f"{where}: unsupported value {v!r}")
 
 
+def wrap64(v: int) -> int:
+    """v as a signed 64-bit value: a Ref's addend wraps at 64 bits, and -4096 reads
+    better than 0xfffffffffffff000."""
+    return ((v + (1 << 63)) % (1 << 64)) - (1 << 63)
+
+
 def buffer_address(index: int) -> int:
     return BUF_BASE + index * BUF_STRIDE
 
