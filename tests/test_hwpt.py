@@ -9,12 +9,13 @@ import errno as E
 import re
 import struct
 
+from fuzz.ops import OPS
+
 from fuzz import sidearrays, uapi
 from fuzz.backend import VMBackend
 from fuzz.executor.encode import FDIO_FIELDS, encode
 from fuzz.executor.wire import CALL, HEADER, RELOC, RELOC_ARENA
 from fuzz.model import run_model
-from fuzz.ops import OPS
 from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
 from fuzz.result import OpResult
 

@@ -292,6 +292,10 @@ def list_widths(d: OpDesc, name: str) -> tuple[int, ...] | None:
     else:
         return None
     return tuple(uapi.field_offset(ctype, f)[1] for f in uapi.fields(ctype) if "." not in f)
+def wrap64(v: int) -> int:
+    """v as a signed 64-bit value: a Ref's addend wraps at 64 bits, and -4096 reads
+    better than 0xfffffffffffff000."""
+    return ((v + (1 << 63)) % (1 << 64)) - (1 << 63)
 
 
 def buffer_address(index: int) -> int:
