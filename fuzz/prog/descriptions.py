@@ -345,7 +345,7 @@ _DESCS: list[OpDesc] = [
     _test("TEST_TRIGGER_IOPF", "trigger_iopf",
           [a("dev_id", _IDEV), a("pasid", Int((0, 1, _U32))), a("grpid", Int((0, 1, 2, 3))),
            a("perm", Flags(PGFAULT_PERM)), a("addr", Int((0, 4096, U.MOCK_APERTURE_START)))],
-          needs=("iopf",), weight=3),
+          needs=("iopf",), provides=(Provides("iopf_pending"),), weight=3),
     OpDesc("CLOSE", CLOSE, args=(Arg("fd", "", Value(Res(("access", "fault_fd")), 4)),),
            weight=1),
     # read(2) of struct iommu_hwpt_pgfault records from a fault fd; buf defaults to a
@@ -358,7 +358,7 @@ _DESCS: list[OpDesc] = [
            outs=(Out("ret", decode="ret"),
                  Out("cookie", "cookie", decode="first", array="buf", field="cookie"),
                  Out("records", decode="entries", array="buf")),
-           weight=3),
+           needs=("iopf_pending",), weight=3),
     # write(2) of struct iommu_hwpt_page_response {cookie, code} to a fault fd: the first
     # from cookie/code, more from responses, in a side array (or from buf)
     OpDesc("WRITE", FDIO, "write", args=(

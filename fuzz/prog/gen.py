@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any, Protocol
 
 from fuzz import uapi
@@ -423,6 +424,9 @@ class Generator:
             return None
         if isinstance(t, Const):
             return t.value
+        if arg.name in filled_in(d) and not self.odd(1, 8):
+            self.count(d, arg.name, "filled in by the executor")
+            return None  # a count, length or pointer the executor sets to match its arrays
         if isinstance(t, InSide):  # a field of a side array: a value like any other
             inner = replace(arg, type=t.type if t.type is not None else Int())
             return self.arg(prog, ctx, d, inner, args, picked, depth)
@@ -440,6 +444,8 @@ class Generator:
         if isinstance(t, Flags):
             v = 0
             for _, bit in t.flags.bits:
+                if self.careful and not bit & t.usual:
+                    continue  # what another op needs: the plain call, forced bits aside
                 if self.odd(1, 8) if bit & t.rare else \
                         self.chance(7, 8) if bit & t.usual else self.chance(2, 3):
                     v |= bit
@@ -476,7 +482,8 @@ class Generator:
         assert isinstance(t, Int), t
         if t.values and self.chance(3, 4):
             self.count(d, arg.name, "listed value")
-            return self.pick(t.values)
+            # the first listed value is the usual one (the mock's 2K page, a whole entry)
+            return t.values[0] if self.careful or self.chance(1, 2) else self.pick(t.values)
         self.count(d, arg.name, "boundary")
         v = self.pick(INTERESTING_U64) if arg.width == 8 else self.pick((0, 1, 2, top, top - 1))
         return v & top
@@ -661,6 +668,22 @@ def _order(arg: Arg) -> int:
     if isinstance(t, Len):
         return 3
     return 4
+
+
+@cache
+def filled_in(d: OpDesc) -> frozenset[str]:
+    """Arguments the executor fills in to match its side arrays when they are left
+    out (counts, entry lengths, the pointer a capacity is for): left out mostly."""
+    out: set[str] = set()
+    for a in d.args:
+        t = a.type
+        if isinstance(t, Ranges):
+            out.add(t.count)
+        elif isinstance(t, Entries):
+            out.update(x for x in (t.count, t.length) if x)
+        elif isinstance(t, Capacity):
+            out.add(t.array)
+    return frozenset(out)
 
 
 def _esize(d: OpDesc, pointer: str) -> int:
