@@ -9,15 +9,17 @@ import errno as E
 import re
 import struct
 
-from fuzz.ops import OPS
-
-from fuzz import sidearrays, uapi
+from fuzz import uapi
 from fuzz.backend import VMBackend
-from fuzz.executor.encode import FDIO_FIELDS, encode
+from fuzz.executor.encode import encode
 from fuzz.executor.wire import CALL, HEADER, RELOC, RELOC_ARENA
 from fuzz.model import run_model
 from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
+from fuzz.prog.descriptions import HW_INFO_SCRATCH, OPS
+from fuzz.prog.ir import SCRATCH_ADDR
 from fuzz.result import OpResult
+
+READ_DEFAULT_COUNT = 4 * uapi.sizeof("struct iommu_hwpt_pgfault")  # READ's Count(entries=4)
 
 try:
     from test_uapi import _source_tree
@@ -115,11 +117,13 @@ def test_read_buffer_defaults_to_a_side_array_the_size_of_count() -> None:
     prog = Program([Op("READ", {"fd": 3, "count": 120}), Op("READ", {"fd": 3})])
     enc = encode(prog)
     calls, relocs = _calls_and_relocs(enc)
-    for i, want in ((0, 120), (1, sidearrays.READ_DEFAULT_COUNT)):
-        side, size = enc.layout.side[i]
+    buf_off = OPS["READ"].arg("buf").offset  # type: ignore[union-attr]
+    for i, want in ((0, 120), (1, READ_DEFAULT_COUNT)):
+        side, s = enc.layout.side[(i, "buf")]
+        size = s.size
         assert size == want
         base = enc.layout.struct_off[i]
-        r = [x for x in relocs if x[0] == base + FDIO_FIELDS["buf"][0]]
+        r = [x for x in relocs if x[0] == base + buf_off]
         assert len(r) == 1 and r[0][2] == RELOC_ARENA and r[0][4] == side
         assert calls[i][6] == side and calls[i][8] == size  # where records end up
 
@@ -128,7 +132,8 @@ def test_write_side_array_holds_cookie_code_and_responses() -> None:
     prog = Program([Op("WRITE", {"fd": 3, "cookie": 7, "code": 1, "responses": [[8, 0]],
                                  "count": 32})])
     enc = encode(prog)
-    side, size = enc.layout.side[0]
+    side, s = enc.layout.side[(0, "buf")]
+    size = s.size
     arena = enc.wire[-enc.arena_len:]
     assert size == 32
     assert struct.unpack_from("<8I", arena, side) == (7, 1, 8, 0, 0, 0, 0, 0)
@@ -142,7 +147,7 @@ def test_hw_info_default_pointer_is_its_own_mapping() -> None:
     nb = HEADER.unpack_from(enc.wire)[1]
     assert nb == 1  # the scratch mapping, after the program's (none) buffers
     addr, size = struct.unpack_from("<QQ", enc.wire, HEADER.size)
-    assert (addr, size) == (sidearrays.HW_INFO_SCRATCH, sidearrays.HW_INFO_SCRATCH_SIZE)
+    assert (addr, size) == (SCRATCH_ADDR, HW_INFO_SCRATCH)
 
 
 # -- model behaviours --------------------------------------------------------------------------
@@ -160,11 +165,11 @@ def test_fault_fd_number_is_adopted_from_the_kernel() -> None:
 def test_hw_info_past_the_scratch_mapping_faults() -> None:
     prog = Program([Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": Ref(0, "out_ioas_id")}),
                     Op("GET_HW_INFO", {"dev_id": Ref(1, "out_idev_id"),
-                                       "data_len": sidearrays.HW_INFO_SCRATCH_SIZE}),
+                                       "data_len": HW_INFO_SCRATCH}),
                     Op("GET_HW_INFO", {"dev_id": Ref(1, "out_idev_id"),
-                                       "data_len": sidearrays.HW_INFO_SCRATCH_SIZE + 1})])
+                                       "data_len": HW_INFO_SCRATCH + 1})])
     res = run_model(prog)
-    assert res[2].errno == 0 and len(res[2].out["data"]) == sidearrays.HW_INFO_SCRATCH_SIZE
+    assert res[2].errno == 0 and len(res[2].out["data"]) == HW_INFO_SCRATCH
     assert res[3].errno == E.EFAULT and res[3].unsure is None
 
 

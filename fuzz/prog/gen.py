@@ -81,7 +81,7 @@ INTERESTING_U64 = tuple(sorted(set(IOVAS) | {2, 3, 16, 64, 255, 256, 65535, 6553
 RAW_UPTRS = (0, 1, BUF_BASE + (MAX_BUFFERS - 1) * BUF_STRIDE, U64_MAX - PAGE + 1,
              (1 << 47) - PAGE, 1 << 63, U64_MAX)
 ID_LITERALS = (0, 1, 2, 3, 100, U32_MAX)
-MAX_DEPTH = 4  # producers of producers of producers, then give up
+MAX_DEPTH = 8  # a fault response needs eight ops built before it, then give up
 ALL = (1 << 64) - 1
 Force = dict[str, tuple[int, int]]  # argument -> (mask, value) it must have
 
@@ -480,7 +480,7 @@ class Generator:
         if isinstance(t, Len):
             return self.length(prog, d, arg, t, picked)
         assert isinstance(t, Int), t
-        if t.values and self.chance(3, 4):
+        if t.values and not self.odd(1, 4):
             self.count(d, arg.name, "listed value")
             # the first listed value is the usual one (the mock's 2K page, a whole entry)
             return t.values[0] if self.careful or self.chance(1, 2) else self.pick(t.values)
@@ -618,14 +618,18 @@ class Generator:
         """A few entries for a side array, each field drawn by its type."""
         widths = list_widths(d, arg.name) or ()
         out = []
+        careful = self.careful
         for _ in range(self.ch.below(4)):
             entry = []
+            # one odd entry spoils the whole array: most entries are plain ones
+            self.careful = careful or not self.odd(1, 4)
             for k, w in enumerate(widths):
                 ft = t.fields[k] if k < len(t.fields) else Int()
                 v = self.arg(Program(), Context(), d, Arg(f"{arg.name}[{k}]", "", ft, w), {},
                              {}, MAX_DEPTH)
                 entry.append((v if isinstance(v, int) else 0) % (1 << (8 * w)))
             out.append(entry)
+        self.careful = careful
         self.count(d, arg.name, f"{len(out)} entries")
         return out
 

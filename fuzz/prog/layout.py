@@ -159,11 +159,20 @@ def plan_struct(op: Op) -> StructPlan:
     if d.capture is not None:
         c = d.capture
         if c.bitmap:
-            p.capture_len = dirty_bitmap_bytes(args.get(c.bitmap[0]), args.get(c.bitmap[1]))
+            p.capture_len = dirty_bitmap_bytes(args.get(_named(d, c.bitmap[0])),
+                                               args.get(_named(d, c.bitmap[1])))
         else:
-            p.capture_len = args.get(c.length, 0)
+            p.capture_len = args.get(_named(d, c.length), 0)
     p.args = args
     return p
+
+
+def _named(d: OpDesc, field_or_arg: str) -> str:
+    """The argument behind a struct field path (a capture names fields)."""
+    for a in d.args:
+        if field_or_arg in (a.name, a.path):
+            return a.name
+    return field_or_arg
 
 
 def _plan_side(d: OpDesc, name: str, path: str, t: Uptr, args: dict[str, Any]) -> Side:

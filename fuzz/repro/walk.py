@@ -3,20 +3,22 @@
 plan() turns each op into an OpPlan: the encoder's own layout decisions
 (fuzz.prog.layout.plan_struct) plus the fields to set, each with the uAPI spelling
 of its value. render() walks the plans in the order the executor runs them - the
-buffers, the fresh iommufd, the prologue, each op (struct and side arrays, the call,
-the capture, the fds it returns, its outputs), the teardown, the verdict - and asks
+buffers (and the executor's scratch mapping), the fresh iommufd, the prologue, each
+op (struct and side arrays; the call, an ioctl, close, read or write; the capture,
+the fds it returns, its outputs), the teardown, the verdict - and asks
 a Renderer to spell each step in its language (fuzz/repro/render_py.py, render_c.py).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Protocol
 
 from fuzz.prog import Buffer, Program, Value
 from fuzz.prog.layout import StructPlan, plan_struct
-from fuzz.prog.types import VFIO_VAL, Enum, Flags, OpDesc
+from fuzz.prog.types import FDIO, VFIO_VAL, Enum, Flags, OpDesc
 from fuzz.repro.expect import Expectation, show
 from fuzz.result import OpResult
 
@@ -27,6 +29,7 @@ class FieldSet:
     width: int
     value: Value
     comment: str = ""  # the value in the header's words (flag and enum names)
+    name: str = ""  # the argument
 
 
 @dataclass
@@ -35,7 +38,7 @@ class OpPlan:
     name: str
     desc: OpDesc
     var: str
-    struct: StructPlan | None = None  # None for by-value calls and close
+    struct: StructPlan | None = None  # None for by-value ioctls and close
     fields: list[FieldSet] = dc_field(default_factory=list)
 
     @property
@@ -51,6 +54,11 @@ def var_name(i: int, name: str) -> str:
             base = base[len(p):]
             break
     return f"{base}{i}"
+
+
+def member(path: str) -> str:
+    """A field path as both languages spell it: array elements ("__reserved.0") indexed."""
+    return re.sub(r"\.(\d+)", r"[\1]", path)
 
 
 def io_form(req: int) -> str:
@@ -76,17 +84,21 @@ def plan(prog: Program) -> list[OpPlan]:
     for i, op in enumerate(prog.ops):
         d = op.desc
         p = OpPlan(i, op.name, d, var_name(i, op.name))
-        if d.is_struct:
+        if d.is_struct or d.call == FDIO:
             p.struct = plan_struct(op)  # the encoder's own layout decisions
+            scratch = {sc.arg for sc in p.struct.scratch}
             for name, v in p.struct.args.items():
                 arg = d.arg(name)
                 assert arg is not None, (d.name, name)
-                p.fields.append(FieldSet(arg.path, arg.width, v, spell(d, name, v)))
+                note = "the executor's scratch mapping" if name in scratch else \
+                    spell(d, name, v)
+                p.fields.append(FieldSet(arg.path, arg.width, v, note, name))
         else:
             for arg in d.args:
                 if arg.name in op.args:
                     v = op.args[arg.name]
-                    p.fields.append(FieldSet("", arg.width, v, spell(d, arg.name, v)))
+                    p.fields.append(FieldSet("", arg.width, v, spell(d, arg.name, v),
+                                             arg.name))
         plans.append(p)
     return plans
 
@@ -97,7 +109,7 @@ class Renderer(Protocol):
     def begin(self, header: list[str], prog: Program, plans: list[OpPlan],
               exp: Expectation | None) -> None: ...
 
-    def buffers(self, buffers: list[Buffer]) -> None: ...
+    def buffers(self, buffers: list[Buffer], scratch: int) -> None: ...
 
     def open_iommufd(self, read_kmsg: bool) -> None: ...
 
@@ -108,6 +120,8 @@ class Renderer(Protocol):
     def value_op(self, p: OpPlan) -> None: ...
 
     def close_op(self, p: OpPlan) -> None: ...
+
+    def fdio_op(self, p: OpPlan) -> None: ...
 
     def outputs(self, p: OpPlan) -> None: ...
 
@@ -144,7 +158,9 @@ def render(r: Renderer, prog: Program, exp: Expectation | None = None,
            expected: list[OpResult] | None = None) -> str:
     plans = plan(prog)
     r.begin(header_lines(exp, prog), prog, plans, exp)
-    r.buffers(prog.buffers)
+    # the executor's own mapping some pointers default to, as big as the biggest asks
+    scratch = max((sc.size for p in plans if p.struct for sc in p.struct.scratch), default=0)
+    r.buffers(prog.buffers, scratch)
     r.open_iommufd(read_kmsg=exp is not None and exp.kind != "mismatch")
     have_check = False
     for p in plans:
@@ -158,7 +174,9 @@ def render(r: Renderer, prog: Program, exp: Expectation | None = None,
                          f"{show(exp.field, exp.model)}, the kernel answered "
                          f"{show(exp.field, exp.kernel)}")
         r.op_comment(p, notes)
-        if p.struct is not None:
+        if p.desc.call == FDIO:
+            r.fdio_op(p)
+        elif p.struct is not None:
             r.struct_op(p)
         elif p.desc.call == VFIO_VAL:
             r.value_op(p)
