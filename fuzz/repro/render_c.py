@@ -11,12 +11,12 @@ from pathlib import Path
 from fuzz import uapi
 from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
 from fuzz.prog.ir import SCRATCH_ADDR
-from fuzz.prog.layout import Side, entry_fields
+from fuzz.prog.layout import entry_fields
 from fuzz.prog.limits import CAPTURE_MAX, MAX_FDS, MAX_OPS, TEST_MEMORY_LIMIT_DEFAULT
 from fuzz.prog.types import FD_CALLS, TEST
 from fuzz.repro.cstructs import cdef_blocks, needed_structs
 from fuzz.repro.expect import Expectation, canon
-from fuzz.repro.walk import OpPlan, io_form, member, render
+from fuzz.repro.walk import OpPlan, io_form, member, ref_source, render, side_var
 from fuzz.result import OpResult
 
 RUNTIME = Path(__file__).with_name("runtime.c")
@@ -63,18 +63,9 @@ class CRenderer:
 
     def value(self, v: Value, width: int) -> str:
         if isinstance(v, Ref):
-            src = self.plans[v.op]
-            out = src.desc.out(v.field)
-            if out is not None and out.decode == "ret":
-                expr = f"ret[{v.op}]"
-            elif out is not None and out.decode == "first":
-                # what the executor reads: the first entry's field in the side array
-                assert src.struct is not None
-                s = src.struct.side(out.array)
-                assert s is not None
-                expr = f"{self.side_var(src, s)}[0].{out.field}"
-            else:
-                expr = self.lvalue(src, src.desc.path(v.field))
+            kind, where = ref_source(self.plans, v)
+            expr = f"ret[{v.op}]" if kind == "ret" else where if kind == "first" \
+                else self.lvalue(self.plans[v.op], where)
             if v.add:
                 expr = f"(uint64_t){expr} " + (f"+ {c_int(v.add)}" if v.add > 0
                                               else f"- {c_int(-v.add)}")
@@ -83,10 +74,6 @@ class CRenderer:
             return f"BUF{v.buf}" + (f" + {c_int(v.offset)}" if v.offset else "")
         assert isinstance(v, int), v
         return c_int(v, width)
-
-    @staticmethod
-    def side_var(p: OpPlan, s: Side) -> str:
-        return f"{p.var}_{(s.field or s.arg).rsplit('.', 1)[-1]}"
 
     # -- the walk ---------------------------------------------------------------------
     def begin(self, header: list[str], prog: Program, plans: list[OpPlan],
@@ -173,7 +160,7 @@ class CRenderer:
             top.append(("op", p.desc.test_op))
         for s in sp.sides:
             if s.points:
-                top.append((s.field, f"(uintptr_t){self.side_var(p, s)}"))
+                top.append((s.field, f"(uintptr_t){side_var(p, s)}"))
         for f in p.fields:
             val = self.value(f.value, f.width) + (f" /* {f.comment} */" if f.comment else "")
             if "." in f.path:
@@ -226,7 +213,7 @@ class CRenderer:
         B = self.body
         assert p.struct is not None
         for s in p.struct.sides:
-            sv = self.side_var(p, s)
+            sv = side_var(p, s)
             widths = [w for _, w in entry_fields(s.ctype)]
             n = s.alloc if s.nbytes is None else -(-s.size // uapi.sizeof(s.ctype))
             if s.items:
@@ -243,7 +230,7 @@ class CRenderer:
         s = p.struct.side("buf")
         assert s is not None
         args = {f.name: self.value(f.value, f.width) for f in p.fields}
-        sv = self.side_var(p, s)
+        sv = side_var(p, s)
         buf = args.get("buf", f"(uintptr_t){sv}")
         self.body.append(f"done({p.index}, \"{p.name}\", fd_io({int(p.desc.request == 'write')}, "
                          f"(int){args['fd']}, {buf}, {args['count']}, fds, nfds, {sv}, "
@@ -256,7 +243,7 @@ class CRenderer:
         s = p.struct.side(o.array)
         assert s is not None
         i = p.index
-        head = (f"{self.side_var(p, s)}, err[{i}] ? 0 : ret[{i}], {s.size}, "
+        head = (f"{side_var(p, s)}, err[{i}] ? 0 : ret[{i}], {s.size}, "
                 f"sizeof({s.ctype})")
         if o.decode == "first":
             off, width = uapi.field_offset(s.ctype, o.field)
@@ -283,7 +270,7 @@ class CRenderer:
         assert s is not None
         valid = " || ".join([f"err[{p.index}] == 0"] + [
             f"err[{p.index}] == {_errno.errorcode[e]}" for e in o.also_on])
-        return (f"canon_ranges((const uint64_t *){self.side_var(p, s)}, "
+        return (f"canon_ranges((const uint64_t *){side_var(p, s)}, "
                 f"{self.lvalue(p, p.desc.path(o.count))}, {s.entries}, {valid})")
 
     def outputs(self, p: OpPlan) -> None:

@@ -10,12 +10,12 @@ from typing import Any
 from fuzz import uapi
 from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
 from fuzz.prog.ir import SCRATCH_ADDR
-from fuzz.prog.layout import Side, entry_names
+from fuzz.prog.layout import entry_names
 from fuzz.prog.limits import CAPTURE_MAX, TEST_MEMORY_LIMIT_DEFAULT
 from fuzz.prog.types import FD_CALLS, TEST
 from fuzz.repro.cstructs import ctypes_classes, needed_structs
 from fuzz.repro.expect import Expectation, canon, hexish
-from fuzz.repro.walk import OpPlan, io_form, member, render
+from fuzz.repro.walk import OpPlan, io_form, member, ref_source, render, side_var
 from fuzz.result import OpResult
 
 RUNTIME = Path(__file__).with_name("runtime.py")
@@ -47,18 +47,9 @@ class PyRenderer:
     # -- values ---------------------------------------------------------------------
     def value(self, v: Value) -> str:
         if isinstance(v, Ref):
-            src = self.plans[v.op]
-            out = src.desc.out(v.field)
-            if out is not None and out.decode == "ret":
-                expr = f"r{v.op}.ret"
-            elif out is not None and out.decode == "first":
-                # what the executor reads: the first entry's field in the side array
-                assert src.struct is not None
-                s = src.struct.side(out.array)
-                assert s is not None
-                expr = f"{self.side_var(src, s)}[0].{out.field}"
-            else:
-                expr = f"{src.var}.{src.desc.path(v.field)}"
+            kind, where = ref_source(self.plans, v)
+            expr = f"r{v.op}.ret" if kind == "ret" else where if kind == "first" \
+                else f"{self.plans[v.op].var}.{member(where)}"
             if v.add:
                 expr += f" + {hexish(v.add)}" if v.add > 0 else f" - {hexish(-v.add)}"
             return expr
@@ -66,10 +57,6 @@ class PyRenderer:
             return f"BUF{v.buf}" + (f" + {hexish(v.offset)}" if v.offset else "")
         assert isinstance(v, int), v
         return hexish(v)
-
-    @staticmethod
-    def side_var(p: OpPlan, s: Side) -> str:
-        return f"{p.var}_{(s.field or s.arg).rsplit('.', 1)[-1]}"
 
     # -- the walk ---------------------------------------------------------------------
     def begin(self, header: list[str], prog: Program, plans: list[OpPlan],
@@ -152,7 +139,7 @@ class PyRenderer:
         self.sides(p)
         for s in sp.sides:
             if s.points:
-                B.append(f"{p.var}.{s.field} = ctypes.addressof({self.side_var(p, s)})")
+                B.append(f"{p.var}.{s.field} = ctypes.addressof({side_var(p, s)})")
         for f in p.fields:
             B.append(f"{p.var}.{member(f.path)} = {self.value(f.value)}"
                      + (f"  # {f.comment}" if f.comment else ""))
@@ -176,7 +163,7 @@ class PyRenderer:
                               for it in s.items)
             note = "" if s.items else "  # the array the kernel fills"
             n = s.alloc if s.nbytes is None else -(-s.size // uapi.sizeof(s.ctype))
-            self.body.append(f"{self.side_var(p, s)} = ({ctype} * {n})({items}){note}")
+            self.body.append(f"{side_var(p, s)} = ({ctype} * {n})({items}){note}")
 
     def fdio_op(self, p: OpPlan) -> None:
         assert p.struct is not None
@@ -184,7 +171,7 @@ class PyRenderer:
         s = p.struct.side("buf")
         assert s is not None
         args = {f.name: self.value(f.value) for f in p.fields}
-        side = f"ctypes.addressof({self.side_var(p, s)})"
+        side = f"ctypes.addressof({side_var(p, s)})"
         self.body.append(f"r{p.index} = run_fdio({p.desc.request!r}, {args['fd']}, "
                          f"{args.get('buf', side)}, {args['count']}, own_fds, {side}, "
                          f"{s.size})")
@@ -215,13 +202,13 @@ class PyRenderer:
             assert s is not None
             valid = " or ".join([f"{r}.errno == 0"] + [
                 f"{r}.errno == errno.{_errno.errorcode[e]}" for e in o.also_on])
-            return (f"canon_ranges(read_pairs(ctypes.addressof({self.side_var(p, s)}), "
+            return (f"canon_ranges(read_pairs(ctypes.addressof({side_var(p, s)}), "
                     f"{p.var}.{p.desc.path(o.count)}, {s.entries}, {valid}))")
         if o.decode in ("entries", "first"):
             assert p.struct is not None
             s = p.struct.side(o.array)
             assert s is not None
-            recs = (f"read_records({r}, ctypes.addressof({self.side_var(p, s)}), "
+            recs = (f"read_records({r}, ctypes.addressof({side_var(p, s)}), "
                     f"{s.ctype.split()[1]}, {s.size})")
             if o.decode == "entries":
                 return f"canon_records({recs})"

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Protocol
 
-from fuzz.prog import Buffer, Program, Value
-from fuzz.prog.layout import StructPlan, plan_struct
+from fuzz.prog import Buffer, Program, Ref, Value
+from fuzz.prog.layout import Side, StructPlan, plan_struct
 from fuzz.prog.types import FDIO, VFIO_VAL, Enum, Flags, OpDesc
 from fuzz.repro.expect import Expectation, show
 from fuzz.result import OpResult
@@ -45,6 +45,27 @@ class OpPlan:
     def wrapped(self) -> bool:
         """The struct needs memory past its natural size."""
         return self.struct is not None and self.struct.real > self.struct.natural
+
+
+def side_var(p: OpPlan, s: Side) -> str:
+    """The variable a side array of op p lives in, in both languages."""
+    return f"{p.var}_{(s.field or s.arg).rsplit('.', 1)[-1]}"
+
+
+def ref_source(plans: list[OpPlan], v: Ref) -> tuple[str, str]:
+    """Where a ref's value is read at run time, as the executor reads it: ("ret", "")
+    for a call's return value, ("first", "<side var>[0].<field>") for a field of
+    the first entry of the op's side array, else ("field", <struct field path>)."""
+    src = plans[v.op]
+    out = src.desc.out(v.field)
+    if out is not None and out.decode == "ret":
+        return "ret", ""
+    if out is not None and out.decode == "first":
+        assert src.struct is not None
+        s = src.struct.side(out.array)
+        assert s is not None
+        return "first", f"{side_var(src, s)}[0].{out.field}"
+    return "field", src.desc.path(v.field)
 
 
 def var_name(i: int, name: str) -> str:
