@@ -101,7 +101,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             out = differential.run(prog, be)
             print(f"== {path}")
             print(format_table(out))
-            verdict = "FAIL" if out.failed else "agree"
+            verdict = "FAIL" if out.failed_new else "KNOWN BUG" if out.failed else "agree"
             print(f"{verdict}: {len(out.mismatches)} mismatches, {len(out.unsure)} unsure, "
                   f"{len(out.execution.reports)} splats")
             status |= 1 if out.failed else 0
@@ -189,7 +189,8 @@ def cmd_findings(a: argparse.Namespace) -> int:
         return 0
     print(f"{'count':>5}  {'first seen':<20}  {'kind':<8}  title")
     for f, d in sorted(rows, key=lambda t: t[0].first_seen):
-        print(f"{f.count:>5}  {f.first_seen:<20}  {f.kind:<8}  {f.title}  ({d.name})")
+        print(f"{f.count:>5}  {f.first_seen:<20}  {f.kind:<8}  {f.title}  ({d.name})"
+              + (f"  report: {f.known}" if f.known else ""))
     return 0
 
 

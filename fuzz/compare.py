@@ -17,6 +17,7 @@ class Mismatch:
     field: str  # "errno", an output field, or "unsure"
     kernel: Any
     model: Any
+    bug: str = ""  # the known kernel bug the kernel's result is (reproducers/known.json)
 
     def describe(self) -> str:
         if self.field == "unsure":
@@ -24,12 +25,15 @@ class Mismatch:
         k, m = self.kernel, self.model
         if self.field == "errno":
             k, m = errno_name(k), errno_name(m)
-        return f"op {self.op} ({self.name}): {self.field}: kernel {_fmt(k)}, model {_fmt(m)}"
+        known = f" (known kernel bug: {self.bug})" if self.bug else ""
+        return (f"op {self.op} ({self.name}): {self.field}: kernel {_fmt(k)}, model {_fmt(m)}"
+                + known)
 
     @property
     def signature(self) -> str:
-        """Stable across runs: the op and field, not the values (iovas vary)."""
-        return f"mismatch {self.name}.{self.field}"
+        """Stable across runs: the op and field, not the values (iovas vary), and the
+        known bug's id when the kernel did what that bug does."""
+        return f"mismatch {self.name}.{self.field}" + (f" [{self.bug}]" if self.bug else "")
 
 
 def _fmt(v: Any) -> str:
@@ -43,8 +47,9 @@ def _fmt(v: Any) -> str:
 def compare_op(i: int, name: str, kernel: OpResult, model: OpResult) -> list[Mismatch]:
     if model.unsure:
         return [Mismatch(i, name, "unsure", kernel.describe(), model.unsure)]
+    bug = model.known or ""  # the model saw the kernel's result is that known bug's
     if kernel.errno != model.errno:
-        return [Mismatch(i, name, "errno", kernel.errno, model.errno)]
+        return [Mismatch(i, name, "errno", kernel.errno, model.errno, bug)]
     out = []
     d = OPS[name]
     for f in sorted(set(kernel.out) | set(model.out)):
@@ -57,7 +62,7 @@ def compare_op(i: int, name: str, kernel: OpResult, model: OpResult) -> list[Mis
             continue
         kv, mv = kernel.out.get(f), model.out.get(f)
         if kv != mv:
-            out.append(Mismatch(i, name, f, kv, mv))
+            out.append(Mismatch(i, name, f, kv, mv, bug))
     return out
 
 

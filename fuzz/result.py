@@ -14,12 +14,16 @@ class OpResult:
     elsewhere); out holds each output field the op spec lists (ints, "ranges" as
     a list of [start, last], "data" as bytes, "caps" as a list of dicts).
     unsure: set by the model where it cannot predict this op exactly; the
-    comparison then reports it instead of agreeing silently."""
+    comparison then reports it instead of agreeing silently. known: set by the
+    model where the kernel's result is exactly what a known kernel bug gives."""
 
     errno: int = 0
     ret: int = 0
     out: dict[str, Any] = field(default_factory=dict)
     unsure: str | None = None
+    # the model's: the kernel did exactly what this known kernel bug does instead of
+    # what the model predicts (the id of an entry of reproducers/known.json)
+    known: str | None = None
 
     def describe(self) -> str:
         head = "ok" if self.errno == 0 else errno_name(self.errno)

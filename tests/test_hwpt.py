@@ -14,6 +14,7 @@ from fuzz.backend import VMBackend
 from fuzz.executor.encode import encode
 from fuzz.executor.wire import CALL, HEADER, RELOC, RELOC_ARENA
 from fuzz.model import run_model
+from fuzz.model.memory import pattern_bytes
 from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
 from fuzz.prog.descriptions import HW_INFO_SCRATCH, OPS
 from fuzz.prog.ir import SCRATCH_ADDR
@@ -183,12 +184,10 @@ def test_huge_read_into_the_side_array_is_unsure() -> None:
     assert res[9].unsure and res[9].unsure.startswith("after op 8")
 
 
-def test_get_dirty_bitmap_errors_after_setup_are_swallowed() -> None:
-    # iommu_read_and_clear_dirty ignores iova_bitmap_for_each's result: a range with a
-    # hole after the first area still succeeds, and only the first area is read
+def _two_areas_with_a_hole(bitmap_kind: str = "memfd") -> Program:
     idev = Ref(1, "out_idev_id")
     ioas = Ref(0, "out_ioas_id")
-    prog = Program([
+    return Program([
         Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": ioas}),
         Op("IOAS_MAP", {"ioas_id": ioas, "user_va": BufPtr(0), "length": 4096, "iova": M16,
                         "flags": 7}),
@@ -202,13 +201,94 @@ def test_get_dirty_bitmap_errors_after_setup_are_swallowed() -> None:
                                      "length": 16384, "page_size": 2048, "data": BufPtr(2)}),
         Op("HWPT_GET_DIRTY_BITMAP", {"hwpt_id": Ref(4, "out_hwpt_id"), "iova": M16 + 8192,
                                      "length": 4096, "page_size": 2048, "data": BufPtr(3)}),
-    ], [Buffer(4096, "memfd", 1), Buffer(4096, "memfd", 0xFF), Buffer(4096, "memfd", 0),
+    ], [Buffer(4096, "memfd", 1), Buffer(4096, "memfd", 0xFF), Buffer(4096, bitmap_kind, 0),
         Buffer(4096, "memfd", 0)])
-    res = run_model(prog)
+
+
+def test_get_dirty_bitmap_reports_the_walks_error() -> None:
+    # __iommu_read_and_clear_dirty stops at the hole after the first area with -EINVAL,
+    # which the uAPI's caller must hear (6.12 drops it: dirty-bitmap-error-dropped)
+    res = run_model(_two_areas_with_a_hole())
     assert res[6].out["out_nr_dirty"] == 4  # 0xff: the four mapped 2K pages of eight
-    assert res[7].errno == 0 and res[7].out["bitmap"] == b"\x03"  # the first area only
-    # the second area's bits were neither recorded nor cleared by the first call
+    assert res[7].errno == E.EINVAL and res[7].known is None
+    # the first area was recorded and cleared, the second one neither
     assert res[8].errno == 0 and res[8].out["bitmap"] == b"\x03"
+
+
+def test_get_dirty_bitmap_known_bug_is_marked_and_followed() -> None:
+    # given the kernel's result of the buggy 6.12 (0, the first area's bits), the model
+    # still predicts EINVAL, says the kernel's result is the known bug, and keeps the
+    # memory the kernel wrote
+    prog = _two_areas_with_a_hole()
+    kernel = run_model(prog)
+    kernel[7] = OpResult(0, 0, {"bitmap": b"\x03"})
+    res = run_model(prog, kernel)
+    assert res[7].errno == E.EINVAL and res[7].known == "dirty-bitmap-error-dropped"
+    from fuzz.compare import compare_op
+
+    (m,) = compare_op(7, "HWPT_GET_DIRTY_BITMAP", kernel[7], res[7])
+    assert m.signature == "mismatch HWPT_GET_DIRTY_BITMAP.errno [dirty-bitmap-error-dropped]"
+    from fuzz import known
+
+    assert known.match(m.signature).report.endswith("report.txt")
+    # a result that is not the bug's is an ordinary mismatch
+    kernel[7] = OpResult(0, 0, {"bitmap": b"\x07"})
+    assert run_model(prog, kernel)[7].known is None
+
+
+def test_get_dirty_bitmap_unpinnable_bitmap_is_efault() -> None:
+    prog = _two_areas_with_a_hole("readonly")
+    prog.ops[7].args["length"] = 4096  # the first area only: no hole
+    res = run_model(prog)
+    assert res[7].errno == E.EFAULT
+    # the mock cleared the bits it could not record: they are lost
+    prog.ops[8].args.update(iova=M16, data=BufPtr(3))
+    assert run_model(prog)[8].out["bitmap"] == b"\x00"
+
+
+def _huge_dirty(length: int) -> Program:
+    """A 2M hugetlb buffer mapped 1M aligned for a HUGE_IOVA device: 1M IOPTEs."""
+    ioas = Ref(0, "out_ioas_id")
+    h = Ref(3, "out_hwpt_id")
+    return Program([
+        Op("IOAS_ALLOC"),
+        Op("TEST_MOCK_DOMAIN_FLAGS", {"id": ioas, "dev_flags": 2}),
+        Op("IOAS_MAP", {"ioas_id": ioas, "user_va": BufPtr(0), "length": 2 << 20,
+                        "iova": M16, "flags": 7}),
+        Op("HWPT_ALLOC", {"dev_id": Ref(1, "out_idev_id"), "pt_id": ioas, "flags": 2}),
+        Op("HWPT_SET_DIRTY_TRACKING", {"hwpt_id": h, "flags": 1}),
+        Op("TEST_DIRTY", {"id": h, "iova": M16, "length": 2048, "page_size": 2048,
+                          "uptr": BufPtr(2)}),
+        Op("HWPT_GET_DIRTY_BITMAP", {"hwpt_id": h, "iova": M16, "length": length,
+                                     "page_size": 2048, "data": BufPtr(1, 100)}),
+        # NO_CLEAR over the whole huge page: shows what the first call wrote
+        Op("HWPT_GET_DIRTY_BITMAP", {"hwpt_id": h, "iova": M16, "length": 1 << 20,
+                                     "page_size": 2048, "data": BufPtr(1, 100), "flags": 1}),
+    ], [Buffer(2 << 20, "hugetlb", 1), Buffer(4096, "anon", 0), Buffer(4096, "memfd", 0xFF)])
+
+
+def test_huge_iopte_is_recorded_only_inside_the_range() -> None:
+    # the whole 1M IOPTE is dirty (and cleared), the bitmap of a 4K range gets 2 bits
+    prog = _huge_dirty(4096)
+    res = run_model(prog)
+    assert res[5].out["out_nr_dirty"] == 1
+    orig = pattern_bytes(0, 100, 64)
+    assert res[6].errno == 0 and res[6].unsure is None
+    assert res[6].out["bitmap"] == bytes([orig[0] | 0x03])
+    assert res[7].out["bitmap"] == bytes([orig[0] | 0x03]) + orig[1:]
+    # what 6.12 does: 512 bits from the range's start, 63 bytes past the 1-byte bitmap
+    kernel = run_model(prog)
+    kernel[6] = OpResult(0, 0, {"bitmap": b"\xff"})
+    kernel[7] = OpResult(0, 0, {"bitmap": b"\xff" * 64})
+    res = run_model(prog, kernel)
+    assert res[6].known == "dirty-bitmap-overrun" and res[6].out["bitmap"] != b"\xff"
+    assert res[7].known is None and res[7].out["bitmap"] == b"\xff" * 64
+
+
+def test_huge_iopte_on_anon_memory_is_unsure() -> None:
+    prog = _huge_dirty(4096)
+    prog.buffers[0] = Buffer(2 << 20, "anon", 1)
+    assert run_model(prog)[6].unsure
 
 
 def test_test_dirty_with_a_wrapping_iova_marks_the_wrapped_indexes() -> None:

@@ -45,6 +45,7 @@ class WorkerState:
     ops: int = 0
     new_findings: int = 0
     findings_seen: set[str] = field(default_factory=set)
+    known_seen: set[str] = field(default_factory=set)  # known kernel bugs (fuzz.known) hit
     started: float = field(default_factory=time.monotonic)
     last_stats: float = 0.0
     manifest: dict = field(default_factory=dict)
@@ -80,7 +81,7 @@ class WorkerState:
         for f in findings.from_outcome(out):
             if self.store.record(f, out.prog, log, self.manifest):
                 self.new_findings += 1
-            self.findings_seen.add(f.signature)
+            (self.known_seen if f.known else self.findings_seen).add(f.signature)
 
     def measure_ceiling(self, pairs: int) -> None:
         """The raw ioctl rate of bench/c_loop.c in this worker's VM: the ceiling the
@@ -103,7 +104,7 @@ class WorkerState:
         line = {"t": round(self.last_stats - self.started, 2), "worker": self.worker,
                 "pid": os.getpid(), "programs": self.programs, "ops": self.ops,
                 "edges": len(self.edges), "corpus": len(corpus.files(self.corpus_dir)),
-                "findings": len(self.findings_seen),
+                "findings": len(self.findings_seen), "known_bugs": len(self.known_seen),
                 "restarts": getattr(vm, "restarts", 0),
                 "restart_s": round(getattr(vm, "restart_seconds", 0.0), 2),
                 "boot_s": round(getattr(vm, "cold_boot_seconds", 0.0), 2),

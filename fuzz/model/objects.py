@@ -81,6 +81,9 @@ class HwPagetable(Object):
         self.dirty_ops = dirty_ops  # domain->dirty_ops (IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
         self.dirty_tracking = False  # mock->flags & MOCK_DIRTY_TRACK
         self.dirty: set[int] = set()
+        # large pages were enabled again after areas went into this domain small:
+        # which 1M pieces are huge is not tracked (mock.piece_state)
+        self.large_pages_unknown = False
         self.devices: list[Device] = []
         self.children: list[HwptNested] = []
 

@@ -389,11 +389,13 @@ def dirty_tracking() -> Prog:
     want4 = sorted({i // 2 for i in want})
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=PAGE,
          data=p.buf(1, 100), out={"bitmap": _bitmap(48, 100, 2, want4)})
-    # the bitmap straddles a page that cannot be pinned for writing: nothing recorded there
+    # the bitmap straddles a page that cannot be pinned for writing: nothing recorded
+    # there, and the caller must hear of it (6.12 returns 0: the known kernel bug
+    # dirty-bitmap-error-dropped, which the model does not copy)
     p.op("TEST_DIRTY", id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE, uptr=marks,
          out={"out_nr_dirty": len(want)})
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE,
-         data=p.buf(1, 2 * PAGE - 2), out={"bitmap": b""})
+         data=p.buf(1, 2 * PAGE - 2), expect=E.EFAULT)
     # ... and the mock cleared every bit it read, recorded or not: only what the first
     # (NO_CLEAR) call OR-ed in is in the buffer
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE,
@@ -432,10 +434,11 @@ def dirty_bitmap_edges() -> Prog:
     p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
     p.op("TEST_DIRTY", id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE, uptr=marks,
          out={"out_nr_dirty": len(want)})
-    # tracking off: the mock refuses (EINVAL), which the ioctl does not pass on
+    # tracking off: the mock refuses (EINVAL); 6.12 does not pass it on (the known kernel
+    # bug dirty-bitmap-error-dropped), the model predicts the error
     p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=0)
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE,
-         data=p.buf(1), out={"bitmap": pattern_bytes(50, 0, 4)})
+         data=p.buf(1), expect=E.EINVAL)
     p.op("TEST_DIRTY", id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE, uptr=marks,
          expect=E.EINVAL)
     # enabling clears every dirty bit
@@ -444,12 +447,13 @@ def dirty_bitmap_edges() -> Prog:
          data=p.buf(1), out={"bitmap": pattern_bytes(50, 0, 4)})
     p.op("TEST_DIRTY", id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE, uptr=marks,
          out={"out_nr_dirty": len(want)})
-    # a range that starts in a hole records nothing and returns 0
+    # a range that starts in a hole records nothing: EINVAL (6.12: 0, the same bug)
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16 - 16 * PAGE, length=32 * PAGE,
-         page_size=MOCK_PAGE, data=p.buf(1), out={"bitmap": pattern_bytes(50, 0, 8)})
-    # a bitmap that cannot be pinned for writing: 0, nothing recorded, nothing cleared
+         page_size=MOCK_PAGE, data=p.buf(1), expect=E.EINVAL)
+    # a bitmap that cannot be pinned for writing: nothing recorded, but the mock cleared
+    # every bit it read: EFAULT (6.12: 0, the same bug), and the bits are gone
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE,
-         data=p.buf(3), out={"bitmap": pattern_bytes(51, 0, 4)})
+         data=p.buf(3), expect=E.EFAULT)
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE,
          data=0, out={"bitmap": b""})
     # page_size need not be a power of two: its lowest bit sets the bit granule (1K here)
