@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from array import array
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,11 @@ def status(cfg: CampaignConfig, t0: float) -> dict:
          "vm_restarts": sum(s.get("restarts", 0) for s in per),
          "restart_s": round(sum(s.get("restart_s", 0.0) for s in per), 1),
          "workers": len(per)}
+    boundary: Counter = Counter()  # boundary values the workers' generators drew
+    for w in per:
+        boundary.update(w.get("boundary_values", {}))
+    s["boundary"] = sum(boundary.values())
+    s["boundary_values"] = dict(sorted(boundary.items()))
     lm = _line_map(cfg)
     if lm is not None:
         from fuzz.coverage import edge_pcs

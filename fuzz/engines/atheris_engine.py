@@ -29,6 +29,7 @@ from fuzz.findings import FindingStore  # noqa: E402
 from fuzz.prog import Program, ProgramError  # noqa: E402
 from fuzz.prog.gen import Generator  # noqa: E402
 from fuzz.prog.mutate import crossover, mutate  # noqa: E402
+from fuzz.prog.types import Counts  # noqa: E402
 from fuzz.vm import VMConfig  # noqa: E402
 
 NCOUNTERS = 1 << 16
@@ -60,14 +61,14 @@ def decode(data: bytes) -> Program:
             return Program.loads(data.decode("utf-8", "replace"))
         except ProgramError:
             pass
-    return Generator(FdpChooser(data)).program()
+    return Generator(FdpChooser(data), counts=COUNTS).program()
 
 
 def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
     rng = random.Random(seed)
     prog = decode(data)
     for _ in range(1 + rng.randrange(3)):
-        prog = mutate(prog, rng, HINTS or None)
+        prog = mutate(prog, rng, HINTS or None, COUNTS)
     out = prog.dumps().encode()
     return out if len(out) <= max_size else data[:max_size]
 
@@ -78,6 +79,7 @@ def custom_crossover(a: bytes, b: bytes, max_out: int, seed: int) -> bytes:
 
 
 HINTS: list[int] = []
+COUNTS = Counts()  # what generation and mutation drew: the stats lines' boundary counts
 MAX_HINTS = 4096
 CMP_EVERY = 16
 NCMP_COUNTERS = 1 << 12
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     FEEDBACK = not a.no_feedback
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm")
-    STATE = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker)
+    STATE = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker,
+                        counts=COUNTS)
     if a.ceiling_pairs:
         STATE.measure_ceiling(a.ceiling_pairs)
     scratch = a.workdir / "libfuzzer-corpus"

@@ -15,6 +15,7 @@ from fuzz import corpus, coverage, differential, findings, kernel
 from fuzz.backend import Backend
 from fuzz.executor.wire import KCOV_EDGES
 from fuzz.prog import Program, atomic_write
+from fuzz.prog.types import EDGE, Counts
 
 
 def build_c_loop() -> Path:
@@ -50,6 +51,7 @@ class WorkerState:
     last_stats: float = 0.0
     manifest: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # e.g. the C-loop ceiling measured in this VM
+    counts: Counts | None = None  # what the worker's generator and mutator drew
 
     def __post_init__(self) -> None:
         self.corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -69,6 +71,8 @@ class WorkerState:
             corpus.add(self.corpus_dir, prog)
         self.programs += 1
         self.ops += len(prog.ops)
+        if self.counts is not None:
+            self.counts.take_ops()  # per-op marks are for gen --stats; here only totals
         if out.failed:
             self.record(out)
         if time.monotonic() - self.last_stats > 5 or self.programs % MILESTONE == 0:
@@ -112,6 +116,11 @@ class WorkerState:
                 "executor_s": {k: round(v / 1e9, 2)
                                for k, v in getattr(vm, "executor_ns", {}).items()},
                 "final": final, **self.extra}
+        if self.counts is not None:
+            # boundary values generation and mutation drew so far (fuzz.prog.gen "edge: ...")
+            edges = self.counts.edges()
+            line["boundary"] = sum(edges.values())
+            line["boundary_values"] = {k.removeprefix(EDGE): v for k, v in sorted(edges.items())}
         with open(self.stats_path, "a") as f:
             f.write(json.dumps(line) + "\n")
         atomic_write(self.stats_path.with_suffix(".edges"),

@@ -36,7 +36,7 @@ from fuzz.backend import Backend
 from fuzz.prog import HUGE_PAGE, Buffer, Op, Program, Ref
 from fuzz.prog import gen as G
 from fuzz.prog.descriptions import OPS
-from fuzz.prog.types import KIND_PARENT, Const, Res, is_kind
+from fuzz.prog.types import KIND_PARENT, Const, Counts, Res, is_kind
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,7 @@ class Context:
     # corpus and findings: one kernel run and one model pass per example).
     run: Callable[[Program], differential.Outcome] | None = None
     on_failure: list = []  # callbacks(outcome) for the campaign's finding store
+    counts: Counts | None = None  # what the generator drew (the campaign's stats lines)
     last_failure: differential.Outcome | None = None
 
 
@@ -117,7 +118,7 @@ class _Machine(RuleBasedStateMachine):
     def add(self, choices: list[int], name: str, force: G.Force | None = None,
             preset: dict[str, Any] | None = None,
             types: dict[str, Any] | None = None) -> Made | None:
-        gen = G.Generator(ListChooser(choices), build=False)
+        gen = G.Generator(ListChooser(choices), build=False, counts=Context.counts)
         ctx = G.Context.of(self.prog)
         before = len(ctx.objs)
         i = gen.append(self.prog, ctx, name, force, preset=preset, types=types)
@@ -250,7 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm")
-    state = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker)
+    Context.counts = Counts()
+    state = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker,
+                        counts=Context.counts)
     Context.run = lambda prog: state.run(prog)[0]
     end = time.monotonic() + a.seconds
     try:

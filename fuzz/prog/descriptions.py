@@ -207,11 +207,22 @@ _DESCS: list[OpDesc] = [
     OpDesc("IOAS_UNMAP", IOMMUFD, "IOMMU_IOAS_UNMAP", "struct iommu_ioas_unmap",
            args=(a("ioas_id", _IOAS), a("iova", Iova("ioas_id")), a("length", Len("iova"))),
            outs=(Out("length"),), weight=8),
+    # RLIMIT_MODE is the iommufd's (object_id 0) and can only be set while it holds no
+    # object; HUGE_PAGES is an IOAS's, and can only be turned off while no domain has
+    # pages mapped
     OpDesc("OPTION", IOMMUFD, "IOMMU_OPTION", "struct iommu_option",
            args=(a("option_id", Enum(OPTION_ID)), a("op", Enum(OPTION_OP)),
                  a("__reserved", Reserved()), a("object_id", _IOAS),
                  a("val64", Int((0, 1, 2)))),
-           outs=(Out("val64"),), weight=3),
+           outs=(Out("val64"),),
+           forms=(Form("huge pages of an IOAS", (
+                      ("option_id", Const(U.IOMMU_OPTION_HUGE_PAGES)),), weight=3),
+                  Form("the iommufd's rlimit mode", (
+                      ("option_id", Const(U.IOMMU_OPTION_RLIMIT_MODE)), ("object_id", Const(0)))),
+                  Form("the rlimit mode of an empty iommufd", (
+                      ("option_id", Const(U.IOMMU_OPTION_RLIMIT_MODE)), ("object_id", Const(0)),
+                      ("op", Const(U.IOMMU_OPTION_OP_SET))), first=True)),
+           weight=3),
     OpDesc("VFIO_IOAS", IOMMUFD, "IOMMU_VFIO_IOAS", "struct iommu_vfio_ioas",
            args=(a("ioas_id", _IOAS), a("op", Enum(VFIO_IOAS_OP)), a("__reserved", Reserved())),
            outs=(Out("ioas_id", "ioas"),),

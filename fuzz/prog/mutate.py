@@ -5,7 +5,9 @@ mutations read the argument's type from the descriptions: a flag set flips one o
 its bits, an enum takes another named value, an object ref moves to another object
 of an accepted kind, an IOVA or a length moves by pages, a user pointer moves within
 or past its buffer, and any integer may take a comparison operand the kernel was
-seen to compare against (KCOV CMP hints). Every value fits its field.
+seen to compare against (KCOV CMP hints) or a boundary value of its type
+(Generator.edge: raw user addresses, byte-granular IOVAs and lengths, unknown bits,
+refs in any integer slot...). Every value fits its field.
 """
 
 from __future__ import annotations
@@ -25,7 +27,20 @@ from fuzz.prog.gen import (
     RandomChooser,
 )
 from fuzz.prog.ir import PAGE, BufPtr, Op, Program, Ref, Value, list_widths, wrap64
-from fuzz.prog.types import Arg, Entries, Enum, Flags, InSide, Int, Iova, Len, Ranges, Res, Uptr
+from fuzz.prog.types import (
+    Arg,
+    Counts,
+    Entries,
+    Enum,
+    Flags,
+    InSide,
+    Int,
+    Iova,
+    Len,
+    Ranges,
+    Res,
+    Uptr,
+)
 
 MAX_OPS = 64
 
@@ -34,9 +49,11 @@ def _pick(rng: random.Random) -> edits.Pick:
     return lambda cands: rng.choice(list(cands))
 
 
-def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None) -> Program:
+def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None,
+           counts: Counts | None = None) -> Program:
+    """One mutation; `counts` tallies what the generator drew (the campaign's stats)."""
     p = copy.deepcopy(prog)
-    gen = Generator(RandomChooser(rng.getrandbits(32)))
+    gen = Generator(RandomChooser(rng.getrandbits(32)), counts=counts)
     choice = rng.randrange(9) if p.ops else 7
     if choice == 7 and len(p.ops) < MAX_OPS:  # append a freshly generated sequence
         ctx = Context.of(p)
@@ -78,7 +95,7 @@ def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None) ->
         args = list(op.desc.args)
         if args:
             arg = rng.choice(args)
-            v = _mutate_arg(p, at, op, arg, rng, hints)
+            v = _mutate_arg(p, at, op, arg, rng, hints, gen)
             if v is None:
                 op.args.pop(arg.name, None)
             else:
@@ -91,7 +108,7 @@ def _fit(v: int, width: int) -> int:
 
 
 def _mutate_arg(p: Program, at: int, op: Op, arg: Arg, rng: random.Random,
-                hints: list[int] | None) -> Value | None:
+                hints: list[int] | None, gen: Generator) -> Value | None:
     old = op.args.get(arg.name)
     t = arg.type
     w = arg.width
@@ -99,6 +116,10 @@ def _mutate_arg(p: Program, at: int, op: Op, arg: Arg, rng: random.Random,
         t = t.type if t.type is not None else Int()
     if isinstance(t, Entries):
         return _mutate_entries(op, arg, old, rng, hints)
+    if rng.randrange(5) == 0:  # a boundary value of the argument's type
+        v = gen.edge(Program(p.ops[:at], p.buffers), op.desc, arg)
+        if v is not None:
+            return _fit(v, w) if isinstance(v, int) else v
     if hints and rng.randrange(6) == 0:
         return _fit(rng.choice(hints), w)
     if isinstance(t, Ranges):
