@@ -9,7 +9,7 @@ import errno as E
 import re
 import struct
 
-from fuzz import uapi
+from fuzz import differential, uapi
 from fuzz.backend import VMBackend
 from fuzz.executor.encode import encode
 from fuzz.executor.wire import CALL, HEADER, RELOC, RELOC_ARENA
@@ -184,6 +184,13 @@ def test_huge_read_into_the_side_array_is_unsure() -> None:
     assert res[9].unsure and res[9].unsure.startswith("after op 8")
 
 
+def _with_bits(seed: int, bits: int) -> bytes:
+    """The captured u64 word of a bitmap in a buffer of pattern `seed`, with bits OR-ed in."""
+    b = bytearray(pattern_bytes(seed, 0, 8))
+    b[0] |= bits
+    return bytes(b)
+
+
 def _two_areas_with_a_hole(bitmap_kind: str = "memfd") -> Program:
     idev = Ref(1, "out_idev_id")
     ioas = Ref(0, "out_ioas_id")
@@ -212,7 +219,7 @@ def test_get_dirty_bitmap_reports_the_walks_error() -> None:
     assert res[6].out["out_nr_dirty"] == 4  # 0xff: the four mapped 2K pages of eight
     assert res[7].errno == E.EINVAL and res[7].known is None
     # the first area was recorded and cleared, the second one neither
-    assert res[8].errno == 0 and res[8].out["bitmap"] == b"\x03"
+    assert res[8].errno == 0 and res[8].out["bitmap"] == _with_bits(0, 0x03)
 
 
 def test_get_dirty_bitmap_known_bug_is_marked_and_followed() -> None:
@@ -221,7 +228,7 @@ def test_get_dirty_bitmap_known_bug_is_marked_and_followed() -> None:
     # memory the kernel wrote
     prog = _two_areas_with_a_hole()
     kernel = run_model(prog)
-    kernel[7] = OpResult(0, 0, {"bitmap": b"\x03"})
+    kernel[7] = OpResult(0, 0, {"bitmap": _with_bits(0, 0x03)})
     res = run_model(prog, kernel)
     assert res[7].errno == E.EINVAL and res[7].known == "dirty-bitmap-error-dropped"
     from fuzz.compare import compare_op
@@ -232,7 +239,7 @@ def test_get_dirty_bitmap_known_bug_is_marked_and_followed() -> None:
 
     assert known.match(m.signature).report.endswith("report.txt")
     # a result that is not the bug's is an ordinary mismatch
-    kernel[7] = OpResult(0, 0, {"bitmap": b"\x07"})
+    kernel[7] = OpResult(0, 0, {"bitmap": _with_bits(0, 0x07)})
     assert run_model(prog, kernel)[7].known is None
 
 
@@ -243,7 +250,7 @@ def test_get_dirty_bitmap_unpinnable_bitmap_is_efault() -> None:
     assert res[7].errno == E.EFAULT
     # the mock cleared the bits it could not record: they are lost
     prog.ops[8].args.update(iova=M16, data=BufPtr(3))
-    assert run_model(prog)[8].out["bitmap"] == b"\x00"
+    assert run_model(prog)[8].out["bitmap"] == pattern_bytes(0, 0, 8)
 
 
 def _huge_dirty(length: int) -> Program:
@@ -274,14 +281,14 @@ def test_huge_iopte_is_recorded_only_inside_the_range() -> None:
     assert res[5].out["out_nr_dirty"] == 1
     orig = pattern_bytes(0, 100, 64)
     assert res[6].errno == 0 and res[6].unsure is None
-    assert res[6].out["bitmap"] == bytes([orig[0] | 0x03])
+    assert res[6].out["bitmap"] == bytes([orig[0] | 0x03]) + orig[1:8]  # a u64 word
     assert res[7].out["bitmap"] == bytes([orig[0] | 0x03]) + orig[1:]
     # what 6.12 does: 512 bits from the range's start, 63 bytes past the 1-byte bitmap
     kernel = run_model(prog)
-    kernel[6] = OpResult(0, 0, {"bitmap": b"\xff"})
+    kernel[6] = OpResult(0, 0, {"bitmap": b"\xff" * 8})
     kernel[7] = OpResult(0, 0, {"bitmap": b"\xff" * 64})
     res = run_model(prog, kernel)
-    assert res[6].known == "dirty-bitmap-overrun" and res[6].out["bitmap"] != b"\xff"
+    assert res[6].known == "dirty-bitmap-overrun" and res[6].out["bitmap"] != b"\xff" * 8
     assert res[7].known is None and res[7].out["bitmap"] == b"\xff" * 64
 
 
@@ -310,10 +317,11 @@ def test_test_dirty_with_a_wrapping_iova_marks_the_wrapped_indexes() -> None:
 
 
 def test_dirty_bitmap_of_a_huge_iova_page_overruns_the_users_bitmap(vm: VMBackend) -> None:
-    """Candidate kernel bug (notes/spec-hwpt.md, 2): iova_bitmap_set does not clamp a
-    record to the bitmap, so a driver recording a whole 1M IOPTE for a 2K range writes
-    512 bits into a 1-byte bitmap. The 1M mapping depends on physical contiguity (a 2M
-    hugetlb page always has it), so the model is unsure here; this checks the kernel."""
+    """Known kernel bug dirty-bitmap-overrun (reproducers/dirty-bitmap-overrun):
+    iova_bitmap_set does not clamp a record to the bitmap, so a driver recording a whole
+    1M IOPTE for a 2K range writes 512 bits into a 1-byte bitmap. A 2M hugetlb page is
+    physically contiguous, so the model knows the IOPTE is 1M, predicts the documented
+    bitmap and says the kernel's is the known bug's."""
     huge, m16 = 2 << 20, uapi.MOCK_APERTURE_START
     ioas = Ref(0, "out_ioas_id")
     hwpt = Ref(3, "out_hwpt_id")
@@ -331,11 +339,17 @@ def test_dirty_bitmap_of_a_huge_iova_page_overruns_the_users_bitmap(vm: VMBacken
         Op("HWPT_GET_DIRTY_BITMAP", {"hwpt_id": hwpt, "iova": m16, "length": 1 << 20,
                                      "page_size": 2048, "data": BufPtr(1), "flags": 1}),
     ], [Buffer(huge, "hugetlb", 1), Buffer(4096, "anon", 0), Buffer(4096, "memfd", 0xFF)])
-    ex = vm.run(prog)
+    out = differential.run(prog, vm)
+    ex = out.execution
     assert ex.crash is None and ex.setup_error is None and ex.reports == []
     assert [r.errno for r in ex.results] == [0] * 8
     assert ex.results[5].out["out_nr_dirty"] == 1
-    assert ex.results[6].out["bitmap"] == b"\xff"  # the bitmap is one byte ...
-    # ... and the 63 bytes after it, which the kernel was not given, are 0xff too
+    # the bitmap is one bit, captured as its u64 word: all of it is set ...
+    assert ex.results[6].out["bitmap"] == b"\xff" * 8
+    # ... and the 56 bytes after it, which the kernel was not given, are 0xff too
     # (nothing is dirty any more: the NO_CLEAR read only shows what is in memory)
     assert ex.results[7].out["bitmap"] == b"\xff" * 64
+    assert out.model[6].out["bitmap"] == bytes([pattern_bytes(0, 0, 1)[0] | 1]) \
+        + pattern_bytes(0, 1, 7)
+    assert [m.signature for m in out.mismatches] == \
+        ["mismatch HWPT_GET_DIRTY_BITMAP.bitmap [dirty-bitmap-overrun]"]

@@ -74,6 +74,7 @@ from fuzz.prog.types import (
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 MOCK_PAGE = PAGE // 2  # selftest.c MOCK_IO_PAGE_SIZE
+MOCK_HUGE_PAGE = 512 * MOCK_PAGE  # selftest.c MOCK_HUGE_PAGE_SIZE (HUGE_IOVA devices)
 APERTURE_START = uapi.MOCK_APERTURE_START
 APERTURE_LAST = uapi.MOCK_APERTURE_LAST
 
@@ -302,7 +303,8 @@ class Generator:
     # programs -------------------------------------------------------------------------
     def program(self) -> Program:
         # buffer 0 is plain memory every op can pin; the others are any kind
-        first = Buffer(PAGE * self.pick((16, 4, 64, 256)), "anon", self.ch.below(256))
+        first = Buffer(PAGE * self.pick((16, 4, 64, 256)), "anon", self.ch.below(256)) \
+            if not self.chance(1, 8) else Buffer(HUGE_PAGE, "hugetlb", self.ch.below(256))
         prog = Program([], [first] + [self.buffer() for _ in range(self.ch.below(3))])
         ctx = Context(model=Model(prog))
         n = 1 + self.ch.below(self.max_ops)
@@ -323,7 +325,10 @@ class Generator:
         return prog
 
     def buffer(self) -> Buffer:
-        kind = self.pick(BUFFER_KINDS) if self.chance(1, 3) else "anon"
+        # hugetlb now and then on its own: the one memory whose physical contiguity is
+        # known, so large IO pages (a HUGE_IOVA mock domain's 1M) are predictable
+        kind = "hugetlb" if self.chance(1, 8) else \
+            self.pick(BUFFER_KINDS) if self.chance(1, 3) else "anon"
         unit = HUGE_PAGE if kind == "hugetlb" else PAGE
         # Small buffers mostly: every page is faulted in and filled in the guest,
         # which under TCG with KASAN costs far more than the ioctls themselves.
@@ -501,7 +506,7 @@ class Generator:
         if isinstance(t, Flags):
             v = 0
             for _, bit in t.flags.bits:
-                if self.careful and not bit & t.usual:
+                if self.careful and not bit & (t.usual | t.free):
                     continue  # what another op needs: the plain call, forced bits aside
                 if self.odd(1, 8) if bit & t.rare else \
                         self.chance(7, 8) if bit & t.usual else self.chance(2, 3):
@@ -668,6 +673,9 @@ class Generator:
                 self.count(d, arg.name, "just past a mapping")
                 return Ref(m.iova.op, m.iova.field, wrap64(m.iova.add + m.length))
         if t.new and not self.odd(1, 4):
+            if self.chance(1, 4):  # where a large IO page can go (MOCK_HUGE_PAGE_SIZE, 2M)
+                self.count(d, arg.name, "in the mock aperture, huge page aligned")
+                return APERTURE_START + MOCK_HUGE_PAGE * self.ch.below(64)
             self.count(d, arg.name, "in the mock aperture")
             return APERTURE_START + PAGE * self.ch.below(1024)
         if maps and not self.odd(1, 4):

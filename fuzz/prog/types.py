@@ -114,6 +114,10 @@ class Flags:
     flags: FlagSet
     rare: int = 0
     usual: int = 0  # bits nearly every well-formed call sets (READABLE | WRITEABLE)
+    # bits that never keep the call or what builds on it from working, only change how
+    # later ops behave (a mock device with 1M IO pages): set half the time even while
+    # building what another op needs
+    free: int = 0
 
 
 @dataclass(frozen=True)
@@ -333,8 +337,8 @@ class Capture:
     """After a successful call the executor copies min(n, CAPTURE_MAX) bytes from the
     user address in argument `uptr` into output `out`: n is argument `length`'s value,
     or with `bitmap` = (length, page_size) arguments the size of the dirty bitmap
-    the kernel writes for them (((length - 1) >> ffs(page_size)) / 8 + 1 bytes,
-    when both are literals)."""
+    the kernel writes for them (((length - 1) >> ffs(page_size)) / 8 + 1 bytes in
+    whole u64 words, when both are literals)."""
 
     uptr: str
     length: str = ""

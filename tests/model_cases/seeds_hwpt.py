@@ -377,18 +377,18 @@ def dirty_tracking() -> Prog:
          out={"out_nr_dirty": len(want)})
     # NO_CLEAR leaves them; the bitmap bits are OR-ed into what the buffer held
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE,
-         data=p.buf(1), flags=NO_CLEAR, out={"bitmap": _bitmap(48, 0, 4, want)})
+         data=p.buf(1), flags=NO_CLEAR, out={"bitmap": _bitmap(48, 0, 8, want)})
     # an unaligned bitmap address (selftest: u64 unaligned)
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE,
-         data=p.buf(1, 0xFF1), out={"bitmap": _bitmap(48, 0xFF1, 4, want)})
+         data=p.buf(1, 0xFF1), out={"bitmap": _bitmap(48, 0xFF1, 8, want)})
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE,
-         data=p.buf(1, 0xFF1), out={"bitmap": _bitmap(48, 0xFF1, 4, want)})  # cleared: same
+         data=p.buf(1, 0xFF1), out={"bitmap": _bitmap(48, 0xFF1, 8, want)})  # cleared: same
     p.op("TEST_DIRTY", id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE, uptr=marks,
          out={"out_nr_dirty": len(want)})
     # 4K bitmap pages: a bit for each pair of 2K entries
     want4 = sorted({i // 2 for i in want})
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=PAGE,
-         data=p.buf(1, 100), out={"bitmap": _bitmap(48, 100, 2, want4)})
+         data=p.buf(1, 100), out={"bitmap": _bitmap(48, 100, 8, want4)})
     # the bitmap straddles a page that cannot be pinned for writing: nothing recorded
     # there, and the caller must hear of it (6.12 returns 0: the known kernel bug
     # dirty-bitmap-error-dropped, which the model does not copy)
@@ -399,7 +399,7 @@ def dirty_tracking() -> Prog:
     # ... and the mock cleared every bit it read, recorded or not: only what the first
     # (NO_CLEAR) call OR-ed in is in the buffer
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE,
-         data=p.buf(1), out={"bitmap": _bitmap(48, 0, 4, want)})
+         data=p.buf(1), out={"bitmap": _bitmap(48, 0, 8, want)})
     # errors
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=0, page_size=MOCK_PAGE,
          data=p.buf(1), expect=E.EINVAL)
@@ -444,7 +444,7 @@ def dirty_bitmap_edges() -> Prog:
     # enabling clears every dirty bit
     p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE,
-         data=p.buf(1), out={"bitmap": pattern_bytes(50, 0, 4)})
+         data=p.buf(1), out={"bitmap": pattern_bytes(50, 0, 8)})
     p.op("TEST_DIRTY", id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE, uptr=marks,
          out={"out_nr_dirty": len(want)})
     # a range that starts in a hole records nothing: EINVAL (6.12: 0, the same bug)
@@ -460,7 +460,7 @@ def dirty_bitmap_edges() -> Prog:
     p.op("TEST_DIRTY", id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE, uptr=marks,
          out={"out_nr_dirty": len(want)})
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=12 * 1024, page_size=3 * 1024,
-         data=p.buf(1, 8), out={"bitmap": _bitmap(50, 8, 2, [i * 2 + j for i in want
+         data=p.buf(1, 8), out={"bitmap": _bitmap(50, 8, 8, [i * 2 + j for i in want
                                                              if i < 6 for j in (0, 1)])})
     # TEST_DIRTY with 4K pages marks xarray index iova / 4K: IOVA 8M, no entry there
     p.op("TEST_DIRTY", id=h, iova=M16, length=16 * PAGE, page_size=PAGE, uptr=marks,
@@ -484,7 +484,7 @@ def dirty_bitmap_edges() -> Prog:
     p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=16 * PAGE, iova=M16,
          flags=FIXED_RW)
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE,
-         data=p.buf(1, 64), out={"bitmap": pattern_bytes(50, 64, 4)})
+         data=p.buf(1, 64), out={"bitmap": pattern_bytes(50, 64, 8)})
     return p
 
 
@@ -499,7 +499,7 @@ def dirty_huge_iova() -> Prog:
     p.op("TEST_DIRTY", id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE, uptr=p.buf(2),
          out={"out_nr_dirty": len(want)})
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=16 * PAGE, page_size=MOCK_PAGE,
-         data=p.buf(1), out={"bitmap": _bitmap(53, 0, 4, want)})
+         data=p.buf(1), out={"bitmap": _bitmap(53, 0, 8, want)})
     # the device with NO_DIRTY cannot join this domain
     p.op("TEST_MOCK_DOMAIN_FLAGS", id=h, dev_flags=NO_DIRTY, expect=E.EINVAL)
     _dev(p, h, {"out_hwpt_id": 5})
