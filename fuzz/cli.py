@@ -167,7 +167,8 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
     from fuzz.campaign import CampaignConfig, parse_duration, run_campaign
 
     kdir = _kernel_dir(a.kernel)
-    seeds = tuple(Path(p) for p in a.seeds) if a.seeds else (Path("corpus/seeds"),)
+    seeds = () if a.no_seeds else tuple(Path(p) for p in a.seeds) if a.seeds \
+        else (Path("corpus/seeds"),)
     cfg = CampaignConfig(kernel=kdir, corpus=Path(a.corpus), findings=Path(a.findings),
                          workdir=Path(a.workdir), engine=a.engine,
                          seconds=parse_duration(a.time), vms=a.vms,
@@ -377,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--corpus", default="corpus/campaign")
     f.add_argument("--seeds", action="append", help="extra read-only corpus dirs "
                    "(default corpus/seeds)")
+    f.add_argument("--no-seeds", action="store_true",
+                   help="start from --corpus alone (an empty one: from nothing), no seeds")
     f.add_argument("--findings", default="findings")
     f.add_argument("--workdir", default="workdir/campaign")
     f.add_argument("--kernel")
