@@ -160,6 +160,10 @@ def cmd_check_model(a: argparse.Namespace) -> int:
           f"guest crashes: {res.crashes}")
     for sig, n in res.signatures.most_common():
         print(f"  {n:>6}  {sig}  (first: gen seed {res.examples[sig]})")
+    print(f"\n{'op mix':28} {'calls':>7} {'share':>6} {'kernel ok':>9} {'unsure':>7}")
+    for name, n in sorted(res.op_calls.items()):
+        print(f"{name:28} {n:7} {n / max(res.ops, 1):6.3f} {res.op_ok[name] / n:9.2f} "
+              f"{res.op_unsure[name] / n:7.3f}")
     return 0 if res.agreed == res.programs else 1
 
 
