@@ -6,7 +6,8 @@ worker nodes of 2 CPUs each, so corpus entries cross nodes through the hub.
 Each run starts from an empty corpus (the seeds) and lasts --seconds; its rate
 is the cluster's programs between the first stats line with every worker
 running and the last one, over that time (VM starts left out). The runs are
-back to back on a machine other jobs share: read the ratios. On 2 cores, 2
+back to back on a machine other jobs share, 1 worker first and last, with Ray
+and without (a local campaign), averaged: read the ratios. On 2 cores, 2
 workers already fill the machine and 4 oversubscribe it (each VM is a core under
 TCG), so what this shows above 2 is the overhead.
 
@@ -119,7 +120,7 @@ def ray_cpu_and_rss() -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=int, default=90)
+    ap.add_argument("--seconds", type=int, default=75)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     kdir = kernel.default_kernel()
@@ -132,19 +133,24 @@ def main() -> None:
                               quiet=True)
 
     out: dict = {"seconds": a.seconds, "load_before": round(os.getloadavg()[0], 2)}
-    c = local = cfg("local")
-    run_campaign(local)
-    out["local_1"] = round(steady_rate(local.workdir / "stats.jsonl", 1)[0], 2)
-    print(f"local campaign, 1 worker: {out['local_1']:.1f} programs/s", file=sys.stderr)
     cl = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "include_dashboard": False, "object_store_memory": 80 << 20})
     for name in ("nodeA", "nodeB"):
         cl.add_node(num_cpus=2, object_store_memory=80 << 20, node_name=name)
     cl.connect()
-    runs = {}
+    runs: dict[int, list[dict]] = {1: [], 2: [], 4: []}
+    local: list[float] = []
     try:
-        for n in (1, 2, 4):
-            c = cfg(f"ray{n}")
+        # 1 worker first and last, with and without Ray: the machine's load drifts
+        for k, (kind, n) in enumerate([("local", 1), ("ray", 1), ("ray", 2), ("ray", 4),
+                                        ("ray", 1), ("local", 1)]):
+            c = cfg(f"{kind}{n}-{k}")
+            if kind == "local":
+                run_campaign(c)
+                local.append(steady_rate(c.workdir / "stats.jsonl", 1)[0])
+                print(f"local campaign, 1 worker: {local[-1]:.1f} programs/s "
+                      f"(load {os.getloadavg()[0]:.1f})", file=sys.stderr)
+                continue
             cpu0, _ = ray_cpu_and_rss()
             t0 = time.monotonic()
             sampler = Sampler()
@@ -155,22 +161,32 @@ def main() -> None:
             wall = time.monotonic() - t0
             cpu1, _ = ray_cpu_and_rss()
             rate, programs = steady_rate(c.workdir / "stats.jsonl", n)
-            runs[n] = {"programs_per_s": round(rate, 2), "per_worker": round(rate / n, 2),
-                       "programs": programs, "imported": s["imported"],
-                       "import_latency_s": s["import_latency_s"],
-                       "ray_cpu_share": round((cpu1 - cpu0) / wall, 3),
-                       "peak_rss_mib": {k: round(v) for k, v in sampler.peak.items()},
-                       "processes": sampler.count, "load": round(os.getloadavg()[0], 2)}
-            print(f"ray, {n} worker(s): {rate:.1f} programs/s", file=sys.stderr)
+            runs[n].append({"programs_per_s": round(rate, 2), "programs": programs,
+                            "imported": s["imported"], "import_latency_s": s["import_latency_s"],
+                            "ray_cpu_share": round((cpu1 - cpu0) / wall, 3),
+                            "peak_rss_mib": {k: round(v) for k, v in sampler.peak.items()},
+                            "load": round(os.getloadavg()[0], 2)})
+            print(f"ray, {n} worker(s): {rate:.1f} programs/s (load {os.getloadavg()[0]:.1f})",
+                  file=sys.stderr)
         out["hub"] = hub_round_trips()
     finally:
         ray.shutdown()
         cl.shutdown()
-    base = runs[1]["programs_per_s"] or 1.0
-    for r in runs.values():
+    res = {}
+    for n, rs in runs.items():
+        r = dict(rs[-1])  # the figures of the last run, the rate of all
+        r["programs_per_s"] = round(sum(x["programs_per_s"] for x in rs) / len(rs), 2)
+        r["runs"] = [x["programs_per_s"] for x in rs]
+        res[n] = r
+    base = res[1]["programs_per_s"] or 1.0
+    for n, r in res.items():
+        r["per_worker"] = round(r["programs_per_s"] / n, 2)
         r["scaling"] = round(r["programs_per_s"] / base, 2)
-    out["ray"] = runs
-    out["ray_1_over_local_1"] = round(runs[1]["programs_per_s"] / (out["local_1"] or 1.0), 2)
+    out["ray"] = res
+    out["local_1"] = round(sum(local) / len(local), 2)
+    out["local_1_runs"] = [round(x, 2) for x in local]
+    out["ray_1_over_local_1"] = round(base / (out["local_1"] or 1.0), 2)
+    runs = res  # type: ignore[assignment]
     if a.json:
         print(json.dumps(out))
         return
@@ -187,8 +203,9 @@ def main() -> None:
     print(f"hub: a sync round trip {h['round_trip_ms']} ms, {h['hub_cpu_ms_per_call']} ms of "
           f"the hub's CPU each: one hub core serves {h['workers_one_hub_core_serves_at_2_per_s']}"
           " workers syncing twice a second")
-    print(f"local campaign (no Ray), 1 worker: {out['local_1']:.1f} programs/s; "
-          f"Ray with 1 worker / local: {out['ray_1_over_local_1']:.2f}")
+    print(f"local campaign (no Ray), 1 worker: {out['local_1']:.1f} programs/s "
+          f"(runs {out['local_1_runs']}); Ray with 1 worker (runs {runs[1]['runs']}) / local: "
+          f"{out['ray_1_over_local_1']:.2f}")
     print(json.dumps(out))
 
 

@@ -190,12 +190,18 @@ def ray_runner(a: argparse.Namespace) -> Any:
     if a.ray == "local":  # one machine: Ray on the loopback only (read when ray is imported)
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
-        from fuzz.cluster.ray_campaign import RayOptions, run_ray_campaign
+        from fuzz.cluster.ray_campaign import RayOptions, WorkerError, run_ray_campaign
     except ImportError as e:
         raise SystemExit(f"iommufd-fuzz fuzz --ray: Ray is not installed ({e}); install the "
                          "extra: .venv/bin/pip install -e '.[ray]'") from None
     opts = RayOptions(address=a.ray, vms_per_node=a.vms_per_node)
-    return lambda cfg: run_ray_campaign(cfg, opts)
+
+    def run(cfg: Any) -> dict:
+        try:
+            return run_ray_campaign(cfg, opts)
+        except WorkerError as e:
+            raise SystemExit(f"iommufd-fuzz fuzz: {e}") from None
+    return run
 
 
 def cmd_findings(a: argparse.Namespace) -> int:

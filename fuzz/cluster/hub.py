@@ -30,7 +30,9 @@ from fuzz.findings import Finding, FindingStore
 from fuzz.prog import ProgramError, atomic_write
 
 PULL_LIMIT = 256  # entries handed to a worker per sync
-ATTACHMENTS = {"shrunk.json"}  # files an engine adds to a finding's directory itself
+# files an engine adds to a finding's directory itself (hypothesis' shrunk program,
+# the kmemleak scan's candidate programs)
+ATTACHMENTS = ("shrunk.json", "leaks.json")
 NODES_FILE = "nodes.json"
 MAX_LATENCIES = 100_000
 

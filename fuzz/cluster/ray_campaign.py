@@ -50,7 +50,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noq
 from fuzz import campaign, corpus  # noqa: E402
 from fuzz.campaign import CampaignConfig  # noqa: E402
 from fuzz.cluster import exchange, kernels  # noqa: E402
-from fuzz.cluster.hub import Hub  # noqa: E402
+from fuzz.cluster.hub import ATTACHMENTS, Hub  # noqa: E402
 from fuzz.paths import REPO, cache_dir  # noqa: E402
 
 SYNC_S = 0.5  # a worker's round trip to the hub
@@ -232,10 +232,14 @@ class Worker:
         occ = [(f"{s.worker}/{p.name}", doc, p) for p, doc in
                exchange.read_outbox(self.x / exchange.OUTBOX)]
         attachments = []
-        for p in (self.wd / "findings").glob("*/shrunk.json"):
-            m = p.stat().st_mtime
-            if self.attached.get(p.parent.name) != m:
-                attachments.append((p.parent.name, p.name, p.read_bytes(), m))
+        for name in ATTACHMENTS:
+            for p in (self.wd / "findings").glob(f"*/{name}"):
+                try:
+                    m = p.stat().st_mtime
+                    if self.attached.get(f"{p.parent.name}/{name}") != m:
+                        attachments.append((p.parent.name, name, p.read_bytes(), m))
+                except OSError:
+                    continue
         imports, off = exchange.read_imports(self.x, self.imports_offset)
         new_edges: list[int] = []
         ep = self.wd / "stats.edges"
@@ -265,8 +269,8 @@ class Worker:
         self.known.update(e.name for e in pushes)
         self.sent_edges.update(new_edges)
         self.imports_offset = off
-        for slug, _n, _d, m in attachments:
-            self.attached[slug] = m
+        for slug, name, _d, m in attachments:
+            self.attached[f"{slug}/{name}"] = m
         acked = set(res["acked"])
         for oid, _doc, p in occ:
             if oid in acked:
@@ -304,8 +308,13 @@ def connect(address: str, object_store_mb: int = 100) -> bool:
     if address == "local":
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
                  object_store_memory=object_store_mb << 20, **quiet)
-    else:
+        return True
+    try:
         ray.init(address=address, **quiet)
+    except ConnectionError as e:
+        raise WorkerError(f"--ray {address}: no Ray cluster there ({e}); start one with "
+                          "`ray start --head` (README: running on a real cluster), or use "
+                          "--ray local") from None
     return True
 
 

@@ -8,9 +8,9 @@ Fuzz() has started, plus the model's Python coverage (instrumented on import).
 Comparison operands from KCOV's CMP mode (every CMP_EVERY-th program) feed both
 libFuzzer's _trace_cmp and the mutator's pool of interesting values.
 
-In a cluster campaign (--exchange) the custom mutator also hands libFuzzer the
-corpus entries other workers found, from the inbox (fuzz.cluster.exchange), in
-place of a mutation: libFuzzer runs each once and keeps it if it reaches
+In a cluster campaign (--exchange) the custom mutator and crossover also hand
+libFuzzer the corpus entries other workers found, from the inbox
+(fuzz.cluster.exchange), in place of a mutation: libFuzzer runs each once and keeps it if it reaches
 coverage new to this worker, as syzkaller's fuzzers triage the hub's inputs.
 """
 
@@ -69,14 +69,23 @@ def decode(data: bytes) -> Program:
     return Generator(FdpChooser(data)).program()
 
 
-def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
+def take_import(max_size: int) -> bytes | None:
+    """An entry another worker found, in place of this mutation (cluster campaigns)."""
     global LOOP_T
-    if INBOX is not None and len(PENDING) < 1024:
-        LOOP_T = LOOP_T or time.time()  # the first mutation: libFuzzer's initial corpus is in
-        e = INBOX.take()
-        if e is not None and len(e.data) <= max_size:
-            PENDING[e.name] = e.found_at
-            return e.data
+    if INBOX is None or len(PENDING) >= 1024:
+        return None
+    LOOP_T = LOOP_T or time.time()  # the first mutation: libFuzzer's initial corpus is in
+    e = INBOX.take()
+    if e is None or len(e.data) > max_size:
+        return None
+    PENDING[e.name] = e.found_at
+    return e.data
+
+
+def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
+    imp = take_import(max_size)
+    if imp is not None:
+        return imp
     rng = random.Random(seed)
     prog = decode(data)
     for _ in range(1 + rng.randrange(3)):
@@ -86,6 +95,9 @@ def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
 
 
 def custom_crossover(a: bytes, b: bytes, max_out: int, seed: int) -> bytes:
+    imp = take_import(max_out)
+    if imp is not None:
+        return imp
     out = crossover(decode(a), decode(b), random.Random(seed)).dumps().encode()
     return out if len(out) <= max_out else a[:max_out]
 
