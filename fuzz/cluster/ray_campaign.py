@@ -203,16 +203,16 @@ class Worker:
         scratch = self.wd / "libfuzzer-corpus"
         n = 0
         while True:
-            entries, self.cursor = ray.get(self.hub.pull.remote(self.spec.worker, self.cursor,
-                                                                1000), timeout=CALL_TIMEOUT_S)
+            entries, cursor = ray.get(self.hub.pull.remote(self.spec.worker, self.cursor, 1000),
+                                      timeout=CALL_TIMEOUT_S)
             for e in entries:
                 if e.name not in self.known:
                     self.known.add(e.name)
-                    if self.consumes:
-                        (scratch / e.name).write_bytes(e.data)
-                        n += 1
-            if not entries:
+                    (scratch / e.name).write_bytes(e.data)
+                    n += 1
+            if cursor == self.cursor:
                 return n
+            self.cursor = cursor
 
     def _sync(self) -> bool:
         """One round trip to the hub; False if there was nothing to ship."""
