@@ -48,7 +48,7 @@ PLANTED = textwrap.dedent("""
     from fuzz.engines.atheris_engine import main
     main(sys.argv[1:])
 """).format(tests=str(Path(__file__).parent))
-TITLE = "model/kernel mismatch in IOAS_MAP.errno"
+PLANTED_SIG = "mismatch IOAS_MAP.errno kernel=0 model=ENOMEM"  # the planted model's finding
 
 
 @dataclass
@@ -64,6 +64,7 @@ class RayCluster:
         cache.mkdir()
         if share_guest:
             for sub in ("guest", "snapshots"):
+                (cache_dir() / sub).mkdir(parents=True, exist_ok=True)
                 (cache / sub).symlink_to(cache_dir() / sub)
         self.nodes[name] = self.cluster.add_node(
             num_cpus=1, object_store_memory=STORE_MB << 20, node_name=name,
@@ -167,8 +168,8 @@ def test_corpus_entry_found_on_one_node_runs_on_the_other(cluster: RayCluster,
 def test_finding_seen_on_two_nodes_is_one_finding_with_a_count(cluster: RayCluster,
                                                                two_nodes: Any) -> None:
     cfg, _s, summary = two_nodes
-    rows = [(f, d) for f, d in FindingStore(cfg.findings).list() if f.title == TITLE]
-    assert len(rows) == 1, [f.title for f, _ in FindingStore(cfg.findings).list()]
+    rows = [(f, d) for f, d in FindingStore(cfg.findings).list() if f.signature == PLANTED_SIG]
+    assert len(rows) == 1, [f.signature for f, _ in FindingStore(cfg.findings).list()]
     (f, d), = rows
     by_node = json.loads((d / "nodes.json").read_text())
     assert set(by_node) == {label(summary, "nodeA"), label(summary, "nodeB")}
@@ -263,7 +264,8 @@ def test_node_killed_and_node_joining_mid_campaign_lose_nothing(
     assert all(p.stat().st_mtime > kill_t - 5 for p in unshipped)
     # and every finding occurrence it recorded was counted once, but those still in its
     # outbox (which the hub may have had already: the answer was lost with the node)
-    (f, fd), = [(f, fd) for f, fd in FindingStore(cfg.findings).list() if f.title == TITLE]
+    (f, fd), = [(f, fd) for f, fd in FindingStore(cfg.findings).list()
+                if f.signature == PLANTED_SIG]
     left = [doc for _, doc in exchange.read_outbox(bwd / "exchange" / "outbox", 10**6)]
     by_node = json.loads((fd / "nodes.json").read_text())
     mine = local_count(bwd, fd.name)
