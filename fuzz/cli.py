@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -170,6 +171,7 @@ def cmd_check_model(a: argparse.Namespace) -> int:
 def cmd_fuzz(a: argparse.Namespace) -> int:
     from fuzz.campaign import CampaignConfig, parse_duration, run_campaign
 
+    run_ray = ray_runner(a) if a.ray else None
     kdir = _kernel_dir(a.kernel)
     seeds = tuple(Path(p) for p in a.seeds) if a.seeds else (Path("corpus/seeds"),)
     cfg = CampaignConfig(kernel=kdir, corpus=Path(a.corpus), findings=Path(a.findings),
@@ -177,11 +179,33 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
                          seconds=parse_duration(a.time), vms=a.vms,
                          feedback=not a.no_feedback,
                          seeds=tuple(s for s in seeds if s.exists()))
-    s = run_campaign(cfg)
+    s = run_ray(cfg) if run_ray else run_campaign(cfg)
     print(f"stats log: {cfg.workdir / 'stats.jsonl'}  (plot: iommufd-fuzz plot "
           f"{cfg.workdir / 'stats.jsonl'})")
     print(f"findings: {s['findings']} under {cfg.findings} (list: iommufd-fuzz findings)")
     return 0
+
+
+def ray_runner(a: argparse.Namespace) -> Any:
+    """For --ray: the function that runs a campaign on the cluster (the `ray` extra),
+    checked before anything is built or booted."""
+    if a.vms_per_node is not None and a.vms_per_node < 1:
+        raise SystemExit(f"iommufd-fuzz fuzz: --vms-per-node {a.vms_per_node}: give at least 1")
+    if a.ray == "local":  # one machine: Ray on the loopback only (read when ray is imported)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        from fuzz.cluster.ray_campaign import RayOptions, WorkerError, run_ray_campaign
+    except ImportError as e:
+        raise SystemExit(f"iommufd-fuzz fuzz --ray: Ray is not installed ({e}); install the "
+                         "extra: .venv/bin/pip install -e '.[ray]'") from None
+    opts = RayOptions(address=a.ray, vms_per_node=a.vms_per_node)
+
+    def run(cfg: Any) -> dict:
+        try:
+            return run_ray_campaign(cfg, opts)
+        except WorkerError as e:
+            raise SystemExit(f"iommufd-fuzz fuzz: {e}") from None
+    return run
 
 
 def cmd_findings(a: argparse.Namespace) -> int:
@@ -385,6 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--kernel")
     f.add_argument("--no-feedback", action="store_true",
                    help="do not feed kernel coverage to libFuzzer (for comparison)")
+    f.add_argument("--ray", metavar="ADDRESS", help="run the workers as Ray actors on a "
+                   "cluster's nodes: its address, `auto` (the cluster `ray start` joined this "
+                   "machine to) or `local` (Ray on this machine only); needs the `ray` extra")
+    f.add_argument("--vms-per-node", type=int, help="with --ray: VMs (workers) per node "
+                   "(default: one per CPU Ray sees on the node)")
     f.set_defaults(fn=cmd_fuzz)
 
     fl = sub.add_parser("findings", help="list findings (title, count, first seen)")
