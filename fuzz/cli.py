@@ -82,7 +82,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from fuzz import differential
     from fuzz.model import run_model
     from fuzz.prog import Program, ProgramError
-    from fuzz.table import format_table
+    from fuzz.table import format_table, model_cell
 
     try:
         progs = [(p, Program.load(p)) for p in a.program]
@@ -93,7 +93,9 @@ def cmd_run(a: argparse.Namespace) -> int:
         for path, prog in progs:
             print(f"== {path} (model only)")
             for i, (op, r) in enumerate(zip(prog.ops, run_model(prog))):
-                print(f"{i:>3}  {op.name:<26} {r.describe()}")
+                print(f"{i:>3}  {op.name:<26} {model_cell(r)}")
+                if r.unsure:
+                    print(f"       ^ model unsure: {r.unsure}")
         return 0
     be = _backend(a.backend, a.kernel)
     status = 0
