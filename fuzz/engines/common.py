@@ -52,6 +52,9 @@ class WorkerState:
     manifest: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # e.g. the C-loop ceiling measured in this VM
     counts: Counts | None = None  # what the worker's generator and mutator drew
+    exchange: Path | None = None  # in a cluster campaign: fuzz.cluster.exchange's directory
+    imports: int = 0  # corpus entries other workers of the cluster found, run here
+    import_latency: list[float] = field(default_factory=list)  # found there -> run here, s
 
     def __post_init__(self) -> None:
         self.corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -87,6 +90,18 @@ class WorkerState:
                 self.new_findings += 1
             (self.known_seen if f.known else self.findings_seen).add(f.signature)
 
+    def imported(self, name: str, found_at: float, startup: bool = False) -> None:
+        """An entry another worker of the cluster found (at found_at, wall clock) ran
+        here; startup: it was found before this worker's engine was ready for it."""
+        from fuzz.cluster.exchange import log_import
+
+        lat = max(0.0, time.time() - found_at)
+        self.imports += 1
+        if len(self.import_latency) < 10_000 and not startup:
+            self.import_latency.append(lat)
+        if self.exchange is not None:
+            log_import(self.exchange, name, lat, startup)
+
     def measure_ceiling(self, pairs: int) -> None:
         """The raw ioctl rate of bench/c_loop.c in this worker's VM: the ceiling the
         campaign's ops/s is compared against."""
@@ -121,6 +136,9 @@ class WorkerState:
             edges = self.counts.edges()
             line["boundary"] = sum(edges.values())
             line["boundary_values"] = {k.removeprefix(EDGE): v for k, v in sorted(edges.items())}
+        if self.import_latency:
+            lat = sorted(self.import_latency)
+            line.update(imported=self.imports, import_latency_p50_s=round(lat[len(lat) // 2], 3))
         with open(self.stats_path, "a") as f:
             f.write(json.dumps(line) + "\n")
         atomic_write(self.stats_path.with_suffix(".edges"),

@@ -239,8 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     from hypothesis.stateful import run_state_machine_as_test
 
     from fuzz.backend import VMBackend
+    from fuzz.cluster.exchange import store_for
     from fuzz.engines.common import WorkerState
-    from fuzz.findings import FindingStore
     from fuzz.vm import VMConfig
 
     ap = argparse.ArgumentParser()
@@ -249,11 +249,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=int, default=600)
     ap.add_argument("--worker", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--exchange", type=Path, help="cluster campaigns: the directory shared "
+                    "with the node's actor (fuzz.cluster.exchange; findings only)")
     a = ap.parse_args(argv)
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm")
     Context.counts = Counts()
-    state = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker,
-                        counts=Context.counts)
+    state = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
+                        a.worker, exchange=a.exchange, counts=Context.counts)
     Context.run = lambda prog: state.run(prog)[0]
     end = time.monotonic() + a.seconds
     try:
