@@ -1,10 +1,11 @@
 """How good is the oracle? Mutation testing of the model against recorded kernel results.
 
     .venv/bin/python bench/bench_oracle.py [--mutants N] [--seed S] [--jobs J] [--json]
-        [--corpus DIR]... [--record] [--kernel DIR] [--files iopt.py,...]
+        [--corpus DIR]... [--generate N] [--record] [--kernel DIR] [--files iopt.py,...]
 
-1. The corpus (corpus/seeds, and corpus/campaign if present, or the --corpus dirs)
-   runs once on the real kernel in the VM; every op's result is kept in a cache
+1. The corpus (corpus/seeds, and corpus/campaign if present, or the --corpus dirs),
+   and --generate programs of the generator (gen seeds 0..N-1, as check-model makes
+   them), runs once on the real kernel in the VM; every op's result is kept in a cache
    (workdir/bench_oracle/, keyed by kernel and programs), so later runs need no VM.
    --record runs them again.
 2. A few hundred small mutations of the model's source (fuzz/model/*.py, at the AST):
@@ -288,16 +289,20 @@ def _fresh_model(m: Mutant | None) -> Any:
     return importlib.import_module("fuzz.model")
 
 
-def verdicts(model_pkg: Any, prog: Program, kernel: list[Any]) -> list[tuple]:
-    """What the comparison says about each op: (op, field, model value) per mismatch."""
+def verdicts(model_pkg: Any, prog: Program, kernel: list[Any]) -> tuple[list[tuple], int]:
+    """What the comparison says about each op: (op, field, model value) per mismatch,
+    and how many ops the model was unsure of (those are not compared)."""
     model = model_pkg.Model(prog)
     out = []
+    unsure = 0
     for i, k in enumerate(kernel):
         r = model.step(i, k)
         for d in compare_op(i, prog.ops[i].name, k, r):
             if d.field != "unsure":
                 out.append((d.op, d.field, repr(d.model)))
-    return out
+            else:
+                unsure += 1
+    return out, unsure
 
 
 class _Timeout(Exception):
@@ -311,7 +316,7 @@ def _alarm(signum: int, frame: Any) -> None:
 _STATE: dict[str, Any] = {}
 
 
-def _init(progs: list[Program], kernel: list[list[Any]], base: list[list[tuple]],
+def _init(progs: list[Program], kernel: list[list[Any]], base: list[tuple[list[tuple], int]],
           timeout: float) -> None:
     _STATE.update(progs=progs, kernel=kernel, base=base, timeout=timeout)
     signal.signal(signal.SIGALRM, _alarm)
@@ -320,21 +325,27 @@ def _init(progs: list[Program], kernel: list[list[Any]], base: list[list[tuple]]
 
 
 def check(m: Mutant) -> tuple[Mutant, str, str]:
-    """(mutant, verdict, why): killed by the first program that tells it apart."""
+    """(mutant, verdict, why): killed by the first program that tells it apart;
+    "unsure" when it survives but makes the model unsure of ops it predicted (the
+    oracle stops comparing them: not a kill, but not unseen either)."""
     progs, kernel, base = _STATE["progs"], _STATE["kernel"], _STATE["base"]
     signal.setitimer(signal.ITIMER_REAL, _STATE["timeout"])
+    more_unsure = 0
     try:
         pkg = _fresh_model(m)
         for k, (prog, res) in enumerate(zip(progs, kernel)):
             if not res:
                 continue
-            v = verdicts(pkg, prog, res)
-            if v != base[k]:
-                new = [x for x in v if x not in base[k]]
-                gone = [x for x in base[k] if x not in v]
+            v, unsure = verdicts(pkg, prog, res)
+            more_unsure += max(0, unsure - base[k][1])
+            if v != base[k][0]:
+                new = [x for x in v if x not in base[k][0]]
+                gone = [x for x in base[k][0] if x not in v]
                 what = f"new mismatch op {new[0][0]} {new[0][1]}" if new else \
                     f"no mismatch at op {gone[0][0]} {gone[0][1]}"
                 return m, "killed", f"program {k}: {what}"
+        if more_unsure:
+            return m, "unsure", f"{more_unsure} more ops unsure"
         return m, "survived", ""
     except _Timeout:
         return m, "killed", "timeout"
@@ -353,6 +364,9 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant")
     ap.add_argument("--corpus", type=Path, action="append",
                     help="corpus dirs (default corpus/seeds and corpus/campaign)")
+    ap.add_argument("--generate", type=int, default=2000,
+                    help="generated programs recorded with the corpus (0: the corpus only)")
+    ap.add_argument("--max-ops", type=int, default=24, help="ops per generated program")
     ap.add_argument("--kernel", type=Path)
     ap.add_argument("--record", action="store_true", help="run the corpus on the VM again")
     ap.add_argument("--files", default="", help="only these model files (comma separated)")
@@ -362,6 +376,10 @@ def main() -> int:
     dirs = a.corpus or [d for d in (REPO / "corpus" / "seeds", REPO / "corpus" / "campaign")
                         if d.is_dir()]
     named = corpus_programs(dirs)
+    if a.generate:
+        from fuzz.prog.gen import generate
+
+        named += [(f"gen seed {k}", generate(k, a.max_ops)) for k in range(a.generate)]
     if not named:
         raise SystemExit(f"bench_oracle: no programs in {', '.join(map(str, dirs))}")
     from fuzz import kernel as K
@@ -370,7 +388,7 @@ def main() -> int:
     kernel = record(named, kdir, a.record)
     progs = [p for _, p in named]
     pkg = _fresh_model(None)
-    base = [verdicts(pkg, p, r) if r else [] for p, r in zip(progs, kernel)]
+    base = [verdicts(pkg, p, r) if r else ([], 0) for p, r in zip(progs, kernel)]
     cands = all_sites()
     if a.files:
         keep = set(a.files.split(","))
@@ -381,35 +399,38 @@ def main() -> int:
         results = pool.map(check, mutants, chunksize=1)
     per: dict[str, dict[str, Any]] = {}
     survivors = []
-    for m, verdict, _why in results:
+    for m, verdict, why in results:
         f = per.setdefault(m.file, {"mutants": 0, "killed": 0})
         f["mutants"] += 1
         f["killed"] += verdict == "killed"
-        if verdict == "survived":
-            survivors.append(m)
+        if verdict != "killed":
+            survivors.append((m, why))
     for f in per.values():
         f["kill_rate"] = round(f["killed"] / f["mutants"], 3)
     killed = sum(f["killed"] for f in per.values())
     out = {"kill_rate": round(killed / max(len(mutants), 1), 3), "mutants": len(mutants),
            "killed": killed, "sites": len(cands), "programs": len(progs),
            "programs_recorded": sum(1 for r in kernel if r),
-           "baseline_mismatches": sum(len(b) for b in base),
-           "corpus": [str(d) for d in dirs], "per_file": per,
-           "survivors": [asdict(m) | {"where": m.where} for m in survivors],
+           "baseline_mismatches": sum(len(b[0]) for b in base),
+           "baseline_unsure_ops": sum(b[1] for b in base),
+           "corpus": [str(d) for d in dirs], "generated": a.generate, "per_file": per,
+           "survivors": [asdict(m) | {"where": m.where, "note": why} for m, why in survivors],
            "seconds": round(time.monotonic() - t0, 1)}
     if a.json:
         print(json.dumps(out, indent=1))
         return 0
     print(f"{len(mutants)} mutants of {len(cands)} sites in fuzz/model/, replayed on "
-          f"{out['programs_recorded']} recorded programs ({', '.join(out['corpus'])}); "
-          f"{out['baseline_mismatches']} mismatches of the unmutated model (known bugs)")
+          f"{out['programs_recorded']} recorded programs ({', '.join(out['corpus'])}, "
+          f"{a.generate} generated); "
+          f"{out['baseline_mismatches']} mismatches of the unmutated model (known bugs), "
+          f"{out['baseline_unsure_ops']} ops it is unsure of")
     print(f"\n{'file':<16} {'mutants':>7} {'killed':>7} {'kill rate':>9}")
     for file, f in sorted(per.items()):
         print(f"{file:<16} {f['mutants']:>7} {f['killed']:>7} {f['kill_rate']:>9.2f}")
     print(f"{'(all)':<16} {len(mutants):>7} {killed:>7} {out['kill_rate']:>9.2f}")
     print(f"\nsurvivors ({len(survivors)}):")
-    for m in survivors:
-        print(f"  {m.where:<30} {m.kind:<10} {m.was} -> {m.now}")
+    for m, why in survivors:
+        print(f"  {m.where:<30} {m.kind:<10} {m.was} -> {m.now}  {why}")
     print(f"\n{out['seconds']:.0f} s")
     return 0
 

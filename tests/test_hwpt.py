@@ -163,6 +163,50 @@ def test_fault_fd_number_is_computed() -> None:
     assert res[2].out["out_fault_fd"] == 5
 
 
+def _cookie_0_prog() -> Program:
+    """Read fault 1 (cookie 1), respond for cookie 0 (EINVAL), read fault 2, respond for
+    cookie 0 again (reproducers/fault-response-cookie-0)."""
+    fd = Ref(3, "out_fault_fd")
+    return _fault_prog([Op("READ", {"fd": fd, "count": 40}),
+                        Op("WRITE", {"fd": fd, "cookie": 0, "count": 8}),
+                        Op("READ", {"fd": fd, "count": 40}),
+                        Op("WRITE", {"fd": fd, "cookie": 0, "count": 8})])
+
+
+def test_fault_cookie_0_known_bug_is_marked_and_followed() -> None:
+    prog = _cookie_0_prog()
+    res = run_model(prog)
+    # documented: cookies from 1 (XA_FLAGS_ALLOC1); a response for 0 is refused
+    assert res[8].out["cookie"] == 1 and res[9].errno == E.EINVAL
+    assert res[10].out["cookie"] == 2 and res[10].known is None and res[11].errno == E.EINVAL
+    # 6.12: the refused response freed index 0, the second group gets cookie 0, and a
+    # response for cookie 0 then completes it
+    kernel = run_model(prog)
+    rec = kernel[10].out["records"][0][:8] + [0]
+    kernel[10] = OpResult(0, 40, {"ret": 40, "cookie": 0, "records": [rec]})
+    kernel[11] = OpResult(0, 8, {"ret": 8})
+    res = run_model(prog, kernel)
+    assert res[10].known == "fault-response-cookie-0" and res[10].out["cookie"] == 2
+    assert res[11].errno == 0 and res[11].known is None  # followed: cookie 0 is live
+    from fuzz.compare import compare_op
+
+    m = compare_op(10, "READ", kernel[10], res[10])[0]
+    assert m.signature == "mismatch READ.cookie [fault-response-cookie-0]"
+    # without the write of cookie 0, a cookie-0 record is an ordinary mismatch
+    prog.ops[9].args["cookie"] = 5
+    assert run_model(prog, kernel)[10].known is None
+
+
+def test_fault_cookie_0_is_found_as_the_known_bug(vm: VMBackend) -> None:
+    out = differential.run(_cookie_0_prog(), vm)
+    ex = out.execution
+    assert ex.crash is None and ex.setup_error is None
+    assert ex.results[10].out["cookie"] == 0 and ex.results[11].errno == 0
+    sigs = [m.signature for m in out.mismatches]
+    assert sigs == ["mismatch READ.cookie [fault-response-cookie-0]",
+                    "mismatch READ.records [fault-response-cookie-0]"], sigs
+
+
 def test_hw_info_past_the_scratch_mapping_faults() -> None:
     prog = Program([Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": Ref(0, "out_ioas_id")}),
                     Op("GET_HW_INFO", {"dev_id": Ref(1, "out_idev_id"),

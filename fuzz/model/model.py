@@ -451,8 +451,9 @@ class Model:
             else:
                 out["ret"] = res.ret
         self._settle(index, name, a, res, hard, kernel)
-        self.ref_outs.append(kernel.out if res.unsure is not None and kernel is not None
-                             else out)
+        # (and where the kernel's result is a known bug's: the model follows the kernel)
+        self.ref_outs.append(kernel.out if (res.unsure is not None or res.known)
+                             and kernel is not None else out)
         return res
 
     # -- what an unsure op leaves unknown ----------------------------------------------

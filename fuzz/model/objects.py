@@ -177,6 +177,9 @@ class Fault(Object):
         self.hwpts = 0  # HWPTs whose hwpt->fault is this one (each holds a users ref)
         self.deliver: list[IopfGroup] = []
         self.response: dict[int, IopfGroup] = {}
+        # a response for cookie 0 was written while the response xarray had a node:
+        # 6.12 has made index 0 allocatable (known bug fault-response-cookie-0)
+        self.zero_freed = False
 
     def users(self) -> int:
         return 1 + int(self.fd_open) + self.hwpts

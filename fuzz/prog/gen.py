@@ -682,7 +682,7 @@ class Generator:
             m = self.pick(maps)
             off = self.pick((PAGE, MOCK_PAGE, -PAGE, 1)) if self.odd(1, 8) else 0
             picked[arg.name] = Picked(m, off)
-            self.count(d, arg.name, f"{EDGE}a byte-granular mapping's" if m.unaligned else
+            self.count(d, arg.name, f"{EDGE}a byte-granular mapping's IOVA" if m.unaligned else
                        "a mapping's" if not off else "a mapping's + offset")
             if isinstance(m.iova, Ref):
                 return Ref(m.iova.op, m.iova.field, wrap64(m.iova.add + off))

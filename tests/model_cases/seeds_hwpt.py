@@ -507,6 +507,32 @@ def dirty_huge_iova() -> Prog:
     return p
 
 
+def dirty_huge_iopte() -> Prog:
+    # the known kernel bug dirty-bitmap-overrun (reproducers/dirty-bitmap-overrun): a 2M
+    # hugetlb page is physically contiguous, so a HUGE_IOVA device's domain maps it with
+    # 1M IOPTEs; one dirty 2K page makes the whole IOPTE dirty, and the 2-bit bitmap of
+    # a 4K range gets its 2 bits (6.12 sets 512 bits from the range's start: 63 bytes
+    # past the bitmap). The model predicts what the uAPI documents.
+    p = Prog("dirty_huge_iopte", Buffer(2 << 20, "hugetlb", 54), Buffer(PAGE, "anon", 55),
+             Buffer(PAGE, "memfd", 0xFF))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    _, idev, _ = _dev(p, ioas, dev_flags=HUGE_IOVA)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 << 20, iova=M16,
+         flags=FIXED_RW)
+    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    p.op("TEST_DIRTY", id=h, iova=M16, length=MOCK_PAGE, page_size=MOCK_PAGE, uptr=p.buf(2),
+         out={"out_nr_dirty": 1})
+    orig = pattern_bytes(55, 100, 64)
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=PAGE, page_size=MOCK_PAGE,
+         data=p.buf(1, 100), out={"bitmap": bytes([orig[0] | 3]) + orig[1:8]})
+    # NO_CLEAR over the whole IOPTE: nothing is dirty any more, the bitmap shows what the
+    # first call left in memory
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=1 << 20, page_size=MOCK_PAGE,
+         data=p.buf(1, 100), flags=NO_CLEAR, out={"bitmap": bytes([orig[0] | 3]) + orig[1:]})
+    return p
+
+
 def fault_queue() -> Prog:
     # selftest iommufd_fault / alloc_hwpt_nested: iopf_hwpt_id, trigger_iopf
     p = Prog("fault_queue")
@@ -598,6 +624,31 @@ def fault_detach_and_close() -> Prog:
     return p
 
 
+def fault_response_cookie_0() -> Prog:
+    # the known kernel bug fault-response-cookie-0 (reproducers/fault-response-cookie-0):
+    # a refused response for cookie 0 frees index 0 of the XA_FLAGS_ALLOC1 response
+    # xarray in 6.12, and the next group read gets cookie 0; the model predicts 2
+    p = Prog("fault_response_cookie_0")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    stdev, idev, _ = _dev(p, ioas)
+    fq = p.op("FAULT_QUEUE_ALLOC")
+    fd = p.ref(fq, "out_fault_fd")
+    parent = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=NEST), "out_hwpt_id")
+    iopf = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=parent, data_type=SELFTEST, data_len=4,
+                      iotlb=IOTLB, flags=FAULT, fault_id=p.ref(fq, "out_fault_id")),
+                 "out_hwpt_id")
+    p.op("TEST_MOCK_DOMAIN_REPLACE", id=stdev, pt_id=iopf)
+    p.op("TEST_TRIGGER_IOPF", dev_id=idev, addr=0x1000)
+    p.op("READ", fd=fd, count=40, out={"ret": 40, "cookie": 1})
+    p.op("WRITE", fd=fd, cookie=0, count=8, expect=E.EINVAL)
+    p.op("TEST_TRIGGER_IOPF", dev_id=idev, addr=0x2000)
+    second = p.op("READ", fd=fd, count=40, out={"ret": 40, "cookie": 2})
+    # the kernel's cookie (a ref reads what the executor read: 0 on 6.12) is answered
+    p.op("WRITE", fd=fd, cookie=p.ref(second, "cookie"), count=8, out={"ret": 8})
+    p.op("WRITE", fd=fd, cookie=1, count=8, out={"ret": 8})
+    return p
+
+
 def syzkaller_dev_iommu_hwpt() -> Prog:
     # google/syzkaller sys/linux/test/dev_iommu_hwpt, op for op (r0 is the iommufd):
     #   IOMMU_IOAS_ALLOC, IOMMU_TEST_OP_MOCK_DOMAIN, IOMMU_HWPT_ALLOC$NONE (size 0x28,
@@ -631,7 +682,7 @@ def syzkaller_dev_iommu_hwpt() -> Prog:
 SEEDS_HWPT = [
     hwpt_alloc_paging, hwpt_alloc_domain_errors, hwpt_multi_domain, hwpt_alloc_nested,
     hwpt_nested_attach, hwpt_invalidate, hwpt_invalidate_entries, hw_info, dirty_tracking,
-    dirty_bitmap_edges, dirty_huge_iova, fault_queue, fault_detach_and_close,
-    syzkaller_dev_iommu_hwpt,
+    dirty_bitmap_edges, dirty_huge_iova, dirty_huge_iopte, fault_queue, fault_detach_and_close,
+    fault_response_cookie_0, syzkaller_dev_iommu_hwpt,
 ]
 _ = RW  # (the dsl's names, for symmetry with seeds.py)
