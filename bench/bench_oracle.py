@@ -18,7 +18,9 @@
    against the kernel than with the unmutated model (a mismatch that was not there,
    or one that went away), or when the model raises or runs past --timeout seconds.
    A surviving mutant is a rule no program of the corpus tests against the kernel
-   (or an equivalent mutant: the change cannot matter).
+   (or an equivalent mutant: the change cannot matter). Survivors are marked when no
+   recorded program runs their line at all (the unmutated replay is traced), and when
+   they only make the model unsure of more ops (the oracle stops comparing those).
 
 Prints the kill rate, per model file, and the survivors (file:line, what changed);
 --json prints {"kill_rate", "per_file", "survivors", ...}.
@@ -305,6 +307,29 @@ def verdicts(model_pkg: Any, prog: Program, kernel: list[Any]) -> tuple[list[tup
     return out, unsure
 
 
+def _traced(fn: Any, ran: set[tuple[str, int]]) -> Any:
+    """fn() with the (model file, line) pairs it ran added to `ran`: a survivor on a line
+    no recorded program runs is a rule the corpus never reaches (or dead code)."""
+    prefix = str(MODEL_DIR) + "/"
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            ran.add((frame.f_code.co_filename[len(prefix):], frame.f_lineno))
+        return local
+
+    def glob(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename.startswith(prefix):
+            ran.add((frame.f_code.co_filename[len(prefix):], frame.f_lineno))
+            return local
+        return None
+
+    sys.settrace(glob)
+    try:
+        return fn()
+    finally:
+        sys.settrace(None)
+
+
 class _Timeout(Exception):
     pass
 
@@ -388,7 +413,9 @@ def main() -> int:
     kernel = record(named, kdir, a.record)
     progs = [p for _, p in named]
     pkg = _fresh_model(None)
-    base = [verdicts(pkg, p, r) if r else ([], 0) for p, r in zip(progs, kernel)]
+    ran: set[tuple[str, int]] = set()
+    base = _traced(lambda: [verdicts(pkg, p, r) if r else ([], 0)
+                            for p, r in zip(progs, kernel)], ran)
     cands = all_sites()
     if a.files:
         keep = set(a.files.split(","))
@@ -404,12 +431,16 @@ def main() -> int:
         f["mutants"] += 1
         f["killed"] += verdict == "killed"
         if verdict != "killed":
-            survivors.append((m, why))
+            survivors.append((m, why or ("" if (m.file, m.line) in ran
+                                         else "line never run by the corpus")))
     for f in per.values():
         f["kill_rate"] = round(f["killed"] / f["mutants"], 3)
+    not_run = sum(1 for _, why in survivors if why == "line never run by the corpus")
     killed = sum(f["killed"] for f in per.values())
     out = {"kill_rate": round(killed / max(len(mutants), 1), 3), "mutants": len(mutants),
-           "killed": killed, "sites": len(cands), "programs": len(progs),
+           "killed": killed, "survived_not_run": not_run,
+           "survived_only_unsure": sum(1 for _, v, _ in results if v == "unsure"),
+           "sites": len(cands), "programs": len(progs),
            "programs_recorded": sum(1 for r in kernel if r),
            "baseline_mismatches": sum(len(b[0]) for b in base),
            "baseline_unsure_ops": sum(b[1] for b in base),
@@ -428,7 +459,8 @@ def main() -> int:
     for file, f in sorted(per.items()):
         print(f"{file:<16} {f['mutants']:>7} {f['killed']:>7} {f['kill_rate']:>9.2f}")
     print(f"{'(all)':<16} {len(mutants):>7} {killed:>7} {out['kill_rate']:>9.2f}")
-    print(f"\nsurvivors ({len(survivors)}):")
+    print(f"\nsurvivors ({len(survivors)}: {not_run} on lines no recorded program runs, "
+          f"{out['survived_only_unsure']} that only make the model unsure of more ops):")
     for m, why in survivors:
         print(f"  {m.where:<30} {m.kind:<10} {m.was} -> {m.now}  {why}")
     print(f"\n{out['seconds']:.0f} s")
