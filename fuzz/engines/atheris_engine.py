@@ -137,13 +137,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=-1)
     ap.add_argument("--worker", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cpus", type=int, default=1)
+    ap.add_argument("--kmemleak", action="store_true")
+    ap.add_argument("--leak-scan-s", type=float, default=0.0)
+    ap.add_argument("--fault-walk-every", type=int, default=0)
     ap.add_argument("--no-feedback", action="store_true")
     ap.add_argument("--ceiling-pairs", type=int, default=0,
                     help="first measure the C-loop ioctl rate in this VM (benchmarks)")
     a = ap.parse_args(argv)
     FEEDBACK = not a.no_feedback
-    backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm")
+    backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel, cpus=a.cpus, kmemleak=a.kmemleak),
+                        workdir=a.workdir / "vm")
     STATE = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker)
+    STATE.walk_every, STATE.leak_scan_s = a.fault_walk_every, a.leak_scan_s
+    STATE.walk_dirs = list(getattr(a, "seeds", []))
     if a.ceiling_pairs:
         STATE.measure_ceiling(a.ceiling_pairs)
     scratch = a.workdir / "libfuzzer-corpus"

@@ -9,6 +9,7 @@ hold what the struct held: the input value (0 when the program gave none).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -174,8 +175,12 @@ class Model:
         self.fake_fds = False  # some access fd number was made up (no kernel result)
         self.next_fake_fd = FAKE_FD_BASE
         self.captured = 0  # bytes of TEST_ACCESS_RW data the executor captured so far
-        self.results: list[OpResult] = []
+        # by op index; None for an op of a race group not stepped yet (see step)
+        self.results: list[OpResult | None] = []
         self.poisoned: str | None = None
+        # fault points the model fails on purpose, to follow a path an injected fault
+        # made the kernel take (fuzz.model.faults): ("attach", hwpt id)
+        self.fail_at: set[tuple[str, int]] = set()
         self.op_name = ""
         self.op: Op | None = None  # the op being stepped (handlers that need its layout)
         self._kernel: OpResult | None = None
@@ -328,12 +333,32 @@ class Model:
                              "bytes the executor does not provide")
 
     # -- stepping ----------------------------------------------------------------------
+    def place(self, index: int, res: OpResult) -> None:
+        """Ops are stepped in order 0..n-1, except that the ops of a race group may be
+        stepped in any order once every op before the group has been (their refs all
+        point before the group: fuzz.prog.ir): begin_group leaves their slots empty."""
+        if index == len(self.results):
+            self.results.append(res)
+        else:
+            assert index < len(self.results) and self.results[index] is None, \
+                f"op {index} stepped out of order"
+            self.results[index] = res
+
+    def begin_group(self, ops: range) -> None:
+        """Make room for stepping the ops of a race group in any order."""
+        assert ops.start == len(self.results), "a group starts after the ops before it"
+        self.results.extend([None] * len(ops))
+
+    def clone(self) -> Model:
+        """An independent copy of the state (the program is shared): for trying an
+        order of racing ops, or undoing an op that an injected fault failed."""
+        return copy.deepcopy(self, {id(self.program): self.program})
+
     def step(self, index: int, kernel: OpResult | None = None) -> OpResult:
         """Predict op `index` (ops are stepped in order 0..n-1). `kernel` is the real
         kernel's result for the same op when available; it is only used for the free
         choices (automatic IOVA of IOAS_MAP/IOAS_COPY, see IoPagetable.map_pages; the
         access fd number, see Model.choose_fd), after checking it against the rules."""
-        assert index == len(self.results), "ops must be stepped in order"
         op = self.program.ops[index]
         name = op.name
         info = _info(name)
@@ -343,7 +368,7 @@ class Model:
         a = self.resolve(index, info)
         out = self.default_out(name, a, info) if info.out_plan else {}
         res = OpResult(0, 0, out)
-        self.results.append(res)
+        self.place(index, res)
         if self.poisoned is not None:
             res.unsure = self.poisoned
             return res
@@ -373,4 +398,4 @@ def run_model(program: Program, kernel: list[OpResult] | None = None) -> list[Op
     m = Model(program)
     for i in range(len(program.ops)):
         m.step(i, kernel[i] if kernel is not None and i < len(kernel) else None)
-    return m.results
+    return m.results  # type: ignore[return-value]

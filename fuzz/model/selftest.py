@@ -134,8 +134,11 @@ def _md_check_map(m: Model, a: Args) -> dict:
     iopt = hwpt.ioas.iopt  # type: ignore[attr-defined]
     mem = m.mem
     while length:
-        # get_user_pages_fast(uptr & PAGE_MASK, 1, 0) first
+        # get_user_pages_fast(uptr & PAGE_MASK, 1, 0) first (the last page below 2^64:
+        # start + PAGE_SIZE overflows)
         page = uptr & ~(PAGE_SIZE - 1)
+        if page + PAGE_SIZE > U64:
+            raise KernelError(EOVERFLOW)
         if mem.first_bad(page, 1, False) is not None:
             raise KernelError(EFAULT)
         region = mem.region_at(page)
@@ -422,7 +425,9 @@ def access_pages(m: Model, a: Args) -> dict:
         try:
             for k in range(npages):
                 page = ((base + k * PAGE_SIZE) & U64) & ~(PAGE_SIZE - 1)
-                if page + PAGE_SIZE > U64 + 1:
+                # get_user_pages_fast: check_add_overflow(start, PAGE_SIZE) - the last
+                # page below 2^64 overflows too
+                if page + PAGE_SIZE > U64:
                     raise KernelError(EOVERFLOW)
                 if m.mem.first_bad(page, 1, False) is not None:
                     raise KernelError(EFAULT)
