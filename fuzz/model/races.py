@@ -38,7 +38,7 @@ TRANSIENT: dict[int, str] = {
 }
 UNMAPS = {"IOAS_UNMAP": "ioas_id", "VFIO_IOMMU_UNMAP_DMA": "compat"}
 
-ID_KINDS = ("ioas", "hwpt", "stdev", "idev")  # objects with ids in the iommufd's xarray
+ID_KINDS = ("ioas", "hwpt", "stdev", "idev", "fault")  # objects with ids in the xarray
 
 
 def racing(prog: Program, group: range) -> bool:
