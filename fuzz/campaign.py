@@ -153,7 +153,9 @@ def iommufd_edges(cfg: CampaignConfig) -> int:
 def status_line(s: dict) -> str:
     t = int(s["t"])
     lines = f"iommufd lines {s['iommufd_lines_pct']:.1f}% " if "iommufd_lines_pct" in s else ""
-    return (f"[{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}] execs/s {s['execs_per_s']:.0f} "
+    cluster = f"nodes {s['nodes']} workers {s['workers']} " if "nodes" in s else ""
+    return (f"[{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}] {cluster}"
+            f"execs/s {s['execs_per_s']:.0f} "
             f"programs/s {s['programs_per_s']:.1f} edges {s['edges']} {lines}"
             f"corpus {s['corpus']} findings {s['findings']} restarts {s['vm_restarts']} "
             f"({s['restart_s']:.0f}s)")

@@ -21,6 +21,7 @@ from fuzz.backend import Backend, Execution
 from fuzz.compare import Mismatch, compare_op
 from fuzz.executor.wire import KCOV_TRACE_PC
 from fuzz.model import Model, faults, races
+from fuzz.model.file import AGENT_FDS, FdLayout
 from fuzz.prog import Program
 from fuzz.result import OpResult
 
@@ -86,9 +87,12 @@ def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group:
 
 
 def model_alongside(prog: Program, kernel: list[OpResult],
+                    fds: FdLayout | None = AGENT_FDS,
                     orders: dict[int, tuple[tuple[int, ...], int]] | None = None
                     ) -> tuple[list[OpResult], list[Mismatch], list[Mismatch]]:
-    states = [Model(prog)]
+    """fds: the fd table the backend's executor starts a program with; orders gets,
+    per race group, the order the predicted results are those of."""
+    states = [Model(prog, fds)]
     dropped = False
     predicted: list[OpResult] = []
     mism: list[Mismatch] = []
@@ -128,5 +132,6 @@ def run(prog: Program, backend: Backend, kcov: bool = True,
     ex = backend.run(prog, kcov=kcov, kcov_mode=kcov_mode)
     out = Outcome(prog, ex)
     if ex.results:
-        out.model, out.mismatches, out.unsure = model_alongside(prog, ex.results, out.orders)
+        out.model, out.mismatches, out.unsure = model_alongside(
+            prog, ex.results, getattr(backend, "fd_layout", AGENT_FDS), out.orders)
     return out

@@ -152,7 +152,7 @@ def test_racing_ops_agree_with_some_order() -> None:
         res = kernel(first, (0, {"out_ioas_id": a}, False), (0, {"out_ioas_id": b}, False),
                      (d, {}, False), (0, {"out_ioas_id": last}, False))
         orders: dict = {}
-        _, mism, unsure = model_alongside(p, res, orders)
+        _, mism, unsure = model_alongside(p, res, orders=orders)
         assert mism == [] and unsure == [], (a, b, d, last, [m.describe() for m in mism])
         assert orders[1][1] >= 1
     impossible = kernel(first, (0, {"out_ioas_id": 2}, False), (0, {"out_ioas_id": 2}, False),
@@ -228,7 +228,7 @@ def test_ids_nothing_shows_make_room_for_the_kernels() -> None:
                  Op("TEST_MOCK_DOMAIN", {"id": Ref(0, "out_ioas_id")}, thread=2, barrier=1),
                  Op("IOAS_ALLOC")])
     res = kernel((0, {"out_ioas_id": 1}, False), (0, {"out_ioas_id": 2}, False),
-                 (0, {"out_access_fd": 5}, False),
+                 (0, {"out_access_fd": 4}, False),  # the lowest free fd
                  (0, {"out_stdev_id": 3, "out_hwpt_id": 6, "out_idev_id": 5}, False),
                  (0, {"out_ioas_id": 7}, False))
     _, mism, unsure = model_alongside(p, res)

@@ -71,6 +71,9 @@ class WorkerState:
     by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     kind_edges: dict[str, set[int]] = field(default_factory=lambda: {k: set() for k in KINDS})
     walker: Any = None
+    exchange: Path | None = None  # in a cluster campaign: fuzz.cluster.exchange's directory
+    imports: int = 0  # corpus entries other workers of the cluster found, run here
+    import_latency: list[float] = field(default_factory=list)  # found there -> run here, s
 
     def __post_init__(self) -> None:
         self.corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -151,6 +154,18 @@ class WorkerState:
                 self.new_findings += 1
             self.findings_seen.add(f.signature)
 
+    def imported(self, name: str, found_at: float, startup: bool = False) -> None:
+        """An entry another worker of the cluster found (at found_at, wall clock) ran
+        here; startup: it was found before this worker's engine was ready for it."""
+        from fuzz.cluster.exchange import log_import
+
+        lat = max(0.0, time.time() - found_at)
+        self.imports += 1
+        if len(self.import_latency) < 10_000 and not startup:
+            self.import_latency.append(lat)
+        if self.exchange is not None:
+            log_import(self.exchange, name, lat, startup)
+
     def measure_ceiling(self, pairs: int) -> None:
         """The raw ioctl rate of bench/c_loop.c in this worker's VM: the ceiling the
         campaign's ops/s is compared against."""
@@ -185,6 +200,9 @@ class WorkerState:
                 "leak_scans": self.leak_scans,
                 "fault_walk_runs": getattr(self.walker, "points", 0),
                 "final": final, **self.extra}
+        if self.import_latency:
+            lat = sorted(self.import_latency)
+            line.update(imported=self.imports, import_latency_p50_s=round(lat[len(lat) // 2], 3))
         with open(self.stats_path, "a") as f:
             f.write(json.dumps(line) + "\n")
         atomic_write(self.stats_path.with_suffix(".edges"),

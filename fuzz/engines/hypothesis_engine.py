@@ -260,8 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     from hypothesis.stateful import run_state_machine_as_test
 
     from fuzz.backend import VMBackend
+    from fuzz.cluster.exchange import store_for
     from fuzz.engines.common import WorkerState
-    from fuzz.findings import FindingStore
     from fuzz.vm import VMConfig
 
     ap = argparse.ArgumentParser()
@@ -276,10 +276,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kmemleak", action="store_true")
     ap.add_argument("--leak-scan-s", type=float, default=0.0)
     ap.add_argument("--fault-walk-every", type=int, default=0)
+    ap.add_argument("--exchange", type=Path, help="cluster campaigns: the directory shared "
+                    "with the node's actor (fuzz.cluster.exchange; findings only)")
     a = ap.parse_args(argv)
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel, cpus=a.cpus, kmemleak=a.kmemleak),
                         workdir=a.workdir / "vm")
-    state = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker)
+    state = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
+                        a.worker, exchange=a.exchange)
     state.walk_every, state.leak_scan_s = a.fault_walk_every, a.leak_scan_s
     state.walk_dirs = list(getattr(a, "seeds", []))
     Context.run = lambda prog: state.run(prog)[0]

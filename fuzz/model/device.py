@@ -47,9 +47,10 @@ if TYPE_CHECKING:
 Hwpt = HwPagetable | HwptNested
 
 
-def get_device(m: Model, dev_id: int) -> Device:
-    """iommufd_get_device: ENOENT for anything that is not an IOMMUFD_OBJ_DEVICE."""
-    idev = m.objects.get(dev_id, OBJ_DEVICE)
+def get_device(m: Model, dev_id: int, changes: bool = True) -> Device:
+    """iommufd_get_device: ENOENT for anything that is not an IOMMUFD_OBJ_DEVICE.
+    changes False: the op only reads the device (HWPT_ALLOC, GET_HW_INFO)."""
+    idev = m.objects.get(dev_id, OBJ_DEVICE, primary=changes)
     if idev is None:
         raise KernelError(ENOENT)
     return idev  # type: ignore[return-value]
@@ -231,7 +232,7 @@ def get_hw_info(m: Model, a: Args) -> dict:
     IOMMU_HW_CAP_DIRTY_TRACKING; mock devices have no PASIDs (max_pasid_log2 0)."""
     if a["flags"] or a["__reserved0"] or a["__reserved1"] or a["__reserved2"]:
         raise KernelError(EOPNOTSUPP)
-    idev = get_device(m, a["dev_id"])
+    idev = get_device(m, a["dev_id"], changes=False)
     data_len = a["data_len"]
     copy_len = min(data_len, len(HW_INFO))
     if a.has("data_uptr"):

@@ -64,10 +64,9 @@ def fault_alloc(m: Model, a: Args) -> dict:
         raise KernelError(EOPNOTSUPP)
     f = Fault()
     m.objects.alloc(f)
-    fd = m.choose_fd("out_fault_fd")
+    fd = m.alloc_fd(f, "out_fault_fd")
     f.fd = fd
     f.fd_open = True
-    m.fds[fd] = f
     m.objects.finalize(f)
     return {"out_fault_id": f.id, "out_fault_fd": fd}
 
@@ -97,7 +96,6 @@ def auto_response(f: Fault, handle: object) -> None:
 
 def release(m: Model, f: Fault) -> None:
     """iommufd_fault_fops_release: the file's users reference goes."""
-    m.fds.pop(f.fd, None)
     f.fd_open = False
 
 
@@ -106,10 +104,12 @@ def own_file(m: Model, a: Args) -> Access | Fault:
     """The executor only reads and writes fds the program got back (access and fault
     fds not closed yet); any other number is EBADF without a syscall."""
     fd = a["fd"]
-    obj = m.fds.get(fd)
+    obj = m.fds.get(fd) if m.fds.is_own(fd) else None
     if obj is not None:
-        return obj
-    if m.fake_fds and m.fds:
+        if isinstance(obj, Fault) and obj.queue_unknown is not None:
+            m.objects.doubt(f"the queues of fault {obj.id} are unknown {obj.queue_unknown}")
+        return obj  # type: ignore[return-value]
+    if m.fds.numbers_unknown():
         raise Unsure("fd numbers are not known without the kernel's results; "
                      f"fd {fd} may be one of the program's", poisoned=False)
     raise KernelError(EBADF)

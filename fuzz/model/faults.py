@@ -124,5 +124,5 @@ def step(model: Model, index: int, kernel: OpResult | None) -> OpResult:
                       fault_errnos=res.fault_errnos)
     if "ret" in failed.out:
         failed.out["ret"] = -1
-    model.place(index, failed)
+    model.place(index, failed, kernel, failed.out)
     return failed

@@ -87,7 +87,7 @@ def hwpt_alloc(m: Model, a: Args) -> dict:
     if (data_type == IOMMU_HWPT_DATA_NONE and data_len) or \
             (data_type != IOMMU_HWPT_DATA_NONE and not data_len):
         raise KernelError(EINVAL)
-    idev = device.get_device(m, a["dev_id"])
+    idev = device.get_device(m, a["dev_id"], changes=False)
     pt = m.objects.get(a["pt_id"])
     if pt is None:
         raise KernelError(EINVAL)  # iommufd_get_object's ENOENT becomes EINVAL here
@@ -201,6 +201,8 @@ def get_dirty_bitmap(m: Model, a: Args) -> dict:
     if flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR or a["__reserved"]:
         raise KernelError(EOPNOTSUPP)
     hwpt = get_hwpt_paging(m, a["hwpt_id"])
+    if hwpt.dirty_unknown is not None:
+        m.objects.doubt(f"the dirty bits of hwpt {hwpt.id} are unknown {hwpt.dirty_unknown}")
     iopt = hwpt.ioas.iopt
     iova, length, page_size = a["iova"], a["length"], a["page_size"]
     check_iova_range(iopt, iova, length, page_size)

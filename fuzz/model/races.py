@@ -172,5 +172,5 @@ def fail_early(model: Model, k: int, kernel: OpResult) -> OpResult:
             res.unsure = ("an unmap that met an area a racing op was mapping may have "
                           "unmapped the areas before it")
             model.poisoned = f"after op {k} ({op.name}): {res.unsure}"
-    model.place(k, res)
+    model.place(k, res, kernel, res.out)
     return res

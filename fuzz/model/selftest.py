@@ -37,7 +37,8 @@ from fuzz.model.consts import (
     U64,
     ULONG_MAX,
 )
-from fuzz.model.errors import KernelError, Unsure
+from fuzz.model.errors import ALL, KernelError, Unsure
+from fuzz.model.gup import get_user_page_fast
 from fuzz.model.ioas import get_ioas, syz_conv_iova
 from fuzz.model.iopt import Area, merge_spans
 from fuzz.model.objects import (
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     from fuzz.model.model import Args, Model
 
 GUP_PIN_COUNTING_BIAS = 1024
-NR_OPEN = 1 << 20  # fs.nr_open default: no fd can be this large
 
 
 # -- devices and domains -------------------------------------------------------------------
@@ -134,13 +134,12 @@ def _md_check_map(m: Model, a: Args) -> dict:
     iopt = hwpt.ioas.iopt  # type: ignore[attr-defined]
     mem = m.mem
     while length:
-        # get_user_pages_fast(uptr & PAGE_MASK, 1, 0) first (the last page below 2^64:
-        # start + PAGE_SIZE overflows)
+        # get_user_pages_fast(uptr & PAGE_MASK, 1, 0) first (EOVERFLOW on the last
+        # page below 2^64)
         page = uptr & ~(PAGE_SIZE - 1)
-        if page + PAGE_SIZE > U64:
-            raise KernelError(EOVERFLOW)
-        if mem.first_bad(page, 1, False) is not None:
-            raise KernelError(EFAULT)
+        rc = get_user_page_fast(mem, page)
+        if rc:
+            raise KernelError(rc)
         region = mem.region_at(page)
         area = iopt.area_iter_first(iova, iova) if iopt.domains else None
         if area is None or area.uaddr(iova) != uptr:
@@ -193,6 +192,9 @@ def _md_check_refs(m: Model, a: Args) -> dict:
         raise KernelError(EINVAL)
     if not length:
         return {}
+    why = m.pins_unknown(uptr, uptr + length)
+    if why is not None:
+        raise Unsure(f"pins of this range are not known: {why}", poisoned=False)
     mem = m.mem
     bad = mem.first_bad(uptr, length, False)
     end = bad if bad is not None else uptr + length
@@ -225,7 +227,7 @@ def access_get(m: Model, fd: int) -> Access:
         return acc
     if acc is not None:
         raise KernelError(EBADFD)  # a fault fd: another file type
-    if m.fake_fds and m.fds:
+    if m.fds.numbers_unknown():
         raise Unsure("fd numbers of accesses are not known without the kernel's results; "
                      f"fd {fd} may be one of them")
     raise KernelError(EBADFD)
@@ -240,7 +242,7 @@ def add_access_area(m: Model, area: Area, index: int, last_index: int, write: bo
     if key in pages.accesses:
         pages.accesses[key] += 1
     else:
-        pages.check_pin(m.mem, index, last_index)
+        pages.check_pin(m.mem, index, last_index, reader=False)
         pages.accesses[key] = 1
     area.num_accesses += 1
 
@@ -295,10 +297,8 @@ def create_access(m: Model, a: Args) -> dict:
         raise
     acc.ioas = ioas  # type: ignore[assignment]
     ioas.accesses.append(acc)  # type: ignore[attr-defined]
-    fd = m.choose_fd("out_access_fd")
-    acc.fd = fd
-    m.fds[fd] = acc
-    return {"out_access_fd": fd}
+    acc.fd = m.alloc_fd(acc, "out_access_fd")
+    return {"out_access_fd": acc.fd}
 
 
 def detach_access(m: Model, acc: Access) -> None:
@@ -313,28 +313,24 @@ def detach_access(m: Model, acc: Access) -> None:
 
 
 def close(m: Model, a: Args) -> dict:
+    """The executor's close_own_fd: close(2) only of an fd of its list (the access
+    and fault fds the program got back, not closed yet); any other number - the
+    console, the iommufd, the agent's own fds, a closed fd - is EBADF without a
+    syscall."""
     fd = a["fd"]
-    acc = m.fds.get(fd)
-    if isinstance(acc, Fault):
-        faults.release(m, acc)
+    if not m.fds.is_own(fd):
+        if m.fds.numbers_unknown():
+            raise Unsure("fd numbers are not known without the kernel's results; "
+                         f"fd {fd} may be one of the program's")
+        raise KernelError(EBADF)
+    obj = m.fds.get(fd)
+    m.fds.close(fd)
+    if isinstance(obj, Fault):
+        faults.release(m, obj)
         return {}
-    if acc is None:
-        # fd numbers at or above fs.nr_open (1 << 20 by default) can never be open
-        if fd >= NR_OPEN:
-            raise KernelError(EBADF)
-        if m.is_own_fd_ref(a, "fd") and not (m.fake_fds and m.fds):
-            raise KernelError(EBADF)  # an fd this program already closed
-        # Any other number may be one of the agent's own fds (even the iommufd
-        # itself). The agent's fd table is outside the model: if the kernel says
-        # EBADF nothing was open there and nothing changed, so that is adopted;
-        # otherwise some fd of the agent was closed and the model cannot follow.
-        k = m.kernel_result()
-        if k is not None and k.errno == EBADF:
-            raise KernelError(EBADF)
-        raise Unsure(f"close({fd}): not an access fd of this program; it may be one of "
-                     "the agent's (even the iommufd)")
+    acc = obj
+    assert isinstance(acc, Access)
     # iommufd_test_staccess_release: unpin all items, then iommufd_access_destroy
-    del m.fds[fd]
     acc.open = False
     access_unmap(m, acc, 0, ULONG_MAX)
     detach_access(m, acc)
@@ -423,14 +419,13 @@ def access_pages(m: Model, a: Args) -> dict:
         npages //= PAGE_SIZE
         base = (uptr - (iova - (iova & ~(PAGE_SIZE - 1)))) & U64
         try:
+            # iommufd_test_check_pages: get_user_pages_fast(uptr, 1, 0) page by page
+            # (EOVERFLOW for the last page below 2^64, mm/gup.c), then the same page?
             for k in range(npages):
                 page = ((base + k * PAGE_SIZE) & U64) & ~(PAGE_SIZE - 1)
-                # get_user_pages_fast: check_add_overflow(start, PAGE_SIZE) - the last
-                # page below 2^64 overflows too
-                if page + PAGE_SIZE > U64:
-                    raise KernelError(EOVERFLOW)
-                if m.mem.first_bad(page, 1, False) is not None:
-                    raise KernelError(EFAULT)
+                rc = get_user_page_fast(m.mem, page)
+                if rc:
+                    raise KernelError(rc)
                 if k >= len(pinned) or pinned[k] != page:
                     raise KernelError(EBADE)
         except KernelError:
@@ -455,7 +450,19 @@ def destroy_access_pages(m: Model, a: Args) -> dict:
 
 def _rw_segment(m: Model, area: Area, cur: int, nbytes: int, flags: int,
                 data: bytes | None) -> bytes | None:
-    """iopt_pages_rw_access over one area; returns the bytes read (read) or None."""
+    """iopt_pages_rw_access over one area; returns the bytes read (read) or None. A
+    write into pages the model does not know may go into the agent's own memory."""
+    if not flags & MOCK_ACCESS_RW_WRITE:
+        return _rw_pages(m, area, cur, nbytes, flags, data)
+    try:
+        return _rw_pages(m, area, cur, nbytes, flags, data)
+    except Unsure as e:
+        addr = area.pages.uptr + area.start_byte_of(cur)
+        raise Unsure(e.reason, scope=ALL, write=(addr, nbytes)) from None
+
+
+def _rw_pages(m: Model, area: Area, cur: int, nbytes: int, flags: int,
+              data: bytes | None) -> bytes | None:
     pages = area.pages
     write = bool(flags & MOCK_ACCESS_RW_WRITE)
     if write and not pages.writable:
@@ -467,7 +474,8 @@ def _rw_segment(m: Model, area: Area, cur: int, nbytes: int, flags: int,
         start_index = sb // PAGE_SIZE
         last_index = (sb + nbytes - 1) // PAGE_SIZE
         if start_index == last_index:
-            # iopt_pages_rw_page: pin_user_pages_remote(FOLL_WRITE only for a write)
+            # iopt_pages_rw_page: pin_user_pages_remote(FOLL_WRITE only for a write),
+            # which has no range checks: a kernel address is just a page without a VMA
             if mem.first_bad(addr & ~(PAGE_SIZE - 1), 1, write) is not None:
                 raise KernelError(EFAULT)
         else:
@@ -477,7 +485,7 @@ def _rw_segment(m: Model, area: Area, cur: int, nbytes: int, flags: int,
                 pages.check_pin(mem, start_index, last_index)
             except KernelError:
                 npages = last_index - start_index + 1
-                if write and m.memory_limit < npages * 12:
+                if write and mem.temp_memory_limit < npages * 12:
                     # small temp memory batches: earlier batches were already written
                     mem.taint(addr, nbytes)
                 raise
@@ -556,7 +564,10 @@ def access_rw(m: Model, a: Args) -> dict:
     if not it.done:
         raise KernelError(ENOENT)
     if not write:
-        bad = mem.first_bad(ubuf, length, True)
+        try:
+            bad = mem.first_bad(ubuf, length, True)
+        except Unsure as e:  # copy_to_user may write into the agent's own memory
+            raise Unsure(e.reason, scope=ALL, write=(ubuf, length)) from None
         if bad is not None:
             if bad > ubuf:
                 mem.taint(ubuf, bad - ubuf)
@@ -582,7 +593,7 @@ def set_temp_memory_limit(m: Model, a: Args) -> dict:
     limit = a["limit"]
     if limit < 8 + 4:  # sizeof(unsigned long) + sizeof(u32)
         raise KernelError(EINVAL)
-    m.memory_limit = limit
+    m.mem.temp_memory_limit = limit
     return {}
 
 
@@ -628,8 +639,8 @@ def test_dirty(m: Model, a: Args) -> dict:
             lo, hi = (s - off) // 8, (e - off) // 8
             try:
                 bits = m.mem.read(uptr + lo, hi - lo + 1)
-            except Unsure as err:
-                raise Unsure(err.reason) from None
+            except Unsure as err:  # only this domain's dirty bits are unknown then
+                raise Unsure(err.reason, scope=[hwpt]) from None  # (FACET_OPS)
             for slot in range(s, e + 1):
                 i = slot - off
                 if bits[i // 8 - lo] >> (i % 8) & 1:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fuzz.model.consts import U64
-from fuzz.model.errors import Unsure
+from fuzz.model.errors import ALL, Unsure
 from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM
 
 if TYPE_CHECKING:
@@ -44,9 +44,19 @@ class UserBuf:
         return off + n > len(self.side)
 
     def _side_unsure(self, verb: str, off: int, n: int) -> Unsure:
+        """Writing past it corrupts the executor's arena: nothing is known after."""
         assert self.side is not None
         return Unsure(f"the kernel {verb} {self.what} bytes [{off}, {off + n}) past the "
-                      f"executor's side array of {len(self.side)}")
+                      f"executor's side array of {len(self.side)}",
+                      scope=ALL if verb != "reads" else None)
+
+    def _first_bad_write(self, addr: int, n: int) -> int | None:
+        """copy_to_user / clear_user into memory the model does not know may write into
+        the agent's own memory: nothing is known after."""
+        try:
+            return self.m.mem.first_bad(addr, n, True)
+        except Unsure as e:
+            raise Unsure(e.reason, scope=ALL, write=(addr, n)) from None
 
     def write(self, data: bytes, off: int) -> bool:
         """copy_to_user: False when it faults."""
@@ -61,7 +71,7 @@ class UserBuf:
             return True
         mem = self.m.mem
         addr = (self.addr + off) & U64  # type: ignore[operator]
-        bad = mem.first_bad(addr, len(data), True)
+        bad = self._first_bad_write(addr, len(data))
         if bad is not None:
             if bad > addr:
                 mem.taint(addr, bad - addr)
@@ -82,7 +92,7 @@ class UserBuf:
             return True
         mem = self.m.mem
         addr = (self.addr + off) & U64  # type: ignore[operator]
-        bad = mem.first_bad(addr, n, True)
+        bad = self._first_bad_write(addr, n)
         if bad is not None:
             if bad > addr:
                 mem.taint(addr, bad - addr)

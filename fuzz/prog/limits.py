@@ -20,6 +20,11 @@ TEST_MEMORY_LIMIT_DEFAULT = 65536
 # fds a program can own at once (the executor's table; later ones are not closed
 # for it, so they stay open until the program ends with the iommufd).
 MAX_FDS = 256
+# The guest agent's fd table when a program's first call runs: the console on 0-2
+# (the agent is PID 1) and the program's iommufd on 3; the agent's own fds are at
+# AGENT_FD_BASE and above (fuzz/guest/agent.c), out of the way of programs' fds.
+PROGRAM_START_FDS = (0, 1, 2, 3)
+AGENT_FD_BASE = 500
 # KCOV words the executor returns per program by default.
 PCS_CAP = 1 << 20
 
