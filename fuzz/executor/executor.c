@@ -982,6 +982,9 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 		threads[0].fail_fd = -1;
 		pthread_mutex_init(&x.lock, NULL);
 	}
+	/* now, not at the first fail_nth: opening it takes the lowest free fd for a moment,
+	 * which a racing thread's new access or fault fd would then skip */
+	fail_nth_fd(&threads[0]);
 	threads[0].kcov_fd = kcov_fd;
 	threads[0].kcov_area = kcov_area;
 	threads[0].kcov_on = kcov_fd >= 0;
