@@ -38,6 +38,7 @@ class CampaignConfig:
     kmemleak: bool = False  # boot with kmemleak=on and scan every leak_scan_s
     leak_scan_s: float = 120.0
     fault_walk_every: int = 8  # a step of the systematic fault walk every N programs (0: off)
+    schedule: bool = True  # mutations inject faults and make ops race (False: for comparison)
 
 
 def parse_duration(s: str) -> int:
@@ -58,6 +59,8 @@ def _worker_argv(cfg: CampaignConfig, k: int) -> list[str]:
               "--leak-scan-s", str(cfg.leak_scan_s if cfg.kmemleak else 0)]
     if cfg.kmemleak:
         common.append("--kmemleak")
+    if not cfg.schedule:
+        common.append("--no-schedule")
     for s in cfg.seeds:
         common += ["--seeds", str(s)]
     if cfg.engine == "atheris":

@@ -181,7 +181,9 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
                          seconds=parse_duration(a.time), vms=a.vms,
                          feedback=not a.no_feedback,
                          seeds=tuple(s for s in seeds if s.exists()), cpus=a.cpus,
-                         kmemleak=a.kmemleak, fault_walk_every=a.fault_walk_every)
+                         kmemleak=a.kmemleak,
+                         fault_walk_every=0 if a.no_faults_threads else a.fault_walk_every,
+                         schedule=not a.no_faults_threads)
     s = run_ray(cfg) if run_ray else run_campaign(cfg)
     print(f"stats log: {cfg.workdir / 'stats.jsonl'}  (plot: iommufd-fuzz plot "
           f"{cfg.workdir / 'stats.jsonl'})")
@@ -418,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="boot with kmemleak=on and report leaks it finds (every 2 minutes)")
     f.add_argument("--fault-walk-every", type=int, default=8, help="a step of the systematic "
                    "fault walk on a corpus program after every N programs (0: none)")
+    f.add_argument("--no-faults-threads", action="store_true", help="no injected faults, no "
+                   "threads, no fault walk: the campaign as before them, for comparison")
     f.add_argument("--ray", metavar="ADDRESS", help="run the workers as Ray actors on a "
                    "cluster's nodes: its address, `auto` (the cluster `ray start` joined this "
                    "machine to) or `local` (Ray on this machine only); needs the `ray` extra")

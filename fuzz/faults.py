@@ -108,7 +108,7 @@ _MACHINERY = re.compile(
     r"^(dump_stack|fail_dump|should_fail|should_failslab|__should_failslab|"
     r"should_fail_alloc_page|iommufd_should_fail|prepare_alloc_pages|__alloc_pages|"
     r"alloc_pages|__alloc_frozen_pages|alloc_frozen_pages|__folio_alloc|folio_alloc|"
-    r"alloc_pages_mpol|__get_free_pages|get_zeroed_page|slab_pre_alloc_hook|"
+    r"alloc_pages_mpol|__get_free_pages|get_free_pages|get_zeroed_page|slab_pre_alloc_hook|"
     r"slab_alloc_node|kmem_cache_alloc|__kmalloc|kmalloc|__kvmalloc|kvmalloc|kzalloc|"
     r"kmemdup|kstrdup|krealloc|__do_kmalloc|___slab_alloc|new_slab|allocate_slab|"
     r"alloc_slab_page|xas_alloc|xas_nomem|xas_create|xas_store|__xa_|xa_|idr_|ida_|"

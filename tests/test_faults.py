@@ -207,3 +207,35 @@ def test_kmemleak_finds_nothing_left_by_failed_faults(kernel_dir) -> None:  # ty
         assert runs > 20
     finally:
         be.close()
+
+
+def test_minimizing_drops_the_threads_and_faults_a_finding_does_not_need(
+        vm: VMBackend, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A planted finding (the model says every IOAS_UNMAP fails) in a program whose other
+    ops race and carry a fault point that is never reached: the minimizer makes it
+    sequential and drops the fault, and keeps the three ops that make the finding. The
+    kernel's answers are real; only the model is wrong about the unmap."""
+    from fuzz.minimize import minimize
+    from fuzz.model import model as model_mod
+    from fuzz.model.errors import KernelError
+
+    def wrong_unmap(m, a):  # type: ignore[no-untyped-def]
+        raise KernelError(errno.ENOENT)
+
+    monkeypatch.setitem(model_mod.HANDLERS, "IOAS_UNMAP", wrong_unmap)
+    sig = "mismatch IOAS_UNMAP.errno kernel=0 model=ENOENT"
+    prog = Program([Op("IOAS_ALLOC"),
+                    Op("IOAS_ALLOC", thread=1, barrier=1), Op("IOAS_ALLOC", barrier=1),
+                    Op("IOAS_MAP", {"ioas_id": IOAS, "user_va": BufPtr(0), "length": 1 << 16,
+                                    "flags": RW | uapi.IOMMU_IOAS_MAP_FIXED_IOVA, "iova": 1 << 24},
+                       thread=2, fail_nth=90),
+                    Op("IOAS_UNMAP", {"ioas_id": IOAS, "iova": 1 << 24, "length": 1 << 16},
+                       thread=3)], [Buffer(1 << 16)])
+    first = differential.run(prog, vm)
+    assert [m.op for m in first.mismatches] == [4] and not first.execution.results[3].injected
+    res = minimize((prog, sig), vm, rate_runs=1)
+    print(*res.log, sep="\n")
+    assert [op.name for op in res.prog.ops] == ["IOAS_ALLOC", "IOAS_MAP", "IOAS_UNMAP"]
+    assert not res.prog.threaded and not res.prog.faulted
+    assert any("no threads, no race groups" in ln for ln in res.log)
+    assert any("no fault injected" in ln for ln in res.log)

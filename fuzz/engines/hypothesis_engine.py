@@ -98,6 +98,7 @@ class Context:
     run: Callable[[Program], differential.Outcome] | None = None
     on_failure: list = []  # callbacks(outcome) for the campaign's finding store
     last_failure: differential.Outcome | None = None
+    schedule = True  # fault_last and race_last change how ops run (False: for comparison)
 
 
 BUFFERS = [Buffer(1 << 18, "anon", 11), Buffer(1 << 16, "readonly", 12),
@@ -141,14 +142,14 @@ class _Machine(RuleBasedStateMachine):
     # -- how the ops run: faults and races --------------------------------------------------
     @rule(nth=st.integers(1, 48))
     def fault_last(self, nth: int) -> None:
-        if self.prog.ops:
+        if self.prog.ops and Context.schedule:
             self.prog.ops[-1].fail_nth = nth
 
     @rule(n=st.integers(2, 4), threads=st.lists(st.integers(0, MAX_THREADS - 1), min_size=4,
                                                  max_size=4))
     def race_last(self, n: int, threads: list[int]) -> None:
         ops = self.prog.ops[-n:]
-        if len(ops) < 2 or len(set(threads[:len(ops)])) < 2:
+        if not Context.schedule or len(ops) < 2 or len(set(threads[:len(ops)])) < 2:
             return
         used = {op.barrier for op in self.prog.ops}
         label = next((b for b in range(1, MAX_BARRIER + 1) if b not in used), 1)
@@ -276,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kmemleak", action="store_true")
     ap.add_argument("--leak-scan-s", type=float, default=0.0)
     ap.add_argument("--fault-walk-every", type=int, default=0)
+    ap.add_argument("--no-schedule", action="store_true",
+                    help="no injected faults, no threads (for comparison)")
     ap.add_argument("--exchange", type=Path, help="cluster campaigns: the directory shared "
                     "with the node's actor (fuzz.cluster.exchange; findings only)")
     a = ap.parse_args(argv)
@@ -286,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     state.walk_every, state.leak_scan_s = a.fault_walk_every, a.leak_scan_s
     state.walk_dirs = list(getattr(a, "seeds", []))
     Context.run = lambda prog: state.run(prog)[0]
+    Context.schedule = not a.no_schedule
     end = time.monotonic() + a.seconds
     try:
         while time.monotonic() < end:

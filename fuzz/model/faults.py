@@ -48,6 +48,12 @@ _MOCK_DEVICE = {errno.EINVAL: "an allocation failed in iommu_probe_device() (the
                               "IOMMU) and iommufd_device_bind() refuses a device without "
                               "IOMMU_CAP_CACHE_COHERENCY; or, attaching, fail_iommufd in "
                               "iopt_table_enforce_dev_resv_regions()"}
+# a failed __GFP_NOWARN kmalloc in temp_kmalloc() falls back to one page (or the
+# caller's backup), so pfn_reader_user_pin cuts the range into other pin calls: one
+# that reaches the last page below 2^64 answers EOVERFLOW where the cut without the
+# fault answered EFAULT (fuzz.model.gup)
+_CUT = {errno.EOVERFLOW: "temp_kmalloc()'s fallback after a failed allocation cut the pin "
+                         "calls otherwise, and one reached the top of the address space"}
 # ... and for these ops also (the walk of every seed op found them: fuzz.faults)
 INJECTED_ERRNOS_OF: dict[str, dict[int, str]] = {
     "TEST_MOCK_DOMAIN": _MOCK_DEVICE,
@@ -55,13 +61,25 @@ INJECTED_ERRNOS_OF: dict[str, dict[int, str]] = {
     "TEST_MOCK_DOMAIN_REPLACE": _ATTACH,
     "TEST_ACCESS_PAGES": {errno.EINVAL: "fail_iommufd half way through pages_to_xarray()"},
     "TEST_ACCESS_RW": {errno.EINVAL: "fail_iommufd in iopt_pages_rw_page()"},
+    "HWPT_ALLOC": {errno.EINVAL: "fail_iommufd in iommufd_get_object() of pt_id "
+                                 "(iommufd_hwpt_alloc answers EINVAL for any lookup error)"},
 }
+# outputs an op writes back on its error path too (the rest hold what the struct held)
+FAILED_OUT: dict[str, dict[str, int]] = {
+    # iommufd_hwpt_invalidate: entry_num = done_num, 0 when the lookup failed
+    "HWPT_INVALIDATE": {"entry_num": 0},
+}
+# ops whose path pins user pages through pfn_reader_user_pin: a map, a copy or a new
+# domain filled from an IOAS's areas, an access's pin or slow-path read/write
+PINS = {"IOAS_MAP", "IOAS_COPY", "VFIO_IOMMU_MAP_DMA", "TEST_ACCESS_PAGES", "TEST_ACCESS_RW",
+        "TEST_MOCK_DOMAIN", "TEST_MOCK_DOMAIN_FLAGS", "TEST_MOCK_DOMAIN_REPLACE", "HWPT_ALLOC"}
 ALLOWED = tuple(sorted(INJECTED_ERRNOS))
 
 
 def allowed(name: str) -> tuple[int, ...]:
     """The errnos an injected fault may fail op `name` with."""
-    return tuple(sorted({*INJECTED_ERRNOS, *INJECTED_ERRNOS_OF.get(name, {})}))
+    return tuple(sorted({*INJECTED_ERRNOS, *INJECTED_ERRNOS_OF.get(name, {}),
+                         *(_CUT if name in PINS else {})}))
 
 
 def _attach_points(model: Model, index: int) -> list[tuple[str, int]]:
@@ -120,7 +138,8 @@ def step(model: Model, index: int, kernel: OpResult | None) -> OpResult:
         return res  # as usual, or a mismatch the comparison names
     # failed through the fault: as if it had never run
     model.__dict__.update(before.__dict__)
-    failed = OpResult(kernel.errno, -1, model.default_out(op.name, model.resolve(index)),
+    failed = OpResult(kernel.errno, -1, {**model.default_out(op.name, model.resolve(index)),
+                                         **FAILED_OUT.get(op.name, {})},
                       fault_errnos=res.fault_errnos)
     if "ret" in failed.out:
         failed.out["ret"] = -1

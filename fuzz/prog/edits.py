@@ -52,7 +52,8 @@ def remove_ops(prog: Program, drop: set[int], pick: Pick = first) -> Program:
             cands = candidates(prog, old, v.field, want, keep)
             op.args[k] = Ref(new_index[pick(cands)], v.field, v.add) if cands else 0
         ops.append(op)
-    return Program(ops, copy.deepcopy(prog.buffers))
+    # two race groups with one label that the dropped ops kept apart are one now
+    return repair_groups(Program(ops, copy.deepcopy(prog.buffers)))
 
 
 def insert_op(prog: Program, at: int, op: Op) -> Program:

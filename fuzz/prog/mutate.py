@@ -42,10 +42,12 @@ def _pick(rng: random.Random) -> edits.Pick:
     return lambda cands: rng.choice(list(cands))
 
 
-def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None) -> Program:
+def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None,
+           schedule: bool = True) -> Program:
+    """schedule False: never touch how ops run (no faults, no threads: for comparison)."""
     p = copy.deepcopy(prog)
     gen = Generator(RandomChooser(rng.getrandbits(32)))
-    choice = rng.randrange(11) if p.ops else 7
+    choice = rng.randrange(11 if schedule else 9) if p.ops else 7
     if choice == 7 and len(p.ops) < MAX_OPS:  # append a freshly generated sequence
         ctx = Context.of(p)
         if not ctx.of_kinds(("ioas",)):
