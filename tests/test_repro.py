@@ -36,8 +36,8 @@ U32_MAX = (1 << 32) - 1
 class WrongAboutUnmap:
     """Agrees with the kernel on everything but IOAS_UNMAP, which it says fails."""
 
-    def __init__(self, prog: Program) -> None:
-        self.prog = prog
+    def __init__(self, prog: Program, fds: object = None) -> None:
+        self.prog = prog  # fds: the backend's fd table, which this model has no use for
 
     def step(self, i: int, kernel: OpResult) -> OpResult:
         if self.prog.ops[i].name == "IOAS_UNMAP":
