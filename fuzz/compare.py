@@ -22,6 +22,11 @@ class Mismatch:
     def describe(self) -> str:
         if self.field == "unsure":
             return f"op {self.op} ({self.name}): model unsure: {self.model}"
+        if self.field == "fault_errno":
+            natural, allowed = self.model
+            return (f"op {self.op} ({self.name}): an injected fault failed it with "
+                    f"{errno_name(self.kernel)}; the model expects {errno_name(natural)} "
+                    f"without the fault, or one of {', '.join(map(errno_name, allowed))}")
         k, m = self.kernel, self.model
         if self.field == "errno":
             k, m = errno_name(k), errno_name(m)
@@ -33,6 +38,8 @@ class Mismatch:
     def signature(self) -> str:
         """Stable across runs: the op and field, not the values (iovas vary), and the
         known bug's id when the kernel did what that bug does."""
+        if self.field == "fault_errno":
+            return f"mismatch {self.name}.fault_errno kernel={errno_name(self.kernel)}"
         return f"mismatch {self.name}.{self.field}" + (f" [{self.bug}]" if self.bug else "")
 
 
@@ -47,6 +54,9 @@ def _fmt(v: Any) -> str:
 def compare_op(i: int, name: str, kernel: OpResult, model: OpResult) -> list[Mismatch]:
     if model.unsure:
         return [Mismatch(i, name, "unsure", kernel.describe(), model.unsure)]
+    if kernel.errno != model.errno and kernel.injected and model.fault_errnos:
+        return [Mismatch(i, name, "fault_errno", kernel.errno,
+                         (model.errno, model.fault_errnos))]
     bug = model.known or ""  # the model saw the kernel's result is that known bug's
     if kernel.errno != model.errno:
         return [Mismatch(i, name, "errno", kernel.errno, model.errno, bug)]
