@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from array import array
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,10 +106,15 @@ def status(cfg: CampaignConfig, t0: float) -> dict:
          "programs_per_s": round(programs / el, 2) if el else 0,
          "execs_per_s": round(ops / el, 1) if el else 0,
          "edges": len(edges), "corpus": len(corpus.files(cfg.corpus)),
-         "findings": len(FindingStore(cfg.findings).list()),
+         **_finding_counts(cfg),
          "vm_restarts": sum(s.get("restarts", 0) for s in per),
          "restart_s": round(sum(s.get("restart_s", 0.0) for s in per), 1),
          "workers": len(per)}
+    boundary: Counter = Counter()  # boundary values the workers' generators drew
+    for w in per:
+        boundary.update(w.get("boundary_values", {}))
+    s["boundary"] = sum(boundary.values())
+    s["boundary_values"] = dict(sorted(boundary.items()))
     from fuzz.engines.common import KINDS
 
     s["programs_by_kind"] = {k: sum(w.get("programs_by_kind", {}).get(k, 0) for w in per)
@@ -127,6 +133,13 @@ def status(cfg: CampaignConfig, t0: float) -> dict:
         s["iommufd_lines_total"] = lm.reachable_count()
         s["iommufd_lines_pct"] = round(100 * s["iommufd_lines"] / max(1, lm.reachable_count()), 2)
     return s
+
+
+def _finding_counts(cfg: CampaignConfig) -> dict:
+    """New findings, and known kernel bugs (fuzz.known) the campaign ran into again."""
+    rows = FindingStore(cfg.findings).list()
+    return {"findings": sum(1 for f, _ in rows if not f.known),
+            "known_bugs": sum(1 for f, _ in rows if f.known)}
 
 
 def _line_map(cfg: CampaignConfig):  # type: ignore[no-untyped-def]
@@ -160,7 +173,8 @@ def status_line(s: dict) -> str:
     return (f"[{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}] {cluster}"
             f"execs/s {s['execs_per_s']:.0f} "
             f"programs/s {s['programs_per_s']:.1f} edges {s['edges']} {lines}"
-            f"corpus {s['corpus']} findings {s['findings']} restarts {s['vm_restarts']} "
+            f"corpus {s['corpus']} findings {s['findings']} known {s.get('known_bugs', 0)} "
+            f"restarts {s['vm_restarts']} "
             f"({s['restart_s']:.0f}s)")
 
 

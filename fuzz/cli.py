@@ -104,7 +104,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             out = differential.run(prog, be)
             print(f"== {path}")
             print(format_table(out))
-            verdict = "FAIL" if out.failed else "agree"
+            verdict = "FAIL" if out.failed_new else "KNOWN BUG" if out.failed else "agree"
             print(f"{verdict}: {len(out.mismatches)} mismatches, {len(out.unsure)} unsure, "
                   f"{len(out.execution.reports)} splats")
             status |= 1 if out.failed else 0
@@ -175,7 +175,8 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
 
     run_ray = ray_runner(a) if a.ray else None
     kdir = _kernel_dir(a.kernel)
-    seeds = tuple(Path(p) for p in a.seeds) if a.seeds else (Path("corpus/seeds"),)
+    seeds = () if a.no_seeds else tuple(Path(p) for p in a.seeds) if a.seeds \
+        else (Path("corpus/seeds"),)
     cfg = CampaignConfig(kernel=kdir, corpus=Path(a.corpus), findings=Path(a.findings),
                          workdir=Path(a.workdir), engine=a.engine,
                          seconds=parse_duration(a.time), vms=a.vms,
@@ -222,7 +223,8 @@ def cmd_findings(a: argparse.Namespace) -> int:
         return 0
     print(f"{'count':>5}  {'first seen':<20}  {'kind':<8}  title")
     for f, d in sorted(rows, key=lambda t: t[0].first_seen):
-        print(f"{f.count:>5}  {f.first_seen:<20}  {f.kind:<8}  {f.title}  ({d.name})")
+        print(f"{f.count:>5}  {f.first_seen:<20}  {f.kind:<8}  {f.title}  ({d.name})"
+              + (f"  report: {f.known}" if f.known else ""))
     return 0
 
 
@@ -409,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--corpus", default="corpus/campaign")
     f.add_argument("--seeds", action="append", help="extra read-only corpus dirs "
                    "(default corpus/seeds)")
+    f.add_argument("--no-seeds", action="store_true",
+                   help="start from --corpus alone (an empty one: from nothing), no seeds")
     f.add_argument("--findings", default="findings")
     f.add_argument("--workdir", default="workdir/campaign")
     f.add_argument("--kernel")

@@ -17,6 +17,7 @@ class Mismatch:
     field: str  # "errno", an output field, or "unsure"
     kernel: Any
     model: Any
+    bug: str = ""  # the known kernel bug the kernel's result is (reproducers/known.json)
 
     def describe(self) -> str:
         if self.field == "unsure":
@@ -29,14 +30,17 @@ class Mismatch:
         k, m = self.kernel, self.model
         if self.field == "errno":
             k, m = errno_name(k), errno_name(m)
-        return f"op {self.op} ({self.name}): {self.field}: kernel {_fmt(k)}, model {_fmt(m)}"
+        known = f" (known kernel bug: {self.bug})" if self.bug else ""
+        return (f"op {self.op} ({self.name}): {self.field}: kernel {_fmt(k)}, model {_fmt(m)}"
+                + known)
 
     @property
     def signature(self) -> str:
-        """Stable across runs: the op and field, not the values (iovas vary)."""
+        """Stable across runs: the op and field, not the values (iovas vary), and the
+        known bug's id when the kernel did what that bug does."""
         if self.field == "fault_errno":
             return f"mismatch {self.name}.fault_errno kernel={errno_name(self.kernel)}"
-        return f"mismatch {self.name}.{self.field}"
+        return f"mismatch {self.name}.{self.field}" + (f" [{self.bug}]" if self.bug else "")
 
 
 def _fmt(v: Any) -> str:
@@ -53,8 +57,9 @@ def compare_op(i: int, name: str, kernel: OpResult, model: OpResult) -> list[Mis
     if kernel.errno != model.errno and kernel.injected and model.fault_errnos:
         return [Mismatch(i, name, "fault_errno", kernel.errno,
                          (model.errno, model.fault_errnos))]
+    bug = model.known or ""  # the model saw the kernel's result is that known bug's
     if kernel.errno != model.errno:
-        return [Mismatch(i, name, "errno", kernel.errno, model.errno)]
+        return [Mismatch(i, name, "errno", kernel.errno, model.errno, bug)]
     out = []
     d = OPS[name]
     for f in sorted(set(kernel.out) | set(model.out)):
@@ -67,7 +72,7 @@ def compare_op(i: int, name: str, kernel: OpResult, model: OpResult) -> list[Mis
             continue
         kv, mv = kernel.out.get(f), model.out.get(f)
         if kv != mv:
-            out.append(Mismatch(i, name, f, kv, mv))
+            out.append(Mismatch(i, name, f, kv, mv, bug))
     return out
 
 

@@ -45,6 +45,13 @@ class Outcome:
         ex = self.execution
         return bool(self.mismatches or ex.reports or ex.crash)
 
+    @property
+    def failed_new(self) -> bool:
+        """A finding that is not only known kernel bugs (fuzz.known)."""
+        from fuzz.findings import from_outcome
+
+        return self.failed and any(not f.known for f in from_outcome(self))
+
 
 @dataclass
 class _Try:

@@ -5,6 +5,9 @@ signature and stored atomically, one directory each:
                      /program.json   the program that showed it (first one seen)
                      /kernel.log     kernel log lines / console tail of that run
                      /manifest.json  the kernel build's manifest
+
+A finding that is a known kernel bug (fuzz.known, reproducers/known.json) is stored
+and counted like any other, with `known` naming its report, but never counts as new.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fuzz import known
 from fuzz.prog import Program, atomic_write
 from fuzz.result import errno_name
 
@@ -32,6 +36,7 @@ class Finding:
     op: int | None = None
     field: str | None = None
     detail: str = ""
+    known: str = ""  # the report of the known kernel bug it is (fuzz.known), if any
 
     @property
     def slug(self) -> str:
@@ -55,12 +60,21 @@ def from_outcome(outcome: Any) -> list[Finding]:
         found.append(Finding(title, hashlib.sha1(title.encode()).hexdigest()[:16], "crash",
                              detail=ex.crash))
     if outcome.mismatches:
-        m = outcome.mismatches[0]  # later ones usually follow from the first
-        sig = m.signature + (f" kernel={errno_name(m.kernel)} model={errno_name(m.model)}"
-                             if m.field == "errno" else "")
-        title = f"model/kernel mismatch in {m.name}.{m.field}"
-        found.append(Finding(title, sig, "mismatch", op=m.op, field=m.field,
-                             detail=m.describe()))
+        # later ones usually follow from the first - but not from a known bug's, after
+        # which the model keeps the state the kernel left: the first other one counts
+        firsts = [m for m in outcome.mismatches if not m.bug][:1]
+        firsts += list({m.bug: m for m in reversed(outcome.mismatches) if m.bug}.values())
+        for m in firsts:
+            sig = m.signature + (f" kernel={errno_name(m.kernel)} model={errno_name(m.model)}"
+                                 if m.field == "errno" else "")
+            title = f"model/kernel mismatch in {m.name}.{m.field}"
+            found.append(Finding(title, sig, "mismatch", op=m.op, field=m.field,
+                                 detail=m.describe()))
+    for f in found:
+        bug = known.match(f.signature)
+        if bug is not None:
+            f.known = bug.report
+            f.title = f"known: {bug.title}"
     return found
 
 
@@ -70,7 +84,7 @@ class FindingStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def record(self, f: Finding, prog: Program, log: str, manifest: dict | None) -> bool:
-        """Store or count a finding; True if it is new."""
+        """Store or count a finding; True if it is new (a known bug never is)."""
         d = self.root / f.slug
         meta = d / "finding.json"
         now = _now()
@@ -91,7 +105,7 @@ class FindingStore:
         atomic_write(d / "kernel.log", log.encode())
         atomic_write(d / "manifest.json", (json.dumps(manifest or {}, indent=1) + "\n").encode())
         atomic_write(meta, (json.dumps(asdict(f), indent=1) + "\n").encode())
-        return True
+        return not f.known
 
     def list(self) -> list[tuple[Finding, Path]]:
         out = []

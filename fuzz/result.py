@@ -14,7 +14,8 @@ class OpResult:
     elsewhere); out holds each output field the op spec lists (ints, "ranges" as
     a list of [start, last], "data" as bytes, "caps" as a list of dicts).
     unsure: set by the model where it cannot predict this op exactly; the
-    comparison then reports it instead of agreeing silently.
+    comparison then reports it instead of agreeing silently. known: set by the
+    model where the kernel's result is exactly what a known kernel bug gives.
     How the kernel run went (the executor's, not compared): injected - the op's
     fail_nth fault point was reached and failed; thread - the thread that issued
     it; t_start/t_end - CLOCK_MONOTONIC ns around the call, from the program's
@@ -30,6 +31,9 @@ class OpResult:
     fault_errnos: tuple[int, ...] = ()
     t_start: int = 0
     t_end: int = 0
+    # the model's: the kernel did exactly what this known kernel bug does instead of
+    # what the model predicts (the id of an entry of reproducers/known.json)
+    known: str | None = None
 
     def describe(self) -> str:
         head = "ok" if self.errno == 0 else errno_name(self.errno)

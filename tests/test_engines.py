@@ -70,7 +70,7 @@ def test_hypothesis_engine_finds_shrinks_and_records_planted_divergence(
     with pytest.raises(AssertionError, match="IOAS_MAP"):
         # derandomized: the same search every run (a random one misses now and then)
         run_state_machine_as_test(IommufdMachine,
-                                  settings=settings(machine_settings(300), derandomize=True))
+                                  settings=settings(machine_settings(600), derandomize=True))
     assert Context.last_failure is not None
     shrunk = Context.last_failure.prog
     names = [op.name for op in shrunk.ops]

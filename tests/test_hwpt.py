@@ -9,11 +9,12 @@ import errno as E
 import re
 import struct
 
-from fuzz import uapi
+from fuzz import differential, uapi
 from fuzz.backend import VMBackend
 from fuzz.executor.encode import encode
 from fuzz.executor.wire import CALL, HEADER, RELOC, RELOC_ARENA
 from fuzz.model import run_model
+from fuzz.model.memory import pattern_bytes
 from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
 from fuzz.prog.descriptions import HW_INFO_SCRATCH, OPS
 from fuzz.prog.ir import SCRATCH_ADDR
@@ -162,6 +163,50 @@ def test_fault_fd_number_is_computed() -> None:
     assert res[2].out["out_fault_fd"] == 5
 
 
+def _cookie_0_prog() -> Program:
+    """Read fault 1 (cookie 1), respond for cookie 0 (EINVAL), read fault 2, respond for
+    cookie 0 again (reproducers/fault-response-cookie-0)."""
+    fd = Ref(3, "out_fault_fd")
+    return _fault_prog([Op("READ", {"fd": fd, "count": 40}),
+                        Op("WRITE", {"fd": fd, "cookie": 0, "count": 8}),
+                        Op("READ", {"fd": fd, "count": 40}),
+                        Op("WRITE", {"fd": fd, "cookie": 0, "count": 8})])
+
+
+def test_fault_cookie_0_known_bug_is_marked_and_followed() -> None:
+    prog = _cookie_0_prog()
+    res = run_model(prog)
+    # documented: cookies from 1 (XA_FLAGS_ALLOC1); a response for 0 is refused
+    assert res[8].out["cookie"] == 1 and res[9].errno == E.EINVAL
+    assert res[10].out["cookie"] == 2 and res[10].known is None and res[11].errno == E.EINVAL
+    # 6.12: the refused response freed index 0, the second group gets cookie 0, and a
+    # response for cookie 0 then completes it
+    kernel = run_model(prog)
+    rec = kernel[10].out["records"][0][:8] + [0]
+    kernel[10] = OpResult(0, 40, {"ret": 40, "cookie": 0, "records": [rec]})
+    kernel[11] = OpResult(0, 8, {"ret": 8})
+    res = run_model(prog, kernel)
+    assert res[10].known == "fault-response-cookie-0" and res[10].out["cookie"] == 2
+    assert res[11].errno == 0 and res[11].known is None  # followed: cookie 0 is live
+    from fuzz.compare import compare_op
+
+    m = compare_op(10, "READ", kernel[10], res[10])[0]
+    assert m.signature == "mismatch READ.cookie [fault-response-cookie-0]"
+    # without the write of cookie 0, a cookie-0 record is an ordinary mismatch
+    prog.ops[9].args["cookie"] = 5
+    assert run_model(prog, kernel)[10].known is None
+
+
+def test_fault_cookie_0_is_found_as_the_known_bug(vm: VMBackend) -> None:
+    out = differential.run(_cookie_0_prog(), vm)
+    ex = out.execution
+    assert ex.crash is None and ex.setup_error is None
+    assert ex.results[10].out["cookie"] == 0 and ex.results[11].errno == 0
+    sigs = [m.signature for m in out.mismatches]
+    assert sigs == ["mismatch READ.cookie [fault-response-cookie-0]",
+                    "mismatch READ.records [fault-response-cookie-0]"], sigs
+
+
 def test_hw_info_past_the_scratch_mapping_faults() -> None:
     prog = Program([Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": Ref(0, "out_ioas_id")}),
                     Op("GET_HW_INFO", {"dev_id": Ref(1, "out_idev_id"),
@@ -186,12 +231,17 @@ def test_huge_read_into_the_side_array_is_unsure() -> None:
         assert res[9].unsure and "queues of fault" in res[9].unsure, count
 
 
-def test_get_dirty_bitmap_errors_after_setup_are_swallowed() -> None:
-    # iommu_read_and_clear_dirty ignores iova_bitmap_for_each's result: a range with a
-    # hole after the first area still succeeds, and only the first area is read
+def _with_bits(seed: int, bits: int) -> bytes:
+    """The captured u64 word of a bitmap in a buffer of pattern `seed`, with bits OR-ed in."""
+    b = bytearray(pattern_bytes(seed, 0, 8))
+    b[0] |= bits
+    return bytes(b)
+
+
+def _two_areas_with_a_hole(bitmap_kind: str = "memfd") -> Program:
     idev = Ref(1, "out_idev_id")
     ioas = Ref(0, "out_ioas_id")
-    prog = Program([
+    return Program([
         Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": ioas}),
         Op("IOAS_MAP", {"ioas_id": ioas, "user_va": BufPtr(0), "length": 4096, "iova": M16,
                         "flags": 7}),
@@ -205,13 +255,94 @@ def test_get_dirty_bitmap_errors_after_setup_are_swallowed() -> None:
                                      "length": 16384, "page_size": 2048, "data": BufPtr(2)}),
         Op("HWPT_GET_DIRTY_BITMAP", {"hwpt_id": Ref(4, "out_hwpt_id"), "iova": M16 + 8192,
                                      "length": 4096, "page_size": 2048, "data": BufPtr(3)}),
-    ], [Buffer(4096, "memfd", 1), Buffer(4096, "memfd", 0xFF), Buffer(4096, "memfd", 0),
+    ], [Buffer(4096, "memfd", 1), Buffer(4096, "memfd", 0xFF), Buffer(4096, bitmap_kind, 0),
         Buffer(4096, "memfd", 0)])
-    res = run_model(prog)
+
+
+def test_get_dirty_bitmap_reports_the_walks_error() -> None:
+    # __iommu_read_and_clear_dirty stops at the hole after the first area with -EINVAL,
+    # which the uAPI's caller must hear (6.12 drops it: dirty-bitmap-error-dropped)
+    res = run_model(_two_areas_with_a_hole())
     assert res[6].out["out_nr_dirty"] == 4  # 0xff: the four mapped 2K pages of eight
-    assert res[7].errno == 0 and res[7].out["bitmap"] == b"\x03"  # the first area only
-    # the second area's bits were neither recorded nor cleared by the first call
-    assert res[8].errno == 0 and res[8].out["bitmap"] == b"\x03"
+    assert res[7].errno == E.EINVAL and res[7].known is None
+    # the first area was recorded and cleared, the second one neither
+    assert res[8].errno == 0 and res[8].out["bitmap"] == _with_bits(0, 0x03)
+
+
+def test_get_dirty_bitmap_known_bug_is_marked_and_followed() -> None:
+    # given the kernel's result of the buggy 6.12 (0, the first area's bits), the model
+    # still predicts EINVAL, says the kernel's result is the known bug, and keeps the
+    # memory the kernel wrote
+    prog = _two_areas_with_a_hole()
+    kernel = run_model(prog)
+    kernel[7] = OpResult(0, 0, {"bitmap": _with_bits(0, 0x03)})
+    res = run_model(prog, kernel)
+    assert res[7].errno == E.EINVAL and res[7].known == "dirty-bitmap-error-dropped"
+    from fuzz.compare import compare_op
+
+    (m,) = compare_op(7, "HWPT_GET_DIRTY_BITMAP", kernel[7], res[7])
+    assert m.signature == "mismatch HWPT_GET_DIRTY_BITMAP.errno [dirty-bitmap-error-dropped]"
+    from fuzz import known
+
+    assert known.match(m.signature).report.endswith("report.txt")
+    # a result that is not the bug's is an ordinary mismatch
+    kernel[7] = OpResult(0, 0, {"bitmap": _with_bits(0, 0x07)})
+    assert run_model(prog, kernel)[7].known is None
+
+
+def test_get_dirty_bitmap_unpinnable_bitmap_is_efault() -> None:
+    prog = _two_areas_with_a_hole("readonly")
+    prog.ops[7].args["length"] = 4096  # the first area only: no hole
+    res = run_model(prog)
+    assert res[7].errno == E.EFAULT
+    # the mock cleared the bits it could not record: they are lost
+    prog.ops[8].args.update(iova=M16, data=BufPtr(3))
+    assert run_model(prog)[8].out["bitmap"] == pattern_bytes(0, 0, 8)
+
+
+def _huge_dirty(length: int) -> Program:
+    """A 2M hugetlb buffer mapped 1M aligned for a HUGE_IOVA device: 1M IOPTEs."""
+    ioas = Ref(0, "out_ioas_id")
+    h = Ref(3, "out_hwpt_id")
+    return Program([
+        Op("IOAS_ALLOC"),
+        Op("TEST_MOCK_DOMAIN_FLAGS", {"id": ioas, "dev_flags": 2}),
+        Op("IOAS_MAP", {"ioas_id": ioas, "user_va": BufPtr(0), "length": 2 << 20,
+                        "iova": M16, "flags": 7}),
+        Op("HWPT_ALLOC", {"dev_id": Ref(1, "out_idev_id"), "pt_id": ioas, "flags": 2}),
+        Op("HWPT_SET_DIRTY_TRACKING", {"hwpt_id": h, "flags": 1}),
+        Op("TEST_DIRTY", {"id": h, "iova": M16, "length": 2048, "page_size": 2048,
+                          "uptr": BufPtr(2)}),
+        Op("HWPT_GET_DIRTY_BITMAP", {"hwpt_id": h, "iova": M16, "length": length,
+                                     "page_size": 2048, "data": BufPtr(1, 100)}),
+        # NO_CLEAR over the whole huge page: shows what the first call wrote
+        Op("HWPT_GET_DIRTY_BITMAP", {"hwpt_id": h, "iova": M16, "length": 1 << 20,
+                                     "page_size": 2048, "data": BufPtr(1, 100), "flags": 1}),
+    ], [Buffer(2 << 20, "hugetlb", 1), Buffer(4096, "anon", 0), Buffer(4096, "memfd", 0xFF)])
+
+
+def test_huge_iopte_is_recorded_only_inside_the_range() -> None:
+    # the whole 1M IOPTE is dirty (and cleared), the bitmap of a 4K range gets 2 bits
+    prog = _huge_dirty(4096)
+    res = run_model(prog)
+    assert res[5].out["out_nr_dirty"] == 1
+    orig = pattern_bytes(0, 100, 64)
+    assert res[6].errno == 0 and res[6].unsure is None
+    assert res[6].out["bitmap"] == bytes([orig[0] | 0x03]) + orig[1:8]  # a u64 word
+    assert res[7].out["bitmap"] == bytes([orig[0] | 0x03]) + orig[1:]
+    # what 6.12 does: 512 bits from the range's start, 63 bytes past the 1-byte bitmap
+    kernel = run_model(prog)
+    kernel[6] = OpResult(0, 0, {"bitmap": b"\xff" * 8})
+    kernel[7] = OpResult(0, 0, {"bitmap": b"\xff" * 64})
+    res = run_model(prog, kernel)
+    assert res[6].known == "dirty-bitmap-overrun" and res[6].out["bitmap"] != b"\xff" * 8
+    assert res[7].known is None and res[7].out["bitmap"] == b"\xff" * 64
+
+
+def test_huge_iopte_on_anon_memory_is_unsure() -> None:
+    prog = _huge_dirty(4096)
+    prog.buffers[0] = Buffer(2 << 20, "anon", 1)
+    assert run_model(prog)[6].unsure
 
 
 def test_test_dirty_with_a_wrapping_iova_marks_the_wrapped_indexes() -> None:
@@ -233,10 +364,11 @@ def test_test_dirty_with_a_wrapping_iova_marks_the_wrapped_indexes() -> None:
 
 
 def test_dirty_bitmap_of_a_huge_iova_page_overruns_the_users_bitmap(vm: VMBackend) -> None:
-    """Candidate kernel bug (notes/spec-hwpt.md, 2): iova_bitmap_set does not clamp a
-    record to the bitmap, so a driver recording a whole 1M IOPTE for a 2K range writes
-    512 bits into a 1-byte bitmap. The 1M mapping depends on physical contiguity (a 2M
-    hugetlb page always has it), so the model is unsure here; this checks the kernel."""
+    """Known kernel bug dirty-bitmap-overrun (reproducers/dirty-bitmap-overrun):
+    iova_bitmap_set does not clamp a record to the bitmap, so a driver recording a whole
+    1M IOPTE for a 2K range writes 512 bits into a 1-byte bitmap. A 2M hugetlb page is
+    physically contiguous, so the model knows the IOPTE is 1M, predicts the documented
+    bitmap and says the kernel's is the known bug's."""
     huge, m16 = 2 << 20, uapi.MOCK_APERTURE_START
     ioas = Ref(0, "out_ioas_id")
     hwpt = Ref(3, "out_hwpt_id")
@@ -254,11 +386,17 @@ def test_dirty_bitmap_of_a_huge_iova_page_overruns_the_users_bitmap(vm: VMBacken
         Op("HWPT_GET_DIRTY_BITMAP", {"hwpt_id": hwpt, "iova": m16, "length": 1 << 20,
                                      "page_size": 2048, "data": BufPtr(1), "flags": 1}),
     ], [Buffer(huge, "hugetlb", 1), Buffer(4096, "anon", 0), Buffer(4096, "memfd", 0xFF)])
-    ex = vm.run(prog)
+    out = differential.run(prog, vm)
+    ex = out.execution
     assert ex.crash is None and ex.setup_error is None and ex.reports == []
     assert [r.errno for r in ex.results] == [0] * 8
     assert ex.results[5].out["out_nr_dirty"] == 1
-    assert ex.results[6].out["bitmap"] == b"\xff"  # the bitmap is one byte ...
-    # ... and the 63 bytes after it, which the kernel was not given, are 0xff too
+    # the bitmap is one bit, captured as its u64 word: all of it is set ...
+    assert ex.results[6].out["bitmap"] == b"\xff" * 8
+    # ... and the 56 bytes after it, which the kernel was not given, are 0xff too
     # (nothing is dirty any more: the NO_CLEAR read only shows what is in memory)
     assert ex.results[7].out["bitmap"] == b"\xff" * 64
+    assert out.model[6].out["bitmap"] == bytes([pattern_bytes(0, 0, 1)[0] | 1]) \
+        + pattern_bytes(0, 1, 7)
+    assert [m.signature for m in out.mismatches] == \
+        ["mismatch HWPT_GET_DIRTY_BITMAP.bitmap [dirty-bitmap-overrun]"]

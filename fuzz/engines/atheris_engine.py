@@ -35,6 +35,7 @@ from fuzz.executor.wire import KCOV_TRACE_CMP  # noqa: E402
 from fuzz.prog import Program, ProgramError  # noqa: E402
 from fuzz.prog.gen import Generator  # noqa: E402
 from fuzz.prog.mutate import crossover, mutate  # noqa: E402
+from fuzz.prog.types import Counts  # noqa: E402
 from fuzz.vm import VMConfig  # noqa: E402
 
 NCOUNTERS = 1 << 16
@@ -66,7 +67,7 @@ def decode(data: bytes) -> Program:
             return Program.loads(data.decode("utf-8", "replace"))
         except ProgramError:
             pass
-    return Generator(FdpChooser(data)).program()
+    return Generator(FdpChooser(data), counts=COUNTS).program()
 
 
 def take_import(max_size: int) -> bytes | None:
@@ -89,7 +90,7 @@ def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
     rng = random.Random(seed)
     prog = decode(data)
     for _ in range(1 + rng.randrange(3)):
-        prog = mutate(prog, rng, HINTS or None, SCHEDULE)
+        prog = mutate(prog, rng, HINTS or None, COUNTS, SCHEDULE)
     out = prog.dumps().encode()
     return out if len(out) <= max_size else data[:max_size]
 
@@ -103,6 +104,7 @@ def custom_crossover(a: bytes, b: bytes, max_out: int, seed: int) -> bytes:
 
 
 HINTS: list[int] = []
+COUNTS = Counts()  # what generation and mutation drew: the stats lines' boundary counts
 MAX_HINTS = 4096
 CMP_EVERY = 16
 NCMP_COUNTERS = 1 << 12
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel, cpus=a.cpus, kmemleak=a.kmemleak),
                         workdir=a.workdir / "vm")
     STATE = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
-                        a.worker)
+                        a.worker, counts=COUNTS)
     STATE.walk_every, STATE.leak_scan_s = a.fault_walk_every, a.leak_scan_s
     STATE.walk_dirs = list(getattr(a, "seeds", []))
     if a.exchange:

@@ -20,6 +20,7 @@ from fuzz import corpus, coverage, differential, findings, kernel
 from fuzz.backend import Backend
 from fuzz.executor.wire import KCOV_EDGES
 from fuzz.prog import Program, atomic_write
+from fuzz.prog.types import EDGE, Counts
 
 
 def build_c_loop() -> Path:
@@ -58,10 +59,12 @@ class WorkerState:
     ops: int = 0
     new_findings: int = 0
     findings_seen: set[str] = field(default_factory=set)
+    known_seen: set[str] = field(default_factory=set)  # known kernel bugs (fuzz.known) hit
     started: float = field(default_factory=time.monotonic)
     last_stats: float = 0.0
     manifest: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # e.g. the C-loop ceiling measured in this VM
+    counts: Counts | None = None  # what the worker's generator and mutator drew
     walk_dirs: list[Path] = field(default_factory=list)  # corpus dirs the fault walk takes from
     walk_every: int = 0  # a step of the systematic fault walk every this many programs
     leak_scan_s: float = 0.0  # kmemleak scan this often (0: never; the VM needs kmemleak=on)
@@ -108,6 +111,8 @@ class WorkerState:
             self.since_scan = [*self.since_scan[-63:], prog]
         self.programs += 1
         self.ops += len(prog.ops)
+        if self.counts is not None:
+            self.counts.take_ops()  # per-op marks are for gen --stats; here only totals
         if out.failed:
             self.record(out)
         return out, e
@@ -152,7 +157,7 @@ class WorkerState:
         for f in findings.from_outcome(out):
             if self.store.record(f, out.prog, log, self.manifest):
                 self.new_findings += 1
-            self.findings_seen.add(f.signature)
+            (self.known_seen if f.known else self.findings_seen).add(f.signature)
 
     def imported(self, name: str, found_at: float, startup: bool = False) -> None:
         """An entry another worker of the cluster found (at found_at, wall clock) ran
@@ -187,7 +192,7 @@ class WorkerState:
         line = {"t": round(self.last_stats - self.started, 2), "worker": self.worker,
                 "pid": os.getpid(), "programs": self.programs, "ops": self.ops,
                 "edges": len(self.edges), "corpus": len(corpus.files(self.corpus_dir)),
-                "findings": len(self.findings_seen),
+                "findings": len(self.findings_seen), "known_bugs": len(self.known_seen),
                 "restarts": getattr(vm, "restarts", 0),
                 "restart_s": round(getattr(vm, "restart_seconds", 0.0), 2),
                 "boot_s": round(getattr(vm, "cold_boot_seconds", 0.0), 2),
@@ -200,6 +205,11 @@ class WorkerState:
                 "leak_scans": self.leak_scans,
                 "fault_walk_runs": getattr(self.walker, "points", 0),
                 "final": final, **self.extra}
+        if self.counts is not None:
+            # boundary values generation and mutation drew so far (fuzz.prog.gen "edge: ...")
+            edges = self.counts.edges()
+            line["boundary"] = sum(edges.values())
+            line["boundary_values"] = {k.removeprefix(EDGE): v for k, v in sorted(edges.items())}
         if self.import_latency:
             lat = sorted(self.import_latency)
             line.update(imported=self.imports, import_latency_p50_s=round(lat[len(lat) // 2], 3))

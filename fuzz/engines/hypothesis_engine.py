@@ -40,7 +40,7 @@ from fuzz.prog import gen as G
 from fuzz.prog.descriptions import OPS
 from fuzz.prog.edits import repair_groups
 from fuzz.prog.limits import MAX_BARRIER, MAX_THREADS
-from fuzz.prog.types import KIND_PARENT, Const, Res, is_kind
+from fuzz.prog.types import KIND_PARENT, Const, Counts, Res, is_kind
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,7 @@ class Context:
     # corpus and findings: one kernel run and one model pass per example).
     run: Callable[[Program], differential.Outcome] | None = None
     on_failure: list = []  # callbacks(outcome) for the campaign's finding store
+    counts: Counts | None = None  # what the generator drew (the campaign's stats lines)
     last_failure: differential.Outcome | None = None
     schedule = True  # fault_last and race_last change how ops run (False: for comparison)
 
@@ -122,7 +123,7 @@ class _Machine(RuleBasedStateMachine):
     def add(self, choices: list[int], name: str, force: G.Force | None = None,
             preset: dict[str, Any] | None = None,
             types: dict[str, Any] | None = None) -> Made | None:
-        gen = G.Generator(ListChooser(choices), build=False)
+        gen = G.Generator(ListChooser(choices), build=False, counts=Context.counts)
         ctx = G.Context.of(self.prog)
         before = len(ctx.objs)
         i = gen.append(self.prog, ctx, name, force, preset=preset, types=types)
@@ -171,7 +172,7 @@ class _Machine(RuleBasedStateMachine):
             return
         out = (Context.run(self.prog) if Context.run
                else differential.run(self.prog, Context.backend))  # type: ignore[arg-type]
-        if out.failed:
+        if out.failed_new:  # a known kernel bug (fuzz.known) is counted, not shrunk again
             Context.last_failure = out
             for cb in Context.on_failure:
                 cb(out)
@@ -284,8 +285,9 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel, cpus=a.cpus, kmemleak=a.kmemleak),
                         workdir=a.workdir / "vm")
+    Context.counts = Counts()
     state = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
-                        a.worker, exchange=a.exchange)
+                        a.worker, exchange=a.exchange, counts=Context.counts)
     state.walk_every, state.leak_scan_s = a.fault_walk_every, a.leak_scan_s
     state.walk_dirs = list(getattr(a, "seeds", []))
     Context.run = lambda prog: state.run(prog)[0]

@@ -47,6 +47,7 @@ from fuzz.prog.layout import plan_struct, side_image
 if TYPE_CHECKING:
     from fuzz.model.model import Args, Model
 
+BUG_COOKIE_0 = "fault-response-cookie-0"  # reproducers/known.json
 PGFAULT = struct.Struct("<IIIIIIQII")  # struct iommu_hwpt_pgfault
 RESPONSE = struct.Struct("<II")  # struct iommu_hwpt_page_response
 assert PGFAULT.size == uapi.sizeof("struct iommu_hwpt_pgfault")
@@ -157,15 +158,14 @@ def read(m: Model, a: Args) -> dict:
     done = 0
     rc = 0
     records: list[list[int]] = []
+    moved: list[IopfGroup] = []
     while f.deliver:
         g = f.deliver[0]
         if done >= count or PGFAULT.size > count - done:
             if done == 0:
                 rc = EINVAL  # the first group does not fit the read
             break
-        cookie = 1
-        while cookie in f.response:
-            cookie += 1
+        cookie = _lowest_free(f.response, 1)
         g.cookie = cookie
         rec = [g.flags, g.dev_id, g.pasid, g.grpid, g.perm, 0, g.addr, 0, cookie]
         if not buf.write(PGFAULT.pack(*rec), done):
@@ -173,14 +173,52 @@ def read(m: Model, a: Args) -> dict:
             break
         f.deliver.pop(0)
         f.response[cookie] = g
+        moved.append(g)
         done += PGFAULT.size
         records.append(rec)
     if done == 0 and rc:
         raise KernelError(rc)
     # The executor decodes the records from its side array (it copies what a read
     # into a program buffer returned there first): at most side_len bytes of them.
-    records = records[:side_len // PGFAULT.size]
-    return {"ret": done, "cookie": records[0][8] if records else 0, "records": records}
+    out = {"ret": done, "cookie": records[0][8] if records else 0,
+           "records": records[:side_len // PGFAULT.size]}
+    if f.zero_freed and moved:
+        _cookie_0_bug(m, f, moved, out, side_len)
+    return out
+
+
+def _lowest_free(response: dict[int, IopfGroup], low: int) -> int:
+    """xa_alloc in fault->response: the lowest free index from `low`."""
+    cookie = low
+    while cookie in response:
+        cookie += 1
+    return cookie
+
+
+def _cookie_0_bug(m: Model, f: Fault, moved: list[IopfGroup], out: dict,
+                  side_len: int) -> None:
+    """The model predicts cookies from 1, as XA_FLAGS_ALLOC1 documents. After a
+    response for cookie 0 (write), 6.12's xa_erase(response, 0) has freed index 0
+    (known bug fault-response-cookie-0), so xa_alloc may hand out 0. When the kernel's
+    records are exactly that, the read is marked as the known bug and the groups are
+    filed under the kernel's cookies, so that later reads and writes still compare
+    (the read's result stays the documented one: the comparison reports it, tagged)."""
+    before = {c: g for c, g in f.response.items() if all(g is not x for x in moved)}
+    bug_cookies = []
+    for g in moved:
+        c = _lowest_free(before, 0)
+        before[c] = g
+        bug_cookies.append(c)
+    if bug_cookies == [g.cookie for g in moved]:
+        return  # 0 was not free: the same cookies either way
+    records = [rec[:8] + [c] for rec, c in zip(out["records"], bug_cookies)]
+    bug_out = {"ret": out["ret"], "cookie": bug_cookies[0],
+               "records": records[:side_len // PGFAULT.size]}
+    if not m.known_bug(BUG_COOKIE_0, 0, bug_out):
+        return
+    for g, c in zip(moved, bug_cookies):
+        g.cookie = c
+    f.response = before
 
 
 def write(m: Model, a: Args) -> dict:
@@ -207,6 +245,8 @@ def write(m: Model, a: Args) -> dict:
         if code not in (IOMMUFD_PAGE_RESP_SUCCESS, IOMMUFD_PAGE_RESP_INVALID):
             rc = EINVAL
             break
+        if cookie == 0 and f.response:
+            f.zero_freed = True  # see _cookie_0_bug
         if f.response.pop(cookie, None) is None:
             rc = EINVAL
             break

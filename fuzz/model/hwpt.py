@@ -52,6 +52,7 @@ from fuzz.model.objects import (
 from fuzz.model.ucmd import field_of, field_seen, user_size
 from fuzz.model.userbuf import UserBuf
 from fuzz.prog.layout import plan_struct, side_image
+from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM
 
 if TYPE_CHECKING:
     from fuzz.model.iopt import IoPagetable
@@ -190,13 +191,48 @@ def check_iova_range(iopt: IoPagetable, iova: int, length: int, page_size: int) 
         raise KernelError(EINVAL)
 
 
+# Known kernel bugs of 6.12 on this path (reproducers/known.json): the model predicts
+# what the uAPI documents and tells the comparison when the kernel did what the bug does.
+BUG_ERROR_DROPPED = "dirty-bitmap-error-dropped"
+BUG_OVERRUN = "dirty-bitmap-overrun"
+
+
+class _Both:
+    """Records into the kernel's bitmap and the documented one alike."""
+
+    def __init__(self, *bitmaps: IovaBitmap) -> None:
+        self.bitmaps = bitmaps
+
+    def set(self, iova: int, length: int) -> None:
+        for b in self.bitmaps:
+            b.set(iova, length)
+
+
+def _capture(m: Model, addr: int, n: int, bitmap: IovaBitmap) -> bytes:
+    """UserBuf.capture of the bitmap as it is after `bitmap`'s pending writes, without
+    counting it into the capture room."""
+    n = min(n, CAPTURE_MAX)
+    if n <= 0 or n > CAPTURE_ROOM - m.captured or not m.mem.one_readable_buffer(addr, n):
+        return b""
+    return bitmap.read(addr, n)
+
+
 def get_dirty_bitmap(m: Model, a: Args) -> dict:
     """iommufd_hwpt_get_dirty_bitmap -> iopt_read_and_clear_dirty_data ->
-    iommu_read_and_clear_dirty. The last one ignores what iova_bitmap_for_each
-    returns, so once the bitmap is set up the ioctl succeeds whatever happens: a
-    range not covered by areas back to back stops at the hole, a domain with
-    tracking off records nothing (the mock's -EINVAL), a bitmap that cannot be
-    pinned records nothing - all with 0."""
+    iommu_read_and_clear_dirty -> __iommu_read_and_clear_dirty: the areas back to back
+    from iova, each piece read (and cleared) by the mock; the walk stops at the first
+    error (tracking off: EINVAL) or at a hole (EINVAL).
+
+    What the model predicts is what the uAPI documents, not what 6.12 does:
+    - 6.12 drops the walk's error (iommu_read_and_clear_dirty returns its `ret = 0`
+      whatever iova_bitmap_for_each returned) and the bits iova_bitmap_set could not
+      record because the bitmap's page cannot be pinned: the model returns the walk's
+      error, else EFAULT for a bit that was not recorded (the mock cleared it already);
+    - 6.12 records a huge IOPTE past the end of the range into the user's memory past
+      the bitmap: the model records only the range's bits.
+    The dirty bits are read and cleared the same either way. When the kernel result
+    is exactly what the bug gives, the model says so (Model.known_bug) and keeps the
+    user memory the kernel left."""
     flags = a["flags"]
     if flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR or a["__reserved"]:
         raise KernelError(EOPNOTSUPP)
@@ -209,15 +245,38 @@ def get_dirty_bitmap(m: Model, a: Args) -> dict:
     if not hwpt.dirty_ops:
         raise KernelError(EOPNOTSUPP)
     last = iova + length - 1
-    if hwpt.dirty_tracking and any(iova <= s * mock.SLOT <= last for s in hwpt.dirty):
-        mock.check_not_huge(hwpt, iova, last)
-    bitmap = IovaBitmap(m.mem, iova, length, page_size, a["data"])
-    for area, cur in iopt.contig(iova, last):
-        piece_last = min(last, area.last)
-        if mock.read_and_clear_dirty(hwpt, cur, piece_last - cur + 1, flags, bitmap):
+    data = a["data"]
+    kernel_bm = IovaBitmap(m.mem, iova, length, page_size, data)
+    fixed_bm = IovaBitmap(m.mem, iova, length, page_size, data, clamp=True)
+    both = _Both(kernel_bm, fixed_bm)
+    rc = 0
+    walk = iopt.contig(iova, last)
+    for area, cur in walk:
+        rc = mock.read_and_clear_dirty(hwpt, area, cur, min(last, area.last) - cur + 1, flags,
+                                       both)
+        if rc:
             break
-    nbytes = plan_struct(m.op).capture_len  # type: ignore[arg-type]
-    return {"bitmap": UserBuf(m, a["data"]).capture(nbytes)}
+    else:
+        if not walk.done:
+            rc = EINVAL
+    if not rc and fixed_bm.pin_failed:
+        rc = EFAULT
+    n = plan_struct(m.op).capture_len  # type: ignore[arg-type]
+    fixed = b"" if rc else _capture(m, data, n, fixed_bm)
+    try:
+        bug: bytes | None = _capture(m, data, n, kernel_bm)
+    except Unsure:
+        bug = None
+    if bug is not None and (rc or bug != fixed) and \
+            m.known_bug(BUG_ERROR_DROPPED if rc else BUG_OVERRUN, 0, {"bitmap": bug}):
+        kernel_bm.commit()
+        m.captured += len(bug)
+    else:
+        fixed_bm.commit()
+        m.captured += len(fixed)
+    if rc:
+        raise KernelError(rc)
+    return {"bitmap": fixed}
 
 
 # -- invalidation ------------------------------------------------------------------------

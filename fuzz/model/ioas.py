@@ -290,6 +290,9 @@ def option(m: Model, a: Args) -> dict:
             if val == 0:
                 iopt.disable_large_pages_op()
             elif val == 1:
+                if iopt.disable_large_pages and iopt.areas:
+                    for hwpt in iopt.domains:  # these areas stay mapped with small pages
+                        hwpt.large_pages_unknown = True
                 iopt.enable_large_pages()
             else:
                 raise KernelError(EINVAL)

@@ -8,6 +8,18 @@ FOLL_WRITE) only when a bit has to be set, starting at the byte of that bit, at 
 PAGE_SIZE / sizeof(struct page *) pages at a time; a bit whose page cannot be pinned
 is silently not recorded (iova_bitmap_set returns nothing). Arithmetic is unsigned
 long, as in the kernel.
+
+Two known kernel bugs of 6.12 live here (reproducers/known.json), and the model
+predicts the documented behaviour, not the kernel's: a record that runs past the
+bitmap's IOVA range (a driver reporting a whole huge IOPTE for a range that ends
+inside it) sets bits past the end of the user's bitmap, up to the end of the
+pinned pages - `clamp` cuts every record at the range's end, as the uAPI's bitmap
+of length / page_size bits promises; and a bit whose page cannot be pinned is
+dropped without an error - `pin_failed` says so, for the caller to report.
+
+Writes go to `pending` (page -> contents, None when unknown) and reach the user
+memory with commit(): the caller runs the kernel's bitmap and the documented one
+side by side and commits the one the kernel turned out to be.
 """
 
 from __future__ import annotations
@@ -26,8 +38,11 @@ PIN_MAX = PAGE_SIZE // 8  # struct page * per base page: the most pages one wind
 
 class IovaBitmap:
     def __init__(self, mem: UserMemory, iova: int, length: int, page_size: int,
-                 data: int) -> None:
+                 data: int, clamp: bool = False) -> None:
         self.mem = mem
+        self.clamp = clamp
+        self.pin_failed = False  # some bit was dropped: its page could not be pinned
+        self.pending: dict[int, bytearray | None] = {}
         self.pgshift = (page_size & -page_size).bit_length() - 1  # __ffs(page_size)
         self.data = data
         self.iova = iova
@@ -59,6 +74,7 @@ class IovaBitmap:
         npages = min(npages + (1 if addr % PAGE_SIZE else 0), PIN_MAX)
         got = self._pinned(addr, npages)
         if got <= 0:
+            self.pin_failed = True
             return False
         self.npages = got
         self.m_iova = (self.iova + self._index_to_offset(self.base)) & U64
@@ -88,7 +104,13 @@ class IovaBitmap:
         return self._get()
 
     def set(self, iova: int, length: int) -> None:
-        """iova_bitmap_set."""
+        """iova_bitmap_set (with clamp: cut at the end of the bitmap's range)."""
+        if self.clamp:
+            last = (self.iova + self.length - 1) & U64
+            if iova > last:
+                return
+            if iova + length - 1 > last:
+                length = last - iova + 1
         while True:
             if not self._mapped_range(iova, length) and not self._advance_to(iova):
                 return
@@ -116,15 +138,45 @@ class IovaBitmap:
     def _set_bits(self, page: int, offset: int, nbits: int) -> None:
         """bitmap_set on a pinned page: bits [offset, offset + nbits) of the page,
         little-endian within each byte."""
-        first = offset // 8
-        last = (offset + nbits - 1) // 8
-        addr = page + first
-        try:
-            cur = bytearray(self.mem.read(addr, last - first + 1))
-        except Unsure:
-            # the page's contents are unknown; so are they after the bits are set
-            self.mem.taint(addr, last - first + 1)
+        if page not in self.pending:
+            try:
+                self.pending[page] = bytearray(self.mem.read(page, PAGE_SIZE))
+            except Unsure:
+                self.pending[page] = None  # unknown before, so unknown after
+        cur = self.pending[page]
+        if cur is None:
             return
-        for bit in range(offset, offset + nbits):
-            cur[bit // 8 - first] |= 1 << (bit % 8)
-        self.mem.write(addr, bytes(cur))
+        end = offset + nbits
+        while offset < end:
+            if offset % 8 == 0 and end - offset >= 8:  # whole bytes at once
+                k = (end - offset) // 8
+                cur[offset // 8:offset // 8 + k] = b"\xff" * k
+                offset += 8 * k
+            else:
+                cur[offset // 8] |= 1 << (offset % 8)
+                offset += 1
+
+    def read(self, addr: int, n: int) -> bytes:
+        """User memory as it is after the pending writes (Unsure where unknown)."""
+        out = bytearray()
+        pos, end = addr, addr + n
+        while pos < end:
+            page = pos & ~(PAGE_SIZE - 1)
+            k = min(end, page + PAGE_SIZE) - pos
+            if page in self.pending:
+                cur = self.pending[page]
+                if cur is None:
+                    raise Unsure(f"contents at {pos:#x} are unknown", poisoned=False)
+                out += cur[pos - page:pos - page + k]
+            else:
+                out += self.mem.read(pos, k)
+            pos += k
+        return bytes(out)
+
+    def commit(self) -> None:
+        for page, cur in self.pending.items():
+            if cur is None:
+                self.mem.taint(page, PAGE_SIZE)
+            else:
+                self.mem.write(page, bytes(cur))
+        self.pending = {}

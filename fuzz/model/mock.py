@@ -4,15 +4,19 @@ IOTLB of a nested mock domain.
 
 A mock domain's xarray has one entry per 2K IOVA page (MOCK_IO_PAGE_SIZE) of every
 area of its IOAS. An entry carries MOCK_PFN_HUGE_IOVA when iommu_map used a 1M page
-for it, which needs a domain of a MOCK_FLAGS_DEVICE_HUGE_IOVA device, a 1M aligned
-IOVA and a physically contiguous, 1M aligned run of pages in one pfn batch: the
-model does not know physical addresses, so a dirty operation that may meet such an
-entry is unsure. Everything else about dirty bits is exact.
+for it, which needs a domain of a MOCK_FLAGS_DEVICE_HUGE_IOVA device, large pages
+allowed (IOMMU_OPTION_HUGE_PAGES), a 1M aligned 1M piece of the area and a physically
+contiguous run of pages behind it whose physical address has the IOVA's offset in a
+1M page (iommu_pgsize). For hugetlb memory that is exact: a 2M page is contiguous
+and 2M aligned, pfn batches only end where the pfns stop being contiguous
+(batch_add_pfn, pfn_reader_next), so the piece is huge iff its user address is 1M
+aligned. For other memory the model does not know physical addresses: a dirty read
+that depends on such a piece is unsure. Everything else about dirty bits is exact.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fuzz.model.consts import (
     EINVAL,
@@ -31,7 +35,6 @@ from fuzz.model.objects import Device, HwPagetable
 
 if TYPE_CHECKING:
     from fuzz.model.iopt import Area
-    from fuzz.model.iova_bitmap import IovaBitmap
 
 SLOT = MOCK_IO_PAGE_SIZE
 
@@ -69,36 +72,40 @@ def mapped_slots(hwpt: HwPagetable, first: int, last: int) -> list[tuple[int, in
     return out
 
 
+HUGE = "huge"  # the 1M piece is mapped with one 1M page (MOCK_PFN_HUGE_IOVA)
+SMALL = "small"  # 2K entries (or none: no area there)
+MAYBE = "maybe"  # huge or not, depending on physical addresses the model does not know
+HUGE_SLOTS = MOCK_HUGE_PAGE_SIZE // SLOT
+
+
+def piece_state(hwpt: HwPagetable, area: Area, head: int) -> str:
+    """Whether the 1M piece at `head` (1M aligned) of `area` is mapped huge in the
+    domain of `hwpt`."""
+    iopt = hwpt.ioas.iopt
+    if not hwpt.huge_iova or iopt.disable_large_pages or head < area.iova \
+            or head + MOCK_HUGE_PAGE_SIZE - 1 > area.last:
+        return SMALL
+    uaddr = area.uaddr(head)
+    region = iopt.mem.region_at(uaddr)
+    if region is not None and region.kind == "hugetlb" and not hwpt.large_pages_unknown:
+        return HUGE if uaddr % MOCK_HUGE_PAGE_SIZE == 0 else SMALL
+    return MAYBE if uaddr % PAGE_SIZE == 0 else SMALL
+
+
 def maybe_huge(hwpt: HwPagetable, first_iova: int, last_iova: int) -> bool:
-    """Whether some entry in [first_iova, last_iova] may be a 1M (MOCK_HUGE_PAGE_SIZE)
-    mapping: a 1M aligned 1M piece of an area there whose user address is page
-    aligned (1M aligned for hugetlb, whose physical pages are 2M aligned)."""
+    """Whether some entry in [first_iova, last_iova] may be a 1M mapping."""
     iopt = hwpt.ioas.iopt
     if not hwpt.huge_iova or iopt.disable_large_pages:
         return False
     area = iopt.area_iter_first(first_iova, last_iova)
     while area is not None:
-        if _area_maybe_huge(area, hwpt):
-            return True
+        head = -(-area.iova // MOCK_HUGE_PAGE_SIZE) * MOCK_HUGE_PAGE_SIZE
+        while head + MOCK_HUGE_PAGE_SIZE - 1 <= area.last:
+            if piece_state(hwpt, area, head) != SMALL:
+                return True
+            head += MOCK_HUGE_PAGE_SIZE
         area = iopt.area_iter_next(area, first_iova, last_iova)
     return False
-
-
-def _area_maybe_huge(area: Area, hwpt: HwPagetable) -> bool:
-    x = -(-area.iova // MOCK_HUGE_PAGE_SIZE) * MOCK_HUGE_PAGE_SIZE
-    region = hwpt.ioas.iopt.mem.region_at(area.pages.uptr)
-    align = MOCK_HUGE_PAGE_SIZE if region is not None and region.kind == "hugetlb" else PAGE_SIZE
-    while x + MOCK_HUGE_PAGE_SIZE - 1 <= area.last:
-        if area.uaddr(x) % align == 0:
-            return True
-        x += MOCK_HUGE_PAGE_SIZE
-    return False
-
-
-def check_not_huge(hwpt: HwPagetable, first_iova: int, last_iova: int) -> None:
-    if maybe_huge(hwpt, first_iova, last_iova):
-        raise Unsure("the mock domain may map part of this range with 1M pages "
-                     "(MOCK_PFN_HUGE_IOVA), which depends on physical addresses")
 
 
 def discard_dirty(hwpt: HwPagetable, iova: int, last: int) -> None:
@@ -122,19 +129,50 @@ def set_dirty_tracking(hwpt: HwPagetable, enable: bool) -> None:
     hwpt.dirty_tracking = enable
 
 
-def read_and_clear_dirty(hwpt: HwPagetable, iova: int, size: int, flags: int,
-                         bitmap: IovaBitmap) -> int:
-    """mock_domain_read_and_clear_dirty for one contiguous piece of the areas, with a
-    user bitmap: -EINVAL (as a positive errno) while tracking is off, else every dirty
-    entry is recorded (and cleared unless IOMMU_DIRTY_NO_CLEAR), in IOVA order."""
+def read_and_clear_dirty(hwpt: HwPagetable, area: Area, iova: int, size: int, flags: int,
+                         bitmap: Any) -> int:
+    """mock_domain_read_and_clear_dirty for one contiguous piece [iova, iova+size) of
+    `area`, with a user bitmap: -EINVAL (as a positive errno) while tracking is off.
+    Else, from iova on: no entry -> the next 2K; a 2K entry -> recorded (2K from
+    iova) if dirty; a huge entry -> if any entry of its whole 1M page is dirty, all of
+    them are cleared and 1M *from iova* is recorded (which runs past the range when it
+    ends inside the huge page), and the walk goes on 1M further. Dirty bits are
+    cleared unless IOMMU_DIRTY_NO_CLEAR. `bitmap` has set(iova, length)."""
     if not hwpt.dirty_tracking:
         return EINVAL
-    first, last = iova // SLOT, (iova + size - 1) // SLOT
-    hits = sorted(s for s in hwpt.dirty if first <= s <= last) \
-        if len(hwpt.dirty) < last - first + 1 else \
-        [s for s in range(first, last + 1) if s in hwpt.dirty]
-    for s in hits:
-        if not flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR:
-            hwpt.dirty.discard(s)
-        bitmap.set(s * SLOT, SLOT)
+    end = iova + size
+    no_clear = flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR
+    dirty = sorted(s for s in hwpt.dirty if area.iova // SLOT <= s <= area.last // SLOT)
+    k = 0  # dirty[k] is the first dirty entry at or after pos
+    pos = iova
+    while pos < end:
+        head = pos - pos % MOCK_HUGE_PAGE_SIZE
+        state = piece_state(hwpt, area, head)
+        while k < len(dirty) and dirty[k] * SLOT < pos:
+            k += 1
+        if state == SMALL:
+            # every 2K entry up to the next 1M boundary: only the dirty ones matter
+            stop = min(end, head + MOCK_HUGE_PAGE_SIZE)
+            while k < len(dirty) and dirty[k] * SLOT < stop:
+                s = dirty[k]
+                if not no_clear:
+                    hwpt.dirty.discard(s)
+                bitmap.set(s * SLOT, SLOT)
+                k += 1
+            pos = stop
+            continue
+        slots = range(head // SLOT, head // SLOT + HUGE_SLOTS)
+        hits = [s for s in dirty if s in slots] if len(dirty) < HUGE_SLOTS else \
+            [s for s in slots if s in hwpt.dirty]
+        if state == MAYBE:
+            if hits or pos != head:
+                raise Unsure("the mock domain may map this range with 1M pages "
+                             "(MOCK_PFN_HUGE_IOVA), which depends on physical addresses")
+            pos = head + MOCK_HUGE_PAGE_SIZE  # nothing dirty, and the walk ends up here
+            continue
+        if hits:
+            if not no_clear:
+                hwpt.dirty.difference_update(hits)
+            bitmap.set(pos, MOCK_HUGE_PAGE_SIZE)
+        pos += MOCK_HUGE_PAGE_SIZE
     return 0

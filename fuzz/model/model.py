@@ -248,6 +248,7 @@ class Model:
         self.op_name = ""
         self.op: Op | None = None  # the op being stepped (handlers that need its layout)
         self._kernel: OpResult | None = None
+        self._known: str | None = None
 
     # -- helpers the handlers use ------------------------------------------------
     def kernel_out(self, field: str) -> int | None:
@@ -257,6 +258,17 @@ class Model:
             return None
         v = k.out.get(field)
         return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    def known_bug(self, bug: str, errno: int, out: dict[str, Any]) -> bool:
+        """Whether the kernel's result for the current op is exactly (errno, out) - what
+        known kernel bug `bug` gives where the model predicts the documented behaviour.
+        If so the op's result says so (OpResult.known), and the handler leaves the
+        state the kernel left, so that later ops are still compared exactly."""
+        k = self._kernel
+        if k is None or k.errno != errno or any(k.out.get(f) != v for f, v in out.items()):
+            return False
+        self._known = bug
+        return True
 
     def alloc_fd(self, obj: Access | Fault, field: str) -> int:
         """The fd of a new access or fault file (output `field`): the lowest free
@@ -430,6 +442,7 @@ class Model:
         self.op_name = name
         self.op = op
         self._kernel = kernel
+        self._known = None
         a = self.resolve(index, info)
         out = self.default_out(name, a, info) if info.out_plan else {}
         res = OpResult(0, 0, out)
@@ -466,14 +479,16 @@ class Model:
                 hard = Unsure(mem.assumed)
         mem.kernel_ok = None
         self._kernel = None
+        res.known = self._known
         if info.kind in (VFIO_VAL, FDIO):
             if res.errno == 0:
                 res.ret = out["ret"]
             else:
                 out["ret"] = res.ret
         self._settle(index, name, a, res, hard, kernel)
-        self._slot(self.ref_outs, index, kernel.out if res.unsure is not None and
-                   kernel is not None else out)
+        # (and where the kernel's result is a known bug's: the model follows the kernel)
+        self._slot(self.ref_outs, index, kernel.out if (res.unsure is not None or res.known)
+                   and kernel is not None else out)
         return res
 
     # -- what an unsure op leaves unknown ----------------------------------------------

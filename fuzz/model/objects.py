@@ -106,6 +106,9 @@ class HwPagetable(Object):
         self.dirty_ops = dirty_ops  # domain->dirty_ops (IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
         self.dirty_tracking = False  # mock->flags & MOCK_DIRTY_TRACK
         self.dirty: set[int] = set()
+        # large pages were enabled again after areas went into this domain small:
+        # which 1M pieces are huge is not tracked (mock.piece_state)
+        self.large_pages_unknown = False
         self.devices: list[Device] = []
         self.children: list[HwptNested] = []
 
@@ -174,6 +177,9 @@ class Fault(Object):
         self.hwpts = 0  # HWPTs whose hwpt->fault is this one (each holds a users ref)
         self.deliver: list[IopfGroup] = []
         self.response: dict[int, IopfGroup] = {}
+        # a response for cookie 0 was written while the response xarray had a node:
+        # 6.12 has made index 0 allocatable (known bug fault-response-cookie-0)
+        self.zero_freed = False
 
     def users(self) -> int:
         return 1 + int(self.fd_open) + self.hwpts

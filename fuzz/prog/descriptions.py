@@ -207,11 +207,22 @@ _DESCS: list[OpDesc] = [
     OpDesc("IOAS_UNMAP", IOMMUFD, "IOMMU_IOAS_UNMAP", "struct iommu_ioas_unmap",
            args=(a("ioas_id", _IOAS), a("iova", Iova("ioas_id")), a("length", Len("iova"))),
            outs=(Out("length"),), weight=8),
+    # RLIMIT_MODE is the iommufd's (object_id 0) and can only be set while it holds no
+    # object; HUGE_PAGES is an IOAS's, and can only be turned off while no domain has
+    # pages mapped
     OpDesc("OPTION", IOMMUFD, "IOMMU_OPTION", "struct iommu_option",
            args=(a("option_id", Enum(OPTION_ID)), a("op", Enum(OPTION_OP)),
                  a("__reserved", Reserved()), a("object_id", _IOAS),
                  a("val64", Int((0, 1, 2)))),
-           outs=(Out("val64"),), weight=3),
+           outs=(Out("val64"),),
+           forms=(Form("huge pages of an IOAS", (
+                      ("option_id", Const(U.IOMMU_OPTION_HUGE_PAGES)),), weight=3),
+                  Form("the iommufd's rlimit mode", (
+                      ("option_id", Const(U.IOMMU_OPTION_RLIMIT_MODE)), ("object_id", Const(0)))),
+                  Form("the rlimit mode of an empty iommufd", (
+                      ("option_id", Const(U.IOMMU_OPTION_RLIMIT_MODE)), ("object_id", Const(0)),
+                      ("op", Const(U.IOMMU_OPTION_OP_SET))), first=True)),
+           weight=3),
     OpDesc("VFIO_IOAS", IOMMUFD, "IOMMU_VFIO_IOAS", "struct iommu_vfio_ioas",
            args=(a("ioas_id", _IOAS), a("op", Enum(VFIO_IOAS_OP)), a("__reserved", Reserved())),
            outs=(Out("ioas_id", "ioas"),),
@@ -224,7 +235,8 @@ _DESCS: list[OpDesc] = [
            a("out_idev_id", Output())], _MOCK_DOMAIN_OUTS, id_type=_IOAS, weight=5),
     _test("TEST_MOCK_DOMAIN_FLAGS", "mock_domain_flags",
           [a("out_stdev_id", Output()), a("out_hwpt_id", Output()),
-           a("out_idev_id", Output()), a("dev_flags", Flags(MOCK_DEVICE_FLAGS))],
+           a("out_idev_id", Output()),
+           a("dev_flags", Flags(MOCK_DEVICE_FLAGS, free=U.MOCK_FLAGS_DEVICE_HUGE_IOVA))],
           _MOCK_DOMAIN_OUTS, id_type=_IOAS, weight=2),
     _test("TEST_MOCK_DOMAIN_REPLACE", "mock_domain_replace",
           [a("pt_id", Res(("ioas", "hwpt_paging", "hwpt_nested")))],
@@ -316,7 +328,7 @@ _DESCS: list[OpDesc] = [
                  a("length", Len("iova")), a("page_size", Int(PAGE_SIZES)), a("data", Uptr())),
            outs=(Out("bitmap", decode="data"),),
            capture=Capture("data", bitmap=("length", "page_size"), out="bitmap"),
-           needs=("dirty_tracking",), weight=3),
+           needs=("dirty_tracking", "dirty_bits"), weight=3),
     OpDesc("HWPT_INVALIDATE", IOMMUFD, "IOMMU_HWPT_INVALIDATE", "struct iommu_hwpt_invalidate",
            args=(a("hwpt_id", Res(("hwpt_nested",))),
                  a("data_uptr", Uptr(side="struct iommu_hwpt_invalidate_selftest")),
@@ -337,7 +349,7 @@ _DESCS: list[OpDesc] = [
           [a("flags", Int((0,))), a("iova", Iova("id")), a("length", Len("iova")),
            a("page_size", Int(PAGE_SIZES)), a("uptr", Uptr()), a("out_nr_dirty", Output())],
           (Out("out_nr_dirty"),), id_type=Res(("hwpt_dirty",)), needs=("dirty_tracking",),
-          weight=3),
+          provides=(Provides("dirty_bits"),), weight=3),
     _test("TEST_MD_CHECK_IOTLB", "check_iotlb",
           [a("iotlb_id", Int((0, 1, 2, 3, 4)), "id"),
            a("iotlb", Int((U.IOMMU_TEST_IOTLB_DEFAULT, 0, 1)))],

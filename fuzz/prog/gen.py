@@ -11,6 +11,15 @@ map, a mock domain before MD_CHECK_MAP, VFIO_IOAS SET and VFIO_SET_IOMMU before 
 vfio MAP_DMA); IOVAs and lengths are drawn from the mappings made so far in the
 same IOVA space, user pointers from the buffers. Every so often it does the
 opposite on purpose: a wrong kind of object, a made-up id, a boundary value.
+
+Boundary values ("edge: ..." categories, counted by `gen --stats` and the campaign's
+stats lines) reach every argument: user addresses anywhere (NULL, unmapped, the
+last page below 2^64, past and across a buffer's end, in a hole), IOVAs, lengths
+and user addresses that are not page multiples where the IOAS has no domain or
+access and so maps at byte granularity (and later ops on such areas), every
+enum value and flag, refs in every integer slot (the struct size, capacities and
+counts included), and forms that only work on an empty iommufd as a program's
+first op. `edge()` draws one for any argument: the mutator uses it too.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from fuzz.prog.ir import (
     wrap64,
 )
 from fuzz.prog.types import (
+    EDGE,
     Arg,
     Capacity,
     Const,
@@ -64,6 +74,7 @@ from fuzz.prog.types import (
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 MOCK_PAGE = PAGE // 2  # selftest.c MOCK_IO_PAGE_SIZE
+MOCK_HUGE_PAGE = 512 * MOCK_PAGE  # selftest.c MOCK_HUGE_PAGE_SIZE (HUGE_IOVA devices)
 APERTURE_START = uapi.MOCK_APERTURE_START
 APERTURE_LAST = uapi.MOCK_APERTURE_LAST
 
@@ -78,8 +89,16 @@ INTERESTING_U64 = tuple(sorted(set(IOVAS) | {2, 3, 16, 64, 255, 256, 65535, 6553
                                              0x7FFFFFFF, 1 << 31, (1 << 63) - 1}))
 # Raw user addresses: NULL, an address nothing maps (a buffer slot far beyond any
 # program's), the last page below 2^64, the last user page of x86_64, non-canonical.
-RAW_UPTRS = (0, 1, BUF_BASE + (MAX_BUFFERS - 1) * BUF_STRIDE, U64_MAX - PAGE + 1,
-             (1 << 47) - PAGE, 1 << 63, U64_MAX)
+UPTR_EDGES = (("NULL", 0), ("address 1", 1),
+              ("an unmapped buffer slot", BUF_BASE + (MAX_BUFFERS - 1) * BUF_STRIDE),
+              ("the last page below 2^64", U64_MAX - PAGE + 1),
+              ("the last user page", (1 << 47) - PAGE), ("non-canonical", 1 << 63),
+              ("2^64 - 1", U64_MAX), ("the last byte below 2^64", U64_MAX - 1))
+RAW_UPTRS = tuple(v for _, v in UPTR_EDGES)
+# Byte offsets that are not page multiples (an IOAS without a domain or access maps
+# at byte granularity: iova_alignment 1)
+BYTE_OFFSETS = (1, 3, 100, MOCK_PAGE + 1, PAGE - 1)
+BYTES = "<bytes>"  # picked[BYTES]: this op maps at byte granularity
 ID_LITERALS = (0, 1, 2, 3, 100, U32_MAX)
 MAX_DEPTH = 8  # a fault response needs eight ops built before it, then give up
 ALL = (1 << 64) - 1
@@ -121,6 +140,7 @@ class MapRec:
     length: Value
     uptr: Value | None
     live: bool = True
+    unaligned: bool = False  # some of its IOVA, length or user address is not page aligned
 
 
 @dataclass(frozen=True)
@@ -168,6 +188,21 @@ class Context:
                 return o.ref if is_kind(o.kind, "ioas") else o.space
         return v
 
+    def alignment(self, space: Value | str | None) -> int:
+        """The IOVA alignment of the IOAS a space stands for, as the model has it (1: no
+        domain, access or disabled large pages: maps at byte granularity); PAGE if the
+        model cannot tell."""
+        m = self.model
+        if m is None or not isinstance(space, Ref) or space.op >= len(m.results):
+            return PAGE
+        oid = m.results[space.op].out.get(space.field)
+        obj = m.objects.get(oid) if isinstance(oid, int) else None
+        iopt = getattr(obj, "iopt", None)
+        return iopt.iova_alignment if iopt is not None else PAGE
+
+    def has_maps(self, ref: Ref) -> bool:
+        return any(mp.space == ref and mp.live for mp in self.maps)
+
     def worked(self, prog: Program, i: int) -> bool:
         if self.model is None:
             return True
@@ -199,8 +234,11 @@ class Context:
                 self.space_of(op.args.get(m.space))
             iova = Ref(i, m.iova) if d.out(m.iova) is not None else op.args.get(m.iova, 0)
             src = op.args.get(m.uptr) if m.uptr else None
+            length = op.args.get(m.length, 0)
+            unaligned = any(isinstance(v, int) and v % PAGE for v in (iova, length)) or \
+                isinstance(src, BufPtr) and src.offset % PAGE != 0
             if space is not None:
-                self.maps.append(MapRec(space, iova, op.args.get(m.length, 0), src, live))
+                self.maps.append(MapRec(space, iova, length, src, live, unaligned))
         for p in d.provides:
             if live and all(op.args.get(k) == v for k, v in p.when) and all(
                     any(o.ref == op.args.get(k) and is_kind(o.kind, kind) for o in self.objs)
@@ -226,6 +264,7 @@ class Generator:
         # its shrinker can take any of them away.
         self.build = build
         self.careful = False  # set while appending an op another one needs
+        self.drawn: list[list[tuple[str, str]]] = []  # per op being appended: (arg, category)
         self.cum: list[int] = []
         total = 0
         for n in WEIGHTED:
@@ -258,14 +297,26 @@ class Generator:
     def count(self, d: OpDesc, arg: str, category: str) -> None:
         if self.counts is not None:
             self.counts.add(d.name, arg, category)
+            if self.drawn:
+                self.drawn[-1].append((arg, category))
 
     # programs -------------------------------------------------------------------------
     def program(self) -> Program:
         # buffer 0 is plain memory every op can pin; the others are any kind
-        first = Buffer(PAGE * self.pick((16, 4, 64, 256)), "anon", self.ch.below(256))
+        first = Buffer(PAGE * self.pick((16, 4, 64, 256)), "anon", self.ch.below(256)) \
+            if not self.chance(1, 8) else Buffer(HUGE_PAGE, "hugetlb", self.ch.below(256))
         prog = Program([], [first] + [self.buffer() for _ in range(self.ch.below(3))])
         ctx = Context(model=Model(prog))
         n = 1 + self.ch.below(self.max_ops)
+        firsts = [(d, f) for d in OPS.values() for f in d.forms if f.first]
+        if firsts and self.odd(1, 24):  # what only works on an empty iommufd
+            d, f = self.pick(firsts)
+            self.drawn.append([])
+            self.count(d, "", f"{EDGE}the program's first op: {f.name}")
+            first = self.drawn.pop()
+            i = self.append(prog, ctx, d.name, types=dict(f.args))
+            if self.counts is not None:
+                self.counts.mark(i, first)
         # Most programs start with an IOAS: nearly everything needs one.
         if self.chance(7, 8):
             self.append(prog, ctx, "IOAS_ALLOC")
@@ -274,7 +325,10 @@ class Generator:
         return prog
 
     def buffer(self) -> Buffer:
-        kind = self.pick(BUFFER_KINDS) if self.chance(1, 3) else "anon"
+        # hugetlb now and then on its own: the one memory whose physical contiguity is
+        # known, so large IO pages (a HUGE_IOVA mock domain's 1M) are predictable
+        kind = "hugetlb" if self.chance(1, 8) else \
+            self.pick(BUFFER_KINDS) if self.chance(1, 3) else "anon"
         unit = HUGE_PAGE if kind == "hugetlb" else PAGE
         # Small buffers mostly: every page is faulted in and filled in the guest,
         # which under TCG with KASAN costs far more than the ioctls themselves.
@@ -295,9 +349,14 @@ class Generator:
         (a form's, or what a state needs)."""
         d = OPS[name]
         careful, self.careful = self.careful, depth > 0
+        self.drawn.append([])
         try:
-            return self._append(prog, ctx, d, force or {}, depth, preset, types)
+            i = self._append(prog, ctx, d, force or {}, depth, preset, types)
+            if self.counts is not None:
+                self.counts.mark(i, self.drawn[-1])
+            return i
         finally:
+            self.drawn.pop()
             self.careful = careful
 
     def form(self, d: OpDesc, force: Force, types: dict[str, Any] | None) -> dict[str, Any]:
@@ -305,9 +364,9 @@ class Generator:
         none: mostly a form, sometimes the plain description, which mixes them."""
         if types is not None or not d.forms or self.odd(1, 4):
             return dict(types or {})
-        fits = [f for f in d.forms
-                if all(not isinstance(t, Const) or k not in force
-                       or t.value & force[k][0] == force[k][1] for k, t in f.args)]
+        fits = [f for f in d.forms if not f.first
+                and all(not isinstance(t, Const) or k not in force
+                        or t.value & force[k][0] == force[k][1] for k, t in f.args)]
         if not fits:
             return {}
         r = self.ch.below(sum(f.weight for f in fits))
@@ -334,7 +393,10 @@ class Generator:
                 args[arg.name] = preset[arg.name]
                 continue
             if arg.name in overrides:
-                arg = replace(arg, type=overrides[arg.name])
+                t = overrides[arg.name]
+                if isinstance(t, Const) and isinstance(arg.type, Enum):
+                    self.count(d, arg.name, f"named {arg.type.enum.spell(t.value) or t.value}")
+                arg = replace(arg, type=t)
             v = self.arg(prog, ctx, d, arg, args, picked, depth)
             if isinstance(v, int):
                 v %= 1 << (8 * arg.width)  # sums and offsets wrap as the field does
@@ -406,20 +468,19 @@ class Generator:
             picked: dict[str, Any], depth: int) -> Value | None:
         t = arg.type
         top = (1 << (8 * arg.width)) - 1
-        if isinstance(t, (Int, Len, Capacity, Iova)) and self.odd(1, 50):
-            ints = [Ref(j, o.name) for j, op in enumerate(prog.ops) for o in op.desc.outs
-                    if o.is_int]
-            if ints:  # a ref in an integer slot: sizes, counts and IOVAs from outputs
-                self.count(d, arg.name, "ref in an int slot")
-                return Ref(*_ref_parts(self.pick(ints)), self.pick((0, 0, 1, -1, PAGE)))
+        if isinstance(t, INT_SLOTS) and self.odd(1, 50 if isinstance(t, USUAL_REF_SLOTS) else 80):
+            ref = self.int_ref(prog)
+            if ref is not None:  # a ref in an integer slot: any output, as any integer
+                self.count(d, arg.name, f"{EDGE}a ref in {_slot(t)}")
+                return ref
         if isinstance(t, Reserved):
             if self.odd(1, 40):
-                self.count(d, arg.name, "nonzero")
-                return self.pick((1, top))
+                self.count(d, arg.name, f"{EDGE}a reserved field set")
+                return self.pick((1, 1 << (8 * arg.width - 1), top))
             return None
         if isinstance(t, Output):
             if self.odd(1, 40):
-                self.count(d, arg.name, "input set")
+                self.count(d, arg.name, f"{EDGE}an output set on input")
                 return self.pick((1, top))
             return None
         if isinstance(t, Const):
@@ -436,31 +497,39 @@ class Generator:
             if not self.odd(1, 4):
                 self.count(d, arg.name, "default")
                 return None
-            self.count(d, arg.name, "value")
             esize = _esize(d, t.of)
-            return self.pick((0, 1, esize - 1, esize, 2 * esize, esize + 1, 1 << 20))
+            v = self.pick((0, 1, esize - 1, esize, 2 * esize, esize + 1, 1 << 20, top))
+            self.count(d, arg.name, "a whole entry" if v == esize else f"{EDGE}count {v:#x}")
+            return v
         if isinstance(t, Res):
             return self.res(prog, ctx, d, arg, t, depth)
         if isinstance(t, Flags):
             v = 0
             for _, bit in t.flags.bits:
-                if self.careful and not bit & t.usual:
+                if self.careful and not bit & (t.usual | t.free):
                     continue  # what another op needs: the plain call, forced bits aside
                 if self.odd(1, 8) if bit & t.rare else \
                         self.chance(7, 8) if bit & t.usual else self.chance(2, 3):
                     v |= bit
             cat = "known bits" if v else "0"
+            if t.flags.bits and v == t.flags.mask:
+                cat = "all known bits"
             if self.odd(1, 20):
                 v |= 1 << self.ch.below(8 * arg.width)
-                cat = "an unknown bit"
+                cat = f"{EDGE}an unknown bit"
+            elif self.odd(1, 40):
+                v = top
+                cat = f"{EDGE}all bits"
             self.count(d, arg.name, cat)
             return v
         if isinstance(t, Enum):
             if t.enum.values and not self.odd(1, 8):
-                self.count(d, arg.name, "named")
-                return self.pick(t.enum.values)[1]
-            self.count(d, arg.name, "other")
-            return self.pick((0, 1, 2, 3, 16, top))
+                name, v = self.pick(t.enum.values)
+                self.count(d, arg.name, f"named {name}")
+                return v
+            v = self.pick((0, 1, 2, 3, 16, top, top >> 1, len(t.enum.values)))
+            self.count(d, arg.name, f"{EDGE}an unnamed enum value")
+            return v
         if isinstance(t, Uptr) and (t.side or t.scratch) and not self.odd(1, 6):
             self.count(d, arg.name, "the executor's memory")
             return None  # the side array or scratch mapping it defaults to
@@ -473,20 +542,74 @@ class Generator:
             if self.chance(1, 2):
                 self.count(d, arg.name, "default")
                 return None
-            self.count(d, arg.name, "value")
-            return self.pick((0, 1, 2, 8, 4096, top))
+            v = self.pick((0, 1, 2, 8, 4096, top))
+            self.count(d, arg.name, f"{EDGE}capacity {v:#x}" if v in (0, top) else "value")
+            return v
         if isinstance(t, Iova):
             return self.iova(prog, ctx, d, arg, t, args, picked, depth)
         if isinstance(t, Len):
             return self.length(prog, d, arg, t, picked)
         assert isinstance(t, Int), t
         if t.values and not self.odd(1, 4):
-            self.count(d, arg.name, "listed value")
             # the first listed value is the usual one (the mock's 2K page, a whole entry)
-            return t.values[0] if self.careful or self.chance(1, 2) else self.pick(t.values)
-        self.count(d, arg.name, "boundary")
+            v = t.values[0] if self.careful or self.chance(1, 2) else self.pick(t.values)
+            self.count(d, arg.name, f"listed {v:#x}")
+            return v
         v = self.pick(INTERESTING_U64) if arg.width == 8 else self.pick((0, 1, 2, top, top - 1))
+        self.count(d, arg.name, f"{EDGE}integer {_int_edge(v & top, top)}")
         return v & top
+
+    def int_ref(self, prog: Program) -> Ref | None:
+        """A ref to some integer output of an earlier op, plus a small addend."""
+        ints = [(j, o.name) for j, op in enumerate(prog.ops) for o in op.desc.outs if o.is_int]
+        if not ints:
+            return None
+        j, name = self.pick(ints)
+        return Ref(j, name, self.pick((0, 0, 1, -1, PAGE)))
+
+    def edge(self, prog: Program, d: OpDesc, arg: Arg) -> Value | None:
+        """A boundary value for any argument, without context (the mutator's): a raw or
+        buffer-relative user address, an IOVA or length off the usual grid, an unknown
+        flag or enum value, a reserved field set, or a ref."""
+        t = arg.type.type if isinstance(arg.type, InSide) and arg.type.type else arg.type
+        top = (1 << (8 * arg.width)) - 1
+        if isinstance(t, INT_SLOTS) and self.chance(1, 6):
+            ref = self.int_ref(prog)
+            if ref is not None:
+                self.count(d, arg.name, f"{EDGE}a ref in {_slot(t)}")
+                return ref
+        if isinstance(t, Uptr):
+            return self.uptr_edge(prog, d, arg, {})
+        if isinstance(t, Iova):
+            if self.chance(1, 2):
+                v = APERTURE_START + PAGE * self.ch.below(64) + self.pick(BYTE_OFFSETS)
+                self.count(d, arg.name, f"{EDGE}a byte-granular IOVA")
+                return v
+            v = self.pick(IOVAS)
+            self.count(d, arg.name, f"{EDGE}IOVA {_int_edge(v, top)}")
+            return v
+        if isinstance(t, Len):
+            if self.chance(1, 2):
+                v = PAGE * self.ch.below(4) + self.pick(BYTE_OFFSETS)
+                self.count(d, arg.name, f"{EDGE}a byte-granular length")
+                return v
+            v = self.pick(LENGTHS)
+            self.count(d, arg.name, f"{EDGE}length {_int_edge(v, top)}")
+            return v
+        if isinstance(t, Reserved):
+            self.count(d, arg.name, f"{EDGE}a reserved field set")
+            return self.pick((1, top))
+        if isinstance(t, Flags):
+            self.count(d, arg.name, f"{EDGE}an unknown bit")
+            return (1 << self.ch.below(8 * arg.width)) | (t.flags.mask if self.chance(1, 2) else 0)
+        if isinstance(t, Enum):
+            self.count(d, arg.name, f"{EDGE}an unnamed enum value")
+            return self.pick((len(t.enum.values), top, top >> 1, 16))
+        if isinstance(t, (Int, Capacity, Count, Output)):
+            v = self.pick(INTERESTING_U64) & top
+            self.count(d, arg.name, f"{EDGE}integer {_int_edge(v, top)}")
+            return v
+        return None
 
     def res(self, prog: Program, ctx: Context, d: OpDesc, arg: Arg, t: Res,
             depth: int) -> Value:
@@ -501,8 +624,10 @@ class Generator:
                 self.count(d, arg.name, "a fresh IOAS made for it")
                 return made.ref
         if have and not self.odd(1, 16):
-            self.count(d, arg.name, "object")
-            return self.pick(have).ref
+            o = self.pick(have)
+            self.count(d, arg.name, "object" if not is_kind(o.kind, "ioas") else
+                       "an IOAS with mappings" if ctx.has_maps(o.ref) else "an empty IOAS")
+            return o.ref
         if not have and self.build and depth < MAX_DEPTH and not self.odd(1, 4):
             made = self.produce(prog, ctx, t.kinds, depth + 1)
             if made is not None:
@@ -525,6 +650,15 @@ class Generator:
             self.count(d, arg.name, "automatic")
             return None
         space = ctx.compat if t.space == "compat" else ctx.space_of(args.get(t.space))
+        if t.new and ctx.alignment(space) == 1 and self.odd(1, 5):
+            # the IOAS maps at byte granularity: IOVA, length and user address off the
+            # page grid (the IOVA only if it is given)
+            picked[BYTES] = True
+            if t.fixed and self.chance(1, 3):
+                self.count(d, arg.name, f"{EDGE}automatic, at byte granularity")
+                return None
+            self.count(d, arg.name, f"{EDGE}a byte-granular IOVA")
+            return APERTURE_START + PAGE * self.ch.below(256) + self.pick(BYTE_OFFSETS)
         maps = [m for m in ctx.maps if m.space == space and (m.live or self.odd(1, 4))] \
             if space is not None else []
         if not maps and space is not None and self.build and depth < MAX_DEPTH \
@@ -539,21 +673,26 @@ class Generator:
                 self.count(d, arg.name, "just past a mapping")
                 return Ref(m.iova.op, m.iova.field, wrap64(m.iova.add + m.length))
         if t.new and not self.odd(1, 4):
+            if self.chance(1, 4):  # where a large IO page can go (MOCK_HUGE_PAGE_SIZE, 2M)
+                self.count(d, arg.name, "in the mock aperture, huge page aligned")
+                return APERTURE_START + MOCK_HUGE_PAGE * self.ch.below(64)
             self.count(d, arg.name, "in the mock aperture")
             return APERTURE_START + PAGE * self.ch.below(1024)
         if maps and not self.odd(1, 4):
             m = self.pick(maps)
             off = self.pick((PAGE, MOCK_PAGE, -PAGE, 1)) if self.odd(1, 8) else 0
             picked[arg.name] = Picked(m, off)
-            self.count(d, arg.name, "a mapping's" if not off else "a mapping's + offset")
+            self.count(d, arg.name, f"{EDGE}a byte-granular mapping's IOVA" if m.unaligned else
+                       "a mapping's" if not off else "a mapping's + offset")
             if isinstance(m.iova, Ref):
                 return Ref(m.iova.op, m.iova.field, wrap64(m.iova.add + off))
             return (m.iova + off) % (1 << 64) if isinstance(m.iova, int) else m.iova
         if not self.odd(1, 4):
             self.count(d, arg.name, "in the mock aperture")
             return APERTURE_START + PAGE * self.ch.below(64)
-        self.count(d, arg.name, "boundary")
-        return self.pick(IOVAS)
+        v = self.pick(IOVAS)
+        self.count(d, arg.name, f"{EDGE}IOVA {_int_edge(v, U64_MAX)}")
+        return v
 
     def length(self, prog: Program, d: OpDesc, arg: Arg, t: Len,
                picked: dict[str, Any]) -> Value:
@@ -563,6 +702,9 @@ class Generator:
         branch that happens to need fewer decisions."""
         rel = picked.get(t.of)
         r, count = divmod(self.ch.below(256), 64)
+        if picked.get(BYTES) and r < 3:
+            self.count(d, arg.name, f"{EDGE}a byte-granular length")
+            return PAGE * (count % 4) + self.pick(BYTE_OFFSETS)
         if isinstance(rel, Picked) and r < 3 and isinstance(rel.map.length, int):
             self.count(d, arg.name, "the mapping's")
             left = max(rel.map.length - max(rel.off, 0), 1)  # from the IOVA to the end
@@ -583,8 +725,9 @@ class Generator:
         if prog.buffers and r < 3:
             self.count(d, arg.name, "a buffer's size")
             return prog.buffers[self.ch.below(len(prog.buffers))].size >> self.ch.below(3)
-        self.count(d, arg.name, "boundary")
-        return self.pick(LENGTHS)
+        v = self.pick(LENGTHS)
+        self.count(d, arg.name, f"{EDGE}length {_int_edge(v, U64_MAX)}")
+        return v
 
     def uptr(self, prog: Program, d: OpDesc, arg: Arg, t: Uptr,
              picked: dict[str, Any]) -> Value:
@@ -595,16 +738,15 @@ class Generator:
             if isinstance(u, BufPtr) and rel.off:
                 return BufPtr(u.buf, u.offset + rel.off)  # the same place the IOVA moved to
             return u
-        if not prog.buffers or self.odd(1, 15):
-            self.count(d, arg.name, "a raw address")
-            return self.pick(RAW_UPTRS)
+        if not prog.buffers or self.odd(1, 10):
+            return self.uptr_edge(prog, d, arg, picked)
         good = [i for i, b in enumerate(prog.buffers) if b.kind in ("anon", "memfd", "hugetlb")
                 and not b.holes]
         b = self.pick(good) if self.careful and good else self.ch.below(len(prog.buffers))
         size = prog.buffers[b].size
-        if self.odd(1, 12):
-            self.count(d, arg.name, "crossing a buffer's end")
-            off = size - self.pick((PAGE, MOCK_PAGE, 1))
+        if picked.get(BYTES):
+            self.count(d, arg.name, f"{EDGE}a byte-granular user address")
+            off = self.pick(BYTE_OFFSETS)
         elif self.chance(3, 4):
             self.count(d, arg.name, "a buffer")
             off = 0
@@ -613,6 +755,30 @@ class Generator:
             off = self.pick((PAGE, MOCK_PAGE, 1, 64, size // 2 // PAGE * PAGE))
         picked[arg.name] = (size, off)
         return BufPtr(b, off)
+
+    def uptr_edge(self, prog: Program, d: OpDesc, arg: Arg, picked: dict[str, Any]) -> Value:
+        """A user address off the usual: a raw one (NULL, unmapped, the top of the address
+        space, non-canonical) or one at a program buffer's edge (across or just past its
+        end, in a hole, a buffer that is all hole)."""
+        edges: list[tuple[str, Any]] = []
+        for i, b in enumerate(prog.buffers):
+            edges.append(("crossing a buffer's end",
+                          (i, b.size, b.size - self.pick((PAGE, MOCK_PAGE, 1)))))
+            edges.append(("just past a buffer's end", (i, b.size, b.size)))
+            if b.holes:
+                edges.append(("in a buffer's hole", (i, b.size, b.holes[0][0])))
+            if b.kind == "hole":
+                edges.append(("a buffer of nothing", (i, b.size, 0)))
+            if b.kind == "readonly":
+                edges.append(("a read-only buffer", (i, b.size, 0)))
+        if not edges or self.chance(1, 2):
+            name, v = self.pick(UPTR_EDGES)
+            self.count(d, arg.name, f"{EDGE}uptr: {name}")
+            return v
+        name, (i, size, off) = self.pick(edges)
+        self.count(d, arg.name, f"{EDGE}uptr: {name}")
+        picked[arg.name] = (size, off)
+        return BufPtr(i, off)
 
     def entries(self, d: OpDesc, arg: Arg, t: Entries) -> list[list[int]]:
         """A few entries for a side array, each field drawn by its type."""
@@ -654,9 +820,36 @@ class Generator:
     def malform(self, d: OpDesc, args: dict[str, Value]) -> None:
         if d.call in ("iommufd", "test") and self.odd(1, 30):
             args["size"] = self.pick((0, 4, 8, 16, 200))
-            self.count(d, "size", "malformed")
+            self.count(d, "size", f"{EDGE}a struct size of {args['size']}")
             if self.chance(1, 2):
                 args["tail"] = 1
+
+
+INT_SLOTS = (Int, Len, Capacity, Iova, Flags, Enum, Count, Reserved, Output)
+USUAL_REF_SLOTS = (Int, Len, Capacity, Iova)  # where refs make the most sense: more often
+
+
+def _slot(t: object) -> str:
+    return {Int: "an integer", Len: "a length", Capacity: "a capacity", Iova: "an IOVA",
+            Flags: "flags", Enum: "an enum", Count: "a byte count", Reserved: "a reserved field",
+            Output: "an output"}.get(type(t), "an integer")
+
+
+def _int_edge(v: int, top: int) -> str:
+    """A bucket for a boundary integer (the tables stay short)."""
+    if v == 0:
+        return "0"
+    if v == top:
+        return "all ones"
+    if v == top - 1 or v == top - PAGE + 1:
+        return "near all ones"
+    if v & (v - 1) == 0:
+        return "a power of two"
+    if v & (v + 1) == 0:
+        return "2^k - 1"
+    if v < PAGE:
+        return "small, unaligned"
+    return "page aligned" if v % PAGE == 0 else "other"
 
 
 def _order(arg: Arg) -> int:

@@ -246,14 +246,16 @@ def scratch_image(size: int) -> bytes:
 
 def dirty_bitmap_bytes(length: Any, page_size: Any) -> int:
     """Bytes of the dirty bitmap the kernel writes for literal length and page_size:
-    ((length - 1) >> __ffs(page_size)) / 8 + 1 (iova_bitmap.c); else 0 (nothing is
-    captured)."""
+    ((length - 1) >> __ffs(page_size)) / 8 + 1 (iova_bitmap.c), rounded up to whole
+    u64 words - the uAPI's bitmap is u64 words (data[(iova / page_size) / 64]), so the
+    bits of the last word past the range are the caller's, and a kernel that writes
+    past the range shows there; else 0 (nothing is captured)."""
     if type(length) is not int or type(page_size) is not int or not length or not page_size:
         return 0
     length %= 1 << 64
     page_size %= 1 << 64
     shift = (page_size & -page_size).bit_length() - 1
-    return ((length - 1) >> shift) // 8 + 1
+    return -(-(((length - 1) >> shift) // 8 + 1) // 8) * 8
 
 
 def decode_caps(buf: bytes, cap_offset: int) -> list[dict[str, Any]]:

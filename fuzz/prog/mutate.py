@@ -5,7 +5,9 @@ mutations read the argument's type from the descriptions: a flag set flips one o
 its bits, an enum takes another named value, an object ref moves to another object
 of an accepted kind, an IOVA or a length moves by pages, a user pointer moves within
 or past its buffer, and any integer may take a comparison operand the kernel was
-seen to compare against (KCOV CMP hints). Every value fits its field.
+seen to compare against (KCOV CMP hints) or a boundary value of its type
+(Generator.edge: raw user addresses, byte-granular IOVAs and lengths, unknown bits,
+refs in any integer slot...). Every value fits its field.
 
 How ops run is mutated too (fuzz.prog.ir): a fault injected into an op (fail_nth),
 moved to another op, or to the next or previous fault point; an op moved to another
@@ -31,7 +33,20 @@ from fuzz.prog.gen import (
 )
 from fuzz.prog.ir import PAGE, BufPtr, Op, Program, Ref, Value, list_widths, wrap64
 from fuzz.prog.limits import MAX_BARRIER, MAX_FAIL_NTH, MAX_THREADS
-from fuzz.prog.types import Arg, Entries, Enum, Flags, InSide, Int, Iova, Len, Ranges, Res, Uptr
+from fuzz.prog.types import (
+    Arg,
+    Counts,
+    Entries,
+    Enum,
+    Flags,
+    InSide,
+    Int,
+    Iova,
+    Len,
+    Ranges,
+    Res,
+    Uptr,
+)
 
 MAX_OPS = 64
 # fault points worth trying first: most ops have a few; map and attach paths dozens
@@ -43,10 +58,11 @@ def _pick(rng: random.Random) -> edits.Pick:
 
 
 def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None,
-           schedule: bool = True) -> Program:
-    """schedule False: never touch how ops run (no faults, no threads: for comparison)."""
+           counts: Counts | None = None, schedule: bool = True) -> Program:
+    """One mutation; `counts` tallies what the generator drew (the campaign's stats);
+    schedule False: never touch how ops run (no faults, no threads: for comparison)."""
     p = copy.deepcopy(prog)
-    gen = Generator(RandomChooser(rng.getrandbits(32)))
+    gen = Generator(RandomChooser(rng.getrandbits(32)), counts=counts)
     choice = rng.randrange(11 if schedule else 9) if p.ops else 7
     if choice == 7 and len(p.ops) < MAX_OPS:  # append a freshly generated sequence
         ctx = Context.of(p)
@@ -92,7 +108,7 @@ def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None,
         args = list(op.desc.args)
         if args:
             arg = rng.choice(args)
-            v = _mutate_arg(p, at, op, arg, rng, hints)
+            v = _mutate_arg(p, at, op, arg, rng, hints, gen)
             if v is None:
                 op.args.pop(arg.name, None)
             else:
@@ -105,7 +121,7 @@ def _fit(v: int, width: int) -> int:
 
 
 def _mutate_arg(p: Program, at: int, op: Op, arg: Arg, rng: random.Random,
-                hints: list[int] | None) -> Value | None:
+                hints: list[int] | None, gen: Generator) -> Value | None:
     old = op.args.get(arg.name)
     t = arg.type
     w = arg.width
@@ -113,6 +129,10 @@ def _mutate_arg(p: Program, at: int, op: Op, arg: Arg, rng: random.Random,
         t = t.type if t.type is not None else Int()
     if isinstance(t, Entries):
         return _mutate_entries(op, arg, old, rng, hints)
+    if rng.randrange(5) == 0:  # a boundary value of the argument's type
+        v = gen.edge(Program(p.ops[:at], p.buffers), op.desc, arg)
+        if v is not None:
+            return _fit(v, w) if isinstance(v, int) else v
     if hints and rng.randrange(6) == 0:
         return _fit(rng.choice(hints), w)
     if isinstance(t, Ranges):

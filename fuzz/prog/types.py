@@ -114,6 +114,10 @@ class Flags:
     flags: FlagSet
     rare: int = 0
     usual: int = 0  # bits nearly every well-formed call sets (READABLE | WRITEABLE)
+    # bits that never keep the call or what builds on it from working, only change how
+    # later ops behave (a mock device with 1M IO pages): set half the time even while
+    # building what another op needs
+    free: int = 0
 
 
 @dataclass(frozen=True)
@@ -333,8 +337,8 @@ class Capture:
     """After a successful call the executor copies min(n, CAPTURE_MAX) bytes from the
     user address in argument `uptr` into output `out`: n is argument `length`'s value,
     or with `bitmap` = (length, page_size) arguments the size of the dirty bitmap
-    the kernel writes for them (((length - 1) >> ffs(page_size)) / 8 + 1 bytes,
-    when both are literals)."""
+    the kernel writes for them (((length - 1) >> ffs(page_size)) / 8 + 1 bytes in
+    whole u64 words, when both are literals)."""
 
     uptr: str
     length: str = ""
@@ -352,6 +356,9 @@ class Form:
     name: str
     args: tuple[tuple[str, object], ...]
     weight: int = 1
+    # only works before the program made any object (OPTION's RLIMIT_MODE SET needs
+    # an empty iommufd): programs now and then start with it
+    first: bool = False
 
 
 @dataclass(frozen=True)
@@ -415,12 +422,36 @@ COMMON_ARGS = ("size", "argsz", "tail")
 COMMON_WIDTHS = {"size": 4, "argsz": 4, "tail": 1}
 
 
+# Categories of boundary values (fuzz.prog.gen) start with this: the boundary table of
+# `gen --stats` and the campaign's stats lines count them.
+EDGE = "edge: "
+
+
 @dataclass
 class Counts:
-    """What a generator drew, by (op, argument, category): `gen --stats`."""
+    """What a generator drew, by (op, argument, category): `gen --stats` and the
+    campaign's stats lines. `ops` holds, for each op of the program being generated
+    (by index), the (argument, category) pairs drawn for it, for whoever runs the
+    program to match them with its results (take_ops)."""
 
     drawn: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    ops: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
 
     def add(self, op: str, arg: str, category: str) -> None:
         key = (op, arg, category)
         self.drawn[key] = self.drawn.get(key, 0) + 1
+
+    def mark(self, index: int, drawn: list[tuple[str, str]]) -> None:
+        self.ops.setdefault(index, []).extend(drawn)
+
+    def take_ops(self) -> dict[int, list[tuple[str, str]]]:
+        ops, self.ops = self.ops, {}
+        return ops
+
+    def edges(self) -> dict[str, int]:
+        """Boundary categories drawn, over all ops and arguments."""
+        out: dict[str, int] = {}
+        for (_, _, cat), n in self.drawn.items():
+            if cat.startswith(EDGE):
+                out[cat] = out.get(cat, 0) + n
+        return out

@@ -78,7 +78,7 @@ def canon(field_name: str, v: Any) -> str:
         return canon_caps(v)
     if isinstance(v, list):
         return canon_records(v)
-    if field_name == "data":
+    if field_name == "data" or isinstance(v, (bytes, bytearray)):  # captured memory
         return bytes(v or b"").hex()
     return f"{int(v or 0):#x}"
 
@@ -92,6 +92,6 @@ def show(field_name: str | None, v: Any) -> str:
         return _errno.errorcode.get(v, str(v)) if v else "success (0)"
     if isinstance(v, int):
         return hexish(v)
-    if field_name in ("ranges", "caps", "data") or isinstance(v, list):
+    if field_name in ("ranges", "caps", "data") or isinstance(v, (list, bytes, bytearray)):
         return canon(field_name, v)[:200]
     return repr(v)

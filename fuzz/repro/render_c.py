@@ -398,7 +398,7 @@ class CRenderer:
         B = self.body
         sig = c_string(exp.signature)
         f = exp.field or "errno"
-        if f in ("data", "ranges", "caps") or isinstance(exp.model, list):
+        if f in ("data", "ranges", "caps") or isinstance(exp.model, (list, bytes, bytearray)):
             B += [f"const char *model = {c_string(canon(f, exp.model))}; "
                   "/* what the reference model expects */",
                   f"fprintf(out, \"op {exp.op} {exp.name}.{f}: kernel %s, model expects "

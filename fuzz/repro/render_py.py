@@ -265,7 +265,9 @@ class PyRenderer:
     def remember(self, p: OpPlan, exp: Expectation) -> None:
         f = exp.field or "errno"
         expr = self.out_expr(p, "errno" if f == "fault_errno" else f)
-        self.body.append(f"got = {expr}.hex()" if f == "data" else f"got = {expr}")
+        o = p.desc.out(f)
+        captured = o is not None and o.decode == "data"  # data, bitmap: compared in hex
+        self.body.append(f"got = {expr}.hex()" if captured else f"got = {expr}")
 
     def teardown(self) -> None:
         self.body += ["", "# teardown, in the executor's order: the fds the program got (it may",
@@ -329,7 +331,7 @@ def _literal(exp: Expectation, which: Any) -> str:
     f = exp.field or "errno"
     if f in ("errno", "fault_errno") and not isinstance(which, (list, tuple)):
         return str(int(which or 0))
-    if f in ("data", "ranges", "caps") or isinstance(which, list):
+    if f in ("data", "ranges", "caps") or isinstance(which, (list, bytes, bytearray)):
         return repr(canon(f, which))
     return hexish(int(which or 0) % (1 << 64))
 

@@ -1,0 +1,471 @@
+"""How good is the oracle? Mutation testing of the model against recorded kernel results.
+
+    .venv/bin/python bench/bench_oracle.py [--mutants N] [--seed S] [--jobs J] [--json]
+        [--corpus DIR]... [--generate N] [--record] [--kernel DIR] [--files iopt.py,...]
+
+1. The corpus (corpus/seeds, and corpus/campaign if present, or the --corpus dirs),
+   and --generate programs of the generator (gen seeds 0..N-1, as check-model makes
+   them), runs once on the real kernel in the VM; every op's result is kept in a cache
+   (workdir/bench_oracle/, keyed by kernel and programs), so later runs need no VM.
+   --record runs them again.
+2. A few hundred small mutations of the model's source (fuzz/model/*.py, at the AST):
+   an errno swapped for another, a comparison flipped (< and <=, == and !=, in and
+   not in), an integer constant in a comparison or an arithmetic one off by one,
+   `and` for `or`, a check dropped (an `if` whose body raises, removed).
+3. Each mutant replaces its module (imported afresh, in a worker process) and the
+   model is stepped through every recorded program with the kernel's results, as
+   fuzz.differential does. A mutant is killed when some op compares differently
+   against the kernel than with the unmutated model (a mismatch that was not there,
+   or one that went away), or when the model raises or runs past --timeout seconds.
+   A surviving mutant is a rule no program of the corpus tests against the kernel
+   (or an equivalent mutant: the change cannot matter). Survivors are marked when no
+   recorded program runs their line at all (the unmutated replay is traced), and when
+   they only make the model unsure of more ops (the oracle stops comparing those).
+
+Prints the kill rate, per model file, and the survivors (file:line, what changed);
+--json prints {"kill_rate", "per_file", "survivors", ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import errno
+import hashlib
+import importlib
+import importlib.abc
+import importlib.util
+import json
+import multiprocessing as mp
+import pickle
+import random
+import resource
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from fuzz.compare import compare_op  # noqa: E402
+from fuzz.prog import Program  # noqa: E402
+
+MODEL_DIR = REPO / "fuzz" / "model"
+CACHE = REPO / "workdir" / "bench_oracle"
+# errnos the model raises, and the one each is swapped for
+ERRNOS = ("EINVAL", "ENOENT", "EFAULT", "EOPNOTSUPP", "EBUSY", "EOVERFLOW", "E2BIG",
+          "EADDRINUSE", "ENOMEM", "EPERM", "ESPIPE", "EBADF", "ERANGE", "EMSGSIZE",
+          "ENOSPC", "ENODEV", "EEXIST", "EIO", "EAGAIN", "ENXIO", "EBADFD", "EDEADLK",
+          "ENOTTY")
+FLIP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+        ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot,
+        ast.IsNot: ast.Is}
+
+
+# -- mutation sites ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Mutant:
+    file: str  # fuzz/model/<file>
+    kind: str  # errno | compare | constant | boolop | drop-check
+    index: int  # the index-th site of that kind in the file (ast.walk order)
+    line: int
+    was: str
+    now: str
+
+    @property
+    def where(self) -> str:
+        return f"fuzz/model/{self.file}:{self.line}"
+
+
+def _raises(body: list[ast.stmt]) -> bool:
+    return any(isinstance(n, ast.Raise) for s in body for n in ast.walk(s))
+
+
+def _in_compare_or_arith(tree: ast.AST) -> set[int]:
+    """ids of int constants that are an operand of a comparison or arithmetic."""
+    out: set[int] = set()
+    for n in ast.walk(tree):
+        operands: list[ast.AST] = []
+        if isinstance(n, ast.Compare):
+            operands = [n.left, *n.comparators]
+        elif isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub, ast.Mult,
+                                                             ast.FloorDiv, ast.Mod,
+                                                             ast.LShift, ast.RShift)):
+            operands = [n.left, n.right]
+        for o in operands:
+            if isinstance(o, ast.Constant) and type(o.value) is int:
+                out.add(id(o))
+    return out
+
+
+def sites(file: str, tree: ast.AST) -> list[Mutant]:
+    """Every mutation of one module, in a fixed order."""
+    out: list[Mutant] = []
+    counts = dict.fromkeys(("errno", "compare", "constant", "boolop", "drop-check"), 0)
+    consts = _in_compare_or_arith(tree)
+
+    def add(kind: str, node: ast.AST, was: str, now: str) -> None:
+        out.append(Mutant(file, kind, counts[kind], getattr(node, "lineno", 0), was, now))
+        counts[kind] += 1
+
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
+                  and isinstance(n.body[0], ast.Expr)}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and n.id in ERRNOS and isinstance(n.ctx, ast.Load):
+            add("errno", n, n.id, _swap_errno(n.id))
+        elif isinstance(n, ast.Compare):
+            for op in n.ops:
+                if type(op) in FLIP:
+                    add("compare", n, type(op).__name__, FLIP[type(op)].__name__)
+        elif isinstance(n, ast.Constant) and id(n) in consts and id(n) not in docstrings:
+            add("constant", n, repr(n.value), repr(n.value + 1))
+        elif isinstance(n, ast.BoolOp):
+            add("boolop", n, type(n.op).__name__, "Or" if isinstance(n.op, ast.And) else "And")
+        elif isinstance(n, ast.If) and _raises(n.body):
+            add("drop-check", n, "if ...: raise", "(dropped)")
+    return out
+
+
+def _swap_errno(name: str) -> str:
+    return ERRNOS[(ERRNOS.index(name) + 1) % len(ERRNOS)]
+
+
+def apply(m: Mutant, tree: ast.Module) -> ast.Module:
+    """The module's tree with the mutant's change (sites are counted in the same
+    ast.walk order as sites() counts them)."""
+    consts = _in_compare_or_arith(tree)
+    k = 0
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
+                  and isinstance(n.body[0], ast.Expr)}
+    for n in list(ast.walk(tree)):
+        if m.kind == "errno" and isinstance(n, ast.Name) and n.id in ERRNOS \
+                and isinstance(n.ctx, ast.Load):
+            if k == m.index:
+                n.id = f"__errno_{m.now}"  # bound by _fix: it may not be imported there
+                break
+            k += 1
+        elif m.kind == "compare" and isinstance(n, ast.Compare):
+            for j, op in enumerate(n.ops):
+                if type(op) in FLIP:
+                    if k == m.index:
+                        n.ops[j] = FLIP[type(op)]()
+                        return _fix(tree, m)
+                    k += 1
+        elif m.kind == "constant" and isinstance(n, ast.Constant) and id(n) in consts \
+                and id(n) not in docstrings:
+            if k == m.index:
+                n.value = n.value + 1
+                break
+            k += 1
+        elif m.kind == "boolop" and isinstance(n, ast.BoolOp):
+            if k == m.index:
+                n.op = ast.Or() if isinstance(n.op, ast.And) else ast.And()
+                break
+            k += 1
+        elif m.kind == "drop-check" and isinstance(n, ast.If) and _raises(n.body):
+            if k == m.index:
+                # the check goes: its test is never true (an else branch still runs)
+                n.test = ast.copy_location(ast.Constant(False), n.test)
+                break
+            k += 1
+    return _fix(tree, m)
+
+
+def _fix(tree: ast.Module, m: Mutant) -> ast.Module:
+    if m.kind == "errno":
+        # bind the swapped-in name at the top of the module, after its docstring and
+        # __future__ imports
+        at = 0
+        while at < len(tree.body) and (
+                isinstance(tree.body[at], ast.Expr) and at == 0
+                or isinstance(tree.body[at], ast.ImportFrom)
+                and tree.body[at].module == "__future__"):
+            at += 1
+        tree.body.insert(at, ast.parse(f"__errno_{m.now} = {getattr(errno, m.now)}").body[0])
+    return ast.fix_missing_locations(tree)
+
+
+def all_sites() -> list[Mutant]:
+    out: list[Mutant] = []
+    for path in sorted(MODEL_DIR.glob("*.py")):
+        out += sites(path.name, ast.parse(path.read_text(), str(path)))
+    return out
+
+
+def sample(cands: list[Mutant], n: int, seed: int) -> list[Mutant]:
+    """n mutants, spread over the files in proportion to their sites (at least three
+    per file that has any)."""
+    rng = random.Random(seed)
+    by_file: dict[str, list[Mutant]] = {}
+    for m in cands:
+        by_file.setdefault(m.file, []).append(m)
+    total = len(cands)
+    out: list[Mutant] = []
+    for _, ms in sorted(by_file.items()):
+        k = min(len(ms), max(3, round(n * len(ms) / total)))
+        out += rng.sample(ms, k)
+    return sorted(out, key=lambda m: (m.file, m.line, m.kind, m.index))
+
+
+# -- the kernel's results, recorded once --------------------------------------------------
+def corpus_programs(dirs: list[Path]) -> list[tuple[str, Program]]:
+    from fuzz import corpus
+
+    out = []
+    for d in dirs:
+        for path, prog in corpus.load(d, quarantine=False):
+            out.append((str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
+                        prog))
+    return out
+
+
+def record(progs: list[tuple[str, Program]], kernel: Path, force: bool) -> list[list[Any]]:
+    """The kernel's OpResults for every program: from the cache, or one VM run each."""
+    h = hashlib.sha256(str(kernel.resolve()).encode())
+    for _, p in progs:
+        h.update(p.dumps().encode())
+    cache = CACHE / f"kernel-results-{h.hexdigest()[:16]}.pickle"
+    if cache.exists() and not force:
+        print(f"kernel results: {cache} (cached; --record runs the VM again)", file=sys.stderr)
+        return pickle.loads(cache.read_bytes())
+    from fuzz.backend import VMBackend
+    from fuzz.prog import atomic_write
+
+    print(f"recording {len(progs)} programs on {kernel} ...", file=sys.stderr)
+    t0 = time.monotonic()
+    be = VMBackend(kernel)
+    results: list[list[Any]] = []
+    try:
+        for name, p in progs:
+            ex = be.run(p, kcov=False)
+            if ex.crash or ex.setup_error or len(ex.results) != len(p.ops):
+                print(f"  {name}: not usable ({ex.crash or ex.setup_error or 'short'})",
+                      file=sys.stderr)
+                results.append([])
+            else:
+                results.append(ex.results)
+    finally:
+        be.close()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    atomic_write(cache, pickle.dumps(results))
+    print(f"recorded in {time.monotonic() - t0:.0f} s: {cache}", file=sys.stderr)
+    return results
+
+
+# -- replay ---------------------------------------------------------------------------------
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves one model module from a mutated code object."""
+
+    def __init__(self, name: str, code: Any, path: str) -> None:
+        self.name, self.code, self.path = name, code, path
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        return importlib.util.spec_from_loader(fullname, self, origin=self.path)
+
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: Any) -> None:
+        module.__file__ = self.path
+        exec(self.code, module.__dict__)
+
+
+def _fresh_model(m: Mutant | None) -> Any:
+    """fuzz.model imported afresh, with the mutant's module in place of its file."""
+    for name in [n for n in sys.modules if n == "fuzz.model" or n.startswith("fuzz.model.")]:
+        del sys.modules[name]
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _Finder)]
+    if m is not None:
+        path = MODEL_DIR / m.file
+        tree = apply(m, ast.parse(path.read_text(), str(path)))
+        finder = _Finder(f"fuzz.model.{m.file.removesuffix('.py')}",
+                         compile(tree, str(path), "exec"), str(path))
+        sys.meta_path.insert(0, finder)
+    return importlib.import_module("fuzz.model")
+
+
+def verdicts(model_pkg: Any, prog: Program, kernel: list[Any]) -> tuple[list[tuple], int]:
+    """What the comparison says about each op: (op, field, model value) per mismatch,
+    and how many ops the model was unsure of (those are not compared)."""
+    model = model_pkg.Model(prog)
+    out = []
+    unsure = 0
+    for i, k in enumerate(kernel):
+        r = model.step(i, k)
+        for d in compare_op(i, prog.ops[i].name, k, r):
+            if d.field != "unsure":
+                out.append((d.op, d.field, repr(d.model)))
+            else:
+                unsure += 1
+    return out, unsure
+
+
+def _traced(fn: Any, ran: set[tuple[str, int]]) -> Any:
+    """fn() with the (model file, line) pairs it ran added to `ran`: a survivor on a line
+    no recorded program runs is a rule the corpus never reaches (or dead code)."""
+    prefix = str(MODEL_DIR) + "/"
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            ran.add((frame.f_code.co_filename[len(prefix):], frame.f_lineno))
+        return local
+
+    def glob(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename.startswith(prefix):
+            ran.add((frame.f_code.co_filename[len(prefix):], frame.f_lineno))
+            return local
+        return None
+
+    sys.settrace(glob)
+    try:
+        return fn()
+    finally:
+        sys.settrace(None)
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise _Timeout()
+
+
+_STATE: dict[str, Any] = {}
+
+
+def _init(progs: list[Program], kernel: list[list[Any]], base: list[tuple[list[tuple], int]],
+          timeout: float) -> None:
+    _STATE.update(progs=progs, kernel=kernel, base=base, timeout=timeout)
+    signal.signal(signal.SIGALRM, _alarm)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (min(4 << 30, hard) if hard > 0 else 4 << 30, hard))
+
+
+def check(m: Mutant) -> tuple[Mutant, str, str]:
+    """(mutant, verdict, why): killed by the first program that tells it apart;
+    "unsure" when it survives but makes the model unsure of ops it predicted (the
+    oracle stops comparing them: not a kill, but not unseen either)."""
+    progs, kernel, base = _STATE["progs"], _STATE["kernel"], _STATE["base"]
+    signal.setitimer(signal.ITIMER_REAL, _STATE["timeout"])
+    more_unsure = 0
+    try:
+        pkg = _fresh_model(m)
+        for k, (prog, res) in enumerate(zip(progs, kernel)):
+            if not res:
+                continue
+            v, unsure = verdicts(pkg, prog, res)
+            more_unsure += max(0, unsure - base[k][1])
+            if v != base[k][0]:
+                new = [x for x in v if x not in base[k][0]]
+                gone = [x for x in base[k][0] if x not in v]
+                what = f"new mismatch op {new[0][0]} {new[0][1]}" if new else \
+                    f"no mismatch at op {gone[0][0]} {gone[0][1]}"
+                return m, "killed", f"program {k}: {what}"
+        if more_unsure:
+            return m, "unsure", f"{more_unsure} more ops unsure"
+        return m, "survived", ""
+    except _Timeout:
+        return m, "killed", "timeout"
+    except Exception as e:  # a model that raises is told apart at once
+        return m, "killed", f"raises {type(e).__name__}: {str(e)[:80]}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mutants", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant")
+    ap.add_argument("--corpus", type=Path, action="append",
+                    help="corpus dirs (default corpus/seeds and corpus/campaign)")
+    ap.add_argument("--generate", type=int, default=2000,
+                    help="generated programs recorded with the corpus (0: the corpus only)")
+    ap.add_argument("--max-ops", type=int, default=24, help="ops per generated program")
+    ap.add_argument("--kernel", type=Path)
+    ap.add_argument("--record", action="store_true", help="run the corpus on the VM again")
+    ap.add_argument("--files", default="", help="only these model files (comma separated)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    t0 = time.monotonic()
+    dirs = a.corpus or [d for d in (REPO / "corpus" / "seeds", REPO / "corpus" / "campaign")
+                        if d.is_dir()]
+    named = corpus_programs(dirs)
+    if a.generate:
+        from fuzz.prog.gen import generate
+
+        named += [(f"gen seed {k}", generate(k, a.max_ops)) for k in range(a.generate)]
+    if not named:
+        raise SystemExit(f"bench_oracle: no programs in {', '.join(map(str, dirs))}")
+    from fuzz import kernel as K
+
+    kdir = a.kernel or K.default_kernel()
+    kernel = record(named, kdir, a.record)
+    progs = [p for _, p in named]
+    pkg = _fresh_model(None)
+    ran: set[tuple[str, int]] = set()
+    base = _traced(lambda: [verdicts(pkg, p, r) if r else ([], 0)
+                            for p, r in zip(progs, kernel)], ran)
+    cands = all_sites()
+    if a.files:
+        keep = set(a.files.split(","))
+        cands = [m for m in cands if m.file in keep]
+    mutants = sample(cands, a.mutants, a.seed)
+    ctx = mp.get_context("fork")
+    with ctx.Pool(a.jobs, _init, (progs, kernel, base, a.timeout)) as pool:
+        results = pool.map(check, mutants, chunksize=1)
+    per: dict[str, dict[str, Any]] = {}
+    survivors = []
+    for m, verdict, why in results:
+        f = per.setdefault(m.file, {"mutants": 0, "killed": 0})
+        f["mutants"] += 1
+        f["killed"] += verdict == "killed"
+        if verdict != "killed":
+            survivors.append((m, why or ("" if (m.file, m.line) in ran
+                                         else "line never run by the corpus")))
+    for f in per.values():
+        f["kill_rate"] = round(f["killed"] / f["mutants"], 3)
+    not_run = sum(1 for _, why in survivors if why == "line never run by the corpus")
+    killed = sum(f["killed"] for f in per.values())
+    out = {"kill_rate": round(killed / max(len(mutants), 1), 3), "mutants": len(mutants),
+           "killed": killed, "survived_not_run": not_run,
+           "survived_only_unsure": sum(1 for _, v, _ in results if v == "unsure"),
+           "sites": len(cands), "programs": len(progs),
+           "programs_recorded": sum(1 for r in kernel if r),
+           "baseline_mismatches": sum(len(b[0]) for b in base),
+           "baseline_unsure_ops": sum(b[1] for b in base),
+           "corpus": [str(d) for d in dirs], "generated": a.generate, "per_file": per,
+           "survivors": [asdict(m) | {"where": m.where, "note": why} for m, why in survivors],
+           "seconds": round(time.monotonic() - t0, 1)}
+    if a.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"{len(mutants)} mutants of {len(cands)} sites in fuzz/model/, replayed on "
+          f"{out['programs_recorded']} recorded programs ({', '.join(out['corpus'])}, "
+          f"{a.generate} generated); "
+          f"{out['baseline_mismatches']} mismatches of the unmutated model (known bugs), "
+          f"{out['baseline_unsure_ops']} ops it is unsure of")
+    print(f"\n{'file':<16} {'mutants':>7} {'killed':>7} {'kill rate':>9}")
+    for file, f in sorted(per.items()):
+        print(f"{file:<16} {f['mutants']:>7} {f['killed']:>7} {f['kill_rate']:>9.2f}")
+    print(f"{'(all)':<16} {len(mutants):>7} {killed:>7} {out['kill_rate']:>9.2f}")
+    print(f"\nsurvivors ({len(survivors)}: {not_run} on lines no recorded program runs, "
+          f"{out['survived_only_unsure']} that only make the model unsure of more ops):")
+    for m, why in survivors:
+        print(f"  {m.where:<30} {m.kind:<10} {m.was} -> {m.now}  {why}")
+    print(f"\n{out['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
