@@ -137,12 +137,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=-1)
     ap.add_argument("--worker", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=120.0,
+                    help="seconds a program may take before it counts as a hang")
     ap.add_argument("--no-feedback", action="store_true")
     ap.add_argument("--ceiling-pairs", type=int, default=0,
                     help="first measure the C-loop ioctl rate in this VM (benchmarks)")
     a = ap.parse_args(argv)
     FEEDBACK = not a.no_feedback
-    backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm")
+    backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm",
+                        timeout=a.timeout)
     STATE = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker)
     if a.ceiling_pairs:
         STATE.measure_ceiling(a.ceiling_pairs)

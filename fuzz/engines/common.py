@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fuzz import corpus, coverage, differential, findings, kernel
+from fuzz import corpus, coverage, differential, findings, kernel, logs
 from fuzz.backend import Backend
 from fuzz.executor.wire import KCOV_EDGES
 from fuzz.prog import Program, atomic_write
@@ -30,6 +31,8 @@ def build_c_loop() -> Path:
 
 
 MILESTONE = 100  # also write stats every this many programs (edges-vs-programs curves)
+MAX_PENDING = 64  # corpus entries and findings kept for a retry while the disk is full
+STATS_MAX_BYTES = 128 << 10  # stats.jsonl is thinned past this (fuzz.logs.thin)
 
 
 @dataclass
@@ -49,6 +52,10 @@ class WorkerState:
     last_stats: float = 0.0
     manifest: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # e.g. the C-loop ceiling measured in this VM
+    write_errors: int = 0  # corpus entries, findings or stats the disk refused
+    # what could not be written yet (a full disk): retried with every stats line
+    pending: list = field(default_factory=list)
+    _warned: float = 0.0
 
     def __post_init__(self) -> None:
         self.corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +72,7 @@ class WorkerState:
         new = e - self.edges
         if new:
             self.edges |= new
-            corpus.add(self.corpus_dir, prog)
+            self.add_to_corpus(prog)
         self.programs += 1
         self.ops += len(prog.ops)
         if out.failed:
@@ -74,13 +81,53 @@ class WorkerState:
             self.write_stats()
         return out, e
 
+    def warn(self, msg: str) -> None:
+        """A write the disk refused: said at once the first time, then once a minute."""
+        if time.monotonic() - self._warned > 60:
+            self._warned = time.monotonic()
+            print(f"worker {self.worker}: {msg} ({self.write_errors} write errors so far; "
+                  "fuzzing on, retried later)", file=sys.stderr, flush=True)
+
+    def add_to_corpus(self, prog: Program) -> bool:
+        try:
+            path = corpus.add(self.corpus_dir, prog)
+        except OSError as e:
+            self.write_errors += 1
+            self.warn(f"corpus entry NOT written to {self.corpus_dir}: {e.strerror or e}")
+            if len(self.pending) < MAX_PENDING:
+                self.pending.append(("corpus", prog))
+            return False
+        print(f"wrote corpus {path.name}", file=sys.stderr, flush=True)
+        return True
+
     def record(self, out: differential.Outcome) -> None:
-        ex = out.execution
-        log = (ex.raw.kmsg if ex.raw else "") + ex.console_tail
-        for f in findings.from_outcome(out):
-            if self.store.record(f, out.prog, log, self.manifest):
-                self.new_findings += 1
-            self.findings_seen.add(f.signature)
+        log = findings.run_log(out)
+        for ev in findings.attribute(out):
+            self.record_one(ev, log)
+
+    def record_one(self, ev: findings.Evidence, log: str) -> bool:
+        f = ev.finding
+        try:
+            new = self.store.record(f, ev.prog, log, self.manifest, ev.history)
+        except OSError as e:
+            self.write_errors += 1
+            self.warn(f"finding NOT written: {f.title}: {e.strerror or e}")
+            if len(self.pending) < MAX_PENDING:
+                self.pending.append(("finding", (ev, log)))
+            return False
+        if new:
+            self.new_findings += 1
+            print(f"wrote finding {f.slug}", file=sys.stderr, flush=True)
+        self.findings_seen.add(f.signature)
+        return True
+
+    def retry_pending(self) -> None:
+        todo, self.pending = self.pending, []
+        for kind, item in todo:
+            if kind == "corpus":
+                self.add_to_corpus(item)
+            else:
+                self.record_one(*item)
 
     def measure_ceiling(self, pairs: int) -> None:
         """The raw ioctl rate of bench/c_loop.c in this worker's VM: the ceiling the
@@ -99,6 +146,8 @@ class WorkerState:
 
     def write_stats(self, final: bool = False) -> None:
         self.last_stats = time.monotonic()
+        if self.pending:
+            self.retry_pending()
         vm = getattr(self.backend, "vm", None)
         line = {"t": round(self.last_stats - self.started, 2), "worker": self.worker,
                 "pid": os.getpid(), "programs": self.programs, "ops": self.ops,
@@ -110,8 +159,11 @@ class WorkerState:
                 "exec_s": round(getattr(vm, "exec_seconds", 0.0), 2),
                 "executor_s": {k: round(v / 1e9, 2)
                                for k, v in getattr(vm, "executor_ns", {}).items()},
-                "final": final, **self.extra}
-        with open(self.stats_path, "a") as f:
-            f.write(json.dumps(line) + "\n")
-        atomic_write(self.stats_path.with_suffix(".edges"),
-                     array("Q", sorted(self.edges)).tobytes())
+                "write_errors": self.write_errors, "final": final, **self.extra}
+        try:
+            logs.append_line(self.stats_path, json.dumps(line), STATS_MAX_BYTES)
+            atomic_write(self.stats_path.with_suffix(".edges"),
+                         array("Q", sorted(self.edges)).tobytes())
+        except OSError as e:
+            self.write_errors += 1
+            self.warn(f"stats NOT written to {self.stats_path}: {e.strerror or e}")

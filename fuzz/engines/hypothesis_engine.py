@@ -217,8 +217,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=int, default=600)
     ap.add_argument("--worker", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=120.0,
+                    help="seconds a program may take before it counts as a hang")
     a = ap.parse_args(argv)
-    backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm")
+    backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm",
+                        timeout=a.timeout)
     state = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker)
     Context.run = lambda prog: state.run(prog)[0]
     end = time.monotonic() + a.seconds

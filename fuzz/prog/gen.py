@@ -35,6 +35,7 @@ from fuzz.prog.ir import (
     Program,
     Ref,
     Value,
+    wrap_add,
 )
 from fuzz.prog.types import (
     Arg,
@@ -480,7 +481,7 @@ class Generator:
             m = self.pick(maps)
             if isinstance(m.length, int) and isinstance(m.iova, Ref):
                 self.count(d, arg.name, "just past a mapping")
-                return Ref(m.iova.op, m.iova.field, m.iova.add + m.length)
+                return Ref(m.iova.op, m.iova.field, wrap_add(m.iova.add + m.length))
         if t.new and not self.odd(1, 4):
             self.count(d, arg.name, "in the mock aperture")
             return APERTURE_START + PAGE * self.ch.below(1024)
@@ -490,7 +491,7 @@ class Generator:
             picked[arg.name] = Picked(m, off)
             self.count(d, arg.name, "a mapping's" if not off else "a mapping's + offset")
             if isinstance(m.iova, Ref):
-                return Ref(m.iova.op, m.iova.field, m.iova.add + off)
+                return Ref(m.iova.op, m.iova.field, wrap_add(m.iova.add + off))
             return (m.iova + off) % (1 << 64) if isinstance(m.iova, int) else m.iova
         if not self.odd(1, 4):
             self.count(d, arg.name, "in the mock aperture")

@@ -24,7 +24,7 @@ from fuzz.prog.gen import (
     Generator,
     RandomChooser,
 )
-from fuzz.prog.ir import PAGE, BufPtr, Op, Program, Ref, Value
+from fuzz.prog.ir import PAGE, BufPtr, Op, Program, Ref, Value, wrap_add
 from fuzz.prog.types import Arg, Enum, Flags, Iova, Len, Ranges, Res, Uptr
 
 MAX_OPS = 64
@@ -112,7 +112,8 @@ def _mutate_arg(p: Program, at: int, op: Op, arg: Arg, rng: random.Random,
     if isinstance(old, Ref):
         if rng.randrange(3) == 0:
             return None
-        return Ref(old.op, old.field, old.add + rng.choice((0, MOCK_PAGE, PAGE, -PAGE, 1, -1)))
+        return Ref(old.op, old.field,
+                   wrap_add(old.add + rng.choice((0, MOCK_PAGE, PAGE, -PAGE, 1, -1))))
     if isinstance(old, BufPtr):
         r = rng.randrange(4)
         if r == 0:

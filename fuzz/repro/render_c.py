@@ -53,6 +53,8 @@ class CRenderer:
         self.head: list[str] = []
         self.body: list[str] = []
         self.plans: list[OpPlan] = []
+        self.funcs: list[list[str]] = []  # one per earlier program (history)
+        self._main: tuple[list[str], list[OpPlan]] | None = None
 
     # -- values ---------------------------------------------------------------------
     @staticmethod
@@ -80,8 +82,11 @@ class CRenderer:
 
     # -- the walk ---------------------------------------------------------------------
     def begin(self, header: list[str], prog: Program, plans: list[OpPlan],
-              exp: Expectation | None) -> None:
+              exp: Expectation | None, earlier: list[tuple[Program, list[OpPlan]]] = ()
+              ) -> None:
         self.plans = plans
+        every = [*plans, *(q for _, ps in earlier for q in ps)]
+        nbufs = max([len(prog.buffers), *(len(h.buffers) for h, _ in earlier)])
         L = self.head
         L += ["/*", *(f" * {ln}" for ln in header), " *",
               " * Build: gcc repro.c -o repro      (no kernel headers needed: the 6.12 uAPI",
@@ -91,7 +96,7 @@ class CRenderer:
               "REPRODUCED", " * (exit 0).", " */"]
         L.append(runtime_text())
         structs = {"struct iommu_test_cmd"}  # the prologue
-        for p in plans:
+        for p in every:
             if p.struct is not None:
                 structs.add(p.desc.struct)
                 structs.update(s.ctype for s in p.struct.sides)
@@ -102,17 +107,43 @@ class CRenderer:
             L += [blocks[n], ""]
         L.append("/* ioctl requests: _IO(';', nr) - iommufd and vfio structs carry their own "
                  "size */")
-        reqs = {p.desc.request for p in plans if p.desc.request} | {"IOMMU_TEST_CMD"}
+        reqs = {p.desc.request for p in every if p.desc.request} | {"IOMMU_TEST_CMD"}
         for n in sorted(reqs):
             L.append(f"#define {n} {uapi.request(n):#x} /* {io_form(uapi.request(n))} */")
-        tops = sorted({p.desc.test_op for p in plans if p.desc.call == TEST}
+        tops = sorted({p.desc.test_op for p in every if p.desc.call == TEST}
                       | {"IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT"})
         L += [f"#define {n} {uapi.test_op(n)}" for n in tops]
-        for bi in range(len(prog.buffers)):
+        for bi in range(nbufs):
             L.append(f"#define BUF{bi} {BUF_BASE + bi * BUF_STRIDE:#x}ULL")
-        L += ["", "int main(void)", "{"]
         self.body += [f"int fd, nfds = 0, fds[{MAX_FDS}];", "out = fdopen(dup(1), \"w\");",
                       "setvbuf(out, NULL, _IOLBF, 0);"]
+
+    def begin_earlier(self, k: int, prog: Program, plans: list[OpPlan]) -> None:
+        self._main = (self.body, self.plans)
+        self.body, self.plans = [f"int fd, nfds = 0, fds[{MAX_FDS}];"], plans
+
+    def end_earlier(self, k: int, prog: Program) -> None:
+        B = self.body
+        if prog.buffers:
+            B.append("/* its buffers go, so the next program maps at the same fixed addresses */")
+        for bi, b in enumerate(prog.buffers):
+            B.append(f"munmap((void *)(uintptr_t)BUF{bi}, {c_int(b.size)});")
+        self.funcs.append([f"/* history/{k:02d}.json: run before the finding's program, on its "
+                           "own iommufd */", f"static void program_{k}(void)", "{"]
+                          + ["\t" + ln if ln else "" for ln in B] + ["}"])
+        assert self._main is not None
+        self.body, self.plans = self._main
+
+    def open_kmsg(self) -> None:
+        self.body += ["", "/* the kernel log from here on is where a splat would show (any "
+                      "program) */", "int kmsg = open(\"/dev/kmsg\", O_RDONLY | O_NONBLOCK);",
+                      "lseek(kmsg, 0, SEEK_END);"]
+
+    def call_earlier(self, k: int, prog: Program) -> None:
+        self.body += [f"fprintf(out, \"== history/{k:02d}.json\\n\");", f"program_{k}();"]
+
+    def main_program(self) -> None:
+        self.body.append("fprintf(out, \"== program.json\\n\");")
 
     def buffers(self, buffers: list[Buffer]) -> None:
         B = self.body
@@ -313,6 +344,9 @@ class CRenderer:
     def verdict_splat(self, exp: Expectation) -> None:
         sig = c_string(exp.signature)
         keys = ", ".join(c_string(k) for k in exp.keys)
+        if exp.deferred:
+            self.body += ["/* deferred work (a work item, an RCU callback) logs it after the "
+                          "program: give it time */", "sleep(1);"]
         self.body += [f"/* from the splat title {c_string(exp.title)[1:-1]} */",
                       f"const char *keys[] = {{ {keys} }};", "const char *log = read_kmsg(kmsg);",
                       "int found = 1;", f"for (unsigned k = 0; k < {len(exp.keys)}; k++)",
@@ -321,9 +355,14 @@ class CRenderer:
                       "\treturn 1;", "}", "fprintf(out, \"NOT REPRODUCED\\n\");", "return 0;"]
 
     def text(self) -> str:
-        return "\n".join(self.head + ["\t" + ln if ln else "" for ln in self.body] + ["}"]) + "\n"
+        lines = list(self.head)
+        for f in self.funcs:
+            lines += [*f, ""]
+        lines += ["", "int main(void)", "{"]
+        return "\n".join(lines + ["\t" + ln if ln else "" for ln in self.body] + ["}"]) + "\n"
 
 
 def emit_c(prog: Program, exp: Expectation | None = None,
-           expected: list[OpResult] | None = None) -> str:
-    return render(CRenderer(), prog, exp, expected)
+           expected: list[OpResult] | None = None,
+           history: list[Program] | None = None) -> str:
+    return render(CRenderer(), prog, exp, expected, history)

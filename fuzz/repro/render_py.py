@@ -41,6 +41,8 @@ class PyRenderer:
         self.head: list[str] = []
         self.body: list[str] = []
         self.plans: list[OpPlan] = []
+        self.funcs: list[list[str]] = []  # one per earlier program (history)
+        self._main: tuple[list[str], list[OpPlan]] | None = None
 
     # -- values ---------------------------------------------------------------------
     def value(self, v: Value) -> str:
@@ -63,30 +65,58 @@ class PyRenderer:
 
     # -- the walk ---------------------------------------------------------------------
     def begin(self, header: list[str], prog: Program, plans: list[OpPlan],
-              exp: Expectation | None) -> None:
+              exp: Expectation | None, earlier: list[tuple[Program, list[OpPlan]]] = ()
+              ) -> None:
         self.plans = plans
+        every = [*plans, *(q for _, ps in earlier for q in ps)]
         L = self.head
         L += ["#!/usr/bin/env python3", '"""' + header[0], *header[1:], "",
               "Run as root on a kernel with CONFIG_IOMMUFD_TEST=y:   python3 repro.py",
               "Prints one line per op (errno, outputs), then REPRODUCED: <signature> and "
               "exits 1,", "or NOT REPRODUCED and exits 0. Standard library only.", '"""', ""]
         L.append(runtime_text().rstrip())
-        reqs = {p.desc.request for p in plans if p.desc.request} | {"IOMMU_TEST_CMD"}
+        reqs = {p.desc.request for p in every if p.desc.request} | {"IOMMU_TEST_CMD"}
         L.append("\n# ioctl requests: _IO(';', nr); iommufd and vfio structs carry their own size")
         for n in sorted(reqs):
             L.append(f"{n} = {uapi.request(n):#x}  # {io_form(uapi.request(n))}")
-        tops = sorted({p.desc.test_op for p in plans if p.desc.call == TEST}
+        tops = sorted({p.desc.test_op for p in every if p.desc.call == TEST}
                       | {"IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT"})
         L += [f"{n} = {uapi.test_op(n)}" for n in tops]
         structs = {"struct iommu_test_cmd"}  # the prologue
-        for p in plans:
+        for p in every:
             if p.struct is not None:
                 structs.add(p.desc.struct)
                 structs.update(s.ctype for s in p.struct.sides)
         L.append("\n\n# uAPI structs (include/uapi/linux/iommufd.h, vfio.h, "
                  "drivers/iommu/iommufd/iommufd_test.h, 6.12)")
         L.append(ctypes_classes(needed_structs(structs)))
-        L += ["", "", "def main():"]
+
+    def begin_earlier(self, k: int, prog: Program, plans: list[OpPlan]) -> None:
+        self._main = (self.body, self.plans)
+        self.body, self.plans = [], plans
+
+    def end_earlier(self, k: int, prog: Program) -> None:
+        B = self.body
+        if prog.buffers:
+            B.append("# its buffers go, so the next program maps at the same fixed addresses")
+        for bi, b in enumerate(prog.buffers):
+            B.append(f"libc.munmap(BUF{bi}, {b.size:#x})")
+        doc = f'"""history/{k:02d}.json: run before the finding\'s program, on its own iommufd."""'
+        self.funcs.append([f"def program_{k}():", "    " + doc]
+                          + ["    " + ln if ln else "" for ln in B])
+        assert self._main is not None
+        self.body, self.plans = self._main
+
+    def open_kmsg(self) -> None:
+        self.body += ["# the kernel log from here on is where a splat would show (any program)",
+                      "kmsg = os.open('/dev/kmsg', os.O_RDONLY | os.O_NONBLOCK)",
+                      "os.lseek(kmsg, 0, os.SEEK_END)"]
+
+    def call_earlier(self, k: int, prog: Program) -> None:
+        self.body += [f"out.write('== history/{k:02d}.json\\n')", f"program_{k}()"]
+
+    def main_program(self) -> None:
+        self.body += ["out.write('== program.json\\n')"]
 
     def buffers(self, buffers: list[Buffer]) -> None:
         B = self.body
@@ -228,6 +258,9 @@ class PyRenderer:
 
     def verdict_splat(self, exp: Expectation) -> None:
         sig = repr(exp.signature)
+        if exp.deferred:
+            self.body += ["# deferred work (a work item, an RCU callback) logs it after the "
+                          "program: give it time", "import time", "time.sleep(1.0)"]
         self.body += [f"KEYS = {exp.keys!r}  # from the splat title {exp.title!r}",
                       "lines = read_kmsg(kmsg)",
                       "hits = [ln for ln in lines if any(k in ln for k in KEYS)]",
@@ -237,7 +270,11 @@ class PyRenderer:
                       "out.write('NOT REPRODUCED\\n')", "return 0"]
 
     def text(self) -> str:
-        lines = self.head + ["    " + ln if ln else "" for ln in self.body]
+        lines = list(self.head)
+        for f in self.funcs:
+            lines += ["", "", *f]
+        lines += ["", "", "def main():"]
+        lines += ["    " + ln if ln else "" for ln in self.body]
         lines += ["", "", 'if __name__ == "__main__":', "    sys.exit(main())", ""]
         return "\n".join(lines)
 
@@ -253,5 +290,6 @@ def _literal(exp: Expectation, which: Any) -> str:
 
 
 def emit_python(prog: Program, exp: Expectation | None = None,
-                expected: list[OpResult] | None = None) -> str:
-    return render(PyRenderer(), prog, exp, expected)
+                expected: list[OpResult] | None = None,
+                history: list[Program] | None = None) -> str:
+    return render(PyRenderer(), prog, exp, expected, history)
