@@ -191,6 +191,9 @@ class Minimizer:
         self.best_outcome: Outcome | None = None
         # replayed, in order, on a freshly restored kernel before every candidate
         self.prefix: list[Program] = list(prefix or [])
+        # every run on a freshly restored kernel (once history matters: what one run
+        # leaves in the kernel must not make the next one reproduce)
+        self.fresh = bool(prefix)
         self.extra: list[Any] = []  # reports of the last run's prefix and settling
         self.best_extra: list[Any] = []
 
@@ -214,7 +217,7 @@ class Minimizer:
         vm = getattr(self.backend, "vm", None)
         try:
             prog.validate()
-            if self.prefix:
+            if self.fresh:
                 if vm is None:
                     raise MinimizeError("replaying a finding's history needs the VM backend")
                 vm.restart()
@@ -229,7 +232,7 @@ class Minimizer:
             self.log(f"  run {self.runs}: {type(e).__name__}: {e}")
             return None
         ex = out.execution
-        if (ex.reports or self.extra) and not ex.crash and vm is not None and not self.prefix:
+        if (ex.reports or self.extra) and not ex.crash and vm is not None and not self.fresh:
             # a splat may leave the kernel tainted or locked: next candidate on a fresh boot
             vm.restart()
         return out
@@ -265,6 +268,7 @@ class Minimizer:
         last 1, 2, 4, ... programs (then all), as syzkaller tries them, then
         bisection over that suffix. None if even the whole history does not help."""
         n = len(history)
+        self.fresh = True
         sizes = [1 << k for k in range(n.bit_length()) if 1 << k < n] + [n]
         suffix: list[Program] | None = None
         for k in sizes:
