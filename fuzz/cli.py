@@ -158,14 +158,12 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_gen(a: argparse.Namespace) -> int:
     from fuzz.prog.gen import generate
 
-    if a.count < 1:
-        raise SystemExit(f"iommufd-fuzz gen: --count {a.count}: give at least 1")
-    if a.max_ops < 1:
-        raise SystemExit(f"iommufd-fuzz gen: --max-ops {a.max_ops}: give at least 1")
+    at_least(a.count, 1, "--count")
+    at_least(a.max_ops, 1, "--max-ops")
     if a.stats:
         return _gen_stats(a)
     if not a.out:
-        raise SystemExit("iommufd-fuzz gen: --out DIR is needed (or --stats)")
+        raise InputError("gen: --out DIR is needed (or --stats)")
     out = writable_dir(a.out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     for k in range(a.count):

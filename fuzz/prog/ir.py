@@ -301,7 +301,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     named TMP_PREFIX... that readers skip and remove_stale_temps() clears. Files
     are shareable (0644 by default), not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data[:len(data) // 2])
@@ -322,12 +322,34 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 TMP_PREFIX = ".tmp-"  # atomic_write's temporary files (dotfiles: corpus readers skip them)
 STALE_SECONDS = 60.0  # a temporary file this old has no live writer (a write takes ms)
+_HOST = os.uname().nodename.replace(".", "_")
+
+
+def _tmp_prefix(path: Path) -> str:
+    """.tmp-<name>.<host>-<pid>.: who writes it, so a dead writer's leftovers go at once."""
+    return f"{TMP_PREFIX}{path.name}.{_HOST}-{os.getpid()}."
+
+
+def _writer_gone(p: Path) -> bool:
+    """The temporary file's writer is a process of this host that no longer runs."""
+    import re
+
+    m = re.search(r"\.([^.]+)-(\d+)\.[^.]+$", p.name)
+    if m is None or m.group(1) != _HOST:
+        return False
+    try:
+        os.kill(int(m.group(2)), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def remove_stale_temps(d: Path, recursive: bool = False) -> list[Path]:
     """Delete what writes killed half-way left behind in d: atomic_write's and
-    atomic_dir's temporaries older than STALE_SECONDS (younger ones may be a live
-    writer's)."""
+    atomic_dir's temporaries whose writer is gone, or older than STALE_SECONDS
+    (a writer on another host sharing the directory takes milliseconds)."""
     import shutil
     import time
 
@@ -337,7 +359,7 @@ def remove_stale_temps(d: Path, recursive: bool = False) -> list[Path]:
     now = time.time()
     for p in sorted((d.rglob if recursive else d.glob)(f"{TMP_PREFIX}*")):
         try:
-            if now - p.lstat().st_mtime <= STALE_SECONDS:
+            if now - p.lstat().st_mtime <= STALE_SECONDS and not _writer_gone(p):
                 continue
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
@@ -357,7 +379,7 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
     import shutil
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{dest.name}.", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), dir=dest.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o755)
@@ -366,7 +388,8 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
         elif _exchange(tmp, dest):
             shutil.rmtree(tmp)  # the old contents now
         else:  # no RENAME_EXCHANGE: old aside, new in; a kill between leaves both, named
-            old = dest.with_name(f"{TMP_PREFIX}{dest.name}.old-{os.getpid()}")
+            old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), dir=dest.parent))
+            os.rmdir(old)
             os.rename(dest, old)
             os.rename(tmp, dest)
             shutil.rmtree(old)
