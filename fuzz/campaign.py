@@ -158,9 +158,10 @@ def prepare(corpus_dir: Path, findings: Path, workdir: Path, seeds: tuple[Path, 
         d.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(findings, recursive=True)
     remove_stale_temps(workdir, recursive=True)
-    scratch = sorted(workdir.glob("worker-*/libfuzzer-corpus"))
-    for d in (corpus_dir, *seeds, *scratch):
+    for d in (corpus_dir, *seeds):
         corpus.load(d)  # before libFuzzer sees them
+    for d in sorted(workdir.glob("worker-*/libfuzzer-corpus")):
+        corpus.check_units(d)
 
 
 def run_campaign(cfg: CampaignConfig, prepared: bool = False) -> dict:

@@ -92,6 +92,31 @@ def load(corpus: Path, quarantine_bad: bool = True) -> list[tuple[Path, Program]
     return out
 
 
+def check_units(d: Path) -> list[Path]:
+    """libFuzzer's own unit directory (a worker's scratch corpus): libFuzzer writes
+    its units in place, not atomically, so a kill can leave one cut short; such a
+    unit (its bytes no longer match its content name) is set aside. Units need not
+    be programs: any bytes decode to one."""
+    bad = []
+    if not d.is_dir() or not os.access(d, os.W_OK):
+        return bad
+    remove_stale_temps(d)
+    for p in files(d):
+        try:
+            if p.is_file() and (not _CONTENT_NAME.fullmatch(p.name)
+                                or content_name(p.read_bytes()) == p.name):
+                continue
+        except OSError:
+            pass
+        print(f"iommufd-fuzz: corpus: {p}: cut short (its bytes do not match its name)",
+              file=sys.stderr)
+        try:
+            bad.append(quarantine(d, p))
+        except OSError as err:
+            print(f"iommufd-fuzz: corpus: could not set {p} aside: {err}", file=sys.stderr)
+    return bad
+
+
 def minimize(entries: list[tuple[Path, Program, set[int]]]) -> list[Path]:
     """The smallest set (greedy set cover, smallest programs first among equals)
     that keeps every edge any entry reaches."""

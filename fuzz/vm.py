@@ -399,6 +399,7 @@ class VM:
             # frame), so the live migration converges after one pass.
             qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
             qmp.cmd("migrate", uri=f"exec:cat > {shlex.quote(str(tmp))}")
+            crashpoint.hit("vm.snapshot")
             while True:
                 st = qmp.cmd("query-migrate")
                 status = st.get("status") if isinstance(st, dict) else None
@@ -406,7 +407,6 @@ class VM:
                     break
                 if status in ("failed", "cancelled"):
                     raise VMError(f"saving the snapshot failed: {st}")
-                crashpoint.hit("vm.snapshot")
                 time.sleep(0.02)
             qmp.cmd("cont")
         except VMError as e:
