@@ -28,7 +28,7 @@ from fuzz.prog.ir import remove_stale_temps
 from fuzz.vm import die_with_parent
 
 STATS_MAX_BYTES = 128 << 10  # the campaign's stats.jsonl is thinned past this
-WORKER_LOG_MAX_BYTES = 1 << 20  # worker.log rotates to worker.log.1 past this
+WORKER_LOG_MAX_BYTES = 256 << 10  # worker.log rotates to worker.log.1 past this
 
 
 @dataclass
