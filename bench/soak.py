@@ -143,7 +143,7 @@ class Soak:
     reproducers: Path = field(init=False)
     cache: Path = field(init=False)
     claimed_corpus: set[str] = field(default_factory=set)
-    claimed_findings: dict[str, Path] = field(default_factory=dict)  # slug -> findings root
+    claimed_findings: set[tuple[Path, str]] = field(default_factory=set)  # (root, slug)
     corrupted: set[str] = field(default_factory=set)
     lost: list[str] = field(default_factory=list)
     untested: list[str] = field(default_factory=list)  # a kill that came too late, a point missed
@@ -253,9 +253,11 @@ class Soak:
                 if m.group(1) == "corpus" and m.group(2) not in self.claimed_corpus:
                     self.claimed_corpus.add(m.group(2))
                     nc += 1
-                elif m.group(1) == "finding" and m.group(2) not in self.claimed_findings:
-                    self.claimed_findings[m.group(2)] = findings or self.findings
-                    nf += 1
+                elif m.group(1) == "finding":
+                    key = (findings or self.findings, m.group(2))
+                    if key not in self.claimed_findings:
+                        self.claimed_findings.add(key)
+                        nf += 1
         return nc, nf
 
     def check(self, what: str) -> list[str]:
@@ -272,12 +274,12 @@ class Soak:
                 corpus.check(p)
             except ProgramError as e:
                 lost.append(f"{what}: corpus entry {name} reported written: {e}")
-        for slug, root in sorted(self.claimed_findings.items()):
+        for root, slug in sorted(self.claimed_findings):
             try:
                 load_finding(root / slug)
             except InputError as e:
                 lost.append(f"{what}: finding {slug} reported written: {e}")
-        for root in {self.findings, *self.claimed_findings.values()}:
+        for root in {self.findings, *(r for r, _ in self.claimed_findings)}:
             for _, d in FindingStore(root).list():
                 try:
                     load_finding(d)
@@ -361,7 +363,6 @@ class Soak:
         if corrupt:
             r["corrupted"] = self.corrupt_corpus()
         r.update(self.visible_after_prepare(name))
-        before = len(self.claimed_corpus), len(self.claimed_findings)
         t0 = time.monotonic()
         p = self.start(mode, self.fuzz_args(), crash_at)
         if kill_early:  # while the VM boots or restores
@@ -404,7 +405,6 @@ class Soak:
         r["claimed"] = {"corpus": nc, "findings": nf}
         r["total_claimed"] = {"corpus": len(self.claimed_corpus),
                               "findings": len(self.claimed_findings)}
-        del before
         r["lost"] = self.check(name)
         self.rounds.append(r)
         log(json.dumps(r))
@@ -592,8 +592,10 @@ class Soak:
             if r["programs_after"] <= r["programs_while_full"]:
                 self.lost.append(f"{name}: the worker did not fuzz on")
             r["lost"] = self.check(name)
-            for slug in [s for s, root in self.claimed_findings.items() if root == fdir]:
-                del self.claimed_findings[slug]  # the tmpfs goes away now
+            if not nf:
+                self.lost.append(f"{name}: nothing written once there was room again "
+                                 "(the retries did not land)")
+            self.claimed_findings = {c for c in self.claimed_findings if c[0] != fdir}
         finally:
             subprocess.run(["umount", str(mnt)], check=False)
             mnt.rmdir()
