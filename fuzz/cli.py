@@ -60,7 +60,12 @@ def _warn(msg: str) -> None:
 
 
 def cmd_kernel_build(a: argparse.Namespace) -> int:
+    import re
+
     at_least(a.jobs, 1, "--jobs")
+    if not re.fullmatch(r"[0-9][A-Za-z0-9.+~-]*", a.debian_version):
+        raise InputError(f"--debian-version {a.debian_version!r}: not a Debian version "
+                         f"(like {kernel.DEFAULT_DEBIAN_VERSION})")
     for what, paths in (("--patch", a.patch), ("--fragment", a.fragment)):
         for f in paths:
             if not Path(f).is_file():
@@ -252,7 +257,9 @@ def cmd_findings(a: argparse.Namespace) -> int:
         return 0
     print(f"{'count':>5}  {'first seen':<20}  {'kind':<8}  title")
     for f, d in sorted(rows, key=lambda t: t[0].first_seen):
-        print(f"{f.count:>5}  {f.first_seen:<20}  {f.kind:<8}  {f.title}  ({d.name})")
+        more = (f" [+{len(f.also)} more in its run]" if f.also else "") + \
+            (" [deferred: logged after its program]" if f.deferred else "")
+        print(f"{f.count:>5}  {f.first_seen:<20}  {f.kind:<8}  {f.title}{more}  ({d.name})")
     return 0
 
 

@@ -166,6 +166,7 @@ def test_arguments_are_checked_before_a_kernel_is_built(
             (["minimize", "f", "--time-limit=-1"], "--time-limit -1.0: give a positive"),
             (["kernel", "build", "--patch", "nope.patch"], "--patch nope.patch: no such file"),
             (["kernel", "build", "--jobs", "0"], "--jobs 0: give at least 1"),
+            (["kernel", "build", "--debian-version", "x"], "--debian-version 'x': not a Debian"),
             (["coverage", "nope"], "nope: no such file or directory"),
             (["run", "--kernel", "nope", str(Path(__file__).parent.parent / "corpus" / "seeds"
                                              / "ioas_alloc_destroy.json")], "--kernel nope")]:
