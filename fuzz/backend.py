@@ -12,6 +12,7 @@ from fuzz.channel import KMSG_PROGRAM_START
 from fuzz.executor.encode import decode, encode
 from fuzz.executor.runner import RawRun, unpack_response
 from fuzz.executor.wire import KCOV_TRACE_PC
+from fuzz.model.file import AGENT_FDS, FdLayout
 from fuzz.prog import Program
 from fuzz.prog.limits import MAX_HISTORY
 from fuzz.report import Report, parse
@@ -62,6 +63,7 @@ class Execution:
 
 class Backend(Protocol):
     name: str
+    fd_layout: FdLayout | None  # the executor's fd table at a program's start, if known
 
     def run(self, prog: Program, kcov: bool = True, timeout: float = ...,
             kcov_mode: int = ...) -> Execution: ...
@@ -88,6 +90,7 @@ class VMBackend:
     """Runs programs in a qemu guest; restarts it after a crash or hang."""
 
     name = "vm"
+    fd_layout: FdLayout | None = AGENT_FDS
 
     def __init__(self, kernel: Path, cfg: VMConfig | None = None,
                  workdir: Path | None = None, timeout: float = 120.0) -> None:
@@ -131,6 +134,8 @@ class LocalBackend:
     """This machine's own kernel. Never the default: the user asks for it by name."""
 
     name = "local"
+    # the executor runs inside this Python process: its fd table is not the model's
+    fd_layout: FdLayout | None = None
 
     def __init__(self) -> None:
         from fuzz.executor.runner import Runner

@@ -25,6 +25,20 @@ class BatchResult:
     seconds: float = 0.0
     signatures: Counter = field(default_factory=Counter)
     examples: dict[str, int] = field(default_factory=dict)  # signature -> first seed
+    # the op mix: calls per op, how many the kernel ran successfully, how many the
+    # model could not predict
+    op_calls: Counter = field(default_factory=Counter)
+    op_ok: Counter = field(default_factory=Counter)
+    op_unsure: Counter = field(default_factory=Counter)
+
+    def add(self, other: BatchResult) -> None:
+        for k in ("programs", "ops", "agreed", "unsure_ops", "crashes"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        self.seconds = max(self.seconds, other.seconds)
+        for k in ("signatures", "op_calls", "op_ok", "op_unsure"):
+            getattr(self, k).update(getattr(other, k))
+        for s, e in other.examples.items():
+            self.examples.setdefault(s, e)
 
 
 def _work(args: tuple[Path, Path, list[int], int]) -> BatchResult:
@@ -41,6 +55,10 @@ def _work(args: tuple[Path, Path, list[int], int]) -> BatchResult:
             res.programs += 1
             res.ops += len(prog.ops)
             res.unsure_ops += len(out.unsure)
+            res.op_calls.update(op.name for op in prog.ops)
+            res.op_ok.update(op.name for op, r in zip(prog.ops, out.execution.results)
+                             if r.errno == 0)
+            res.op_unsure.update(u.name for u in out.unsure)
             res.crashes += bool(out.execution.crash)
             if not out.failed:
                 res.agreed += 1
@@ -62,13 +80,5 @@ def run_batch(kdir: Path, fdir: Path, seed: int, count: int, vms: int,
         parts = pool.map(_work, shards)
     total = BatchResult()
     for p in parts:
-        total.programs += p.programs
-        total.ops += p.ops
-        total.agreed += p.agreed
-        total.unsure_ops += p.unsure_ops
-        total.crashes += p.crashes
-        total.seconds = max(total.seconds, p.seconds)
-        total.signatures.update(p.signatures)
-        for s, e in p.examples.items():
-            total.examples.setdefault(s, e)
+        total.add(p)
     return total

@@ -69,10 +69,6 @@ def _worker_argv(cfg: CampaignConfig, k: int) -> list[str]:
     return [sys.executable, "-m", "fuzz.engines.hypothesis_engine", *common]
 
 
-def _last_json(path: Path) -> dict:
-    return logs.last_json(path)
-
-
 def _union_edges(cfg: CampaignConfig) -> set[int]:
     out: set[int] = set()
     for p in cfg.workdir.glob("worker-*/stats.edges"):
@@ -85,7 +81,7 @@ def _union_edges(cfg: CampaignConfig) -> set[int]:
     return out
 
 
-def _append_stats(path: Path, s: dict) -> None:
+def append_stats(path: Path, s: dict) -> None:
     try:
         logs.append_line(path, json.dumps(s), STATS_MAX_BYTES)
     except OSError as e:  # a full disk: the status line goes on, the log misses a line
@@ -93,7 +89,7 @@ def _append_stats(path: Path, s: dict) -> None:
 
 
 def status(cfg: CampaignConfig, t0: float) -> dict:
-    per = [_last_json(p) for p in sorted(cfg.workdir.glob("worker-*/stats.jsonl"))]
+    per = [logs.last_json(p) for p in sorted(cfg.workdir.glob("worker-*/stats.jsonl"))]
     el = time.monotonic() - t0
     programs = sum(s.get("programs", 0) for s in per)
     ops = sum(s.get("ops", 0) for s in per)
@@ -143,7 +139,9 @@ def iommufd_edges(cfg: CampaignConfig) -> int:
 def status_line(s: dict) -> str:
     t = int(s["t"])
     lines = f"iommufd lines {s['iommufd_lines_pct']:.1f}% " if "iommufd_lines_pct" in s else ""
-    return (f"[{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}] execs/s {s['execs_per_s']:.0f} "
+    cluster = f"nodes {s['nodes']} workers {s['workers']} " if "nodes" in s else ""
+    return (f"[{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}] {cluster}"
+            f"execs/s {s['execs_per_s']:.0f} "
             f"programs/s {s['programs_per_s']:.1f} edges {s['edges']} {lines}"
             f"corpus {s['corpus']} findings {s['findings']} restarts {s['vm_restarts']} "
             f"({s['restart_s']:.0f}s)")
@@ -189,7 +187,7 @@ def run_campaign(cfg: CampaignConfig, prepared: bool = False) -> dict:
         while any(p.poll() is None for p in procs):
             time.sleep(2)
             s = status(cfg, t0)
-            _append_stats(stats_log, s)
+            append_stats(stats_log, s)
             for k in range(cfg.vms):
                 logs.rotate(cfg.workdir / f"worker-{k}" / "worker.log", WORKER_LOG_MAX_BYTES)
             if tty:
@@ -214,7 +212,7 @@ def run_campaign(cfg: CampaignConfig, prepared: bool = False) -> dict:
                 p.wait()
     s = status(cfg, t0)
     s["iommufd_edges"] = iommufd_edges(cfg)
-    _append_stats(stats_log, s)
+    append_stats(stats_log, s)
     if not cfg.quiet:
         print(("\n" if tty else "") + status_line(s))
         print(f"kernel edges: {s['edges']} in all, {s['iommufd_edges']} in drivers/iommu/iommufd/")

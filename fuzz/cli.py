@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -130,7 +131,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from fuzz import differential
     from fuzz.model import run_model
     from fuzz.prog import Program, ProgramError
-    from fuzz.table import format_table
+    from fuzz.table import format_table, model_cell
 
     try:
         progs = [(p, Program.load(p)) for p in a.program]
@@ -142,7 +143,9 @@ def cmd_run(a: argparse.Namespace) -> int:
         for path, prog in progs:
             print(f"== {path} (model only)")
             for i, (op, r) in enumerate(zip(prog.ops, run_model(prog))):
-                print(f"{i:>3}  {op.name:<26} {r.describe()}")
+                print(f"{i:>3}  {op.name:<26} {model_cell(r)}")
+                if r.unsure:
+                    print(f"       ^ model unsure: {r.unsure}")
         return 0
     be = _backend(a.backend, a.kernel)
     status = 0
@@ -213,6 +216,10 @@ def cmd_check_model(a: argparse.Namespace) -> int:
           f"guest crashes: {res.crashes}")
     for sig, n in res.signatures.most_common():
         print(f"  {n:>6}  {sig}  (first: gen seed {res.examples[sig]})")
+    print(f"\n{'op mix':28} {'calls':>7} {'share':>6} {'kernel ok':>9} {'unsure':>7}")
+    for name, n in sorted(res.op_calls.items()):
+        print(f"{name:28} {n:7} {n / max(res.ops, 1):6.3f} {res.op_ok[name] / n:9.2f} "
+              f"{res.op_unsure[name] / n:7.3f}")
     return 0 if res.agreed == res.programs else 1
 
 
@@ -220,6 +227,7 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
     from fuzz.campaign import CampaignConfig, prepare, run_campaign
 
     # everything checked before a kernel is built or a VM booted
+    run_ray = ray_runner(a) if a.ray else None
     seconds = duration(a.time, "--time")
     at_least(a.vms, 1, "--vms")
     at_least(a.timeout, 1, "--timeout")
@@ -234,11 +242,33 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
     cfg = CampaignConfig(kernel=kdir, corpus=dirs["corpus"], findings=dirs["findings"],
                          workdir=dirs["workdir"], engine=a.engine, seconds=seconds, vms=a.vms,
                          feedback=not a.no_feedback, seeds=seeds, program_timeout=a.timeout)
-    s = run_campaign(cfg, prepared=True)
+    s = run_ray(cfg) if run_ray else run_campaign(cfg, prepared=True)
     print(f"stats log: {cfg.workdir / 'stats.jsonl'}  (plot: iommufd-fuzz plot "
           f"{cfg.workdir / 'stats.jsonl'})")
     print(f"findings: {s['findings']} under {cfg.findings} (list: iommufd-fuzz findings)")
     return 0
+
+
+def ray_runner(a: argparse.Namespace) -> Any:
+    """For --ray: the function that runs a campaign on the cluster (the `ray` extra),
+    checked before anything is built or booted."""
+    if a.vms_per_node is not None and a.vms_per_node < 1:
+        raise SystemExit(f"iommufd-fuzz fuzz: --vms-per-node {a.vms_per_node}: give at least 1")
+    if a.ray == "local":  # one machine: Ray on the loopback only (read when ray is imported)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        from fuzz.cluster.ray_campaign import RayOptions, WorkerError, run_ray_campaign
+    except ImportError as e:
+        raise SystemExit(f"iommufd-fuzz fuzz --ray: Ray is not installed ({e}); install the "
+                         "extra: .venv/bin/pip install -e '.[ray]'") from None
+    opts = RayOptions(address=a.ray, vms_per_node=a.vms_per_node)
+
+    def run(cfg: Any) -> dict:
+        try:
+            return run_ray_campaign(cfg, opts)
+        except WorkerError as e:
+            raise SystemExit(f"iommufd-fuzz fuzz: {e}") from None
+    return run
 
 
 def cmd_findings(a: argparse.Namespace) -> int:
@@ -470,6 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     f.add_argument("--no-feedback", action="store_true",
                    help="do not feed kernel coverage to libFuzzer (for comparison)")
+    f.add_argument("--ray", metavar="ADDRESS", help="run the workers as Ray actors on a "
+                   "cluster's nodes: its address, `auto` (the cluster `ray start` joined this "
+                   "machine to) or `local` (Ray on this machine only); needs the `ray` extra")
+    f.add_argument("--vms-per-node", type=int, help="with --ray: VMs (workers) per node "
+                   "(default: one per CPU Ray sees on the node)")
     f.set_defaults(fn=cmd_fuzz)
 
     fl = sub.add_parser("findings", help="list findings (title, count, first seen)")

@@ -51,7 +51,8 @@ def compare_op(i: int, name: str, kernel: OpResult, model: OpResult) -> list[Mis
         o = d.out(f)
         # what the executor decodes from memory (captured data, side arrays, the cap
         # chain) only means something when the kernel wrote it
-        if o is not None and o.decode in ("data", "caps", "ranges") and kernel.errno \
+        if o is not None and o.decode in ("data", "caps", "ranges", "entries", "first") \
+                and kernel.errno \
                 and kernel.errno not in o.also_on:
             continue
         kv, mv = kernel.out.get(f), model.out.get(f)

@@ -9,6 +9,7 @@ from fuzz.backend import Backend, Execution
 from fuzz.compare import Mismatch, compare_op
 from fuzz.executor.wire import KCOV_TRACE_PC
 from fuzz.model import Model
+from fuzz.model.file import AGENT_FDS, FdLayout
 from fuzz.prog import Program
 from fuzz.result import OpResult
 
@@ -28,10 +29,12 @@ class Outcome:
         return bool(self.mismatches or ex.reports or ex.crash)
 
 
-def model_alongside(prog: Program, kernel: list[OpResult]) -> tuple[list[OpResult],
-                                                                    list[Mismatch],
-                                                                    list[Mismatch]]:
-    model = Model(prog)
+def model_alongside(prog: Program, kernel: list[OpResult],
+                    fds: FdLayout | None = AGENT_FDS) -> tuple[list[OpResult],
+                                                              list[Mismatch],
+                                                              list[Mismatch]]:
+    """fds: the fd table the backend's executor starts a program with."""
+    model = Model(prog, fds)
     predicted: list[OpResult] = []
     mism: list[Mismatch] = []
     unsure: list[Mismatch] = []
@@ -48,5 +51,6 @@ def run(prog: Program, backend: Backend, kcov: bool = True,
     ex = backend.run(prog, kcov=kcov, kcov_mode=kcov_mode)
     out = Outcome(prog, ex)
     if ex.results:
-        out.model, out.mismatches, out.unsure = model_alongside(prog, ex.results)
+        out.model, out.mismatches, out.unsure = model_alongside(
+            prog, ex.results, getattr(backend, "fd_layout", AGENT_FDS))
     return out

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fuzz.result import OpResult
+
 if TYPE_CHECKING:
     from fuzz.differential import Outcome
 
 
+def model_cell(r: OpResult) -> str:
+    """An op the model was unsure of is not compared: it says so, not `ok`."""
+    return f"unsure ({r.describe()})" if r.unsure else r.describe()
+
+
 def format_table(outcome: Outcome) -> str:
-    """Side by side, one line per op; a mismatch line under each disagreeing op."""
+    """Side by side, one line per op; under each disagreeing op a mismatch line
+    (marked !=), under each op the model was unsure of the reason (marked ??)."""
     prog, ex = outcome.prog, outcome.execution
     bad: dict[int, list[str]] = {}
-    for m in outcome.mismatches + outcome.unsure:
+    for m in outcome.mismatches:
         bad.setdefault(m.op, []).append(m.describe())
+    unsure: dict[int, list[str]] = {}
+    for m in outcome.unsure:
+        unsure.setdefault(m.op, []).append(m.describe())
     kern = [r.describe() for r in ex.results]
-    model = [r.describe() for r in outcome.model]
+    model = [model_cell(r) for r in outcome.model]
     w = min(60, max(map(len, kern + model + ["kernel"])))
 
     def cell(s: str) -> str:
@@ -25,9 +36,9 @@ def format_table(outcome: Outcome) -> str:
     for i, op in enumerate(prog.ops):
         k = kern[i] if i < len(kern) else "-"
         m = model[i] if i < len(model) else "-"
-        mark = "!=" if i in bad else "  "
+        mark = "!=" if i in bad else "??" if i in unsure else "  "
         rows.append(f"{i:>3}  {op.name:<26} {cell(k)} {cell(m)} {mark}".rstrip())
-        rows += [f"       ^ {d}" for d in bad.get(i, [])]
+        rows += [f"       ^ {d}" for d in bad.get(i, []) + unsure.get(i, [])]
     if ex.setup_error:
         rows.append(f"setup: {ex.setup_error}")
     if ex.crash:

@@ -34,12 +34,15 @@ if [[ ! -x .venv/bin/python ]]; then
   step "creating .venv with $PY"
   "$PY" -m venv .venv || fail "python -m venv"
 fi
-if ! .venv/bin/python -c 'import fuzz, cffi, hypothesis, atheris, psutil, pytest, elftools' \
-     2>/dev/null \
+# EXTRAS: the optional dependency sets to install (make test adds ray, for tests/test_ray.py)
+EXTRAS=${EXTRAS:-dev}
+IMPORTS="import fuzz, cffi, hypothesis, atheris, psutil, pytest, elftools"
+[[ ",$EXTRAS," == *,ray,* ]] && IMPORTS+=", ray"
+if ! .venv/bin/python -c "$IMPORTS" 2>/dev/null \
    || [[ pyproject.toml -nt .venv/.installed ]]; then
-  step "installing Python dependencies into .venv"
+  step "installing Python dependencies into .venv (extras: $EXTRAS)"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null || fail "pip upgrade"
-  .venv/bin/python -m pip install -q -e '.[dev]' || fail "pip install -e .[dev]"
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]" || fail "pip install -e .[$EXTRAS]"
   touch .venv/.installed
 fi
 
@@ -47,5 +50,8 @@ step "building the C executor"
 .venv/bin/python -c 'from fuzz.executor import build; print(build.ensure_built())' \
   || fail "building the C executor"
 
-step "building (or finding cached) the default test kernel"
-.venv/bin/iommufd-fuzz kernel build || fail "iommufd-fuzz kernel build"
+# A cluster's worker nodes get the kernel from the manager's node (SKIP_KERNEL=1).
+if [[ -z "${SKIP_KERNEL:-}" ]]; then
+  step "building (or finding cached) the default test kernel"
+  .venv/bin/iommufd-fuzz kernel build || fail "iommufd-fuzz kernel build"
+fi

@@ -61,3 +61,23 @@ def test_generated_programs_agree_with_the_kernel(vm: VMBackend) -> None:
             bad.append(f"seed {seed}: {d}")
     assert bad == [], "\n".join(bad[:20])
     assert unsure <= GENERATED // 20, f"model unsure on {unsure} ops"
+
+
+def test_run_table_prints_an_unsure_op_as_unsure_with_its_reason() -> None:
+    # not as `ok`: it was not compared
+    from fuzz.backend import Execution
+    from fuzz.compare import compare_op
+    from fuzz.prog import Op
+    from fuzz.result import OpResult
+    from fuzz.table import format_table
+
+    prog = Program([Op("IOAS_ALLOC"), Op("IOAS_ALLOC")])
+    kernel = [OpResult(0, 0, {"out_ioas_id": 1}), OpResult(0, 0, {"out_ioas_id": 2})]
+    model = [OpResult(0, 0, {"out_ioas_id": 1}),
+             OpResult(0, 0, {"out_ioas_id": 2}, unsure="a reason the model gives")]
+    out = differential.Outcome(prog, Execution(results=kernel), model)
+    out.unsure = compare_op(1, "IOAS_ALLOC", kernel[1], model[1])
+    rows = format_table(out).splitlines()
+    assert rows[1].split()[-1] == "out_ioas_id=1"
+    assert "unsure (ok out_ioas_id=2)" in rows[2] and rows[2].endswith("??")
+    assert rows[3].strip() == "^ op 1 (IOAS_ALLOC): model unsure: a reason the model gives"

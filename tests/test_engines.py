@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from fuzz import differential, findings
@@ -67,7 +68,9 @@ def test_hypothesis_engine_finds_shrinks_and_records_planted_divergence(
     Context.on_failure = [record]
     Context.last_failure = None
     with pytest.raises(AssertionError, match="IOAS_MAP"):
-        run_state_machine_as_test(IommufdMachine, settings=machine_settings(300))
+        # derandomized: the same search every run (a random one misses now and then)
+        run_state_machine_as_test(IommufdMachine,
+                                  settings=settings(machine_settings(300), derandomize=True))
     assert Context.last_failure is not None
     shrunk = Context.last_failure.prog
     names = [op.name for op in shrunk.ops]

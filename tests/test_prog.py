@@ -83,3 +83,19 @@ def test_findings_are_deduplicated_by_signature_and_counted(tmp_path: Path) -> N
     assert rec.count == 2 and rec.title == f.title
     assert Program.load(d / "program.json").dumps() == prog.dumps()
     assert json.loads((d / "manifest.json").read_text())["kernel_version"] == "6.12.117"
+
+
+def test_mutation_and_crossover_keep_programs_valid() -> None:
+    """Every edit goes through fuzz.prog.edits and every value is fitted to its
+    field, so what the mutator hands libFuzzer always loads again."""
+    import random
+
+    from fuzz.prog.mutate import crossover, mutate
+
+    rng = random.Random(5)
+    pool = [generate(s) for s in range(200)]
+    for _ in range(2000):
+        p = mutate(rng.choice(pool), rng, [rng.getrandbits(64) for _ in range(3)])
+        p.validate()
+        assert Program.loads(p.dumps()).dumps() == p.dumps()
+        crossover(rng.choice(pool), rng.choice(pool), rng).validate()

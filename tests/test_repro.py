@@ -111,21 +111,24 @@ def printed_outputs(line: str) -> dict[str, str]:
     """An op line's outputs as text: ints in hex, ranges/caps in repro.canon's form,
     data as its length and first 16 bytes."""
     fields = dict(re.findall(r" (\w+)=(0x[0-9a-f]+|\[[^ ]*\]|\{[^ ]*\}|)(?= |$)", line))
-    data = re.search(r" data=(<\d+ bytes [0-9a-f]*>)", line)
-    if data:
-        fields["data"] = data[1]
-    fields.pop("out_access_fd", None)
+    fields.update(re.findall(r" (\w+)=(<\d+ bytes [0-9a-f]*>)", line))
+    for fd in FD_OUTPUTS:
+        fields.pop(fd, None)
     return fields
+
+
+# fd numbers depend on the process's fd table
+FD_OUTPUTS = ("out_access_fd", "out_fault_fd")
 
 
 def executor_outputs(r: OpResult) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in r.out.items():
-        if k in ("out_access_fd", "ret"):
+        if k in FD_OUTPUTS or k == "ret":
             continue
-        if k == "data":
+        if isinstance(v, bytes):  # captured memory
             out[k] = f"<{len(v)} bytes {bytes(v[:16]).hex()}>"
-        elif k in ("ranges", "caps"):
+        elif k in ("ranges", "caps") or isinstance(v, list):
             out[k] = repro.canon(k, v)
         else:
             out[k] = f"{v:#x}"
@@ -301,6 +304,25 @@ def _fd_numbers_portable(prog: Program, results: list[OpResult]) -> bool:
     return True
 
 
+def agrees(vm: VMBackend, prog: Program, d: Path, tag: object) -> list[OpResult]:
+    """repro.py and repro.c print, op by op, the errnos and outputs (all but fd
+    numbers) the executor got for `prog` on the same kernel; the executor's results."""
+    ex = vm.run(prog)
+    assert ex.setup_error is None and ex.crash is None, (tag, ex.setup_error, ex.crash)
+    want = [(i, op.name, r.errno) for i, (op, r) in enumerate(zip(prog.ops, ex.results))]
+    d.mkdir()
+    (d / "repro.py").write_text(repro.emit_python(prog))
+    binary = compile_c(repro.emit_c(prog), d)
+    for argv in (["/usr/bin/python3", "-I", str(d / "repro.py")], [str(binary)]):
+        out = vm.vm.run_command(argv, timeout=300)
+        assert out["rc"] == 0, (tag, argv, out["stderr"][-2000:])
+        got = printed_errnos(out["stdout"])
+        assert got == want, (tag, argv[-1], [(w, g) for w, g in zip(want, got) if w != g])
+        for i, line in enumerate(out["stdout"].splitlines()[:len(prog.ops)]):
+            assert printed_outputs(line) == executor_outputs(ex.results[i]), (tag, line)
+    return ex.results
+
+
 def test_emitters_agree_with_the_executor_on_generated_programs(vm: VMBackend,
                                                                 workdir: Path) -> None:
     """repro.py and repro.c print, op by op, the errnos (and ids, IOVAs, counts) the
@@ -311,26 +333,13 @@ def test_emitters_agree_with_the_executor_on_generated_programs(vm: VMBackend,
         prog = feature if seed < 0 else generate(seed)
         if len(prog.ops) < 14:
             continue
-        ex = vm.run(prog)
-        assert ex.setup_error is None and ex.crash is None, (seed, ex.setup_error, ex.crash)
-        if not _fd_numbers_portable(prog, ex.results):
+        pre = vm.run(prog)
+        if not _fd_numbers_portable(prog, pre.results):
             continue
-        want = [(i, op.name, r.errno) for i, (op, r) in enumerate(zip(prog.ops, ex.results))]
-        d = workdir / f"gen-{seed}"
-        d.mkdir()
-        (d / "repro.py").write_text(repro.emit_python(prog))
-        binary = compile_c(repro.emit_c(prog), d)
-        for argv in (["/usr/bin/python3", "-I", str(d / "repro.py")], [str(binary)]):
-            out = vm.vm.run_command(argv, timeout=300)
-            assert out["rc"] == 0, (seed, argv, out["stderr"][-2000:])
-            got = printed_errnos(out["stdout"])
-            assert got == want, (seed, argv[-1], [(w, g) for w, g in zip(want, got) if w != g])
-            # every output too, except fd numbers (they depend on the process's fd table)
-            for i, line in enumerate(out["stdout"].splitlines()[:len(prog.ops)]):
-                assert printed_outputs(line) == executor_outputs(ex.results[i]), (seed, line)
+        results = agrees(vm, prog, workdir / f"gen-{seed}", seed)
         total += len(prog.ops)
         checked += 1
-        captured += sum(1 for r in ex.results if r.out.get("data"))
+        captured += sum(1 for r in results if r.out.get("data"))
         if checked == 9:
             break
     print(f"{checked} programs, {total} ops ({captured} ACCESS_RW captures): "
@@ -341,6 +350,29 @@ def test_emitters_agree_with_the_executor_on_generated_programs(vm: VMBackend,
     assert errs[2:5] == [0, 0, 0] and errno.EFAULT in errs[5:9] and errs[10:13] == [0, 0, 0]
     assert (errs[14], errs[17], errs[19]) == (errno.EMSGSIZE, 0, errno.E2BIG)
     assert captured >= 3
+
+
+HWPT_SEEDS = ("fault_queue", "fault_detach_and_close", "dirty_tracking", "dirty_bitmap_edges",
+              "hw_info", "hwpt_invalidate_entries", "hwpt_nested_attach")
+
+
+def test_emitters_agree_with_the_executor_on_hwpt_fault_and_dirty_programs(
+        vm: VMBackend, workdir: Path) -> None:
+    """The same for what the HWPT seeds reach: read(2) records and the cookie refs
+    taken from them, write(2) responses from a side array, dirty bitmaps captured
+    by computed length, invalidation entries, hw info into the scratch mapping."""
+    seen: set[str] = set()
+    for name in HWPT_SEEDS:
+        prog = Program.load(REPO / "corpus" / "seeds" / f"{name}.json")
+        results = agrees(vm, prog, workdir / name, name)
+        for op, r in zip(prog.ops, results):
+            if r.errno == 0 and op.name in ("READ", "WRITE", "HWPT_GET_DIRTY_BITMAP",
+                                            "HWPT_INVALIDATE", "GET_HW_INFO"):
+                seen.add(op.name)
+            if op.name == "READ" and r.errno == 0 and r.out["records"]:
+                seen.add("READ records")
+    assert seen == {"READ", "READ records", "WRITE", "HWPT_GET_DIRTY_BITMAP",
+                    "HWPT_INVALIDATE", "GET_HW_INFO"}, seen
 
 
 def test_cli_minimize_then_repro(planted: None, kernel_dir: Path, workdir: Path,

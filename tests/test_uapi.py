@@ -206,6 +206,8 @@ def test_description_resolves(name: str) -> None:
     d = OPS[name]
     if d.call == T.CLOSE:
         assert not d.request and not d.struct
+    elif d.call == T.FDIO:
+        assert d.request in ("read", "write") and not d.struct
     else:
         assert isinstance(uapi.request(d.request), int)
     if d.call == T.TEST:
@@ -222,25 +224,43 @@ def test_description_resolves(name: str) -> None:
         if isinstance(t, T.Res):
             assert all(k in T.KIND_PARENT for k in t.kinds), (name, a.name, t.kinds)
         for rel in (getattr(t, "space", ""), getattr(t, "of", ""), getattr(t, "count", ""),
-                    getattr(t, "array", "")):
+                    getattr(t, "array", ""), getattr(t, "pointer", ""),
+                    getattr(t, "size_by", ""), getattr(t, "length", "")):
             assert rel in ("", "compat") or rel in names, (name, a.name, rel)
+        if isinstance(t, (T.InSide, T.Entries)):
+            # side array contents: no field of the struct, a field of the side array's type
+            ptr = d.arg(t.pointer)
+            assert a.path == "" and ptr is not None and isinstance(ptr.type, T.Uptr)
+            assert ptr.type.side, (name, a.name)
+            if isinstance(t, T.InSide):
+                uapi.field_offset(ptr.type.side, t.field)
     for o in d.outs:
         assert o.kind is None or o.kind in T.KIND_PARENT, (name, o.name)
-        assert all(arg in names and sub in T.KIND_PARENT for arg, _, sub in o.refine)
+        for r in o.refine:
+            assert r.kind in T.KIND_PARENT and T.is_kind(r.kind, o.kind or ""), (name, r)
+            assert all(arg in names for arg, _, _ in r.when), (name, r)
         assert not o.on or o.on in names
+        assert not o.array or o.array in names, (name, o.name)
+    for f in d.forms:
+        assert all(arg in names for arg, _ in f.args), (name, f.name)
     provided = {p.state for x in OPS.values() for p in x.provides}
     assert set(d.needs) <= provided, (name, d.needs)
     for p in d.provides:
-        assert all(k in names for k, _ in p.when)
+        assert all(k in names for k, _ in p.when) and all(k in names for k, _ in p.kinds)
 
     if not d.struct:
-        assert d.call in (T.CLOSE, T.VFIO_VAL)
+        assert d.call in (T.CLOSE, T.VFIO_VAL, T.FDIO)
         assert all(a.path == "" and a.width in (4, 8) for a in d.args)
+        block = sorted((a.offset, a.offset + a.width) for a in d.args
+                       if not isinstance(a.type, (T.InSide, T.Entries)))
+        assert all(x[1] <= y[0] for x, y in zip(block, block[1:])), "arguments overlap"
         return
     assert uapi.sizeof(d.struct) > 0
     # copy_struct_from_user / argsz checks read a u32 at offset 0.
     assert uapi.field_offset(d.struct, d.size_field) == (0, 4)
     for a in d.args:
+        if isinstance(a.type, (T.InSide, T.Entries)):
+            continue  # checked above: they go into a side array
         try:
             _, size = uapi.field_offset(d.struct, a.path)
         except KeyError as e:

@@ -12,6 +12,7 @@ import base64
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def src_root(kdir: Path) -> str:
 
 def read_gcda(vm, reset: bool = True) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
     """basename -> contents of the iommufd .gcda files in the guest's debugfs."""
-    res = vm.run_command([vm.cfg.python, "-m", "fuzz.coverage.guest", "gcda",
+    res = vm.run_command([sys.executable, "-m", "fuzz.coverage.guest", "gcda",
                           kernel.GCOV_SUBDIR], timeout=300)
     if res["rc"] != 0:
         raise GcovError(f"reading .gcda files in the guest failed: {res['stderr'][-1000:]}")

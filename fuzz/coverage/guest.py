@@ -59,7 +59,7 @@ def _trace_pcs(addr: int, n: int, ranges: list[tuple[int, int]]) -> list[int]:
 
 
 def replay(d: Path, executor: Path, ranges: list[tuple[int, int]], kcov: bool) -> dict:
-    from fuzz.executor.runner import INFO, Kcov, Runner
+    from fuzz.executor.runner import Kcov, Runner, unpack_response
 
     runner = Runner(executor, kcov=False)  # the executor leaves KCOV alone: we hold it
     k = Kcov(REPLAY_WORDS) if kcov else None
@@ -70,7 +70,7 @@ def replay(d: Path, executor: Path, ranges: list[tuple[int, int]], kcov: bool) -
         if k and area is not None:
             fcntl.ioctl(k.fd, KCOV_ENABLE, KCOV_TRACE_PC)
             area[0] = 0
-        info = runner.run(wire)[0]
+        raw = unpack_response(runner.run(wire))
         rec: dict = {"name": path.name}
         if k and area is not None:
             n = area[0]
@@ -78,7 +78,7 @@ def replay(d: Path, executor: Path, ranges: list[tuple[int, int]], kcov: bool) -
             rec["truncated"] = n >= REPLAY_WORDS - 1
             n = min(n, REPLAY_WORDS - 1)
             rec["pcs"] = _trace_pcs(k.addr + 8, n, ranges)
-        setup_errno = INFO.unpack(info)[0]
+        setup_errno = raw.setup_errno
         if setup_errno:
             rec["setup_errno"] = setup_errno
         out.append(rec)

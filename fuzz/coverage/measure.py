@@ -111,7 +111,7 @@ def _replay_batch(vm, meter: Meter, batch: list[tuple[str, bytes]],  # type: ign
     try:
         for k, (_name, wire) in enumerate(batch):
             (d / f"{k:05d}").write_bytes(wire)
-        argv = [vm.cfg.python, "-m", "fuzz.coverage.guest", "replay", str(d),
+        argv = [sys.executable, "-m", "fuzz.coverage.guest", "replay", str(d),
                 "--executor", str(build.ensure_built())]
         argv += ["--ranges", meter.ranges] if meter.instrument == "kcov" else ["--no-kcov"]
         res = vm.run_command(argv, timeout=timeout)
@@ -222,7 +222,7 @@ def measure_selftests(kdir: Path, instrument: str, tree: Path, log: Log = _log,
             if run.restarted:
                 continue  # the guest crashed: what this run had reached is gone
             if instrument == "kcov":
-                res = vm.run_command([vm.cfg.python, "-m", "fuzz.coverage.guest", "collect",
+                res = vm.run_command([sys.executable, "-m", "fuzz.coverage.guest", "collect",
                                       out_dir], timeout=300)
                 if res["rc"]:
                     raise CoverageError(f"collecting KCOV files failed: {res['stderr'][-1000:]}")

@@ -7,6 +7,11 @@ libFuzzer sees is the kernel's KCOV edges, hashed onto counters reserved once
 Fuzz() has started, plus the model's Python coverage (instrumented on import).
 Comparison operands from KCOV's CMP mode (every CMP_EVERY-th program) feed both
 libFuzzer's _trace_cmp and the mutator's pool of interesting values.
+
+In a cluster campaign (--exchange) the custom mutator and crossover also hand
+libFuzzer the corpus entries other workers found, from the inbox
+(fuzz.cluster.exchange), in place of a mutation: libFuzzer runs each once and keeps it if it reaches
+coverage new to this worker, as syzkaller's fuzzers triage the hub's inputs.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import hashlib
 import random
 import sys
+import time
 from pathlib import Path
 
 import atheris
@@ -23,9 +29,9 @@ with atheris.instrument_imports(include=["fuzz.model"]):
     import fuzz.model  # noqa: F401  (the model's own coverage guides libFuzzer too)
 
 from fuzz.backend import VMBackend  # noqa: E402
+from fuzz.cluster.exchange import Inbox, store_for  # noqa: E402
 from fuzz.engines.common import WorkerState  # noqa: E402
 from fuzz.executor.wire import KCOV_TRACE_CMP  # noqa: E402
-from fuzz.findings import FindingStore  # noqa: E402
 from fuzz.prog import Program, ProgramError  # noqa: E402
 from fuzz.prog.gen import Generator  # noqa: E402
 from fuzz.prog.mutate import crossover, mutate  # noqa: E402
@@ -63,7 +69,23 @@ def decode(data: bytes) -> Program:
     return Generator(FdpChooser(data)).program()
 
 
+def take_import(max_size: int) -> bytes | None:
+    """An entry another worker found, in place of this mutation (cluster campaigns)."""
+    global LOOP_T
+    if INBOX is None or len(PENDING) >= 1024:
+        return None
+    LOOP_T = LOOP_T or time.time()  # the first mutation: libFuzzer's initial corpus is in
+    e = INBOX.take()
+    if e is None or len(e.data) > max_size:
+        return None
+    PENDING[e.name] = e.found_at
+    return e.data
+
+
 def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
+    imp = take_import(max_size)
+    if imp is not None:
+        return imp
     rng = random.Random(seed)
     prog = decode(data)
     for _ in range(1 + rng.randrange(3)):
@@ -73,6 +95,9 @@ def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
 
 
 def custom_crossover(a: bytes, b: bytes, max_out: int, seed: int) -> bytes:
+    imp = take_import(max_out)
+    if imp is not None:
+        return imp
     out = crossover(decode(a), decode(b), random.Random(seed)).dumps().encode()
     return out if len(out) <= max_out else a[:max_out]
 
@@ -85,6 +110,9 @@ STATE: WorkerState | None = None
 COUNTERS: list[int] = []
 CMP_COUNTERS: list[int] = []
 FEEDBACK = True
+INBOX: Inbox | None = None  # cluster campaigns: entries other workers found
+PENDING: dict[str, float] = {}  # imported entries handed to libFuzzer, not run yet
+LOOP_T = 0.0  # wall clock of the first mutation
 
 
 def collect_cmp_hints(prog: Program) -> None:
@@ -116,6 +144,12 @@ def test_one_input(data: bytes) -> None:
         CMP_COUNTERS = [atheris._reserve_counter() for _ in range(NCMP_COUNTERS)]
     prog = decode(data)
     _out, edges = STATE.run(prog)
+    if PENDING:
+        name = hashlib.sha1(data).hexdigest()
+        if name in PENDING:
+            found = PENDING.pop(name)
+            # one that arrived while this worker still started waited for it, not for the hub
+            STATE.imported(name, found, startup=found < LOOP_T - 1)
     if FEEDBACK:
         trace = atheris._trace_branch  # looked up now: atheris rebinds it once Fuzz() runs
         for e in edges:
@@ -125,7 +159,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    global STATE, FEEDBACK
+    global STATE, FEEDBACK, INBOX
     ap = argparse.ArgumentParser()
     ap.add_argument("--kernel", type=Path, required=True)
     ap.add_argument("--corpus", type=Path, required=True)
@@ -140,13 +174,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds a program may take before it counts as a hang")
     ap.add_argument("--no-feedback", action="store_true")
+    ap.add_argument("--exchange", type=Path, help="cluster campaigns: the directory shared "
+                    "with the node's actor (fuzz.cluster.exchange)")
     ap.add_argument("--ceiling-pairs", type=int, default=0,
                     help="first measure the C-loop ioctl rate in this VM (benchmarks)")
     a = ap.parse_args(argv)
     FEEDBACK = not a.no_feedback
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm",
                         timeout=a.timeout)
-    STATE = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker)
+    STATE = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
+                        a.worker)
+    if a.exchange:
+        STATE.exchange = a.exchange
+        INBOX = Inbox(a.exchange / "inbox")
     if a.ceiling_pairs:
         STATE.measure_ceiling(a.ceiling_pairs)
     scratch = a.workdir / "libfuzzer-corpus"

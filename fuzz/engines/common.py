@@ -56,6 +56,9 @@ class WorkerState:
     # what could not be written yet (a full disk): retried with every stats line
     pending: list = field(default_factory=list)
     _warned: float = 0.0
+    exchange: Path | None = None  # in a cluster campaign: fuzz.cluster.exchange's directory
+    imports: int = 0  # corpus entries other workers of the cluster found, run here
+    import_latency: list[float] = field(default_factory=list)  # found there -> run here, s
 
     def __post_init__(self) -> None:
         self.corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -129,6 +132,18 @@ class WorkerState:
             else:
                 self.record_one(*item)
 
+    def imported(self, name: str, found_at: float, startup: bool = False) -> None:
+        """An entry another worker of the cluster found (at found_at, wall clock) ran
+        here; startup: it was found before this worker's engine was ready for it."""
+        from fuzz.cluster.exchange import log_import
+
+        lat = max(0.0, time.time() - found_at)
+        self.imports += 1
+        if len(self.import_latency) < 10_000 and not startup:
+            self.import_latency.append(lat)
+        if self.exchange is not None:
+            log_import(self.exchange, name, lat, startup)
+
     def measure_ceiling(self, pairs: int) -> None:
         """The raw ioctl rate of bench/c_loop.c in this worker's VM: the ceiling the
         campaign's ops/s is compared against."""
@@ -160,6 +175,9 @@ class WorkerState:
                 "executor_s": {k: round(v / 1e9, 2)
                                for k, v in getattr(vm, "executor_ns", {}).items()},
                 "write_errors": self.write_errors, "final": final, **self.extra}
+        if self.import_latency:
+            lat = sorted(self.import_latency)
+            line.update(imported=self.imports, import_latency_p50_s=round(lat[len(lat) // 2], 3))
         try:
             logs.append_line(self.stats_path, json.dumps(line), STATS_MAX_BYTES)
             atomic_write(self.stats_path.with_suffix(".edges"),

@@ -36,7 +36,7 @@ from fuzz.backend import Backend
 from fuzz.prog import HUGE_PAGE, Buffer, Op, Program, Ref
 from fuzz.prog import gen as G
 from fuzz.prog.descriptions import OPS
-from fuzz.prog.types import KIND_PARENT, Res, is_kind
+from fuzz.prog.types import KIND_PARENT, Const, Res, is_kind
 
 
 @dataclass(frozen=True)
@@ -114,12 +114,13 @@ class _Machine(RuleBasedStateMachine):
         super().__init__()
         self.prog = Program([], list(BUFFERS))
 
-    def add(self, choices: list[int], name: str, force: dict[str, int] | None = None,
-            preset: dict[str, Any] | None = None) -> Made | None:
+    def add(self, choices: list[int], name: str, force: G.Force | None = None,
+            preset: dict[str, Any] | None = None,
+            types: dict[str, Any] | None = None) -> Made | None:
         gen = G.Generator(ListChooser(choices), build=False)
         ctx = G.Context.of(self.prog)
         before = len(ctx.objs)
-        i = gen.append(self.prog, ctx, name, force, preset=preset)
+        i = gen.append(self.prog, ctx, name, force, preset=preset, types=types)
         made = tuple((o.kind, o.ref.field) for o in ctx.objs[before:] if o.ref.op == i)
         return Made(i, made) if made else None
 
@@ -157,34 +158,64 @@ class _Machine(RuleBasedStateMachine):
                                  + format_table(out) + "\n\nprogram:\n" + self.prog.dumps())
 
 
-def _op_rule(name: str, force: dict[str, int], kinds: list[str]) -> Callable[..., Any]:
-    """The rule for op `name`: its object arguments from the bundles, the rest drawn."""
+def _op_rule(name: str, suffix: str, force: G.Force, types: dict[str, Any],
+             kinds: list[str]) -> Callable[..., Any]:
+    """The rule for op `name` (in a form, with arguments forced): its object
+    arguments from the bundles, the rest drawn."""
     d = OPS[name]
-    objs = {a.name: st.one_of(*(BUNDLES[k] for k in a.type.kinds))
-            for a in d.args if isinstance(a.type, Res)}
+    objs = {}
+    for a in d.args:
+        t = types.get(a.name, a.type)
+        if isinstance(t, Res):
+            objs[a.name] = st.one_of(*(BUNDLES[k] for k in t.kinds))
     targets = tuple(BUNDLES[k] for k in dict.fromkeys(x for k in kinds for x in _ancestors(k)))
 
     def op(self: _Machine, choices: list[int], **picked: Made) -> Made | None:
-        preset = {k: v.ref(OPS[name].arg(k).type.kinds)  # type: ignore[union-attr]
+        preset = {k: v.ref(types[k].kinds if k in types else d.arg(k).type.kinds)  # type: ignore
                   for k, v in picked.items()}
-        made = self.add(choices, name, force, preset)
+        made = self.add(choices, name, force, preset, types or None)
         return made if targets else None
 
-    op.__name__ = "op_" + name.lower() + "".join("_" + k for k in force)
+    op.__name__ = "op_" + name.lower() + suffix
     return rule(targets=targets, choices=CHOICES, **objs)(op) if targets else \
         rule(choices=CHOICES, **objs)(op)
 
 
+def _slug(text: str) -> str:
+    return "_" + "_".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+def _form_kinds(d: Any, types: dict[str, Any]) -> list[str]:
+    """What a form's call makes: the last refinement its constant arguments satisfy
+    (as the generator's context decides), else the outputs' own kinds."""
+    kinds = []
+    for o in d.outs:
+        if not o.kind:
+            continue
+        kind = o.kind
+        for r in o.refine:
+            if all(isinstance(types.get(a), Const) and types[a].value & m == v
+                   for a, m, v in r.when):
+                kind = r.kind
+        kinds.append(kind)
+    return kinds
+
+
 def _op_rules() -> dict[str, Callable[..., Any]]:
+    """One rule per op, per refinement of what it makes (its flags set so), and per
+    form (a nested HWPT_ALLOC takes its parent from the nest-parent bundle)."""
     rules = {}
     for name, d in OPS.items():
-        variants: list[tuple[dict[str, int], list[str]]] = [
-            ({}, [o.kind for o in d.outs if o.kind])]
+        made = [o.kind for o in d.outs if o.kind]
+        variants: list[tuple[str, G.Force, dict[str, Any], list[str]]] = [("", {}, {}, made)]
         for o in d.outs:
-            for argname, bits, sub in o.refine:
-                variants.append(({argname: bits}, [sub]))
-        for force, kinds in variants:
-            r = _op_rule(name, force, kinds)
+            for r in o.refine:
+                variants.append((_slug(r.kind), {a: (m, v) for a, m, v in r.when}, {},
+                                 [r.kind]))
+        for f in d.forms:
+            variants.append((_slug(f.name), {}, dict(f.args), _form_kinds(d, dict(f.args))))
+        for suffix, force, types, kinds in variants:
+            r = _op_rule(name, suffix, force, types, kinds)
             rules[r.__name__] = r
     return rules
 
@@ -207,8 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     from hypothesis.stateful import run_state_machine_as_test
 
     from fuzz.backend import VMBackend
+    from fuzz.cluster.exchange import store_for
     from fuzz.engines.common import WorkerState
-    from fuzz.findings import FindingStore
     from fuzz.vm import VMConfig
 
     ap = argparse.ArgumentParser()
@@ -219,10 +250,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds a program may take before it counts as a hang")
+    ap.add_argument("--exchange", type=Path, help="cluster campaigns: the directory shared "
+                    "with the node's actor (fuzz.cluster.exchange; findings only)")
     a = ap.parse_args(argv)
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm",
                         timeout=a.timeout)
-    state = WorkerState(backend, a.corpus, FindingStore(a.findings), a.stats, a.kernel, a.worker)
+    state = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
+                        a.worker, exchange=a.exchange)
     Context.run = lambda prog: state.run(prog)[0]
     end = time.monotonic() + a.seconds
     try:

@@ -23,7 +23,9 @@ from fuzz.executor.wire import (
     CALL,
     CALL_CLOSE,
     CALL_PTR,
+    CALL_READ,
     CALL_VAL,
+    CALL_WRITE,
     HEADER,
     HOLE,
     KCOV_OFF,
@@ -37,9 +39,18 @@ from fuzz.executor.wire import (
     RESULT,
 )
 from fuzz.prog import BufPtr, Program, Ref, buffer_address
-from fuzz.prog.layout import Side, decode_caps, entry_fields, plan_struct
+from fuzz.prog.ir import SCRATCH_ADDR
+from fuzz.prog.layout import Side, decode_caps, entry_fields, entry_names, plan_struct, where
 from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM, PCS_CAP, TEST_MEMORY_LIMIT_DEFAULT
-from fuzz.prog.types import CLOSE, TEST, VFIO_VAL, OpDesc
+from fuzz.prog.types import (
+    CLOSE,
+    FD_CALLS,
+    FDIO,
+    IOMMUFD,
+    TEST,
+    VFIO_STRUCT,
+    VFIO_VAL,
+)
 from fuzz.result import OpResult
 
 
@@ -79,23 +90,27 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
     layout = Layout()
     calls: list[bytes] = []
     relocs: list[bytes] = []
+    scratch = 0  # the size of the executor's scratch mapping, if an op needs it
 
     def reloc(dst: int, width: int, kind: int, src: int, src_width: int = 8, add: int = 0) -> None:
         relocs.append(RELOC.pack(dst, width, kind, src_width, src, add % (1 << 64)))
 
-    def place(d: OpDesc, i: int, dst: int, width: int, name: str, v: Any) -> None:
-        if isinstance(v, Ref) and v.field == "ret":  # an ioctl's return value, not a field
-            reloc(dst, width, RELOC_RET, v.op, 8, v.add)
-        elif isinstance(v, Ref):
-            src = prog.ops[v.op].desc
-            soff, swidth = uapi.field_offset(src.struct, src.path(v.field))
-            reloc(dst, width, RELOC_FIELD, layout.struct_off[v.op] + soff, swidth, v.add)
+    def place(where_: str, dst: int, width: int, v: Any) -> None:
+        """A value at an arena offset: a literal now, or a relocation at run time."""
+        if isinstance(v, Ref):
+            out = prog.ops[v.op].desc.out(v.field)
+            assert out is not None, where_
+            if out.decode == "ret":  # a call's return value, not a field
+                reloc(dst, width, RELOC_RET, v.op, 8, v.add)
+            else:
+                soff, swidth = output_slot(prog, layout, v)
+                reloc(dst, width, RELOC_FIELD, soff, swidth, v.add)
         elif isinstance(v, BufPtr):
             reloc(dst, width, RELOC_BUFFER, v.buf, 8, v.offset)
         elif isinstance(v, int):
             arena.put(dst, width, v)
         else:
-            raise ValueError(f"op {i} ({d.name}).{name}: cannot place {v!r}")
+            raise ValueError(f"{where_}: cannot place {v!r}")
 
     # The prologue resets the selftest's global temp memory limit.
     cmd = "struct iommu_test_cmd"
@@ -109,53 +124,53 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
 
     for i, op in enumerate(prog.ops):
         d = op.desc
+        here = f"op {i} ({d.name})"
         first_reloc = len(relocs)
         fd_out = cap_ptr = cap_len = cap_max = 0
+        sp = plan_struct(op)
+        base = arena.alloc(sp.real)
+        layout.struct_off.append(base)
+        layout.struct_len.append(sp.real)
+        if sp.tail_len:
+            arena.buf[base + sp.natural:base + sp.natural + sp.tail_len] = \
+                bytes([sp.tail]) * sp.tail_len
         if d.is_struct:
-            sp = plan_struct(op)
-            base = arena.alloc(sp.real)
-            layout.struct_off.append(base)
-            layout.struct_len.append(sp.real)
-            if sp.tail_len:
-                arena.buf[base + sp.natural:base + sp.natural + sp.tail_len] = \
-                    bytes([sp.tail]) * sp.tail_len
-            place(d, i, base, 4, d.size_field, sp.size)
-            if d.call == TEST:
-                arena.put(base + uapi.field_offset(d.struct, "op")[0], 4, uapi.test_op(d.test_op))
-            for s in sp.sides:
-                esize = uapi.sizeof(s.ctype)
-                side = arena.alloc(esize * s.alloc)
-                fields = entry_fields(s.ctype)
-                for k, item in enumerate(s.items):
-                    for (off, width), v in zip(fields, item):
-                        arena.put(side + esize * k + off, width, v)
-                layout.side[(i, s.field)] = (side, s)
-                if s.points:
-                    reloc(base + uapi.field_offset(d.struct, s.field)[0], 8, RELOC_ARENA, side)
-            for name, v in sp.args.items():
-                arg = d.arg(name)
-                path = arg.path if arg is not None else name
-                off, width = uapi.field_offset(d.struct, path)
-                place(d, i, base + off, width, name, v)
-            kind, arg_off = CALL_PTR, base
-            for o in d.outs:
-                if o.is_fd:
-                    fd_out = base + uapi.field_offset(d.struct, d.path(o.name))[0]
-            if d.capture is not None:
-                cap_ptr = base + uapi.field_offset(d.struct, d.capture.uptr)[0]
-                cap_len = base + uapi.field_offset(d.struct, d.capture.length)[0]
-                cap_max = CAPTURE_MAX
-        else:
-            base = arena.alloc(8)
-            layout.struct_off.append(base)
-            layout.struct_len.append(8)
-            for arg in d.args:
-                if arg.name in op.args:
-                    place(d, i, base, arg.width, arg.name, op.args[arg.name])
-            kind = CALL_VAL if d.call == VFIO_VAL else CALL_CLOSE
-            arg_off = base
-        req = uapi.request(d.request) if d.call != CLOSE else 0
-        calls.append(CALL.pack(kind, req, arg_off, first_reloc, len(relocs) - first_reloc,
+            place(f"{here}.{d.size_field}", base, 4, sp.size)
+        if d.call == TEST:
+            arena.put(base + uapi.field_offset(d.struct, "op")[0], 4, uapi.test_op(d.test_op))
+        for s in sp.sides:
+            esize = uapi.sizeof(s.ctype)
+            side = arena.alloc(s.size)
+            fields = entry_fields(s.ctype)
+            for k, item in enumerate(s.items):
+                for (off, width), v in zip(fields, item):
+                    if esize * k + off + width <= s.size:
+                        place(f"{here} side array {s.arg}", side + esize * k + off, width, v)
+            layout.side[(i, s.arg)] = (side, s)
+            if s.points:
+                reloc(base + where(d, s.arg)[0], 8, RELOC_ARENA, side)
+        for name, v in sp.args.items():
+            off, width = where(d, name)
+            place(f"{here}.{name}", base + off, width, v)
+        for sc in sp.scratch:
+            scratch = max(scratch, sc.size)
+        for o in d.outs:
+            if o.is_fd:
+                fd_out = base + where(d, o.name)[0]
+        if d.capture is not None:
+            cap_ptr = base + where(d, d.capture.uptr)[0]
+            cap_len = arena.alloc(8)
+            place(f"{here} capture length", cap_len, 8, sp.capture_len)
+            cap_max = CAPTURE_MAX
+        if d.call == FDIO and d.request == "read":
+            # what read() returns ends up in the side array too (the executor copies a
+            # read into a program buffer there): one place to decode it from, and to
+            # take refs to it from
+            side_off, s = layout.side[(i, "buf")]
+            cap_ptr, cap_max = side_off, s.size
+        kind = CALL_KIND[d.call] if d.call != FDIO else CALL_FDIO[d.request]
+        req = uapi.request(d.request) if d.call not in FD_CALLS else 0
+        calls.append(CALL.pack(kind, req, base, first_reloc, len(relocs) - first_reloc,
                                fd_out, cap_ptr, cap_len, cap_max, 0))
 
     holes: list[bytes] = []
@@ -164,12 +179,33 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
         bufs.append(BUFFER.pack(buffer_address(bi), b.size, BUF_KIND[b.kind], b.seed & 0xFF,
                                 len(holes), len(b.holes)))
         holes += [HOLE.pack(o, n) for o, n in b.holes]
+    if scratch:
+        bufs.append(BUFFER.pack(SCRATCH_ADDR, scratch, BUF_KIND["anon"], 0, len(holes), 0))
     header = HEADER.pack(MAGIC, len(bufs), len(holes), len(calls), len(relocs), len(arena.buf),
                          uapi.request("IOMMU_TEST_CMD"), pro_off, pro_len,
                          kcov_mode if kcov else KCOV_OFF, pcs_cap,
                          cap_cap)
     wire = b"".join([header, *bufs, *holes, *calls, *relocs, bytes(arena.buf)])
     return Encoded(wire, layout, len(arena.buf), len(calls))
+
+
+CALL_KIND = {IOMMUFD: CALL_PTR, TEST: CALL_PTR, VFIO_STRUCT: CALL_PTR, VFIO_VAL: CALL_VAL,
+             CLOSE: CALL_CLOSE}
+CALL_FDIO = {"read": CALL_READ, "write": CALL_WRITE}
+
+
+def output_slot(prog: Program, layout: Layout, v: Ref) -> tuple[int, int]:
+    """Arena offset and width of an earlier op's integer output (a Ref's source): its
+    struct field, or for a "first" output that field of its side array's first entry."""
+    d = prog.ops[v.op].desc
+    out = d.out(v.field)
+    assert out is not None
+    if out.decode == "first":
+        side_off, s = layout.side[(v.op, out.array)]
+        off, width = uapi.field_offset(s.ctype, out.field)
+        return side_off + off, width
+    off, width = where(d, v.field)
+    return layout.struct_off[v.op] + off, width
 
 
 def read_side(arena: bytes, off: int, s: Side, n: int) -> list[list[int]]:
@@ -195,15 +231,24 @@ def decode(prog: Program, enc: Encoded, arena: bytes, results: bytes,
             elif o.decode == "data":
                 r.out[o.name] = captures[cap_first:cap_first + cap_len]
             elif o.decode == "ranges":
-                side_off, s = enc.layout.side[(i, d.path(o.array))]
+                side_off, s = enc.layout.side[(i, o.array)]
                 n = min(r.out.get(o.count, 0), s.entries)
                 ok = err == 0 or err in o.also_on
                 r.out[o.name] = read_side(arena, side_off, s, n) if ok else []
+            elif o.decode in ("entries", "first"):
+                side_off, s = enc.layout.side[(i, o.array)]
+                n = min(max(ret, 0), s.size) // uapi.sizeof(s.ctype) if err == 0 else 0
+                entries = read_side(arena, side_off, s, n)
+                if o.decode == "entries":
+                    r.out[o.name] = entries
+                else:
+                    k = entry_names(s.ctype).index(o.field)
+                    r.out[o.name] = entries[0][k] if entries else 0
             elif o.decode == "caps":
                 r.out[o.name] = decode_caps(arena[base:base + enc.layout.struct_len[i]],
                                             r.out.get("cap_offset", 0)) if err == 0 else []
             else:
-                off, width = uapi.field_offset(d.struct, d.path(o.name))
+                off, width = where(d, o.name)
                 r.out[o.name] = int.from_bytes(arena[base + off:base + off + width], "little")
         out.append(r)
     return out

@@ -436,7 +436,7 @@ static void relocate(const struct fz_reloc *r, uint8_t *arena, const struct fz_b
 }
 
 /*
- * CLOSE only closes fds this program got from the kernel (access fds): any other
+ * CLOSE only closes fds this program got from the kernel (access and fault fds): any other
  * number - the agent's channel, its KCOV fd, the iommufd itself - answers EBADF
  * as if it were not open, so a program cannot cut the agent off from the host.
  */
@@ -450,6 +450,46 @@ static long close_own_fd(int fd, int *fds, uint32_t *nfds)
 	}
 	errno = EBADF;
 	return -1;
+}
+
+static int own_fd(int fd, const int *fds, uint32_t nfds)
+{
+	for (uint32_t i = 0; i < nfds; i++)
+		if (fds[i] == fd)
+			return 1;
+	return 0;
+}
+
+/*
+ * read(2) / write(2) of an fd the program got back (a fault fd): like CLOSE, any
+ * other number answers EBADF without a syscall. A read into a program buffer is
+ * copied into the call's arena side array too, so refs to what was read (the first
+ * record's cookie) and the decoder find it in one place.
+ */
+static long fd_io(const struct fz_call *c, uint8_t *arena, const int *fds, uint32_t nfds)
+{
+	int fd = (int)load(arena + c->arg_off, 4);
+	void *buf = (void *)(uintptr_t)load(arena + c->arg_off + 8, 8);
+	uint64_t count = load(arena + c->arg_off + 16, 8);
+	uint8_t *side = arena + c->cap_ptr_off;
+	long ret;
+
+	if (!own_fd(fd, fds, nfds)) {
+		errno = EBADF;
+		return -1;
+	}
+	if (c->kind == FZ_CALL_WRITE)
+		return write(fd, buf, count);
+	ret = read(fd, buf, count);
+	if (ret > 0 && buf != (void *)side && c->cap_max) {
+		int saved = errno;
+		struct iovec local = { side, (size_t)ret < c->cap_max ? (size_t)ret : c->cap_max };
+		struct iovec remote = { buf, local.iov_len };
+
+		process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+		errno = saved;
+	}
+	return ret;
 }
 
 static uint32_t capture(const struct fz_call *c, uint8_t *arena, uint8_t *out, uint32_t room)
@@ -549,6 +589,10 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 		case FZ_CALL_IOCTL_VAL:
 			ret = ioctl(fd, c->request, (unsigned long)load(arena + c->arg_off, 8));
 			break;
+		case FZ_CALL_READ:
+		case FZ_CALL_WRITE:
+			ret = fd_io(c, arena, fds, nfds);
+			break;
 		default: /* FZ_CALL_CLOSE */
 			ret = close_own_fd((int)load(arena + c->arg_off, 4), fds, &nfds);
 			break;
@@ -606,7 +650,7 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 		}
 		r->cap_first = ncap;
 		r->cap_len = 0;
-		if (c->cap_max && r->err == 0) {
+		if (c->cap_max && r->err == 0 && c->kind == FZ_CALL_IOCTL_PTR) {
 			r->cap_len = capture(c, arena, capbuf + ncap, capbuf_cap - ncap);
 			ncap += r->cap_len;
 		}

@@ -5,7 +5,7 @@
 #define FZ_MAX_FDS 256
 
 enum { FZ_BUF_ANON, FZ_BUF_HUGETLB, FZ_BUF_MEMFD, FZ_BUF_READONLY, FZ_BUF_HOLE };
-enum { FZ_CALL_IOCTL_PTR, FZ_CALL_IOCTL_VAL, FZ_CALL_CLOSE };
+enum { FZ_CALL_IOCTL_PTR, FZ_CALL_IOCTL_VAL, FZ_CALL_CLOSE, FZ_CALL_READ, FZ_CALL_WRITE };
 enum { FZ_RELOC_FIELD, FZ_RELOC_BUFFER, FZ_RELOC_ARENA, FZ_RELOC_RET };
 enum { FZ_KCOV_PC, FZ_KCOV_CMP, FZ_KCOV_EDGES };
 
@@ -43,6 +43,9 @@ struct fz_call {
 	uint32_t cap_ptr_off; /* capture: arena offsets of the u64 pointer and length */
 	uint32_t cap_len_off;
 	uint32_t cap_max;     /* 0: no capture */
+	/* FZ_CALL_READ / FZ_CALL_WRITE: arg_off holds {u32 fd; u32 pad; u64 buf; u64 count};
+	 * for READ, cap_ptr_off/cap_max are the arena side array the bytes read end up in
+	 * (copied there when buf is a program buffer), not a capture. */
 	uint32_t pad;
 };
 

@@ -34,7 +34,7 @@ from fuzz.model.consts import (
     U64,
     ULONG_MAX,
 )
-from fuzz.model.errors import KernelError, Unsure
+from fuzz.model.errors import ALL, KernelError, Unsure
 from fuzz.model.iopt import IoPagetable, alloc_pages
 from fuzz.model.objects import OBJ_IOAS, Ioas
 from fuzz.prog.layout import plan_struct
@@ -76,6 +76,7 @@ def ioas_alloc(m: Model, a: Args) -> dict:
     if a["flags"]:
         raise KernelError(EOPNOTSUPP)
     ioas = Ioas(IoPagetable(m.mem))
+    m.ioases.append(ioas)
     m.objects.alloc(ioas)
     m.objects.finalize(ioas)
     return {"out_ioas_id": ioas.id}
@@ -106,7 +107,7 @@ def _read_ranges(m: Model, a: Args, num: int):
                 # likely EINVAL too, the arena's end EFAULT; nothing changes.
                 raise Unsure(f"num_iovas={num} exceeds the {provided} entries the executor "
                              "provides: the kernel reads past the side array (EINVAL or "
-                             "EFAULT)", poisoned=False)
+                             "EFAULT)", unless_failed=True)
         return
     ptr = a["allowed_iovas"]
     for i in range(num):
@@ -156,14 +157,19 @@ def iova_ranges(m: Model, a: Args) -> dict:
         ptr = a["allowed_iovas"]
         for i, (s, e) in enumerate(written):
             addr = ptr + 16 * i
-            if addr + 16 > U64 + 1 or m.mem.first_bad(addr, 16, True) is not None:
+            try:
+                bad = addr + 16 > U64 + 1 or m.mem.first_bad(addr, 16, True) is not None
+            except Unsure as e:  # it may write into the agent's own memory
+                raise Unsure(e.reason, scope=ALL, write=(addr, 16)) from None
+            if bad:
                 raise KernelError(EFAULT)
             m.mem.write(addr, s.to_bytes(8, "little") + e.to_bytes(8, "little"))
         side = [[0, 0]] * entries  # the side array is left as it was: zeros
     else:
         if len(written) > max(entries, 1):
             raise Unsure(f"the kernel writes {len(written)} ranges into the executor's side "
-                         f"array of {max(entries, 1)}: the arena after it is overwritten")
+                         f"array of {max(entries, 1)}: the arena after it is overwritten",
+                         scope=ALL)
         side = [list(r) for r in written] + [[0, 0]] * max(0, entries - len(written))
     out = {"num_iovas": len(ranges), "out_iova_alignment": ioas.iopt.iova_alignment,
            "ranges": side[:min(len(ranges), entries)]}
@@ -187,9 +193,7 @@ def ioas_map(m: Model, a: Args) -> dict:
     uptr = a["user_va"]
     pages, start_byte = alloc_pages(uptr, length, bool(prot & IOMMU_WRITE))
     alloc = not flags & IOMMU_IOAS_MAP_FIXED_IOVA
-    chosen = m.kernel_out("iova") if alloc else None
-    iova, _ = ioas.iopt.map_pages([(pages, start_byte, length)], length, iova, prot, alloc,
-                                  chosen)
+    iova, _ = ioas.iopt.map_pages([(pages, start_byte, length)], length, iova, prot, alloc)
     return {"iova": iova}
 
 
@@ -222,9 +226,7 @@ def ioas_copy(m: Model, a: Args) -> dict:
     elms = src_ioas.iopt.get_pages(src_iova, length)
     dst_ioas = get_ioas(m, a["dst_ioas_id"])
     alloc = not flags & IOMMU_IOAS_MAP_FIXED_IOVA
-    chosen = m.kernel_out("dst_iova") if alloc else None
-    iova, _ = dst_ioas.iopt.map_pages(elms, length, dst_iova, conv_iommu_prot(flags), alloc,
-                                      chosen)
+    iova, _ = dst_ioas.iopt.map_pages(elms, length, dst_iova, conv_iommu_prot(flags), alloc)
     return {"dst_iova": iova}
 
 
@@ -305,7 +307,11 @@ def vfio_ioas(m: Model, a: Args) -> dict:
             raise KernelError(ENODEV)
         return {"ioas_id": m.vfio_ioas.id}
     if op == IOMMU_VFIO_IOAS_SET:
-        m.vfio_ioas = get_ioas(m, a["ioas_id"])
+        # only the IOAS's existence matters here, not its state: no touch
+        ioas = m.objects.get(a["ioas_id"], OBJ_IOAS, touch=False)
+        if ioas is None:
+            raise KernelError(ENOENT)
+        m.vfio_ioas = ioas  # type: ignore[assignment]
         return {}
     if op == IOMMU_VFIO_IOAS_CLEAR:
         m.vfio_ioas = None

@@ -24,7 +24,6 @@ from fuzz.model.consts import (
     EADDRINUSE,
     EBUSY,
     EEXIST,
-    EFAULT,
     EINVAL,
     ENOENT,
     ENOSPC,
@@ -32,6 +31,7 @@ from fuzz.model.consts import (
     EPERM,
     HPAGE_SIZE,
     IOMMU_WRITE,
+    KMALLOC_MAX_SIZE,
     MOCK_APERTURE_LAST,
     MOCK_APERTURE_START,
     MOCK_IO_PAGE_SIZE,
@@ -40,6 +40,7 @@ from fuzz.model.consts import (
     ULONG_MAX,
 )
 from fuzz.model.errors import KernelError, Unsure
+from fuzz.model.gup import pin_range
 
 if TYPE_CHECKING:
     from fuzz.model.memory import UserMemory
@@ -76,6 +77,18 @@ def hole_spans(intervals, first: int, last: int) -> list[tuple[int, int]]:
     return holes
 
 
+def pfn_reader_chunk(first_hole: int, limit: int) -> int:
+    """The pages one pin_user_pages_fast call of a pfn_reader takes: its upages
+    array is temp_kmalloc'ed once, for the first hole it pins (first_hole page
+    pointers), cut to the temp memory limit; kmalloc above KMALLOC_MAX_SIZE fails
+    and temp_kmalloc falls back to one page. (Smaller kmallocs are assumed to
+    succeed: __GFP_NORETRY could fail them only under memory pressure.)"""
+    size = min(first_hole * 8, limit)
+    if size > KMALLOC_MAX_SIZE:
+        size = PAGE_SIZE
+    return max(size // 8, 1)
+
+
 def roundup_pow_of_two(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
@@ -105,14 +118,23 @@ class Pages:
         return ivs
 
     def check_pin(self, mem: UserMemory, start: int, last: int,
-                  exclude: Area | None = None) -> None:
-        """pfn_reader / iopt_pages_fill_xarray: indexes not held by a domain or an
-        access are pinned with pin_user_pages(FOLL_LONGTERM | FOLL_WRITE if
-        writable); any failure is EFAULT and the whole fill is undone."""
-        for hs, hl in hole_spans(self.pinned_intervals(exclude), start, last):
-            addr = self.uptr + hs * PAGE_SIZE
-            if mem.first_bad(addr, (hl - hs + 1) * PAGE_SIZE, self.writable) is not None:
-                raise KernelError(EFAULT)
+                  exclude: Area | None = None, reader: bool = True) -> None:
+        """Pin indexes [start, last]: those not held by a domain or an access (the
+        holes of access_itree + domains_itree, in order) are pinned with
+        pin_user_pages_fast(FOLL_LONGTERM | FOLL_WRITE if writable); the first
+        call that pins nothing fails the whole fill (undone) with its errno.
+        reader: a pfn_reader (domain fills, the slow rw path) pins in calls of at
+        most pfn_reader_chunk pages; else (iopt_pages_fill_xarray, accesses) each
+        hole in one call."""
+        holes = hole_spans(self.pinned_intervals(exclude), start, last)
+        if not holes:
+            return
+        chunk = pfn_reader_chunk(holes[0][1] - holes[0][0] + 1, mem.temp_memory_limit) \
+            if reader else 1 << 64
+        for hs, hl in holes:
+            rc = pin_range(mem, self.uptr + hs * PAGE_SIZE, hl - hs + 1, self.writable, chunk)
+            if rc:
+                raise KernelError(rc)
 
 
 class Area:
@@ -165,6 +187,8 @@ class IoPagetable:
 
     def __init__(self, mem: UserMemory) -> None:
         self.mem = mem
+        self.owner = None  # the Ioas
+        self.seen: list[tuple[int, int]] = []  # user [start, end) of every area it had
         self.areas: list[Area] = []
         self.starts: list[int] = []
         self.reserved: list[tuple[int, int, object]] = []  # (start, last, owner)
@@ -193,6 +217,8 @@ class IoPagetable:
         return None
 
     def insert_area(self, area: Area) -> None:
+        u = area.pages.uptr + area.start_byte
+        self.seen.append((u, u + area.length))
         i = bisect_right(self.starts, area.iova)
         self.starts.insert(i, area.iova)
         self.areas.insert(i, area)
@@ -229,6 +255,8 @@ class IoPagetable:
     # -- iova allocation ------------------------------------------------------
     @staticmethod
     def _check_range(start: int, last: int, length: int, align: int, page_offset: int):
+        """__alloc_iova_check_range: ALIGN_UP (refused if it overflows), then the
+        page offset of the user address OR-ed in; the span must hold length."""
         aligned = start + align - 1
         if aligned > ULONG_MAX:
             return None
@@ -239,6 +267,9 @@ class IoPagetable:
         return aligned
 
     def alloc_alignment(self, uptr: int, length: int) -> int:
+        """iopt_alloc_iova's alignment: roundup_pow_of_two(length), lowered to the
+        lowest set bit of the user address (so a THP can map whole), at most
+        HPAGE_SIZE (CONFIG_TRANSPARENT_HUGEPAGE=y), and never below the IOAS's."""
         if length == 0 or length >= ULONG_MAX // 2:
             raise KernelError(EOVERFLOW)
         if not uptr:
@@ -252,13 +283,22 @@ class IoPagetable:
         return align
 
     def allowed_spans(self) -> list[tuple[int, int]]:
+        """The 'used' spans of interval_tree_for_each_span over allowed_itree in
+        [PAGE_SIZE, ULONG_MAX - PAGE_SIZE] (overlapping or adjacent ranges merged,
+        clipped), or that whole window when no range is allowed."""
         lo, hi = PAGE_SIZE, ULONG_MAX - PAGE_SIZE
         if not self.allowed:
             return [(lo, hi)]
         return merge_spans(self.allowed, lo, hi)
 
     def alloc_iova(self, uptr: int, length: int) -> int:
-        """iopt_alloc_iova: first fit, lowest address."""
+        """iopt_alloc_iova, computed as the kernel computes it (nothing is taken
+        from the kernel's answer): for each allowed span in address order, its
+        start aligned (and the span skipped if it cannot hold length), then the
+        holes of reserved_itree + area_itree in [aligned start, span last] in
+        address order (interval_tree_for_each_double_span: a hole ends where
+        either tree is used); the first hole that holds the aligned length wins,
+        at its aligned start. Never IOVA 0 (the window starts at PAGE_SIZE)."""
         page_offset = uptr % PAGE_SIZE
         align = self.alloc_alignment(uptr, length)
         used = [(s, e) for s, e, _ in self.reserved] + [(a.iova, a.last) for a in self.areas]
@@ -271,27 +311,6 @@ class IoPagetable:
                 if got is not None:
                     return got
         raise KernelError(ENOSPC)
-
-    def iova_choice_ok(self, iova: int, uptr: int, length: int) -> bool:
-        """Whether an automatic IOVA the kernel chose obeys iopt_alloc_iova's rules:
-        inside one allowed span, aligned as the algorithm aligns (alignment from
-        the length, the user address and the IOAS), page offset kept, not
-        reserved, not used (and not 0: the allowed window starts at PAGE_SIZE)."""
-        try:
-            align = self.alloc_alignment(uptr, length)
-        except KernelError:
-            return False
-        page_offset = uptr % PAGE_SIZE
-        if (iova | page_offset) != iova or (iova & ~page_offset) % align:
-            return False
-        last = iova + length - 1
-        if last > ULONG_MAX:
-            return False
-        if not any(s <= iova and last <= e and iova < e for s, e in self.allowed_spans()):
-            return False
-        if self.reserved_intersects(iova, last) or self.area_iter_first(iova, last):
-            return False
-        return True
 
     def check_iova(self, iova: int, length: int) -> None:
         if iova & (self.iova_alignment - 1):
@@ -306,23 +325,17 @@ class IoPagetable:
 
     # -- map ------------------------------------------------------------------
     def map_pages(self, elms: list[tuple[Pages, int, int]], length: int, iova: int, prot: int,
-                  alloc: bool, chosen: int | None = None) -> tuple[int, list[Area]]:
-        """iopt_map_pages: elms are (pages, start_byte, length). Returns the IOVA.
-        chosen: the kernel's automatic IOVA, adopted if it obeys the rules."""
+                  alloc: bool) -> tuple[int, list[Area]]:
+        """iopt_map_pages: elms are (pages, start_byte, length). Returns the IOVA:
+        the given one, or (alloc) the one iopt_alloc_iova picks for the user
+        address of the first element (IOAS_COPY: where the source area's bytes
+        start), which is compared with the kernel's exactly."""
         if (length & (self.iova_alignment - 1)) or not length:
             raise KernelError(EINVAL)
         if alloc:
             pages0, sb0, _ = elms[0]
             uptr = (pages0.uptr + sb0) & ULONG_MAX
-            mine = self.alloc_iova(uptr, length)
-            # Free choice: the uAPI leaves an automatic IOVA to the kernel. The model
-            # computes iopt_alloc_iova's first fit; if the kernel reported another
-            # IOVA that obeys every rule of iopt_alloc_iova it is adopted, otherwise
-            # the model keeps its own so the mismatch shows.
-            if chosen is not None and chosen != mine and self.iova_choice_ok(chosen, uptr,
-                                                                                length):
-                mine = chosen
-            iova = mine
+            iova = self.alloc_iova(uptr, length)
         else:
             self.check_iova(iova, length)
         new: list[Area] = []
@@ -377,9 +390,14 @@ class IoPagetable:
 
     # -- unmap ----------------------------------------------------------------
     def destroy_area(self, area: Area) -> None:
+        """The area's pages leave every domain, and with them their dirty bits."""
         self.remove_area(area)
         area.pages.areas.remove(area)
         area.storage = False
+        for d in self.domains:
+            if d.dirty:
+                from fuzz.model.mock import discard_dirty
+                discard_dirty(d, area.iova, area.last)
 
     def unmap_range(self, start: int, last: int,
                     notify: Callable[[IoPagetable, int, int], None]) -> tuple[int, int]:

@@ -20,6 +20,7 @@ from bisect import bisect_right
 from fuzz.model.consts import EFAULT, HPAGE_SIZE, PAGE_SIZE, U64
 from fuzz.model.errors import KernelError, Unsure
 from fuzz.prog import BUF_BASE, BUF_STRIDE, MAX_BUFFERS, Buffer, buffer_address
+from fuzz.prog.limits import TEST_MEMORY_LIMIT_DEFAULT
 
 _PERIOD = 251
 _BLOCKS: dict[int, bytes] = {}
@@ -88,6 +89,21 @@ class UserMemory:
         self.starts = [r.start for r in regions]
         self.overlay: dict[int, bytearray] = {}  # page address -> contents
         self.tainted: set[int] = set()  # page addresses with unknown contents
+        self.zeroed: set[int] = set()  # page addresses cleared whole (clear_user)
+        # selftest.c's iommufd_test_memory_limit (the executor's prologue resets it per
+        # program): pages.c's temp arrays, and so its pin calls, are cut to it
+        self.temp_memory_limit = TEST_MEMORY_LIMIT_DEFAULT
+        # user ranges where an unsure op may have pinned pages the model does not see
+        self.unknown_pins: list[tuple[int, int, str]] = []
+        # Whether memory outside the program's buffers (the agent's own, or nothing)
+        # is there is not the model's to know; for the op being stepped the kernel's
+        # errno tells: True - it succeeded, so its pages could be pinned (gup.py);
+        # False - it failed with EFAULT, so they could not, nor be read (first_bad;
+        # never taken for a write: a write that got in would have hit the agent);
+        # None - no answer. Where it is taken it is noted in `assumed`, and
+        # Model.step checks the op came out as the kernel's did (else it is unsure).
+        self.kernel_ok: bool | None = None
+        self.assumed: str | None = None
 
     # -- mapping queries ----------------------------------------------------
     def region_at(self, addr: int) -> Region | None:
@@ -104,10 +120,12 @@ class UserMemory:
             return False
         return not (KNOWN_LO <= addr < KNOWN_HI)
 
-    def first_bad(self, addr: int, length: int, write: bool) -> int | None:
+    def first_bad(self, addr: int, length: int, write: bool,
+                  unknown_ok: bool | None = None) -> int | None:
         """First address in [addr, addr+length) that faults for a user copy or GUP
         (unmapped, or read-only when write), or None. Raises Unsure when the range
-        leaves the part of the address space the model knows before faulting."""
+        leaves the part of the address space the model knows before faulting -
+        unless unknown_ok says how to take such memory (True: there, False: not)."""
         if length <= 0:
             return None
         end = addr + length
@@ -118,7 +136,18 @@ class UserMemory:
             r = self.region_at(pos)
             if r is None:
                 if self._unknown(pos):
-                    raise Unsure(f"user address {pos:#x} is outside the program's buffers")
+                    if unknown_ok is None and not write and self.kernel_ok is False:
+                        self.assumed = self.assumed or (
+                            f"user address {pos:#x} is outside the program's buffers: "
+                            "that it faults is taken from the kernel's errno")
+                        return pos
+                    if unknown_ok is None:
+                        raise Unsure(f"user address {pos:#x} is outside the program's "
+                                     "buffers")
+                    if not unknown_ok:
+                        return pos
+                    pos = KNOWN_LO if pos < KNOWN_LO else TASK_SIZE_MAX
+                    continue
                 return pos
             if write and not r.writable:
                 return pos
@@ -148,7 +177,13 @@ class UserMemory:
         return False
 
     def one_readable_buffer(self, addr: int, length: int) -> bool:
+        """Whether the executor's capture (process_vm_readv) of [addr, addr+length)
+        reads it: only inside one mapped piece of a buffer (it faults otherwise, and
+        captures nothing), unknown where addr is not the model's to know."""
         r = self.region_at(addr)
+        if r is None and self._unknown(addr):
+            raise Unsure(f"the capture at {addr:#x} reads memory outside the program's "
+                         "buffers", poisoned=False)
         return r is not None and addr + length <= r.end
 
     # -- contents -------------------------------------------------------------
@@ -165,6 +200,8 @@ class UserMemory:
             ov = self.overlay.get(page)
             if ov is not None:
                 out += ov[pos - page:pos - page + n]
+            elif page in self.zeroed:
+                out += bytes(n)
             else:
                 r = self.region_at(pos)
                 if r is None:
@@ -174,7 +211,7 @@ class UserMemory:
                 run_end = pos + n
                 while run_end < stop:
                     p2 = run_end
-                    if p2 in self.overlay or p2 in self.tainted:
+                    if p2 in self.overlay or p2 in self.tainted or p2 in self.zeroed:
                         break
                     run_end = min(stop, p2 + PAGE_SIZE)
                 out += pattern_bytes(r.seed, pos - r.base, run_end - pos)
@@ -195,16 +232,41 @@ class UserMemory:
                 r = self.region_at(page)
                 if r is None:
                     raise Unsure(f"writing unmapped user memory at {pos:#x}")
-                ov = bytearray(pattern_bytes(r.seed, page - r.base, PAGE_SIZE))
+                if page in self.zeroed:
+                    self.zeroed.discard(page)
+                    ov = bytearray(PAGE_SIZE)
+                else:
+                    ov = bytearray(pattern_bytes(r.seed, page - r.base, PAGE_SIZE))
                 self.overlay[page] = ov
             ov[pos - page:pos - page + n] = data[i:i + n]
             self.tainted.discard(page)
             pos += n
             i += n
 
+    def zero(self, addr: int, length: int) -> None:
+        """clear_user of mapped memory: whole pages become zero pages (no per-byte
+        copy, so clearing a big buffer stays cheap), partial ones are written."""
+        end = addr + length
+        pos = addr
+        while pos < end:
+            page = pos & ~(PAGE_SIZE - 1)
+            n = min(end, page + PAGE_SIZE) - pos
+            if n == PAGE_SIZE:
+                self.overlay.pop(page, None)
+                self.tainted.discard(page)
+                self.zeroed.add(page)
+            else:
+                self.write(pos, bytes(n))
+            pos += n
+
     def taint(self, addr: int, length: int) -> None:
-        page = addr & ~(PAGE_SIZE - 1)
-        while page < addr + length:
-            if self.region_at(page) is not None:
+        """The contents of the mapped pages of [addr, addr + length) are unknown."""
+        end = min(addr + length, U64 + 1)
+        i = max(bisect_right(self.starts, addr) - 1, 0)
+        for r in self.regions[i:]:
+            if r.start >= end:
+                break
+            page = max(r.start, addr & ~(PAGE_SIZE - 1))
+            while page < min(r.end, end):
                 self.tainted.add(page)
-            page += PAGE_SIZE
+                page += PAGE_SIZE

@@ -13,15 +13,27 @@ from collections.abc import Callable
 from typing import Any
 
 from fuzz import uapi
+from fuzz.model import device, fault, hwpt, selftest, vfio
 from fuzz.model import ioas as ioas_ops
-from fuzz.model import selftest, vfio
-from fuzz.model.consts import E2BIG, EINVAL, IOPT_PAGES_ACCOUNT_USER, STRUCT_SIZES
-from fuzz.model.errors import KernelError, Unsure
+from fuzz.model.consts import (
+    E2BIG,
+    EFAULT,
+    EINVAL,
+    IOMMU_OPTION_RLIMIT_MODE,
+    IOPT_PAGES_ACCOUNT_USER,
+    MOCK_ACCESS_RW_WRITE,
+    PAGE_SIZE,
+    STRUCT_SIZES,
+)
+from fuzz.model.errors import ALL, KernelError, Unsure
+from fuzz.model.file import AGENT_FDS, FdLayout, FdTable
 from fuzz.model.iopt import IoPagetable, Pages
 from fuzz.model.memory import UserMemory
 from fuzz.model.objects import (
     Access,
+    Fault,
     HwPagetable,
+    HwptNested,
     Ioas,
     Object,
     ObjectTable,
@@ -29,19 +41,23 @@ from fuzz.model.objects import (
 )
 from fuzz.prog import BUF_BASE, BUF_STRIDE, BufPtr, Op, Program, Ref
 from fuzz.prog.descriptions import OPS
-from fuzz.prog.limits import MAX_STRUCT, TEST_MEMORY_LIMIT_DEFAULT
+from fuzz.prog.layout import arg_defaults
+from fuzz.prog.limits import MAX_STRUCT
 from fuzz.prog.types import (
     COMMON_WIDTHS,
+    FDIO,
     IOMMUFD,
     TEST,
     VFIO_STRUCT,
     VFIO_VAL,
     Capacity,
+    Count,
+    Entries,
     Ranges,
+    Uptr,
+    is_kind,
 )
 from fuzz.result import OpResult
-
-FAKE_FD_BASE = 2_000_000  # above fs.nr_open: never a real fd
 
 HANDLERS: dict[str, Callable[[Model, Args], dict]] = {
     "DESTROY": ioas_ops.destroy,
@@ -65,7 +81,18 @@ HANDLERS: dict[str, Callable[[Model, Args], dict]] = {
     "TEST_ACCESS_RW": selftest.access_rw,
     "TEST_SET_TEMP_MEMORY_LIMIT": selftest.set_temp_memory_limit,
     "TEST_ACCESS_REPLACE_IOAS": selftest.access_replace_ioas,
+    "HWPT_ALLOC": hwpt.hwpt_alloc,
+    "GET_HW_INFO": device.get_hw_info,
+    "HWPT_SET_DIRTY_TRACKING": hwpt.set_dirty_tracking,
+    "HWPT_GET_DIRTY_BITMAP": hwpt.get_dirty_bitmap,
+    "HWPT_INVALIDATE": hwpt.invalidate,
+    "FAULT_QUEUE_ALLOC": fault.fault_alloc,
+    "TEST_DIRTY": selftest.test_dirty,
+    "TEST_MD_CHECK_IOTLB": selftest.md_check_iotlb,
+    "TEST_TRIGGER_IOPF": selftest.trigger_iopf,
     "CLOSE": selftest.close,
+    "READ": fault.read,
+    "WRITE": fault.write,
     "VFIO_GET_API_VERSION": vfio.get_api_version,
     "VFIO_CHECK_EXTENSION": vfio.check_extension,
     "VFIO_SET_IOMMU": vfio.set_iommu,
@@ -75,11 +102,61 @@ HANDLERS: dict[str, Callable[[Model, Args], dict]] = {
 }
 U64_MASK = (1 << 64) - 1
 
+# Where an unsure op leaves the model's state (Model._settle) beyond the objects it
+# touched: ops that may make or free object ids, fds, pins of a user range, or
+# write user memory (argument names of the range), and ops on program-wide state.
+ID_KINDS = ("ioas", "stdev", "idev", "hwpt", "fault")  # kinds whose ids are object ids
+ID_OPS = frozenset({"IOAS_ALLOC", "TEST_MOCK_DOMAIN", "TEST_MOCK_DOMAIN_FLAGS",
+                    "TEST_MOCK_DOMAIN_REPLACE", "TEST_CREATE_ACCESS", "HWPT_ALLOC",
+                    "FAULT_QUEUE_ALLOC", "DESTROY", "CLOSE"})
+FD_OPS = frozenset(n for n, d in OPS.items() if any(o.is_fd for o in d.outs)) | {"CLOSE"}
+# What an unsure op may have changed, by default: the objects it named (by id or fd)
+# or made. Everything that depends on those - a domain's mapping on its IOAS, an
+# access's pins, the pins IOASes share, a domain's dirty bits after an unmap - finds
+# them among its deps (objects.Object.deps) and is unsure in turn. These ops also
+# change what they reached through the ones they named (a replace: the device and
+# its old domain; a destroy: what the object held; a fault: the queue of the device's
+# domain; access pins: the IOAS's areas), so everything they touched is unknown:
+TOUCHED_OPS = frozenset({"DESTROY", "CLOSE", "TEST_MOCK_DOMAIN_REPLACE", "TEST_TRIGGER_IOPF",
+                         "TEST_ACCESS_PAGES", "TEST_DESTROY_ACCESS_PAGES",
+                         "TEST_ACCESS_REPLACE_IOAS"})
+# ... and these change no object, only user memory (WRITE_RANGES) or nothing
+STATELESS_OPS = frozenset({"TEST_ACCESS_RW", "GET_HW_INFO", "IOAS_IOVA_RANGES",
+                           "VFIO_IOMMU_GET_INFO", "TEST_MD_CHECK_MAP", "TEST_MD_CHECK_REFS",
+                           "TEST_MD_CHECK_IOTLB", "VFIO_GET_API_VERSION",
+                           "VFIO_CHECK_EXTENSION"})
+PIN_RANGES = {"IOAS_MAP": ("user_va", "length"), "VFIO_IOMMU_MAP_DMA": ("vaddr", "size")}
+WRITE_RANGES: dict[str, Callable[[Args], tuple[int, int]]] = {
+    "TEST_ACCESS_RW": lambda a: (a["uptr"], a["length"]),
+    "IOAS_IOVA_RANGES": lambda a: (a["allowed_iovas"], 16 * a["num_iovas"]),
+    "GET_HW_INFO": lambda a: (a["data_uptr"], a["data_len"]),
+    "HWPT_GET_DIRTY_BITMAP": lambda a: (a["data"], -(-a["length"] // max(a["page_size"], 1)
+                                                    // 8) + 8),
+    "HWPT_INVALIDATE": lambda a: (a["data_uptr"], a["entry_len"] * a["entry_num"]),
+    "READ": lambda a: (a["buf"], a["count"]),
+}
+# ops on program-wide state (the compat IOAS, the rlimit mode, the temp memory
+# limit): the model gives up on everything when it could not follow one of them
+# ... and these leave only one part of an object unknown (its `<facet>_unknown`): the
+# ops that read that part check it
+FACET_OPS = {"READ": "queue", "WRITE": "queue", "TEST_DIRTY": "dirty",
+             "HWPT_GET_DIRTY_BITMAP": "dirty", "HWPT_SET_DIRTY_TRACKING": "dirty"}
+GLOBAL_OPS = frozenset({"VFIO_IOAS", "TEST_SET_TEMP_MEMORY_LIMIT"})
+
+
+def _one_page(addr: int, n: int) -> bool:
+    return 0 < n <= PAGE_SIZE and addr // PAGE_SIZE == (addr + n - 1) // PAGE_SIZE
+
+
+def _is_id(kind: str | None) -> bool:
+    return kind is not None and any(is_kind(kind, k) for k in ID_KINDS)
+
 
 class _OpInfo:
     """What Model.step needs of an op's description, computed once per op name."""
 
-    __slots__ = ("masks", "outputs", "kind", "defaults", "count_of", "sizes", "out_plan")
+    __slots__ = ("masks", "outputs", "kind", "defaults", "count_of", "planned", "sizes",
+                 "out_plan")
 
     def __init__(self, name: str) -> None:
         d = OPS[name]
@@ -87,18 +164,25 @@ class _OpInfo:
         for arg in d.args:
             self.masks[arg.name] = (1 << (8 * arg.width)) - 1
         self.outputs = d.outputs
-        specials = {"ranges": list, "caps": list, "data": bytes, "ret": lambda: -1}
+        specials = {"ranges": list, "caps": list, "data": bytes, "ret": lambda: -1,
+                    "entries": list, "first": lambda: 0}
         self.out_plan = [(o.name, specials.get(o.decode)) for o in d.outs]
         self.kind = d.call
-        # what the executor puts in a field the program leaves out (fuzz/executor/encode.py
-        # plan_struct): a capacity's default, a side array's entry count, the natural size
+        # what the executor puts in a field the program leaves out (fuzz.prog.layout):
+        # a capacity's default, a side array's entry count, the natural size; `planned`
+        # ops have defaults that depend on the other arguments (read/write counts, the
+        # entries a list makes), so they ask the layout plan each time
         self.defaults: dict[str, int] = {}
         self.count_of: dict[str, str] = {}  # count argument -> its Ranges argument
+        self.planned = False
         for arg in d.args:
-            if isinstance(arg.type, Capacity):
-                self.defaults[arg.name] = arg.type.default
-            elif isinstance(arg.type, Ranges):
-                self.count_of[arg.type.count] = arg.name
+            t = arg.type
+            if isinstance(t, Capacity):
+                self.defaults[arg.name] = t.default
+            elif isinstance(t, Ranges):
+                self.count_of[t.count] = arg.name
+            elif isinstance(t, (Entries, Count)) or (isinstance(t, Uptr) and t.scratch):
+                self.planned = True
         if d.call == VFIO_STRUCT:
             self.defaults["argsz"] = uapi.sizeof(d.struct) + d.extra_space
         self.sizes: tuple[int, int] | None = None
@@ -137,16 +221,22 @@ class Args(dict):
 
 
 class Model:
-    def __init__(self, program: Program) -> None:
+    """fds: the fd table the program starts with (file.AGENT_FDS: the guest agent's;
+    None where it is not known, as in --backend local)."""
+
+    def __init__(self, program: Program, fds: FdLayout | None = AGENT_FDS) -> None:
         self.program = program
         self.mem = UserMemory(program.buffers)
         self.objects = ObjectTable()
         self.vfio_ioas: Ioas | None = None
         self.account_mode = IOPT_PAGES_ACCOUNT_USER  # /dev/iommu, not /dev/vfio/vfio
-        self.memory_limit = TEST_MEMORY_LIMIT_DEFAULT  # the executor resets it per program
-        self.fds: dict[int, Access] = {}  # open access fds
-        self.fake_fds = False  # some access fd number was made up (no kernel result)
-        self.next_fake_fd = FAKE_FD_BASE
+        self.fds = FdTable(fds, self.objects)  # the program's open access and fault fds
+        self.ioases: list[Ioas] = []  # every IOAS made, destroyed ones too (pins_unknown)
+        self.kernel_results: list[OpResult | None] = []
+        # what a Ref to each op's output reads: the model's output, or the kernel's
+        # where the model was unsure (the executor reads the kernel's, and an unsure
+        # op is not compared: its values are known, what they name may not be)
+        self.ref_outs: list[dict[str, Any]] = []
         self.captured = 0  # bytes of TEST_ACCESS_RW data the executor captured so far
         self.results: list[OpResult] = []
         self.poisoned: str | None = None
@@ -163,30 +253,20 @@ class Model:
         v = k.out.get(field)
         return v if isinstance(v, int) and not isinstance(v, bool) else None
 
-    def kernel_result(self) -> OpResult | None:
-        """The kernel's whole result for the current op (see selftest.close)."""
-        return self._kernel
+    def alloc_fd(self, obj: Access | Fault, field: str) -> int:
+        """The fd of a new access or fault file (output `field`): the lowest free
+        one, computed (see fuzz.model.file for where it cannot be)."""
+        return self.fds.alloc(obj, self.kernel_out(field))
 
-    def choose_fd(self) -> int:
-        # Free choice: the fd number of a new access is whatever get_unused_fd_flags()
-        # finds in the agent's fd table. Adopt the kernel's number if it is a valid
-        # fd that is not already an open access fd in the model; else make one up.
-        fd = self.kernel_out("out_access_fd")
-        if fd is not None and 0 <= fd < (1 << 20) and fd not in self.fds:
-            return fd
-        self.fake_fds = True
-        fd = self.next_fake_fd
-        self.next_fake_fd += 1
-        return fd
-
-    def is_access_fd_ref(self, a: Args, name: str) -> bool:
-        """Whether argument `name` is exactly the out_access_fd of an earlier
-        TEST_CREATE_ACCESS that succeeded (so the number was an access fd)."""
-        v = a.raws.get(name)
-        if type(v) is not Ref or v.field != "out_access_fd" or v.add:
-            return False
-        return self.program.ops[v.op].name == "TEST_CREATE_ACCESS" \
-            and self.results[v.op].errno == 0
+    def value_of(self, v: Any, width: int = 8) -> int:
+        """A value as the kernel sees it at run time, wrapped to `width` bytes."""
+        mask = (1 << (8 * width)) - 1
+        if type(v) is Ref:
+            src = self.ref_outs[v.op].get(v.field, 0)
+            return ((src if type(src) is int else 0) + v.add) & mask
+        if type(v) is BufPtr:
+            return (BUF_BASE + v.buf * BUF_STRIDE + v.offset) & mask
+        return int(v) & mask if type(v) is int else 0
 
     def all_pages(self) -> list[Pages]:
         seen: dict[int, Pages] = {}
@@ -215,7 +295,11 @@ class Model:
         elif isinstance(obj, SelftestObj):
             selftest.selftest_destroy(self, obj)
         elif isinstance(obj, HwPagetable):
-            selftest.hwpt_paging_destroy(self, obj)
+            device.hwpt_paging_destroy(self, obj)
+        elif isinstance(obj, HwptNested):
+            device.hwpt_nested_destroy(self, obj)
+        elif isinstance(obj, Fault):
+            pass  # no HWPT reports to it any more, so no group is left in it
         else:  # devices and accesses always have another user
             raise Unsure(f"destroying a {obj.type} object is not modelled")
 
@@ -235,7 +319,7 @@ class Model:
                 if refs is None:
                     refs = set()
                 refs.add(name)
-                src = self.results[v.op].out.get(v.field, 0)
+                src = self.ref_outs[v.op].get(v.field, 0)
                 if type(src) is not int:
                     src = 0
                 vals[name] = (src + v.add) & masks.get(name, U64_MASK)
@@ -253,6 +337,10 @@ class Model:
             if count not in vals:
                 raw = op.args.get(ranges)
                 vals[count] = len(raw) if isinstance(raw, list) else 0
+        if info.planned:
+            for name, v in arg_defaults(op).items():
+                if name not in vals:
+                    vals[name] = self.value_of(v) & masks.get(name, U64_MASK)
         vals.raws = op.args
         vals.refs = refs
         return vals
@@ -264,7 +352,7 @@ class Model:
             out[f] = special() if special is not None else a[f]
         return out
 
-    def check_struct_size(self, info: _OpInfo, a: Args) -> None:
+    def check_struct_size(self, info: _OpInfo, a: Args) -> str | None:
         """iommufd_fops_ioctl + copy_struct_from_user: size < min -> EINVAL; bytes
         between the natural size and size must be zero (check_zeroed_user) -> E2BIG.
         The executor backs a literal size up to MAX_STRUCT with real memory holding
@@ -279,15 +367,26 @@ class Model:
             if type(raw) is int and raw > natural and a["tail"]:
                 raise KernelError(E2BIG)
             if type(raw) is not int or raw != size or size > MAX_STRUCT:
-                raise Unsure(f"size {size}: the kernel checks {size - natural} trailing "
-                             "bytes the executor does not provide")
+                # Those bytes are not the model's to know (other structs of the arena,
+                # or its end); the kernel's errno tells: E2BIG (not all zero) or
+                # EFAULT (not there) - nothing happened; anything else - zeros, and the
+                # op ran as modelled, so it is compared. Without the kernel's result
+                # the op may or may not have run: the handler runs, the op is unsure.
+                why = (f"size {size}: the kernel checks {size - natural} trailing bytes "
+                       "the executor does not provide")
+                k = self._kernel
+                if k is None:
+                    return why
+                if k.errno in (E2BIG, EFAULT):
+                    raise Unsure(why, poisoned=False)
+        return None
 
     # -- stepping ----------------------------------------------------------------------
     def step(self, index: int, kernel: OpResult | None = None) -> OpResult:
         """Predict op `index` (ops are stepped in order 0..n-1). `kernel` is the real
-        kernel's result for the same op when available; it is only used for the free
-        choices (automatic IOVA of IOAS_MAP/IOAS_COPY, see IoPagetable.map_pages; the
-        access fd number, see Model.choose_fd), after checking it against the rules."""
+        kernel's result for the same op when available; it is only used for what the
+        model cannot know (fd numbers where the fd table is not known, see
+        fuzz.model.file), after checking it against the rules."""
         assert index == len(self.results), "ops must be stepped in order"
         op = self.program.ops[index]
         name = op.name
@@ -299,12 +398,22 @@ class Model:
         out = self.default_out(name, a, info) if info.out_plan else {}
         res = OpResult(0, 0, out)
         self.results.append(res)
+        self.kernel_results.append(kernel)
         if self.poisoned is not None:
             res.unsure = self.poisoned
+            self.ref_outs.append(kernel.out if kernel is not None else out)
             return res
+        self.objects.begin()
+        self._arg_doubts(op)
+        mem = self.mem
+        mem.assumed = None
+        mem.kernel_ok = None if kernel is None else (
+            True if kernel.errno == 0 else False if kernel.errno == EFAULT else None)
+        hard: Unsure | None = None
+        maybe: str | None = None  # the op may not have run at all
         try:
             if info.sizes is not None:
-                self.check_struct_size(info, a)
+                maybe = self.check_struct_size(info, a)
             out.update(HANDLERS[name](self, a))
         except KernelError as e:
             res.errno = e.errno
@@ -312,16 +421,142 @@ class Model:
             if e.out:
                 out.update(e.out)
         except Unsure as e:
-            res.unsure = e.reason
-            if e.poisoned:
-                self.poisoned = f"after op {index} ({name}): {e.reason}"
+            hard = e
+        if maybe is not None and (hard is None or not hard.poisoned):
+            hard = Unsure(maybe)
+        if mem.assumed is not None and hard is None:
+            if kernel is not None and kernel.errno == res.errno:
+                self.objects.doubt(mem.assumed, poisons=False)
+            else:  # the model did not come out as the kernel did: it cannot follow
+                hard = Unsure(mem.assumed)
+        mem.kernel_ok = None
         self._kernel = None
-        if info.kind == VFIO_VAL:
+        if info.kind in (VFIO_VAL, FDIO):
             if res.errno == 0:
                 res.ret = out["ret"]
             else:
                 out["ret"] = res.ret
+        self._settle(index, name, a, res, hard, kernel)
+        self.ref_outs.append(kernel.out if res.unsure is not None and kernel is not None
+                             else out)
         return res
+
+    # -- what an unsure op leaves unknown ----------------------------------------------
+    def _arg_doubts(self, op: Op) -> None:
+        """A Ref to an output of an op the model was unsure of, without the kernel's
+        result to read it from, is a value the model does not know."""
+        for name, v in op.args.items():
+            if type(v) is not Ref:
+                continue
+            src = self.results[v.op]
+            if src.unsure is None or self.kernel_results[v.op] is not None:
+                continue
+            self.objects.doubt(f"{name} is op {v.op}'s {v.field}, which the model could not "
+                               f"predict ({src.unsure})")
+
+    def _settle(self, index: int, name: str, a: Args, res: OpResult, hard: Unsure | None,
+                kernel: OpResult | None) -> None:
+        """After the handler: ids of objects made while ids are not known, then, if the
+        op was unsure (hard: the handler gave up; else the doubts it ran into), what
+        it may have changed becomes unknown - never more than that (only the
+        executor's memory written by the kernel makes everything unknown)."""
+        objs = self.objects
+        if hard is None and objs.made and objs.ids_unknown is not None:
+            self._take_kernel_ids(name, res, kernel)
+        if hard is None and not objs.doubts:
+            return
+        if hard is not None:
+            why = hard.reason
+            poisons = hard.poisoned and not (hard.unless_failed and kernel is not None
+                                             and kernel.errno)
+            scope = hard.scope
+        else:
+            why = objs.doubts[0][0]
+            poisons = any(p for _, p in objs.doubts)
+            scope = None
+        res.unsure = why
+        if not poisons:
+            return
+        if scope == ALL and hard is not None and hard.write and kernel is not None \
+                and kernel.errno == EFAULT and _one_page(*WRITE_RANGES.get(
+                    name, lambda a: (hard.write[0], hard.write[1]))(a)):  # type: ignore
+            # every write of the op goes to one page, and the op faulted: that page
+            # took no byte, so the agent's memory is as it was
+            scope = None
+        if scope == ALL or (hard is not None and (name in GLOBAL_OPS or (
+                name == "OPTION" and a["option_id"] == IOMMU_OPTION_RLIMIT_MODE))):
+            self.poisoned = f"after op {index} ({name}): {why}"
+            return
+        root = f"since op {index} ({name}): {why}"
+        if isinstance(scope, list):
+            targets = scope
+        elif name in STATELESS_OPS:
+            targets = []
+        else:
+            targets = list((objs.touched if name in TOUCHED_OPS else objs.primary).values())
+        facet = FACET_OPS.get(name)
+        for o in targets:
+            attr = f"{facet}_unknown" if facet and hasattr(o, f"{facet}_unknown") \
+                else "unknown"
+            if getattr(o, attr) is None:
+                setattr(o, attr, root)
+        same = hard is None and kernel is not None and kernel.errno == res.errno
+        if name in ID_OPS and not (same and self._outs_match(name, res, kernel, False)):
+            objs.ids_unknown = objs.ids_unknown or root
+        if name in FD_OPS and not (same and self._outs_match(name, res, kernel, True)):
+            self.fds.unknown = self.fds.unknown or root
+        pin = PIN_RANGES.get(name)
+        if pin is not None:
+            self.mem.unknown_pins.append((a[pin[0]], a[pin[0]] + a[pin[1]], root))
+        wr = WRITE_RANGES.get(name)
+        if wr is not None:
+            self.mem.taint(*wr(a))
+        if name == "TEST_ACCESS_RW" and a["flags"] & MOCK_ACCESS_RW_WRITE:
+            for o in objs.touched.values():  # it wrote somewhere into the access's IOAS
+                if isinstance(o, Ioas):
+                    for s, e in o.iopt.seen:
+                        self.mem.taint(s, e - s)
+
+    @staticmethod
+    def _outs_match(name: str, res: OpResult, kernel: OpResult | None, fds: bool) -> bool:
+        assert kernel is not None
+        return all(kernel.out.get(o.name) == res.out.get(o.name) for o in OPS[name].outs
+                   if (o.is_fd if fds else _is_id(o.kind)))
+
+    def _take_kernel_ids(self, name: str, res: OpResult, kernel: OpResult | None) -> None:
+        """Object ids are not known (an unsure op may have taken some): objects this
+        op made get the ids the kernel reports for them, if free in the model (the
+        op is unsure, its state known); others keep a guessed id."""
+        objs = self.objects
+        objs.doubt(f"object ids are not known {objs.ids_unknown}", poisons=False)
+        if kernel is None or kernel.errno or res.errno:
+            return
+        made = {o.id: o for o in objs.made if o.id in objs.objs}
+        pairs = []
+        for o in OPS[name].outs:
+            if _is_id(o.kind):
+                mid, kid = res.out.get(o.name), kernel.out.get(o.name)
+                if mid in made and isinstance(kid, int):
+                    pairs.append((made.pop(mid), kid, o.name))
+        for obj, _kid, _f in pairs:
+            objs.remove(obj)
+        for obj, kid, field in pairs:
+            if objs.put(obj, kid):
+                obj.id_guessed = False
+            res.out[field] = obj.id
+
+    def pins_unknown(self, start: int, end: int) -> str | None:
+        """Why the pin counts of user [start, end) may differ from the model's: an
+        unsure op pinned (or not) there, or it is memory of an unknown IOAS."""
+        for s, e, why in self.mem.unknown_pins:
+            if s < end and start < e:
+                return why
+        for ioas in self.ioases:
+            if ioas.unknown is not None:
+                for s, e in ioas.iopt.seen:
+                    if s < end and start < e:
+                        return f"ioas {ioas.id} is unknown {ioas.unknown}"
+        return None
 
 
 def run_model(program: Program, kernel: list[OpResult] | None = None) -> list[OpResult]:

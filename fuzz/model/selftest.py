@@ -1,10 +1,14 @@
-"""selftest.c and device.c: the IOMMU_TEST_CMD ops, mock devices and domains,
-the test accesses (fd based) and close(2) of an access fd."""
+"""selftest.c (and device.c's access API): the IOMMU_TEST_CMD ops - mock devices,
+the probes of mock domains (MD_CHECK_MAP / MD_CHECK_REFS / MD_CHECK_IOTLB), dirty
+bits marked by hand (TEST_DIRTY), faults raised by hand (TRIGGER_IOPF), the test
+accesses (fd based) - and close(2) of an fd the program got."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fuzz.model import device, mock
+from fuzz.model import fault as faults
 from fuzz.model.consts import (
     ACCESS_MAX_LENGTH,
     EBADE,
@@ -28,22 +32,25 @@ from fuzz.model.consts import (
     MOCK_FLAGS_DEVICE_HUGE_IOVA,
     MOCK_FLAGS_DEVICE_NO_DIRTY,
     MOCK_IO_PAGE_SIZE,
+    MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
     PAGE_SIZE,
     U64,
     ULONG_MAX,
 )
-from fuzz.model.errors import KernelError, Unsure
+from fuzz.model.errors import ALL, KernelError, Unsure
+from fuzz.model.gup import get_user_page_fast
 from fuzz.model.ioas import get_ioas, syz_conv_iova
 from fuzz.model.iopt import Area, merge_spans
 from fuzz.model.objects import (
+    OBJ_HWPT_NESTED,
     OBJ_HWPT_PAGING,
     OBJ_IOAS,
     OBJ_SELFTEST,
     Access,
     AccessItem,
     Device,
+    Fault,
     HwPagetable,
-    Ioas,
     SelftestObj,
 )
 from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM
@@ -52,115 +59,14 @@ if TYPE_CHECKING:
     from fuzz.model.model import Args, Model
 
 GUP_PIN_COUNTING_BIAS = 1024
-NR_OPEN = 1 << 20  # fs.nr_open default: no fd can be this large
 
 
-# -- devices and domains (device.c, hw_pagetable.c) --------------------------------
-def hw_pagetable_put(m: Model, hwpt: HwPagetable) -> None:
-    """iommufd_hw_pagetable_put of an auto domain: destroyed when the xarray is
-    its only user left (iommufd_object_put_and_try_destroy)."""
-    if hwpt.auto_domain and hwpt.users() == 1:
-        m.objects.remove(hwpt)
-        hwpt_paging_destroy(m, hwpt)
-
-
-def hwpt_paging_destroy(m: Model, hwpt: HwPagetable) -> None:
-    ioas = hwpt.ioas
-    if hwpt in ioas.hwpt_list:
-        ioas.hwpt_list.remove(hwpt)
-        ioas.iopt.remove_domain(hwpt)
-
-
-def do_attach(m: Model, idev: Device, hwpt: HwPagetable) -> HwPagetable | None:
-    """iommufd_hw_pagetable_attach: mock devices have no reserved regions and
-    mock_domain_nop_attach only refuses dirty-tracking domains (never made here)."""
-    if idev.hwpt is not None and idev.hwpt is not hwpt:
-        raise KernelError(EINVAL)
-    idev.hwpt = hwpt
-    hwpt.devices.append(idev)
-    return None
-
-
-def do_replace(m: Model, idev: Device, hwpt: HwPagetable) -> HwPagetable | None:
-    """iommufd_device_do_replace: returns the old HWPT for the caller to put."""
-    if idev.hwpt is None:
-        raise KernelError(EINVAL)
-    if hwpt is idev.hwpt:
-        return None
-    old = idev.hwpt
-    old.devices.remove(idev)
-    hwpt.devices.append(idev)
-    idev.hwpt = hwpt
-    return old
-
-
-def hwpt_paging_alloc(m: Model, idev: Device, ioas: Ioas, immediate_attach: bool) -> HwPagetable:
-    hwpt = HwPagetable(ioas, bool(idev.dev_flags & MOCK_FLAGS_DEVICE_HUGE_IOVA))
-    m.objects.alloc(hwpt)
-    if immediate_attach:
-        do_attach(m, idev, hwpt)
-    try:
-        ioas.iopt.add_domain(hwpt)
-    except KernelError:
-        if immediate_attach:
-            hwpt.devices.remove(idev)
-            idev.hwpt = None
-        m.objects.remove(hwpt)
-        raise
-    ioas.hwpt_list.append(hwpt)
-    return hwpt
-
-
-def auto_get_domain(m: Model, idev: Device, ioas: Ioas, replace: bool):
-    attach = do_replace if replace else do_attach
-    for hwpt in list(ioas.hwpt_list):
-        if not hwpt.auto_domain:
-            continue
-        try:
-            destroy = attach(m, idev, hwpt)
-        except KernelError as e:
-            if e.errno == EINVAL:
-                continue
-            raise
-        return hwpt.id, destroy
-    hwpt = hwpt_paging_alloc(m, idev, ioas, immediate_attach=not replace)
-    destroy = None
-    if replace:
-        try:
-            destroy = do_replace(m, idev, hwpt)
-        except KernelError:
-            hwpt_paging_destroy(m, hwpt)
-            m.objects.remove(hwpt)
-            raise
-    m.objects.finalize(hwpt)
-    return hwpt.id, destroy
-
-
-def change_pt(m: Model, idev: Device, pt_id: int, replace: bool) -> int:
-    """iommufd_device_change_pt."""
-    obj = m.objects.get(pt_id)
-    if obj is None:
-        raise KernelError(ENOENT)
-    if obj.type == OBJ_HWPT_PAGING:
-        destroy = (do_replace if replace else do_attach)(m, idev, obj)  # type: ignore[arg-type]
-    elif obj.type == OBJ_IOAS:
-        pt_id, destroy = auto_get_domain(m, idev, obj, replace)  # type: ignore[arg-type]
-    else:
-        raise KernelError(EINVAL)
-    if destroy is not None:
-        hw_pagetable_put(m, destroy)
-    return pt_id
-
-
+# -- devices and domains -------------------------------------------------------------------
 def selftest_destroy(m: Model, sobj: SelftestObj) -> None:
     """iommufd_selftest_destroy: detach, unbind, destroy the mock device."""
     idev = sobj.idev
     assert idev is not None
-    hwpt = idev.hwpt
-    if hwpt is not None:
-        hwpt.devices.remove(idev)
-        idev.hwpt = None
-        hw_pagetable_put(m, hwpt)
+    device.detach(m, idev)
     m.objects.remove(idev)
 
 
@@ -175,7 +81,7 @@ def mock_domain(m: Model, a: Args) -> dict:
     m.objects.alloc(idev)
     m.objects.finalize(idev)
     try:
-        pt_id = change_pt(m, idev, a["id"], replace=False)
+        pt_id = device.change_pt(m, idev, a["id"], replace=False)
     except KernelError:
         m.objects.remove(idev)
         m.objects.remove(sobj)
@@ -189,7 +95,7 @@ def mock_domain_replace(m: Model, a: Args) -> dict:
     sobj = m.objects.get(a["id"], OBJ_SELFTEST)
     if sobj is None:
         raise KernelError(ENOENT)
-    pt_id = change_pt(m, sobj.idev, a["pt_id"], replace=True)  # type: ignore[attr-defined]
+    pt_id = device.change_pt(m, sobj.idev, a["pt_id"], replace=True)  # type: ignore[attr-defined]
     return {"pt_id": pt_id}
 
 
@@ -228,10 +134,12 @@ def _md_check_map(m: Model, a: Args) -> dict:
     iopt = hwpt.ioas.iopt  # type: ignore[attr-defined]
     mem = m.mem
     while length:
-        # get_user_pages_fast(uptr & PAGE_MASK, 1, 0) first
+        # get_user_pages_fast(uptr & PAGE_MASK, 1, 0) first (EOVERFLOW on the last
+        # page below 2^64)
         page = uptr & ~(PAGE_SIZE - 1)
-        if mem.first_bad(page, 1, False) is not None:
-            raise KernelError(EFAULT)
+        rc = get_user_page_fast(mem, page)
+        if rc:
+            raise KernelError(rc)
         region = mem.region_at(page)
         area = iopt.area_iter_first(iova, iova) if iopt.domains else None
         if area is None or area.uaddr(iova) != uptr:
@@ -284,6 +192,9 @@ def _md_check_refs(m: Model, a: Args) -> dict:
         raise KernelError(EINVAL)
     if not length:
         return {}
+    why = m.pins_unknown(uptr, uptr + length)
+    if why is not None:
+        raise Unsure(f"pins of this range are not known: {why}", poisoned=False)
     mem = m.mem
     bad = mem.first_bad(uptr, length, False)
     end = bad if bad is not None else uptr + length
@@ -312,9 +223,11 @@ def access_get(m: Model, fd: int) -> Access:
     both give EBADFD, so a number that is not an open access fd is EBADFD -
     unless the model does not know the real fd numbers and one could match."""
     acc = m.fds.get(fd)
-    if acc is not None:
+    if isinstance(acc, Access):
         return acc
-    if m.fake_fds and m.fds:
+    if acc is not None:
+        raise KernelError(EBADFD)  # a fault fd: another file type
+    if m.fds.numbers_unknown():
         raise Unsure("fd numbers of accesses are not known without the kernel's results; "
                      f"fd {fd} may be one of them")
     raise KernelError(EBADFD)
@@ -329,7 +242,7 @@ def add_access_area(m: Model, area: Area, index: int, last_index: int, write: bo
     if key in pages.accesses:
         pages.accesses[key] += 1
     else:
-        pages.check_pin(m.mem, index, last_index)
+        pages.check_pin(m.mem, index, last_index, reader=False)
         pages.accesses[key] = 1
     area.num_accesses += 1
 
@@ -384,10 +297,8 @@ def create_access(m: Model, a: Args) -> dict:
         raise
     acc.ioas = ioas  # type: ignore[assignment]
     ioas.accesses.append(acc)  # type: ignore[attr-defined]
-    fd = m.choose_fd()
-    acc.fd = fd
-    m.fds[fd] = acc
-    return {"out_access_fd": fd}
+    acc.fd = m.alloc_fd(acc, "out_access_fd")
+    return {"out_access_fd": acc.fd}
 
 
 def detach_access(m: Model, acc: Access) -> None:
@@ -402,25 +313,24 @@ def detach_access(m: Model, acc: Access) -> None:
 
 
 def close(m: Model, a: Args) -> dict:
+    """The executor's close_own_fd: close(2) only of an fd of its list (the access
+    and fault fds the program got back, not closed yet); any other number - the
+    console, the iommufd, the agent's own fds, a closed fd - is EBADF without a
+    syscall."""
     fd = a["fd"]
-    acc = m.fds.get(fd)
-    if acc is None:
-        # fd numbers at or above fs.nr_open (1 << 20 by default) can never be open
-        if fd >= NR_OPEN:
-            raise KernelError(EBADF)
-        if m.is_access_fd_ref(a, "fd") and not (m.fake_fds and m.fds):
-            raise KernelError(EBADF)  # an access fd this program already closed
-        # Any other number may be one of the agent's own fds (even the iommufd
-        # itself). The agent's fd table is outside the model: if the kernel says
-        # EBADF nothing was open there and nothing changed, so that is adopted;
-        # otherwise some fd of the agent was closed and the model cannot follow.
-        k = m.kernel_result()
-        if k is not None and k.errno == EBADF:
-            raise KernelError(EBADF)
-        raise Unsure(f"close({fd}): not an access fd of this program; it may be one of "
-                     "the agent's (even the iommufd)")
+    if not m.fds.is_own(fd):
+        if m.fds.numbers_unknown():
+            raise Unsure("fd numbers are not known without the kernel's results; "
+                         f"fd {fd} may be one of the program's")
+        raise KernelError(EBADF)
+    obj = m.fds.get(fd)
+    m.fds.close(fd)
+    if isinstance(obj, Fault):
+        faults.release(m, obj)
+        return {}
+    acc = obj
+    assert isinstance(acc, Access)
     # iommufd_test_staccess_release: unpin all items, then iommufd_access_destroy
-    del m.fds[fd]
     acc.open = False
     access_unmap(m, acc, 0, ULONG_MAX)
     detach_access(m, acc)
@@ -509,12 +419,13 @@ def access_pages(m: Model, a: Args) -> dict:
         npages //= PAGE_SIZE
         base = (uptr - (iova - (iova & ~(PAGE_SIZE - 1)))) & U64
         try:
+            # iommufd_test_check_pages: get_user_pages_fast(uptr, 1, 0) page by page
+            # (EOVERFLOW for the last page below 2^64, mm/gup.c), then the same page?
             for k in range(npages):
                 page = ((base + k * PAGE_SIZE) & U64) & ~(PAGE_SIZE - 1)
-                if page + PAGE_SIZE > U64 + 1:
-                    raise KernelError(EOVERFLOW)
-                if m.mem.first_bad(page, 1, False) is not None:
-                    raise KernelError(EFAULT)
+                rc = get_user_page_fast(m.mem, page)
+                if rc:
+                    raise KernelError(rc)
                 if k >= len(pinned) or pinned[k] != page:
                     raise KernelError(EBADE)
         except KernelError:
@@ -539,7 +450,19 @@ def destroy_access_pages(m: Model, a: Args) -> dict:
 
 def _rw_segment(m: Model, area: Area, cur: int, nbytes: int, flags: int,
                 data: bytes | None) -> bytes | None:
-    """iopt_pages_rw_access over one area; returns the bytes read (read) or None."""
+    """iopt_pages_rw_access over one area; returns the bytes read (read) or None. A
+    write into pages the model does not know may go into the agent's own memory."""
+    if not flags & MOCK_ACCESS_RW_WRITE:
+        return _rw_pages(m, area, cur, nbytes, flags, data)
+    try:
+        return _rw_pages(m, area, cur, nbytes, flags, data)
+    except Unsure as e:
+        addr = area.pages.uptr + area.start_byte_of(cur)
+        raise Unsure(e.reason, scope=ALL, write=(addr, nbytes)) from None
+
+
+def _rw_pages(m: Model, area: Area, cur: int, nbytes: int, flags: int,
+              data: bytes | None) -> bytes | None:
     pages = area.pages
     write = bool(flags & MOCK_ACCESS_RW_WRITE)
     if write and not pages.writable:
@@ -551,7 +474,8 @@ def _rw_segment(m: Model, area: Area, cur: int, nbytes: int, flags: int,
         start_index = sb // PAGE_SIZE
         last_index = (sb + nbytes - 1) // PAGE_SIZE
         if start_index == last_index:
-            # iopt_pages_rw_page: pin_user_pages_remote(FOLL_WRITE only for a write)
+            # iopt_pages_rw_page: pin_user_pages_remote(FOLL_WRITE only for a write),
+            # which has no range checks: a kernel address is just a page without a VMA
             if mem.first_bad(addr & ~(PAGE_SIZE - 1), 1, write) is not None:
                 raise KernelError(EFAULT)
         else:
@@ -561,7 +485,7 @@ def _rw_segment(m: Model, area: Area, cur: int, nbytes: int, flags: int,
                 pages.check_pin(mem, start_index, last_index)
             except KernelError:
                 npages = last_index - start_index + 1
-                if write and m.memory_limit < npages * 12:
+                if write and mem.temp_memory_limit < npages * 12:
                     # small temp memory batches: earlier batches were already written
                     mem.taint(addr, nbytes)
                 raise
@@ -640,7 +564,10 @@ def access_rw(m: Model, a: Args) -> dict:
     if not it.done:
         raise KernelError(ENOENT)
     if not write:
-        bad = mem.first_bad(ubuf, length, True)
+        try:
+            bad = mem.first_bad(ubuf, length, True)
+        except Unsure as e:  # copy_to_user may write into the agent's own memory
+            raise Unsure(e.reason, scope=ALL, write=(ubuf, length)) from None
         if bad is not None:
             if bad > ubuf:
                 mem.taint(ubuf, bad - ubuf)
@@ -666,5 +593,77 @@ def set_temp_memory_limit(m: Model, a: Args) -> dict:
     limit = a["limit"]
     if limit < 8 + 4:  # sizeof(unsigned long) + sizeof(u32)
         raise KernelError(EINVAL)
-    m.memory_limit = limit
+    m.mem.temp_memory_limit = limit
+    return {}
+
+
+# -- dirty bits, nested IOTLBs and faults by hand ---------------------------------------------
+def _get_md_pagetable(m: Model, hwpt_id: int) -> HwPagetable:
+    """get_md_pagetable: a paging HWPT (every one is an UNMANAGED mock domain)."""
+    hwpt = m.objects.get(hwpt_id, OBJ_HWPT_PAGING)
+    if hwpt is None:
+        raise KernelError(ENOENT)
+    return hwpt  # type: ignore[return-value]
+
+
+DIRTY_MAX_BITS = (16 << 20) * 8  # SZ_16M * BITS_PER_BYTE
+
+
+def test_dirty(m: Model, a: Args) -> dict:
+    """iommufd_test_dirty: for each set bit i of the user's bitmap the entry at
+    xarray index (iova + i * page_size) / page_size gets MOCK_PFN_DIRTY_IOVA. The
+    xarray is indexed in 2K pages whatever page_size is, so with page_size != 2K the
+    bits land on other IOVAs than the bitmap's (as the kernel does it); out_nr_dirty
+    counts the entries that existed."""
+    page_size, length, iova, uptr = a["page_size"], a["length"], a["iova"], a["uptr"]
+    if not page_size or not length or iova % page_size or length % page_size or not uptr:
+        raise KernelError(EINVAL)
+    nbits = length // page_size
+    if nbits > DIRTY_MAX_BITS:
+        raise KernelError(EOVERFLOW)
+    hwpt = _get_md_pagetable(m, a["id"])
+    if not hwpt.dirty_tracking:
+        raise KernelError(EINVAL)
+    nbytes = -(-nbits // 8)
+    if m.mem.first_bad(uptr, nbytes, False) is not None:
+        raise KernelError(EFAULT)
+    # cur = iova + i * page_size wraps at most once (nbits * page_size <= length):
+    # before the wrap index = iova / page_size + i, after it i + (iova - 2^64) / page_size
+    wrap = min(nbits, max(0, -(-(U64 + 1 - iova) // page_size)))
+    segments = [(0, wrap, iova // page_size), (wrap, nbits, (iova - (U64 + 1)) // page_size)]
+    count = 0
+    for i0, i1, off in segments:
+        if i0 >= i1:
+            continue
+        for s, e in mock.mapped_slots(hwpt, i0 + off, i1 - 1 + off):
+            lo, hi = (s - off) // 8, (e - off) // 8
+            try:
+                bits = m.mem.read(uptr + lo, hi - lo + 1)
+            except Unsure as err:  # only this domain's dirty bits are unknown then
+                raise Unsure(err.reason, scope=[hwpt]) from None  # (FACET_OPS)
+            for slot in range(s, e + 1):
+                i = slot - off
+                if bits[i // 8 - lo] >> (i % 8) & 1:
+                    hwpt.dirty.add(slot)
+                    count += 1
+    return {"out_nr_dirty": count}
+
+
+def md_check_iotlb(m: Model, a: Args) -> dict:
+    """iommufd_test_md_check_iotlb: a nested HWPT's IOTLB entry must hold iotlb."""
+    hwpt = m.objects.get(a["id"], OBJ_HWPT_NESTED)
+    if hwpt is None:
+        raise KernelError(ENOENT)
+    iotlb_id = a["iotlb_id"]
+    if iotlb_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX or \
+            hwpt.iotlb[iotlb_id] != a["iotlb"]:  # type: ignore[attr-defined]
+        raise KernelError(EINVAL)
+    return {}
+
+
+def trigger_iopf(m: Model, a: Args) -> dict:
+    """iommufd_test_trigger_iopf: whatever iommu_report_device_fault does with the
+    fault, the op succeeds once the device exists."""
+    idev = device.get_device(m, a["dev_id"])
+    faults.report(m, idev, a["pasid"], a["grpid"], a["perm"], a["addr"])
     return {}

@@ -38,7 +38,7 @@ from fuzz.model.consts import (
     VFIO_UNMAP_DMA_SIZE,
     VFIO_TYPE1v2_IOMMU,
 )
-from fuzz.model.errors import KernelError, Unsure
+from fuzz.model.errors import ALL, KernelError, Unsure
 from fuzz.model.ioas import unmap_iova
 from fuzz.model.iopt import alloc_pages
 from fuzz.model.objects import Ioas
@@ -55,6 +55,7 @@ IOVA_RANGE_SIZE = 16
 def get_compat_ioas(m: Model) -> Ioas:
     if m.vfio_ioas is None:
         raise KernelError(ENODEV)
+    m.objects.touch(m.vfio_ioas, primary=True)
     return m.vfio_ioas
 
 
@@ -122,7 +123,7 @@ def get_info(m: Model, a: Args) -> dict:
 
     def user_write(off: int, data: bytes) -> None:
         if off + len(data) > real:
-            raise Unsure("GET_INFO writes past the executor's buffer")
+            raise Unsure("GET_INFO writes past the executor's buffer", scope=ALL)
         buf[off:off + len(data)] = data
 
     # the capability chain, as the kernel writes it

@@ -16,7 +16,8 @@ opposite on purpose: a wrong kind of object, a made-up id, a boundary value.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any, Protocol
 
 from fuzz import uapi
@@ -35,14 +36,19 @@ from fuzz.prog.ir import (
     Program,
     Ref,
     Value,
-    wrap_add,
+    list_widths,
+    wrap64,
 )
 from fuzz.prog.types import (
     Arg,
     Capacity,
+    Const,
+    Count,
     Counts,
+    Entries,
     Enum,
     Flags,
+    InSide,
     Int,
     Iova,
     Len,
@@ -75,7 +81,9 @@ INTERESTING_U64 = tuple(sorted(set(IOVAS) | {2, 3, 16, 64, 255, 256, 65535, 6553
 RAW_UPTRS = (0, 1, BUF_BASE + (MAX_BUFFERS - 1) * BUF_STRIDE, U64_MAX - PAGE + 1,
              (1 << 47) - PAGE, 1 << 63, U64_MAX)
 ID_LITERALS = (0, 1, 2, 3, 100, U32_MAX)
-MAX_DEPTH = 3  # producers of producers of producers, then give up
+MAX_DEPTH = 8  # a fault response needs eight ops built before it, then give up
+ALL = (1 << 64) - 1
+Force = dict[str, tuple[int, int]]  # argument -> (mask, value) it must have
 
 
 class Chooser(Protocol):
@@ -178,10 +186,11 @@ class Context:
             if not out.kind:
                 continue
             kind = out.kind
-            for argname, bits, sub in out.refine:
-                v = op.args.get(argname)
-                if isinstance(v, int) and v & bits == bits:
-                    kind = sub
+            for r in out.refine:
+                if all(isinstance(op.args.get(a, 0), int)
+                       and op.args.get(a, 0) & mask == value  # type: ignore[operator]
+                       for a, mask, value in r.when):
+                    kind = r.kind
             space = self.space_of(op.args.get(out.on)) if out.on else None
             self.objs.append(Obj(Ref(i, out.name), kind, space, live))
         if d.maps is not None:
@@ -193,7 +202,9 @@ class Context:
             if space is not None:
                 self.maps.append(MapRec(space, iova, op.args.get(m.length, 0), src, live))
         for p in d.provides:
-            if live and all(op.args.get(k) == v for k, v in p.when):
+            if live and all(op.args.get(k) == v for k, v in p.when) and all(
+                    any(o.ref == op.args.get(k) and is_kind(o.kind, kind) for o in self.objs)
+                    for k, kind in p.kinds):
                 self.states.add(p.state)
                 if p.state == "compat_ioas":
                     self.compat = op.args.get("ioas_id")
@@ -274,43 +285,64 @@ class Generator:
             holes.append((off, unit))
         return Buffer(size, kind, self.ch.below(256), holes)
 
-    def append(self, prog: Program, ctx: Context, name: str, force: dict[str, int] | None = None,
-               depth: int = 0, preset: dict[str, Value] | None = None) -> int:
+    def append(self, prog: Program, ctx: Context, name: str, force: Force | None = None,
+               depth: int = 0, preset: dict[str, Value] | None = None,
+               types: dict[str, Any] | None = None) -> int:
         """Append op `name` (after whatever it needs, when that is missing); returns
-        its index. `force`: argument values (bits, for flags) a caller needs;
-        `preset`: argument values decided elsewhere (the hypothesis machine's objects)."""
+        its index. `force`: argument -> (mask, value) the caller needs the argument to
+        have; `preset`: argument values decided elsewhere (the hypothesis machine's
+        objects); `types`: argument types to draw from instead of the description's
+        (a form's, or what a state needs)."""
         d = OPS[name]
         careful, self.careful = self.careful, depth > 0
         try:
-            return self._append(prog, ctx, d, force, depth, preset)
+            return self._append(prog, ctx, d, force or {}, depth, preset, types)
         finally:
             self.careful = careful
 
-    def _append(self, prog: Program, ctx: Context, d: OpDesc, force: dict[str, int] | None,
-                depth: int, preset: dict[str, Value] | None) -> int:
+    def form(self, d: OpDesc, force: Force, types: dict[str, Any] | None) -> dict[str, Any]:
+        """A form of the op (its arguments' types) that agrees with what is forced, or
+        none: mostly a form, sometimes the plain description, which mixes them."""
+        if types is not None or not d.forms or self.odd(1, 4):
+            return dict(types or {})
+        fits = [f for f in d.forms
+                if all(not isinstance(t, Const) or k not in force
+                       or t.value & force[k][0] == force[k][1] for k, t in f.args)]
+        if not fits:
+            return {}
+        r = self.ch.below(sum(f.weight for f in fits))
+        for f in fits:
+            r -= f.weight
+            if r < 0:
+                self.count(d, "", f"form: {f.name}")
+                return dict(f.args)
+        return {}
+
+    def _append(self, prog: Program, ctx: Context, d: OpDesc, force: Force, depth: int,
+                preset: dict[str, Value] | None, types: dict[str, Any] | None) -> int:
         name = d.name
         for state in d.needs:
             if state not in ctx.states and self.build and depth < MAX_DEPTH \
                     and self.chance(7, 8):
                 self.provide(prog, ctx, state, depth + 1)
                 self.count(d, "", f"need {state}: built")
+        overrides = self.form(d, force, types)
         args: dict[str, Value] = {}
         picked: dict[str, Picked | tuple[int, int]] = {}  # what related arguments drew
         for arg in sorted(d.args, key=_order):
             if preset and arg.name in preset:
                 args[arg.name] = preset[arg.name]
                 continue
+            if arg.name in overrides:
+                arg = replace(arg, type=overrides[arg.name])
             v = self.arg(prog, ctx, d, arg, args, picked, depth)
             if isinstance(v, int):
                 v %= 1 << (8 * arg.width)  # sums and offsets wrap as the field does
             if v is not None:
                 args[arg.name] = v
-        for k, v in (force or {}).items():
-            arg = d.arg(k)
-            if arg is not None and isinstance(arg.type, Flags):
-                args[k] = (args.get(k, 0) if isinstance(args.get(k), int) else 0) | v  # type: ignore
-            else:
-                args[k] = v
+        for k, (mask, value) in force.items():
+            old = args.get(k, 0)
+            args[k] = ((old if isinstance(old, int) else 0) & ~mask) | value
         self.fixed_iova(d, args)
         self.malform(d, args)
         prog.ops.append(Op(name, {a.name: args[a.name] for a in d.args if a.name in args}
@@ -323,21 +355,22 @@ class Generator:
         cands = [(d, p) for d in OPS.values() for p in d.provides if p.state == state]
         if cands:
             d, p = self.pick(cands)
-            self.append(prog, ctx, d.name, dict(p.when), depth)
+            self.append(prog, ctx, d.name, {k: (ALL, v) for k, v in p.when}, depth,
+                        types={k: Res((kind,)) for k, kind in p.kinds} or None)
 
     def produce(self, prog: Program, ctx: Context, kinds: tuple[str, ...],
                 depth: int) -> Obj | None:
         """Append an op that creates an object of one of `kinds`; the new object."""
-        cands: list[tuple[OpDesc, dict[str, int]]] = []
+        cands: list[tuple[OpDesc, Force]] = []
         for d in OPS.values():
             for out in d.outs:
                 if out.kind is None:
                     continue
                 if any(is_kind(out.kind, k) for k in kinds):
                     cands.append((d, {}))
-                for argname, bits, sub in out.refine:
-                    if any(is_kind(sub, k) for k in kinds):
-                        cands.append((d, {argname: bits}))
+                for r in out.refine:
+                    if any(is_kind(r.kind, k) for k in kinds):
+                        cands.append((d, {a: (mask, value) for a, mask, value in r.when}))
         if not cands:
             return None
         r = self.ch.below(sum(d.weight for d, _ in cands))
@@ -375,7 +408,7 @@ class Generator:
         top = (1 << (8 * arg.width)) - 1
         if isinstance(t, (Int, Len, Capacity, Iova)) and self.odd(1, 50):
             ints = [Ref(j, o.name) for j, op in enumerate(prog.ops) for o in op.desc.outs
-                    if o.decode in ("int", "ret")]
+                    if o.is_int]
             if ints:  # a ref in an integer slot: sizes, counts and IOVAs from outputs
                 self.count(d, arg.name, "ref in an int slot")
                 return Ref(*_ref_parts(self.pick(ints)), self.pick((0, 0, 1, -1, PAGE)))
@@ -389,11 +422,30 @@ class Generator:
                 self.count(d, arg.name, "input set")
                 return self.pick((1, top))
             return None
+        if isinstance(t, Const):
+            return t.value
+        if arg.name in filled_in(d) and not self.odd(1, 8):
+            self.count(d, arg.name, "filled in by the executor")
+            return None  # a count, length or pointer the executor sets to match its arrays
+        if isinstance(t, InSide):  # a field of a side array: a value like any other
+            inner = replace(arg, type=t.type if t.type is not None else Int())
+            return self.arg(prog, ctx, d, inner, args, picked, depth)
+        if isinstance(t, Entries):
+            return self.entries(d, arg, t)
+        if isinstance(t, Count):
+            if not self.odd(1, 4):
+                self.count(d, arg.name, "default")
+                return None
+            self.count(d, arg.name, "value")
+            esize = _esize(d, t.of)
+            return self.pick((0, 1, esize - 1, esize, 2 * esize, esize + 1, 1 << 20))
         if isinstance(t, Res):
             return self.res(prog, ctx, d, arg, t, depth)
         if isinstance(t, Flags):
             v = 0
             for _, bit in t.flags.bits:
+                if self.careful and not bit & t.usual:
+                    continue  # what another op needs: the plain call, forced bits aside
                 if self.odd(1, 8) if bit & t.rare else \
                         self.chance(7, 8) if bit & t.usual else self.chance(2, 3):
                     v |= bit
@@ -409,6 +461,9 @@ class Generator:
                 return self.pick(t.enum.values)[1]
             self.count(d, arg.name, "other")
             return self.pick((0, 1, 2, 3, 16, top))
+        if isinstance(t, Uptr) and (t.side or t.scratch) and not self.odd(1, 6):
+            self.count(d, arg.name, "the executor's memory")
+            return None  # the side array or scratch mapping it defaults to
         if isinstance(t, Uptr):
             return self.uptr(prog, d, arg, t, picked)
         if isinstance(t, Ranges):
@@ -425,9 +480,10 @@ class Generator:
         if isinstance(t, Len):
             return self.length(prog, d, arg, t, picked)
         assert isinstance(t, Int), t
-        if t.values and self.chance(3, 4):
+        if t.values and not self.odd(1, 4):
             self.count(d, arg.name, "listed value")
-            return self.pick(t.values)
+            # the first listed value is the usual one (the mock's 2K page, a whole entry)
+            return t.values[0] if self.careful or self.chance(1, 2) else self.pick(t.values)
         self.count(d, arg.name, "boundary")
         v = self.pick(INTERESTING_U64) if arg.width == 8 else self.pick((0, 1, 2, top, top - 1))
         return v & top
@@ -481,7 +537,7 @@ class Generator:
             m = self.pick(maps)
             if isinstance(m.length, int) and isinstance(m.iova, Ref):
                 self.count(d, arg.name, "just past a mapping")
-                return Ref(m.iova.op, m.iova.field, wrap_add(m.iova.add + m.length))
+                return Ref(m.iova.op, m.iova.field, wrap64(m.iova.add + m.length))
         if t.new and not self.odd(1, 4):
             self.count(d, arg.name, "in the mock aperture")
             return APERTURE_START + PAGE * self.ch.below(1024)
@@ -491,7 +547,7 @@ class Generator:
             picked[arg.name] = Picked(m, off)
             self.count(d, arg.name, "a mapping's" if not off else "a mapping's + offset")
             if isinstance(m.iova, Ref):
-                return Ref(m.iova.op, m.iova.field, wrap_add(m.iova.add + off))
+                return Ref(m.iova.op, m.iova.field, wrap64(m.iova.add + off))
             return (m.iova + off) % (1 << 64) if isinstance(m.iova, int) else m.iova
         if not self.odd(1, 4):
             self.count(d, arg.name, "in the mock aperture")
@@ -558,6 +614,25 @@ class Generator:
         picked[arg.name] = (size, off)
         return BufPtr(b, off)
 
+    def entries(self, d: OpDesc, arg: Arg, t: Entries) -> list[list[int]]:
+        """A few entries for a side array, each field drawn by its type."""
+        widths = list_widths(d, arg.name) or ()
+        out = []
+        careful = self.careful
+        for _ in range(self.ch.below(4)):
+            entry = []
+            # one odd entry spoils the whole array: most entries are plain ones
+            self.careful = careful or not self.odd(1, 4)
+            for k, w in enumerate(widths):
+                ft = t.fields[k] if k < len(t.fields) else Int()
+                v = self.arg(Program(), Context(), d, Arg(f"{arg.name}[{k}]", "", ft, w), {},
+                             {}, MAX_DEPTH)
+                entry.append((v if isinstance(v, int) else 0) % (1 << (8 * w)))
+            out.append(entry)
+        self.careful = careful
+        self.count(d, arg.name, f"{len(out)} entries")
+        return out
+
     def range(self) -> list[int]:
         start = self.pick((0, APERTURE_START, 1 << 32, PAGE, HUGE_PAGE, MOCK_PAGE, 1))
         length = self.pick((PAGE, 1 << 20, 1 << 30, MOCK_PAGE, 1, U64_MAX))
@@ -597,6 +672,28 @@ def _order(arg: Arg) -> int:
     if isinstance(t, Len):
         return 3
     return 4
+
+
+@cache
+def filled_in(d: OpDesc) -> frozenset[str]:
+    """Arguments the executor fills in to match its side arrays when they are left
+    out (counts, entry lengths, the pointer a capacity is for): left out mostly."""
+    out: set[str] = set()
+    for a in d.args:
+        t = a.type
+        if isinstance(t, Ranges):
+            out.add(t.count)
+        elif isinstance(t, Entries):
+            out.update(x for x in (t.count, t.length) if x)
+        elif isinstance(t, Capacity):
+            out.add(t.array)
+    return frozenset(out)
+
+
+def _esize(d: OpDesc, pointer: str) -> int:
+    a = d.arg(pointer)
+    t = a.type if a is not None else None
+    return uapi.sizeof(t.side) if isinstance(t, Uptr) and t.side else 8
 
 
 def _ref_parts(r: Ref) -> tuple[int, str]:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fuzz import crashpoint
+from fuzz import crashpoint, uapi
 from fuzz.prog import jsonio
 from fuzz.prog.descriptions import OPS
 from fuzz.prog.limits import (
@@ -44,11 +44,14 @@ from fuzz.prog.limits import (
     MAX_PROGRAM_BYTES,
     MAX_RANGES,
 )
-from fuzz.prog.types import COMMON_ARGS, COMMON_WIDTHS, OpDesc, Ranges
+from fuzz.prog.types import COMMON_ARGS, COMMON_WIDTHS, Entries, OpDesc, Ranges
 
 SCHEMA_VERSION = 1
 BUF_BASE = 0x2000_0000_0000
 BUF_STRIDE = 1 << 32
+# The executor's scratch mapping (an argument's default, see Uptr.scratch) sits in the
+# slot just below the program's buffers.
+SCRATCH_ADDR = BUF_BASE - BUF_STRIDE
 HUGE_PAGE = 2 << 20
 PAGE = 4096
 BUFFER_KINDS = ("anon", "hugetlb", "memfd", "readonly", "hole")
@@ -233,11 +236,12 @@ class Program:
                 if arg is None and k in ("size", "argsz") and k != desc.size_field:
                     raise ProgramError(f"{ow}: {desc.name} takes {desc.size_field}, not {k!r}")
                 width = arg.width if arg is not None else COMMON_WIDTHS[k]
-                is_ranges = arg is not None and isinstance(arg.type, Ranges)
-                self._check_value(v, width, is_ranges, i, f"{ow}.{k}")
+                self._check_value(v, width, list_widths(desc, k), i, f"{ow}.{k}")
 
-    def _check_value(self, v: Value, width: int, is_ranges: bool, op_index: int,
+    def _check_value(self, v: Value, width: int, entry: tuple[int, ...] | None, op_index: int,
                      where: str) -> None:
+        """entry: for an argument that takes a list, the width of each field of an
+        entry (None: a list is not allowed)."""
         if isinstance(v, bool):
             raise ProgramError(f"{where}: booleans are not values")
         if isinstance(v, int):
@@ -249,7 +253,7 @@ class Program:
                 raise ProgramError(f"{where}: ref to op {_n(v.op)}, which does not come earlier")
             target = OPS[self.ops[v.op].name]
             out = target.out(v.field)
-            if out is None or out.decode not in ("int", "ret"):
+            if out is None or not out.is_int:
                 raise ProgramError(f"{where}: op {v.op} ({target.name}) has no integer "
                                    f"output {v.field!r} (outputs: {list(target.outputs)})")
             if not -(1 << 63) <= v.add < (1 << 64):
@@ -260,23 +264,39 @@ class Program:
             if not -(1 << 63) <= v.offset < (1 << 64):
                 raise ProgramError(f"{where}: offset {_n(v.offset)} does not fit 64 bits")
         elif isinstance(v, list):
-            if not is_ranges:
-                raise ProgramError(f"{where}: a list is only allowed for ranges")
+            if entry is None:
+                raise ProgramError(f"{where}: a list is only allowed for ranges and entries")
             if len(v) > MAX_RANGES:
-                raise ProgramError(f"{where}: {len(v)} ranges, at most {MAX_RANGES}")
+                raise ProgramError(f"{where}: {len(v)} entries, at most {MAX_RANGES}")
+            shape = ", ".join(f"u{8 * w}" for w in entry)
             for r in v:
-                if not (isinstance(r, (list, tuple)) and len(r) == 2
-                        and all(type(x) is int and 0 <= x < 1 << 64 for x in r)):
-                    raise ProgramError(f"{where}: ranges are [start, last] pairs of u64")
+                if not (isinstance(r, (list, tuple)) and len(r) == len(entry)
+                        and all(type(x) is int and 0 <= x < 1 << (8 * w)
+                                for x, w in zip(r, entry))):
+                    raise ProgramError(f"{where}: each entry is [{shape}], got {_short(r)}")
         else:
             raise ProgramError(f"{where}: unsupported value {v!r}")
 
 
-def wrap_add(add: int) -> int:
-    """A ref's addend brought into [-2^63, 2^64): refs wrap at their field's width,
-    so adding a 2^64 changes nothing, and a program file must hold the result."""
-    add %= 1 << 64
-    return add - (1 << 64) if add > (1 << 64) - (1 << 32) else add  # -4096 stays -4096
+def list_widths(d: OpDesc, name: str) -> tuple[int, ...] | None:
+    """The field widths of an entry of a list argument (Ranges, Entries), else None."""
+    arg = d.arg(name)
+    if arg is None:
+        return None
+    t = arg.type
+    if isinstance(t, Ranges):
+        ctype = t.ctype
+    elif isinstance(t, Entries):
+        ctype = next(x.type.side for x in d.args if x.name == t.pointer)  # type: ignore
+    else:
+        return None
+    return tuple(uapi.field_offset(ctype, f)[1] for f in uapi.fields(ctype) if "." not in f)
+
+
+def wrap64(v: int) -> int:
+    """v as a signed 64-bit value: a Ref's addend wraps at 64 bits, and -4096 reads
+    better than 0xfffffffffffff000."""
+    return ((v + (1 << 63)) % (1 << 64)) - (1 << 63)
 
 
 def buffer_address(index: int) -> int:

@@ -6,8 +6,10 @@ from __future__ import annotations
 # A struct op gets max(sizeof, size, sizeof + extra_space) bytes of real memory, at
 # most this much; past that the kernel reads whatever follows in the arena.
 MAX_STRUCT = 1 << 16
-# Side arrays (IOVA range lists) longer than this are not materialized.
+# Side arrays (IOVA range lists) longer than this are not materialized...
 MAX_SIDE_ENTRIES = 4096
+# ... nor larger than this many bytes (read/write buffers).
+MAX_SIDE_BYTES = 1 << 16
 # The executor captures at most this many bytes per op (ACCESS_RW's "data")...
 CAPTURE_MAX = 1 << 16
 # ... and this many per program; a capture that does not fit what is left is empty.
@@ -18,6 +20,11 @@ TEST_MEMORY_LIMIT_DEFAULT = 65536
 # fds a program can own at once (the executor's table; later ones are not closed
 # for it, so they stay open until the program ends with the iommufd).
 MAX_FDS = 256
+# The guest agent's fd table when a program's first call runs: the console on 0-2
+# (the agent is PID 1) and the program's iommufd on 3; the agent's own fds are at
+# AGENT_FD_BASE and above (fuzz/guest/agent.c), out of the way of programs' fds.
+PROGRAM_START_FDS = (0, 1, 2, 3)
+AGENT_FD_BASE = 500
 # KCOV words the executor returns per program by default.
 PCS_CAP = 1 << 20
 

@@ -24,8 +24,8 @@ from fuzz.prog.gen import (
     Generator,
     RandomChooser,
 )
-from fuzz.prog.ir import PAGE, BufPtr, Op, Program, Ref, Value, wrap_add
-from fuzz.prog.types import Arg, Enum, Flags, Iova, Len, Ranges, Res, Uptr
+from fuzz.prog.ir import PAGE, BufPtr, Op, Program, Ref, Value, list_widths, wrap64
+from fuzz.prog.types import Arg, Entries, Enum, Flags, InSide, Int, Iova, Len, Ranges, Res, Uptr
 
 MAX_OPS = 64
 
@@ -95,6 +95,10 @@ def _mutate_arg(p: Program, at: int, op: Op, arg: Arg, rng: random.Random,
     old = op.args.get(arg.name)
     t = arg.type
     w = arg.width
+    if isinstance(t, InSide):  # a field of a side array: mutated as its own type
+        t = t.type if t.type is not None else Int()
+    if isinstance(t, Entries):
+        return _mutate_entries(op, arg, old, rng, hints)
     if hints and rng.randrange(6) == 0:
         return _fit(rng.choice(hints), w)
     if isinstance(t, Ranges):
@@ -113,7 +117,7 @@ def _mutate_arg(p: Program, at: int, op: Op, arg: Arg, rng: random.Random,
         if rng.randrange(3) == 0:
             return None
         return Ref(old.op, old.field,
-                   wrap_add(old.add + rng.choice((0, MOCK_PAGE, PAGE, -PAGE, 1, -1))))
+                   wrap64(old.add + rng.choice((0, MOCK_PAGE, PAGE, -PAGE, 1, -1))))
     if isinstance(old, BufPtr):
         r = rng.randrange(4)
         if r == 0:
@@ -146,6 +150,26 @@ def _mutate_arg(p: Program, at: int, op: Op, arg: Arg, rng: random.Random,
     if r == 2 and isinstance(t, Len):
         return _fit(rng.choice(LENGTHS), w)
     return _fit(rng.choice(INTERESTING_U64), w)
+
+
+def _mutate_entries(op: Op, arg: Arg, old: Value | None, rng: random.Random,
+                    hints: list[int] | None) -> list[list[int]]:
+    """Add an entry, drop one, or change one field of one."""
+    entries = [list(e) for e in old] if isinstance(old, list) else []
+    widths = list_widths(op.desc, arg.name) or ()
+    r = rng.randrange(3)
+    if r == 0 or not entries:
+        gen = Generator(RandomChooser(rng.getrandbits(32)))
+        entries += gen.entries(op.desc, arg, arg.type)[:1] or [[0] * len(widths)]  # type: ignore
+    elif r == 1:
+        del entries[rng.randrange(len(entries))]
+    elif widths:
+        e = entries[rng.randrange(len(entries))]
+        k = rng.randrange(min(len(e), len(widths)))
+        e[k] = _fit(rng.choice(hints) if hints and rng.randrange(3) == 0 else
+                    e[k] + rng.choice((1, -1)) if rng.randrange(2) else
+                    rng.choice(INTERESTING_U64), widths[k])
+    return entries
 
 
 def _mutate_buffer(p: Program, rng: random.Random) -> None:

@@ -26,21 +26,30 @@ TEST = "test"  # IOMMU_TEST_CMD with a fixed iommu_test_cmd.op
 VFIO_VAL = "vfio_val"  # vfio ioctl whose argument is passed by value
 VFIO_STRUCT = "vfio_struct"  # vfio ioctl with an argsz-prefixed struct
 CLOSE = "close"  # close(2) of an fd an earlier op returned
+FDIO = "fdio"  # read(2) / write(2) of an fd an earlier op returned (the fault queue's)
 STRUCT_CALLS = (IOMMUFD, TEST, VFIO_STRUCT)
+FD_CALLS = (CLOSE, FDIO)  # act only on fds the program got back, never on the agent's
 
 # Object kinds and the kind each refines ("" for a root).
 KIND_PARENT: dict[str, str] = {
     "ioas": "",
     "hwpt": "",
     "hwpt_paging": "hwpt",
+    "hwpt_nest_parent": "hwpt_paging",  # HWPT_ALLOC with IOMMU_HWPT_ALLOC_NEST_PARENT
+    "hwpt_dirty": "hwpt_paging",  # HWPT_ALLOC with IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+    "hwpt_nested": "hwpt",  # HWPT_ALLOC of the selftest data type on a nest parent
+    "hwpt_fault": "hwpt_nested",  # ... with IOMMU_HWPT_FAULT_ID_VALID: it reports IOPFs
     "stdev": "",
     "idev": "",
     "access": "",
     "access_pin": "access",  # created with MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES
     "access_pages": "",
+    "fault": "",  # a fault queue object (its id)
+    "fault_fd": "",  # the fault queue's fd
+    "cookie": "",  # a page request's cookie, read from a fault fd
 }
 # Kinds whose objects are file descriptors (closed with CLOSE), not ids in the xarray.
-FD_KINDS = ("access",)
+FD_KINDS = ("access", "fault_fd")
 
 
 def is_kind(kind: str, want: str) -> bool:
@@ -144,9 +153,61 @@ class Len:
 @dataclass(frozen=True)
 class Uptr:
     """A user address: into a program buffer (a BufPtr), or anywhere. `of`: the Iova
-    argument whose mapping's user memory it usually points at (MD_CHECK_MAP)."""
+    argument whose mapping's user memory it usually points at (MD_CHECK_MAP).
+    Left out, it points at memory of the executor's own: `side`, a side array of
+    entries of that C type next to the op (InSide and Entries arguments fill it;
+    `size_by` names the argument holding its size in bytes), or `scratch`, a mapping
+    of that many bytes of its own, past whose end a kernel copy faults (left out
+    with neither, it is 0)."""
 
     of: str = ""
+    side: str = ""
+    size_by: str = ""
+    scratch: int = 0
+
+
+@dataclass(frozen=True)
+class Entries:
+    """A list of entries (each the fields of the side array's C type, in order) for
+    the side array of Uptr argument `pointer`, after the `after` entries InSide
+    arguments fill. `count` names the argument holding their number (in bytes with
+    count_bytes), `length` the one holding the size of one; the executor fills both
+    in when the program leaves them out, and gives the side array as many entries
+    as a literal count claims (zeros), up to MAX_SIDE_ENTRIES."""
+
+    pointer: str
+    count: str = ""
+    length: str = ""
+    count_bytes: bool = False
+    after: int = 0
+    fields: tuple = ()  # the type of each field of an entry (generation); Int() if missing
+
+
+@dataclass(frozen=True)
+class InSide:
+    """A field of the first entry of the side array of Uptr argument `pointer` (a
+    value of type `type`, like any other argument's: a literal or a Ref)."""
+
+    pointer: str
+    field: str
+    type: object = None  # an ArgType; Int() when None
+
+
+@dataclass(frozen=True)
+class Count:
+    """The byte count of read(2)/write(2) on the side array (or buffer) of argument
+    `of`. Left out: `entries` entries' worth, or (0) the entries the side array
+    holds."""
+
+    of: str
+    entries: int = 0
+
+
+@dataclass(frozen=True)
+class Const:
+    """One value (a Form's fixed argument)."""
+
+    value: int
 
 
 @dataclass(frozen=True)
@@ -181,13 +242,17 @@ class Output:
 
 @dataclass(frozen=True)
 class Value:
-    """A by-value ioctl argument or close(2)'s fd, with its own width in bytes."""
+    """An argument of a call without a struct (a by-value ioctl argument, close(2)'s
+    fd, read/write's fd, buffer and count): its own width, at `offset` in the block
+    of arguments the executor reads for the call."""
 
     type: object
     width: int
+    offset: int = 0
 
 
-ArgType = Int | Flags | Enum | Res | Iova | Len | Uptr | Ranges | Capacity | Reserved | Output
+ArgType = (Int | Flags | Enum | Res | Iova | Len | Uptr | Ranges | Capacity | Reserved | Output
+           | Entries | InSide | Count | Const)
 
 
 @dataclass(frozen=True)
@@ -196,30 +261,47 @@ class Arg:
     path: str  # struct field path ("access_rw.iova"); "" for a by-value argument
     type: ArgType
     width: int = 0  # bytes; filled in from the struct layout by descriptions.py
+    offset: int = 0  # where a by-value argument goes in the call's argument block
 
 
 # -- outputs and state ---------------------------------------------------------------
 @dataclass(frozen=True)
+class Refine:
+    """The object is of `kind` (a refinement of the output's) when every condition
+    (argument, mask, value) holds: the argument & mask == value."""
+
+    when: tuple[tuple[str, int, int], ...]
+    kind: str
+
+
+@dataclass(frozen=True)
 class Out:
     """A field the kernel writes back, which later ops can refer to.
 
-    kind: the object kind it creates (None: just a value); refine: (arg, bits, kind)
-    - the object is of `kind` instead when the argument has all those bits set;
-    on: the argument naming the IOAS (or object on an IOAS) the new object lives on;
-    decode: how the executor reads it back: "int" (the struct field), "ranges" (the
-    IOVA_RANGES side array), "caps" (the vfio capability chain), "data" (bytes the
-    executor captured at the op's user buffer), "ret" (the ioctl's return value)."""
+    kind: the object kind it creates (None: just a value); refine: the conditions
+    under which it is a more specific kind; on: the argument naming the IOAS (or
+    object on an IOAS) the new object lives on; decode: how the executor reads it
+    back: "int" (the struct field), "ret" (the call's return value), "data" (bytes
+    the executor captured after the call), "ranges" (`count` entries of the side
+    array of argument `array`), "caps" (the vfio capability chain), "entries" (the
+    side array of `array` as entries, as many as the return value says bytes),
+    "first" (`field` of that side array's first entry; a ref reads it there)."""
 
     name: str
     kind: str | None = None
-    refine: tuple[tuple[str, int, str], ...] = ()
+    refine: tuple[Refine, ...] = ()
     on: str = ""
     decode: str = "int"
-    # "ranges": the side array of argument `array` holds `count` entries; the kernel
-    # also fills it when failing with one of `also_on` (e.g. EMSGSIZE)
     array: str = ""
     count: str = ""
+    field: str = ""
+    # the kernel also fills the side array when failing with one of these (EMSGSIZE)
     also_on: tuple[int, ...] = ()
+
+    @property
+    def is_int(self) -> bool:
+        """Whether it is one integer (a ref can take it)."""
+        return self.decode in ("int", "ret", "first")
 
     @property
     def is_fd(self) -> bool:
@@ -228,10 +310,12 @@ class Out:
 
 @dataclass(frozen=True)
 class Provides:
-    """Program-wide state the op leaves when it succeeds with these argument values."""
+    """Program-wide state the op leaves when it succeeds with these argument values
+    (`when`) and with arguments naming objects of these kinds (`kinds`)."""
 
     state: str
     when: tuple[tuple[str, int], ...] = ()
+    kinds: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -246,11 +330,28 @@ class Mapping:
 
 @dataclass(frozen=True)
 class Capture:
-    """After a successful call the executor copies min(length, CAPTURE_MAX) bytes from
-    the user address in field `uptr` (length in field `length`) into output "data"."""
+    """After a successful call the executor copies min(n, CAPTURE_MAX) bytes from the
+    user address in argument `uptr` into output `out`: n is argument `length`'s value,
+    or with `bitmap` = (length, page_size) arguments the size of the dirty bitmap
+    the kernel writes for them (((length - 1) >> ffs(page_size)) / 8 + 1 bytes,
+    when both are literals)."""
 
     uptr: str
-    length: str
+    length: str = ""
+    bitmap: tuple[str, str] = ()  # type: ignore[assignment]
+    out: str = "data"
+
+
+@dataclass(frozen=True)
+class Form:
+    """A way of calling an op whose arguments make sense together (syzkaller's call
+    variants: HWPT_ALLOC of a paging HWPT on an IOAS, or of a nested one on a nest
+    parent): these arguments take these types; generation mostly picks a form, and
+    sometimes mixes them on purpose."""
+
+    name: str
+    args: tuple[tuple[str, object], ...]
+    weight: int = 1
 
 
 @dataclass(frozen=True)
@@ -266,6 +367,7 @@ class OpDesc:
     provides: tuple[Provides, ...] = ()
     maps: Mapping | None = None
     capture: Capture | None = None
+    forms: tuple[Form, ...] = ()
     extra_space: int = 0  # bytes past the struct the executor provides by default
     weight: int = 1  # how often generation picks it
     doc: str = ""

@@ -66,12 +66,20 @@ def canon_caps(caps: Any) -> str:
     return "".join(out)
 
 
+def canon_records(recs: Any) -> str:
+    """Side-array entries (read(2) records): each its fields in order, in hex."""
+    return "[" + ",".join("{" + ",".join(f"{x:#x}" for x in rec) + "}"
+                          for rec in (recs or [])) + "]"
+
+
 def canon(field_name: str, v: Any) -> str:
     """One text form of an output value both languages can build and compare."""
     if field_name == "ranges":
         return canon_ranges(v)
     if field_name == "caps":
         return canon_caps(v)
+    if isinstance(v, list):
+        return canon_records(v)
     if field_name == "data":
         return bytes(v or b"").hex()
     return f"{int(v or 0):#x}"
@@ -83,6 +91,6 @@ def show(field_name: str | None, v: Any) -> str:
         return _errno.errorcode.get(v, str(v)) if v else "success (0)"
     if isinstance(v, int):
         return hexish(v)
-    if field_name in ("ranges", "caps", "data"):
+    if field_name in ("ranges", "caps", "data") or isinstance(v, list):
         return canon(field_name, v)[:200]
     return repr(v)

@@ -10,11 +10,13 @@ from pathlib import Path
 
 from fuzz import uapi
 from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
+from fuzz.prog.ir import SCRATCH_ADDR
+from fuzz.prog.layout import entry_fields
 from fuzz.prog.limits import CAPTURE_MAX, MAX_FDS, MAX_OPS, TEST_MEMORY_LIMIT_DEFAULT
-from fuzz.prog.types import TEST
+from fuzz.prog.types import FD_CALLS, TEST
 from fuzz.repro.cstructs import cdef_blocks, needed_structs
 from fuzz.repro.expect import Expectation, canon
-from fuzz.repro.walk import OpPlan, io_form, render
+from fuzz.repro.walk import OpPlan, io_form, member, ref_source, render, side_var
 from fuzz.result import OpResult
 
 RUNTIME = Path(__file__).with_name("runtime.c")
@@ -55,18 +57,18 @@ class CRenderer:
         self.plans: list[OpPlan] = []
         self.funcs: list[list[str]] = []  # one per earlier program (history)
         self._main: tuple[list[str], list[OpPlan]] | None = None
+        self._scratch = 0  # the size of the scratch mapping the program being walked maps
 
     # -- values ---------------------------------------------------------------------
     @staticmethod
     def lvalue(p: OpPlan, path: str) -> str:
-        return f"{p.var}.s.{path}" if p.wrapped else f"{p.var}.{path}"
+        return f"{p.var}.s.{member(path)}" if p.wrapped else f"{p.var}.{member(path)}"
 
     def value(self, v: Value, width: int) -> str:
         if isinstance(v, Ref):
-            src = self.plans[v.op]
-            out = src.desc.out(v.field)
-            expr = f"ret[{v.op}]" if out is not None and out.decode == "ret" \
-                else self.lvalue(src, src.desc.path(v.field))
+            kind, where = ref_source(self.plans, v)
+            expr = f"ret[{v.op}]" if kind == "ret" else where if kind == "first" \
+                else self.lvalue(self.plans[v.op], where)
             if v.add:
                 expr = f"(uint64_t){expr} " + (f"+ {c_int(v.add)}" if v.add > 0
                                               else f"- {c_int(-v.add)}")
@@ -75,10 +77,6 @@ class CRenderer:
             return f"BUF{v.buf}" + (f" + {c_int(v.offset)}" if v.offset else "")
         assert isinstance(v, int), v
         return c_int(v, width)
-
-    @staticmethod
-    def side_var(p: OpPlan, field: str) -> str:
-        return f"{p.var}_{field.rsplit('.', 1)[-1]}"
 
     # -- the walk ---------------------------------------------------------------------
     def begin(self, header: list[str], prog: Program, plans: list[OpPlan],
@@ -98,7 +96,7 @@ class CRenderer:
         structs = {"struct iommu_test_cmd"}  # the prologue
         for p in every:
             if p.struct is not None:
-                structs.add(p.desc.struct)
+                structs.update(x for x in (p.desc.struct,) if x)  # read/write have none
                 structs.update(s.ctype for s in p.struct.sides)
         L.append("/* uAPI structs from include/uapi/linux/iommufd.h, vfio.h and "
                  "drivers/iommu/iommufd/iommufd_test.h (6.12) */")
@@ -107,7 +105,8 @@ class CRenderer:
             L += [blocks[n], ""]
         L.append("/* ioctl requests: _IO(';', nr) - iommufd and vfio structs carry their own "
                  "size */")
-        reqs = {p.desc.request for p in every if p.desc.request} | {"IOMMU_TEST_CMD"}
+        reqs = {p.desc.request for p in every
+                if p.desc.request and p.desc.call not in FD_CALLS} | {"IOMMU_TEST_CMD"}
         for n in sorted(reqs):
             L.append(f"#define {n} {uapi.request(n):#x} /* {io_form(uapi.request(n))} */")
         tops = sorted({p.desc.test_op for p in every if p.desc.call == TEST}
@@ -124,10 +123,13 @@ class CRenderer:
 
     def end_earlier(self, k: int, prog: Program) -> None:
         B = self.body
-        if prog.buffers:
+        if prog.buffers or self._scratch:
             B.append("/* its buffers go, so the next program maps at the same fixed addresses */")
         for bi, b in enumerate(prog.buffers):
             B.append(f"munmap((void *)(uintptr_t)BUF{bi}, {c_int(b.size)});")
+        if self._scratch:
+            B.append(f"munmap((void *)(uintptr_t){c_int(SCRATCH_ADDR)}, {c_int(self._scratch)});"
+                     " /* its scratch mapping */")
         self.funcs.append([f"/* history/{k:02d}.json: run before the finding's program, on its "
                            "own iommufd */", f"static void program_{k}(void)", "{"]
                           + ["\t" + ln if ln else "" for ln in B] + ["}"])
@@ -145,8 +147,9 @@ class CRenderer:
     def main_program(self) -> None:
         self.body.append("fprintf(out, \"== program.json\\n\");")
 
-    def buffers(self, buffers: list[Buffer]) -> None:
+    def buffers(self, buffers: list[Buffer], scratch: int) -> None:
         B = self.body
+        self._scratch = scratch
         if buffers:
             B += ["", "/* buffers: the same fixed addresses, kinds, contents and holes as the "
                   "fuzzer's */"]
@@ -154,6 +157,10 @@ class CRenderer:
             B.append(f"map_buffer(BUF{bi}, {c_int(b.size)}, \"{b.kind}\", {b.seed});")
             for o, n in b.holes:
                 B.append(f"munmap((void *)(uintptr_t)(BUF{bi} + {c_int(o)}), {c_int(n)});")
+        if scratch:
+            B += ["/* the executor's scratch mapping, where pointers the program left out "
+                  "point */", f"map_buffer({c_int(SCRATCH_ADDR)}, {c_int(scratch)}, "
+                  "\"anon\", 0);"]
 
     def open_iommufd(self, read_kmsg: bool) -> None:
         B = self.body
@@ -189,7 +196,7 @@ class CRenderer:
             top.append(("op", p.desc.test_op))
         for s in sp.sides:
             if s.points:
-                top.append((s.field, f"(uintptr_t){self.side_var(p, s.field)}"))
+                top.append((s.field, f"(uintptr_t){side_var(p, s)}"))
         for f in p.fields:
             val = self.value(f.value, f.width) + (f" /* {f.comment} */" if f.comment else "")
             if "." in f.path:
@@ -200,7 +207,8 @@ class CRenderer:
         lines = [f"\t.{k} = {v}," for k, v in top]
         for head, items in nested.items():
             lines.append(f"\t.{head} = {{")
-            lines += [f"\t\t.{k} = {v}," for k, v in items]
+            lines += [f"\t\t[{k}] = {v}," if k.isdigit() else f"\t\t.{k} = {v},"
+                      for k, v in items]
             lines.append("\t},")
         return lines
 
@@ -209,14 +217,7 @@ class CRenderer:
         sp = p.struct
         assert sp is not None
         i = p.index
-        for s in sp.sides:
-            sv = self.side_var(p, s.field)
-            if s.items:
-                B.append(f"{s.ctype} {sv}[{s.alloc}] = {{")
-                B += ["\t{ " + ", ".join(c_int(x) for x in it) + " }," for it in s.items]
-                B.append("};")
-            else:
-                B.append(f"{s.ctype} {sv}[{s.alloc}] = {{ 0 }}; /* the array the kernel fills */")
+        self.sides(p)
         if p.wrapped:
             more = " /* room for the capability chain */" if sp.extra else ""
             B += ["struct {", f"\t{p.desc.struct} s;",
@@ -235,13 +236,57 @@ class CRenderer:
         B.append(f"done({i}, \"{p.name}\", ioctl(fd, {p.desc.request}, &{p.var}));")
         cap = p.desc.capture
         if cap is not None:
+            # the length as the program gave it (the kernel may rewrite the field)
             B += [f"static unsigned char data{i}[CAPTURE_MAX];",
                   f"size_t data{i}_len = err[{i}] ? 0 : capture({self.lvalue(p, cap.uptr)}, "
-                  f"{self.lvalue(p, cap.length)}, data{i});"]
+                  f"{self.value(sp.capture_len, 8)}, data{i});"]
         for o in p.desc.outs:
             if o.is_fd:
                 B += [f"if (!err[{i}] && nfds < {MAX_FDS})",
                       f"\tfds[nfds++] = {self.lvalue(p, p.desc.path(o.name))};"]
+
+    def sides(self, p: OpPlan) -> None:
+        B = self.body
+        assert p.struct is not None
+        for s in p.struct.sides:
+            sv = side_var(p, s)
+            widths = [w for _, w in entry_fields(s.ctype)]
+            n = s.alloc if s.nbytes is None else -(-s.size // uapi.sizeof(s.ctype))
+            if s.items:
+                B.append(f"{s.ctype} {sv}[{n}] = {{")
+                B += ["\t{ " + ", ".join(self.value(x, w) for x, w in zip(it, widths)) + " },"
+                      for it in s.items]
+                B.append("};")
+            else:
+                B.append(f"{s.ctype} {sv}[{n}] = {{ 0 }}; /* the array the kernel fills */")
+
+    def fdio_op(self, p: OpPlan) -> None:
+        assert p.struct is not None
+        self.sides(p)
+        s = p.struct.side("buf")
+        assert s is not None
+        args = {f.name: self.value(f.value, f.width) for f in p.fields}
+        sv = side_var(p, s)
+        buf = args.get("buf", f"(uintptr_t){sv}")
+        self.body.append(f"done({p.index}, \"{p.name}\", fd_io({int(p.desc.request == 'write')}, "
+                         f"(int){args['fd']}, {buf}, {args['count']}, fds, nfds, {sv}, "
+                         f"{s.size}));")
+
+    def records_expr(self, p: OpPlan, name: str) -> str:
+        """canon_records() or first_field() over an op's read(2) side array."""
+        o = p.desc.out(name)
+        assert o is not None and p.struct is not None
+        s = p.struct.side(o.array)
+        assert s is not None
+        i = p.index
+        head = (f"{side_var(p, s)}, err[{i}] ? 0 : ret[{i}], {s.size}, "
+                f"sizeof({s.ctype})")
+        if o.decode == "first":
+            off, width = uapi.field_offset(s.ctype, o.field)
+            return f"first_field({head}, {off}, {width})"
+        fields = ", ".join(f"{off}, {w}" for off, w in entry_fields(s.ctype))
+        return (f"canon_records({head}, (const uint32_t[]){{ {fields} }}, "
+                f"{len(entry_fields(s.ctype))})")
 
     def value_op(self, p: OpPlan) -> None:
         f = p.fields[0] if p.fields else None
@@ -261,7 +306,7 @@ class CRenderer:
         assert s is not None
         valid = " || ".join([f"err[{p.index}] == 0"] + [
             f"err[{p.index}] == {_errno.errorcode[e]}" for e in o.also_on])
-        return (f"canon_ranges((const uint64_t *){self.side_var(p, s.field)}, "
+        return (f"canon_ranges((const uint64_t *){side_var(p, s)}, "
                 f"{self.lvalue(p, p.desc.path(o.count))}, {s.entries}, {valid})")
 
     def outputs(self, p: OpPlan) -> None:
@@ -279,6 +324,10 @@ class CRenderer:
                 B.append(f'show_str("{o.name}", err[{i}] ? "" : read_caps('
                          f"(unsigned char *)&{p.var}, {p.struct.real}, "
                          f"{self.lvalue(p, 'cap_offset')}));")
+            elif o.decode == "entries":
+                B.append(f'show_str("{o.name}", {self.records_expr(p, o.name)});')
+            elif o.decode == "first":
+                B.append(f'show_u64("{o.name}", {self.records_expr(p, o.name)});')
             else:
                 B.append(f'show_u64("{o.name}", {self.lvalue(p, p.desc.path(o.name))});')
         B.append('fprintf(out, "\\n");')
@@ -298,6 +347,11 @@ class CRenderer:
         elif o.decode == "ranges":
             self.body += ["static char got[sizeof(strbuf)];",
                           f"snprintf(got, sizeof(got), \"%s\", {self.ranges_expr(p, f)});"]
+        elif o.decode == "entries":
+            self.body += ["static char got[sizeof(strbuf)];",
+                          f"snprintf(got, sizeof(got), \"%s\", {self.records_expr(p, f)});"]
+        elif o.decode == "first":
+            self.body.append(f"unsigned long long got = {self.records_expr(p, f)};")
         elif o.decode == "caps":
             assert p.struct is not None
             self.body += ["static char got[sizeof(strbuf)];",
@@ -322,7 +376,7 @@ class CRenderer:
         B = self.body
         sig = c_string(exp.signature)
         f = exp.field or "errno"
-        if f in ("data", "ranges", "caps"):
+        if f in ("data", "ranges", "caps") or isinstance(exp.model, list):
             B += [f"const char *model = {c_string(canon(f, exp.model))}; "
                   "/* what the reference model expects */",
                   f"fprintf(out, \"op {exp.op} {exp.name}.{f}: kernel %s, model expects "

@@ -9,11 +9,13 @@ from typing import Any
 
 from fuzz import uapi
 from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
+from fuzz.prog.ir import SCRATCH_ADDR
+from fuzz.prog.layout import entry_names
 from fuzz.prog.limits import CAPTURE_MAX, TEST_MEMORY_LIMIT_DEFAULT
-from fuzz.prog.types import TEST
+from fuzz.prog.types import FD_CALLS, TEST
 from fuzz.repro.cstructs import ctypes_classes, needed_structs
 from fuzz.repro.expect import Expectation, canon, hexish
-from fuzz.repro.walk import OpPlan, io_form, render
+from fuzz.repro.walk import OpPlan, io_form, member, ref_source, render, side_var
 from fuzz.result import OpResult
 
 RUNTIME = Path(__file__).with_name("runtime.py")
@@ -43,14 +45,14 @@ class PyRenderer:
         self.plans: list[OpPlan] = []
         self.funcs: list[list[str]] = []  # one per earlier program (history)
         self._main: tuple[list[str], list[OpPlan]] | None = None
+        self._scratch = 0  # the size of the scratch mapping the program being walked maps
 
     # -- values ---------------------------------------------------------------------
     def value(self, v: Value) -> str:
         if isinstance(v, Ref):
-            src = self.plans[v.op]
-            out = src.desc.out(v.field)
-            expr = f"r{v.op}.ret" if out is not None and out.decode == "ret" \
-                else f"{src.var}.{src.desc.path(v.field)}"
+            kind, where = ref_source(self.plans, v)
+            expr = f"r{v.op}.ret" if kind == "ret" else where if kind == "first" \
+                else f"{self.plans[v.op].var}.{member(where)}"
             if v.add:
                 expr += f" + {hexish(v.add)}" if v.add > 0 else f" - {hexish(-v.add)}"
             return expr
@@ -58,10 +60,6 @@ class PyRenderer:
             return f"BUF{v.buf}" + (f" + {hexish(v.offset)}" if v.offset else "")
         assert isinstance(v, int), v
         return hexish(v)
-
-    @staticmethod
-    def side_var(p: OpPlan, field: str) -> str:
-        return f"{p.var}_{field.rsplit('.', 1)[-1]}"
 
     # -- the walk ---------------------------------------------------------------------
     def begin(self, header: list[str], prog: Program, plans: list[OpPlan],
@@ -75,7 +73,8 @@ class PyRenderer:
               "Prints one line per op (errno, outputs), then REPRODUCED: <signature> and "
               "exits 1,", "or NOT REPRODUCED and exits 0. Standard library only.", '"""', ""]
         L.append(runtime_text().rstrip())
-        reqs = {p.desc.request for p in every if p.desc.request} | {"IOMMU_TEST_CMD"}
+        reqs = {p.desc.request for p in every
+                if p.desc.request and p.desc.call not in FD_CALLS} | {"IOMMU_TEST_CMD"}
         L.append("\n# ioctl requests: _IO(';', nr); iommufd and vfio structs carry their own size")
         for n in sorted(reqs):
             L.append(f"{n} = {uapi.request(n):#x}  # {io_form(uapi.request(n))}")
@@ -85,7 +84,7 @@ class PyRenderer:
         structs = {"struct iommu_test_cmd"}  # the prologue
         for p in every:
             if p.struct is not None:
-                structs.add(p.desc.struct)
+                structs.update(x for x in (p.desc.struct,) if x)  # read/write have none
                 structs.update(s.ctype for s in p.struct.sides)
         L.append("\n\n# uAPI structs (include/uapi/linux/iommufd.h, vfio.h, "
                  "drivers/iommu/iommufd/iommufd_test.h, 6.12)")
@@ -97,10 +96,12 @@ class PyRenderer:
 
     def end_earlier(self, k: int, prog: Program) -> None:
         B = self.body
-        if prog.buffers:
+        if prog.buffers or self._scratch:
             B.append("# its buffers go, so the next program maps at the same fixed addresses")
         for bi, b in enumerate(prog.buffers):
             B.append(f"libc.munmap(BUF{bi}, {b.size:#x})")
+        if self._scratch:
+            B.append(f"libc.munmap({SCRATCH_ADDR:#x}, {self._scratch:#x})  # its scratch mapping")
         doc = f'"""history/{k:02d}.json: run before the finding\'s program, on its own iommufd."""'
         self.funcs.append([f"def program_{k}():", "    " + doc]
                           + ["    " + ln if ln else "" for ln in B])
@@ -118,8 +119,9 @@ class PyRenderer:
     def main_program(self) -> None:
         self.body += ["out.write('== program.json\\n')"]
 
-    def buffers(self, buffers: list[Buffer]) -> None:
+    def buffers(self, buffers: list[Buffer], scratch: int) -> None:
         B = self.body
+        self._scratch = scratch
         if buffers:
             B.append("# buffers: the same fixed addresses, kinds, contents and holes as the "
                      "fuzzer's")
@@ -128,6 +130,9 @@ class PyRenderer:
         for bi, b in enumerate(buffers):
             holes = "[" + ", ".join(f"({o:#x}, {n:#x})" for o, n in b.holes) + "]"
             B.append(f"map_buffer({bi}, BUF{bi}, {b.size:#x}, {b.kind!r}, {b.seed}, {holes})")
+        if scratch:
+            B += ["# the executor's scratch mapping, where pointers the program left out point",
+                  f"map_buffer('scratch', {SCRATCH_ADDR:#x}, {scratch:#x}, 'anon', 0, [])"]
 
     def open_iommufd(self, read_kmsg: bool) -> None:
         B = self.body
@@ -165,27 +170,45 @@ class PyRenderer:
             B.append(f"fill_tail({p.var}, {sp.natural}, {sp.tail_len}, {sp.tail:#x})")
         if p.desc.call == TEST:
             B.append(f"{p.var}.op = {p.desc.test_op}")
+        self.sides(p)
         for s in sp.sides:
-            ctype = s.ctype.split()[1]
-            sv = self.side_var(p, s.field)
-            items = ", ".join(f"{ctype}({', '.join(hex(x) for x in it)})" for it in s.items)
-            note = "" if s.items else "  # the array the kernel fills"
-            B.append(f"{sv} = ({ctype} * {s.alloc})({items}){note}")
             if s.points:
-                B.append(f"{p.var}.{s.field} = ctypes.addressof({sv})")
+                B.append(f"{p.var}.{s.field} = ctypes.addressof({side_var(p, s)})")
         for f in p.fields:
-            B.append(f"{p.var}.{f.path} = {self.value(f.value)}"
+            B.append(f"{p.var}.{member(f.path)} = {self.value(f.value)}"
                      + (f"  # {f.comment}" if f.comment else ""))
         r = f"r{p.index}"
         B.append(f"{r} = run_ioctl(fd, {p.desc.request}, ctypes.addressof({p.var}))")
         cap = p.desc.capture
         if cap is not None:
-            B.append(f"data{p.index} = capture({p.var}.{cap.uptr}, {p.var}.{cap.length}) "
-                     f"if {r}.errno == 0 else b''")
+            # the length as the program gave it (the kernel may rewrite the field)
+            B.append(f"data{p.index} = capture({p.var}.{cap.uptr}, "
+                     f"{self.value(sp.capture_len)}) if {r}.errno == 0 else b''")
         for o in p.desc.outs:
             if o.is_fd:
                 B += [f"if {r}.errno == 0:",
                       f"    own_fds.append({p.var}.{p.desc.path(o.name)})"]
+
+    def sides(self, p: OpPlan) -> None:
+        assert p.struct is not None
+        for s in p.struct.sides:
+            ctype = s.ctype.split()[1]
+            items = ", ".join(f"{ctype}({', '.join(self.value(x) for x in it)})"
+                              for it in s.items)
+            note = "" if s.items else "  # the array the kernel fills"
+            n = s.alloc if s.nbytes is None else -(-s.size // uapi.sizeof(s.ctype))
+            self.body.append(f"{side_var(p, s)} = ({ctype} * {n})({items}){note}")
+
+    def fdio_op(self, p: OpPlan) -> None:
+        assert p.struct is not None
+        self.sides(p)
+        s = p.struct.side("buf")
+        assert s is not None
+        args = {f.name: self.value(f.value) for f in p.fields}
+        side = f"ctypes.addressof({side_var(p, s)})"
+        self.body.append(f"r{p.index} = run_fdio({p.desc.request!r}, {args['fd']}, "
+                         f"{args.get('buf', side)}, {args['count']}, own_fds, {side}, "
+                         f"{s.size})")
 
     def value_op(self, p: OpPlan) -> None:
         f = p.fields[0] if p.fields else None
@@ -213,13 +236,22 @@ class PyRenderer:
             assert s is not None
             valid = " or ".join([f"{r}.errno == 0"] + [
                 f"{r}.errno == errno.{_errno.errorcode[e]}" for e in o.also_on])
-            return (f"canon_ranges(read_pairs(ctypes.addressof({self.side_var(p, s.field)}), "
+            return (f"canon_ranges(read_pairs(ctypes.addressof({side_var(p, s)}), "
                     f"{p.var}.{p.desc.path(o.count)}, {s.entries}, {valid}))")
+        if o.decode in ("entries", "first"):
+            assert p.struct is not None
+            s = p.struct.side(o.array)
+            assert s is not None
+            recs = (f"read_records({r}, ctypes.addressof({side_var(p, s)}), "
+                    f"{s.ctype.split()[1]}, {s.size})")
+            if o.decode == "entries":
+                return f"canon_records({recs})"
+            return f"first_field({recs}, {entry_names(s.ctype).index(o.field)})"
         if o.decode == "caps":
             assert p.struct is not None
             return (f"read_caps({p.var}, {p.struct.real}, {p.var}.cap_offset) "
                     f"if {r}.errno == 0 else ''")
-        return f"{p.var}.{p.desc.path(name)}"
+        return f"{p.var}.{member(p.desc.path(name))}"
 
     def outputs(self, p: OpPlan) -> None:
         outs = [f"{o.name}={self.out_expr(p, o.name)}" for o in p.desc.outs
@@ -284,7 +316,7 @@ def _literal(exp: Expectation, which: Any) -> str:
     f = exp.field or "errno"
     if f == "errno":
         return str(int(which or 0))
-    if f in ("data", "ranges", "caps"):
+    if f in ("data", "ranges", "caps") or isinstance(which, list):
         return repr(canon(f, which))
     return hexish(int(which or 0) % (1 << 64))
 

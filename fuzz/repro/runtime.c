@@ -52,6 +52,76 @@ __attribute__((unused)) static long close_own(int fd, int *fds, int *nfds)
 	return -1;
 }
 
+/* read(2)/write(2) as the executor does: only of fds this program got back (fault fds),
+ * any other number answers EBADF; what a read put in a buffer of the program's is
+ * copied into the op's side array, where its records are read from. */
+__attribute__((unused)) static long fd_io(int is_write, int fd, uint64_t buf, uint64_t count,
+					  const int *fds, int nfds, void *side, size_t side_size)
+{
+	int own = 0;
+	long r;
+
+	for (int k = 0; k < nfds; k++)
+		own |= fds[k] == fd;
+	if (!own) {
+		errno = EBADF;
+		return -1;
+	}
+	errno = 0;
+	if (is_write)
+		return write(fd, (void *)(uintptr_t)buf, count);
+	r = read(fd, (void *)(uintptr_t)buf, count);
+	if (r > 0 && (void *)(uintptr_t)buf != side) {
+		int saved = errno;
+		struct iovec local = { side, (size_t)r < side_size ? (size_t)r : side_size };
+		struct iovec remote = { (void *)(uintptr_t)buf, local.iov_len };
+
+		process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+		errno = saved;
+	}
+	return r;
+}
+
+__attribute__((unused)) static uint64_t load_le(const unsigned char *p, unsigned width)
+{
+	uint64_t v = 0;
+
+	for (unsigned k = width; k--;)
+		v = v << 8 | p[k];
+	return v;
+}
+
+/* The whole records a successful read(2) of ret bytes left in a side array of size
+ * bytes, each as its fields (offset, width pairs) in hex: "[{0x1,0x2},...]". */
+__attribute__((unused)) static const char *canon_records(const void *side, long ret, size_t size,
+							 size_t esize, const uint32_t *fields,
+							 int nf)
+{
+	size_t n = 0, nrec = (ret > 0 ? ((size_t)ret < size ? (size_t)ret : size) : 0) / esize;
+
+	n += snprintf(strbuf + n, sizeof(strbuf) - n, "[");
+	for (size_t k = 0; k < nrec && n < sizeof(strbuf) - 512; k++) {
+		const unsigned char *e = (const unsigned char *)side + k * esize;
+
+		for (int f = 0; f < nf; f++)
+			n += snprintf(strbuf + n, sizeof(strbuf) - n, "%s0x%llx",
+				      f ? "," : (k ? ",{" : "{"),
+				      (unsigned long long)load_le(e + fields[2 * f], fields[2 * f + 1]));
+		n += snprintf(strbuf + n, sizeof(strbuf) - n, "}");
+	}
+	snprintf(strbuf + n, sizeof(strbuf) - n, "]");
+	return strbuf;
+}
+
+/* One field of the first whole record a read(2) returned, 0 when there is none. */
+__attribute__((unused)) static uint64_t first_field(const void *side, long ret, size_t size,
+						    size_t esize, uint32_t off, uint32_t width)
+{
+	if (ret <= 0 || (size_t)ret < esize || size < esize)
+		return 0;
+	return load_le((const unsigned char *)side + off, width);
+}
+
 static void die(const char *what)
 {
 	fprintf(out, "SETUP FAILED: %s: %s\n", what, strerror(errno));

@@ -25,6 +25,8 @@ libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 libc.process_vm_readv.restype = ctypes.c_ssize_t
+libc.read.restype = libc.write.restype = ctypes.c_ssize_t
+libc.read.argtypes = libc.write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
 
 PROT_READ, PROT_WRITE = 1, 2
 MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
@@ -97,6 +99,40 @@ def run_close(fd, own):
     own.remove(fd)
     ctypes.set_errno(0)
     return Result(libc.close(fd))
+
+
+def run_fdio(kind, fd, buf, count, own, side, side_size):
+    """read(2)/write(2) as the executor does: only of fds this program got back (fault
+    fds), any other number answers EBADF; what a read put in a buffer of the
+    program's is copied into the op's side array, where its records are read from."""
+    fd = ctypes.c_int(fd & 0xFFFFFFFF).value
+    if fd not in own:
+        ctypes.set_errno(errno.EBADF)
+        return Result(-1)
+    ctypes.set_errno(0)
+    r = Result((libc.read if kind == "read" else libc.write)(fd, buf, count))
+    if kind == "read" and r.ret > 0 and buf != side:
+        n = min(r.ret, side_size)
+        local, remote = iovec(side, n), iovec(buf, n)
+        libc.process_vm_readv(os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+    return r
+
+
+def read_records(r, addr, cls, size):
+    """The whole records a successful read(2) returned (at most the side array's
+    size), each as the list of its fields."""
+    if r.errno:
+        return []
+    n = min(max(r.ret, 0), size) // ctypes.sizeof(cls)
+    return [[getattr(e, f[0]) for f in cls._fields_] for e in (cls * n).from_address(addr)]
+
+
+def canon_records(recs):
+    return "[" + ",".join("{" + ",".join(f"{v:#x}" for v in rec) + "}" for rec in recs) + "]"
+
+
+def first_field(recs, k):
+    return recs[0][k] if recs else 0
 
 
 class iovec(ctypes.Structure):

@@ -3,8 +3,9 @@
 plan() turns each op into an OpPlan: the encoder's own layout decisions
 (fuzz.prog.layout.plan_struct) plus the fields to set, each with the uAPI spelling
 of its value. render() walks the plans in the order the executor runs them - the
-buffers, the fresh iommufd, the prologue, each op (struct and side arrays, the call,
-the capture, the fds it returns, its outputs), the teardown, the verdict - and asks
+buffers (and the executor's scratch mapping), the fresh iommufd, the prologue, each
+op (struct and side arrays; the call, an ioctl, close, read or write; the capture,
+the fds it returns, its outputs), the teardown, the verdict - and asks
 a Renderer to spell each step in its language (fuzz/repro/render_py.py, render_c.py).
 
 A finding that needs history (programs the VM ran before the finding's program,
@@ -16,13 +17,14 @@ in order before the finding's program, which is walked as always.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Protocol
 
-from fuzz.prog import Buffer, Program, Value
-from fuzz.prog.layout import StructPlan, plan_struct
-from fuzz.prog.types import VFIO_VAL, Enum, Flags, OpDesc
+from fuzz.prog import Buffer, Program, Ref, Value
+from fuzz.prog.layout import Side, StructPlan, plan_struct
+from fuzz.prog.types import FDIO, VFIO_VAL, Enum, Flags, OpDesc
 from fuzz.repro.expect import Expectation, show
 from fuzz.result import OpResult
 
@@ -33,6 +35,7 @@ class FieldSet:
     width: int
     value: Value
     comment: str = ""  # the value in the header's words (flag and enum names)
+    name: str = ""  # the argument
 
 
 @dataclass
@@ -41,13 +44,34 @@ class OpPlan:
     name: str
     desc: OpDesc
     var: str
-    struct: StructPlan | None = None  # None for by-value calls and close
+    struct: StructPlan | None = None  # None for by-value ioctls and close
     fields: list[FieldSet] = dc_field(default_factory=list)
 
     @property
     def wrapped(self) -> bool:
         """The struct needs memory past its natural size."""
         return self.struct is not None and self.struct.real > self.struct.natural
+
+
+def side_var(p: OpPlan, s: Side) -> str:
+    """The variable a side array of op p lives in, in both languages."""
+    return f"{p.var}_{(s.field or s.arg).rsplit('.', 1)[-1]}"
+
+
+def ref_source(plans: list[OpPlan], v: Ref) -> tuple[str, str]:
+    """Where a ref's value is read at run time, as the executor reads it: ("ret", "")
+    for a call's return value, ("first", "<side var>[0].<field>") for a field of
+    the first entry of the op's side array, else ("field", <struct field path>)."""
+    src = plans[v.op]
+    out = src.desc.out(v.field)
+    if out is not None and out.decode == "ret":
+        return "ret", ""
+    if out is not None and out.decode == "first":
+        assert src.struct is not None
+        s = src.struct.side(out.array)
+        assert s is not None
+        return "first", f"{side_var(src, s)}[0].{out.field}"
+    return "field", src.desc.path(v.field)
 
 
 def var_name(i: int, name: str) -> str:
@@ -57,6 +81,11 @@ def var_name(i: int, name: str) -> str:
             base = base[len(p):]
             break
     return f"{base}{i}"
+
+
+def member(path: str) -> str:
+    """A field path as both languages spell it: array elements ("__reserved.0") indexed."""
+    return re.sub(r"\.(\d+)", r"[\1]", path)
 
 
 def io_form(req: int) -> str:
@@ -82,17 +111,21 @@ def plan(prog: Program) -> list[OpPlan]:
     for i, op in enumerate(prog.ops):
         d = op.desc
         p = OpPlan(i, op.name, d, var_name(i, op.name))
-        if d.is_struct:
+        if d.is_struct or d.call == FDIO:
             p.struct = plan_struct(op)  # the encoder's own layout decisions
+            scratch = {sc.arg for sc in p.struct.scratch}
             for name, v in p.struct.args.items():
                 arg = d.arg(name)
                 assert arg is not None, (d.name, name)
-                p.fields.append(FieldSet(arg.path, arg.width, v, spell(d, name, v)))
+                note = "the executor's scratch mapping" if name in scratch else \
+                    spell(d, name, v)
+                p.fields.append(FieldSet(arg.path, arg.width, v, note, name))
         else:
             for arg in d.args:
                 if arg.name in op.args:
                     v = op.args[arg.name]
-                    p.fields.append(FieldSet("", arg.width, v, spell(d, arg.name, v)))
+                    p.fields.append(FieldSet("", arg.width, v, spell(d, arg.name, v),
+                                             arg.name))
         plans.append(p)
     return plans
 
@@ -117,7 +150,7 @@ class Renderer(Protocol):
     def main_program(self) -> None:
         """After the earlier programs: the finding's program starts."""
 
-    def buffers(self, buffers: list[Buffer]) -> None: ...
+    def buffers(self, buffers: list[Buffer], scratch: int) -> None: ...
 
     def open_iommufd(self, read_kmsg: bool) -> None: ...
 
@@ -128,6 +161,8 @@ class Renderer(Protocol):
     def value_op(self, p: OpPlan) -> None: ...
 
     def close_op(self, p: OpPlan) -> None: ...
+
+    def fdio_op(self, p: OpPlan) -> None: ...
 
     def outputs(self, p: OpPlan) -> None: ...
 
@@ -181,7 +216,9 @@ def _walk_ops(r: Renderer, plans: list[OpPlan], exp: Expectation | None,
                          f"{show(exp.field, exp.model)}, the kernel answered "
                          f"{show(exp.field, exp.kernel)}")
         r.op_comment(p, notes)
-        if p.struct is not None:
+        if p.desc.call == FDIO:
+            r.fdio_op(p)
+        elif p.struct is not None:
             r.struct_op(p)
         elif p.desc.call == VFIO_VAL:
             r.value_op(p)
@@ -195,6 +232,11 @@ def _walk_ops(r: Renderer, plans: list[OpPlan], exp: Expectation | None,
     return have_check
 
 
+def _scratch(plans: list[OpPlan]) -> int:
+    """The executor's own mapping some pointers default to, as big as the biggest asks."""
+    return max((sc.size for p in plans if p.struct for sc in p.struct.scratch), default=0)
+
+
 def render(r: Renderer, prog: Program, exp: Expectation | None = None,
            expected: list[OpResult] | None = None,
            history: list[Program] | None = None) -> str:
@@ -205,7 +247,7 @@ def render(r: Renderer, prog: Program, exp: Expectation | None = None,
     read_kmsg = exp is not None and exp.kind != "mismatch"
     for k, (h, hplans) in enumerate(earlier):
         r.begin_earlier(k, h, hplans)
-        r.buffers(h.buffers)
+        r.buffers(h.buffers, _scratch(hplans))
         r.open_iommufd(read_kmsg=False)
         _walk_ops(r, hplans, None, None)
         r.teardown()
@@ -216,7 +258,7 @@ def render(r: Renderer, prog: Program, exp: Expectation | None = None,
         for k, (h, _) in enumerate(earlier):
             r.call_earlier(k, h)
         r.main_program()
-    r.buffers(prog.buffers)
+    r.buffers(prog.buffers, _scratch(plans))
     r.open_iommufd(read_kmsg=read_kmsg and not earlier)
     have_check = _walk_ops(r, plans, exp, expected)
     r.teardown()
