@@ -1,5 +1,5 @@
 """Findings that need history, and splats that deferred work logs late, on a real
-kernel with two planted bugs (tests/data/planted-history.patch, a `--patch` build):
+kernel with planted bugs (two of tests/data/planted.patch, a `--patch` build):
 
 - TEST_SET_TEMP_MEMORY_LIMIT with limit PLANTED_ARM arms a WARN that any later
   TEST_MD_CHECK_REFS in the same boot fires: the program that shows the WARNING
@@ -30,7 +30,7 @@ from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
 from fuzz.report import Report
 from fuzz.result import OpResult
 
-PATCH = Path(__file__).parent / "data" / "planted-history.patch"
+PATCH = Path(__file__).parent / "data" / "planted.patch"
 PLANTED_ARM = 0x10BADBAD
 PLANTED_DEFER = 0x10BAD0FF
 HISTORY_TITLE = "WARNING in iommufd_test"
@@ -197,7 +197,7 @@ def test_history_search_tries_suffixes_then_bisects(monkeypatch: pytest.MonkeyPa
     from fuzz import differential
 
     monkeypatch.setattr(differential, "model_alongside",
-                        lambda prog, kernel: (list(kernel), [], []))
+                        lambda prog, kernel, *_: (list(kernel), [], []))
     sig = Report("WARNING", HISTORY_TITLE).signature
     history = [noise(k) for k in range(5)] + [limit(PLANTED_ARM)] + [noise(k) for k in range(4)]
     be = StatefulKernel()

@@ -106,7 +106,7 @@ BAD_PROGRAMS = {
                        f"holes in all, at most {MAX_HOLES}"),
     "too many ranges": (doc([OP_ALLOC, {"op": "IOAS_ALLOW_IOVAS", "args": {
         "ioas_id": {"ref": 0, "field": "out_ioas_id"},
-        "allowed_iovas": [[0, 1]] * (MAX_RANGES + 1)}}]), f"ranges, at most {MAX_RANGES}"),
+        "allowed_iovas": [[0, 1]] * (MAX_RANGES + 1)}}]), f"entries, at most {MAX_RANGES}"),
     "not JSON": ("{ nope", "not valid JSON"),
     "a list": ("[]", "a program is a JSON object"),
 }

@@ -36,7 +36,7 @@ U32_MAX = (1 << 32) - 1
 class WrongAboutUnmap:
     """Agrees with the kernel on everything but IOAS_UNMAP, which it says fails."""
 
-    def __init__(self, prog: Program) -> None:
+    def __init__(self, prog: Program, fds: object = None) -> None:
         self.prog = prog
 
     def step(self, i: int, kernel: OpResult) -> OpResult:
