@@ -37,7 +37,7 @@ class WrongAboutUnmap:
     """Agrees with the kernel on everything but IOAS_UNMAP, which it says fails."""
 
     def __init__(self, prog: Program, fds: object = None) -> None:
-        self.prog = prog
+        self.prog = prog  # fds: the backend's fd table, which this model has no use for
 
     def step(self, i: int, kernel: OpResult) -> OpResult:
         if self.prog.ops[i].name == "IOAS_UNMAP":
