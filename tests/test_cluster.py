@@ -123,6 +123,23 @@ def test_a_finding_reaches_the_hub_with_its_history_and_later_splats(
     assert [h.dumps() for h in got.history] == [h.dumps() for h in history]
 
 
+def test_imports_log_is_bounded_and_read_across_its_move(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exchange, "IMPORTS_MAX_BYTES", 400)
+    got: list[str] = []
+    cursor = (-1, 0)
+    for k in range(60):
+        exchange.log_import(tmp_path, f"e{k}", 0.5)
+        if k % 3 == 0:  # the actor reads now and then; the engine moves the file meanwhile
+            lines, cursor = exchange.read_imports(tmp_path, cursor)
+            got += [x["name"] for x in lines]
+    lines, cursor = exchange.read_imports(tmp_path, cursor)
+    got += [x["name"] for x in lines]
+    assert got == [f"e{k}" for k in range(60)]
+    assert (tmp_path / "imports.jsonl.1").exists()
+    assert all(p.stat().st_size < 600 for p in tmp_path.glob("imports.jsonl*"))
+
+
 def test_inbox_hands_entries_over_whole_in_the_order_found(tmp_path: Path) -> None:
     box = exchange.Inbox(tmp_path / "inbox")
     assert box.take() is None

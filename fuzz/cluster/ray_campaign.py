@@ -122,7 +122,7 @@ class Worker:
         self.sent_edges: set[int] = set()
         self.edges_mtime = 0.0
         self.cursor = 0
-        self.imports_offset = 0
+        self.imports_cursor = (-1, 0)  # imports.jsonl's inode and offset read up to
         self.attached: dict[str, float] = {}
         self.consumes = spec.cfg.engine == "atheris"  # hypothesis draws from no corpus
         self.kernel_shipped = False
@@ -229,7 +229,7 @@ class Worker:
                         attachments.append((p.parent.name, name, p.read_bytes(), m))
                 except OSError:
                     continue
-        imports, off = exchange.read_imports(self.x, self.imports_offset)
+        imports, off = exchange.read_imports(self.x, self.imports_cursor)
         new_edges: list[int] = []
         ep = self.wd / "stats.edges"
         try:
@@ -257,7 +257,7 @@ class Worker:
             return False
         self.known.update(e.name for e in pushes)
         self.sent_edges.update(new_edges)
-        self.imports_offset = off
+        self.imports_cursor = off
         for slug, name, _d, m in attachments:
             self.attached[f"{slug}/{name}"] = m
         acked = set(res["acked"])
