@@ -52,9 +52,11 @@ RESPONSE = struct.Struct("<II")  # struct iommu_hwpt_page_response
 assert PGFAULT.size == uapi.sizeof("struct iommu_hwpt_pgfault")
 assert RESPONSE.size == uapi.sizeof("struct iommu_hwpt_page_response")
 MAX_RW_COUNT = 0x7FFFFFFF & ~0xFFF  # INT_MAX & PAGE_MASK: vfs_read/vfs_write clamp count
-# A side array lives somewhere in the executor's heap, below TASK_SIZE_MAX by an unknown
-# amount: access_ok(side, count) is certain only for counts far below the address space.
-SIDE_ACCESS_OK_MAX = 1 << 40
+# A side array lives in the agent's response buffer, an mmap below mmap_base, which sits
+# a randomized amount (up to 2^40 with 28 bits of mmap ASLR) below TASK_SIZE_MAX but at
+# least 128 MiB (the minimum stack gap); the agent maps only a few MiB above the arena.
+# access_ok(side, count) is certain only below that (a campaign read 2^38: EFAULT).
+SIDE_ACCESS_OK_MAX = 1 << 26
 
 
 def fault_alloc(m: Model, a: Args) -> dict:
