@@ -780,12 +780,14 @@ def flatness(series: list[dict], start_min: float = 10) -> dict:
     last = series[-1]
     out: dict[str, Any] = {"from_min": first["t_min"], "to_min": last["t_min"], "flat": True,
                            "grew": []}
+    later = [r for r in series if r["t_min"] >= first["t_min"]]
     for role in sorted(set(first["procs"]) | set(last["procs"])):
-        a, b = first["procs"].get(role, {}), last["procs"].get(role, {})
+        # the last sample with the process alive (the last one may come after the end)
+        a = first["procs"].get(role, {})
+        b = next((r["procs"][role] for r in reversed(later) if role in r["procs"]), {})
         for k in ("rss_mb", "uss_mb"):
             x, y = a.get(k), b.get(k)
-            peak = max(((r["procs"].get(role, {}).get(k) or 0) for r in series
-                        if r["t_min"] >= first["t_min"]), default=0)
+            peak = max(((r["procs"].get(role, {}).get(k) or 0) for r in later), default=0)
             out[f"{role}_{k}"] = [x, y, peak]
             if x is not None and y is not None and y > x * 1.10 + 16:
                 out["flat"] = False
