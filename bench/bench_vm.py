@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fuzz import kernel  # noqa: E402
 from fuzz.engines.common import build_c_loop  # noqa: E402
 from fuzz.executor.encode import encode  # noqa: E402
-from fuzz.executor.wire import KCOV_EDGES  # noqa: E402
+from fuzz.executor.wire import KCOV_EDGES, RESULT  # noqa: E402
 from fuzz.prog import Buffer, BufPtr, Op, Program, Ref  # noqa: E402
 from fuzz.vm import VM, VMConfig  # noqa: E402
 
@@ -45,8 +45,7 @@ def agent_rate(vm: VM, prog: Program, kcov: bool) -> dict:
     raw = vm.execute(enc.wire, timeout=600)
     secs = time.monotonic() - t0
     n = len(prog.ops)
-    fails = sum(1 for i in range(n) if int.from_bytes(raw.results[i * 32:i * 32 + 4], "little",
-                                                       signed=True))
+    fails = sum(1 for i in range(n) if RESULT.unpack_from(raw.results, i * RESULT.size)[0])
     return {"ops": n, "seconds": round(secs, 4), "ops_per_s": round(n / secs, 1),
             "executor_ops_per_s": round(n / (raw.calls_ns / 1e9), 1),
             "failures": fails, "distinct_edges": len(raw.pcs) // 8}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fuzz.channel import KMSG_PROGRAM_START
-from fuzz.executor.encode import decode, encode
+from fuzz.executor.encode import FaultInjectionUnavailable, decode, encode
 from fuzz.executor.runner import RawRun, unpack_response
 from fuzz.executor.wire import KCOV_TRACE_PC
 from fuzz.model.file import AGENT_FDS, FdLayout
@@ -82,7 +82,10 @@ def _finish(prog: Program, enc, raw: RawRun,  # type: ignore[no-untyped-def]
         what = f"buffer {raw.setup_step - 1}" if raw.setup_step else "opening /dev/iommu"
         ex.setup_error = f"setup failed at {what}: errno {raw.setup_errno}"
         return ex
-    ex.results = decode(prog, enc, raw.arena, raw.results, raw.captures)
+    try:
+        ex.results = decode(prog, enc, raw.arena, raw.results, raw.captures)
+    except FaultInjectionUnavailable as e:
+        ex.setup_error = str(e)
     return ex
 
 

@@ -45,6 +45,11 @@ class CampaignConfig:
     seeds: tuple[Path, ...] = ()
     quiet: bool = False
     program_timeout: float = 120.0  # a program that has not answered by then is a hang
+    cpus: int = 1  # vCPUs per VM (racing threads overlap for real on 2)
+    kmemleak: bool = False  # boot with kmemleak=on and scan every leak_scan_s
+    leak_scan_s: float = 120.0
+    fault_walk_every: int = 8  # a step of the systematic fault walk every N programs (0: off)
+    schedule: bool = True  # mutations inject faults and make ops race (False: for comparison)
 
 
 def parse_duration(s: str) -> int:
@@ -57,21 +62,28 @@ def _worker_argv(cfg: CampaignConfig, k: int) -> list[str]:
     common = ["--kernel", str(cfg.kernel), "--corpus", str(cfg.corpus),
               "--findings", str(cfg.findings), "--stats", str(wd / "stats.jsonl"),
               "--workdir", str(wd), "--seconds", str(cfg.seconds), "--worker", str(k),
-              "--seed", str(1000 + k), "--timeout", str(cfg.program_timeout)]
+              "--seed", str(1000 + k), "--timeout", str(cfg.program_timeout),
+              "--cpus", str(cfg.cpus), "--fault-walk-every", str(cfg.fault_walk_every),
+              "--leak-scan-s", str(cfg.leak_scan_s if cfg.kmemleak else 0)]
+    if cfg.kmemleak:
+        common.append("--kmemleak")
+    if not cfg.schedule:
+        common.append("--no-schedule")
+    for s in cfg.seeds:
+        common += ["--seeds", str(s)]
     if cfg.engine == "atheris":
         argv = [sys.executable, "-m", "fuzz.engines.atheris_engine", *common,
                 "--runs", str(cfg.runs)]
-        for s in cfg.seeds:
-            argv += ["--seeds", str(s)]
         if not cfg.feedback:
             argv.append("--no-feedback")
         return argv
     return [sys.executable, "-m", "fuzz.engines.hypothesis_engine", *common]
 
 
-def _union_edges(cfg: CampaignConfig) -> set[int]:
+def _union_edges(cfg: CampaignConfig, kind: str = "") -> set[int]:
+    """The workers' edges; of one kind of program (fuzz.engines.common.KINDS) if given."""
     out: set[int] = set()
-    for p in cfg.workdir.glob("worker-*/stats.edges"):
+    for p in cfg.workdir.glob(f"worker-*/stats{'.' + kind if kind else ''}.edges"):
         try:
             a = array("Q")
             a.frombytes(p.read_bytes())
@@ -102,6 +114,16 @@ def status(cfg: CampaignConfig, t0: float) -> dict:
          "vm_restarts": sum(s.get("restarts", 0) for s in per),
          "restart_s": round(sum(s.get("restart_s", 0.0) for s in per), 1),
          "workers": len(per)}
+    from fuzz.engines.common import KINDS
+
+    s["programs_by_kind"] = {k: sum(w.get("programs_by_kind", {}).get(k, 0) for w in per)
+                             for k in KINDS}
+    kinds = {k: _union_edges(cfg, k) for k in KINDS}
+    s["edges_by_kind"] = {k: len(v) for k, v in kinds.items()}
+    # edges only programs with faults (threads) reached: what they add to the others
+    s["edges_only_fault"] = len(kinds["fault"] - kinds["thread"] - kinds["plain"])
+    s["edges_only_thread"] = len(kinds["thread"] - kinds["fault"] - kinds["plain"])
+    s["fault_walks"] = sum(w.get("fault_walks", 0) for w in per)
     lm = _line_map(cfg)
     if lm is not None:
         from fuzz.coverage import edge_pcs
@@ -145,6 +167,19 @@ def status_line(s: dict) -> str:
             f"programs/s {s['programs_per_s']:.1f} edges {s['edges']} {lines}"
             f"corpus {s['corpus']} findings {s['findings']} restarts {s['vm_restarts']} "
             f"({s['restart_s']:.0f}s)")
+
+
+def kinds_line(s: dict) -> str:
+    """Programs with injected faults and with threads: their share and their edges."""
+    n = max(1, s.get("programs", 0))
+    pk, ek = s.get("programs_by_kind", {}), s.get("edges_by_kind", {})
+    return (f"programs with injected faults {pk.get('fault', 0)} "
+            f"({100 * pk.get('fault', 0) / n:.0f}%, {ek.get('fault', 0)} edges, "
+            f"{s.get('edges_only_fault', 0)} no other program reached; "
+            f"{s.get('fault_walks', 0)} ops walked), with threads {pk.get('thread', 0)} "
+            f"({100 * pk.get('thread', 0) / n:.0f}%, {ek.get('thread', 0)} edges, "
+            f"{s.get('edges_only_thread', 0)} only there), neither {pk.get('plain', 0)} "
+            f"({ek.get('plain', 0)} edges)")
 
 
 def prepare(corpus_dir: Path, findings: Path, workdir: Path, seeds: tuple[Path, ...] = ()
@@ -216,6 +251,7 @@ def run_campaign(cfg: CampaignConfig, prepared: bool = False) -> dict:
     if not cfg.quiet:
         print(("\n" if tty else "") + status_line(s))
         print(f"kernel edges: {s['edges']} in all, {s['iommufd_edges']} in drivers/iommu/iommufd/")
+        print(kinds_line(s))
         if "iommufd_lines" in s:
             print(f"iommufd lines reached by the ops: {s['iommufd_lines']}/"
                   f"{s['iommufd_lines_total']} ({s['iommufd_lines_pct']:.1f}%; "

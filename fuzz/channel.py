@@ -19,12 +19,16 @@ PING = 2
 RUN = 3  # payload: RUN_HEAD (timeout ms, argc, envc, stdin length), then NUL-ended cwd,
 #           argv and env strings, then stdin: runs a host command in the guest
 POOL = 4  # payload: u32 0/1: keep buffers mapped between programs (executor.c); PONG
+FAULTS = 5  # payload: u32 verbose (0..2) for the fault attributes an injected fault logs
+#             with (2: a stack trace of the fault point); PONG
+LEAKS = 6  # kmemleak: scan, answer LEAK_REPORT with what it lists, then clear the list
 # guest -> host
 HELLO = 100  # payload: JSON {"uname": ..., "kcov": bool, "boot_s": float, "agent": "c"}
 RESULT = 101  # payload: the executor's response (fuzz.executor.runner.unpack_response)
 PONG = 102
 RUN_DONE = 103  # payload: RUN_DONE_HEAD (rc, lengths of stdout, stderr, kmsg), then those
 ERROR = 104  # payload: UTF-8 message of an agent-side failure
+LEAK_REPORT = 105  # payload: i32 errno (0: scanned; else kmemleak is off or failed), text
 
 # A RESULT's kernel log: the lines logged between the previous answer and this
 # program's start (deferred work of the program before: RCU callbacks, work items),

@@ -241,7 +241,10 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
     kdir = _kernel_dir(a.kernel)
     cfg = CampaignConfig(kernel=kdir, corpus=dirs["corpus"], findings=dirs["findings"],
                          workdir=dirs["workdir"], engine=a.engine, seconds=seconds, vms=a.vms,
-                         feedback=not a.no_feedback, seeds=seeds, program_timeout=a.timeout)
+                         feedback=not a.no_feedback, seeds=seeds, program_timeout=a.timeout,
+                         cpus=a.cpus, kmemleak=a.kmemleak,
+                         fault_walk_every=0 if a.no_faults_threads else a.fault_walk_every,
+                         schedule=not a.no_faults_threads)
     s = run_ray(cfg) if run_ray else run_campaign(cfg, prepared=True)
     print(f"stats log: {cfg.workdir / 'stats.jsonl'}  (plot: iommufd-fuzz plot "
           f"{cfg.workdir / 'stats.jsonl'})")
@@ -500,6 +503,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     f.add_argument("--no-feedback", action="store_true",
                    help="do not feed kernel coverage to libFuzzer (for comparison)")
+    f.add_argument("--cpus", type=int, default=1, help="vCPUs per VM (2: racing threads "
+                   "run in parallel for real)")
+    f.add_argument("--kmemleak", action="store_true",
+                   help="boot with kmemleak=on and report leaks it finds (every 2 minutes)")
+    f.add_argument("--fault-walk-every", type=int, default=8, help="a step of the systematic "
+                   "fault walk on a corpus program after every N programs (0: none)")
+    f.add_argument("--no-faults-threads", action="store_true", help="no injected faults, no "
+                   "threads, no fault walk: the campaign as before them, for comparison")
     f.add_argument("--ray", metavar="ADDRESS", help="run the workers as Ray actors on a "
                    "cluster's nodes: its address, `auto` (the cluster `ray start` joined this "
                    "machine to) or `local` (Ray on this machine only); needs the `ray` extra")
@@ -529,6 +540,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(cv)
     cv.set_defaults(fn=cmd_coverage)
+
+    fw = sub.add_parser("faults", help="fail each fault point of programs' ops in turn "
+                        "(1st, 2nd, ...), as iommufd_fail_nth does, checked against the model")
+    from fuzz.faults import add_arguments as fault_arguments
+    from fuzz.faults import command as faults_command
+
+    fault_arguments(fw)
+    fw.set_defaults(fn=faults_command)
 
     add_repro_commands(sub)  # minimize, repro
     return ap

@@ -21,6 +21,11 @@ class Mismatch:
     def describe(self) -> str:
         if self.field == "unsure":
             return f"op {self.op} ({self.name}): model unsure: {self.model}"
+        if self.field == "fault_errno":
+            natural, allowed = self.model
+            return (f"op {self.op} ({self.name}): an injected fault failed it with "
+                    f"{errno_name(self.kernel)}; the model expects {errno_name(natural)} "
+                    f"without the fault, or one of {', '.join(map(errno_name, allowed))}")
         k, m = self.kernel, self.model
         if self.field == "errno":
             k, m = errno_name(k), errno_name(m)
@@ -29,6 +34,8 @@ class Mismatch:
     @property
     def signature(self) -> str:
         """Stable across runs: the op and field, not the values (iovas vary)."""
+        if self.field == "fault_errno":
+            return f"mismatch {self.name}.fault_errno kernel={errno_name(self.kernel)}"
         return f"mismatch {self.name}.{self.field}"
 
 
@@ -43,6 +50,9 @@ def _fmt(v: Any) -> str:
 def compare_op(i: int, name: str, kernel: OpResult, model: OpResult) -> list[Mismatch]:
     if model.unsure:
         return [Mismatch(i, name, "unsure", kernel.describe(), model.unsure)]
+    if kernel.errno != model.errno and kernel.injected and model.fault_errnos:
+        return [Mismatch(i, name, "fault_errno", kernel.errno,
+                         (model.errno, model.fault_errnos))]
     if kernel.errno != model.errno:
         return [Mismatch(i, name, "errno", kernel.errno, model.errno)]
     out = []

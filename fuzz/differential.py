@@ -1,5 +1,17 @@
 """One differential run: the program on a kernel, the model stepped alongside,
-every op compared. This is the oracle every engine and the minimizer call."""
+every op compared. This is the oracle every engine and the minimizer call.
+
+Two things make the model step more than one way:
+- an op whose injected fault failed it (fuzz.model.faults) leaves the state as it
+  was before it;
+- the ops of a race group may have run in any order that keeps each thread's own
+  (fuzz.model.races; the ids the ops' new objects got are the kernel's choice): the
+  model tries each order from each state it still holds
+  possible and keeps the states whose results agree with the kernel's. Several may
+  (two orders with the same results, different states: say, two memory limits set
+  at once); later ops tell them apart, and an op agrees if it agrees with one.
+  An op is "unsure" only where no state agrees and some cannot tell.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +20,12 @@ from dataclasses import dataclass, field
 from fuzz.backend import Backend, Execution
 from fuzz.compare import Mismatch, compare_op
 from fuzz.executor.wire import KCOV_TRACE_PC
-from fuzz.model import Model
+from fuzz.model import Model, faults, races
 from fuzz.model.file import AGENT_FDS, FdLayout
 from fuzz.prog import Program
 from fuzz.result import OpResult
+
+MAX_STATES = 16  # states held possible at once; past that the rest are dropped
 
 
 @dataclass
@@ -21,6 +35,9 @@ class Outcome:
     model: list[OpResult] = field(default_factory=list)
     mismatches: list[Mismatch] = field(default_factory=list)  # real disagreements
     unsure: list[Mismatch] = field(default_factory=list)  # where the model said it cannot tell
+    # per racing group (its first op): the order the reported results are the model's
+    # for, and how many orders agreed with the kernel
+    orders: dict[int, tuple[tuple[int, ...], int]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -29,20 +46,84 @@ class Outcome:
         return bool(self.mismatches or ex.reports or ex.crash)
 
 
+@dataclass
+class _Try:
+    model: Model
+    order: tuple[int, ...]
+    results: dict[int, OpResult]
+    diffs: list[Mismatch]
+
+    @property
+    def tier(self) -> int:
+        """0: agrees, 1: agrees where the model can tell, 2: disagrees."""
+        if not self.diffs:
+            return 0
+        return 1 if all(d.field == "unsure" for d in self.diffs) else 2
+
+    @property
+    def wrong(self) -> int:
+        return sum(d.field != "unsure" for d in self.diffs)
+
+
+def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group: bool,
+         kernel: list[OpResult], in_place: bool) -> _Try:
+    forced: set[int] = set()  # ops that failed on a racing op's half-done work
+    while True:
+        m = base if in_place else base.clone()
+        if group:
+            m.begin_group(span)
+        res = {k: races.fail_early(m, k, kernel[k]) if k in forced else
+               faults.step(m, k, kernel[k]) if prog.ops[k].fail_nth else m.step(k, kernel[k])
+               for k in order}
+        diffs = [d for k in span for d in compare_op(k, prog.ops[k].name, kernel[k], res[k])]
+        more = {d.op for d in diffs if d.field == "errno" and d.op not in forced
+                and races.transient(base, prog, span, d.op, kernel[d.op])} if group else set()
+        if not more:
+            break
+        forced |= more
+    if group and races.adopt_ids(m, prog, span, kernel, res, diffs, set(base.objects.objs)):
+        diffs = [d for k in span for d in compare_op(k, prog.ops[k].name, kernel[k], res[k])]
+    return _Try(m, order, res, diffs)
+
+
 def model_alongside(prog: Program, kernel: list[OpResult],
-                    fds: FdLayout | None = AGENT_FDS) -> tuple[list[OpResult],
-                                                              list[Mismatch],
-                                                              list[Mismatch]]:
-    """fds: the fd table the backend's executor starts a program with."""
-    model = Model(prog, fds)
+                    fds: FdLayout | None = AGENT_FDS,
+                    orders: dict[int, tuple[tuple[int, ...], int]] | None = None
+                    ) -> tuple[list[OpResult], list[Mismatch], list[Mismatch]]:
+    """fds: the fd table the backend's executor starts a program with; orders gets,
+    per race group, the order the predicted results are those of."""
+    states = [Model(prog, fds)]
+    dropped = False
     predicted: list[OpResult] = []
     mism: list[Mismatch] = []
     unsure: list[Mismatch] = []
-    for i, k in enumerate(kernel):
-        m = model.step(i, k)
-        predicted.append(m)
-        for d in compare_op(i, prog.ops[i].name, k, m):
+    groups = {g.start: g for g in prog.groups() if races.racing(prog, g)}
+    i = 0
+    while i < len(kernel):
+        g = groups.get(i)
+        span = g if g is not None and g.stop <= len(kernel) else range(i, i + 1)
+        group = span is g
+        perms = races.orders(prog, span) if group else [(i,)]
+        in_place = len(states) == 1 and len(perms) == 1  # the usual case: no copies
+        tries = [_try(prog, s, span, o, group, kernel, in_place) for s in states for o in perms]
+        tier = min(t.tier for t in tries)
+        keep = [t for t in tries if t.tier == tier]
+        if tier == 2:
+            keep = [min(keep, key=lambda t: t.wrong)]  # the closest; program order on ties
+        if len(keep) > MAX_STATES:
+            keep, dropped = keep[:MAX_STATES], True
+        states = [t.model for t in keep]
+        best = keep[0]
+        if group and orders is not None:
+            orders[i] = (best.order, len(keep))
+        predicted += [best.results[k] for k in span]
+        for d in best.diffs:
+            if d.field != "unsure" and dropped:
+                d = Mismatch(d.op, d.name, "unsure", d.describe(),
+                             f"more than {MAX_STATES} states were possible after racing ops "
+                             "and some were dropped")
             (unsure if d.field == "unsure" else mism).append(d)
+        i = span.stop
     return predicted, mism, unsure
 
 
@@ -52,5 +133,5 @@ def run(prog: Program, backend: Backend, kcov: bool = True,
     out = Outcome(prog, ex)
     if ex.results:
         out.model, out.mismatches, out.unsure = model_alongside(
-            prog, ex.results, getattr(backend, "fd_layout", AGENT_FDS))
+            prog, ex.results, getattr(backend, "fd_layout", AGENT_FDS), out.orders)
     return out

@@ -389,6 +389,39 @@ class Minimizer:
                 prog = cand
         return prog
 
+    def simplify_schedule(self, prog: Program) -> Program:
+        """How the ops run: all on one thread with no race group, else each group run
+        one op at a time and each op moved to the main thread; then each fault
+        injection dropped. What stays is what the finding needs (the log says so)."""
+        def sched(p: Program, ops: range | list[int], **keys: int) -> Program:
+            c = copy.deepcopy(p)
+            for i in ops:
+                for k, v in keys.items():
+                    setattr(c.ops[i], k, v)
+            return c
+
+        def attempt(cand: Program, what: str) -> bool:
+            nonlocal prog
+            if self.out_of_budget() or not self.accept(cand, what):
+                return False
+            prog = cand
+            return True
+
+        if prog.threaded and not attempt(sched(prog, range(len(prog.ops)), thread=0, barrier=0),
+                                         "no threads, no race groups"):
+            self.log("  the finding needs threads")
+            for g in prog.groups():
+                attempt(sched(prog, g, barrier=0), f"ops {g.start}..{g.stop - 1} one at a time")
+            for i in range(len(prog.ops)):
+                if prog.ops[i].thread:
+                    attempt(sched(prog, [i], thread=0), f"op {i} on thread 0")
+        for i in range(len(prog.ops)):
+            op = prog.ops[i]
+            if op.fail_nth and not attempt(sched(prog, [i], fail_nth=0),
+                                           f"op {i} {op.name}: no fault injected"):
+                self.log(f"  op {i} {op.name} needs its fault (fail_nth {op.fail_nth})")
+        return prog
+
     def simplify_args(self, prog: Program) -> Program:
         for i in range(len(prog.ops) - 1, -1, -1):
             for name in list(prog.ops[i].args):
@@ -460,6 +493,8 @@ def minimize(source: Path | str | tuple[Program, str], backend: Any, *,
     for r in range(rounds):
         before = best.dumps()
         best = m.delete_ops(best)
+        if r == 0:
+            best = m.simplify_schedule(best)
         best = m.simplify_buffers(best)
         best = m.simplify_args(best)
         if best.dumps() == before or m.out_of_budget():

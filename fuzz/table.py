@@ -37,8 +37,15 @@ def format_table(outcome: Outcome) -> str:
         k = kern[i] if i < len(kern) else "-"
         m = model[i] if i < len(model) else "-"
         mark = "!=" if i in bad else "??" if i in unsure else "  "
-        rows.append(f"{i:>3}  {op.name:<26} {cell(k)} {cell(m)} {mark}".rstrip())
+        # how it ran: thread, race group (barrier), fault point failed
+        how = "".join(f" {c}{v}" for c, v in (("t", op.thread), ("b", op.barrier),
+                                               ("n", op.fail_nth)) if v)
+        rows.append(f"{i:>3}  {op.name + how:<26} {cell(k)} {cell(m)} {mark}".rstrip())
         rows += [f"       ^ {d}" for d in bad.get(i, []) + unsure.get(i, [])]
+        if i in outcome.orders:
+            order, n = outcome.orders[i]
+            rows.append(f"       race group: the model's results are those of order "
+                        f"{', '.join(map(str, order))} ({n} order(s) agree)")
     if ex.setup_error:
         rows.append(f"setup: {ex.setup_error}")
     if ex.crash:

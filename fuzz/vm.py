@@ -63,6 +63,8 @@ class VMConfig:
     boot_timeout: float = 180.0
     hugepages: int = 64  # 2 MiB pages reserved for hugetlb buffers
     extra_cmdline: str = ""
+    # kmemleak (built in, off by default): boot with kmemleak=on; VM.scan_leaks reports
+    kmemleak: bool = False
     snapshot: bool = True  # (re)start by restoring the snapshot of a ready guest
     # the executor's buffer pool (IOMMUFD_FUZZ_POOL=0 turns it off, for comparisons)
     pool: bool = field(default_factory=lambda: os.environ.get("IOMMUFD_FUZZ_POOL") != "0")
@@ -261,7 +263,7 @@ class VM:
             initrd = initramfs.ensure_built()
         except initramfs.InitramfsError as e:
             raise VMError(str(e)) from None
-        cmdline = " ".join([
+        cmdline = " ".join(arg for arg in [
             "console=ttyS0", "oops=panic", "panic=-1", "panic_on_warn=0", "nokaslr",
             "loglevel=5", f"hugepages={self.cfg.hugepages}", "kasan.fault=report",
             # every KASAN report, not only the first one since boot
@@ -276,8 +278,9 @@ class VM:
             # Another 1.5 s: updating trace events' enum maps, and tracefs; nothing
             # here traces (KCOV, debugfs, fault injection and kmsg do not need it).
             "initcall_blacklist=trace_eval_init,tracer_init_tracefs",
+            "kmemleak=on" if self.cfg.kmemleak else "",
             self.cfg.extra_cmdline,
-        ]).strip()
+        ] if arg)
         machine = [
             "-accel", self.accel, "-m", str(self.cfg.memory_mb),
             "-smp", str(self.cfg.cpus), "-cpu", "max" if self.accel == "tcg" else "host",
@@ -589,6 +592,27 @@ class VM:
         kind, _ = self._recv(10, "setting the buffer pool")
         if kind != channel.PONG:
             raise VMError(f"unexpected frame {kind} from the agent")
+
+    def set_fault_verbose(self, level: int) -> None:
+        """How the kernel logs an injected fault: 0 quietly (the default), 1 a line, 2
+        the line and a stack trace of the fault point (fuzz.faults reads it)."""
+        self._send(channel.FAULTS, int(level).to_bytes(4, "little"))
+        kind, _ = self._recv(10, "setting the fault injection verbosity")
+        if kind != channel.PONG:
+            raise VMError(f"unexpected frame {kind} from the agent")
+
+    def scan_leaks(self, timeout: float = 300.0) -> str:
+        """kmemleak's report of objects unreferenced for at least 5 s (its minimum
+        age), then cleared; "" when there are none. Needs VMConfig.kmemleak."""
+        self._send(channel.LEAKS)
+        kind, payload = self._recv(timeout, "scanning for leaks")
+        if kind != channel.LEAK_REPORT:
+            raise VMError(f"unexpected frame {kind} from the agent")
+        err = int.from_bytes(payload[:4], "little", signed=True)
+        if err:
+            raise VMError(f"kmemleak scan failed: {os.strerror(err)} (is the VM booted with "
+                          "kmemleak=on? VMConfig.kmemleak)")
+        return payload[4:].decode("utf-8", "replace")
 
     def ping(self, timeout: float = 10.0) -> bool:
         self._send(channel.PING, b"x")

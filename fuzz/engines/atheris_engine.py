@@ -89,7 +89,7 @@ def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
     rng = random.Random(seed)
     prog = decode(data)
     for _ in range(1 + rng.randrange(3)):
-        prog = mutate(prog, rng, HINTS or None)
+        prog = mutate(prog, rng, HINTS or None, SCHEDULE)
     out = prog.dumps().encode()
     return out if len(out) <= max_size else data[:max_size]
 
@@ -110,6 +110,7 @@ STATE: WorkerState | None = None
 COUNTERS: list[int] = []
 CMP_COUNTERS: list[int] = []
 FEEDBACK = True
+SCHEDULE = True  # mutations may inject faults and make ops race (fuzz.prog.mutate)
 INBOX: Inbox | None = None  # cluster campaigns: entries other workers found
 PENDING: dict[str, float] = {}  # imported entries handed to libFuzzer, not run yet
 LOOP_T = 0.0  # wall clock of the first mutation
@@ -159,7 +160,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    global STATE, FEEDBACK, INBOX
+    global STATE, FEEDBACK, INBOX, SCHEDULE
     ap = argparse.ArgumentParser()
     ap.add_argument("--kernel", type=Path, required=True)
     ap.add_argument("--corpus", type=Path, required=True)
@@ -173,17 +174,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds a program may take before it counts as a hang")
+    ap.add_argument("--cpus", type=int, default=1)
+    ap.add_argument("--kmemleak", action="store_true")
+    ap.add_argument("--leak-scan-s", type=float, default=0.0)
+    ap.add_argument("--fault-walk-every", type=int, default=0)
     ap.add_argument("--no-feedback", action="store_true")
+    ap.add_argument("--no-schedule", action="store_true",
+                    help="no injected faults, no threads (for comparison)")
     ap.add_argument("--exchange", type=Path, help="cluster campaigns: the directory shared "
                     "with the node's actor (fuzz.cluster.exchange)")
     ap.add_argument("--ceiling-pairs", type=int, default=0,
                     help="first measure the C-loop ioctl rate in this VM (benchmarks)")
     a = ap.parse_args(argv)
     FEEDBACK = not a.no_feedback
-    backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm",
-                        timeout=a.timeout)
+    SCHEDULE = not a.no_schedule
+    backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel, cpus=a.cpus, kmemleak=a.kmemleak),
+                        workdir=a.workdir / "vm", timeout=a.timeout)
     STATE = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
                         a.worker)
+    STATE.walk_every, STATE.leak_scan_s = a.fault_walk_every, a.leak_scan_s
+    STATE.walk_dirs = list(getattr(a, "seeds", []))
     if a.exchange:
         STATE.exchange = a.exchange
         INBOX = Inbox(a.exchange / "inbox")

@@ -1,16 +1,21 @@
 """What every engine worker does with one program: run it differentially,
 count its kernel edges, keep it if it found new ones, record its findings,
-and write periodic stats."""
+and write periodic stats. Every WALK_EVERY-th program it also runs one step of
+the systematic fault walk (fuzz.faults.Walker) on a corpus program, and it keeps
+the edges of programs with injected faults, with racing threads and with neither
+apart, for the stats."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fuzz import corpus, coverage, differential, findings, kernel, logs
 from fuzz.backend import Backend
@@ -33,6 +38,14 @@ def build_c_loop() -> Path:
 MILESTONE = 100  # also write stats every this many programs (edges-vs-programs curves)
 MAX_PENDING = 64  # corpus entries and findings kept for a retry while the disk is full
 STATS_MAX_BYTES = 128 << 10  # stats.jsonl is thinned past this (fuzz.logs.thin)
+WALK_EVERY = 8  # campaigns: one step of the systematic fault walk after this many programs
+LEAK_SCAN_S = 120.0  # with kmemleak: scan this often (it reports objects 5 s or older)
+KINDS = ("fault", "thread", "plain")  # programs with injected faults, with threads, neither
+
+
+def kind_of(prog: Program) -> list[str]:
+    kinds = [k for k, yes in (("fault", prog.faulted), ("thread", prog.threaded)) if yes]
+    return kinds or ["plain"]
 
 
 @dataclass
@@ -56,6 +69,15 @@ class WorkerState:
     # what could not be written yet (a full disk): retried with every stats line
     pending: list = field(default_factory=list)
     _warned: float = 0.0
+    walk_dirs: list[Path] = field(default_factory=list)  # corpus dirs the fault walk takes from
+    walk_every: int = 0  # a step of the systematic fault walk every this many programs
+    leak_scan_s: float = 0.0  # kmemleak scan this often (0: never; the VM needs kmemleak=on)
+    last_leak_scan: float = field(default_factory=time.monotonic)
+    since_scan: list[Program] = field(default_factory=list)  # what ran since the last scan
+    leak_scans: int = 0
+    by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    kind_edges: dict[str, set[int]] = field(default_factory=lambda: {k: set() for k in KINDS})
+    walker: Any = None
     exchange: Path | None = None  # in a cluster campaign: fuzz.cluster.exchange's directory
     imports: int = 0  # corpus entries other workers of the cluster found, run here
     import_latency: list[float] = field(default_factory=list)  # found there -> run here, s
@@ -70,18 +92,31 @@ class WorkerState:
                 self.manifest = {}
 
     def run(self, prog: Program) -> tuple[differential.Outcome, set[int]]:
+        out, e = self._run(prog)
+        if self.walk_every and self.programs % self.walk_every == 0:
+            self.walk_step()
+        if self.leak_scan_s and time.monotonic() - self.last_leak_scan > self.leak_scan_s:
+            self.scan_leaks()
+        if time.monotonic() - self.last_stats > 5 or self.programs % MILESTONE == 0:
+            self.write_stats()
+        return out, e
+
+    def _run(self, prog: Program) -> tuple[differential.Outcome, set[int]]:
         out = differential.run(prog, self.backend, kcov_mode=KCOV_EDGES)
         e = coverage.edges(out.execution)
         new = e - self.edges
         if new:
             self.edges |= new
             self.add_to_corpus(prog)
+        for k in kind_of(prog):
+            self.by_kind[k] += 1
+            self.kind_edges[k] |= e
+        if self.leak_scan_s:
+            self.since_scan = [*self.since_scan[-63:], prog]
         self.programs += 1
         self.ops += len(prog.ops)
         if out.failed:
             self.record(out)
-        if time.monotonic() - self.last_stats > 5 or self.programs % MILESTONE == 0:
-            self.write_stats()
         return out, e
 
     def warn(self, msg: str) -> None:
@@ -102,6 +137,47 @@ class WorkerState:
             return False
         print(f"wrote corpus {path.name}", file=sys.stderr, flush=True)
         return True
+
+    def scan_leaks(self) -> None:
+        """kmemleak's scan: each leak it reports is a finding, kept with the last program
+        that ran before it (kmemleak only reports objects at least 5 s old, so the leak
+        is from one of the programs since the scan before: leaks.json has them)."""
+        from fuzz.report import parse
+
+        vm = self.backend.vm  # type: ignore[attr-defined]
+        text = vm.scan_leaks()
+        self.leak_scans += 1
+        self.last_leak_scan = time.monotonic()
+        progs, self.since_scan = self.since_scan, []
+        for r in parse(text):
+            f = findings.Finding(r.title, r.signature, "splat", detail="\n".join(r.text[:3])
+                                 if isinstance(r.text, list) else str(r.text)[:300])
+            if not progs:
+                continue
+            try:
+                if self.store.record(f, progs[-1], text, self.manifest):
+                    self.new_findings += 1
+                    d = self.store.root / f.slug
+                    atomic_write(d / "leaks.json", json.dumps(
+                        {"note": "kmemleak reports objects 5 s or older: the leak is from one "
+                         "of these programs (the last one is program.json)",
+                         "programs": [p.to_json() for p in progs]}).encode())
+            except OSError as e:  # a full disk: the next scan reports the leak again
+                self.write_errors += 1
+                self.warn(f"leak finding NOT written: {f.title}: {e.strerror or e}")
+                continue
+            self.findings_seen.add(f.signature)
+
+    def walk_step(self) -> None:
+        """One N of the systematic fault walk on a corpus program's op."""
+        from fuzz.faults import Walker
+
+        if self.walker is None:
+            self.walker = Walker([self.corpus_dir, *self.walk_dirs],
+                                 random.Random(self.worker * 7919 + 1))
+        prog = self.walker.next_program()
+        if prog is not None:
+            self.walker.done(self._run(prog)[0])
 
     def record(self, out: differential.Outcome) -> None:
         log = findings.run_log(out)
@@ -174,6 +250,11 @@ class WorkerState:
                 "exec_s": round(getattr(vm, "exec_seconds", 0.0), 2),
                 "executor_s": {k: round(v / 1e9, 2)
                                for k, v in getattr(vm, "executor_ns", {}).items()},
+                "programs_by_kind": self.by_kind,
+                "edges_by_kind": {k: len(v) for k, v in self.kind_edges.items()},
+                "fault_walks": getattr(self.walker, "walks", 0),
+                "leak_scans": self.leak_scans,
+                "fault_walk_runs": getattr(self.walker, "points", 0),
                 "write_errors": self.write_errors, "final": final, **self.extra}
         if self.import_latency:
             lat = sorted(self.import_latency)
@@ -182,6 +263,9 @@ class WorkerState:
             logs.append_line(self.stats_path, json.dumps(line), STATS_MAX_BYTES)
             atomic_write(self.stats_path.with_suffix(".edges"),
                          array("Q", sorted(self.edges)).tobytes())
+            for k, edges in self.kind_edges.items():
+                atomic_write(self.stats_path.with_suffix(f".{k}.edges"),
+                             array("Q", sorted(edges)).tobytes())
         except OSError as e:
             self.write_errors += 1
             self.warn(f"stats NOT written to {self.stats_path}: {e.strerror or e}")

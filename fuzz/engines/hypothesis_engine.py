@@ -7,7 +7,9 @@ description accepts and whose other arguments are drawn by the generator
 (fuzz.prog.gen) from a list of choices hypothesis draws, and whose outputs go into the bundles of
 the kinds they create (an op whose output kind depends on a flag gets one rule per
 kind, with the flag set). `any_call` adds any op with anything as its objects,
-malformed calls included. Each rule appends one op to the program being built; on
+malformed calls included. `fault_last` has the last op fail one of its fault
+points (fail_nth), `race_last` makes the last few ops a race group on several
+threads, released together. Each rule appends one op to the program being built; on
 teardown the whole program runs once on the kernel with the model stepped
 alongside, and every op's result is compared (one kernel run per example: the
 executor gives each program a fresh /dev/iommu, so a per-step run would replay the
@@ -36,6 +38,8 @@ from fuzz.backend import Backend
 from fuzz.prog import HUGE_PAGE, Buffer, Op, Program, Ref
 from fuzz.prog import gen as G
 from fuzz.prog.descriptions import OPS
+from fuzz.prog.edits import repair_groups
+from fuzz.prog.limits import MAX_BARRIER, MAX_THREADS
 from fuzz.prog.types import KIND_PARENT, Const, Res, is_kind
 
 
@@ -94,6 +98,7 @@ class Context:
     run: Callable[[Program], differential.Outcome] | None = None
     on_failure: list = []  # callbacks(outcome) for the campaign's finding store
     last_failure: differential.Outcome | None = None
+    schedule = True  # fault_last and race_last change how ops run (False: for comparison)
 
 
 BUFFERS = [Buffer(1 << 18, "anon", 11), Buffer(1 << 16, "readonly", 12),
@@ -133,6 +138,24 @@ class _Machine(RuleBasedStateMachine):
     @rule(name=st.sampled_from(sorted(OPS)), choices=CHOICES)
     def any_call(self, name: str, choices: list[int]) -> None:
         self.add(choices, name)
+
+    # -- how the ops run: faults and races --------------------------------------------------
+    @rule(nth=st.integers(1, 48))
+    def fault_last(self, nth: int) -> None:
+        if self.prog.ops and Context.schedule:
+            self.prog.ops[-1].fail_nth = nth
+
+    @rule(n=st.integers(2, 4), threads=st.lists(st.integers(0, MAX_THREADS - 1), min_size=4,
+                                                 max_size=4))
+    def race_last(self, n: int, threads: list[int]) -> None:
+        ops = self.prog.ops[-n:]
+        if not Context.schedule or len(ops) < 2 or len(set(threads[:len(ops)])) < 2:
+            return
+        used = {op.barrier for op in self.prog.ops}
+        label = next((b for b in range(1, MAX_BARRIER + 1) if b not in used), 1)
+        for op, t in zip(ops, threads):
+            op.barrier, op.thread = label, t
+        repair_groups(self.prog)  # an op that refers into the group starts a new one
 
     # -- probes -------------------------------------------------------------------------------
     @invariant()
@@ -250,14 +273,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds a program may take before it counts as a hang")
+    ap.add_argument("--seeds", type=Path, action="append", default=[],
+                    help="read-only corpus dirs the fault walk also takes programs from")
+    ap.add_argument("--cpus", type=int, default=1)
+    ap.add_argument("--kmemleak", action="store_true")
+    ap.add_argument("--leak-scan-s", type=float, default=0.0)
+    ap.add_argument("--fault-walk-every", type=int, default=0)
+    ap.add_argument("--no-schedule", action="store_true",
+                    help="no injected faults, no threads (for comparison)")
     ap.add_argument("--exchange", type=Path, help="cluster campaigns: the directory shared "
                     "with the node's actor (fuzz.cluster.exchange; findings only)")
     a = ap.parse_args(argv)
-    backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel), workdir=a.workdir / "vm",
-                        timeout=a.timeout)
+    backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel, cpus=a.cpus, kmemleak=a.kmemleak),
+                        workdir=a.workdir / "vm", timeout=a.timeout)
     state = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
                         a.worker, exchange=a.exchange)
+    state.walk_every, state.leak_scan_s = a.fault_walk_every, a.leak_scan_s
+    state.walk_dirs = list(getattr(a, "seeds", []))
     Context.run = lambda prog: state.run(prog)[0]
+    Context.schedule = not a.no_schedule
     end = time.monotonic() + a.seconds
     try:
         while time.monotonic() < end:

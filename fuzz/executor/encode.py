@@ -36,7 +36,13 @@ from fuzz.executor.wire import (
     RELOC_BUFFER,
     RELOC_FIELD,
     RELOC_RET,
+    RES_INJECTED,
+    RES_NTH_FAILED,
+    RES_THREAD_SHIFT,
     RESULT,
+    SCHED_GROUP_SHIFT,
+    SCHED_MAX_GROUP,
+    SCHED_THREAD_SHIFT,
 )
 from fuzz.prog import BufPtr, Program, Ref, buffer_address
 from fuzz.prog.ir import SCRATCH_ADDR
@@ -122,6 +128,7 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
     arena.put(pro_off + uapi.field_offset(cmd, "memory_limit.limit")[0], 4,
               TEST_MEMORY_LIMIT_DEFAULT)
 
+    group_of = _group_ids(prog)
     for i, op in enumerate(prog.ops):
         d = op.desc
         here = f"op {i} ({d.name})"
@@ -170,8 +177,9 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
             cap_ptr, cap_max = side_off, s.size
         kind = CALL_KIND[d.call] if d.call != FDIO else CALL_FDIO[d.request]
         req = uapi.request(d.request) if d.call not in FD_CALLS else 0
+        sched = op.fail_nth | op.thread << SCHED_THREAD_SHIFT | group_of[i] << SCHED_GROUP_SHIFT
         calls.append(CALL.pack(kind, req, base, first_reloc, len(relocs) - first_reloc,
-                               fd_out, cap_ptr, cap_len, cap_max, 0))
+                               fd_out, cap_ptr, cap_len, cap_max, sched))
 
     holes: list[bytes] = []
     bufs: list[bytes] = []
@@ -208,6 +216,21 @@ def output_slot(prog: Program, layout: Layout, v: Ref) -> tuple[int, int]:
     return layout.struct_off[v.op] + off, width
 
 
+def _group_ids(prog: Program) -> list[int]:
+    """Each op's race group as the executor numbers them (1, 2, ...; 0: none)."""
+    ids = [0] * len(prog.ops)
+    for n, g in enumerate(prog.groups(), 1):
+        if n > SCHED_MAX_GROUP:
+            raise ValueError(f"{n} race groups: the executor numbers at most {SCHED_MAX_GROUP}")
+        for i in g:
+            ids[i] = n
+    return ids
+
+
+class FaultInjectionUnavailable(RuntimeError):
+    """An op asked for fail_nth and the executor could not arm it."""
+
+
 def read_side(arena: bytes, off: int, s: Side, n: int) -> list[list[int]]:
     """The first n entries of a side array, each as the list of its fields."""
     esize = uapi.sizeof(s.ctype)
@@ -222,8 +245,14 @@ def decode(prog: Program, enc: Encoded, arena: bytes, results: bytes,
     out: list[OpResult] = []
     for i, op in enumerate(prog.ops):
         d = op.desc
-        err, _pad, ret, _pf, _pc, cap_first, cap_len = RESULT.unpack_from(results, i * RESULT.size)
-        r = OpResult(errno=err, ret=ret)
+        err, flags, ret, _pf, _pc, cap_first, cap_len, t0, t1 = RESULT.unpack_from(
+            results, i * RESULT.size)
+        if flags & RES_NTH_FAILED:
+            raise FaultInjectionUnavailable(
+                f"op {i} ({op.name}): fail_nth {op.fail_nth} could not be armed (no "
+                "/proc/thread-self/fail-nth: a kernel without CONFIG_FAULT_INJECTION?)")
+        r = OpResult(errno=err, ret=ret, injected=bool(flags & RES_INJECTED),
+                     thread=flags >> RES_THREAD_SHIFT & 3, t_start=t0, t_end=t1)
         base = enc.layout.struct_off[i]
         for o in d.outs:
             if o.decode == "ret":

@@ -6,15 +6,22 @@
  * relocations that patch earlier ops' outputs (ids, IOVAs, fds) and buffer
  * addresses into later ops' structs just before they run. This loop only maps the
  * buffers, patches, calls ioctl() and records errno, return value, KCOV PCs and
- * captured memory, so the per-op cost stays close to a hand-written C loop.
+ * captured memory, so the per-op cost stays close to a hand-written C loop. A call
+ * can have its Nth fault point failed (fail-nth) and run on one of up to four
+ * threads; a race group's threads start together from one barrier.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -436,28 +443,207 @@ static void relocate(const struct fz_reloc *r, uint8_t *arena, const struct fz_b
 }
 
 /*
+ * The state of one program's call loop, shared by the threads that issue its calls.
+ * `lock` guards what several threads append to or change: the PCs and the edge
+ * table, the captures, the program's fd table.
+ */
+struct run_ctx {
+	const struct fz_program *prog;
+	uint8_t *arena;
+	struct fz_call_result *res;
+	uint32_t *pcs;
+	uint32_t pcs_cap, npcs;
+	uint8_t *capbuf;
+	uint32_t capbuf_cap, ncap;
+	int fd; /* the program's iommufd */
+	int fds[FZ_MAX_FDS]; /* fds it got back (access fds), closed at the end */
+	uint32_t nfds;
+	int kcov; /* KCOV is on for this program */
+	uint32_t threads_used; /* bit t: thread t ran a call */
+	struct fz_run_info *info;
+	struct timespec t0; /* the call loop's start: the origin of the timestamps */
+	pthread_mutex_t lock;
+};
+
+/*
+ * The threads. Thread 0 is the caller of fz_run; threads 1..3 are started the first
+ * time a program puts a call on them and then wait, between programs too, for work:
+ * a list of call indices (one call, or their part of a race group). Each has its own
+ * KCOV fd (registered by the agent: KCOV traces the task that enabled it) and its own
+ * /proc/thread-self/fail-nth.
+ */
+struct fz_thread {
+	pthread_t tid;
+	int started;
+	int kcov_fd;
+	uint64_t *kcov_area;
+	uint64_t kcov_words;
+	int kcov_on; /* enabled for the current program */
+	int fail_fd; /* -1: not opened yet, -2: cannot be */
+	uint32_t calls[64];
+	uint32_t ncalls;
+	int barrier; /* wait at the group's barrier before the first call */
+	uint32_t work; /* futex words: generation of the work posted, and of the work done */
+	uint32_t done;
+};
+
+static struct fz_thread threads[FZ_MAX_THREADS];
+static struct run_ctx *cur;
+
+/*
+ * The group's "start together" barrier. The workers are pinned to CPUs round-robin
+ * (thread t to CPU t mod n; the main thread, whose children run host commands, not);
+ * where there are several, the early ones spin (up to SPIN_NS: longer than a futex
+ * wake-up of another vCPU under TCG takes) so that they all leave at once; on one
+ * CPU spinning only delays the others, so they yield, then sleep.
+ */
+#define SPIN_NS 3000000ull
+static struct {
+	uint32_t parties, arrived, open;
+} group_barrier;
+static int ncpus;
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static void futex_wait(uint32_t *addr, uint32_t val)
+{
+	syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(uint32_t *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+static void pin_to_cpu(int t)
+{
+	cpu_set_t set;
+
+	if (ncpus < 2)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(t % ncpus, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+static int barrier_open(void)
+{
+	return __atomic_load_n(&group_barrier.open, __ATOMIC_ACQUIRE);
+}
+
+static void barrier_wait(void)
+{
+	static uint32_t opened;
+
+	if (__atomic_add_fetch(&group_barrier.arrived, 1, __ATOMIC_ACQ_REL) ==
+	    group_barrier.parties) {
+		__atomic_store_n(&group_barrier.open, 1, __ATOMIC_RELEASE);
+		futex_wake(&group_barrier.open);
+		/* on one CPU the thread that opens it would always go first: every other
+		 * time it lets the woken ones go before it */
+		if (ncpus < 2 && (opened++ & 1))
+			sched_yield();
+		return;
+	}
+	if (ncpus > 1)
+		for (uint64_t end = now_ns() + SPIN_NS; !barrier_open() && now_ns() < end;)
+			for (int k = 0; k < 64 && !barrier_open(); k++)
+				__builtin_ia32_pause();
+	for (int k = 0; k < 100 && !barrier_open(); k++)
+		sched_yield();
+	while (!barrier_open())
+		futex_wait(&group_barrier.open, 0);
+}
+
+int fz_set_thread_kcov(int thread, int fd, uint64_t *area, uint64_t words)
+{
+	if (thread < 1 || thread >= FZ_MAX_THREADS)
+		return -1;
+	threads[thread].kcov_fd = fd;
+	threads[thread].kcov_area = area;
+	threads[thread].kcov_words = words;
+	return 0;
+}
+
+/*
+ * Fault injection the way tools/testing/selftests/iommu/iommufd_fail_nth.c and
+ * syzkaller do it: N written to the thread's fail-nth right before the call makes
+ * the Nth fault point it passes fail (every should_fail() of the task counts:
+ * fail_iommufd, failslab, fail_page_alloc); read back after it, 0 means that point
+ * was reached and failed, anything else the call passed fewer points. The agent
+ * sets the fault attributes up once per boot.
+ */
+static int fail_nth_fd(struct fz_thread *th)
+{
+	if (th->fail_fd == -1) {
+		int fd = open("/proc/thread-self/fail-nth", O_RDWR | O_CLOEXEC);
+		th->fail_fd = fd < 0 ? -2 : fcntl(fd, F_DUPFD_CLOEXEC, 600);
+		if (fd >= 0)
+			close(fd);
+		if (th->fail_fd < 0)
+			th->fail_fd = -2;
+	}
+	return th->fail_fd;
+}
+
+static int arm_fail_nth(struct fz_thread *th, uint32_t nth)
+{
+	char buf[16];
+	int fd = fail_nth_fd(th), n = snprintf(buf, sizeof(buf), "%u", nth);
+
+	return fd >= 0 && pwrite(fd, buf, (size_t)n, 0) == n;
+}
+
+static int fault_injected(struct fz_thread *th)
+{
+	char buf[16];
+	ssize_t n = pread(th->fail_fd, buf, sizeof(buf) - 1, 0);
+	int saved = errno;
+
+	/* disarm whatever is left; EFAULT: the Nth point came after the call (in this read) */
+	while (pwrite(th->fail_fd, "0", 1, 0) < 0 && errno == EFAULT)
+		;
+	errno = saved;
+	return n == 2 && buf[0] == '0' && buf[1] == '\n';
+}
+
+/*
  * CLOSE only closes fds this program got from the kernel (access and fault fds): any other
  * number - the agent's channel, its KCOV fd, the iommufd itself - answers EBADF
  * as if it were not open, so a program cannot cut the agent off from the host.
  */
-static long close_own_fd(int fd, int *fds, uint32_t *nfds)
+static long close_own_fd(struct run_ctx *x, int fd)
 {
-	for (uint32_t i = 0; i < *nfds; i++) {
-		if (fds[i] != fd)
-			continue;
-		fds[i] = fds[--*nfds];
+	int own = 0;
+
+	pthread_mutex_lock(&x->lock);
+	for (uint32_t i = 0; i < x->nfds && !own; i++)
+		if (x->fds[i] == fd) {
+			x->fds[i] = x->fds[--x->nfds];
+			own = 1;
+		}
+	pthread_mutex_unlock(&x->lock);
+	if (own)
 		return close(fd);
-	}
 	errno = EBADF;
 	return -1;
 }
 
-static int own_fd(int fd, const int *fds, uint32_t nfds)
+static int own_fd(struct run_ctx *x, int fd)
 {
-	for (uint32_t i = 0; i < nfds; i++)
-		if (fds[i] == fd)
-			return 1;
-	return 0;
+	int own = 0;
+
+	pthread_mutex_lock(&x->lock);
+	for (uint32_t i = 0; i < x->nfds && !own; i++)
+		own = x->fds[i] == fd;
+	pthread_mutex_unlock(&x->lock);
+	return own;
 }
 
 /*
@@ -466,15 +652,16 @@ static int own_fd(int fd, const int *fds, uint32_t nfds)
  * copied into the call's arena side array too, so refs to what was read (the first
  * record's cookie) and the decoder find it in one place.
  */
-static long fd_io(const struct fz_call *c, uint8_t *arena, const int *fds, uint32_t nfds)
+static long fd_io(struct run_ctx *x, const struct fz_call *c)
 {
+	uint8_t *arena = x->arena;
 	int fd = (int)load(arena + c->arg_off, 4);
 	void *buf = (void *)(uintptr_t)load(arena + c->arg_off + 8, 8);
 	uint64_t count = load(arena + c->arg_off + 16, 8);
 	uint8_t *side = arena + c->cap_ptr_off;
 	long ret;
 
-	if (!own_fd(fd, fds, nfds)) {
+	if (!own_fd(x, fd)) {
 		errno = EBADF;
 		return -1;
 	}
@@ -518,12 +705,232 @@ static uint64_t ns_between(const struct timespec *a, const struct timespec *b)
 	return (uint64_t)(b->tv_sec - a->tv_sec) * 1000000000ull + (uint64_t)(b->tv_nsec - a->tv_nsec);
 }
 
+/* The first n words of a call's KCOV trace as the program's PCs, edges or comparisons. */
+static void collect_pcs(struct run_ctx *x, struct fz_call_result *r, const uint64_t *area,
+			uint64_t n, uint64_t words)
+{
+	const struct fz_program *prog = x->prog;
+
+	r->pc_first = x->npcs;
+	r->pc_count = 0;
+	if (prog->kcov_mode == FZ_KCOV_CMP) {
+		/* Comparison records are 4 words (type, arg1, arg2, pc): copied whole,
+		 * two u32 slots per word. */
+		uint64_t w = n * 4;
+		if (w > words - 1)
+			w = (words - 1) / 4 * 4;
+		if (2 * w > x->pcs_cap - x->npcs) {
+			w = (x->pcs_cap - x->npcs) / 8 * 4;
+			x->info->pcs_truncated = 1;
+		}
+		memcpy(x->pcs + x->npcs, &area[1], w * 8);
+		x->npcs += 2 * w;
+		r->pc_count = (uint32_t)(2 * w);
+	} else if (prog->kcov_mode == FZ_KCOV_EDGES) {
+		if (n > words)
+			n = words;
+		for (uint64_t k = 1; k < n; k++) {
+			uint64_t e = (uint32_t)area[k] | (uint64_t)(uint32_t)area[1 + k] << 32;
+			if (!edge_insert(e))
+				continue;
+			if (x->pcs_cap - x->npcs < 2) {
+				x->info->pcs_truncated = 1;
+				break;
+			}
+			memcpy(x->pcs + x->npcs, &e, 8);
+			x->npcs += 2;
+		}
+		if (edge_count >= EDGE_SLOTS / 4 * 3)
+			x->info->pcs_truncated = 1;
+		r->pc_count = x->npcs - r->pc_first;
+	} else {
+		if (n > words)
+			n = words;
+		if (n > x->pcs_cap - x->npcs) {
+			n = x->pcs_cap - x->npcs;
+			x->info->pcs_truncated = 1;
+		}
+		/* Kernel text lives at 0xffffffff8xxxxxxx: the low half is unique. */
+		for (uint64_t k = 0; k < n; k++)
+			x->pcs[x->npcs + k] = (uint32_t)area[1 + k];
+		x->npcs += n;
+		r->pc_count = (uint32_t)n;
+	}
+}
+
+/* One call on thread t, its relocations already applied. */
+static void do_call(struct run_ctx *x, int t, uint32_t i)
+{
+	struct fz_thread *th = &threads[t];
+	const struct fz_call *c = &x->prog->calls[i];
+	struct fz_call_result *r = &x->res[i];
+	uint32_t nth = c->sched & FZ_SCHED_NTH_MASK;
+	uint64_t kn = 0;
+	struct timespec a, b;
+	int armed = 0, err;
+	long ret;
+
+	r->flags = (uint32_t)t << FZ_RES_THREAD_SHIFT;
+	if (nth && !(armed = arm_fail_nth(th, nth)))
+		r->flags |= FZ_RES_NTH_FAILED;
+	if (th->kcov_on)
+		__atomic_store_n(&th->kcov_area[0], 0, __ATOMIC_RELAXED);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	errno = 0;
+	switch (c->kind) {
+	case FZ_CALL_IOCTL_PTR:
+		ret = ioctl(x->fd, c->request, x->arena + c->arg_off);
+		break;
+	case FZ_CALL_IOCTL_VAL:
+		ret = ioctl(x->fd, c->request, (unsigned long)load(x->arena + c->arg_off, 8));
+		break;
+	case FZ_CALL_READ:
+	case FZ_CALL_WRITE:
+		ret = fd_io(x, c);
+		break;
+	default: /* FZ_CALL_CLOSE */
+		ret = close_own_fd(x, (int)load(x->arena + c->arg_off, 4));
+		break;
+	}
+	err = ret < 0 ? errno : 0;
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (th->kcov_on)
+		kn = __atomic_load_n(&th->kcov_area[0], __ATOMIC_RELAXED);
+	if (armed && fault_injected(th))
+		r->flags |= FZ_RES_INJECTED;
+	r->err = err;
+	r->ret = ret;
+	r->t_start = ns_between(&x->t0, &a);
+	r->t_end = ns_between(&x->t0, &b);
+	pthread_mutex_lock(&x->lock);
+	r->pc_first = x->npcs;
+	r->pc_count = 0;
+	if (th->kcov_on)
+		collect_pcs(x, r, th->kcov_area, kn, t ? th->kcov_words : x->prog->kcov_words);
+	r->cap_first = x->ncap;
+	r->cap_len = 0;
+	if (c->cap_max && r->err == 0 && c->kind == FZ_CALL_IOCTL_PTR) {
+		r->cap_len = capture(c, x->arena, x->capbuf + x->ncap, x->capbuf_cap - x->ncap);
+		x->ncap += r->cap_len;
+	}
+	if (c->fd_out_off && r->err == 0 && x->nfds < FZ_MAX_FDS)
+		x->fds[x->nfds++] = (int)load(x->arena + c->fd_out_off, 4);
+	pthread_mutex_unlock(&x->lock);
+}
+
+/* A thread's share of a job: KCOV on for it, the barrier if it is a group, its calls. */
+static void run_part(struct run_ctx *x, int t)
+{
+	struct fz_thread *th = &threads[t];
+
+	if (t && x->kcov && th->kcov_fd >= 0 && th->kcov_area)
+		th->kcov_on = !ioctl(th->kcov_fd, KCOV_ENABLE,
+				     x->prog->kcov_mode == FZ_KCOV_CMP ? FZ_KCOV_CMP : FZ_KCOV_PC);
+	if (th->barrier)
+		barrier_wait();
+	for (uint32_t k = 0; k < th->ncalls; k++)
+		do_call(x, t, th->calls[k]);
+	if (t && th->kcov_on) {
+		ioctl(th->kcov_fd, KCOV_DISABLE, 0);
+		th->kcov_on = 0;
+	}
+}
+
+static void *worker(void *arg)
+{
+	struct fz_thread *th = arg;
+	uint32_t seen = 0;
+
+	fail_nth_fd(th); /* opened once, by the thread itself: thread-self is this thread */
+	pin_to_cpu((int)(th - threads));
+	for (;;) {
+		while (__atomic_load_n(&th->work, __ATOMIC_ACQUIRE) == seen)
+			futex_wait(&th->work, seen);
+		seen = __atomic_load_n(&th->work, __ATOMIC_ACQUIRE);
+		run_part(cur, (int)(th - threads));
+		__atomic_store_n(&th->done, seen, __ATOMIC_RELEASE);
+		futex_wake(&th->done);
+	}
+	return NULL;
+}
+
+static int start_thread(int t)
+{
+	struct fz_thread *th = &threads[t];
+	pthread_attr_t attr;
+	int rc;
+
+	if (th->started)
+		return 0;
+	if (!ncpus)
+		ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	th->fail_fd = -1;
+	if (!th->kcov_area)
+		th->kcov_fd = -1;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 1 << 20);
+	rc = pthread_create(&th->tid, &attr, worker, th);
+	pthread_attr_destroy(&attr);
+	th->started = !rc;
+	return rc ? -1 : 0;
+}
+
+/*
+ * Calls [first, last) on their threads: one call, or a race group, whose threads
+ * wait at one barrier and are released together. Thread 0's share runs here; the
+ * workers' shares are posted to them and waited for.
+ */
+static void run_job(struct run_ctx *x, uint32_t first, uint32_t last, int group)
+{
+	const struct fz_program *prog = x->prog;
+	int parties = 0, used[FZ_MAX_THREADS] = {0};
+
+	for (uint32_t i = first; i < last; i++) {
+		const struct fz_call *c = &prog->calls[i];
+		for (uint32_t k = 0; k < c->nr_relocs; k++)
+			relocate(&prog->relocs[c->first_reloc + k], x->arena, prog->buffers, x->res);
+	}
+	for (int t = 0; t < FZ_MAX_THREADS; t++)
+		threads[t].ncalls = 0;
+	for (uint32_t i = first; i < last; i++) {
+		int t = (int)(prog->calls[i].sched >> FZ_SCHED_THREAD_SHIFT) & (FZ_MAX_THREADS - 1);
+		if (t && start_thread(t))
+			t = 0; /* no thread: the call runs on the main one (its result says so) */
+		if (threads[t].ncalls < sizeof(threads[t].calls) / sizeof(threads[t].calls[0]))
+			threads[t].calls[threads[t].ncalls++] = i;
+		if (!used[t]++)
+			parties++;
+	}
+	group_barrier.parties = (uint32_t)parties;
+	group_barrier.arrived = 0;
+	group_barrier.open = 0;
+	for (int t = 0; t < FZ_MAX_THREADS; t++)
+		threads[t].barrier = group && parties > 1 && used[t];
+	for (int t = 0; t < FZ_MAX_THREADS; t++)
+		x->threads_used |= (uint32_t)(used[t] != 0) << t;
+	cur = x;
+	for (int t = 1; t < FZ_MAX_THREADS; t++)
+		if (used[t]) {
+			__atomic_add_fetch(&threads[t].work, 1, __ATOMIC_RELEASE);
+			futex_wake(&threads[t].work);
+		}
+	if (used[0])
+		run_part(x, 0);
+	for (int t = 1; t < FZ_MAX_THREADS; t++) {
+		uint32_t want;
+		if (!used[t])
+			continue;
+		want = __atomic_load_n(&threads[t].work, __ATOMIC_ACQUIRE);
+		while (__atomic_load_n(&threads[t].done, __ATOMIC_ACQUIRE) != want)
+			futex_wait(&threads[t].done, __atomic_load_n(&threads[t].done, __ATOMIC_ACQUIRE));
+	}
+}
+
 int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result *res,
 	   uint32_t *pcs, uint32_t pcs_cap, uint8_t *capbuf, uint32_t capbuf_cap,
 	   uint64_t *kcov_area, int kcov_fd, struct fz_run_info *info)
 {
-	uint32_t npcs = 0, ncap = 0, nfds = 0;
-	int fds[FZ_MAX_FDS];
+	static struct run_ctx x;
 	int fd, rc;
 	struct timespec t0, t1, t2;
 
@@ -570,107 +977,57 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 		cur_gen = 1;
 	}
 	edge_count = 0;
+	if (!threads[0].started) {
+		threads[0].started = 1;
+		threads[0].fail_fd = -1;
+		pthread_mutex_init(&x.lock, NULL);
+	}
+	/* now, not at the first fail_nth: opening it takes the lowest free fd for a moment,
+	 * which a racing thread's new access or fault fd would then skip */
+	fail_nth_fd(&threads[0]);
+	threads[0].kcov_fd = kcov_fd;
+	threads[0].kcov_area = kcov_area;
+	threads[0].kcov_on = kcov_fd >= 0;
+	x.prog = prog;
+	x.arena = arena;
+	x.res = res;
+	x.pcs = pcs;
+	x.pcs_cap = pcs_cap;
+	x.npcs = 0;
+	x.capbuf = capbuf;
+	x.capbuf_cap = capbuf_cap;
+	x.ncap = 0;
+	x.fd = fd;
+	x.nfds = 0;
+	x.kcov = kcov_fd >= 0;
+	x.info = info;
+	x.threads_used = 1;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	x.t0 = t1;
 	info->setup_ns = ns_between(&t0, &t1);
-	for (uint32_t i = 0; i < prog->nr_calls; i++) {
-		const struct fz_call *c = &prog->calls[i];
-		struct fz_call_result *r = &res[i];
-		long ret;
-
-		for (uint32_t k = 0; k < c->nr_relocs; k++)
-			relocate(&prog->relocs[c->first_reloc + k], arena, prog->buffers, res);
-		if (kcov_fd >= 0)
-			__atomic_store_n(&kcov_area[0], 0, __ATOMIC_RELAXED);
-		errno = 0;
-		switch (c->kind) {
-		case FZ_CALL_IOCTL_PTR:
-			ret = ioctl(fd, c->request, arena + c->arg_off);
-			break;
-		case FZ_CALL_IOCTL_VAL:
-			ret = ioctl(fd, c->request, (unsigned long)load(arena + c->arg_off, 8));
-			break;
-		case FZ_CALL_READ:
-		case FZ_CALL_WRITE:
-			ret = fd_io(c, arena, fds, nfds);
-			break;
-		default: /* FZ_CALL_CLOSE */
-			ret = close_own_fd((int)load(arena + c->arg_off, 4), fds, &nfds);
-			break;
-		}
-		r->err = ret < 0 ? errno : 0;
-		r->ret = ret;
-		r->pc_first = npcs;
-		r->pc_count = 0;
-		if (kcov_fd >= 0 && prog->kcov_mode == FZ_KCOV_CMP) {
-			/* Comparison records are 4 words (type, arg1, arg2, pc): copied whole,
-			 * two u32 slots per word. */
-			uint64_t n = __atomic_load_n(&kcov_area[0], __ATOMIC_RELAXED);
-			uint64_t words = n * 4;
-			if (words > prog->kcov_words - 1)
-				words = (prog->kcov_words - 1) / 4 * 4;
-			if (2 * words > pcs_cap - npcs) {
-				words = (pcs_cap - npcs) / 8 * 4;
-				info->pcs_truncated = 1;
-			}
-			memcpy(pcs + npcs, &kcov_area[1], words * 8);
-			npcs += 2 * words;
-			r->pc_count = (uint32_t)(2 * words);
-		} else if (kcov_fd >= 0 && prog->kcov_mode == FZ_KCOV_EDGES) {
-			uint64_t n = __atomic_load_n(&kcov_area[0], __ATOMIC_RELAXED);
-			uint32_t first = npcs;
-			if (n > prog->kcov_words)
-				n = prog->kcov_words;
-			for (uint64_t k = 1; k < n; k++) {
-				uint64_t e = (uint32_t)kcov_area[k] | (uint64_t)(uint32_t)kcov_area[1 + k] << 32;
-				if (!edge_insert(e))
-					continue;
-				if (pcs_cap - npcs < 2) {
-					info->pcs_truncated = 1;
-					break;
-				}
-				memcpy(pcs + npcs, &e, 8);
-				npcs += 2;
-			}
-			if (edge_count >= EDGE_SLOTS / 4 * 3)
-				info->pcs_truncated = 1;
-			r->pc_count = npcs - first;
-		} else if (kcov_fd >= 0) {
-			uint64_t n = __atomic_load_n(&kcov_area[0], __ATOMIC_RELAXED);
-			if (n > prog->kcov_words)
-				n = prog->kcov_words;
-			if (n > pcs_cap - npcs) {
-				n = pcs_cap - npcs;
-				info->pcs_truncated = 1;
-			}
-			/* Kernel text lives at 0xffffffff8xxxxxxx: the low half is unique. */
-			for (uint64_t k = 0; k < n; k++)
-				pcs[npcs + k] = (uint32_t)kcov_area[1 + k];
-			npcs += n;
-			r->pc_count = (uint32_t)n;
-		}
-		r->cap_first = ncap;
-		r->cap_len = 0;
-		if (c->cap_max && r->err == 0 && c->kind == FZ_CALL_IOCTL_PTR) {
-			r->cap_len = capture(c, arena, capbuf + ncap, capbuf_cap - ncap);
-			ncap += r->cap_len;
-		}
-		if (c->fd_out_off && r->err == 0 && nfds < FZ_MAX_FDS)
-			fds[nfds++] = (int)load(arena + c->fd_out_off, 4);
+	for (uint32_t i = 0; i < prog->nr_calls;) {
+		uint32_t g = prog->calls[i].sched >> FZ_SCHED_GROUP_SHIFT, j = i + 1;
+		while (g && j < prog->nr_calls && prog->calls[j].sched >> FZ_SCHED_GROUP_SHIFT == g)
+			j++;
+		run_job(&x, i, j, g != 0);
+		i = j;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t2);
 	info->calls_ns = ns_between(&t1, &t2);
+	threads[0].kcov_on = 0;
 	if (kcov_fd >= 0)
 		ioctl(kcov_fd, KCOV_DISABLE, 0);
 	/* Tear down everything the program made so nothing leaks into the next one. */
-	for (uint32_t i = 0; i < nfds; i++)
-		if (fds[i] != fd)
-			close(fds[i]);
+	for (uint32_t i = 0; i < x.nfds; i++)
+		if (x.fds[i] != fd)
+			close(x.fds[i]);
 	close(fd);
 	unmap_buffers(prog->buffers, prog->nr_buffers);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	info->teardown_ns = ns_between(&t2, &t1);
-	info->nr_pcs = npcs;
-	info->nr_cap = ncap;
+	info->nr_pcs = x.npcs;
+	info->nr_cap = x.ncap;
+	info->threads = (uint32_t)__builtin_popcount(x.threads_used);
 	return 0;
 }
 

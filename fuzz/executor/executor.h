@@ -3,11 +3,25 @@
 #include <stdint.h>
 
 #define FZ_MAX_FDS 256
+#define FZ_MAX_THREADS 4
 
 enum { FZ_BUF_ANON, FZ_BUF_HUGETLB, FZ_BUF_MEMFD, FZ_BUF_READONLY, FZ_BUF_HOLE };
 enum { FZ_CALL_IOCTL_PTR, FZ_CALL_IOCTL_VAL, FZ_CALL_CLOSE, FZ_CALL_READ, FZ_CALL_WRITE };
 enum { FZ_RELOC_FIELD, FZ_RELOC_BUFFER, FZ_RELOC_ARENA, FZ_RELOC_RET };
 enum { FZ_KCOV_PC, FZ_KCOV_CMP, FZ_KCOV_EDGES };
+/* fz_call.sched: how the call runs (fuzz/prog/ir.py's fail_nth, thread, barrier) */
+enum {
+	FZ_SCHED_NTH_MASK = 0xffff, /* fail the Nth fault point of the call; 0: none */
+	FZ_SCHED_THREAD_SHIFT = 16, /* 2 bits: the thread that issues it */
+	FZ_SCHED_GROUP_SHIFT = 20,  /* 12 bits: race group, 0: none; consecutive calls of
+	                             * one group start together and are joined after */
+};
+/* fz_call_result.flags */
+enum {
+	FZ_RES_INJECTED = 1,    /* fail-nth read back 0: the Nth fault point failed in the call */
+	FZ_RES_NTH_FAILED = 2,  /* fail-nth could not be armed (no /proc/thread-self/fail-nth) */
+	FZ_RES_THREAD_SHIFT = 8, /* bits 8-9: the thread that ran it */
+};
 
 struct fz_buffer {
 	uint64_t addr;
@@ -46,7 +60,7 @@ struct fz_call {
 	/* FZ_CALL_READ / FZ_CALL_WRITE: arg_off holds {u32 fd; u32 pad; u64 buf; u64 count};
 	 * for READ, cap_ptr_off/cap_max are the arena side array the bytes read end up in
 	 * (copied there when buf is a program buffer), not a capture. */
-	uint32_t pad;
+	uint32_t sched;       /* FZ_SCHED_*: fault injection, thread, race group */
 };
 
 struct fz_program {
@@ -65,12 +79,14 @@ struct fz_program {
 
 struct fz_call_result {
 	int32_t err;
-	int32_t pad;
+	uint32_t flags; /* FZ_RES_* */
 	int64_t ret;
 	uint32_t pc_first;
 	uint32_t pc_count;
 	uint32_t cap_first;
 	uint32_t cap_len;
+	uint64_t t_start; /* CLOCK_MONOTONIC ns around the call, from the call loop's start */
+	uint64_t t_end;
 };
 
 struct fz_run_info {
@@ -84,7 +100,7 @@ struct fz_run_info {
 	uint64_t setup_ns; /* ... mapping buffers and opening /dev/iommu */
 	uint64_t teardown_ns; /* ... closing fds and unmapping buffers */
 	uint32_t pooled_buffers; /* buffers reused from the pool, not mapped afresh */
-	uint32_t pad;
+	uint32_t threads; /* threads the program's calls ran on (1: the main one only) */
 };
 
 int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result *res,
@@ -98,6 +114,10 @@ size_t fz_response_size(const uint8_t *wire, size_t len);
  * holds the header's cap_cap bytes. Returns the response length, -1 if malformed. */
 long fz_run_wire(const uint8_t *wire, size_t len, uint8_t *out, size_t out_cap,
 		 uint8_t *capbuf, uint64_t *kcov_area, uint64_t kcov_words, int kcov_fd);
+
+/* The KCOV fd and area worker thread `thread` (1..FZ_MAX_THREADS-1) traces itself with;
+ * without one its calls report no PCs. Returns 0, -1 for a bad thread number. */
+int fz_set_thread_kcov(int thread, int fd, uint64_t *area, uint64_t words);
 
 /* Keep buffers mapped between programs (executor.c, "The buffer pool"); default 1. */
 extern int fz_pool_enabled;

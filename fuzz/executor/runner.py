@@ -63,9 +63,11 @@ class RawRun:
     setup_ns: int = 0  # ... mapping buffers and opening /dev/iommu
     teardown_ns: int = 0  # ... closing fds and unmapping buffers
     pooled_buffers: int = 0  # buffers the executor reused from its pool
+    threads: int = 1  # threads the program's calls ran on
 
     def call_pcs(self, i: int) -> memoryview:
-        _e, _p, _r, first, count, _cf, _cl = RESULT.unpack_from(self.results, i * RESULT.size)
+        _e, _f, _r, first, count, _cf, _cl, _t0, _t1 = RESULT.unpack_from(self.results,
+                                                                         i * RESULT.size)
         return memoryview(self.pcs)[first * 4:(first + count) * 4].cast("I")
 
 
@@ -77,10 +79,10 @@ def unpack_response(payload: bytes) -> RawRun:
         parts.append(payload[off:off + n])
         off += n
     info, results, arena, pcs, caps, kmsg = parts
-    se, step, _fd, _npcs, _ncap, trunc, calls_ns, setup_ns, teardown_ns, pooled, _ = \
+    se, step, _fd, _npcs, _ncap, trunc, calls_ns, setup_ns, teardown_ns, pooled, threads = \
         INFO.unpack(info)
     return RawRun(se, step, results, arena, pcs, caps, kmsg.decode("utf-8", "replace"),
-                  bool(trunc), calls_ns, setup_ns, teardown_ns, pooled)
+                  bool(trunc), calls_ns, setup_ns, teardown_ns, pooled, threads)
 
 
 class Runner:

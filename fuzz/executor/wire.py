@@ -15,7 +15,7 @@ BUFFER = struct.Struct("<QQIIII")  # struct fz_buffer
 HOLE = struct.Struct("<QQ")  # struct fz_hole
 CALL = struct.Struct("<10I")  # struct fz_call
 RELOC = struct.Struct("<IIIIQQ")  # struct fz_reloc
-RESULT = struct.Struct("<iiqIIII")  # struct fz_call_result
+RESULT = struct.Struct("<iIqIIIIQQ")  # struct fz_call_result
 INFO = struct.Struct("<iIiIIIQQQII")  # struct fz_run_info
 SECTIONS = struct.Struct("<6I")  # response: lengths of info, results, arena, pcs, captures, kmsg
 
@@ -24,3 +24,7 @@ CALL_PTR, CALL_VAL, CALL_CLOSE, CALL_READ, CALL_WRITE = 0, 1, 2, 3, 4
 RELOC_FIELD, RELOC_BUFFER, RELOC_ARENA, RELOC_RET = 0, 1, 2, 3
 KCOV_TRACE_PC, KCOV_TRACE_CMP, KCOV_OFF = 0, 1, 0xFFFFFFFF
 KCOV_EDGES = 2  # PC tracing, but the executor returns the program's distinct edges
+# fz_call.sched and fz_call_result.flags (executor.h)
+SCHED_NTH_MASK, SCHED_THREAD_SHIFT, SCHED_GROUP_SHIFT = 0xFFFF, 16, 20
+SCHED_MAX_GROUP = (1 << 12) - 1
+RES_INJECTED, RES_NTH_FAILED, RES_THREAD_SHIFT = 1, 2, 8

@@ -14,6 +14,11 @@
  * is mounted over 9p before that, which keeps the guest snapshottable (qemu refuses
  * to migrate while a 9p export is mounted), and the host takes its snapshot then.
  *
+ * Fault injection is set up once per boot (setup_faults), before the host's snapshot:
+ * the executor then fails a call's Nth fault point through /proc/thread-self/fail-nth.
+ * FAULTS sets how loudly an injected fault is logged, LEAKS has kmemleak scan (on a
+ * kernel booted with kmemleak=on) and sends what it found.
+ *
  * If the agent dies the kernel panics (init exited) and qemu, run with -no-reboot,
  * exits where the host sees it.
  */
@@ -49,7 +54,7 @@
 #define KCOV_WORDS (1u << 18)
 #define RUN_OUTPUT_MAX (16u << 20)
 
-static int port = -1, kmsg_fd = -1, kcov_fd = -1;
+static int port = -1, kmsg_fd = -1, kcov_fd = -1, faults_ok;
 static uint64_t *kcov_area;
 
 struct buf {
@@ -484,18 +489,136 @@ static int open_port(void)
 	return -1;
 }
 
-static void open_kcov(void)
+static int open_kcov_area(uint64_t **area)
 {
 	int fd = open(KCOV_PATH, O_RDWR | O_CLOEXEC);
 
 	if (fd < 0)
-		return;
+		return -1;
 	if (ioctl(fd, KCOV_INIT_TRACE, (unsigned long)KCOV_WORDS))
 		fail("KCOV_INIT_TRACE");
-	kcov_area = mmap(NULL, KCOV_WORDS * 8ul, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (kcov_area == MAP_FAILED)
+	*area = mmap(NULL, KCOV_WORDS * 8ul, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (*area == MAP_FAILED)
 		fail("mmap of kcov");
-	kcov_fd = high(fd);
+	return high(fd);
+}
+
+/* One KCOV for this thread, and one for each executor thread a program may use. */
+static void open_kcov(void)
+{
+	kcov_fd = open_kcov_area(&kcov_area);
+	for (int t = 1; kcov_fd >= 0 && t < FZ_MAX_THREADS; t++) {
+		uint64_t *area;
+		int fd = open_kcov_area(&area);
+		if (fd >= 0)
+			fz_set_thread_kcov(t, fd, area, KCOV_WORDS - 1);
+	}
+}
+
+/* -- fault injection -------------------------------------------------------------- */
+
+#define DEBUGFS "/sys/kernel/debug/"
+
+static int write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, val, strlen(val));
+	close(fd);
+	return n == (ssize_t)strlen(val) ? 0 : -1;
+}
+
+static const char *const fault_attrs[] = {"fail_iommufd", "failslab", "fail_page_alloc"};
+
+static void set_fault_verbose(unsigned v)
+{
+	char path[128], val[16];
+
+	snprintf(val, sizeof(val), "%u", v);
+	for (unsigned i = 0; i < sizeof(fault_attrs) / sizeof(fault_attrs[0]); i++) {
+		snprintf(path, sizeof(path), DEBUGFS "%s/verbose", fault_attrs[i]);
+		write_file(path, val);
+	}
+}
+
+/*
+ * As iommufd_fail_nth and syzkaller set it up: every allocation may fail (also those
+ * that may sleep, order 0 and highmem pages), nothing fails at random (probability 0,
+ * and only for tasks that ask: task-filter), and quietly (verbose 0). fail-nth itself
+ * bypasses probability and the task filter.
+ */
+static void setup_faults(void)
+{
+	static const char *const settings[][2] = {
+		{"failslab/ignore-gfp-wait", "N"},
+		{"fail_page_alloc/ignore-gfp-wait", "N"},
+		{"fail_page_alloc/ignore-gfp-highmem", "N"},
+		{"fail_page_alloc/min-order", "0"},
+	};
+	char path[128];
+	int ok = 1;
+
+	for (unsigned i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+		snprintf(path, sizeof(path), DEBUGFS "%s", settings[i][0]);
+		ok &= !write_file(path, settings[i][1]);
+	}
+	for (unsigned i = 0; i < sizeof(fault_attrs) / sizeof(fault_attrs[0]); i++) {
+		snprintf(path, sizeof(path), DEBUGFS "%s/task-filter", fault_attrs[i]);
+		ok &= !write_file(path, "Y");
+		snprintf(path, sizeof(path), DEBUGFS "%s/probability", fault_attrs[i]);
+		ok &= !write_file(path, "0");
+	}
+	set_fault_verbose(0);
+	faults_ok = ok && access("/proc/self/fail-nth", R_OK | W_OK) == 0;
+}
+
+/*
+ * With kmemleak on (kmemleak=on), what boot left unreferenced is not the programs':
+ * scanned twice 5 s apart (it lists objects at least 5 s old) and cleared before the
+ * host's snapshot, as syzkaller does, so that every later report is new. Off, the
+ * first write fails and this returns at once.
+ */
+static void baseline_leaks(void)
+{
+	if (write_file(DEBUGFS "kmemleak", "scan"))
+		return;
+	sleep(5);
+	write_file(DEBUGFS "kmemleak", "scan");
+	write_file(DEBUGFS "kmemleak", "clear");
+}
+
+/*
+ * kmemleak: a scan, then what it lists (objects unreferenced for at least 5 s: leaks
+ * of programs that ran before that), then the list cleared, so every report is new.
+ */
+static void scan_leaks(void)
+{
+	static struct buf text;
+	int32_t e = 0;
+	int fd;
+
+	text.len = 0;
+	if (write_file(DEBUGFS "kmemleak", "scan"))
+		e = errno ? errno : EIO;
+	fd = e ? -1 : open(DEBUGFS "kmemleak", O_RDONLY | O_CLOEXEC);
+	if (!e && fd < 0)
+		e = errno;
+	while (fd >= 0) {
+		char chunk[65536];
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n <= 0)
+			break;
+		if (text.len < RUN_OUTPUT_MAX)
+			append(&text, chunk, (size_t)n);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (!e)
+		write_file(DEBUGFS "kmemleak", "clear");
+	send_frame(CH_LEAK_REPORT, &e, sizeof(e), text.p, text.len);
 }
 
 int main(void)
@@ -512,12 +635,14 @@ int main(void)
 	kmsg_fd = high(open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC));
 	lseek(kmsg_fd, 0, SEEK_END);
 	open_kcov();
+	setup_faults();
+	baseline_leaks();
 	uname(&u);
 	clock_gettime(CLOCK_BOOTTIME, &bt);
 	int n = snprintf(hello, sizeof(hello),
-			 "{\"uname\": \"%s\", \"kcov\": %s, \"boot_s\": %.3f, \"pid\": %d, "
-			 "\"agent\": \"c\"}",
-			 u.release, kcov_fd >= 0 ? "true" : "false",
+			 "{\"uname\": \"%s\", \"kcov\": %s, \"faults\": %s, \"boot_s\": %.3f, "
+			 "\"pid\": %d, \"agent\": \"c\"}",
+			 u.release, kcov_fd >= 0 ? "true" : "false", faults_ok ? "true" : "false",
 			 (double)bt.tv_sec + bt.tv_nsec / 1e9, (int)getpid());
 	send_frame(CH_HELLO, hello, (size_t)n, NULL, 0);
 	for (;;) {
@@ -535,6 +660,13 @@ int main(void)
 			break;
 		case CH_RUN:
 			run_command(in.p, head[1]);
+			break;
+		case CH_FAULTS:
+			set_fault_verbose(head[1] >= 4 ? *(uint32_t *)in.p : 0);
+			send_frame(CH_PONG, NULL, 0, NULL, 0);
+			break;
+		case CH_LEAKS:
+			scan_leaks();
 			break;
 		case CH_POOL:
 			fz_pool_enabled = head[1] >= 4 && *(uint32_t *)in.p;

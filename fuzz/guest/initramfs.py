@@ -21,7 +21,8 @@ HERE = Path(__file__).resolve().parent
 EXECUTOR = HERE.parent / "executor"
 SOURCES = (HERE / "agent.c", EXECUTOR / "executor.c", EXECUTOR / "executor.h",
            Path(__file__), Path(channel.__file__))
-FRAMES = ("EXEC", "PING", "RUN", "POOL", "HELLO", "RESULT", "PONG", "RUN_DONE", "ERROR")
+FRAMES = ("EXEC", "PING", "RUN", "POOL", "FAULTS", "LEAKS", "HELLO", "RESULT", "PONG",
+          "RUN_DONE", "ERROR", "LEAK_REPORT")
 
 
 class InitramfsError(RuntimeError):
@@ -75,7 +76,7 @@ def ensure_built() -> Path:
     exe = out / f"agent.{os.getpid()}"
     defines = [f"-DCH_{k}={getattr(channel, k)}" for k in FRAMES]
     defines.append(f'-DKMSG_PROGRAM_START="{channel.KMSG_PROGRAM_START}"')
-    argv = [_cc(), "-static", "-O2", "-Wall", "-Werror", f"-I{EXECUTOR}", *defines,
+    argv = [_cc(), "-static", "-pthread", "-O2", "-Wall", "-Werror", f"-I{EXECUTOR}", *defines,
             *build.uapi_defines(),
             "-o", str(exe), str(HERE / "agent.c"), str(EXECUTOR / "executor.c")]
     p = subprocess.run(argv, capture_output=True, text=True)

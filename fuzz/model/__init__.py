@@ -48,6 +48,11 @@ Free choices taken from the kernel's result (only when it obeys the rules):
   - CLOSE of a number that is not an access fd of the program: the agent's fd
     table is outside the model, so the kernel's EBADF is adopted (nothing was
     open, nothing changed); anything else is unsure (selftest.close)
+  - the ids of objects that racing ops create (races.adopt_ids): each op takes
+    its ids one object at a time, so they interleave; adopted when free
+Fault injection (faults.py): an op whose injected fault failed it is undone; one
+that succeeded anyway may have taken another path (faults.ALTERNATIVES).
+Race groups (races.py): any order of the racing ops that keeps each thread's order.
 Where the model cannot know, the op's OpResult has unsure set; 'poisoned' ones
 (the kernel's state may now differ) make every later op unsure too.
 """

@@ -98,6 +98,8 @@ def do_attach(m: Model, idev: Device, hwpt: Hwpt) -> Hwpt | None:
     handle, the driver's attach_dev."""
     if idev.hwpt is not None and idev.hwpt is not hwpt:
         raise KernelError(EINVAL)
+    if ("attach", hwpt.id) in m.fail_at:  # fail_iommufd in enforce_dev_resv_regions
+        raise KernelError(EINVAL)
     if idev.hwpt is hwpt:
         raise Unsure("attaching a device twice to its own HWPT adds it to the group's "
                      "device list twice")
@@ -117,6 +119,8 @@ def do_replace(m: Model, idev: Device, hwpt: Hwpt) -> Hwpt | None:
         raise KernelError(EINVAL)
     if hwpt is idev.hwpt:
         return None
+    if ("attach", hwpt.id) in m.fail_at:  # fail_iommufd in enforce_dev_resv_regions
+        raise KernelError(EINVAL)
     if not mock_attach_ok(idev, hwpt):
         raise KernelError(EINVAL)
     old = idev.hwpt

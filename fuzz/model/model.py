@@ -9,6 +9,7 @@ hold what the struct held: the input value (0 when the program gave none).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -238,8 +239,12 @@ class Model:
         # op is not compared: its values are known, what they name may not be)
         self.ref_outs: list[dict[str, Any]] = []
         self.captured = 0  # bytes of TEST_ACCESS_RW data the executor captured so far
-        self.results: list[OpResult] = []
+        # by op index; None for an op of a race group not stepped yet (see step)
+        self.results: list[OpResult | None] = []
         self.poisoned: str | None = None
+        # fault points the model fails on purpose, to follow a path an injected fault
+        # made the kernel take (fuzz.model.faults): ("attach", hwpt id)
+        self.fail_at: set[tuple[str, int]] = set()
         self.op_name = ""
         self.op: Op | None = None  # the op being stepped (handlers that need its layout)
         self._kernel: OpResult | None = None
@@ -382,12 +387,43 @@ class Model:
         return None
 
     # -- stepping ----------------------------------------------------------------------
+    @staticmethod
+    def _slot(lst: list, index: int, value: Any) -> None:
+        """Ops are stepped in order 0..n-1, except that the ops of a race group may be
+        stepped in any order once every op before the group has been (their refs all
+        point before the group: fuzz.prog.ir): begin_group leaves their slots empty."""
+        if index == len(lst):
+            lst.append(value)
+        else:
+            assert index < len(lst) and lst[index] is None, f"op {index} stepped out of order"
+            lst[index] = value
+
+    def place(self, index: int, res: OpResult, kernel: OpResult | None = None,
+              ref_out: dict[str, Any] | None = None) -> None:
+        """Op `index`'s result (and the kernel's); with ref_out, also what refs to its
+        outputs read (the op is done)."""
+        self._slot(self.results, index, res)
+        self._slot(self.kernel_results, index, kernel)
+        if ref_out is not None:
+            self._slot(self.ref_outs, index, ref_out)
+
+    def begin_group(self, ops: range) -> None:
+        """Make room for stepping the ops of a race group in any order."""
+        assert ops.start == len(self.results), "a group starts after the ops before it"
+        for lst in (self.results, self.kernel_results, self.ref_outs):
+            lst.extend([None] * len(ops))
+
+    def clone(self) -> Model:
+        """An independent copy of the state (the program is shared): for trying an
+        order of racing ops, or undoing an op that an injected fault failed."""
+        return copy.deepcopy(self, {id(self.program): self.program})
+
     def step(self, index: int, kernel: OpResult | None = None) -> OpResult:
         """Predict op `index` (ops are stepped in order 0..n-1). `kernel` is the real
         kernel's result for the same op when available; it is only used for what the
         model cannot know (fd numbers where the fd table is not known, see
-        fuzz.model.file), after checking it against the rules."""
-        assert index == len(self.results), "ops must be stepped in order"
+        fuzz.model.file), after checking it against the rules. The ops of a race group
+        may be stepped in any order (begin_group)."""
         op = self.program.ops[index]
         name = op.name
         info = _info(name)
@@ -397,11 +433,10 @@ class Model:
         a = self.resolve(index, info)
         out = self.default_out(name, a, info) if info.out_plan else {}
         res = OpResult(0, 0, out)
-        self.results.append(res)
-        self.kernel_results.append(kernel)
+        self.place(index, res, kernel)
         if self.poisoned is not None:
             res.unsure = self.poisoned
-            self.ref_outs.append(kernel.out if kernel is not None else out)
+            self._slot(self.ref_outs, index, kernel.out if kernel is not None else out)
             return res
         self.objects.begin()
         self._arg_doubts(op)
@@ -437,8 +472,8 @@ class Model:
             else:
                 out["ret"] = res.ret
         self._settle(index, name, a, res, hard, kernel)
-        self.ref_outs.append(kernel.out if res.unsure is not None and kernel is not None
-                             else out)
+        self._slot(self.ref_outs, index, kernel.out if res.unsure is not None and
+                   kernel is not None else out)
         return res
 
     # -- what an unsure op leaves unknown ----------------------------------------------
@@ -563,4 +598,4 @@ def run_model(program: Program, kernel: list[OpResult] | None = None) -> list[Op
     m = Model(program)
     for i in range(len(program.ops)):
         m.step(i, kernel[i] if kernel is not None and i < len(kernel) else None)
-    return m.results
+    return m.results  # type: ignore[return-value]

@@ -329,6 +329,17 @@ class ObjectTable:
         del self.objs[obj.id]
         heapq.heappush(self.free, obj.id)
 
+    def rename(self, ids: dict[int, int]) -> None:
+        """Give objects other ids (old -> new; the new ones free or renamed away): the
+        ids the kernel handed out to racing ops (fuzz.model.races.adopt_ids)."""
+        moved = [self.objs.pop(old) for old in ids]
+        for obj, new in zip(moved, ids.values()):
+            obj.id = new
+            self.objs[new] = obj
+        self.next = max([self.next, *(i + 1 for i in self.objs)])
+        self.free = [i for i in range(1, self.next) if i not in self.objs]
+        heapq.heapify(self.free)
+
     def get(self, obj_id: int, typ: str | None = None, touch: bool = True,
             primary: bool = True) -> Object | None:
         """iommufd_get_object: None (ENOENT) for a free or reserved id or a wrong type.

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from fuzz.prog.descriptions import OPS
 from fuzz.prog.ir import BufPtr, Op, Program, Ref
+from fuzz.prog.limits import MAX_BARRIER, MAX_GROUP_OPS
 
 Pick = Callable[[Sequence[int]], int]
 
@@ -51,7 +52,8 @@ def remove_ops(prog: Program, drop: set[int], pick: Pick = first) -> Program:
             cands = candidates(prog, old, v.field, want, keep)
             op.args[k] = Ref(new_index[pick(cands)], v.field, v.add) if cands else 0
         ops.append(op)
-    return Program(ops, copy.deepcopy(prog.buffers))
+    # two race groups with one label that the dropped ops kept apart are one now
+    return repair_groups(Program(ops, copy.deepcopy(prog.buffers)))
 
 
 def insert_op(prog: Program, at: int, op: Op) -> Program:
@@ -95,4 +97,35 @@ def repair(prog: Program, pick: Pick = first) -> Program:
                     op.args[k] = Ref(pick(cands), v.field, v.add) if cands else 0
             elif isinstance(v, BufPtr) and not 0 <= v.buf < len(prog.buffers):
                 op.args[k] = BufPtr(0, v.offset) if prog.buffers else 0
+    return repair_groups(prog)
+
+
+def _cuts(prog: Program, g: range) -> int | None:
+    """Where race group g must be cut: at an op that refers into the group or past
+    MAX_GROUP_OPS ops; None if it is fine as it is."""
+    for i in g:
+        if i - g.start >= MAX_GROUP_OPS:
+            return i
+        if any(isinstance(v, Ref) and v.op >= g.start for v in prog.ops[i].args.values()):
+            return i  # never g.start itself: refs point back
+    return None
+
+
+def repair_groups(prog: Program) -> Program:
+    """In place: race groups that edits made invalid are cut in two (the part from the
+    offending op on gets another barrier label), until every group is valid."""
+    changed = True
+    while changed:
+        changed = False
+        for g in prog.groups():
+            at = _cuts(prog, g)
+            if at is None:
+                continue
+            taken = {prog.ops[g.start].barrier,
+                     prog.ops[g.stop].barrier if g.stop < len(prog.ops) else 0}
+            label = next(b for b in range(1, MAX_BARRIER + 1) if b not in taken)
+            for i in range(at, g.stop):
+                prog.ops[i].barrier = label
+            changed = True
+            break
     return prog

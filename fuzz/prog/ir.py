@@ -19,6 +19,20 @@ An int must fit its field: [-2^(w-1), 2^w) for a field of w bits.
 Buffer i always lives at BUF_BASE + i * BUF_STRIDE, so user addresses - and the
 IOVA alignment the kernel derives from them - are the same in every run, in the
 model, and in the emitted reproducers.
+
+How an op instance runs (not what the op is: that is its description) takes three
+optional keys, so programs without them read and mean what they always did:
+
+    "fail_nth": N   fail the Nth fault point the op's call passes (fail_iommufd,
+                    failslab, fail_page_alloc, through /proc/thread-self/fail-nth)
+    "thread": T     issue the call from thread T (0..3; 0, the default, is the main one)
+    "barrier": B    a race group: a maximal run of consecutive ops with the same B
+                    (1..255) starts together - each thread's ops of the group in
+                    program order, the threads released at once from one barrier -
+                    and the group is joined before the next op. An op of a group
+                    takes no ref to another op of the same group (its arguments are
+                    all known when the group starts). Ops outside groups run one at
+                    a time, in program order, on their thread.
 """
 
 from __future__ import annotations
@@ -36,13 +50,17 @@ from fuzz import crashpoint, uapi
 from fuzz.prog import jsonio
 from fuzz.prog.descriptions import OPS
 from fuzz.prog.limits import (
+    MAX_BARRIER,
     MAX_BUFFER_BYTES,
     MAX_BUFFER_SIZE,
     MAX_BUFFERS,
+    MAX_FAIL_NTH,
+    MAX_GROUP_OPS,
     MAX_HOLES,
     MAX_OPS,
     MAX_PROGRAM_BYTES,
     MAX_RANGES,
+    MAX_THREADS,
 )
 from fuzz.prog.types import COMMON_ARGS, COMMON_WIDTHS, Entries, OpDesc, Ranges
 
@@ -94,6 +112,9 @@ class Buffer:
 class Op:
     name: str
     args: dict[str, Value] = field(default_factory=dict)
+    fail_nth: int = 0  # fail the Nth fault point of this call (0: no fault injection)
+    thread: int = 0  # the thread that issues it
+    barrier: int = 0  # race group label (0: none); see the module docstring
 
     @property
     def desc(self) -> OpDesc:
@@ -102,10 +123,36 @@ class Op:
     spec = desc  # the name older callers use
 
 
+OP_KEYS = ("op", "args", "fail_nth", "thread", "barrier")
+
+
 @dataclass
 class Program:
     ops: list[Op] = field(default_factory=list)
     buffers: list[Buffer] = field(default_factory=list)
+
+    # -- how the ops run ----------------------------------------------------------
+    def groups(self) -> list[range]:
+        """The race groups: maximal runs of consecutive ops with one barrier label."""
+        out: list[range] = []
+        i = 0
+        while i < len(self.ops):
+            b = self.ops[i].barrier
+            j = i + 1
+            while b and j < len(self.ops) and self.ops[j].barrier == b:
+                j += 1
+            if b:
+                out.append(range(i, j))
+            i = j
+        return out
+
+    @property
+    def threaded(self) -> bool:
+        return any(op.thread or op.barrier for op in self.ops)
+
+    @property
+    def faulted(self) -> bool:
+        return any(op.fail_nth for op in self.ops)
 
     # -- JSON -------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -120,6 +167,9 @@ class Program:
             d = {"op": op.name}
             if op.args:
                 d["args"] = {k: _value_to_json(v) for k, v in op.args.items()}
+            for k in OP_KEYS[2:]:
+                if getattr(op, k):
+                    d[k] = getattr(op, k)
             ops.append(d)
         return {"version": SCHEMA_VERSION, "buffers": bufs, "ops": ops}
 
@@ -168,8 +218,12 @@ class Program:
         ops = []
         for i, o in enumerate(raw_ops):
             ow = f"{where}: op {i}"
-            if not isinstance(o, dict) or "op" not in o or set(o) - {"op", "args"}:
+            if not isinstance(o, dict) or "op" not in o:
                 raise ProgramError(f"{ow}: expected {{\"op\": NAME, \"args\": {{...}}}}")
+            extra = set(o) - set(OP_KEYS)
+            if extra:
+                raise ProgramError(f"{ow}: unknown keys {sorted(extra)} (an op takes "
+                                   f"{', '.join(OP_KEYS)})")
             name = o["op"]
             if not isinstance(name, str):
                 raise ProgramError(f"{ow}: the op name must be a string, got {name!r}")
@@ -177,7 +231,8 @@ class Program:
             if not isinstance(args, dict):
                 raise ProgramError(f"{ow} ({name}): args must be an object")
             ops.append(Op(name, {k: _value_from_json(v, f"{ow} ({name}).{k}")
-                                 for k, v in args.items()}))
+                                 for k, v in args.items()},
+                          *(_int(o.get(k, 0), f"{ow} ({name}).{k}") for k in OP_KEYS[2:])))
         prog = cls(ops, bufs)
         prog.validate(where)
         return prog
@@ -237,6 +292,25 @@ class Program:
                     raise ProgramError(f"{ow}: {desc.name} takes {desc.size_field}, not {k!r}")
                 width = arg.width if arg is not None else COMMON_WIDTHS[k]
                 self._check_value(v, width, list_widths(desc, k), i, f"{ow}.{k}")
+            if not 0 <= op.fail_nth <= MAX_FAIL_NTH:
+                raise ProgramError(f"{ow}.fail_nth: {op.fail_nth} is not in 0..{MAX_FAIL_NTH}")
+            if not 0 <= op.thread < MAX_THREADS:
+                raise ProgramError(f"{ow}.thread: {op.thread} is not in 0..{MAX_THREADS - 1}")
+            if not 0 <= op.barrier <= MAX_BARRIER:
+                raise ProgramError(f"{ow}.barrier: {op.barrier} is not in 0..{MAX_BARRIER}")
+        for g in self.groups():
+            if len(g) > MAX_GROUP_OPS:
+                raise ProgramError(f"{where}: ops {g.start}..{g.stop - 1} (barrier "
+                                   f"{self.ops[g.start].barrier}): a race group has at most "
+                                   f"{MAX_GROUP_OPS} ops")
+            for i in g:
+                for k, v in self.ops[i].args.items():
+                    if isinstance(v, Ref) and v.op >= g.start:
+                        raise ProgramError(
+                            f"{where}: op {i} ({self.ops[i].name}).{k}: ref to op {v.op}, "
+                            f"which is in the same race group (barrier "
+                            f"{self.ops[i].barrier}, ops {g.start}..{g.stop - 1}): a group's "
+                            "arguments are resolved when it starts")
 
     def _check_value(self, v: Value, width: int, entry: tuple[int, ...] | None, op_index: int,
                      where: str) -> None:

@@ -46,3 +46,11 @@ MAX_JSON_BYTES = 64 << 20
 # many (fuzz.backend keeps them, fuzz.minimize replays them when the last alone does not
 # reproduce).
 MAX_HISTORY = 64
+
+# How an op instance runs (fuzz.prog.ir: fail_nth, thread, barrier).
+MAX_FAIL_NTH = 0xFFFF  # the executor's 16 bits; iommufd_fail_nth walks at most 400
+MAX_THREADS = 4
+MAX_BARRIER = 255
+# Ops of one race group: the model tries every order of them that keeps each
+# thread's own order; 6 ops on 4 threads have at most 6!/(2!*2!) = 180 such orders.
+MAX_GROUP_OPS = 6

@@ -6,6 +6,11 @@ its bits, an enum takes another named value, an object ref moves to another obje
 of an accepted kind, an IOVA or a length moves by pages, a user pointer moves within
 or past its buffer, and any integer may take a comparison operand the kernel was
 seen to compare against (KCOV CMP hints). Every value fits its field.
+
+How ops run is mutated too (fuzz.prog.ir): a fault injected into an op (fail_nth),
+moved to another op, or to the next or previous fault point; an op moved to another
+thread; a run of ops made a race group (their threads released together), or a
+group dissolved. edits.repair cuts groups that the edits made invalid.
 """
 
 from __future__ import annotations
@@ -25,19 +30,24 @@ from fuzz.prog.gen import (
     RandomChooser,
 )
 from fuzz.prog.ir import PAGE, BufPtr, Op, Program, Ref, Value, list_widths, wrap64
+from fuzz.prog.limits import MAX_BARRIER, MAX_FAIL_NTH, MAX_THREADS
 from fuzz.prog.types import Arg, Entries, Enum, Flags, InSide, Int, Iova, Len, Ranges, Res, Uptr
 
 MAX_OPS = 64
+# fault points worth trying first: most ops have a few; map and attach paths dozens
+FAIL_NTHS = (1, 1, 1, 2, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)
 
 
 def _pick(rng: random.Random) -> edits.Pick:
     return lambda cands: rng.choice(list(cands))
 
 
-def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None) -> Program:
+def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None,
+           schedule: bool = True) -> Program:
+    """schedule False: never touch how ops run (no faults, no threads: for comparison)."""
     p = copy.deepcopy(prog)
     gen = Generator(RandomChooser(rng.getrandbits(32)))
-    choice = rng.randrange(9) if p.ops else 7
+    choice = rng.randrange(11 if schedule else 9) if p.ops else 7
     if choice == 7 and len(p.ops) < MAX_OPS:  # append a freshly generated sequence
         ctx = Context.of(p)
         if not ctx.of_kinds(("ioas",)):
@@ -72,6 +82,10 @@ def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None) ->
                 op.args[arg.name] = rng.choice(objs).ref
     elif choice == 8:  # mutate a buffer
         _mutate_buffer(p, rng)
+    elif choice == 9:  # inject, move or drop a fault
+        _mutate_fault(p, rng)
+    elif choice == 10:  # threads and race groups
+        _mutate_threads(p, rng)
     else:  # mutate an argument by its type
         at = rng.randrange(len(p.ops))
         op = p.ops[at]
@@ -170,6 +184,46 @@ def _mutate_entries(op: Op, arg: Arg, old: Value | None, rng: random.Random,
                     e[k] + rng.choice((1, -1)) if rng.randrange(2) else
                     rng.choice(INTERESTING_U64), widths[k])
     return entries
+
+
+def _mutate_fault(p: Program, rng: random.Random) -> None:
+    faulted = [i for i, op in enumerate(p.ops) if op.fail_nth]
+    r = rng.randrange(4)
+    if not faulted or r == 0:  # a fault on some op
+        p.ops[rng.randrange(len(p.ops))].fail_nth = rng.choice(FAIL_NTHS)
+        return
+    op = p.ops[rng.choice(faulted)]
+    if r == 1:  # the next or the previous fault point
+        op.fail_nth = min(MAX_FAIL_NTH, max(1, op.fail_nth + rng.choice((1, -1, 1, 2))))
+    elif r == 2:  # moved to another op
+        p.ops[rng.randrange(len(p.ops))].fail_nth, op.fail_nth = op.fail_nth, 0
+    else:
+        op.fail_nth = 0
+
+
+def _mutate_threads(p: Program, rng: random.Random) -> None:
+    r = rng.randrange(4)
+    groups = p.groups()
+    if r == 0 or (r == 3 and not groups):  # a run of ops made a race group
+        n = rng.randint(2, min(4, len(p.ops))) if len(p.ops) > 1 else 1
+        start = rng.randrange(len(p.ops) - n + 1)
+        used = {op.barrier for op in p.ops}
+        label = next((b for b in range(1, MAX_BARRIER + 1) if b not in used), 1)
+        threads = rng.sample(range(MAX_THREADS), min(n, MAX_THREADS))
+        for k in range(n):
+            op = p.ops[start + k]
+            op.barrier = label
+            op.thread = threads[k % len(threads)]
+    elif r == 1:  # an op on another thread
+        p.ops[rng.randrange(len(p.ops))].thread = rng.randrange(MAX_THREADS)
+    elif r == 2 and groups:  # a group grows by the op after it
+        g = rng.choice(groups)
+        if g.stop < len(p.ops):
+            p.ops[g.stop].barrier = p.ops[g.start].barrier
+            p.ops[g.stop].thread = rng.randrange(MAX_THREADS)
+    elif groups:  # a group dissolved: its ops run one at a time again
+        for i in rng.choice(groups):
+            p.ops[i].barrier = 0
 
 
 def _mutate_buffer(p: Program, rng: random.Random) -> None:

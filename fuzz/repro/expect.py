@@ -87,7 +87,10 @@ def canon(field_name: str, v: Any) -> str:
 
 def show(field_name: str | None, v: Any) -> str:
     """A value as a person reads it in a report."""
-    if field_name == "errno":
+    if field_name == "fault_errno" and isinstance(v, (list, tuple)):
+        return (f"{show('errno', v[0])} (with the fault injected: one of "
+                f"{', '.join(_errno.errorcode.get(e, str(e)) for e in v[1])})")
+    if field_name in ("errno", "fault_errno"):
         return _errno.errorcode.get(v, str(v)) if v else "success (0)"
     if isinstance(v, int):
         return hexish(v)

@@ -12,11 +12,17 @@ from fuzz import uapi
 from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
 from fuzz.prog.ir import SCRATCH_ADDR
 from fuzz.prog.layout import entry_fields
-from fuzz.prog.limits import CAPTURE_MAX, MAX_FDS, MAX_OPS, TEST_MEMORY_LIMIT_DEFAULT
-from fuzz.prog.types import FD_CALLS, TEST
+from fuzz.prog.limits import (
+    CAPTURE_MAX,
+    MAX_BUFFERS,
+    MAX_FDS,
+    MAX_OPS,
+    TEST_MEMORY_LIMIT_DEFAULT,
+)
+from fuzz.prog.types import FD_CALLS, FDIO, TEST, VFIO_VAL
 from fuzz.repro.cstructs import cdef_blocks, needed_structs
 from fuzz.repro.expect import Expectation, canon
-from fuzz.repro.walk import OpPlan, io_form, member, ref_source, render, side_var
+from fuzz.repro.walk import OpPlan, io_form, member, ref_source, render, runs_of, side_var
 from fuzz.result import OpResult
 
 RUNTIME = Path(__file__).with_name("runtime.c")
@@ -26,6 +32,7 @@ _CONSTANTS = re.compile(r"/\* --- constants:.*?/\* --- end of constants --- \*/\
 def runtime_constants() -> dict[str, int]:
     """What the runtime's block of constants must say."""
     return {"CAPTURE_MAX": CAPTURE_MAX, "MAX_OPS": MAX_OPS, "MAX_FDS": MAX_FDS,
+            "MAX_BUFFERS": MAX_BUFFERS,
             "VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE": uapi.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
             "VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL": uapi.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL}
 
@@ -56,8 +63,11 @@ class CRenderer:
         self.body: list[str] = []
         self.plans: list[OpPlan] = []
         self.funcs: list[list[str]] = []  # one per earlier program (history)
-        self._main: tuple[list[str], list[OpPlan]] | None = None
-        self._scratch = 0  # the size of the scratch mapping the program being walked maps
+        # the finding's program's body, plans and race-group ops while an earlier one is walked
+        self._main: tuple[list[str], list[OpPlan], set[int]] | None = None
+        self.runs = 1
+        self.signature = ""
+        self.grouped: set[int] = set()  # ops of race groups: their lines print after the join
 
     # -- values ---------------------------------------------------------------------
     @staticmethod
@@ -85,13 +95,20 @@ class CRenderer:
         self.plans = plans
         every = [*plans, *(q for _, ps in earlier for q in ps)]
         nbufs = max([len(prog.buffers), *(len(h.buffers) for h, _ in earlier)])
+        self.runs = runs_of(prog, [h for h, _ in earlier])
+        self.signature = exp.signature if exp is not None else ""
         L = self.head
         L += ["/*", *(f" * {ln}" for ln in header), " *",
               " * Build: gcc repro.c -o repro      (no kernel headers needed: the 6.12 uAPI",
               " * structs are inlined below). Run as root on a kernel with "
               "CONFIG_IOMMUFD_TEST=y.",
               " * Prints one line per op, then REPRODUCED: <signature> (exit 1) or NOT "
-              "REPRODUCED", " * (exit 0).", " */"]
+              "REPRODUCED", " * (exit 0)."]
+        if self.runs > 1:
+            L += [f" * Its ops race on threads: it runs {self.runs} times (REPRO_RUNS=n to "
+                  "change that), the", " * ops printed for the first run, and says in how "
+                  "many it reproduced."]
+        L.append(" */")
         L.append(runtime_text())
         structs = {"struct iommu_test_cmd"}  # the prologue
         for p in every:
@@ -114,27 +131,21 @@ class CRenderer:
         L += [f"#define {n} {uapi.test_op(n)}" for n in tops]
         for bi in range(nbufs):
             L.append(f"#define BUF{bi} {BUF_BASE + bi * BUF_STRIDE:#x}ULL")
-        self.body += [f"int fd, nfds = 0, fds[{MAX_FDS}];", "out = fdopen(dup(1), \"w\");",
-                      "setvbuf(out, NULL, _IOLBF, 0);"]
+        self.body += [f"int fd, nfds = 0, fds[{MAX_FDS}];", "", "reset_ops();"]
 
     def begin_earlier(self, k: int, prog: Program, plans: list[OpPlan]) -> None:
-        self._main = (self.body, self.plans)
-        self.body, self.plans = [f"int fd, nfds = 0, fds[{MAX_FDS}];"], plans
+        self._main = (self.body, self.plans, self.grouped)
+        self.body, self.plans, self.grouped = [f"int fd, nfds = 0, fds[{MAX_FDS}];", "",
+                                               "reset_ops();"], plans, set()
 
     def end_earlier(self, k: int, prog: Program) -> None:
-        B = self.body
-        if prog.buffers or self._scratch:
-            B.append("/* its buffers go, so the next program maps at the same fixed addresses */")
-        for bi, b in enumerate(prog.buffers):
-            B.append(f"munmap((void *)(uintptr_t)BUF{bi}, {c_int(b.size)});")
-        if self._scratch:
-            B.append(f"munmap((void *)(uintptr_t){c_int(SCRATCH_ADDR)}, {c_int(self._scratch)});"
-                     " /* its scratch mapping */")
+        # its teardown unmapped its buffers and scratch mapping (unmap_buffers), so the
+        # next program maps at the same fixed addresses
         self.funcs.append([f"/* history/{k:02d}.json: run before the finding's program, on its "
                            "own iommufd */", f"static void program_{k}(void)", "{"]
-                          + ["\t" + ln if ln else "" for ln in B] + ["}"])
+                          + ["\t" + ln if ln else "" for ln in self.body] + ["}"])
         assert self._main is not None
-        self.body, self.plans = self._main
+        self.body, self.plans, self.grouped = self._main
 
     def open_kmsg(self) -> None:
         self.body += ["", "/* the kernel log from here on is where a splat would show (any "
@@ -145,11 +156,11 @@ class CRenderer:
         self.body += [f"fprintf(out, \"== history/{k:02d}.json\\n\");", f"program_{k}();"]
 
     def main_program(self) -> None:
-        self.body.append("fprintf(out, \"== program.json\\n\");")
+        # the op records (faults, threads) are by op index: the earlier programs' go
+        self.body += ["fprintf(out, \"== program.json\\n\");", "reset_ops();"]
 
     def buffers(self, buffers: list[Buffer], scratch: int) -> None:
         B = self.body
-        self._scratch = scratch
         if buffers:
             B += ["", "/* buffers: the same fixed addresses, kinds, contents and holes as the "
                   "fuzzer's */"]
@@ -212,12 +223,14 @@ class CRenderer:
             lines.append("\t},")
         return lines
 
-    def struct_op(self, p: OpPlan) -> None:
+    def prepare(self, p: OpPlan) -> None:
+        if p.struct is None:
+            return
         B = self.body
         sp = p.struct
-        assert sp is not None
-        i = p.index
         self.sides(p)
+        if p.desc.call == FDIO:  # read(2)/write(2): no struct, the side array buf points at
+            return
         if p.wrapped:
             more = " /* room for the capability chain */" if sp.extra else ""
             B += ["struct {", f"\t{p.desc.struct} s;",
@@ -233,7 +246,77 @@ class CRenderer:
             B += ["/* nonzero bytes past the natural end: copy_struct_from_user's E2BIG check */",
                   f"memset((unsigned char *)&{p.var} + {sp.natural}, {sp.tail:#x}, "
                   f"{sp.tail_len});"]
-        B.append(f"done({i}, \"{p.name}\", ioctl(fd, {p.desc.request}, &{p.var}));")
+
+    def fdio_args(self, p: OpPlan) -> tuple[str, str, str, str, int]:
+        """read(2)/write(2): the fd, the buffer, the count, the side array and its size."""
+        assert p.struct is not None
+        s = p.struct.side("buf")
+        assert s is not None
+        args = {f.name: self.value(f.value, f.width) for f in p.fields}
+        sv = side_var(p, s)
+        return f"(int){args['fd']}", args.get("buf", f"(uintptr_t){sv}"), args["count"], sv, \
+            s.size
+
+    def call_expr(self, p: OpPlan) -> str:
+        if p.desc.call == FDIO:
+            fd, buf, count, sv, size = self.fdio_args(p)
+            return (f"fd_io({int(p.desc.request == 'write')}, {fd}, {buf}, {count}, fds, nfds, "
+                    f"{sv}, {size})")
+        if p.struct is not None:
+            return f"ioctl(fd, {p.desc.request}, &{p.var})"
+        if p.desc.call == VFIO_VAL:
+            v = self.value(p.fields[0].value, 8) if p.fields else "0"
+            return f"ioctl(fd, {p.desc.request}, (unsigned long){v})"
+        v = self.value(p.fields[0].value, 4) if p.fields else "0"
+        return f"close_own((int){v}, fds, &nfds)"
+
+    def call(self, p: OpPlan) -> None:
+        f = p.fields[0] if p.fields and p.struct is None else None
+        note = f" /* {f.comment} */" if f is not None and f.comment else ""
+        i = p.index
+        if p.fail_nth:
+            self.body += [f"/* fail the {p.fail_nth}th fault point of the call "
+                          "(/proc/thread-self/fail-nth) */",
+                          f"arm_fault({p.fail_nth});", f"record({i}, {self.call_expr(p)});{note}",
+                          f"injected[{i}] = fault_injected();", f"print_op({i}, \"{p.name}\");"]
+        else:
+            self.body.append(f"done({i}, \"{p.name}\", {self.call_expr(p)});{note}")
+
+    def group(self, plans: list[OpPlan], label: int) -> None:
+        B = self.body
+        g = f"group{plans[0].index}"
+        ops = ", ".join(str(p.index) for p in plans)
+        threads = ", ".join(sorted({str(p.thread) for p in plans}))
+        B += ["", f"/* race group (barrier {label}): ops {ops} on threads {threads}, released "
+              "together from one barrier, then joined */", f"struct call {g}[] = {{"]
+        for p in plans:
+            head = f".index = {p.index}, .thread = {p.thread}, .nth = {p.fail_nth}"
+            if p.desc.call == FDIO:
+                fd, buf, count, sv, size = self.fdio_args(p)
+                kind = "CALL_WRITE" if p.desc.request == "write" else "CALL_READ"
+                rest = (f".kind = {kind}, .fd = {fd}, .buf = {buf}, .count = {count}, "
+                        f".side = {sv}, .side_size = {size}")
+            elif p.struct is not None:
+                rest = f".kind = CALL_IOCTL_PTR, .request = {p.desc.request}, .arg = &{p.var}"
+            elif p.desc.call == VFIO_VAL:
+                v = self.value(p.fields[0].value, 8) if p.fields else "0"
+                rest = (f".kind = CALL_IOCTL_VAL, .request = {p.desc.request}, "
+                        f".arg = (void *)(uintptr_t){v}")
+            else:
+                v = self.value(p.fields[0].value, 4) if p.fields else "0"
+                rest = f".kind = CALL_CLOSE, .fd = (int){v}"
+            B.append(f"\t{{ {head}, {rest} }},")
+        B += ["};", f"run_group(fd, {g}, {len(plans)}, fds, &nfds);"]
+        self.grouped.update(p.index for p in plans)
+
+    def after_call(self, p: OpPlan) -> None:
+        B = self.body
+        i = p.index
+        if i in self.grouped:
+            B.append(f"print_op({i}, \"{p.name}\");")
+        if p.struct is None or p.desc.call == FDIO:
+            return
+        sp = p.struct
         cap = p.desc.capture
         if cap is not None:
             # the length as the program gave it (the kernel may rewrite the field)
@@ -260,18 +343,6 @@ class CRenderer:
             else:
                 B.append(f"{s.ctype} {sv}[{n}] = {{ 0 }}; /* the array the kernel fills */")
 
-    def fdio_op(self, p: OpPlan) -> None:
-        assert p.struct is not None
-        self.sides(p)
-        s = p.struct.side("buf")
-        assert s is not None
-        args = {f.name: self.value(f.value, f.width) for f in p.fields}
-        sv = side_var(p, s)
-        buf = args.get("buf", f"(uintptr_t){sv}")
-        self.body.append(f"done({p.index}, \"{p.name}\", fd_io({int(p.desc.request == 'write')}, "
-                         f"(int){args['fd']}, {buf}, {args['count']}, fds, nfds, {sv}, "
-                         f"{s.size}));")
-
     def records_expr(self, p: OpPlan, name: str) -> str:
         """canon_records() or first_field() over an op's read(2) side array."""
         o = p.desc.out(name)
@@ -287,17 +358,6 @@ class CRenderer:
         fields = ", ".join(f"{off}, {w}" for off, w in entry_fields(s.ctype))
         return (f"canon_records({head}, (const uint32_t[]){{ {fields} }}, "
                 f"{len(entry_fields(s.ctype))})")
-
-    def value_op(self, p: OpPlan) -> None:
-        f = p.fields[0] if p.fields else None
-        v = self.value(f.value, 8) if f else "0"
-        self.body.append(f"done({p.index}, \"{p.name}\", ioctl(fd, {p.desc.request}, "
-                         f"(unsigned long){v}));" + (f" /* {f.comment} */" if f and f.comment
-                                                     else ""))
-
-    def close_op(self, p: OpPlan) -> None:
-        v = self.value(p.fields[0].value, 4) if p.fields else "0"
-        self.body.append(f"done({p.index}, \"{p.name}\", close_own((int){v}, fds, &nfds));")
 
     def ranges_expr(self, p: OpPlan, name: str) -> str:
         o = p.desc.out(name)
@@ -337,7 +397,7 @@ class CRenderer:
         f = exp.field or "errno"
         i = p.index
         o = p.desc.out(f)
-        if f == "errno":
+        if f in ("errno", "fault_errno"):
             self.body.append(f"long long got = err[{i}];")
         elif o is None or o.decode == "ret":
             self.body.append(f"long long got = ret[{i}];")
@@ -363,7 +423,7 @@ class CRenderer:
     def teardown(self) -> None:
         self.body += ["", "/* teardown, in the executor's order: the fds the program got, then "
                       "the iommufd */", "for (int k = 0; k < nfds; k++)", "\tif (fds[k] != fd)",
-                      "\t\tclose(fds[k]);", "close(fd);", ""]
+                      "\t\tclose(fds[k]);", "close(fd);", "unmap_buffers();", ""]
 
     def verdict_none(self) -> None:
         self.body.append("return 0;")
@@ -381,6 +441,14 @@ class CRenderer:
                   "/* what the reference model expects */",
                   f"fprintf(out, \"op {exp.op} {exp.name}.{f}: kernel %s, model expects "
                   f"%s\\n\", got, model);", "if (strcmp(got, model)) {"]
+        elif f == "fault_errno":  # model: (errno without the fault, errnos with it)
+            model, kernel, allowed = int(exp.model[0]), int(exp.kernel or 0), exp.model[1]
+            B.append(f"/* the model expects errno {model}, or with the fault injected one of "
+                     f"{', '.join(map(str, allowed))}; the kernel answered {kernel} */")
+            B += [f"fprintf(out, \"op {exp.op} {exp.name}.errno: kernel %lld, model expects "
+                  f"%d\\n\", got, {model});",
+                  "if (" + " && ".join([f"got == {kernel}", *(f"got != {e}" for e in allowed)])
+                  + ") {"]
         else:
             model, kernel = int(exp.model or 0), int(exp.kernel or 0)
             if f == "errno":
@@ -412,8 +480,24 @@ class CRenderer:
         lines = list(self.head)
         for f in self.funcs:
             lines += [*f, ""]
-        lines += ["", "int main(void)", "{"]
-        return "\n".join(lines + ["\t" + ln if ln else "" for ln in self.body] + ["}"]) + "\n"
+        lines += ["", "static int run_once(void)", "{"]
+        main = ["}", "", f"#define RUNS {self.runs}", "", "int main(void)", "{",
+                "\tconst char *env = getenv(\"REPRO_RUNS\");",
+                "\tint runs = env ? atoi(env) : RUNS, hits = 0;", "",
+                "\tout = fdopen(dup(1), \"w\");", "\tsetvbuf(out, NULL, _IOLBF, 0);",
+                "\tif (runs <= 1)", "\t\treturn run_once();",
+                "\tFILE *shown = out, *muted = fopen(\"/dev/null\", \"w\");",
+                "\tfor (int k = 0; k < runs; k++) {",
+                "\t\tout = k && muted ? muted : shown; /* the first run's op lines are enough */",
+                "\t\thits += run_once();", "\t}", "\tout = shown;"]
+        if self.signature:
+            main += ["\tif (hits) {",
+                     f"\t\tfprintf(out, \"REPRODUCED: %s (%d/%d runs)\\n\", "
+                     f"{c_string(self.signature)}, hits, runs);", "\t\treturn 1;", "\t}",
+                     "\tfprintf(out, \"NOT REPRODUCED (%d/%d runs)\\n\", hits, runs);"]
+        main += ["\treturn 0;", "}"]
+        return "\n".join(lines + ["\t" + ln if ln else "" for ln in self.body]
+                         + main) + "\n"
 
 
 def emit_c(prog: Program, exp: Expectation | None = None,

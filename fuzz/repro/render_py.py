@@ -12,10 +12,10 @@ from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
 from fuzz.prog.ir import SCRATCH_ADDR
 from fuzz.prog.layout import entry_names
 from fuzz.prog.limits import CAPTURE_MAX, TEST_MEMORY_LIMIT_DEFAULT
-from fuzz.prog.types import FD_CALLS, TEST
+from fuzz.prog.types import FD_CALLS, FDIO, TEST, VFIO_VAL
 from fuzz.repro.cstructs import ctypes_classes, needed_structs
 from fuzz.repro.expect import Expectation, canon, hexish
-from fuzz.repro.walk import OpPlan, io_form, member, ref_source, render, side_var
+from fuzz.repro.walk import OpPlan, io_form, member, ref_source, render, runs_of, side_var
 from fuzz.result import OpResult
 
 RUNTIME = Path(__file__).with_name("runtime.py")
@@ -45,7 +45,8 @@ class PyRenderer:
         self.plans: list[OpPlan] = []
         self.funcs: list[list[str]] = []  # one per earlier program (history)
         self._main: tuple[list[str], list[OpPlan]] | None = None
-        self._scratch = 0  # the size of the scratch mapping the program being walked maps
+        self.runs = 1
+        self.signature = ""
 
     # -- values ---------------------------------------------------------------------
     def value(self, v: Value) -> str:
@@ -67,11 +68,18 @@ class PyRenderer:
               ) -> None:
         self.plans = plans
         every = [*plans, *(q for _, ps in earlier for q in ps)]
+        self.runs = runs_of(prog, [h for h, _ in earlier])
+        self.signature = exp.signature if exp is not None else ""
         L = self.head
         L += ["#!/usr/bin/env python3", '"""' + header[0], *header[1:], "",
               "Run as root on a kernel with CONFIG_IOMMUFD_TEST=y:   python3 repro.py",
               "Prints one line per op (errno, outputs), then REPRODUCED: <signature> and "
-              "exits 1,", "or NOT REPRODUCED and exits 0. Standard library only.", '"""', ""]
+              "exits 1,", "or NOT REPRODUCED and exits 0. Standard library only."]
+        if self.runs > 1:
+            L += [f"Its ops race on threads: it runs {self.runs} times (REPRO_RUNS=n to change "
+                  "that), the", "ops printed for the first run, and says in how many it "
+                  "reproduced."]
+        L += ['"""', ""]
         L.append(runtime_text().rstrip())
         reqs = {p.desc.request for p in every
                 if p.desc.request and p.desc.call not in FD_CALLS} | {"IOMMU_TEST_CMD"}
@@ -95,13 +103,9 @@ class PyRenderer:
         self.body, self.plans = [], plans
 
     def end_earlier(self, k: int, prog: Program) -> None:
+        # its teardown unmapped its buffers and scratch mapping (unmap_buffers), so the
+        # next program maps at the same fixed addresses
         B = self.body
-        if prog.buffers or self._scratch:
-            B.append("# its buffers go, so the next program maps at the same fixed addresses")
-        for bi, b in enumerate(prog.buffers):
-            B.append(f"libc.munmap(BUF{bi}, {b.size:#x})")
-        if self._scratch:
-            B.append(f"libc.munmap({SCRATCH_ADDR:#x}, {self._scratch:#x})  # its scratch mapping")
         doc = f'"""history/{k:02d}.json: run before the finding\'s program, on its own iommufd."""'
         self.funcs.append([f"def program_{k}():", "    " + doc]
                           + ["    " + ln if ln else "" for ln in B])
@@ -121,7 +125,6 @@ class PyRenderer:
 
     def buffers(self, buffers: list[Buffer], scratch: int) -> None:
         B = self.body
-        self._scratch = scratch
         if buffers:
             B.append("# buffers: the same fixed addresses, kinds, contents and holes as the "
                      "fuzzer's")
@@ -153,10 +156,14 @@ class PyRenderer:
         self.body += ["", f"# -- op {p.index}: {p.name} " + "-" * max(0, 60 - len(p.name))]
         self.body += [f"# {ln}" for ln in lines]
 
-    def struct_op(self, p: OpPlan) -> None:
+    def prepare(self, p: OpPlan) -> None:
+        if p.struct is None:
+            return
+        if p.desc.call == FDIO:  # read(2)/write(2): no struct, the side array buf points at
+            self.sides(p)
+            return
         B = self.body
         sp = p.struct
-        assert sp is not None
         cls = p.desc.struct.split()[1]
         B.append(f"{p.var} = new({cls}" + (f", {sp.real})  # {sp.real} bytes of memory"
                                            if p.wrapped else ")"))
@@ -177,8 +184,53 @@ class PyRenderer:
         for f in p.fields:
             B.append(f"{p.var}.{member(f.path)} = {self.value(f.value)}"
                      + (f"  # {f.comment}" if f.comment else ""))
+
+    def call_expr(self, p: OpPlan) -> str:
+        if p.desc.call == FDIO:
+            assert p.struct is not None
+            s = p.struct.side("buf")
+            assert s is not None
+            args = {f.name: self.value(f.value) for f in p.fields}
+            side = f"ctypes.addressof({side_var(p, s)})"
+            return (f"run_fdio({p.desc.request!r}, {args['fd']}, {args.get('buf', side)}, "
+                    f"{args['count']}, own_fds, {side}, {s.size})")
+        if p.struct is not None:
+            return f"run_ioctl(fd, {p.desc.request}, ctypes.addressof({p.var}))"
+        v = self.value(p.fields[0].value) if p.fields else "0"
+        if p.desc.call == VFIO_VAL:
+            return f"run_ioctl(fd, {p.desc.request}, {v})"
+        return f"run_close({v}, own_fds)"
+
+    def call(self, p: OpPlan) -> None:
+        f = p.fields[0] if p.fields and p.struct is None else None
+        note = f"  # {f.comment}" if f is not None and f.comment else ""
+        if p.fail_nth:
+            self.body.append(f"# fail the {p.fail_nth}th fault point of the call "
+                             "(/proc/thread-self/fail-nth)")
+            self.body.append(f"r{p.index} = with_fault({p.fail_nth}, lambda: "
+                             f"{self.call_expr(p)}){note}")
+        else:
+            self.body.append(f"r{p.index} = {self.call_expr(p)}{note}")
+
+    def group(self, plans: list[OpPlan], label: int) -> None:
+        B = self.body
+        ops = ", ".join(str(p.index) for p in plans)
+        threads = ", ".join(sorted({str(p.thread) for p in plans}))
+        B += ["", f"# race group (barrier {label}): ops {ops} on threads {threads}, released "
+              "together from one barrier, then joined",
+              "res = run_group(["]
+        B += [f"    ({p.index}, {p.thread}, {p.fail_nth}, lambda: {self.call_expr(p)}),"
+              for p in plans]
+        B.append("])")
+        B.append(", ".join(f"r{p.index}" for p in plans) + " = "
+                 + ", ".join(f"res[{p.index}]" for p in plans))
+
+    def after_call(self, p: OpPlan) -> None:
+        if p.struct is None or p.desc.call == FDIO:
+            return
+        B = self.body
+        sp = p.struct
         r = f"r{p.index}"
-        B.append(f"{r} = run_ioctl(fd, {p.desc.request}, ctypes.addressof({p.var}))")
         cap = p.desc.capture
         if cap is not None:
             # the length as the program gave it (the kernel may rewrite the field)
@@ -198,27 +250,6 @@ class PyRenderer:
             note = "" if s.items else "  # the array the kernel fills"
             n = s.alloc if s.nbytes is None else -(-s.size // uapi.sizeof(s.ctype))
             self.body.append(f"{side_var(p, s)} = ({ctype} * {n})({items}){note}")
-
-    def fdio_op(self, p: OpPlan) -> None:
-        assert p.struct is not None
-        self.sides(p)
-        s = p.struct.side("buf")
-        assert s is not None
-        args = {f.name: self.value(f.value) for f in p.fields}
-        side = f"ctypes.addressof({side_var(p, s)})"
-        self.body.append(f"r{p.index} = run_fdio({p.desc.request!r}, {args['fd']}, "
-                         f"{args.get('buf', side)}, {args['count']}, own_fds, {side}, "
-                         f"{s.size})")
-
-    def value_op(self, p: OpPlan) -> None:
-        f = p.fields[0] if p.fields else None
-        v = self.value(f.value) if f else "0"
-        self.body.append(f"r{p.index} = run_ioctl(fd, {p.desc.request}, {v})"
-                         + (f"  # {f.comment}" if f and f.comment else ""))
-
-    def close_op(self, p: OpPlan) -> None:
-        v = self.value(p.fields[0].value) if p.fields else "0"
-        self.body.append(f"r{p.index} = run_close({v}, own_fds)")
 
     def out_expr(self, p: OpPlan, name: str) -> str:
         """The expression for an output as the executor decodes it."""
@@ -261,14 +292,14 @@ class PyRenderer:
 
     def remember(self, p: OpPlan, exp: Expectation) -> None:
         f = exp.field or "errno"
-        expr = self.out_expr(p, f)
+        expr = self.out_expr(p, "errno" if f == "fault_errno" else f)
         self.body.append(f"got = {expr}.hex()" if f == "data" else f"got = {expr}")
 
     def teardown(self) -> None:
         self.body += ["", "# teardown, in the executor's order: the fds the program got (it may",
                       "# have closed them already: errors ignored, as there), then the iommufd",
                       "for afd in own_fds:", "    if afd != fd:", "        libc.close(afd)",
-                      "libc.close(fd)", ""]
+                      "libc.close(fd)", "unmap_buffers()", ""]
 
     def verdict_none(self) -> None:
         self.body.append("return 0")
@@ -281,6 +312,11 @@ class PyRenderer:
         sig = repr(exp.signature)
         model_lit, kernel_lit = _literal(exp, exp.model), _literal(exp, exp.kernel)
         cond = "got != MODEL and got == KERNEL_SEEN" if exp.field == "errno" else "got != MODEL"
+        if exp.field == "fault_errno":  # model: (errno without the fault, errnos with it)
+            model_lit = str(int(exp.model[0]))
+            cond = f"got == KERNEL_SEEN and got not in {tuple(exp.model[1])!r}"
+            self.body.append(f"# with the fault injected the model allows errnos "
+                             f"{tuple(exp.model[1])!r}")
         self.body += [f"MODEL = {model_lit}  # what the reference model expects",
                       f"KERNEL_SEEN = {kernel_lit}  # what the kernel answered when found",
                       f"out.write(f'op {exp.op} {exp.name}.{exp.field}: kernel {{got!r}}, "
@@ -305,16 +341,28 @@ class PyRenderer:
         lines = list(self.head)
         for f in self.funcs:
             lines += ["", "", *f]
-        lines += ["", "", "def main():"]
+        lines += ["", "", "def run_once():"]
         lines += ["    " + ln if ln else "" for ln in self.body]
-        lines += ["", "", 'if __name__ == "__main__":', "    sys.exit(main())", ""]
+        lines += ["", "", f"RUNS = {self.runs}", "", "", "def main():",
+                  "    runs = int(os.environ.get('REPRO_RUNS', RUNS))",
+                  "    if runs <= 1:", "        return run_once()",
+                  "    hits = 0", "    for k in range(runs):",
+                  "        out.muted = k > 0  # the first run's op lines are enough",
+                  "        hits += run_once()", "    out.muted = False"]
+        if self.signature:
+            lines += ["    if hits:",
+                      f"        out.write('REPRODUCED: ' + {self.signature!r} + "
+                      "f' ({hits}/{runs} runs)\\n')", "        return 1",
+                      "    out.write(f'NOT REPRODUCED ({hits}/{runs} runs)\\n')"]
+        lines += ["    return 0", "", "", 'if __name__ == "__main__":', "    sys.exit(main())",
+                  ""]
         return "\n".join(lines)
 
 
 def _literal(exp: Expectation, which: Any) -> str:
     """A kernel/model value in the form the check compares."""
     f = exp.field or "errno"
-    if f == "errno":
+    if f in ("errno", "fault_errno") and not isinstance(which, (list, tuple)):
         return str(int(which or 0))
     if f in ("data", "ranges", "caps") or isinstance(which, list):
         return repr(canon(f, which))

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -29,6 +31,7 @@
 #define CAPTURE_MAX 65536
 #define MAX_OPS 4096
 #define MAX_FDS 256
+#define MAX_BUFFERS 64
 #define VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE 1
 #define VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL 3
 /* --- end of constants --- */
@@ -36,18 +39,27 @@
 static FILE *out; /* a private copy of stdout: a program may close(2) small fd numbers */
 static int err[MAX_OPS];
 static long ret[MAX_OPS];
+static int injected[MAX_OPS]; /* with fail_nth: 1 reached and failed, 0 passed; -1: none */
+static int thread_of[MAX_OPS]; /* in a race group: the thread, and when (us from its start) */
+static long long us_start[MAX_OPS], us_end[MAX_OPS];
 static char strbuf[1 << 18];
+static pthread_mutex_t fds_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* As the fuzzer's executor does: only fds this program got back (access fds) are
  * closed; any other number answers EBADF as if it were not open. */
 __attribute__((unused)) static long close_own(int fd, int *fds, int *nfds)
 {
-	for (int k = 0; k < *nfds; k++) {
-		if (fds[k] != fd)
-			continue;
-		fds[k] = fds[--*nfds];
+	int own = 0;
+
+	pthread_mutex_lock(&fds_lock);
+	for (int k = 0; k < *nfds && !own; k++)
+		if (fds[k] == fd) {
+			fds[k] = fds[--*nfds];
+			own = 1;
+		}
+	pthread_mutex_unlock(&fds_lock);
+	if (own)
 		return close(fd);
-	}
 	errno = EBADF;
 	return -1;
 }
@@ -122,11 +134,44 @@ __attribute__((unused)) static uint64_t first_field(const void *side, long ret, 
 	return load_le((const unsigned char *)side + off, width);
 }
 
+/* Fault injection as the fuzzer's executor does it: n written to this thread's
+ * /proc/thread-self/fail-nth right before the call fails the nth fault point it
+ * passes; read back after it, 0 means that point was reached. */
+static __thread int fail_fd = -1;
+
+__attribute__((unused)) static void arm_fault(unsigned nth)
+{
+	char buf[16];
+	int n = snprintf(buf, sizeof(buf), "%u", nth);
+
+	if (fail_fd < 0)
+		fail_fd = open("/proc/thread-self/fail-nth", O_RDWR);
+	if (fail_fd < 0 || pwrite(fail_fd, buf, n, 0) != n) {
+		fprintf(out, "SETUP FAILED: arming /proc/thread-self/fail-nth: %s\n", strerror(errno));
+		exit(2);
+	}
+}
+
+__attribute__((unused)) static int fault_injected(void)
+{
+	char buf[16];
+	ssize_t n = pread(fail_fd, buf, sizeof(buf), 0);
+
+	while (pwrite(fail_fd, "0", 1, 0) < 0 && errno == EFAULT)
+		;
+	return n == 2 && buf[0] == '0' && buf[1] == '\n';
+}
+
 static void die(const char *what)
 {
 	fprintf(out, "SETUP FAILED: %s: %s\n", what, strerror(errno));
 	exit(2);
 }
+
+static struct {
+	uint64_t addr, size;
+} mapped[MAX_BUFFERS + 1]; /* a program's buffers and the scratch mapping */
+static int nmapped;
 
 /* Buffer at its fixed address, filled with byte k = (k % 251) * 37 + seed. */
 __attribute__((unused)) static void map_buffer(uint64_t addr, uint64_t size, const char *kind,
@@ -157,14 +202,132 @@ __attribute__((unused)) static void map_buffer(uint64_t addr, uint64_t size, con
 		memcpy((char *)p + off, block, size - off < 251 ? size - off : 251);
 	if (!strcmp(kind, "readonly") && mprotect(p, size, PROT_READ))
 		die("mprotect");
+	mapped[nmapped].addr = addr;
+	mapped[nmapped++].size = size;
+}
+
+/* The end of a run: its buffers go (the next run maps them at the same addresses). */
+__attribute__((unused)) static void unmap_buffers(void)
+{
+	while (nmapped) {
+		nmapped--;
+		munmap((void *)(uintptr_t)mapped[nmapped].addr, mapped[nmapped].size);
+	}
+}
+
+/* A run's start: no op has a fault or thread to show yet. */
+__attribute__((unused)) static void reset_ops(void)
+{
+	memset(injected, 0xff, sizeof(injected));
+	memset(thread_of, 0xff, sizeof(thread_of));
+}
+
+__attribute__((unused)) static void record(int i, long r)
+{
+	err[i] = r < 0 ? errno : 0;
+	ret[i] = r;
+}
+
+__attribute__((unused)) static void print_op(int i, const char *name)
+{
+	fprintf(out, "op %d %s errno=%d (%s) ret=%ld", i, name, err[i],
+		err[i] ? strerror(err[i]) : "ok", ret[i]);
+	if (injected[i] >= 0)
+		fprintf(out, " fault=%s", injected[i] ? "injected" : "passed");
+	if (thread_of[i] >= 0)
+		fprintf(out, " thread=%d us=%lld-%lld", thread_of[i], us_start[i], us_end[i]);
 }
 
 __attribute__((unused)) static void done(int i, const char *name, long r)
 {
-	err[i] = r < 0 ? errno : 0;
-	ret[i] = r;
-	fprintf(out, "op %d %s errno=%d (%s) ret=%ld", i, name, err[i],
-		err[i] ? strerror(err[i]) : "ok", r);
+	record(i, r);
+	print_op(i, name);
+}
+
+/* A race group's calls: each thread issues its calls in order, all the threads are
+ * released together from one barrier, and run_group returns when they are done. */
+enum { CALL_IOCTL_PTR, CALL_IOCTL_VAL, CALL_CLOSE, CALL_READ, CALL_WRITE };
+struct call {
+	int index, thread;
+	unsigned nth; /* fail_nth, 0: none */
+	int kind;
+	unsigned long request; /* ioctls: the request and the struct (or the value) */
+	void *arg;
+	int fd; /* close, read and write: the fd; read and write: fd_io's arguments */
+	uint64_t buf, count;
+	void *side;
+	size_t side_size;
+};
+
+struct group_thread {
+	pthread_t tid;
+	int thread, fd, *fds, *nfds, n;
+	struct call *calls;
+	pthread_barrier_t *barrier;
+	struct timespec t0;
+};
+
+static long long us_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000000ll + (t.tv_nsec - t0->tv_nsec) / 1000;
+}
+
+static void *group_thread(void *arg)
+{
+	struct group_thread *g = arg;
+
+	pthread_barrier_wait(g->barrier);
+	for (int k = 0; k < g->n; k++) {
+		struct call *c = &g->calls[k];
+		long r;
+		if (c->thread != g->thread)
+			continue;
+		us_start[c->index] = us_since(&g->t0);
+		if (c->nth)
+			arm_fault(c->nth);
+		if (c->kind == CALL_IOCTL_PTR)
+			r = ioctl(g->fd, c->request, c->arg);
+		else if (c->kind == CALL_IOCTL_VAL)
+			r = ioctl(g->fd, c->request, (unsigned long)(uintptr_t)c->arg);
+		else if (c->kind == CALL_CLOSE)
+			r = close_own(c->fd, g->fds, g->nfds);
+		else
+			r = fd_io(c->kind == CALL_WRITE, c->fd, c->buf, c->count, g->fds, *g->nfds,
+				  c->side, c->side_size);
+		record(c->index, r);
+		if (c->nth)
+			injected[c->index] = fault_injected();
+		us_end[c->index] = us_since(&g->t0);
+		thread_of[c->index] = g->thread;
+	}
+	return NULL;
+}
+
+__attribute__((unused)) static void run_group(int fd, struct call *calls, int n, int *fds,
+					      int *nfds)
+{
+	struct group_thread threads[4];
+	pthread_barrier_t barrier;
+	int used[4] = {0}, parties = 0;
+
+	for (int k = 0; k < n; k++)
+		if (!used[calls[k].thread & 3]++)
+			parties++;
+	pthread_barrier_init(&barrier, NULL, parties);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int t = 0; t < 4; t++) {
+		threads[t] = (struct group_thread){0, t, fd, fds, nfds, n, calls, &barrier, t0};
+		if (used[t] && pthread_create(&threads[t].tid, NULL, group_thread, &threads[t]))
+			die("pthread_create");
+	}
+	for (int t = 0; t < 4; t++)
+		if (used[t])
+			pthread_join(threads[t].tid, NULL);
+	pthread_barrier_destroy(&barrier);
 }
 
 __attribute__((unused)) static void show_u64(const char *name, uint64_t v)

@@ -10,6 +10,8 @@ import errno
 import os
 import struct
 import sys
+import threading
+import time
 
 # --- constants: the emitter writes these from fuzz.uapi and fuzz.prog.limits ---
 CAPTURE_MAX = 65536
@@ -32,8 +34,23 @@ PROT_READ, PROT_WRITE = 1, 2
 MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
 MAP_HUGETLB, MAP_FIXED_NOREPLACE = 0x40000, 0x100000
 MAP_FAILED = ctypes.c_void_p(-1).value
-# Output goes to a private copy of stdout: a program may close(2) small fd numbers.
-out = os.fdopen(os.dup(1), "w", buffering=1)
+
+
+class Out:
+    """A private copy of stdout (a program may close(2) small fd numbers); muted for
+    the runs after the first of a reproducer that runs several times."""
+
+    def __init__(self):
+        self.f = os.fdopen(os.dup(1), "w", buffering=1)
+        self.muted = False
+
+    def write(self, text):
+        if not self.muted:
+            self.f.write(text)
+
+
+out = Out()
+MAPPED = []  # (addr, size) of the buffers mapped, unmapped at the end of a run
 
 
 def die(msg):
@@ -65,6 +82,12 @@ def map_buffer(index, addr, size, kind, seed, holes):
         die(f"buffer {index}: mprotect: {os.strerror(ctypes.get_errno())}")
     for off, length in holes:
         libc.munmap(addr + off, length)
+    MAPPED.append((addr, size))
+
+
+def unmap_buffers():
+    while MAPPED:
+        libc.munmap(*MAPPED.pop())
 
 
 def new(cls, real=None):
@@ -82,6 +105,9 @@ class Result:
     def __init__(self, ret):
         self.ret = ret
         self.errno = ctypes.get_errno() if ret < 0 else 0
+        self.injected = None  # with fail_nth: whether its fault point was reached
+        self.thread = None  # in a race group: the thread that issued it, and when
+        self.us = (0, 0)
 
 
 def run_ioctl(fd, request, arg):
@@ -186,9 +212,61 @@ def read_caps(s, length, cap_offset):
     return "".join(caps)
 
 
+_fail_nth = threading.local()
+
+
+def with_fault(nth, call):
+    """The call with its nth fault point failed, as the fuzzer's executor does it: nth
+    written to this thread's /proc/thread-self/fail-nth right before, read back after
+    (0: the point was reached and failed), then disarmed."""
+    if not hasattr(_fail_nth, "fd"):
+        _fail_nth.fd = os.open("/proc/thread-self/fail-nth", os.O_RDWR)
+    fd = _fail_nth.fd
+    os.pwrite(fd, str(nth).encode(), 0)
+    r = call()
+    try:
+        left = os.pread(fd, 16, 0)
+    except OSError:  # EFAULT: the point was reached in the read back, after the call
+        left = b"1\n"
+    os.pwrite(fd, b"0", 0)
+    r.injected = left == b"0\n"
+    return r
+
+
+def run_group(calls):
+    """A race group: calls (op index, thread, fail_nth, call) issued from one thread per
+    thread number, each thread's in order, all released together from one barrier;
+    returns the results by op index once every thread is done."""
+    per = {}
+    for c in calls:
+        per.setdefault(c[1], []).append(c)
+    results = {}
+    barrier = threading.Barrier(len(per))
+    t0 = time.monotonic_ns()
+
+    def thread(mine):
+        barrier.wait()
+        for index, t, nth, call in mine:
+            start = time.monotonic_ns()
+            r = with_fault(nth, call) if nth else call()
+            r.thread, r.us = t, ((start - t0) // 1000, (time.monotonic_ns() - t0) // 1000)
+            results[index] = r
+
+    threads = [threading.Thread(target=thread, args=(mine,)) for mine in per.values()]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return results
+
+
 def show(i, name, r, **outputs):
     parts = [f"op {i} {name} errno={r.errno} ({errno.errorcode.get(r.errno, 'ok')}) "
              f"ret={r.ret}"]
+    if r.injected is not None:
+        parts.append("fault=" + ("injected" if r.injected else "passed"))
+    if r.thread is not None:
+        parts.append(f"thread={r.thread} us={r.us[0]}-{r.us[1]}")
     for k, v in outputs.items():
         if isinstance(v, bytes):
             v = f"<{len(v)} bytes {v[:16].hex()}>"

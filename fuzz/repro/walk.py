@@ -8,11 +8,20 @@ op (struct and side arrays; the call, an ioctl, close, read or write; the captur
 the fds it returns, its outputs), the teardown, the verdict - and asks
 a Renderer to spell each step in its language (fuzz/repro/render_py.py, render_c.py).
 
+An op with fail_nth has its call armed the way the executor arms it (fail-nth of the
+calling thread written right before, read back after). A race group's ops are all
+prepared first (their arguments are known when the group starts), then issued
+together - one thread per thread number, released from one barrier, joined - and
+their outputs shown after. A program with threads runs RUNS times (a race need not
+show every time) and says in how many runs it reproduced.
+
 A finding that needs history (programs the VM ran before the finding's program,
-fuzz.minimize) is rendered as the same walk over each earlier program, spelled as
-a function of its own (its buffers, its fresh iommufd, its ops, its teardown, then
-its buffers unmapped so the next program maps at the same fixed addresses), called
-in order before the finding's program, which is walked as always.
+fuzz.minimize) is rendered as the same walk over each earlier program - its faults
+armed and its race groups issued as the executor ran them - spelled as a function of
+its own (its buffers, its fresh iommufd, its ops, its teardown, which unmaps its
+buffers and scratch mapping so the next program maps at the same fixed addresses),
+called in order before the finding's program, which is walked as always. With
+history, every run runs the earlier programs again first.
 """
 
 from __future__ import annotations
@@ -24,7 +33,8 @@ from typing import Protocol
 
 from fuzz.prog import Buffer, Program, Ref, Value
 from fuzz.prog.layout import Side, StructPlan, plan_struct
-from fuzz.prog.types import FDIO, VFIO_VAL, Enum, Flags, OpDesc
+from fuzz.prog.limits import MAX_GROUP_OPS
+from fuzz.prog.types import FDIO, Enum, Flags, OpDesc
 from fuzz.repro.expect import Expectation, show
 from fuzz.result import OpResult
 
@@ -46,6 +56,8 @@ class OpPlan:
     var: str
     struct: StructPlan | None = None  # None for by-value ioctls and close
     fields: list[FieldSet] = dc_field(default_factory=list)
+    fail_nth: int = 0
+    thread: int = 0
 
     @property
     def wrapped(self) -> bool:
@@ -110,7 +122,7 @@ def plan(prog: Program) -> list[OpPlan]:
     plans: list[OpPlan] = []
     for i, op in enumerate(prog.ops):
         d = op.desc
-        p = OpPlan(i, op.name, d, var_name(i, op.name))
+        p = OpPlan(i, op.name, d, var_name(i, op.name), fail_nth=op.fail_nth, thread=op.thread)
         if d.is_struct or d.call == FDIO:
             p.struct = plan_struct(op)  # the encoder's own layout decisions
             scratch = {sc.arg for sc in p.struct.scratch}
@@ -140,7 +152,7 @@ class Renderer(Protocol):
         """Program k of the history: the steps up to end_earlier() are its own."""
 
     def end_earlier(self, k: int, prog: Program) -> None:
-        """After its teardown: unmap its buffers, close its function."""
+        """After its teardown (which unmapped its buffers): close its function."""
 
     def open_kmsg(self) -> None:
         """The kernel log from here on (before the first earlier program)."""
@@ -156,13 +168,17 @@ class Renderer(Protocol):
 
     def op_comment(self, p: OpPlan, lines: list[str]) -> None: ...
 
-    def struct_op(self, p: OpPlan) -> None: ...
+    def prepare(self, p: OpPlan) -> None:
+        """Everything before the call: the struct and its side arrays."""
 
-    def value_op(self, p: OpPlan) -> None: ...
+    def call(self, p: OpPlan) -> None:
+        """The call, armed with its fail_nth if it has one."""
 
-    def close_op(self, p: OpPlan) -> None: ...
+    def group(self, plans: list[OpPlan], label: int) -> None:
+        """A race group's calls, issued together from their threads and joined."""
 
-    def fdio_op(self, p: OpPlan) -> None: ...
+    def after_call(self, p: OpPlan) -> None:
+        """What the executor does after a call: the capture, the fds it returned."""
 
     def outputs(self, p: OpPlan) -> None: ...
 
@@ -201,34 +217,55 @@ def header_lines(exp: Expectation | None, prog: Program,
     return lines
 
 
-def _walk_ops(r: Renderer, plans: list[OpPlan], exp: Expectation | None,
+RUNS_THREADED = 20  # runs of a reproducer with threads (REPRO_RUNS overrides it)
+
+
+def runs_of(prog: Program, history: list[Program] | None = None) -> int:
+    """RUNS_THREADED if the program or one it needs before it has racing threads."""
+    return RUNS_THREADED if any(p.threaded for p in [*(history or []), prog]) else 1
+
+
+def steps(prog: Program) -> list[range]:
+    """The program as the executor runs it: single ops, and race groups (at most
+    MAX_GROUP_OPS ops each) issued together."""
+    out: list[range] = []
+    groups = {g.start: g for g in prog.groups()}
+    i = 0
+    while i < len(prog.ops):
+        g = groups.get(i)
+        out.append(g if g is not None else range(i, i + 1))
+        assert len(out[-1]) <= MAX_GROUP_OPS
+        i = out[-1].stop
+    return out
+
+
+def _walk_ops(r: Renderer, prog: Program, plans: list[OpPlan], exp: Expectation | None,
               expected: list[OpResult] | None) -> bool:
-    """Each op of one program; True if the finding's check was placed."""
+    """Each op of one program, in the executor's steps; True if the finding's check
+    was placed."""
     have_check = False
-    for p in plans:
-        notes = []
-        if expected is not None and p.index < len(expected):
-            notes.append(f"model expects: {expected[p.index].describe()[:150]}")
-        finding = exp is not None and exp.kind == "mismatch" and exp.op == p.index
-        if finding:
-            assert exp is not None
-            notes.append(f"<- the finding: the model expects {exp.field} = "
-                         f"{show(exp.field, exp.model)}, the kernel answered "
-                         f"{show(exp.field, exp.kernel)}")
-        r.op_comment(p, notes)
-        if p.desc.call == FDIO:
-            r.fdio_op(p)
-        elif p.struct is not None:
-            r.struct_op(p)
-        elif p.desc.call == VFIO_VAL:
-            r.value_op(p)
-        else:
-            r.close_op(p)
-        r.outputs(p)
-        if finding:
-            assert exp is not None
-            r.remember(p, exp)
-            have_check = True
+    for span in steps(prog):
+        group = [plans[i] for i in span]
+        for p in group:
+            notes = []
+            if expected is not None and p.index < len(expected):
+                notes.append(f"model expects: {expected[p.index].describe()[:150]}")
+            if exp is not None and exp.kind == "mismatch" and exp.op == p.index:
+                notes.append(f"<- the finding: the model expects {exp.field} = "
+                             f"{show(exp.field, exp.model)}, the kernel answered "
+                             f"{show(exp.field, exp.kernel)}")
+            r.op_comment(p, notes)
+            r.prepare(p)
+            if len(group) == 1 and not prog.ops[p.index].barrier:
+                r.call(p)
+        if len(group) > 1 or prog.ops[span.start].barrier:
+            r.group(group, prog.ops[span.start].barrier)
+        for p in group:
+            r.after_call(p)
+            r.outputs(p)
+            if exp is not None and exp.kind == "mismatch" and exp.op == p.index:
+                r.remember(p, exp)
+                have_check = True
     return have_check
 
 
@@ -249,7 +286,7 @@ def render(r: Renderer, prog: Program, exp: Expectation | None = None,
         r.begin_earlier(k, h, hplans)
         r.buffers(h.buffers, _scratch(hplans))
         r.open_iommufd(read_kmsg=False)
-        _walk_ops(r, hplans, None, None)
+        _walk_ops(r, h, hplans, None, None)
         r.teardown()
         r.end_earlier(k, h)
     if earlier:
@@ -260,7 +297,7 @@ def render(r: Renderer, prog: Program, exp: Expectation | None = None,
         r.main_program()
     r.buffers(prog.buffers, _scratch(plans))
     r.open_iommufd(read_kmsg=read_kmsg and not earlier)
-    have_check = _walk_ops(r, plans, exp, expected)
+    have_check = _walk_ops(r, prog, plans, exp, expected)
     r.teardown()
     if exp is None:
         r.verdict_none()

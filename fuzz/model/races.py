@@ -1,0 +1,176 @@
+"""The orders the ops of a race group may have run in.
+
+A race group (fuzz.prog.ir: consecutive ops with one barrier label) runs each
+thread's ops in program order, all threads released at once. The oracle
+(fuzz.differential) takes the calls to be atomic - each one's outcome that of
+running it whole at some point between its start and its end - and so accepts any
+result that some order of the group's calls gives that keeps each thread's own
+order; it tries them all (few: MAX_GROUP_OPS ops on 4 threads have at most 180).
+A result no order gives is a mismatch: a bug, or a call that is not atomic (the
+finding names the ops that raced). One part of a call is known not to be: the
+ids of the objects it creates are taken from the xarray one at a time, each when
+the object is allocated, and an op that fails frees its ids only when it unwinds,
+so racing ops take ids in interleavings no whole-call order gives (a failing
+TEST_MOCK_DOMAIN holds an id for a while; an IOAS_ALLOC beside it takes the next).
+Which ids racing ops get is the kernel's free choice, as an automatic IOVA is:
+adopt_ids renames the model's new objects to the kernel's ids where that is all
+that differs, and the ids are free in the model. What breaks under a race without showing in
+results (a use-after-free, a lock-order problem, a leaked reference) is the
+kernel's checkers' to catch: KASAN, lockdep, WARN, refcount, hung task.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from fuzz.compare import Mismatch
+from fuzz.model.model import Model
+from fuzz.model.objects import OBJ_IOAS
+from fuzz.prog import Program
+from fuzz.prog.types import Res, is_kind
+from fuzz.result import OpResult
+
+# errno -> the half-done work of a racing op that answers it
+TRANSIENT: dict[int, str] = {
+    errno.EBUSY: "a racing op held a reference to the object, or was mapping the area",
+    errno.ENOENT: "a racing DESTROY freed the object while the op ran",
+    errno.EINVAL: "a racing DESTROY freed the object's id and it was taken for another",
+}
+UNMAPS = {"IOAS_UNMAP": "ioas_id", "VFIO_IOMMU_UNMAP_DMA": "compat"}
+
+ID_KINDS = ("ioas", "hwpt", "stdev", "idev", "fault")  # objects with ids in the xarray
+
+
+def racing(prog: Program, group: range) -> bool:
+    """Whether the group's ops run on more than one thread (else it is sequential)."""
+    return len({prog.ops[i].thread for i in group}) > 1
+
+
+def orders(prog: Program, group: range) -> list[tuple[int, ...]]:
+    """Every order of the group's ops that keeps each thread's order, program order
+    first."""
+    per: dict[int, list[int]] = {}
+    for i in group:
+        per.setdefault(prog.ops[i].thread, []).append(i)
+    seqs = list(per.values())
+    out: list[tuple[int, ...]] = []
+
+    def walk(pos: list[int], acc: list[int]) -> None:
+        if len(acc) == len(group):
+            out.append(tuple(acc))
+            return
+        # the thread whose next op comes first in the program goes first: program
+        # order is the first order generated
+        for t in sorted(range(len(seqs)), key=lambda t: seqs[t][pos[t]] if pos[t] < len(seqs[t])
+                        else 1 << 30):
+            if pos[t] < len(seqs[t]):
+                acc.append(seqs[t][pos[t]])
+                pos[t] += 1
+                walk(pos, acc)
+                pos[t] -= 1
+                acc.pop()
+
+    walk([0] * len(seqs), [])
+    return out
+
+
+def _id_outputs(prog: Program, i: int) -> list[str]:
+    return [o.name for o in prog.ops[i].desc.outs
+            if o.kind and any(is_kind(o.kind, k) for k in ID_KINDS)]
+
+
+def adopt_ids(model: Model, prog: Program, group: range, kernel: list[OpResult],
+              results: dict[int, OpResult], diffs: list[Mismatch], before: set[int]) -> bool:
+    """Where the only differences after a racing group are ids of objects its ops
+    created (not in `before`, the ids live when it started), and the kernel's ids are
+    free in the model: rename the model's objects to them, and its results. True if
+    it did."""
+    if not diffs or any(d.field not in _id_outputs(prog, d.op) for d in diffs):
+        return False
+    ids: dict[int, int] = {}
+    for i in group:
+        if kernel[i].errno or results[i].errno:
+            continue
+        for f in _id_outputs(prog, i):
+            old, new = results[i].out.get(f), kernel[i].out.get(f)
+            if not isinstance(old, int) or not isinstance(new, int) or old in before:
+                continue
+            if ids.get(old, new) != new or old not in model.objects.objs:
+                return False
+            ids[old] = new  # also where they agree: that one stays
+    targets = list(ids.values())
+    if len(set(targets)) != len(targets):
+        return False
+    created = sorted(i for i in model.objects.objs if i not in before)
+    for t in targets:
+        if not 0 < t < 1 << 31 or (t in model.objects.objs and t not in created):
+            return False
+    # the group's other new objects, whose ids nothing shows (an access's), take the
+    # ids left over, in order
+    rest = [i for i in created if i not in ids]
+    pool = sorted(set(created) - set(targets))
+    ids.update(zip(rest, pool))
+    model.objects.rename(ids)
+    for i in group:
+        for f in _id_outputs(prog, i):
+            v = results[i].out.get(f)
+            if not results[i].errno and isinstance(v, int):
+                results[i].out[f] = ids.get(v, v)
+    return True
+
+
+def _objects_used(model: Model, prog: Program, i: int) -> set[int]:
+    a = model.resolve(i)
+    return {a[x.name] for x in prog.ops[i].desc.args if isinstance(x.type, Res) and
+            x.name in a}
+
+
+def _space(model: Model, prog: Program, i: int) -> int | str | None:
+    """The IOVA space op i maps into or unmaps from: an IOAS id, or "compat"."""
+    op = prog.ops[i]
+    arg = op.desc.maps.space if op.desc.maps is not None else UNMAPS.get(op.name)
+    if arg is None:
+        return None
+    return "compat" if arg == "compat" else model.resolve(i)[arg]
+
+
+def transient(model: Model, prog: Program, group: range, k: int, kernel: OpResult) -> bool:
+    """Whether op k of a racing group can have failed as the kernel says on another
+    op's half-done work (TRANSIENT). `model`: the state before the group."""
+    e = kernel.errno
+    if e not in TRANSIENT:
+        return False
+    others = [i for i in group if prog.ops[i].thread != prog.ops[k].thread]
+    name = prog.ops[k].name
+    if e == errno.EBUSY and name == "DESTROY":
+        gone = model.resolve(k)["id"]
+        return any(gone in _objects_used(model, prog, i) for i in others)
+    if e == errno.EBUSY and name in UNMAPS:
+        space = _space(model, prog, k)
+        return any(prog.ops[i].desc.maps is not None and _space(model, prog, i) == space
+                   for i in others)
+    if e in (errno.ENOENT, errno.EINVAL):
+        freed = {model.resolve(i)["id"] for i in others if prog.ops[i].name == "DESTROY"}
+        return bool(freed & _objects_used(model, prog, k))
+    return False
+
+
+def fail_early(model: Model, k: int, kernel: OpResult) -> OpResult:
+    """Op k as having failed on a racing op's half-done work: no effect, the kernel's
+    errno; unsure for an unmap that may have unmapped other areas first."""
+    op = model.program.ops[k]
+    res = OpResult(kernel.errno, -1, model.default_out(op.name, model.resolve(k)))
+    if "ret" in res.out:
+        res.out["ret"] = -1
+    if op.name in UNMAPS:
+        a = model.resolve(k)
+        ioas = model.vfio_ioas if op.name == "VFIO_IOMMU_UNMAP_DMA" else \
+            model.objects.get(a["ioas_id"], OBJ_IOAS)
+        length = a["size" if op.name == "VFIO_IOMMU_UNMAP_DMA" else "length"]
+        if ioas is not None and length and \
+                ioas.iopt.area_iter_first(a["iova"], a["iova"] + length - 1) is not None:
+            res.unsure = ("an unmap that met an area a racing op was mapping may have "
+                          "unmapped the areas before it")
+            model.poisoned = f"after op {k} ({op.name}): {res.unsure}"
+    model.place(k, res, kernel, res.out)
+    return res

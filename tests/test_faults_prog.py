@@ -1,0 +1,235 @@
+"""Fault injection and race groups on the program side and in the oracle's logic:
+the IR keys (version-1 programs read as before), their checks, the edits and the
+mutator keeping programs valid, the orders of a race group, and what the oracle
+accepts of an injected fault or a race, given kernel results (the same logic
+runs on the real kernel's results in tests/test_faults.py)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from fuzz.differential import model_alongside
+from fuzz.model import races
+from fuzz.model.faults import allowed
+from fuzz.prog import Op, Program, ProgramError, Ref
+from fuzz.prog.edits import remove_ops, repair
+from fuzz.prog.gen import generate
+from fuzz.prog.mutate import mutate
+from fuzz.result import OpResult
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_seed_programs_read_and_write_exactly_as_before() -> None:
+    """Version-1 files without the new keys load unchanged and dump the same bytes."""
+    for path in sorted((REPO / "corpus" / "seeds").glob("*.json")):
+        prog = Program.load(path)
+        assert not prog.faulted and not prog.threaded
+        assert prog.dumps() == Program.loads(path.read_text()).dumps()
+        assert prog.to_json() == json.loads(path.read_text()) | {
+            "buffers": prog.to_json()["buffers"]}
+
+
+def test_fault_thread_and_barrier_round_trip() -> None:
+    p = Program([Op("IOAS_ALLOC", fail_nth=3), Op("IOAS_ALLOC", thread=2, barrier=7),
+                 Op("DESTROY", {"id": 1}, thread=1, barrier=7)])
+    again = Program.loads(p.dumps())
+    assert again == p and again.dumps() == p.dumps()
+    assert '"fail_nth": 3' in p.dumps() and '"barrier": 7' in p.dumps()
+    assert p.groups() == [range(1, 3)] and p.faulted and p.threaded
+
+
+@pytest.mark.parametrize("op, error", [
+    ({"op": "IOAS_ALLOC", "thread": 4},
+     r"x\.json: op 0 \(IOAS_ALLOC\)\.thread: 4 is not in 0\.\.3"),
+    ({"op": "IOAS_ALLOC", "fail_nth": -1}, r"op 0 \(IOAS_ALLOC\)\.fail_nth: -1 is not in"),
+    ({"op": "IOAS_ALLOC", "fail_nth": True}, r"op 0 \(IOAS_ALLOC\)\.fail_nth: expected an integer"),
+    ({"op": "IOAS_ALLOC", "barrier": 256}, r"op 0 \(IOAS_ALLOC\)\.barrier: 256 is not in 0\.\.255"),
+    ({"op": "IOAS_ALLOC", "threads": 1}, r"op 0: unknown keys \['threads'\]"),
+])
+def test_bad_fault_and_thread_keys_name_the_file_op_and_field(op: dict, error: str) -> None:
+    with pytest.raises(ProgramError, match=error):
+        Program.from_json({"version": 1, "ops": [op]}, "x.json")
+
+
+def test_a_race_group_takes_no_ref_into_itself_and_has_few_ops() -> None:
+    doc = {"version": 1, "ops": [
+        {"op": "IOAS_ALLOC", "barrier": 1},
+        {"op": "DESTROY", "args": {"id": {"ref": 0, "field": "out_ioas_id"}}, "barrier": 1,
+         "thread": 1}]}
+    with pytest.raises(ProgramError, match=r"op 1 \(DESTROY\)\.id: ref to op 0, which is in "
+                                           r"the same race group \(barrier 1, ops 0\.\.1\)"):
+        Program.from_json(doc, "g.json")
+    with pytest.raises(ProgramError, match="a race group has at most 6 ops"):
+        Program([Op("IOAS_ALLOC", barrier=2) for _ in range(7)]).validate()
+    # the same label after a gap is another group
+    p = Program([Op("IOAS_ALLOC", barrier=2), Op("IOAS_ALLOC"), Op("IOAS_ALLOC", barrier=2)])
+    assert p.groups() == [range(0, 1), range(2, 3)]
+
+
+def test_repair_cuts_groups_that_edits_broke() -> None:
+    p = Program([Op("IOAS_ALLOC"), Op("IOAS_ALLOC", barrier=1),
+                 Op("DESTROY", {"id": Ref(1, "out_ioas_id")}, thread=1, barrier=1),
+                 Op("IOAS_ALLOC", thread=2, barrier=1)])
+    repair(p)
+    p.validate()
+    assert p.groups() == [range(1, 2), range(2, 4)]
+    # removing an op renumbers refs and keeps run properties
+    q = remove_ops(Program([Op("IOAS_ALLOC"), Op("IOAS_ALLOC", fail_nth=2, thread=3)]), {0})
+    assert q.ops[0].fail_nth == 2 and q.ops[0].thread == 3
+
+
+def test_mutation_adds_faults_and_threads_and_keeps_programs_valid() -> None:
+    rng = random.Random(7)
+    faulted = threaded = 0
+    for seed in range(200):
+        p = generate(seed)
+        for _ in range(6):
+            p = mutate(p, rng)
+        Program.loads(p.dumps())  # valid, and it survives the file round trip
+        faulted += p.faulted
+        threaded += p.threaded
+    assert 20 < faulted < 180 and 20 < threaded < 180, (faulted, threaded)
+
+
+def test_orders_keep_each_threads_order_program_order_first() -> None:
+    p = Program([Op("IOAS_ALLOC", thread=0, barrier=1), Op("IOAS_ALLOC", thread=1, barrier=1),
+                 Op("IOAS_ALLOC", thread=0, barrier=1)])
+    got = races.orders(p, range(3))
+    assert got[0] == (0, 1, 2)
+    assert sorted(got) == [(0, 1, 2), (0, 2, 1), (1, 0, 2)]  # 0 always before 2
+    four = Program([Op("IOAS_ALLOC", thread=t, barrier=1) for t in range(4)])
+    assert len(races.orders(four, range(4))) == 24
+
+
+def kernel(*rs: tuple) -> list[OpResult]:
+    """Kernel results: (errno, out, injected)."""
+    return [OpResult(e, 0 if not e else -1, dict(out), injected=inj) for e, out, inj in rs]
+
+
+def test_an_injected_failure_must_leave_no_trace() -> None:
+    """IOAS_ALLOC failed by its fault: the next IOAS_ALLOC gets id 1 again. A kernel
+    that had used up id 1 anyway disagrees with the model at the next op."""
+    p = Program([Op("IOAS_ALLOC", fail_nth=1), Op("IOAS_ALLOC")])
+    good = kernel((errno.ENOMEM, {"out_ioas_id": 0}, True), (0, {"out_ioas_id": 1}, False))
+    _, mism, unsure = model_alongside(p, good)
+    assert mism == [] and unsure == []
+    leaky = kernel((errno.ENOMEM, {"out_ioas_id": 0}, True), (0, {"out_ioas_id": 2}, False))
+    _, mism, _ = model_alongside(p, leaky)
+    assert [(m.op, m.field, m.kernel, m.model) for m in mism] == [(1, "out_ioas_id", 2, 1)]
+
+
+def test_an_injected_fault_fails_only_with_an_errno_the_kernel_has_there() -> None:
+    p = Program([Op("IOAS_ALLOC", fail_nth=1)])
+    _, mism, _ = model_alongside(p, kernel((errno.EINVAL, {"out_ioas_id": 0}, True)))
+    assert [(m.field, m.kernel) for m in mism] == [("fault_errno", errno.EINVAL)]
+    assert "one of ENOENT, ENOMEM, EFAULT" in mism[0].describe()
+    assert mism[0].signature == "mismatch IOAS_ALLOC.fault_errno kernel=EINVAL"
+    # an op whose path has a fail_iommufd point answering EINVAL
+    assert errno.EINVAL in allowed("TEST_MOCK_DOMAIN") and errno.EINVAL not in allowed("DESTROY")
+    # a fault can never make an op succeed that fails without it
+    q = Program([Op("DESTROY", {"id": 5}, fail_nth=1)])
+    _, mism, _ = model_alongside(q, kernel((0, {}, True)))
+    assert [(m.field, m.kernel, m.model) for m in mism] == [("errno", 0, errno.ENOENT)]
+    # a fault the op tolerated: it must have done exactly what it does without one
+    _, mism, _ = model_alongside(p, kernel((0, {"out_ioas_id": 1}, True)))
+    assert mism == []
+
+
+def test_racing_ops_agree_with_some_order() -> None:
+    """Two IOAS_ALLOCs and a DESTROY of id 2 released together: each kernel outcome that
+    an order gives agrees; one no order gives does not."""
+    p = Program([Op("IOAS_ALLOC"), Op("IOAS_ALLOC", thread=1, barrier=1),
+                 Op("IOAS_ALLOC", thread=2, barrier=1), Op("DESTROY", {"id": 2}, barrier=1),
+                 Op("IOAS_ALLOC")])
+    first = (0, {"out_ioas_id": 1}, False)
+    for a, b, d, last in ((2, 3, 0, 2), (3, 2, 0, 2), (2, 2, 0, 3), (2, 3, errno.ENOENT, 4)):
+        res = kernel(first, (0, {"out_ioas_id": a}, False), (0, {"out_ioas_id": b}, False),
+                     (d, {}, False), (0, {"out_ioas_id": last}, False))
+        orders: dict = {}
+        _, mism, unsure = model_alongside(p, res, orders=orders)
+        assert mism == [] and unsure == [], (a, b, d, last, [m.describe() for m in mism])
+        assert orders[1][1] >= 1
+    impossible = kernel(first, (0, {"out_ioas_id": 2}, False), (0, {"out_ioas_id": 2}, False),
+                        (0, {}, False), (0, {"out_ioas_id": 2}, False))
+    _, mism, _ = model_alongside(p, impossible)
+    assert mism, "two live IOASes with one id, then a third with it too: no order gives that"
+
+
+def test_racing_ops_ids_are_the_kernels_choice_when_free() -> None:
+    """A TEST_MOCK_DOMAIN that fails (no IOAS 7) holds an id while it runs; the IOAS_ALLOC
+    beside it takes the next one - no whole-call order gives that, and it is the
+    kernel's to choose: the model takes the id (it is free) and goes on with it."""
+    p = Program([Op("TEST_MOCK_DOMAIN", {"id": 7}, barrier=1),
+                 Op("IOAS_ALLOC", thread=1, barrier=1),
+                 Op("DESTROY", {"id": 2}), Op("IOAS_ALLOC")])
+    res = kernel((errno.ENOENT, {"out_stdev_id": 0, "out_hwpt_id": 0, "out_idev_id": 0}, False),
+                 (0, {"out_ioas_id": 2}, False), (0, {}, False), (0, {"out_ioas_id": 1}, False))
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [] and unsure == [], [m.describe() for m in mism]
+    # an id that is taken is no choice: two live IOASes cannot share one
+    q = Program([Op("IOAS_ALLOC"), Op("IOAS_ALLOC", barrier=1),
+                 Op("IOAS_ALLOC", thread=1, barrier=1)])
+    res = kernel((0, {"out_ioas_id": 1}, False), (0, {"out_ioas_id": 1}, False),
+                 (0, {"out_ioas_id": 2}, False))
+    _, mism, _ = model_alongside(q, res)
+    assert mism
+
+
+def test_racing_ops_may_fail_on_each_others_half_done_work() -> None:
+    """Failures no whole-call order gives but a racing op explains, taken as failed
+    without effect: a DESTROY of an IOAS a racing map holds (EBUSY), an unmap of the
+    area a racing map is filling (EBUSY), a mock domain whose IOAS a racing DESTROY
+    frees while it runs (EINVAL: the id went to its own device). Unexplained, the same
+    answers are mismatches."""
+    from fuzz.prog import Buffer, BufPtr
+
+    m = {"ioas_id": Ref(0, "out_ioas_id"), "user_va": BufPtr(0), "length": 4096,
+         "iova": 1 << 24, "flags": 7}
+    unmap = {"ioas_id": Ref(0, "out_ioas_id"), "iova": 1 << 24, "length": 4096}
+    p = Program([Op("IOAS_ALLOC"), Op("IOAS_MAP", m, barrier=1),
+                 Op("IOAS_UNMAP", unmap, thread=1, barrier=1),
+                 Op("DESTROY", {"id": Ref(0, "out_ioas_id")}, thread=2, barrier=1),
+                 Op("IOAS_UNMAP", unmap)], [Buffer(4096)])
+    res = kernel((0, {"out_ioas_id": 1}, False), (0, {"iova": 1 << 24}, False),
+                 (errno.EBUSY, {"length": 4096}, False), (errno.EBUSY, {}, False),
+                 (0, {"length": 4096}, False))
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [] and unsure == [], [x.describe() for x in mism]
+    # no racing map, no racing user: EBUSY is a mismatch
+    q = Program([Op("IOAS_ALLOC"), Op("IOAS_ALLOC", barrier=1),
+                 Op("DESTROY", {"id": Ref(0, "out_ioas_id")}, thread=1, barrier=1)])
+    res = kernel((0, {"out_ioas_id": 1}, False), (0, {"out_ioas_id": 2}, False),
+                 (errno.EBUSY, {}, False))
+    _, mism, _ = model_alongside(q, res)
+    assert [(x.op, x.field) for x in mism] == [(2, "errno")]
+    # the mock domain's IOAS destroyed under it
+    r = Program([Op("IOAS_ALLOC"),
+                 Op("TEST_MOCK_DOMAIN", {"id": Ref(0, "out_ioas_id")}, thread=1, barrier=1),
+                 Op("DESTROY", {"id": Ref(0, "out_ioas_id")}, barrier=1), Op("IOAS_ALLOC")])
+    res = kernel((0, {"out_ioas_id": 1}, False),
+                 (errno.EINVAL, {"out_stdev_id": 0, "out_hwpt_id": 0, "out_idev_id": 0}, False),
+                 (0, {}, False), (0, {"out_ioas_id": 1}, False))
+    _, mism, unsure = model_alongside(r, res)
+    assert mism == [] and unsure == [], [x.describe() for x in mism]
+
+
+def test_ids_nothing_shows_make_room_for_the_kernels() -> None:
+    """An access (its id is the kernel's secret) created beside a mock domain, which took
+    id 3 for its selftest object, then the access took 4, then the mock domain 5 and 6:
+    no whole-call order gives that; the model renames, the access takes the id left."""
+    p = Program([Op("IOAS_ALLOC"), Op("IOAS_ALLOC"),
+                 Op("TEST_CREATE_ACCESS", {"id": Ref(1, "out_ioas_id")}, barrier=1),
+                 Op("TEST_MOCK_DOMAIN", {"id": Ref(0, "out_ioas_id")}, thread=2, barrier=1),
+                 Op("IOAS_ALLOC")])
+    res = kernel((0, {"out_ioas_id": 1}, False), (0, {"out_ioas_id": 2}, False),
+                 (0, {"out_access_fd": 4}, False),  # the lowest free fd
+                 (0, {"out_stdev_id": 3, "out_hwpt_id": 6, "out_idev_id": 5}, False),
+                 (0, {"out_ioas_id": 7}, False))
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [] and unsure == [], [x.describe() for x in mism]
