@@ -155,6 +155,60 @@ def test_a_splat_logged_by_deferred_work_is_put_on_the_program_that_caused_it(
     assert report.count("REPRODUCED  ") == 3, report
 
 
+# the arming program of the history above, with an injected fault and a race group
+ARM_FAULTED_RACING = Program([Op("IOAS_ALLOC", fail_nth=1),
+                              Op("IOAS_ALLOC", thread=1, barrier=1),
+                              Op("IOAS_ALLOC", thread=2, barrier=1),
+                              Op("TEST_SET_TEMP_MEMORY_LIMIT", {"limit": PLANTED_ARM})])
+
+
+@pytest.mark.variant
+def test_history_with_faults_and_threads_is_replayed_as_the_executor_ran_it(
+        planted_kernel: Path, workdir: Path) -> None:
+    """An earlier program with a fault injected and ops racing on threads: every form of
+    the reproducer replays it with its fault armed and its race group issued from its
+    threads (the earlier program's op lines say so), runs RUNS times since a program it
+    needs has threads, replays the history in each run, and reproduces."""
+    import errno
+    import re
+
+    from fuzz import differential
+    from fuzz.report import splat_keys
+    from fuzz.repro.expect import Expectation
+    from fuzz.repro.verify import verify
+    from fuzz.repro.walk import RUNS_THREADED
+    from fuzz.repro.write import write_reproducer
+
+    be = VMBackend(planted_kernel)
+    try:
+        first = differential.run(ARM_FAULTED_RACING, be).execution
+        assert first.results[0].injected and first.results[0].errno == errno.ENOMEM
+        assert [r.errno for r in first.results[1:]] == [0, 0, 0] and not first.reports
+        last = differential.run(CHECK_REFS, be)
+        assert [r.title for r in last.execution.reports] == [HISTORY_TITLE]
+        [ev] = attribute(last)
+        exp = Expectation("splat", ev.finding.signature, HISTORY_TITLE,
+                          keys=splat_keys(HISTORY_TITLE))
+        d = write_reproducer(workdir / "repro", CHECK_REFS, exp, kernel.manifest(planted_kernel),
+                             history=[ARM_FAULTED_RACING])
+        res = verify(d, be)
+        for name in ("program.json", "repro.py", "repro.c"):
+            hit, said = res[name]
+            rate = re.search(r"\((\d+)/(\d+) runs\)", said)
+            assert hit and rate and int(rate[2]) == RUNS_THREADED, (name, said)
+        be.vm.restart()
+        out = be.vm.run_command(["/usr/bin/python3", "-I", str(d / "repro.py")], timeout=600)
+        lines = out["stdout"].splitlines()
+        h = lines.index("== history/00.json")
+        assert lines[h + 5] == "== program.json", lines[h:h + 6]
+        assert re.match(r"op 0 IOAS_ALLOC errno=12 .* fault=injected", lines[h + 1]), lines
+        assert {m[1] for ln in lines[h + 2:h + 4] if (m := re.search(r" thread=(\d) us=", ln))} \
+            == {"1", "2"}, lines[h + 2:h + 4]
+        assert re.match(rf"REPRODUCED: .* \(\d+/{RUNS_THREADED} runs\)", lines[-1]), lines[-1]
+    finally:
+        be.close()
+
+
 # -- the search itself, on a stand-in kernel whose state is what ran since its start
 
 
