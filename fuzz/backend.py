@@ -3,32 +3,49 @@ this machine's own kernel. Both take a Program and give an Execution."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from fuzz.channel import KMSG_PROGRAM_START
 from fuzz.executor.encode import FaultInjectionUnavailable, decode, encode
 from fuzz.executor.runner import RawRun, unpack_response
 from fuzz.executor.wire import KCOV_TRACE_PC
 from fuzz.model.file import AGENT_FDS, FdLayout
 from fuzz.prog import Program
+from fuzz.prog.limits import MAX_HISTORY
 from fuzz.report import Report, parse
 from fuzz.result import OpResult
 from fuzz.vm import VM, GuestCrash, VMConfig
 
-# Splats after which the guest is rebooted before the next program.
+# Splats after which the guest is restored before the next program (BUG covers
+# "BUG: Bad page state" like any other BUG:).
 TAINTING = {"KASAN", "KFENCE", "BUG", "GPF", "OOPS", "LOCKDEP", "UBSAN"}
+# add_taint() prints this when a taint makes lockdep unreliable (a bad page, an
+# oops...): whatever the report was, lockdep is off from here on.
+LOCKDEP_OFF = "Disabling lock debugging due to kernel taint"
+
+
+def taints(reports: list[Report], kmsg: str = "") -> bool:
+    """Whether the kernel must be restored before the next program."""
+    return any(r.kind in TAINTING for r in reports) or LOCKDEP_OFF in kmsg
 
 
 @dataclass
 class Execution:
     """One program's run on a kernel. results is empty when setup failed or the
     guest crashed; crash says how it ended then; reports are the kernel splats
-    the run produced (from /dev/kmsg, or the console when the guest died)."""
+    the run produced (from /dev/kmsg, or the console when the guest died), in
+    log order; prior_reports are those of them logged before the program started
+    (deferred work of the program before it); history is what the VM ran since it
+    was last (re)started, before this program (at most MAX_HISTORY programs)."""
 
     results: list[OpResult] = field(default_factory=list)
     raw: RawRun | None = None
     reports: list[Report] = field(default_factory=list)
+    prior_reports: list[Report] = field(default_factory=list)
+    history: list[Program] = field(default_factory=list)
     crash: str | None = None
     console_tail: str = ""
     setup_error: str | None = None
@@ -57,6 +74,10 @@ class Backend(Protocol):
 def _finish(prog: Program, enc, raw: RawRun,  # type: ignore[no-untyped-def]
             kcov_mode: int) -> Execution:
     ex = Execution(raw=raw, reports=parse(raw.kmsg), kcov_mode=kcov_mode)
+    head, sep, _ = raw.kmsg.partition(KMSG_PROGRAM_START + "\n")
+    if sep:  # the agent's marker: lines before it were logged before the program started
+        start = head.count("\n")
+        ex.prior_reports = [r for r in ex.reports if r.line < start]
     if raw.setup_errno:
         what = f"buffer {raw.setup_step - 1}" if raw.setup_step else "opening /dev/iommu"
         ex.setup_error = f"setup failed at {what}: errno {raw.setup_errno}"
@@ -75,24 +96,35 @@ class VMBackend:
     fd_layout: FdLayout | None = AGENT_FDS
 
     def __init__(self, kernel: Path, cfg: VMConfig | None = None,
-                 workdir: Path | None = None) -> None:
+                 workdir: Path | None = None, timeout: float = 120.0) -> None:
         self.vm = VM(cfg or VMConfig(kernel=kernel), workdir)
+        self.timeout = timeout  # a program that has not answered by then is a hang
+        # What this kernel ran since its last start (a restart restores the snapshot,
+        # so that is "since the boot"): kept with findings, replayed by the minimizer.
+        self.history: deque[Program] = deque(maxlen=MAX_HISTORY)
+        self._starts = 0
         self.vm.start()
 
-    def run(self, prog: Program, kcov: bool = True, timeout: float = 120.0,
+    def run(self, prog: Program, kcov: bool = True, timeout: float | None = None,
             kcov_mode: int = KCOV_TRACE_PC) -> Execution:
         enc = encode(prog, kcov=kcov, kcov_mode=kcov_mode)
+        if self.vm.starts != self._starts:
+            self.history.clear()
+            self._starts = self.vm.starts
+        before = list(self.history)
+        self.history.append(prog)
         try:
-            raw = self.vm.execute(enc.wire, timeout=timeout)
+            raw = self.vm.execute(enc.wire, timeout=timeout or self.timeout)
         except GuestCrash as crash:
             ex = Execution(reports=crash.reports, crash=crash.what,
-                           console_tail=crash.console_tail)
+                           console_tail=crash.console_tail, history=before)
             self.vm.restart()
             return ex
         ex = _finish(prog, enc, raw, kcov_mode)
+        ex.history = before
         # Console reports are a second source: kmsg already has them while the guest lives.
         self.vm.take_console_reports()
-        if any(r.kind in TAINTING for r in ex.reports):
+        if taints(ex.reports, raw.kmsg):
             # memory may be corrupt, or lockdep switched itself off: start clean
             self.vm.restart()
         return ex

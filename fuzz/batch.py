@@ -63,12 +63,9 @@ def _work(args: tuple[Path, Path, list[int], int]) -> BatchResult:
             if not out.failed:
                 res.agreed += 1
                 continue
-            log = (out.execution.raw.kmsg if out.execution.raw else "") \
-                + out.execution.console_tail
-            for f in findings.from_outcome(out):
+            for f, _new in store.record_outcome(out, manifest):
                 res.signatures[f.signature] += 1
                 res.examples.setdefault(f.signature, seed)
-                store.record(f, prog, log, manifest)
     finally:
         be.close()
     res.seconds = time.monotonic() - t0

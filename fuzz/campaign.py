@@ -3,7 +3,11 @@
 The manager owns no VM itself. It starts the workers, merges their stats every
 couple of seconds into one status line and one JSON line in stats.jsonl, and
 stops them at the time limit or on Ctrl-C. Workers write corpus entries and
-findings atomically, so a killed campaign resumes from what is on disk.
+findings atomically, so a killed campaign resumes from what is on disk: at the
+start, what a killed write left behind is removed and corrupt corpus files are
+quarantined (fuzz.corpus). Workers die with the manager (PR_SET_PDEATHSIG), their
+VMs with them. Logs are kept to a bounded size (fuzz.logs), so a campaign of days
+uses the disk a campaign of minutes does, plus its corpus and findings.
 """
 
 from __future__ import annotations
@@ -18,8 +22,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from fuzz import corpus
+from fuzz import corpus, logs
 from fuzz.findings import FindingStore
+from fuzz.inputs import duration
+from fuzz.prog.ir import remove_stale_temps
+from fuzz.vm import die_with_parent
+
+STATS_MAX_BYTES = 128 << 10  # the campaign's stats.jsonl is thinned past this
+WORKER_LOG_MAX_BYTES = 256 << 10  # worker.log rotates to worker.log.1 past this
 
 
 @dataclass
@@ -35,6 +45,7 @@ class CampaignConfig:
     feedback: bool = True
     seeds: tuple[Path, ...] = ()
     quiet: bool = False
+    program_timeout: float = 120.0  # a program that has not answered by then is a hang
     cpus: int = 1  # vCPUs per VM (racing threads overlap for real on 2)
     kmemleak: bool = False  # boot with kmemleak=on and scan every leak_scan_s
     leak_scan_s: float = 120.0
@@ -43,11 +54,8 @@ class CampaignConfig:
 
 
 def parse_duration(s: str) -> int:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    s = s.strip()
-    if s and s[-1] in units:
-        return int(float(s[:-1]) * units[s[-1]])
-    return int(s)
+    """Seconds from "90", "90s", "10m", "2h", "1d"; fuzz.inputs.InputError otherwise."""
+    return duration(s)
 
 
 def _worker_argv(cfg: CampaignConfig, k: int) -> list[str]:
@@ -55,8 +63,8 @@ def _worker_argv(cfg: CampaignConfig, k: int) -> list[str]:
     common = ["--kernel", str(cfg.kernel), "--corpus", str(cfg.corpus),
               "--findings", str(cfg.findings), "--stats", str(wd / "stats.jsonl"),
               "--workdir", str(wd), "--seconds", str(cfg.seconds), "--worker", str(k),
-              "--seed", str(1000 + k), "--cpus", str(cfg.cpus),
-              "--fault-walk-every", str(cfg.fault_walk_every),
+              "--seed", str(1000 + k), "--timeout", str(cfg.program_timeout),
+              "--cpus", str(cfg.cpus), "--fault-walk-every", str(cfg.fault_walk_every),
               "--leak-scan-s", str(cfg.leak_scan_s if cfg.kmemleak else 0)]
     if cfg.kmemleak:
         common.append("--kmemleak")
@@ -73,16 +81,6 @@ def _worker_argv(cfg: CampaignConfig, k: int) -> list[str]:
     return [sys.executable, "-m", "fuzz.engines.hypothesis_engine", *common]
 
 
-def _last_json(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - 4096))
-            lines = f.read().decode(errors="replace").strip().splitlines()
-        return json.loads(lines[-1]) if lines else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def _union_edges(cfg: CampaignConfig, kind: str = "") -> set[int]:
     """The workers' edges; of one kind of program (fuzz.engines.common.KINDS) if given."""
     out: set[int] = set()
@@ -96,8 +94,15 @@ def _union_edges(cfg: CampaignConfig, kind: str = "") -> set[int]:
     return out
 
 
+def append_stats(path: Path, s: dict) -> None:
+    try:
+        logs.append_line(path, json.dumps(s), STATS_MAX_BYTES)
+    except OSError as e:  # a full disk: the status line goes on, the log misses a line
+        print(f"campaign: stats line not written to {path}: {e.strerror or e}", file=sys.stderr)
+
+
 def status(cfg: CampaignConfig, t0: float) -> dict:
-    per = [_last_json(p) for p in sorted(cfg.workdir.glob("worker-*/stats.jsonl"))]
+    per = [logs.last_json(p) for p in sorted(cfg.workdir.glob("worker-*/stats.jsonl"))]
     el = time.monotonic() - t0
     programs = sum(s.get("programs", 0) for s in per)
     ops = sum(s.get("ops", 0) for s in per)
@@ -191,13 +196,27 @@ def kinds_line(s: dict) -> str:
             f"({ek.get('plain', 0)} edges)")
 
 
-def run_campaign(cfg: CampaignConfig) -> dict:
-    cfg.workdir.mkdir(parents=True, exist_ok=True)
-    cfg.corpus.mkdir(parents=True, exist_ok=True)
-    cfg.findings.mkdir(parents=True, exist_ok=True)
-    for d in (cfg.corpus, *cfg.seeds):
-        corpus.load(d)  # names and quarantines corrupt files before libFuzzer sees them
+def prepare(corpus_dir: Path, findings: Path, workdir: Path, seeds: tuple[Path, ...] = ()
+            ) -> None:
+    """Before any worker starts (and before the kernel is built): what killed writes
+    left is removed, corrupt corpus files (and libFuzzer units a kill cut short) are
+    named and quarantined."""
+    for d in (workdir, corpus_dir, findings):
+        d.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(findings, recursive=True)
+    remove_stale_temps(workdir, recursive=True)
+    for d in (corpus_dir, *seeds):
+        corpus.load(d)  # before libFuzzer sees them
+    for d in sorted(workdir.glob("worker-*/libfuzzer-corpus")):
+        corpus.check_units(d)
+
+
+def run_campaign(cfg: CampaignConfig, prepared: bool = False) -> dict:
+    if not prepared:
+        prepare(cfg.corpus, cfg.findings, cfg.workdir, cfg.seeds)
     stats_log = cfg.workdir / "stats.jsonl"
+    if stats_log.exists():  # the last campaign's, kept beside (t starts at 0 again)
+        stats_log.replace(stats_log.with_name("stats.jsonl.1"))
     _line_map(cfg)  # built before the clock starts (seconds, once per kernel build)
     procs: list[subprocess.Popen[bytes]] = []
     t0 = time.monotonic()
@@ -206,9 +225,10 @@ def run_campaign(cfg: CampaignConfig) -> dict:
         wd.mkdir(parents=True, exist_ok=True)
         (wd / "stats.jsonl").unlink(missing_ok=True)
         (wd / "stats.edges").unlink(missing_ok=True)
+        logs.rotate(wd / "worker.log", 0)  # the last campaign's log is worker.log.1
         log = open(wd / "worker.log", "ab")
         procs.append(subprocess.Popen(_worker_argv(cfg, k), stdout=log, stderr=log,
-                                      stdin=subprocess.DEVNULL))
+                                      stdin=subprocess.DEVNULL, preexec_fn=die_with_parent))
     tty = sys.stdout.isatty() and not cfg.quiet
     last_print = 0.0
     s: dict = {}
@@ -216,8 +236,9 @@ def run_campaign(cfg: CampaignConfig) -> dict:
         while any(p.poll() is None for p in procs):
             time.sleep(2)
             s = status(cfg, t0)
-            with open(stats_log, "a") as f:
-                f.write(json.dumps(s) + "\n")
+            append_stats(stats_log, s)
+            for k in range(cfg.vms):
+                logs.rotate(cfg.workdir / f"worker-{k}" / "worker.log", WORKER_LOG_MAX_BYTES)
             if tty:
                 print("\r" + status_line(s), end="", flush=True)
             elif not cfg.quiet and time.monotonic() - last_print > 30:
@@ -240,8 +261,7 @@ def run_campaign(cfg: CampaignConfig) -> dict:
                 p.wait()
     s = status(cfg, t0)
     s["iommufd_edges"] = iommufd_edges(cfg)
-    with open(stats_log, "a") as f:
-        f.write(json.dumps(s) + "\n")
+    append_stats(stats_log, s)
     if not cfg.quiet:
         print(("\n" if tty else "") + status_line(s))
         print(f"kernel edges: {s['edges']} in all, {s['iommufd_edges']} in drivers/iommu/iommufd/")

@@ -30,6 +30,17 @@ RUN_DONE = 103  # payload: RUN_DONE_HEAD (rc, lengths of stdout, stderr, kmsg), 
 ERROR = 104  # payload: UTF-8 message of an agent-side failure
 LEAK_REPORT = 105  # payload: i32 errno (0: scanned; else kmemleak is off or failed), text
 
+# A RESULT's kernel log: the lines logged between the previous answer and this
+# program's start (deferred work of the program before: RCU callbacks, work items),
+# then this line, then the program's own; without earlier lines there is no marker.
+KMSG_PROGRAM_START = "iommufd-fuzz: the program starts here"
+
+
+def split_kmsg(kmsg: str) -> tuple[str, str]:
+    """(lines logged before the program started, the program's own lines)."""
+    head, sep, own = kmsg.partition(KMSG_PROGRAM_START + "\n")
+    return (head, own) if sep else ("", kmsg)
+
 
 def pack(kind: int, payload: bytes = b"") -> bytes:
     return FRAME.pack(kind, len(payload)) + payload

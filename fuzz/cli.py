@@ -11,19 +11,68 @@ from pathlib import Path
 from typing import Any
 
 from fuzz import kernel
+from fuzz.inputs import InputError, at_least, duration, existing_dir, writable_dir
+
+
+def _kernel_arg(arg: str | None) -> Path | None:
+    """--kernel DIR, checked (before anything else is done), or None for the default."""
+    if not arg:
+        return None
+    p = Path(arg)
+    if not (p / "bzImage").is_file():
+        raise InputError(f"--kernel {p}: no bzImage there (build one with "
+                         "`iommufd-fuzz kernel build`)")
+    return p
 
 
 def _kernel_dir(arg: str | None) -> Path:
-    if arg:
-        p = Path(arg)
-        if not (p / "bzImage").exists():
-            raise SystemExit(f"--kernel {p}: no bzImage there (build one with "
-                             "`iommufd-fuzz kernel build`)")
-        return p
-    return kernel.default_kernel()
+    """--kernel DIR, or the default kernel (which is built if it is not cached)."""
+    return _kernel_arg(arg) or kernel.default_kernel()
+
+
+def _recorded_kernel(arg: str | None, manifest: dict, what: str) -> Path:
+    """The kernel a finding or reproducer was recorded on (its manifest's key, in the
+    cache), else --kernel or the default one, said loudly when it is another."""
+    key = manifest.get("key")
+    recorded = kernel.recorded_kernel(manifest)
+    given = _kernel_arg(arg)
+    desc = f"{manifest.get('source', '?')}, key {key}"
+    if given is not None:
+        if key and (kernel.manifest_or_empty(given).get("key") != key):
+            _warn(f"{what} was recorded on another kernel ({desc}); --kernel {given} "
+                  "is used as asked, and it may not reproduce there")
+        return given
+    if recorded is not None:
+        print(f"kernel: {recorded} (the one {what} was recorded on)", file=sys.stderr)
+        return recorded
+    kdir = kernel.default_kernel()
+    if not key:
+        _warn(f"{what} does not say which kernel it was recorded on (no manifest): "
+              f"using the default kernel {kdir}")
+    elif kdir.name != key:
+        _warn(f"{what} was recorded on a kernel that is not in this machine's cache ({desc}); "
+              f"using the DEFAULT kernel {kdir} instead, where it may not reproduce. "
+              f"Build the recorded one with: {kernel.build_hint(manifest)}")
+    return kdir
+
+
+def _warn(msg: str) -> None:
+    print(f"iommufd-fuzz: WARNING: {msg}", file=sys.stderr)
 
 
 def cmd_kernel_build(a: argparse.Namespace) -> int:
+    import re
+
+    at_least(a.jobs, 1, "--jobs")
+    if not re.fullmatch(r"[0-9][A-Za-z0-9.+~-]*", a.debian_version):
+        raise InputError(f"--debian-version {a.debian_version!r}: not a Debian version "
+                         f"(like {kernel.DEFAULT_DEBIAN_VERSION})")
+    for what, paths in (("--patch", a.patch), ("--fragment", a.fragment)):
+        for f in paths:
+            if not Path(f).is_file():
+                raise InputError(f"{what} {f}: no such file")
+    if a.source and not Path(a.source).exists():
+        raise InputError(f"--source {a.source}: no such file or directory")
     req = kernel.BuildRequest(debian_version=a.debian_version,
                               source=Path(a.source) if a.source else None,
                               patches=[Path(p) for p in a.patch],
@@ -89,6 +138,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     except ProgramError as e:
         print(f"iommufd-fuzz: {e}", file=sys.stderr)
         return 2
+    _kernel_arg(a.kernel)
     if a.backend == "model":
         for path, prog in progs:
             print(f"== {path} (model only)")
@@ -116,15 +166,13 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_gen(a: argparse.Namespace) -> int:
     from fuzz.prog.gen import generate
 
-    if a.count < 1:
-        raise SystemExit(f"iommufd-fuzz gen: --count {a.count}: give at least 1")
-    if a.max_ops < 1:
-        raise SystemExit(f"iommufd-fuzz gen: --max-ops {a.max_ops}: give at least 1")
+    at_least(a.count, 1, "--count")
+    at_least(a.max_ops, 1, "--max-ops")
     if a.stats:
         return _gen_stats(a)
     if not a.out:
-        raise SystemExit("iommufd-fuzz gen: --out DIR is needed (or --stats)")
-    out = Path(a.out)
+        raise InputError("gen: --out DIR is needed (or --stats)")
+    out = writable_dir(a.out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     for k in range(a.count):
         generate(a.seed + k, a.max_ops).save(out / f"gen-{a.seed + k:08d}.json")
@@ -135,6 +183,7 @@ def cmd_gen(a: argparse.Namespace) -> int:
 def _gen_stats(a: argparse.Namespace) -> int:
     from fuzz import genstats
 
+    _kernel_arg(a.kernel)
     if a.backend == "model":
         from fuzz.model import run_model
 
@@ -154,6 +203,10 @@ def _gen_stats(a: argparse.Namespace) -> int:
 def cmd_check_model(a: argparse.Namespace) -> int:
     from fuzz.batch import run_batch
 
+    at_least(a.count, 1, "--count")
+    at_least(a.vms, 1, "--vms")
+    at_least(a.max_ops, 1, "--max-ops")
+    writable_dir(a.findings, "--findings")
     kdir = _kernel_dir(a.kernel)
     res = run_batch(kdir, Path(a.findings), a.seed, a.count, a.vms, a.max_ops)
     print(f"{res.programs} programs ({res.ops} ops) in {res.seconds:.0f} s on {a.vms} VM(s): "
@@ -171,21 +224,30 @@ def cmd_check_model(a: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(a: argparse.Namespace) -> int:
-    from fuzz.campaign import CampaignConfig, parse_duration, run_campaign
+    from fuzz.campaign import CampaignConfig, prepare, run_campaign
 
+    # everything checked before a kernel is built or a VM booted
     run_ray = ray_runner(a) if a.ray else None
+    seconds = duration(a.time, "--time")
+    at_least(a.vms, 1, "--vms")
+    at_least(a.timeout, 1, "--timeout")
+    dirs = {k: writable_dir(getattr(a, k), f"--{k}") for k in ("corpus", "findings", "workdir")}
+    if a.no_seeds:
+        seeds = ()
+    elif a.seeds:
+        seeds = tuple(existing_dir(p, "--seeds") for p in a.seeds)
+    else:
+        seeds = tuple(p for p in (Path("corpus/seeds"),) if p.is_dir())
+    _kernel_arg(a.kernel)
+    prepare(dirs["corpus"], dirs["findings"], dirs["workdir"], seeds)
     kdir = _kernel_dir(a.kernel)
-    seeds = () if a.no_seeds else tuple(Path(p) for p in a.seeds) if a.seeds \
-        else (Path("corpus/seeds"),)
-    cfg = CampaignConfig(kernel=kdir, corpus=Path(a.corpus), findings=Path(a.findings),
-                         workdir=Path(a.workdir), engine=a.engine,
-                         seconds=parse_duration(a.time), vms=a.vms,
-                         feedback=not a.no_feedback,
-                         seeds=tuple(s for s in seeds if s.exists()), cpus=a.cpus,
-                         kmemleak=a.kmemleak,
+    cfg = CampaignConfig(kernel=kdir, corpus=dirs["corpus"], findings=dirs["findings"],
+                         workdir=dirs["workdir"], engine=a.engine, seconds=seconds, vms=a.vms,
+                         feedback=not a.no_feedback, seeds=seeds, program_timeout=a.timeout,
+                         cpus=a.cpus, kmemleak=a.kmemleak,
                          fault_walk_every=0 if a.no_faults_threads else a.fault_walk_every,
                          schedule=not a.no_faults_threads)
-    s = run_ray(cfg) if run_ray else run_campaign(cfg)
+    s = run_ray(cfg) if run_ray else run_campaign(cfg, prepared=True)
     print(f"stats log: {cfg.workdir / 'stats.jsonl'}  (plot: iommufd-fuzz plot "
           f"{cfg.workdir / 'stats.jsonl'})")
     print(f"findings: {s['findings']} under {cfg.findings} (list: iommufd-fuzz findings)")
@@ -217,13 +279,22 @@ def ray_runner(a: argparse.Namespace) -> Any:
 def cmd_findings(a: argparse.Namespace) -> int:
     from fuzz.findings import FindingStore
 
-    rows = FindingStore(Path(a.findings)).list()
+    root = Path(a.findings or "findings")
+    if not root.exists():
+        if a.findings:
+            raise InputError(f"--findings {root}: no such directory")
+        print(f"no findings yet ({root}/ does not exist)")
+        return 0
+    existing_dir(root, "--findings")
+    rows = FindingStore(root).list()
     if not rows:
         print(f"no findings under {a.findings}")
         return 0
     print(f"{'count':>5}  {'first seen':<20}  {'kind':<8}  title")
     for f, d in sorted(rows, key=lambda t: t[0].first_seen):
-        print(f"{f.count:>5}  {f.first_seen:<20}  {f.kind:<8}  {f.title}  ({d.name})"
+        more = (f" [+{len(f.also)} more in its run]" if f.also else "") + \
+            (" [deferred: logged after its program]" if f.deferred else "")
+        print(f"{f.count:>5}  {f.first_seen:<20}  {f.kind:<8}  {f.title}{more}  ({d.name})"
               + (f"  report: {f.known}" if f.known else ""))
     return 0
 
@@ -231,6 +302,7 @@ def cmd_findings(a: argparse.Namespace) -> int:
 def cmd_plot(a: argparse.Namespace) -> int:
     from fuzz.plot import plot
 
+    writable_dir(Path(a.out).parent, "--out's directory")
     out = plot(Path(a.stats), Path(a.out))
     print(out)
     return 0
@@ -239,8 +311,10 @@ def cmd_plot(a: argparse.Namespace) -> int:
 def cmd_corpus_minimize(a: argparse.Namespace) -> int:
     from fuzz import corpus, coverage, differential
 
-    d = Path(a.corpus)
-    entries = corpus.load(d)
+    d = existing_dir(a.corpus, "corpus")
+    entries = corpus.load(d, quarantine_bad=not a.dry_run)
+    if not entries:
+        raise InputError(f"{d}: no programs to minimize")
     be = _backend("vm", a.kernel)
     measured = []
     try:
@@ -255,7 +329,7 @@ def cmd_corpus_minimize(a: argparse.Namespace) -> int:
     if a.dry_run:
         print(f"would keep {len(keep)} of {len(measured)} ({len(edges)} edges)")
         return 0
-    attic = d / "quarantine" / "minimized-out"
+    attic = d / corpus.QUARANTINE / "minimized-out"
     attic.mkdir(parents=True, exist_ok=True)
     for p in drop:
         p.rename(attic / p.name)  # set aside, never deleted
@@ -266,29 +340,31 @@ def cmd_corpus_minimize(a: argparse.Namespace) -> int:
 
 def cmd_minimize(a: argparse.Namespace) -> int:
     from fuzz.backend import VMBackend
-    from fuzz.findings import Finding
-    from fuzz.minimize import load_finding, minimize
+    from fuzz.findings import load_finding
+    from fuzz.minimize import minimize
+    from fuzz.prog.ir import remove_stale_temps
     from fuzz.repro import write_reproducer
     from fuzz.repro.verify import verify
     from fuzz.vm import VMConfig
 
+    at_least(a.rate_runs, 1, "--rate-runs")
+    at_least(a.max_runs, 1, "--max-runs")
+    if a.time_limit is not None and not a.time_limit > 0:
+        raise InputError(f"--time-limit {a.time_limit}: give a positive number of seconds")
     d = Path(a.finding)
-    prog, f, manifest, _ = load_finding(d)
-    kdir = _kernel_dir(a.kernel)
-    if not manifest:
-        from fuzz import kernel
-
-        manifest = kernel.manifest(kdir)
+    stored = load_finding(d)  # every file of it checked before the VM boots
+    root = writable_dir(a.out, "--out")
+    kdir = _recorded_kernel(a.kernel, stored.manifest, f"the finding {d.name}")
+    manifest = stored.manifest or kernel.manifest_or_empty(kdir)
+    remove_stale_temps(root)  # what a killed minimize left
     be = VMBackend(kdir, VMConfig(kernel=kdir))
     try:
         res = minimize(d, be, rate_runs=a.rate_runs, max_runs=a.max_runs,
                        time_limit=a.time_limit, log=lambda s: print(s, flush=True))
         exp = res.expectation()
-        slug = d.name if (d / "finding.json").exists() else Finding(
-            exp.title, exp.signature, exp.kind).slug
-        out = Path(a.out) / slug
+        out = root / d.resolve().name
         kw: dict[str, Any] = {"expected": res.outcome.model, "splat_text": res.splat_text(),
-                              "stats": res.stats()}
+                              "stats": res.stats(), "history": res.history}
         write_reproducer(out, res.prog, exp, manifest, **kw)
         checks = verify(out, be)
     finally:
@@ -302,6 +378,9 @@ def cmd_minimize(a: argparse.Namespace) -> int:
           f"{s['minimized_ops']}, buffers {s['original_buffers']} -> {s['minimized_buffers']}, "
           f"{s['runs']} runs in {s['seconds']:.0f} s, original reproduced {s['hits']}/"
           f"{s['rate_runs']}")
+    if res.history:
+        print(f"  needs history: {len(res.history)} of the {s['history_searched']} program(s) "
+              "the VM ran before it, replayed first")
     for line in verified:
         print("  " + line)
     print(f"reproducer: {out}")
@@ -310,17 +389,18 @@ def cmd_minimize(a: argparse.Namespace) -> int:
 
 def cmd_repro(a: argparse.Namespace) -> int:
     from fuzz.backend import VMBackend
-    from fuzz.repro.verify import expectation_of, verify
+    from fuzz.repro.verify import load_repro, verify
     from fuzz.vm import VMConfig
 
     d = Path(a.dir)
-    kdir = _kernel_dir(a.kernel)
+    rd = load_repro(d)  # every file checked before the VM boots
+    kdir = _recorded_kernel(a.kernel, rd.manifest, f"the reproducer {d.name}")
     be = VMBackend(kdir, VMConfig(kernel=kdir))
     try:
         checks = verify(d, be)
     finally:
         be.close()
-    exp = expectation_of(d)
+    exp = rd.exp
     print(f"{exp.title} ({exp.signature}) on {kdir}")
     for n, (ok, how) in checks.items():
         print(f"  {'REPRODUCED    ' if ok else 'NOT REPRODUCED'}  {n}: {how}")
@@ -332,7 +412,7 @@ def add_repro_commands(sub: Any) -> None:
     from fuzz.minimize import RATE_RUNS
     mn = sub.add_parser("minimize", help="shrink a finding and write a standalone reproducer")
     mn.add_argument("finding", help="a finding directory (findings/<slug>)")
-    mn.add_argument("--kernel", help="kernel dir (default: the default kernel)")
+    mn.add_argument("--kernel", help="kernel dir (default: the one the finding was recorded on)")
     mn.add_argument("--out", default="reproducers", help="reproducers root (default: %(default)s)")
     mn.add_argument("--rate-runs", type=int, default=RATE_RUNS,
                     help="runs of the original to measure flakiness (default: %(default)s)")
@@ -341,13 +421,20 @@ def add_repro_commands(sub: Any) -> None:
     mn.set_defaults(fn=cmd_minimize)
     rp = sub.add_parser("repro", help="check that a reproducer directory still reproduces")
     rp.add_argument("dir")
-    rp.add_argument("--kernel", help="kernel dir (default: the default kernel)")
+    rp.add_argument("--kernel", help="kernel dir (default: the one it was recorded on)")
     rp.set_defaults(fn=cmd_repro)
 
 
 def cmd_coverage(a: argparse.Namespace) -> int:
     from fuzz.coverage.command import run
 
+    for p in a.corpus:
+        if not Path(p).exists():
+            raise InputError(f"{p}: no such file or directory")
+    at_least(a.timeout, 1, "--timeout")
+    at_least(a.top, 0, "--top")
+    writable_dir(a.out, "--out")
+    _kernel_arg(a.kernel)
     return run(a, _kernel_dir(a.kernel))
 
 
@@ -416,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--findings", default="findings")
     f.add_argument("--workdir", default="workdir/campaign")
     f.add_argument("--kernel")
+    f.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds a program may take before it counts as a hang "
+                        "(default: %(default)s)")
     f.add_argument("--no-feedback", action="store_true",
                    help="do not feed kernel coverage to libFuzzer (for comparison)")
     f.add_argument("--cpus", type=int, default=1, help="vCPUs per VM (2: racing threads "
@@ -434,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(fn=cmd_fuzz)
 
     fl = sub.add_parser("findings", help="list findings (title, count, first seen)")
-    fl.add_argument("--findings", default="findings")
+    fl.add_argument("--findings", help="findings directory (default: findings)")
     fl.set_defaults(fn=cmd_findings)
 
     pl = sub.add_parser("plot", help="draw coverage and findings over time as a PNG")
@@ -469,20 +559,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fuzz.prog import ProgramError
+    from fuzz.minimize import MinimizeError
     from fuzz.vm import GuestCrash, VMError
 
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
+    except InputError as e:  # a program, a finding, a reproducer, an argument (ProgramError too)
+        print(f"iommufd-fuzz: {e}", file=sys.stderr)
+        return 2
+    except MinimizeError as e:
+        print(f"iommufd-fuzz: minimize {getattr(args, 'finding', '')}: {e}", file=sys.stderr)
+        return 1
     except kernel.KernelError as e:
         print(f"iommufd-fuzz: kernel: {e}", file=sys.stderr)
         return 2
     except (VMError, GuestCrash) as e:
         print(f"iommufd-fuzz: vm: {e}", file=sys.stderr)
-        return 2
-    except ProgramError as e:
-        print(f"iommufd-fuzz: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, an unwritable corpus or findings directory
         print(f"iommufd-fuzz: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)

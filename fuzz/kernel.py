@@ -361,6 +361,13 @@ def manifest(kernel_dir: Path) -> dict:
         raise KernelError(f"{kernel_dir}: not a built kernel directory ({e})") from None
 
 
+def manifest_or_empty(kernel_dir: Path) -> dict:
+    try:
+        return manifest(kernel_dir)
+    except KernelError:
+        return {}
+
+
 def default_kernel() -> Path:
     """$IOMMUFD_FUZZ_KERNEL if set, else the kernel `kernel build` makes with no
     options (building it if needed)."""
@@ -371,3 +378,39 @@ def default_kernel() -> Path:
         return Path(env)
     return build(BuildRequest())
 
+
+
+def recorded_kernel(m: dict) -> Path | None:
+    """The cached kernel a finding's or reproducer's manifest names (by its key),
+    or None if that build is not in this machine's cache."""
+    key = m.get("key")
+    if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{8,64}", key):
+        return None
+    d = cache_dir() / "kernels" / key
+    return d if (d / "bzImage").exists() else None
+
+
+def build_hint(m: dict) -> str:
+    """The `kernel build` command that makes the kernel a manifest describes."""
+    argv = ["iommufd-fuzz kernel build"]
+    ident = str(m.get("source_identity", ""))
+    if ident.startswith("tree:"):
+        argv.append(f"--source {ident.split(':')[1]}")
+    elif ident.startswith("tarball:"):
+        argv.append(f"--source <the tarball {m.get('source', '')!s}>")
+    elif m.get("debian_version") and m["debian_version"] != DEFAULT_DEBIAN_VERSION:
+        argv.append(f"--debian-version {m['debian_version']}")
+    def ours(f: object) -> bool:  # the default fragment, a coverage variant's files
+        p = Path(str(f))
+        return p.name == "iommufd-fuzz.config" or (p.parent.name == COVERAGE_DIR.name and
+                                                   p.parent.parent.name == "kernel-config")
+
+    for p in m.get("patches") or []:
+        if isinstance(p, dict) and p.get("file") and not ours(p["file"]):
+            argv.append(f"--patch {p['file']}")
+    for f in m.get("fragments") or []:
+        if not ours(f):
+            argv.append(f"--fragment {f}")
+    if m.get("coverage"):
+        argv.append(f"--coverage {m['coverage']}")
+    return " ".join(argv)

@@ -3,6 +3,14 @@ fuzz.emit for a standalone reproducer, and verify the reproducer in the VM.
 
     res = minimize(finding_dir, backend)          # or minimize((prog, signature), backend)
     res.prog, res.stats()                         # smaller program, runs/rate/op counts
+    res.history                                   # earlier programs it needs ([] mostly)
+
+A finding that does not reproduce from its program alone may need what the VM ran
+before it in the same boot (the finding keeps those programs, fuzz.findings). Then,
+as syzkaller's repro does, the minimizer tries the history: suffixes of growing
+length first (the last 1, 2, 4, ... programs, then all of them), then bisection
+drops the earlier programs that are not needed; every candidate is then the kept
+programs replayed in order on a freshly restored kernel, then the candidate.
 
 Every candidate runs on the real kernel through fuzz.differential.run. "Same
 signature" means: the same splat title signature, the same crash, or a mismatch
@@ -14,7 +22,6 @@ ops are deleted, so they are not part of the match.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable
@@ -22,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fuzz.findings import Finding, from_outcome
+from fuzz.findings import from_outcome, load_finding
 from fuzz.prog import HUGE_PAGE, PAGE, BufPtr, Op, Program, Ref, Value
 from fuzz.prog.edits import remove_buffers, remove_ops, used_buffers
 from fuzz.report import splat_keys
@@ -46,6 +53,7 @@ class Target:
     signature: str
     kind: str = ""  # splat | crash | mismatch; "" until a run shows which
     title: str = ""
+    deferred: bool = False  # logged by deferred work after the program's results
 
 
 def mismatch_signature(m: Any) -> str:
@@ -62,6 +70,8 @@ def signatures(outcome: Outcome) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for f in from_outcome(outcome):
         out.setdefault(f.signature, (f.kind, f.title))
+    for r in outcome.execution.reports:  # the later splats of a run too
+        out.setdefault(r.signature, ("splat", r.title))
     for m in outcome.mismatches:
         out.setdefault(mismatch_signature(m), ("mismatch",
                                                 f"model/kernel mismatch in {m.name}.{m.field}"))
@@ -80,6 +90,9 @@ class MinimizeResult:
     tries: int = 1  # runs per candidate before calling it a miss
     seconds: float = 0.0
     log: list[str] = field(default_factory=list)
+    history: list[Program] = field(default_factory=list)  # replayed before prog, in order
+    history_searched: int = 0  # programs of the finding's history the search started from
+    extra_reports: list[Any] = field(default_factory=list)  # splats of the history, settling
 
     @property
     def rate(self) -> float:
@@ -90,7 +103,8 @@ class MinimizeResult:
                 "rate": round(self.rate, 3), "tries": self.tries,
                 "original_ops": len(self.original.ops), "minimized_ops": len(self.prog.ops),
                 "original_buffers": len(self.original.buffers),
-                "minimized_buffers": len(self.prog.buffers), "seconds": round(self.seconds, 1)}
+                "minimized_buffers": len(self.prog.buffers), "seconds": round(self.seconds, 1),
+                "history_programs": len(self.history), "history_searched": self.history_searched}
 
     def expectation(self) -> Expectation:
         """What the reproducers check, from the final reproducing run."""
@@ -103,10 +117,10 @@ class MinimizeResult:
             raise MinimizeError("the final run does not show the mismatch")
         title = t.title.removeprefix("guest crash: ")
         keys = splat_keys(title) if t.kind == "splat" else ["Kernel panic"]
-        return Expectation(t.kind, t.signature, t.title, keys=keys)
+        return Expectation(t.kind, t.signature, t.title, keys=keys, deferred=t.deferred)
 
     def splat_text(self) -> str:
-        for r in self.outcome.execution.reports:
+        for r in [*self.outcome.execution.reports, *self.extra_reports]:
             if r.signature == self.target.signature:
                 return r.text if isinstance(r.text, str) else "\n".join(r.text)
         return self.outcome.execution.console_tail[-4000:] if self.target.kind == "crash" \
@@ -164,7 +178,8 @@ def arg_candidates(op: Op, name: str, v: Value) -> list[Value | None]:
 
 class Minimizer:
     def __init__(self, backend: Any, target: Target, *, tries: int = 1, max_runs: int = 2000,
-                 deadline: float | None = None, log: Callable[[str], None] | None = None) -> None:
+                 deadline: float | None = None, log: Callable[[str], None] | None = None,
+                 prefix: list[Program] | None = None) -> None:
         self.backend = backend
         self.target = target
         self.tries = tries
@@ -174,6 +189,13 @@ class Minimizer:
         self.log_lines: list[str] = []
         self._log = log
         self.best_outcome: Outcome | None = None
+        # replayed, in order, on a freshly restored kernel before every candidate
+        self.prefix: list[Program] = list(prefix or [])
+        # every run on a freshly restored kernel (once history matters: what one run
+        # leaves in the kernel must not make the next one reproduce)
+        self.fresh = bool(prefix)
+        self.extra: list[Any] = []  # reports of the last run's prefix and settling
+        self.best_extra: list[Any] = []
 
     def log(self, msg: str) -> None:
         self.log_lines.append(msg)
@@ -185,28 +207,50 @@ class Minimizer:
                                               and time.monotonic() > self.deadline)
 
     def run_once(self, prog: Program) -> Outcome | None:
-        """One run; the outcome, or None if the model (or anything) broke on it."""
+        """One run (after the prefix, on a fresh kernel, when there is one); the
+        outcome, or None if the model (or anything) broke on it."""
         from fuzz import differential  # the model: imported only when something runs
+        from fuzz.repro.verify import settle
 
         self.runs += 1
+        self.extra = []
+        vm = getattr(self.backend, "vm", None)
         try:
             prog.validate()
+            if self.fresh:
+                if vm is None:
+                    raise MinimizeError("replaying a finding's history needs the VM backend")
+                vm.restart()
+                for h in self.prefix:
+                    self.extra += self.backend.run(h).reports
             out = differential.run(prog, self.backend)
+            if self.target.deferred:
+                self.extra += settle(self.backend)
+        except MinimizeError:
+            raise
         except Exception as e:  # noqa: BLE001 - a candidate the model chokes on is a miss
             self.log(f"  run {self.runs}: {type(e).__name__}: {e}")
             return None
         ex = out.execution
-        if ex.reports and not ex.crash and hasattr(self.backend, "vm"):
+        if (ex.reports or self.extra) and not ex.crash and vm is not None and not self.fresh:
             # a splat may leave the kernel tainted or locked: next candidate on a fresh boot
-            self.backend.vm.restart()
+            vm.restart()
         return out
+
+    def shows(self, out: Outcome) -> dict[str, tuple[str, str]]:
+        """signatures(out) plus the splats of its prefix and of the settling after it."""
+        sigs = signatures(out)
+        for r in self.extra:
+            sigs.setdefault(r.signature, ("splat", r.title))
+        return sigs
 
     def reproduces(self, prog: Program) -> Outcome | None:
         for _ in range(self.tries):
             if self.out_of_budget():
                 return None
             out = self.run_once(prog)
-            if out is not None and self.target.signature in signatures(out):
+            if out is not None and self.target.signature in self.shows(out):
+                self.best_extra = self.extra
                 return out
         return None
 
@@ -217,6 +261,56 @@ class Minimizer:
         self.best_outcome = out
         self.log(f"  {what}: {len(prog.ops)} ops, {len(prog.buffers)} buffers")
         return True
+
+    # -- history --------------------------------------------------------------------
+    def find_history(self, prog: Program, history: list[Program]) -> list[Program] | None:
+        """The earlier programs prog needs: the shortest reproducing suffix of the
+        last 1, 2, 4, ... programs (then all), as syzkaller tries them, then
+        bisection over that suffix. None if even the whole history does not help."""
+        n = len(history)
+        self.fresh = True
+        sizes = [1 << k for k in range(n.bit_length()) if 1 << k < n] + [n]
+        suffix: list[Program] | None = None
+        for k in sizes:
+            self.prefix = history[-k:]
+            out = self.reproduces(prog)
+            self.log(f"  the last {k} earlier program(s), then the program: "
+                     f"{'reproduces' if out else 'no'}")
+            if out is not None:
+                self.best_outcome, suffix = out, history[-k:]
+                break
+            if self.out_of_budget():
+                break
+        if suffix is None:
+            self.prefix = []
+            return None
+        self.prefix = self.bisect_history(prog, suffix)
+        return self.prefix
+
+    def bisect_history(self, prog: Program, progs: list[Program]) -> list[Program]:
+        """Delta debugging over earlier programs (their order kept): drop halves,
+        then quarters, ..., then single programs, while it still reproduces."""
+        keep = list(progs)
+        chunk = max(1, len(keep) // 2)
+        while keep and not self.out_of_budget():
+            changed = False
+            start = 0
+            while start < len(keep) and not self.out_of_budget():
+                cand = keep[:start] + keep[start + chunk:]
+                self.prefix = cand
+                out = self.reproduces(prog)
+                if out is not None:
+                    self.best_outcome = out
+                    self.log(f"  dropped earlier programs {start}..{start + chunk - 1}: "
+                             f"{len(cand)} left")
+                    keep, changed = cand, True
+                else:
+                    start += chunk
+            if chunk == 1 and not changed:
+                break
+            chunk = max(1, chunk // 2) if not changed else max(1, min(chunk, len(keep) // 2))
+        self.prefix = keep
+        return keep
 
     # -- passes --------------------------------------------------------------------
     def cut_after_mismatch(self, prog: Program) -> Program:
@@ -347,44 +441,49 @@ class Minimizer:
         return prog
 
 
-def load_finding(d: Path) -> tuple[Program, Finding, dict[str, Any], str]:
-    meta = json.loads((d / "finding.json").read_text())
-    f = Finding(**meta)
-    prog = Program.load(d / "program.json")
-    try:
-        manifest = json.loads((d / "manifest.json").read_text())
-    except (OSError, ValueError):
-        manifest = {}
-    log = (d / "kernel.log").read_text(errors="replace") if (d / "kernel.log").exists() else ""
-    return prog, f, manifest, log
-
-
 def minimize(source: Path | str | tuple[Program, str], backend: Any, *,
              rate_runs: int = RATE_RUNS, max_runs: int = 2000,
              time_limit: float | None = None, rounds: int = 3,
-             log: Callable[[str], None] | None = None) -> MinimizeResult:
-    """Shrink the program of a finding directory, or of (program, signature)."""
+             log: Callable[[str], None] | None = None,
+             history: list[Program] | None = None) -> MinimizeResult:
+    """Shrink the program of a finding directory, or of (program, signature) with
+    the programs run before it (history, oldest first) if there are any."""
     t0 = time.monotonic()
     if isinstance(source, tuple):
         prog, target = source[0], Target(source[1])
+        history = list(history or [])
     else:
-        prog, f, _, _ = load_finding(Path(source))
-        target = Target(f.signature, f.kind, f.title)
+        st = load_finding(Path(source))
+        prog, f, history = st.prog, st.finding, st.history
+        target = Target(f.signature, f.kind, f.title, f.deferred)
     m = Minimizer(backend, target, max_runs=max_runs,
                   deadline=None if time_limit is None else t0 + time_limit, log=log)
-    hits = 0
-    first: Outcome | None = None
-    for _ in range(max(1, rate_runs)):
-        out = m.run_once(prog)
-        if out is not None and target.signature in (sigs := signatures(out)):
-            hits += 1
-            first = first or out
-            target.kind, target.title = target.kind or sigs[target.signature][0], \
-                target.title or sigs[target.signature][1]
     n = max(1, rate_runs)
+
+    def rate_of() -> tuple[int, Outcome | None]:
+        hits, first = 0, None
+        for _ in range(n):
+            out = m.run_once(prog)
+            if out is not None and target.signature in (sigs := m.shows(out)):
+                hits += 1
+                if first is None:
+                    first, m.best_extra = out, m.extra
+                target.kind = target.kind or sigs[target.signature][0]
+                target.title = target.title or sigs[target.signature][1]
+        return hits, first
+
+    hits, first = rate_of()
+    if first is None and history:
+        m.log(f"does not reproduce alone in {n} runs: trying the {len(history)} program(s) "
+              "the VM ran before it")
+        if m.find_history(prog, history) is not None:
+            m.log(f"needs {len(m.prefix)} earlier program(s); measuring its rate with them")
+            hits, first = rate_of()
     if first is None:
         why = f" (last: {m.log_lines[-1].strip()})" if m.log_lines else ""
-        raise MinimizeError(f"{target.signature!r} did not reproduce in {n} runs{why}")
+        more = f", alone or after the {len(history)} program(s) before it" if history else ""
+        raise MinimizeError(f"{target.title or target.signature!r} did not reproduce in {n} "
+                            f"runs{more}{why}")
     rate = hits / n
     m.tries = 1 if hits == n else min(MAX_TRIES, math.ceil(
         math.log(MISS_PROBABILITY) / math.log(1 - rate)))
@@ -404,11 +503,14 @@ def minimize(source: Path | str | tuple[Program, str], backend: Any, *,
     assert m.best_outcome is not None
     res = MinimizeResult(best, prog, target, m.best_outcome, runs=m.runs, hits=hits,
                          rate_runs=n, tries=m.tries, seconds=time.monotonic() - t0,
-                         log=m.log_lines)
+                         log=m.log_lines, history=list(m.prefix),
+                         history_searched=len(history))
+    res.extra_reports = m.best_extra
     if best is not prog and m.best_outcome.prog is not best:
         # the kept outcome must be a run of the final program (its op numbering)
         out = m.reproduces(best)
         if out is not None:
             res.outcome = out
+            res.extra_reports = m.best_extra
         res.runs = m.runs
     return res

@@ -3,7 +3,39 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+from fuzz.prog.jsonio import InputError, read_text
+
+NEEDED = {"t": (int, float), "edges": (int,), "findings": (int,), "programs": (int,)}
+
+
+def read_rows(stats: Path) -> list[dict]:
+    """The campaign's status lines; a damaged line (cut short by a kill, a key
+    missing, a value of the wrong type) is named and skipped."""
+    rows = []
+    for n, line in enumerate(read_text(stats).splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            print(f"{stats}:{n}: skipping a damaged line", file=sys.stderr)
+            continue
+        if not isinstance(row, dict):
+            print(f"{stats}:{n}: skipping a line that is not a JSON object", file=sys.stderr)
+            continue
+        bad = [k for k, t in NEEDED.items() if not isinstance(row.get(k), t)
+               or isinstance(row.get(k), bool)]
+        if bad:
+            print(f"{stats}:{n}: skipping a line without {', '.join(bad)}", file=sys.stderr)
+            continue
+        if not isinstance(row.get("iommufd_lines_pct"), (int, float, type(None))):
+            row.pop("iommufd_lines_pct")
+        rows.append(row)
+    if not rows:
+        raise InputError(f"{stats}: no stats lines to plot (each needs "
+                         f"{', '.join(NEEDED)})")
+    return rows
 
 
 def plot(stats: Path, out: Path) -> Path:
@@ -13,14 +45,7 @@ def plot(stats: Path, out: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    rows = []
-    for n, line in enumerate(stats.read_text().splitlines(), 1):
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            print(f"{stats}:{n}: skipping a damaged line")
-    if not rows:
-        raise SystemExit(f"{stats}: no stats to plot")
+    rows = read_rows(stats)
     t = [r["t"] / 60 for r in rows]
     pct = [(r["t"] / 60, r["iommufd_lines_pct"]) for r in rows if "iommufd_lines_pct" in r]
     if pct:  # campaigns since the line figures: a second panel

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fuzz import channel
+from fuzz import channel, crashpoint
 from fuzz.executor.runner import RawRun, unpack_response
 from fuzz.guest import initramfs
 from fuzz.paths import REPO, cache_dir
@@ -70,7 +70,7 @@ class VMConfig:
     pool: bool = field(default_factory=lambda: os.environ.get("IOMMUFD_FUZZ_POOL") != "0")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """qemu must not outlive us: libFuzzer leaves through exit(), a campaign may be
     killed; PR_SET_PDEATHSIG takes the VM down with its owner."""
     import ctypes
@@ -204,10 +204,23 @@ def snapshot_dir() -> Path:
     return d
 
 
+CONSOLE_LOG_MAX_BYTES = 1 << 20  # console.log rotates to console.log.1 past this
 KEEP_SNAPSHOTS = 6  # each is a few hundred MB: the most recently used ones stay
 
 
+def _remove_dead_temps() -> None:
+    """Snapshots whose saving was killed: <key>.mig.<pid>.tmp of a process gone."""
+    for p in snapshot_dir().glob("*.mig.*.tmp"):
+        try:
+            os.kill(int(p.name.split(".")[-2]), 0)
+        except ProcessLookupError:
+            p.unlink(missing_ok=True)
+        except (ValueError, PermissionError, OSError):
+            continue
+
+
 def _prune_snapshots() -> None:
+    _remove_dead_temps()
     snaps = sorted(snapshot_dir().glob("*.mig"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in snaps[KEEP_SNAPSHOTS:]:
         old.unlink(missing_ok=True)
@@ -233,6 +246,7 @@ class VM:
         self.cold_boot_seconds = 0.0  # the last cold boot (0: every start was a restore)
         self.restored = False  # the last start restored the snapshot
         self.restarts = 0
+        self.starts = 0  # successful starts, boots and restores (each a clean kernel)
         self.restart_seconds = 0.0  # spent in restarts, all of them
         self._argv_key: tuple[list[str], str] | None = None
         self.exec_seconds = 0.0  # waiting for programs' results (the rest is the host's)
@@ -300,12 +314,14 @@ class VM:
             try:
                 self._launch(argv + ["-incoming", f"exec:cat {shlex.quote(str(snap))}"],
                              sock_path, t0)
+                crashpoint.hit("vm.boot")
                 self._connect(sock_path, t0, restore=True)
                 self.hello = json.loads(snap.with_suffix(".json").read_text())
                 os.utime(snap)  # recently used: kept by _prune_snapshots
                 self.restored = True
                 self._ready()
                 self.boot_seconds = time.monotonic() - t0
+                self.starts += 1
                 return
             except (VMError, GuestCrash, OSError, ValueError) as e:
                 # a stale or truncated snapshot: boot cold and save a new one
@@ -315,12 +331,14 @@ class VM:
                 snap.unlink(missing_ok=True)
         t0 = time.monotonic()
         self._launch(argv, sock_path, t0)
+        crashpoint.hit("vm.boot")
         self._connect(sock_path, t0, restore=False)
         self.restored = False
         self.boot_seconds = self.cold_boot_seconds = time.monotonic() - t0
         if self.cfg.snapshot and not snap.exists():
             self._save_snapshot(qmp_path, snap)
         self._ready()
+        self.starts += 1
 
     def _ready(self) -> None:
         if not self.cfg.pool:
@@ -332,7 +350,7 @@ class VM:
         self._reports = []
         self.scanner = LogScanner()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                     stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         threading.Thread(target=self._pump_console, args=(self.proc,), daemon=True).start()
         deadline = t0 + self.cfg.boot_timeout
         while not sock_path.exists():
@@ -375,6 +393,7 @@ class VM:
 
     def _save_snapshot(self, qmp_path: Path, snap: Path) -> None:
         """Save the ready guest as a migration stream, then let it run on."""
+        _remove_dead_temps()
         tmp = snap.with_name(f"{snap.name}.{os.getpid()}.tmp")
         qmp = QMP(qmp_path)
         try:
@@ -383,6 +402,7 @@ class VM:
             # frame), so the live migration converges after one pass.
             qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
             qmp.cmd("migrate", uri=f"exec:cat > {shlex.quote(str(tmp))}")
+            crashpoint.hit("vm.snapshot")
             while True:
                 st = qmp.cmd("query-migrate")
                 status = st.get("status") if isinstance(st, dict) else None
@@ -403,7 +423,9 @@ class VM:
             return
         finally:
             qmp.close()
-        snap.with_suffix(".json").write_text(json.dumps(self.hello))
+        meta = snap.with_name(f"{snap.stem}.json.{os.getpid()}.tmp")
+        meta.write_text(json.dumps(self.hello))
+        meta.replace(snap.with_suffix(".json"))
         tmp.replace(snap)  # atomic: workers booting at once write the same guest
         _prune_snapshots()
 
@@ -439,18 +461,29 @@ class VM:
     # -- console -------------------------------------------------------------------
     def _pump_console(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout
-        with open(self.console_path, "ab") as log:
+        log = open(self.console_path, "ab")
+        try:
             while True:
                 chunk = proc.stdout.read1(65536)  # type: ignore[attr-defined]
                 if not chunk:
                     break
-                log.write(chunk)
-                log.flush()
+                try:
+                    log.write(chunk)
+                    log.flush()
+                    if log.tell() > CONSOLE_LOG_MAX_BYTES:  # days of fuzzing, bounded
+                        log.close()
+                        self.console_path.replace(self.console_path.with_name(
+                            self.console_path.name + ".1"))
+                        log = open(self.console_path, "ab")
+                except OSError:
+                    pass  # a full disk: the scanner below still sees every line
                 reports = self.scanner.feed(chunk.decode("utf-8", "replace"))
                 with self._console_lock:
                     self._console_tail += chunk
                     del self._console_tail[:-65536]
                     self._reports += reports
+        finally:
+            log.close()
 
     def console_tail(self, n: int = 8192) -> str:
         with self._console_lock:

@@ -91,6 +91,55 @@ def test_finding_from_two_nodes_is_one_finding_with_a_count(tmp_path: Path) -> N
         assert lf.count == n
 
 
+def test_a_finding_reaches_the_hub_with_its_history_and_later_splats(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One crash is one finding and the programs before it travel with it: the
+    history with the node's first occurrence only (the hub keeps the first one's
+    files); an occurrence the hub's disk refused is not acked, so it comes again."""
+    from fuzz.findings import load_finding
+
+    hub = Hub(tmp_path / "corpus", tmp_path / "findings")
+    st = exchange.OutboxStore(tmp_path / "n" / "findings", tmp_path / "n" / "outbox")
+    history = [prog(4096), prog(2 * 4096)]
+    for _ in range(2):
+        f = Finding("general protection fault in batch_unpin", "gpf-sig", "splat",
+                    also=["KASAN: maybe wild-memory-access in batch_unpin",
+                          "kernel panic: Fatal exception"])
+        st.record(f, prog(3 * 4096), "log", {"key": "k"}, history)
+    docs = [doc for _, doc in exchange.read_outbox(st.outbox)]
+    assert [len(d["args"]) for d in docs] == [1, 0]
+    occ = [(f"1/{p.name}", doc) for p, doc in exchange.read_outbox(st.outbox)]
+
+    def full(*_: object, **__: object) -> bool:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(hub.store, "record", full)
+        assert hub.sync(1, "n", -1, occurrences=occ)["acked"] == []
+    assert sorted(hub.sync(1, "n", -1, occurrences=occ)["acked"]) == sorted(o for o, _ in occ)
+    (_, d), = FindingStore(tmp_path / "findings").list()
+    got = load_finding(d)
+    assert got.finding.count == 2 and len(got.finding.also) == 2
+    assert [h.dumps() for h in got.history] == [h.dumps() for h in history]
+
+
+def test_imports_log_is_bounded_and_read_across_its_move(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exchange, "IMPORTS_MAX_BYTES", 400)
+    got: list[str] = []
+    cursor = (-1, 0)
+    for k in range(60):
+        exchange.log_import(tmp_path, f"e{k}", 0.5)
+        if k % 3 == 0:  # the actor reads now and then; the engine moves the file meanwhile
+            lines, cursor = exchange.read_imports(tmp_path, cursor)
+            got += [x["name"] for x in lines]
+    lines, cursor = exchange.read_imports(tmp_path, cursor)
+    got += [x["name"] for x in lines]
+    assert got == [f"e{k}" for k in range(60)]
+    assert (tmp_path / "imports.jsonl.1").exists()
+    assert all(p.stat().st_size < 600 for p in tmp_path.glob("imports.jsonl*"))
+
+
 def test_inbox_hands_entries_over_whole_in_the_order_found(tmp_path: Path) -> None:
     box = exchange.Inbox(tmp_path / "inbox")
     assert box.take() is None

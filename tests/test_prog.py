@@ -70,7 +70,7 @@ def test_corpus_quarantines_a_corrupt_file_and_keeps_the_rest(
     loaded = corpus.load(tmp_path)
     assert [p for p, _ in loaded] == [good]
     assert "garbage" in capsys.readouterr().err
-    assert (tmp_path / "quarantine" / "garbage").read_text() == "{ not json"  # set aside
+    assert (tmp_path / ".quarantine" / "garbage").read_text() == "{ not json"  # set aside
 
 
 def test_findings_are_deduplicated_by_signature_and_counted(tmp_path: Path) -> None:

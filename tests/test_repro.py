@@ -375,6 +375,34 @@ def test_emitters_agree_with_the_executor_on_hwpt_fault_and_dirty_programs(
                     "HWPT_INVALIDATE", "GET_HW_INFO"}, seen
 
 
+def test_history_reproducers_replay_every_earlier_program_as_the_executor_ran_them(
+        vm: VMBackend, workdir: Path) -> None:
+    """A reproducer with history: repro.py and repro.c run each earlier program (its
+    buffers, the scratch mapping, fault fds, side arrays), unmap what it mapped, then
+    the finding's program; each section prints the errnos and outputs the executor
+    got running the same programs one after another."""
+    names = ("hw_info", "fault_queue", "dirty_tracking")
+    progs = [Program.load(REPO / "corpus" / "seeds" / f"{n}.json") for n in names]
+    history, prog = progs[:-1], progs[-1]
+    vm.vm.restart()
+    runs = [vm.run(p) for p in progs]
+    assert all(ex.setup_error is None and ex.crash is None for ex in runs)
+    d = workdir / "history"
+    d.mkdir()
+    (d / "repro.py").write_text(repro.emit_python(prog, history=history))
+    binary = compile_c(repro.emit_c(prog, history=history), d)
+    for argv in (["/usr/bin/python3", "-I", str(d / "repro.py")], [str(binary)]):
+        out = vm.vm.run_command(argv, timeout=300)
+        assert out["rc"] == 0, (argv, out["stderr"][-2000:])
+        parts = re.split(r"^== (?:history/\d\d|program)\.json$", out["stdout"], flags=re.M)
+        assert len(parts) == len(progs) + 1, out["stdout"][:2000]
+        for k, (p, ex, text) in enumerate(zip(progs, runs, parts[1:])):
+            want = [(i, op.name, r.errno) for i, (op, r) in enumerate(zip(p.ops, ex.results))]
+            assert printed_errnos(text) == want, (argv[-1], names[k])
+            for i, line in enumerate(text.strip().splitlines()[:len(p.ops)]):
+                assert printed_outputs(line) == executor_outputs(ex.results[i]), (names[k], line)
+
+
 def test_cli_minimize_then_repro(planted: None, kernel_dir: Path, workdir: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     """`iommufd-fuzz minimize FINDING` on a stored finding, then `iommufd-fuzz repro`

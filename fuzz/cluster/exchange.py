@@ -5,10 +5,12 @@ one directory per worker on the worker's node. The engines use them without Ray:
                               mtime is when some worker found the entry (wall clock),
                               so the worker that runs it can tell the latency
     <dir>/outbox/<id>.json    one finding occurrence each: what FindingStore.record
-                              was given; the actor ships them to the hub, then
-                              removes them
+                              was given (the programs before it, history.json,
+                              with the node's first occurrence only); the actor
+                              ships them to the hub, then removes them
     <dir>/imports.jsonl       the imported entries the worker ran: name, latency, and
                               whether it arrived while the worker was still starting
+                              (moved to imports.jsonl.1 past IMPORTS_MAX_BYTES)
 
 Files appear by rename, so neither side ever reads half of one.
 """
@@ -29,6 +31,7 @@ from fuzz.prog import Program, atomic_write
 
 INBOX, OUTBOX, IMPORTS = "inbox", "outbox", "imports.jsonl"
 POLL_S = 0.25  # how often the engine looks into its inbox
+IMPORTS_MAX_BYTES = 256 << 10  # imports.jsonl moves to imports.jsonl.1 past this
 
 
 @dataclass
@@ -86,20 +89,29 @@ class Inbox:
 
 def log_import(d: Path, name: str, latency_s: float, startup: bool = False) -> None:
     """startup: the entry arrived before the engine was ready for it (its latency is
-    the worker's start, not the exchange's)."""
-    with open(d / IMPORTS, "a") as f:
+    the worker's start, not the exchange's). Past IMPORTS_MAX_BYTES the file moves
+    to imports.jsonl.1 (the one before goes) and a new one starts: a campaign of days
+    keeps at most twice that."""
+    p = d / IMPORTS
+    try:
+        if p.stat().st_size > IMPORTS_MAX_BYTES:
+            p.replace(p.with_name(IMPORTS + ".1"))
+    except OSError:
+        pass
+    with open(p, "a") as f:
         f.write(json.dumps({"name": name, "latency_s": round(latency_s, 3), "startup": startup,
                             "t": round(time.time(), 3)}) + "\n")
 
 
-def read_imports(d: Path, offset: int) -> tuple[list[dict], int]:
-    """Lines of imports.jsonl from byte offset on (whole lines only); the new offset."""
+def _read_from(path: Path, offset: int) -> tuple[list[dict], int, int]:
+    """Whole lines of path from byte offset on; (lines, new offset, inode)."""
     try:
-        with open(d / IMPORTS, "rb") as f:
+        with open(path, "rb") as f:
+            ino = os.fstat(f.fileno()).st_ino
             f.seek(offset)
             data = f.read()
     except OSError:
-        return [], offset
+        return [], offset, -1
     end = data.rfind(b"\n") + 1
     out = []
     for line in data[:end].splitlines():
@@ -107,7 +119,28 @@ def read_imports(d: Path, offset: int) -> tuple[list[dict], int]:
             out.append(json.loads(line))
         except ValueError:
             continue
-    return out, offset + end
+    return out, offset + end, ino
+
+
+def read_imports(d: Path, cursor: tuple[int, int] = (-1, 0)) -> tuple[list[dict], tuple[int, int]]:
+    """Lines of imports.jsonl past cursor (inode, byte offset; whole lines only) and
+    the new cursor. When the engine has moved the file to imports.jsonl.1 since the
+    last read, the rest of that one comes first."""
+    ino, offset = cursor
+    out: list[dict] = []
+    try:
+        moved = ino >= 0 and os.stat(d / IMPORTS).st_ino != ino
+    except OSError:
+        moved = False
+    if moved:
+        old, _, old_ino = _read_from(d / (IMPORTS + ".1"), offset)
+        if old_ino == ino:
+            out += old
+        ino, offset = -1, 0  # the new file from its start
+    lines, new_offset, new_ino = _read_from(d / IMPORTS, offset)
+    if new_ino < 0:
+        return out, (ino, offset)
+    return out + lines, (new_ino, new_offset)
 
 
 # -- outbox: engine -> hub ----------------------------------------------------------------
@@ -138,19 +171,16 @@ class OutboxStore(FindingStore):
         self.seq = 0
 
     def record(self, f: Finding, prog: Program, log: str, manifest: dict | None,
-               *args: Any, **kw: Any) -> bool:
-        new = super().record(f, prog, log, manifest, *args, **kw)
+               history: list[Program] | None = None) -> bool:
+        new = super().record(f, prog, log, manifest, history)
         self.seq += 1
+        # the history goes with the node's first occurrence only: the hub keeps the
+        # first occurrence's files and only counts the later ones
         doc = {"finding": asdict(f), "program": prog.dumps(), "log": log,
-               "manifest": manifest or {}, "args": _enc(list(args)),
-               "kw": {k: _enc(v) for k, v in kw.items()}}
-        try:
-            data = json.dumps(doc).encode()
-        except (TypeError, ValueError) as e:  # an argument this version cannot ship
-            print(f"outbox: {f.title}: extra arguments not shipped ({e})", file=sys.stderr)
-            doc["args"], doc["kw"] = [], {}
-            data = json.dumps(doc).encode()
-        atomic_write(self.outbox / f"{time.time_ns()}-{os.getpid()}-{self.seq}.json", data)
+               "manifest": manifest or {}, "args": _enc([history]) if new and history else [],
+               "kw": {}}
+        atomic_write(self.outbox / f"{time.time_ns()}-{os.getpid()}-{self.seq}.json",
+                     json.dumps(doc).encode())
         return new
 
 

@@ -35,6 +35,10 @@ PULL_LIMIT = 256  # entries handed to a worker per sync
 ATTACHMENTS = ("shrunk.json", "leaks.json")
 NODES_FILE = "nodes.json"
 MAX_LATENCIES = 100_000
+# occurrence ids remembered to recognize one shipped again (a sync whose answer was
+# lost ships its batch again, at most a few hundred): the newest this many, so a
+# campaign of days does not keep one id per occurrence
+MAX_OCCURRENCE_IDS = 20_000
 
 
 @dataclass
@@ -83,7 +87,7 @@ class Hub:
         self.edge_log: list[int] = []  # in arrival order: the manager pulls what is new
         self.node_edges: dict[str, set[int]] = {}
         self.workers: dict[int, WorkerInfo] = {}
-        self.occurrences: set[str] = set()
+        self.occurrences: dict[str, None] = {}  # ids in arrival order, see MAX_OCCURRENCE_IDS
         self.finding_nodes: dict[str, Counter[str]] = {}
         self.imports = 0
         self.startup_imports = 0
@@ -175,7 +179,13 @@ class Hub:
         except (KeyError, TypeError, ProgramError) as e:
             print(f"hub: a damaged finding occurrence from {node} dropped: {e}", file=sys.stderr)
             return True
-        self.occurrences.add(oid)
+        except OSError as e:  # a full disk: not acked, so the worker ships it again later
+            print(f"hub: finding occurrence from {node} not written yet: {e.strerror or e}",
+                  file=sys.stderr)
+            return False
+        self.occurrences[oid] = None
+        if len(self.occurrences) > MAX_OCCURRENCE_IDS:
+            del self.occurrences[next(iter(self.occurrences))]
         c = self.finding_nodes.setdefault(slug, Counter())
         if not c and (self.store.root / slug / NODES_FILE).exists():
             try:  # a finding from an earlier campaign: its per-node counts go on
@@ -183,8 +193,11 @@ class Hub:
             except (OSError, ValueError, TypeError):
                 pass
         c[node] += 1
-        atomic_write(self.store.root / slug / NODES_FILE,
-                     (json.dumps(dict(sorted(c.items())), indent=1) + "\n").encode())
+        try:
+            atomic_write(self.store.root / slug / NODES_FILE,
+                         (json.dumps(dict(sorted(c.items())), indent=1) + "\n").encode())
+        except OSError:
+            pass  # the counts are written again with the finding's next occurrence
         return True
 
     def imported(self, worker: int, node: str, imp: dict) -> None:

@@ -24,7 +24,6 @@ joins gets workers that start from the whole corpus.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
@@ -51,7 +50,10 @@ from fuzz import campaign, corpus  # noqa: E402
 from fuzz.campaign import CampaignConfig  # noqa: E402
 from fuzz.cluster import exchange, kernels  # noqa: E402
 from fuzz.cluster.hub import ATTACHMENTS, Hub  # noqa: E402
+from fuzz.logs import last_json, rotate  # noqa: E402
 from fuzz.paths import REPO, cache_dir  # noqa: E402
+from fuzz.prog import atomic_write  # noqa: E402
+from fuzz.vm import die_with_parent  # noqa: E402
 
 SYNC_S = 0.5  # a worker's round trip to the hub
 TICK_S = 2.0  # the manager's: placement, status line, stats.jsonl
@@ -102,22 +104,8 @@ def code_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def _die_with_parent() -> None:
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the engine dies with us
-
-
 def node_label(n: dict) -> str:
     return f"{n.get('NodeName') or n.get('NodeManagerAddress')}/{n['NodeID'][:6]}"
-
-
-def _last_json(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - 8192))
-            lines = f.read().decode(errors="replace").strip().splitlines()
-        return json.loads(lines[-1]) if lines else {}
-    except (OSError, ValueError):
-        return {}
 
 
 # -- the worker actor ------------------------------------------------------------------------
@@ -134,7 +122,7 @@ class Worker:
         self.sent_edges: set[int] = set()
         self.edges_mtime = 0.0
         self.cursor = 0
-        self.imports_offset = 0
+        self.imports_cursor = (-1, 0)  # imports.jsonl's inode and offset read up to
         self.attached: dict[str, float] = {}
         self.consumes = spec.cfg.engine == "atheris"  # hypothesis draws from no corpus
         self.kernel_shipped = False
@@ -168,10 +156,11 @@ class Worker:
             argv = [c.replace("{python}", sys.executable) for c in s.engine_cmd] + argv[3:]
         with open(self.wd / "worker.log", "ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=die_with_parent)
         try:
             while proc.poll() is None and not self.stopping.wait(s.sync_s):
                 self._sync()
+                rotate(self.wd / "worker.log", campaign.WORKER_LOG_MAX_BYTES)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -183,7 +172,7 @@ class Worker:
         for _ in range(3):  # what the engine wrote while stopping
             if not self._sync():
                 break
-        row = _last_json(self.wd / "stats.jsonl")
+        row = last_json(self.wd / "stats.jsonl")
         if self.consumes and all(p.name in self.known for p in (self.wd / "corpus").iterdir()
                                  if p.name[0] != "."):
             # all on the hub: the node keeps the worker's log, stats and findings only
@@ -240,7 +229,7 @@ class Worker:
                         attachments.append((p.parent.name, name, p.read_bytes(), m))
                 except OSError:
                     continue
-        imports, off = exchange.read_imports(self.x, self.imports_offset)
+        imports, off = exchange.read_imports(self.x, self.imports_cursor)
         new_edges: list[int] = []
         ep = self.wd / "stats.edges"
         try:
@@ -253,7 +242,7 @@ class Worker:
                 self.edges_mtime = m
         except (OSError, ValueError):
             pass
-        row = _last_json(self.wd / "stats.jsonl")
+        row = last_json(self.wd / "stats.jsonl")
         if row:
             row["kernel_shipped"] = self.kernel_shipped
         try:
@@ -268,7 +257,7 @@ class Worker:
             return False
         self.known.update(e.name for e in pushes)
         self.sent_edges.update(new_edges)
-        self.imports_offset = off
+        self.imports_cursor = off
         for slug, name, _d, m in attachments:
             self.attached[f"{slug}/{name}"] = m
         acked = set(res["acked"])
@@ -356,6 +345,8 @@ class _Manager:
         self.code = code_hash()
         campaign._line_map(cfg)  # before the clock starts, as a local campaign does
         stats_log = cfg.workdir / "stats.jsonl"
+        if stats_log.exists():  # the last campaign's, kept beside (t starts at 0 again)
+            stats_log.replace(stats_log.with_name("stats.jsonl.1"))
         self.t0 = time.monotonic()
         self.deadline = time.time() + cfg.seconds
         tty = sys.stdout.isatty() and not cfg.quiet
@@ -366,8 +357,7 @@ class _Manager:
                 self._reap(timeout=0)
                 self._check_failed()
                 s = self._status()
-                with open(stats_log, "a") as f:
-                    f.write(json.dumps(s) + "\n")
+                campaign.append_stats(stats_log, s)
                 if tty:
                     print("\r" + campaign.status_line(s), end="", flush=True)
                 elif not cfg.quiet and time.monotonic() - last_print > 30:
@@ -380,12 +370,11 @@ class _Manager:
             self._stop_all()
         s = self._status()
         s["iommufd_edges"] = self._iommufd_edges()
-        with open(stats_log, "a") as f:
-            f.write(json.dumps(s) + "\n")
+        campaign.append_stats(stats_log, s)
         summary = ray.get(self.hub.summary.remote(), timeout=CALL_TIMEOUT_S)
         summary.update(campaign=self.cid, kernel=self.offer.key, errors=self.errors,
                        status=s)
-        (cfg.workdir / "cluster.json").write_text(json.dumps(summary, indent=1) + "\n")
+        atomic_write(cfg.workdir / "cluster.json", (json.dumps(summary, indent=1) + "\n").encode())
         ray.kill(self.hub)
         if not cfg.quiet:
             # the last line counts the nodes and workers that took part (all stopped now)

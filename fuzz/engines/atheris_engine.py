@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=-1)
     ap.add_argument("--worker", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=120.0,
+                    help="seconds a program may take before it counts as a hang")
     ap.add_argument("--cpus", type=int, default=1)
     ap.add_argument("--kmemleak", action="store_true")
     ap.add_argument("--leak-scan-s", type=float, default=0.0)
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     FEEDBACK = not a.no_feedback
     SCHEDULE = not a.no_schedule
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel, cpus=a.cpus, kmemleak=a.kmemleak),
-                        workdir=a.workdir / "vm")
+                        workdir=a.workdir / "vm", timeout=a.timeout)
     STATE = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
                         a.worker, counts=COUNTS)
     STATE.walk_every, STATE.leak_scan_s = a.fault_walk_every, a.leak_scan_s

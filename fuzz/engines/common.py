@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fuzz import corpus, coverage, differential, findings, kernel
+from fuzz import corpus, coverage, differential, findings, kernel, logs
 from fuzz.backend import Backend
 from fuzz.executor.wire import KCOV_EDGES
 from fuzz.prog import Program, atomic_write
@@ -36,6 +37,8 @@ def build_c_loop() -> Path:
 
 
 MILESTONE = 100  # also write stats every this many programs (edges-vs-programs curves)
+MAX_PENDING = 64  # corpus entries and findings kept for a retry while the disk is full
+STATS_MAX_BYTES = 128 << 10  # stats.jsonl is thinned past this (fuzz.logs.thin)
 WALK_EVERY = 8  # campaigns: one step of the systematic fault walk after this many programs
 LEAK_SCAN_S = 120.0  # with kmemleak: scan this often (it reports objects 5 s or older)
 KINDS = ("fault", "thread", "plain")  # programs with injected faults, with threads, neither
@@ -65,6 +68,10 @@ class WorkerState:
     manifest: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # e.g. the C-loop ceiling measured in this VM
     counts: Counts | None = None  # what the worker's generator and mutator drew
+    write_errors: int = 0  # corpus entries, findings or stats the disk refused
+    # what could not be written yet (a full disk): retried with every stats line
+    pending: list = field(default_factory=list)
+    _warned: float = 0.0
     walk_dirs: list[Path] = field(default_factory=list)  # corpus dirs the fault walk takes from
     walk_every: int = 0  # a step of the systematic fault walk every this many programs
     leak_scan_s: float = 0.0  # kmemleak scan this often (0: never; the VM needs kmemleak=on)
@@ -103,7 +110,7 @@ class WorkerState:
         new = e - self.edges
         if new:
             self.edges |= new
-            corpus.add(self.corpus_dir, prog)
+            self.add_to_corpus(prog)
         for k in kind_of(prog):
             self.by_kind[k] += 1
             self.kind_edges[k] |= e
@@ -116,6 +123,25 @@ class WorkerState:
         if out.failed:
             self.record(out)
         return out, e
+
+    def warn(self, msg: str) -> None:
+        """A write the disk refused: said at once the first time, then once a minute."""
+        if time.monotonic() - self._warned > 60:
+            self._warned = time.monotonic()
+            print(f"worker {self.worker}: {msg} ({self.write_errors} write errors so far; "
+                  "fuzzing on, retried later)", file=sys.stderr, flush=True)
+
+    def add_to_corpus(self, prog: Program) -> bool:
+        try:
+            path = corpus.add(self.corpus_dir, prog)
+        except OSError as e:
+            self.write_errors += 1
+            self.warn(f"corpus entry NOT written to {self.corpus_dir}: {e.strerror or e}")
+            if len(self.pending) < MAX_PENDING:
+                self.pending.append(("corpus", prog))
+            return False
+        print(f"wrote corpus {path.name}", file=sys.stderr, flush=True)
+        return True
 
     def scan_leaks(self) -> None:
         """kmemleak's scan: each leak it reports is a finding, kept with the last program
@@ -131,13 +157,20 @@ class WorkerState:
         for r in parse(text):
             f = findings.Finding(r.title, r.signature, "splat", detail="\n".join(r.text[:3])
                                  if isinstance(r.text, list) else str(r.text)[:300])
-            if progs and self.store.record(f, progs[-1], text, self.manifest):
-                self.new_findings += 1
-                d = self.store.root / f.slug
-                atomic_write(d / "leaks.json", json.dumps(
-                    {"note": "kmemleak reports objects 5 s or older: the leak is from one of "
-                     "these programs (the last one is program.json)",
-                     "programs": [p.to_json() for p in progs]}).encode())
+            if not progs:
+                continue
+            try:
+                if self.store.record(f, progs[-1], text, self.manifest):
+                    self.new_findings += 1
+                    d = self.store.root / f.slug
+                    atomic_write(d / "leaks.json", json.dumps(
+                        {"note": "kmemleak reports objects 5 s or older: the leak is from one "
+                         "of these programs (the last one is program.json)",
+                         "programs": [p.to_json() for p in progs]}).encode())
+            except OSError as e:  # a full disk: the next scan reports the leak again
+                self.write_errors += 1
+                self.warn(f"leak finding NOT written: {f.title}: {e.strerror or e}")
+                continue
             self.findings_seen.add(f.signature)
 
     def walk_step(self) -> None:
@@ -152,12 +185,33 @@ class WorkerState:
             self.walker.done(self._run(prog)[0])
 
     def record(self, out: differential.Outcome) -> None:
-        ex = out.execution
-        log = (ex.raw.kmsg if ex.raw else "") + ex.console_tail
-        for f in findings.from_outcome(out):
-            if self.store.record(f, out.prog, log, self.manifest):
-                self.new_findings += 1
-            (self.known_seen if f.known else self.findings_seen).add(f.signature)
+        log = findings.run_log(out)
+        for ev in findings.attribute(out):
+            self.record_one(ev, log)
+
+    def record_one(self, ev: findings.Evidence, log: str) -> bool:
+        f = ev.finding
+        try:
+            new = self.store.record(f, ev.prog, log, self.manifest, ev.history)
+        except OSError as e:
+            self.write_errors += 1
+            self.warn(f"finding NOT written: {f.title}: {e.strerror or e}")
+            if len(self.pending) < MAX_PENDING:
+                self.pending.append(("finding", (ev, log)))
+            return False
+        if new:
+            self.new_findings += 1
+            print(f"wrote finding {f.slug}", file=sys.stderr, flush=True)
+        (self.known_seen if f.known else self.findings_seen).add(f.signature)
+        return True
+
+    def retry_pending(self) -> None:
+        todo, self.pending = self.pending, []
+        for kind, item in todo:
+            if kind == "corpus":
+                self.add_to_corpus(item)
+            else:
+                self.record_one(*item)
 
     def imported(self, name: str, found_at: float, startup: bool = False) -> None:
         """An entry another worker of the cluster found (at found_at, wall clock) ran
@@ -188,6 +242,8 @@ class WorkerState:
 
     def write_stats(self, final: bool = False) -> None:
         self.last_stats = time.monotonic()
+        if self.pending:
+            self.retry_pending()
         vm = getattr(self.backend, "vm", None)
         line = {"t": round(self.last_stats - self.started, 2), "worker": self.worker,
                 "pid": os.getpid(), "programs": self.programs, "ops": self.ops,
@@ -204,7 +260,7 @@ class WorkerState:
                 "fault_walks": getattr(self.walker, "walks", 0),
                 "leak_scans": self.leak_scans,
                 "fault_walk_runs": getattr(self.walker, "points", 0),
-                "final": final, **self.extra}
+                "write_errors": self.write_errors, "final": final, **self.extra}
         if self.counts is not None:
             # boundary values generation and mutation drew so far (fuzz.prog.gen "edge: ...")
             edges = self.counts.edges()
@@ -213,10 +269,13 @@ class WorkerState:
         if self.import_latency:
             lat = sorted(self.import_latency)
             line.update(imported=self.imports, import_latency_p50_s=round(lat[len(lat) // 2], 3))
-        with open(self.stats_path, "a") as f:
-            f.write(json.dumps(line) + "\n")
-        atomic_write(self.stats_path.with_suffix(".edges"),
-                     array("Q", sorted(self.edges)).tobytes())
-        for k, edges in self.kind_edges.items():
-            atomic_write(self.stats_path.with_suffix(f".{k}.edges"),
-                         array("Q", sorted(edges)).tobytes())
+        try:
+            logs.append_line(self.stats_path, json.dumps(line), STATS_MAX_BYTES)
+            atomic_write(self.stats_path.with_suffix(".edges"),
+                         array("Q", sorted(self.edges)).tobytes())
+            for k, edges in self.kind_edges.items():
+                atomic_write(self.stats_path.with_suffix(f".{k}.edges"),
+                             array("Q", sorted(edges)).tobytes())
+        except OSError as e:
+            self.write_errors += 1
+            self.warn(f"stats NOT written to {self.stats_path}: {e.strerror or e}")

@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=int, default=600)
     ap.add_argument("--worker", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=120.0,
+                    help="seconds a program may take before it counts as a hang")
     ap.add_argument("--seeds", type=Path, action="append", default=[],
                     help="read-only corpus dirs the fault walk also takes programs from")
     ap.add_argument("--cpus", type=int, default=1)
@@ -284,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
                     "with the node's actor (fuzz.cluster.exchange; findings only)")
     a = ap.parse_args(argv)
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel, cpus=a.cpus, kmemleak=a.kmemleak),
-                        workdir=a.workdir / "vm")
+                        workdir=a.workdir / "vm", timeout=a.timeout)
     Context.counts = Counts()
     state = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
                         a.worker, exchange=a.exchange, counts=Context.counts)

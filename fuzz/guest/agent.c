@@ -5,9 +5,10 @@
  * It talks to the host over a virtio-serial port in the frames of fuzz/channel.py
  * (the frame numbers come from there as -D flags). EXEC runs one program with the
  * C executor (fz_run_wire -> fz_run) and answers with its results and the kernel
- * log lines logged since the previous answer (/dev/kmsg, read after each program,
- * so a splat lands on the program that caused it, or, if deferred work of the one
- * before logged it late, on the next one rather than nowhere). RUN runs a host binary or script:
+ * log lines logged since the previous answer (/dev/kmsg, read before and after each
+ * program: the lines deferred work of the one before logged after its results went
+ * out come first, set apart by a marker line, so the host can put them on the
+ * program that caused them; fuzz.channel.split_kmsg). RUN runs a host binary or script:
  * the host's root is mounted over virtio-9p on first use and the command runs
  * chrooted into it, with this guest's /proc, /sys, /dev and /run bound in. Nothing
  * is mounted over 9p before that, which keeps the guest snapshottable (qemu refuses
@@ -170,15 +171,14 @@ static void send_error(const char *fmt, const char *arg)
 /* -- /dev/kmsg ----------------------------------------------------------------- */
 
 /*
- * New kernel log records since the last read, as "[sec.usec][caller] text" lines:
- * the console's format, so one parser (fuzz/report.py) reads both; the caller id
- * keeps interleaved reports of different tasks apart.
+ * New kernel log records since the last read, as "[sec.usec][caller] text" lines
+ * appended to out: the console's format, so one parser (fuzz/report.py) reads both;
+ * the caller id keeps interleaved reports of different tasks apart.
  */
 static void kmsg_read(struct buf *out)
 {
 	char rec[8192];
 
-	out->len = 0;
 	for (;;) {
 		ssize_t n = read(kmsg_fd, rec, sizeof(rec) - 1);
 		if (n < 0 && (errno == EPIPE || errno == EINTR))
@@ -228,16 +228,20 @@ static void exec_program(const uint8_t *wire, size_t len)
 	}
 	reserve(&resp, need);
 	reserve(&capbuf, need); /* cap_cap <= need */
+	/* Lines logged since the last answer, before this program starts: deferred work
+	 * of the one before (an RCU callback, a work item). Kept, not dropped, and set
+	 * apart by a marker line so the host can tell them from this program's own. */
+	kmsg.len = 0;
+	kmsg_read(&kmsg);
+	if (kmsg.len)
+		append(&kmsg, KMSG_PROGRAM_START "\n", strlen(KMSG_PROGRAM_START) + 1);
 	n = fz_run_wire(wire, len, resp.p, resp.cap, capbuf.p, kcov_area,
 			kcov_fd >= 0 ? KCOV_WORDS - 1 : 0, kcov_fd);
 	if (n < 0) {
 		send_error("agent: malformed program%s", "");
 		return;
 	}
-	/* The lines (splats) logged since the last read: this program's, and any that
-	 * deferred work of the one before logged after its results went out (an RCU
-	 * callback, a workqueue): kept, not dropped, and so reported with this one. */
-	kmsg_read(&kmsg);
+	kmsg_read(&kmsg); /* this program's own lines (and work it deferred that ran already) */
 	((uint32_t *)resp.p)[5] = (uint32_t)kmsg.len;
 	send_frame(CH_RESULT, resp.p, (size_t)n, kmsg.p, kmsg.len);
 }
@@ -415,6 +419,7 @@ static void run_command(uint8_t *p, size_t len)
 done:
 	while (waitpid(-1, NULL, WNOHANG) > 0) /* orphans re-parented to us (PID 1) */
 		;
+	kmsg.len = 0;
 	kmsg_read(&kmsg);
 	uint32_t head[4] = {(uint32_t)rc, (uint32_t)out[0].len, (uint32_t)out[1].len,
 			    (uint32_t)kmsg.len};

@@ -75,6 +75,7 @@ def ensure_built() -> Path:
     out.mkdir(parents=True, exist_ok=True)
     exe = out / f"agent.{os.getpid()}"
     defines = [f"-DCH_{k}={getattr(channel, k)}" for k in FRAMES]
+    defines.append(f'-DKMSG_PROGRAM_START="{channel.KMSG_PROGRAM_START}"')
     argv = [_cc(), "-static", "-pthread", "-O2", "-Wall", "-Werror", f"-I{EXECUTOR}", *defines,
             *build.uapi_defines(),
             "-o", str(exe), str(HERE / "agent.c"), str(EXECUTOR / "executor.c")]

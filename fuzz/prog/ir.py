@@ -39,18 +39,24 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fuzz import uapi
+from fuzz import crashpoint, uapi
+from fuzz.prog import jsonio
 from fuzz.prog.descriptions import OPS
 from fuzz.prog.limits import (
     MAX_BARRIER,
+    MAX_BUFFER_BYTES,
+    MAX_BUFFER_SIZE,
+    MAX_BUFFERS,
     MAX_FAIL_NTH,
     MAX_GROUP_OPS,
+    MAX_HOLES,
     MAX_OPS,
     MAX_PROGRAM_BYTES,
     MAX_RANGES,
@@ -64,14 +70,12 @@ BUF_STRIDE = 1 << 32
 # The executor's scratch mapping (an argument's default, see Uptr.scratch) sits in the
 # slot just below the program's buffers.
 SCRATCH_ADDR = BUF_BASE - BUF_STRIDE
-MAX_BUFFERS = 64
-MAX_BUFFER_SIZE = 1 << 30
 HUGE_PAGE = 2 << 20
 PAGE = 4096
 BUFFER_KINDS = ("anon", "hugetlb", "memfd", "readonly", "hole")
 
 
-class ProgramError(ValueError):
+class ProgramError(jsonio.InputError):
     """A program that does not follow the schema; says where."""
 
 
@@ -235,32 +239,14 @@ class Program:
 
     @classmethod
     def loads(cls, text: str, where: str = "<program>") -> Program:
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ProgramError(f"{where}: not valid JSON: {e}") from None
-        except (RecursionError, ValueError) as e:  # deep nesting, 5000-digit integers
-            raise ProgramError(f"{where}: not a program: {e}") from None
-        return cls.from_json(doc, where)
+        # named errors for deep nesting, 5000-digit integers, bad syntax
+        return cls.from_json(jsonio.loads(text, where, ProgramError), where)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Program:
-        p = Path(path)
-        try:
-            st = os.stat(p)
-            if not stat.S_ISREG(st.st_mode):
-                raise ProgramError(f"{p}: not a regular file")
-            if st.st_size > MAX_PROGRAM_BYTES:
-                raise ProgramError(f"{p}: {st.st_size} bytes, a program file has at most "
-                                   f"{MAX_PROGRAM_BYTES}")
-            data = p.read_bytes()
-        except OSError as e:
-            raise ProgramError(f"{p}: cannot read: {e.strerror}") from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ProgramError(f"{p}: not UTF-8 text (byte {e.start})") from None
-        return cls.loads(text, str(p))
+        # a regular file (a FIFO would block, /dev/zero never end), size-capped, UTF-8
+        text = jsonio.read_text(path, MAX_PROGRAM_BYTES, ProgramError)
+        return cls.loads(text, str(path))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         atomic_write(Path(path), self.dumps().encode())
@@ -268,20 +254,29 @@ class Program:
     # -- checks -----------------------------------------------------------
     def validate(self, where: str = "<program>") -> None:
         if len(self.buffers) > MAX_BUFFERS:
-            raise ProgramError(f"{where}: at most {MAX_BUFFERS} buffers")
+            raise ProgramError(f"{where}: {len(self.buffers)} buffers, at most {MAX_BUFFERS}")
+        if len(self.ops) > MAX_OPS:
+            raise ProgramError(f"{where}: {len(self.ops)} ops, at most {MAX_OPS}")
+        mapped = sum(b.size for b in self.buffers if b.kind != "hole")
+        if mapped > MAX_BUFFER_BYTES:
+            raise ProgramError(f"{where}: buffers of {mapped} bytes in all, at most "
+                               f"{MAX_BUFFER_BYTES}")
+        holes = sum(len(b.holes) for b in self.buffers)
+        if holes > MAX_HOLES:
+            raise ProgramError(f"{where}: {holes} holes in all, at most {MAX_HOLES}")
         for i, b in enumerate(self.buffers):
             bw = f"{where}: buffer {i}"
             if b.kind not in BUFFER_KINDS:
                 raise ProgramError(f"{bw}: unknown kind {b.kind!r} (one of {BUFFER_KINDS})")
             unit = HUGE_PAGE if b.kind == "hugetlb" else PAGE
             if not 0 < b.size <= MAX_BUFFER_SIZE or b.size % unit:
-                raise ProgramError(f"{bw}: size {b.size} must be a positive multiple of {unit}"
+                raise ProgramError(f"{bw}: size {_n(b.size)} must be a positive multiple of {unit}"
                                    f" up to {MAX_BUFFER_SIZE}")
             if not 0 <= b.seed < 256:
-                raise ProgramError(f"{bw}: seed {b.seed} is not a byte (0..255)")
+                raise ProgramError(f"{bw}: seed {_n(b.seed)} is not a byte (0..255)")
             for off, ln in b.holes:
                 if off % unit or ln % unit or ln <= 0 or off < 0 or off + ln > b.size:
-                    raise ProgramError(f"{bw}: hole [{off}, {ln}] is not {unit}-aligned "
+                    raise ProgramError(f"{bw}: hole [{_n(off)}, {_n(ln)}] is not {unit}-aligned "
                                        "inside the buffer")
         for i, op in enumerate(self.ops):
             ow = f"{where}: op {i} ({op.name})"
@@ -326,22 +321,22 @@ class Program:
         if isinstance(v, int):
             bits = 8 * width
             if not -(1 << (bits - 1)) <= v < (1 << bits):
-                raise ProgramError(f"{where}: {v} does not fit the field's {bits} bits")
+                raise ProgramError(f"{where}: {_n(v)} does not fit the field's {bits} bits")
         elif isinstance(v, Ref):
             if not 0 <= v.op < op_index:
-                raise ProgramError(f"{where}: ref to op {v.op}, which does not come earlier")
+                raise ProgramError(f"{where}: ref to op {_n(v.op)}, which does not come earlier")
             target = OPS[self.ops[v.op].name]
             out = target.out(v.field)
             if out is None or not out.is_int:
                 raise ProgramError(f"{where}: op {v.op} ({target.name}) has no integer "
                                    f"output {v.field!r} (outputs: {list(target.outputs)})")
             if not -(1 << 63) <= v.add < (1 << 64):
-                raise ProgramError(f"{where}: add {v.add} does not fit 64 bits")
+                raise ProgramError(f"{where}: add {_n(v.add)} does not fit 64 bits")
         elif isinstance(v, BufPtr):
             if not 0 <= v.buf < len(self.buffers):
-                raise ProgramError(f"{where}: buffer {v.buf} does not exist")
+                raise ProgramError(f"{where}: buffer {_n(v.buf)} does not exist")
             if not -(1 << 63) <= v.offset < (1 << 64):
-                raise ProgramError(f"{where}: offset {v.offset} does not fit 64 bits")
+                raise ProgramError(f"{where}: offset {_n(v.offset)} does not fit 64 bits")
         elif isinstance(v, list):
             if entry is None:
                 raise ProgramError(f"{where}: a list is only allowed for ranges and entries")
@@ -370,6 +365,8 @@ def list_widths(d: OpDesc, name: str) -> tuple[int, ...] | None:
     else:
         return None
     return tuple(uapi.field_offset(ctype, f)[1] for f in uapi.fields(ctype) if "." not in f)
+
+
 def wrap64(v: int) -> int:
     """v as a signed 64-bit value: a Ref's addend wraps at 64 bits, and -4096 reads
     better than 0xfffffffffffff000."""
@@ -394,16 +391,20 @@ def pattern_bytes(seed: int, offset: int, length: int) -> bytes:
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write-then-rename in the same directory, fsynced: a crash leaves the old
-    file or the new one, never half of either. Files are shareable (0644 by
-    default), not mkstemp's 0600."""
+    file or the new one, never half of either, plus at worst a temporary file
+    named TMP_PREFIX... that readers skip and remove_stale_temps() clears. Files
+    are shareable (0644 by default), not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(data[:len(data) // 2])
+            crashpoint.hit("write.partial", path)
+            f.write(data[len(data) // 2:])
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
+        crashpoint.hit("write.complete", path)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -411,6 +412,95 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         except OSError:
             pass
         raise
+
+
+TMP_PREFIX = ".tmp-"  # atomic_write's temporary files (dotfiles: corpus readers skip them)
+STALE_SECONDS = 60.0  # a temporary file this old has no live writer (a write takes ms)
+_HOST = os.uname().nodename.replace(".", "_")
+
+
+def _tmp_prefix(path: Path) -> str:
+    """.tmp-<name>.<host>-<pid>.: who writes it, so a dead writer's leftovers go at once."""
+    return f"{TMP_PREFIX}{path.name}.{_HOST}-{os.getpid()}."
+
+
+def _writer_gone(p: Path) -> bool:
+    """The temporary file's writer is a process of this host that no longer runs."""
+    import re
+
+    m = re.search(r"\.([^.]+)-(\d+)\.[^.]+$", p.name)
+    if m is None or m.group(1) != _HOST:
+        return False
+    try:
+        os.kill(int(m.group(2)), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def remove_stale_temps(d: Path, recursive: bool = False) -> list[Path]:
+    """Delete what writes killed half-way left behind in d: atomic_write's and
+    atomic_dir's temporaries whose writer is gone, or older than STALE_SECONDS
+    (a writer on another host sharing the directory takes milliseconds)."""
+    import shutil
+    import time
+
+    gone: list[Path] = []
+    if not d.is_dir():
+        return gone
+    now = time.time()
+    for p in sorted((d.rglob if recursive else d.glob)(f"{TMP_PREFIX}*")):
+        try:
+            if now - p.lstat().st_mtime <= STALE_SECONDS and not _writer_gone(p):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            gone.append(p)
+        except OSError:
+            continue
+    return gone
+
+
+@contextmanager
+def atomic_dir(dest: Path) -> Iterator[Path]:
+    """A fresh directory to fill, swapped into place as a whole when the block
+    ends (renameat2 RENAME_EXCHANGE where the filesystem has it): a reader of dest
+    sees the old contents or the new ones, never a mix of both."""
+    import shutil
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), dir=dest.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if not dest.exists():
+            os.rename(tmp, dest)
+        elif _exchange(tmp, dest):
+            shutil.rmtree(tmp)  # the old contents now
+        else:  # no RENAME_EXCHANGE: old aside, new in; a kill between leaves both, named
+            old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), dir=dest.parent))
+            os.rmdir(old)
+            os.rename(dest, old)
+            os.rename(tmp, dest)
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def _value_to_json(v: Value) -> Any:
@@ -434,7 +524,8 @@ def _value_from_json(v: Any, where: str) -> Value:
             return Ref(_int(v["ref"], where), v["field"], _int(v.get("add", 0), where))
         if set(v) <= {"buf", "offset"} and "buf" in v:
             return BufPtr(_int(v["buf"], where), _int(v.get("offset", 0), where))
-        raise ProgramError(f"{where}: expected {{ref, field[, add]}} or {{buf[, offset]}}, got {v}")
+        raise ProgramError(f"{where}: expected {{ref, field[, add]}} or {{buf[, offset]}}, "
+                           f"got {_short(v)}")
     if isinstance(v, list):
         return [[_int(x, where) for x in _list(r, where)] for r in v]
     return _int(v, where)
@@ -450,6 +541,11 @@ def _list(v: Any, where: str) -> list:
     if not isinstance(v, list):
         raise ProgramError(f"{where}: expected a list, got {type(v).__name__}")
     return v
+
+
+def _n(v: int) -> str:
+    """An integer for an error line: a 4000-digit one is described, not printed."""
+    return str(v) if abs(v) < 1 << 128 else f"a {v.bit_length()}-bit integer"
 
 
 def _short(v: Any) -> str:

@@ -28,10 +28,24 @@ AGENT_FD_BASE = 500
 # KCOV words the executor returns per program by default.
 PCS_CAP = 1 << 20
 
-# What a program file may ask for (fuzz.prog.ir checks these on load).
+# What a program may ask for (fuzz.prog.ir checks these on load, each error gives
+# the limit): ops, file size, buffers, their memory (the guest has 1 GiB; every
+# mapped page is filled), unmapped holes (one munmap each in the guest).
 MAX_OPS = 4096
 MAX_PROGRAM_BYTES = 8 << 20
 MAX_RANGES = 1 << 16  # entries of one "ranges" argument
+MAX_BUFFERS = 64
+MAX_BUFFER_SIZE = 1 << 30  # one buffer (a "hole" buffer maps nothing)
+MAX_BUFFER_BYTES = 256 << 20  # all mapped buffers of one program together
+MAX_HOLES = 256  # holes of all buffers of one program together
+# JSON the tool reads (programs, findings, reproducer records, stats lines): nesting
+# (a program needs 6 levels, a history of programs 8) and size of the other records.
+MAX_JSON_DEPTH = 16
+MAX_JSON_BYTES = 64 << 20
+# Programs kept with a finding: what the VM ran since its last restore, at most this
+# many (fuzz.backend keeps them, fuzz.minimize replays them when the last alone does not
+# reproduce).
+MAX_HISTORY = 64
 
 # How an op instance runs (fuzz.prog.ir: fail_nth, thread, barrier).
 MAX_FAIL_NTH = 0xFFFF  # the executor's 16 bits; iommufd_fail_nth walks at most 400

@@ -27,6 +27,8 @@ class Expectation:
     kernel: Any = None
     model: Any = None
     keys: list[str] = dc_field(default_factory=list)
+    # logged by deferred work after the program's results: wait before reading the log
+    deferred: bool = False
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -37,7 +39,7 @@ class Expectation:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Expectation:
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         for k in ("kernel", "model"):
             if isinstance(d.get(k), dict) and "hex" in d[k]:
                 d[k] = bytes.fromhex(d[k]["hex"])

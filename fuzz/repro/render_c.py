@@ -12,7 +12,13 @@ from fuzz import uapi
 from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
 from fuzz.prog.ir import SCRATCH_ADDR
 from fuzz.prog.layout import entry_fields
-from fuzz.prog.limits import CAPTURE_MAX, MAX_FDS, MAX_OPS, TEST_MEMORY_LIMIT_DEFAULT
+from fuzz.prog.limits import (
+    CAPTURE_MAX,
+    MAX_BUFFERS,
+    MAX_FDS,
+    MAX_OPS,
+    TEST_MEMORY_LIMIT_DEFAULT,
+)
 from fuzz.prog.types import FD_CALLS, FDIO, TEST, VFIO_VAL
 from fuzz.repro.cstructs import cdef_blocks, needed_structs
 from fuzz.repro.expect import Expectation, canon
@@ -26,6 +32,7 @@ _CONSTANTS = re.compile(r"/\* --- constants:.*?/\* --- end of constants --- \*/\
 def runtime_constants() -> dict[str, int]:
     """What the runtime's block of constants must say."""
     return {"CAPTURE_MAX": CAPTURE_MAX, "MAX_OPS": MAX_OPS, "MAX_FDS": MAX_FDS,
+            "MAX_BUFFERS": MAX_BUFFERS,
             "VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE": uapi.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
             "VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL": uapi.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL}
 
@@ -55,6 +62,9 @@ class CRenderer:
         self.head: list[str] = []
         self.body: list[str] = []
         self.plans: list[OpPlan] = []
+        self.funcs: list[list[str]] = []  # one per earlier program (history)
+        # the finding's program's body, plans and race-group ops while an earlier one is walked
+        self._main: tuple[list[str], list[OpPlan], set[int]] | None = None
         self.runs = 1
         self.signature = ""
         self.grouped: set[int] = set()  # ops of race groups: their lines print after the join
@@ -80,9 +90,12 @@ class CRenderer:
 
     # -- the walk ---------------------------------------------------------------------
     def begin(self, header: list[str], prog: Program, plans: list[OpPlan],
-              exp: Expectation | None) -> None:
+              exp: Expectation | None, earlier: list[tuple[Program, list[OpPlan]]] = ()
+              ) -> None:
         self.plans = plans
-        self.runs = runs_of(prog)
+        every = [*plans, *(q for _, ps in earlier for q in ps)]
+        nbufs = max([len(prog.buffers), *(len(h.buffers) for h, _ in earlier)])
+        self.runs = runs_of(prog, [h for h, _ in earlier])
         self.signature = exp.signature if exp is not None else ""
         L = self.head
         L += ["/*", *(f" * {ln}" for ln in header), " *",
@@ -98,7 +111,7 @@ class CRenderer:
         L.append(" */")
         L.append(runtime_text())
         structs = {"struct iommu_test_cmd"}  # the prologue
-        for p in plans:
+        for p in every:
             if p.struct is not None:
                 structs.update(x for x in (p.desc.struct,) if x)  # read/write have none
                 structs.update(s.ctype for s in p.struct.sides)
@@ -109,17 +122,42 @@ class CRenderer:
             L += [blocks[n], ""]
         L.append("/* ioctl requests: _IO(';', nr) - iommufd and vfio structs carry their own "
                  "size */")
-        reqs = {p.desc.request for p in plans
+        reqs = {p.desc.request for p in every
                 if p.desc.request and p.desc.call not in FD_CALLS} | {"IOMMU_TEST_CMD"}
         for n in sorted(reqs):
             L.append(f"#define {n} {uapi.request(n):#x} /* {io_form(uapi.request(n))} */")
-        tops = sorted({p.desc.test_op for p in plans if p.desc.call == TEST}
+        tops = sorted({p.desc.test_op for p in every if p.desc.call == TEST}
                       | {"IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT"})
         L += [f"#define {n} {uapi.test_op(n)}" for n in tops]
-        for bi in range(len(prog.buffers)):
+        for bi in range(nbufs):
             L.append(f"#define BUF{bi} {BUF_BASE + bi * BUF_STRIDE:#x}ULL")
-        L += ["", "static int run_once(void)", "{"]
         self.body += [f"int fd, nfds = 0, fds[{MAX_FDS}];", "", "reset_ops();"]
+
+    def begin_earlier(self, k: int, prog: Program, plans: list[OpPlan]) -> None:
+        self._main = (self.body, self.plans, self.grouped)
+        self.body, self.plans, self.grouped = [f"int fd, nfds = 0, fds[{MAX_FDS}];", "",
+                                               "reset_ops();"], plans, set()
+
+    def end_earlier(self, k: int, prog: Program) -> None:
+        # its teardown unmapped its buffers and scratch mapping (unmap_buffers), so the
+        # next program maps at the same fixed addresses
+        self.funcs.append([f"/* history/{k:02d}.json: run before the finding's program, on its "
+                           "own iommufd */", f"static void program_{k}(void)", "{"]
+                          + ["\t" + ln if ln else "" for ln in self.body] + ["}"])
+        assert self._main is not None
+        self.body, self.plans, self.grouped = self._main
+
+    def open_kmsg(self) -> None:
+        self.body += ["", "/* the kernel log from here on is where a splat would show (any "
+                      "program) */", "int kmsg = open(\"/dev/kmsg\", O_RDONLY | O_NONBLOCK);",
+                      "lseek(kmsg, 0, SEEK_END);"]
+
+    def call_earlier(self, k: int, prog: Program) -> None:
+        self.body += [f"fprintf(out, \"== history/{k:02d}.json\\n\");", f"program_{k}();"]
+
+    def main_program(self) -> None:
+        # the op records (faults, threads) are by op index: the earlier programs' go
+        self.body += ["fprintf(out, \"== program.json\\n\");", "reset_ops();"]
 
     def buffers(self, buffers: list[Buffer], scratch: int) -> None:
         B = self.body
@@ -428,6 +466,9 @@ class CRenderer:
     def verdict_splat(self, exp: Expectation) -> None:
         sig = c_string(exp.signature)
         keys = ", ".join(c_string(k) for k in exp.keys)
+        if exp.deferred:
+            self.body += ["/* deferred work (a work item, an RCU callback) logs it after the "
+                          "program: give it time */", "sleep(1);"]
         self.body += [f"/* from the splat title {c_string(exp.title)[1:-1]} */",
                       f"const char *keys[] = {{ {keys} }};", "const char *log = read_kmsg(kmsg);",
                       "int found = 1;", f"for (unsigned k = 0; k < {len(exp.keys)}; k++)",
@@ -436,6 +477,10 @@ class CRenderer:
                       "\treturn 1;", "}", "fprintf(out, \"NOT REPRODUCED\\n\");", "return 0;"]
 
     def text(self) -> str:
+        lines = list(self.head)
+        for f in self.funcs:
+            lines += [*f, ""]
+        lines += ["", "static int run_once(void)", "{"]
         main = ["}", "", f"#define RUNS {self.runs}", "", "int main(void)", "{",
                 "\tconst char *env = getenv(\"REPRO_RUNS\");",
                 "\tint runs = env ? atoi(env) : RUNS, hits = 0;", "",
@@ -451,10 +496,11 @@ class CRenderer:
                      f"{c_string(self.signature)}, hits, runs);", "\t\treturn 1;", "\t}",
                      "\tfprintf(out, \"NOT REPRODUCED (%d/%d runs)\\n\", hits, runs);"]
         main += ["\treturn 0;", "}"]
-        return "\n".join(self.head + ["\t" + ln if ln else "" for ln in self.body]
+        return "\n".join(lines + ["\t" + ln if ln else "" for ln in self.body]
                          + main) + "\n"
 
 
 def emit_c(prog: Program, exp: Expectation | None = None,
-           expected: list[OpResult] | None = None) -> str:
-    return render(CRenderer(), prog, exp, expected)
+           expected: list[OpResult] | None = None,
+           history: list[Program] | None = None) -> str:
+    return render(CRenderer(), prog, exp, expected, history)

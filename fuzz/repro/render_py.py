@@ -43,6 +43,8 @@ class PyRenderer:
         self.head: list[str] = []
         self.body: list[str] = []
         self.plans: list[OpPlan] = []
+        self.funcs: list[list[str]] = []  # one per earlier program (history)
+        self._main: tuple[list[str], list[OpPlan]] | None = None
         self.runs = 1
         self.signature = ""
 
@@ -62,9 +64,11 @@ class PyRenderer:
 
     # -- the walk ---------------------------------------------------------------------
     def begin(self, header: list[str], prog: Program, plans: list[OpPlan],
-              exp: Expectation | None) -> None:
+              exp: Expectation | None, earlier: list[tuple[Program, list[OpPlan]]] = ()
+              ) -> None:
         self.plans = plans
-        self.runs = runs_of(prog)
+        every = [*plans, *(q for _, ps in earlier for q in ps)]
+        self.runs = runs_of(prog, [h for h, _ in earlier])
         self.signature = exp.signature if exp is not None else ""
         L = self.head
         L += ["#!/usr/bin/env python3", '"""' + header[0], *header[1:], "",
@@ -77,23 +81,47 @@ class PyRenderer:
                   "reproduced."]
         L += ['"""', ""]
         L.append(runtime_text().rstrip())
-        reqs = {p.desc.request for p in plans
+        reqs = {p.desc.request for p in every
                 if p.desc.request and p.desc.call not in FD_CALLS} | {"IOMMU_TEST_CMD"}
         L.append("\n# ioctl requests: _IO(';', nr); iommufd and vfio structs carry their own size")
         for n in sorted(reqs):
             L.append(f"{n} = {uapi.request(n):#x}  # {io_form(uapi.request(n))}")
-        tops = sorted({p.desc.test_op for p in plans if p.desc.call == TEST}
+        tops = sorted({p.desc.test_op for p in every if p.desc.call == TEST}
                       | {"IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT"})
         L += [f"{n} = {uapi.test_op(n)}" for n in tops]
         structs = {"struct iommu_test_cmd"}  # the prologue
-        for p in plans:
+        for p in every:
             if p.struct is not None:
                 structs.update(x for x in (p.desc.struct,) if x)  # read/write have none
                 structs.update(s.ctype for s in p.struct.sides)
         L.append("\n\n# uAPI structs (include/uapi/linux/iommufd.h, vfio.h, "
                  "drivers/iommu/iommufd/iommufd_test.h, 6.12)")
         L.append(ctypes_classes(needed_structs(structs)))
-        L += ["", "", "def run_once():"]
+
+    def begin_earlier(self, k: int, prog: Program, plans: list[OpPlan]) -> None:
+        self._main = (self.body, self.plans)
+        self.body, self.plans = [], plans
+
+    def end_earlier(self, k: int, prog: Program) -> None:
+        # its teardown unmapped its buffers and scratch mapping (unmap_buffers), so the
+        # next program maps at the same fixed addresses
+        B = self.body
+        doc = f'"""history/{k:02d}.json: run before the finding\'s program, on its own iommufd."""'
+        self.funcs.append([f"def program_{k}():", "    " + doc]
+                          + ["    " + ln if ln else "" for ln in B])
+        assert self._main is not None
+        self.body, self.plans = self._main
+
+    def open_kmsg(self) -> None:
+        self.body += ["# the kernel log from here on is where a splat would show (any program)",
+                      "kmsg = os.open('/dev/kmsg', os.O_RDONLY | os.O_NONBLOCK)",
+                      "os.lseek(kmsg, 0, os.SEEK_END)"]
+
+    def call_earlier(self, k: int, prog: Program) -> None:
+        self.body += [f"out.write('== history/{k:02d}.json\\n')", f"program_{k}()"]
+
+    def main_program(self) -> None:
+        self.body += ["out.write('== program.json\\n')"]
 
     def buffers(self, buffers: list[Buffer], scratch: int) -> None:
         B = self.body
@@ -300,6 +328,9 @@ class PyRenderer:
 
     def verdict_splat(self, exp: Expectation) -> None:
         sig = repr(exp.signature)
+        if exp.deferred:
+            self.body += ["# deferred work (a work item, an RCU callback) logs it after the "
+                          "program: give it time", "import time", "time.sleep(1.0)"]
         self.body += [f"KEYS = {exp.keys!r}  # from the splat title {exp.title!r}",
                       "lines = read_kmsg(kmsg)",
                       "hits = [ln for ln in lines if any(k in ln for k in KEYS)]",
@@ -309,7 +340,11 @@ class PyRenderer:
                       "out.write('NOT REPRODUCED\\n')", "return 0"]
 
     def text(self) -> str:
-        lines = self.head + ["    " + ln if ln else "" for ln in self.body]
+        lines = list(self.head)
+        for f in self.funcs:
+            lines += ["", "", *f]
+        lines += ["", "", "def run_once():"]
+        lines += ["    " + ln if ln else "" for ln in self.body]
         lines += ["", "", f"RUNS = {self.runs}", "", "", "def main():",
                   "    runs = int(os.environ.get('REPRO_RUNS', RUNS))",
                   "    if runs <= 1:", "        return run_once()",
@@ -337,5 +372,6 @@ def _literal(exp: Expectation, which: Any) -> str:
 
 
 def emit_python(prog: Program, exp: Expectation | None = None,
-                expected: list[OpResult] | None = None) -> str:
-    return render(PyRenderer(), prog, exp, expected)
+                expected: list[OpResult] | None = None,
+                history: list[Program] | None = None) -> str:
+    return render(PyRenderer(), prog, exp, expected, history)

@@ -31,6 +31,7 @@
 #define CAPTURE_MAX 65536
 #define MAX_OPS 4096
 #define MAX_FDS 256
+#define MAX_BUFFERS 64
 #define VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE 1
 #define VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL 3
 /* --- end of constants --- */
@@ -169,7 +170,7 @@ static void die(const char *what)
 
 static struct {
 	uint64_t addr, size;
-} mapped[64];
+} mapped[MAX_BUFFERS + 1]; /* a program's buffers and the scratch mapping */
 static int nmapped;
 
 /* Buffer at its fixed address, filled with byte k = (k % 251) * 37 + seed. */

@@ -1,5 +1,8 @@
-"""The reproducer directory: repro.py, repro.c, report.txt, program.json and
-repro.json (what the checks compare), each written atomically."""
+"""The reproducer directory: repro.py, repro.c, report.txt, program.json,
+history/NN.json (the programs to run before it, for a finding that needs history)
+and repro.json (what the checks compare). The directory is written whole and
+swapped into place (fuzz.prog.ir.atomic_dir): a rewrite killed half-way leaves the
+old reproducer, never new files beside old ones."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzz.prog import Program, atomic_write
+from fuzz.prog.ir import atomic_dir
 from fuzz.repro.expect import Expectation, show
 from fuzz.repro.render_c import emit_c
 from fuzz.repro.render_py import emit_python
@@ -16,7 +20,8 @@ from fuzz.result import OpResult
 
 def report_text(exp: Expectation, prog: Program, manifest: dict[str, Any], *,
                 splat_text: str = "", stats: dict[str, Any] | None = None,
-                verified: list[str] | None = None) -> str:
+                verified: list[str] | None = None, history: list[Program] | None = None
+                ) -> str:
     s = stats or {}
     L = [f"Title:      {exp.title}", f"Signature:  {exp.signature}", f"Kind:       {exp.kind}",
          f"Kernel:     {manifest.get('kernel_version', '?')}"
@@ -37,6 +42,13 @@ def report_text(exp: Expectation, prog: Program, manifest: dict[str, Any], *,
               f"  reproduction rate of the original: {s.get('hits')}/{s.get('rate_runs')}"
               f" ({100 * s.get('rate', 0):.0f}%); each candidate tried up to "
               f"{s.get('tries')} time(s)", ""]
+    for k, h in enumerate(history or []):
+        L += [f"Run before it (history/{k:02d}.json), each on its own fresh /dev/iommu:",
+              *("  " + ln for ln in h.dumps().splitlines()), ""]
+    if history:
+        L += [f"The finding needs these {len(history)} earlier program(s) of the same boot: "
+              "alone, the program below", "does not reproduce it (found by replaying what the "
+              "fuzzer's VM ran before it).", ""]
     L += ["Program (minimized):", *("  " + ln for ln in prog.dumps().splitlines()), ""]
     L += ["Reproduce (as root, kernel with CONFIG_IOMMUFD_TEST=y):",
           "  python3 repro.py", "  gcc repro.c -o repro && ./repro",
@@ -49,17 +61,23 @@ def report_text(exp: Expectation, prog: Program, manifest: dict[str, Any], *,
 def write_reproducer(out_dir: Path, prog: Program, exp: Expectation,
                      manifest: dict[str, Any], *, expected: list[OpResult] | None = None,
                      splat_text: str = "", stats: dict[str, Any] | None = None,
-                     verified: list[str] | None = None) -> Path:
-    """repro.py, repro.c, report.txt, program.json and repro.json (what the checks
-    compare), each written atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / "program.json", prog.dumps().encode())
-    atomic_write(out_dir / "repro.py", emit_python(prog, exp, expected).encode())
-    atomic_write(out_dir / "repro.c", emit_c(prog, exp, expected).encode())
-    meta = {"expectation": exp.to_json(), "manifest": manifest, "stats": stats or {},
-            "splat_text": splat_text}
-    atomic_write(out_dir / "repro.json", (json.dumps(meta, indent=1) + "\n").encode())
-    atomic_write(out_dir / "report.txt", report_text(exp, prog, manifest, splat_text=splat_text,
-                                                     stats=stats, verified=verified).encode())
-    (out_dir / "repro.py").chmod(0o755)
+                     verified: list[str] | None = None,
+                     history: list[Program] | None = None) -> Path:
+    """repro.py, repro.c, report.txt, program.json, history/NN.json and repro.json
+    (what the checks compare), the directory swapped into place as a whole."""
+    history = history or []
+    with atomic_dir(out_dir) as d:
+        atomic_write(d / "program.json", prog.dumps().encode())
+        names = []
+        for k, h in enumerate(history):
+            names.append(f"history/{k:02d}.json")
+            atomic_write(d / names[-1], h.dumps().encode())
+        atomic_write(d / "repro.py", emit_python(prog, exp, expected, history).encode(), 0o755)
+        atomic_write(d / "repro.c", emit_c(prog, exp, expected, history).encode())
+        meta = {"expectation": exp.to_json(), "manifest": manifest, "stats": stats or {},
+                "splat_text": splat_text, "history": names}
+        atomic_write(d / "repro.json", (json.dumps(meta, indent=1) + "\n").encode())
+        atomic_write(d / "report.txt", report_text(
+            exp, prog, manifest, splat_text=splat_text, stats=stats, verified=verified,
+            history=history).encode())
     return out_dir

@@ -1,0 +1,150 @@
+"""One program run is one finding (titled by its first splat, as syzbot does), a
+splat deferred work logged before the next program started is the earlier
+program's, BUG: Bad page state restores the VM, and the store survives damaged
+records. Splats are real ones captured from the VM (tests/data/splats)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fuzz import findings
+from fuzz.backend import Execution, taints
+from fuzz.differential import Outcome
+from fuzz.prog import Op, Program
+from fuzz.prog.jsonio import InputError
+from fuzz.prog.limits import MAX_HISTORY
+from fuzz.report import parse
+
+SPLATS = Path(__file__).parent / "data" / "splats"
+PANIC = """[  420.300000][    C0] Kernel panic - not syncing: Fatal exception
+[  420.300100][    C0] Kernel Offset: disabled
+[  420.300200][    C0] ---[ end Kernel panic - not syncing: Fatal exception ]---
+"""
+
+
+def prog(k: int) -> Program:
+    return Program([Op("IOAS_ALLOC") for _ in range(k + 1)])
+
+
+def outcome(reports: list, crash: str | None = None, prior: list | None = None,
+            history: list[Program] | None = None) -> Outcome:
+    ex = Execution(reports=reports, crash=crash, prior_reports=prior or [],
+                   history=history or [])
+    return Outcome(prog(9), ex)
+
+
+def test_gpf_kasan_and_fatal_exception_of_one_run_are_one_finding() -> None:
+    log = (SPLATS / "gpf_iommufd_memcpy.txt").read_text() + \
+        (SPLATS / "kasan_slab_uaf_iopt.txt").read_text() + PANIC
+    reports = parse(log)
+    assert [r.kind for r in reports] == ["GPF", "KASAN", "PANIC"]
+    [f] = findings.from_outcome(outcome(reports, crash="qemu exited (status 0) while "
+                                                      "running a program"))
+    assert f.title == "general protection fault in iommufd_fill_hw_info"
+    assert f.signature == reports[0].signature and f.kind == "splat"
+    assert f.also == ["KASAN: slab-use-after-free Read in iopt_area_split",
+                      "kernel panic: Fatal exception",
+                      "guest crash: qemu exited (status 0) while running a program"]
+
+
+def test_a_burst_of_kasan_reports_is_one_finding(tmp_path: Path) -> None:
+    one = (SPLATS / "kasan_slab_uaf_iopt.txt").read_text()
+    burst = parse("".join(one.replace("T385]", f"T{400 + k}]") for k in range(5)))
+    assert len(burst) == 5
+    store = findings.FindingStore(tmp_path)
+    [(f, new)] = store.record_outcome(outcome(burst), {})
+    assert new and f.title == "KASAN: slab-use-after-free Read in iopt_area_split"
+    assert f.also == []  # the same title four more times is no news
+    assert len(store.list()) == 1
+
+
+def test_a_panic_alone_titles_its_finding() -> None:
+    reports = parse(PANIC)
+    [f] = findings.from_outcome(outcome(reports, crash="qemu exited"))
+    assert f.title == "kernel panic: Fatal exception"
+
+
+def test_a_run_with_a_splat_and_a_mismatch_is_one_finding() -> None:
+    from fuzz.compare import Mismatch
+
+    reports = parse((SPLATS / "warning_iopt_unmap.txt").read_text())
+    out = outcome(reports)
+    out.mismatches = [Mismatch(3, "IOAS_UNMAP", "errno", 0, 2)]
+    [f] = findings.from_outcome(out)
+    assert f.title == reports[0].title
+    assert f.also == ["model/kernel mismatch in IOAS_UNMAP.errno"]
+
+
+def test_bad_page_state_restores_the_vm_like_any_tainting_splat() -> None:
+    log = "\n".join(f"[   10.00000{k}][    T1] {ln}" for k, ln in enumerate([
+        "BUG: Bad page state in process init  pfn:1234a",
+        "page: refcount:0 mapcount:0 mapping:0000000000000000 index:0x0 pfn:0x1234a",
+        "page dumped because: nonzero mapcount", "Call Trace:", " <TASK>",
+        " dump_stack_lvl+0x1/0x2", " bad_page+0x1/0x2", " free_unref_page+0x1/0x2",
+        " batch_unpin+0x1/0x2", " </TASK>", "Disabling lock debugging due to kernel taint"]))
+    reports = parse(log)
+    assert [(r.kind, r.title) for r in reports] == [("BUG", "BUG: Bad page state in batch_unpin")]
+    assert taints(reports, log)
+    # whatever report comes with it, lockdep being switched off means a restore
+    assert taints([], "[ 1.0][ T1] Disabling lock debugging due to kernel taint\n")
+    assert not taints(parse((SPLATS / "warning_iopt_unmap.txt").read_text()), "")
+
+
+def test_a_deferred_splat_is_the_program_before_it() -> None:
+    reports = parse((SPLATS / "warning_iopt_unmap.txt").read_text())
+    history = [prog(0), prog(1), prog(2)]
+    [ev] = findings.attribute(outcome(reports, prior=reports, history=history))
+    assert ev.finding.deferred and ev.prog is history[-1] and ev.history == history[:-1]
+    # nothing ran before it since the restore: it can only be this program's
+    [ev] = findings.attribute(outcome(reports, prior=reports, history=[]))
+    assert not ev.finding.deferred and ev.prog.dumps() == prog(9).dumps()
+    # a deferred splat and the program's own: one finding each, each on its program
+    own = parse((SPLATS / "kasan_slab_uaf_iopt.txt").read_text())
+    evs = findings.attribute(outcome(reports + own, prior=reports, history=history))
+    assert [(e.finding.title, e.prog is history[-1]) for e in evs] == [
+        (reports[0].title, True), (own[0].title, False)]
+    assert evs[1].history == history
+
+
+def test_the_store_keeps_history_and_creates_nothing_to_list(tmp_path: Path) -> None:
+    root = tmp_path / "nowhere"
+    store = findings.FindingStore(root)
+    assert store.list() == [] and not root.exists()
+    f = findings.Finding("WARNING in x", "sig", "splat")
+    assert store.record(f, prog(1), "log", {"key": "k"}, history=[prog(0)] * (MAX_HISTORY + 5))
+    [(rec, d)] = store.list()
+    st = findings.load_finding(d)
+    assert len(st.history) == MAX_HISTORY and st.manifest == {"key": "k"}
+    for name in ("finding.json", "program.json", "history.json", "kernel.log", "manifest.json"):
+        assert (d / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_damaged_finding_records_are_named_not_tracebacks(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = findings.FindingStore(tmp_path)
+    store.record(findings.Finding("WARNING in x", "sig", "splat"), prog(1), "", {})
+    [(_, d)] = store.list()
+    meta = d / "finding.json"
+    doc = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**doc, "added_by_a_newer_version": 1}))
+    assert store.list()[0][0].title == "WARNING in x"  # unknown keys are no damage
+    for bad, says in [("{not json", "not valid JSON"), ("[1, 2]", "expected a JSON object"),
+                      (json.dumps({**doc, "count": "many"}), "'count' has the wrong type"),
+                      (json.dumps({"title": "t"}), "no 'signature'"),
+                      ("\xff", "not valid JSON")]:
+        meta.write_text(bad)
+        assert store.list() == []
+        assert says in capsys.readouterr().err
+        with pytest.raises(InputError, match=says):
+            findings.load_finding(d)
+    meta.write_text(json.dumps(doc))
+    (d / "history.json").write_text(json.dumps({"version": 1, "programs": [{"ops": 3}]}))
+    with pytest.raises(InputError, match=r"history.json: program 0: unsupported version"):
+        findings.load_finding(d)
+    (d / "history.json").unlink()
+    (d / "program.json").write_text('{"version": 1, "ops": [{"op": {"a": 1}}]}')
+    with pytest.raises(InputError, match=r"program.json: op 0: the op name must be a string"):
+        findings.load_finding(d)
