@@ -119,8 +119,15 @@ def model_alongside(prog: Program, kernel: list[OpResult],
             keep = [min(keep, key=lambda t: t.wrong)]  # the closest; program order on ties
         if len(keep) > MAX_STATES:
             keep, dropped = keep[:MAX_STATES], True
-        states = [t.model for t in keep]
         best = keep[0]
+        why = races.interleaved_ids(prog, span) if tier == 2 and group else None
+        if why is not None:
+            # unsure, and so is every later op: the objects the group left are unknown
+            best.diffs = [d if d.field == "unsure" else
+                          Mismatch(d.op, d.name, "unsure", d.describe(), why)
+                          for d in best.diffs]
+            best.model.poisoned = f"after the race group at op {i}: {why}"
+        states = [t.model for t in keep]
         if group and orders is not None:
             orders[i] = (best.order, len(keep))
         predicted += [best.results[k] for k in span]

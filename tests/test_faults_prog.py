@@ -233,3 +233,33 @@ def test_ids_nothing_shows_make_room_for_the_kernels() -> None:
                  (0, {"out_ioas_id": 7}, False))
     _, mism, unsure = model_alongside(p, res)
     assert mism == [] and unsure == [], [x.describe() for x in mism]
+
+
+def test_a_destroy_inside_a_racing_mock_domain_leaves_its_ids_unsure_not_wrong() -> None:
+    """A campaign's finding: a DESTROY of a mock device raced a TEST_MOCK_DOMAIN_FLAGS,
+    which takes its device, idev and hwpt ids one at a time; the DESTROY landed between
+    them, so the new idev got a freed id and the auto domain was made anew: no
+    whole-call order gives that. The model does not split calls: the group and what
+    follows it are unsure, not a mismatch. Without a DESTROY the same ids stay wrong."""
+    ioas = Ref(0, "out_ioas_id")
+    made = {"out_stdev_id": 2, "out_hwpt_id": 4, "out_idev_id": 3}
+    p = Program([Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": ioas}),
+                 Op("TEST_MOCK_DOMAIN_FLAGS", {"id": ioas, "dev_flags": 2}, thread=1, barrier=1),
+                 Op("DESTROY", {"id": Ref(1, "out_stdev_id")}, barrier=1),
+                 Op("IOAS_ALLOC")])
+    interleaved = {"out_stdev_id": 5, "out_hwpt_id": 6, "out_idev_id": 3}
+    res = kernel((0, {"out_ioas_id": 1}, False), (0, made, False), (0, interleaved, False),
+                 (0, {}, False), (0, {"out_ioas_id": 2}, False))
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [], [m.describe() for m in mism]
+    assert {u.op for u in unsure} >= {2, 4}
+    assert all("one at a time" in u.model for u in unsure)
+    assert races.interleaved_ids(p, range(2, 4)) is not None
+    q = Program([Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": ioas}),
+                 Op("TEST_MOCK_DOMAIN_FLAGS", {"id": ioas, "dev_flags": 2}, thread=1, barrier=1),
+                 Op("IOAS_ALLOC", barrier=1)])
+    assert races.interleaved_ids(q, range(2, 4)) is None
+    res = kernel((0, {"out_ioas_id": 1}, False), (0, made, False), (0, interleaved, False),
+                 (0, {"out_ioas_id": 2}, False))
+    _, mism, _ = model_alongside(q, res)
+    assert mism, "idev 3 is live: no interleaving without a DESTROY gives it again"

@@ -79,6 +79,24 @@ def _id_outputs(prog: Program, i: int) -> list[str]:
             if o.kind and any(is_kind(o.kind, k) for k in ID_KINDS)]
 
 
+def interleaved_ids(prog: Program, group: range) -> str | None:
+    """Why no whole-call order may give a racing group's results, when one of its
+    ops frees ids (DESTROY) while an op on another thread creates objects: such an
+    op takes its ids one at a time (TEST_MOCK_DOMAIN: the device, then its idev, then
+    the auto domain's hwpt or an existing one if still there), so a DESTROY landing
+    in between hands its freed ids to the op's later objects, and decides whether an
+    auto domain is shared or made anew. The model does not split calls."""
+    destroys = {prog.ops[i].thread for i in group if prog.ops[i].name == "DESTROY"}
+    # one id is one xa_alloc, atomic enough; several are taken apart
+    makers = [i for i in group if len(_id_outputs(prog, i)) > 1
+              and any(t != prog.ops[i].thread for t in destroys)]
+    if not makers:
+        return None
+    return (f"a racing DESTROY may have run inside op {makers[0]} "
+            f"({prog.ops[makers[0]].name}), which takes its ids one at a time: which ids "
+            "and which objects the group leaves is not known to the model")
+
+
 def adopt_ids(model: Model, prog: Program, group: range, kernel: list[OpResult],
               results: dict[int, OpResult], diffs: list[Mismatch], before: set[int]) -> bool:
     """Where the only differences after a racing group are ids of objects its ops
