@@ -120,7 +120,7 @@ def model_alongside(prog: Program, kernel: list[OpResult],
         if len(keep) > MAX_STATES:
             keep, dropped = keep[:MAX_STATES], True
         best = keep[0]
-        why = races.interleaved_ids(prog, span) if tier == 2 and group else None
+        why = races.not_whole_calls(prog, span) if tier == 2 and group else None
         if why is not None:
             # unsure, and so is every later op: the objects the group left are unknown
             best.diffs = [d if d.field == "unsure" else

@@ -79,22 +79,32 @@ def _id_outputs(prog: Program, i: int) -> list[str]:
             if o.kind and any(is_kind(o.kind, k) for k in ID_KINDS)]
 
 
-def interleaved_ids(prog: Program, group: range) -> str | None:
-    """Why no whole-call order may give a racing group's results, when one of its
-    ops frees ids (DESTROY) while an op on another thread creates objects: such an
-    op takes its ids one at a time (TEST_MOCK_DOMAIN: the device, then its idev, then
+def not_whole_calls(prog: Program, group: range) -> str | None:
+    """Why no whole-call order may give a racing group's results. One: an op frees
+    ids (DESTROY) while an op on another thread creates objects: such an op takes its
+    ids one at a time (TEST_MOCK_DOMAIN: the device, then its idev, then
     the auto domain's hwpt or an existing one if still there), so a DESTROY landing
     in between hands its freed ids to the op's later objects, and decides whether an
-    auto domain is shared or made anew. The model does not split calls."""
+    auto domain is shared or made anew. Two: a dirty bitmap read beside a TEST_DIRTY.
+    The model does not split calls."""
     destroys = {prog.ops[i].thread for i in group if prog.ops[i].name == "DESTROY"}
     # one id is one xa_alloc, atomic enough; several are taken apart
     makers = [i for i in group if len(_id_outputs(prog, i)) > 1
               and any(t != prog.ops[i].thread for t in destroys)]
-    if not makers:
-        return None
-    return (f"a racing DESTROY may have run inside op {makers[0]} "
-            f"({prog.ops[makers[0]].name}), which takes its ids one at a time: which ids "
-            "and which objects the group leaves is not known to the model")
+    if makers:
+        return (f"a racing DESTROY may have run inside op {makers[0]} "
+                f"({prog.ops[makers[0]].name}), which takes its ids one at a time: which "
+                "ids and which objects the group leaves is not known to the model")
+    # the dirty walk reads (and clears) the IOPTEs one at a time while a racing
+    # TEST_DIRTY marks them one at a time: the bitmap may hold any part of the marks
+    marks = {prog.ops[i].thread for i in group if prog.ops[i].name == "TEST_DIRTY"}
+    reads = [i for i in group if prog.ops[i].name == "HWPT_GET_DIRTY_BITMAP"
+             and any(t != prog.ops[i].thread for t in marks)]
+    if reads:
+        return (f"op {reads[0]} (HWPT_GET_DIRTY_BITMAP) walked the IOPTEs while a racing "
+                "TEST_DIRTY marked them: the bitmap and the dirty bits left may hold any "
+                "part of the marks")
+    return None
 
 
 def adopt_ids(model: Model, prog: Program, group: range, kernel: list[OpResult],
