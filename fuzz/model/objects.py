@@ -290,14 +290,17 @@ class ObjectTable:
             if o.unknown is not None:
                 self.doubt(f"{o.type} {o.id} is unknown {o.unknown}")
 
-    def alloc(self, obj: Object) -> Object:
+    def _lowest_free(self) -> int:
+        """xa_alloc's choice: the lowest id not in use."""
         while self.free and self.free[0] in self.objs:
             heapq.heappop(self.free)
         if self.free:
-            obj.id = heapq.heappop(self.free)
-        else:
-            obj.id = self.next
-            self.next += 1
+            return heapq.heappop(self.free)
+        self.next += 1
+        return self.next - 1
+
+    def alloc(self, obj: Object) -> Object:
+        obj.id = self._lowest_free()
         obj.finalized = False
         self.objs[obj.id] = obj
         self.made.append(obj)
@@ -310,13 +313,7 @@ class ObjectTable:
         """Put obj (made by this op, then removed) back at new_id - the id the kernel
         gave it - if that is free here, else at the lowest free id. True: at new_id."""
         if new_id is None or new_id in self.objs or not 0 < new_id <= ID_LIMIT:
-            while self.free and self.free[0] in self.objs:
-                heapq.heappop(self.free)
-            if self.free:
-                obj.id = heapq.heappop(self.free)
-            else:
-                obj.id = self.next
-                self.next += 1
+            obj.id = self._lowest_free()
             self.objs[obj.id] = obj
             return False
         if new_id >= self.next:
