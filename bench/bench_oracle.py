@@ -6,8 +6,8 @@
 1. The corpus (corpus/seeds, and corpus/campaign if present, or the --corpus dirs),
    and --generate programs of the generator (gen seeds 0..N-1, as check-model makes
    them), runs once on the real kernel in the VM; every op's result is kept in a cache
-   (workdir/bench_oracle/, keyed by kernel and programs), so later runs need no VM.
-   --record runs them again.
+   (workdir/bench_oracle/, one file per kernel, a result per program text), so later
+   runs only run new or changed programs on the VM. --record runs them all again.
 2. A few hundred small mutations of the model's source (fuzz/model/*.py, at the AST):
    an errno swapped for another, a comparison flipped (< and <=, == and !=, in and
    not in), an integer constant in a comparison or an arithmetic one off by one,
@@ -225,36 +225,38 @@ def corpus_programs(dirs: list[Path]) -> list[tuple[str, Program]]:
 
 
 def record(progs: list[tuple[str, Program]], kernel: Path, force: bool) -> list[list[Any]]:
-    """The kernel's OpResults for every program: from the cache, or one VM run each."""
-    h = hashlib.sha256(str(kernel.resolve()).encode())
-    for _, p in progs:
-        h.update(p.dumps().encode())
-    cache = CACHE / f"kernel-results-{h.hexdigest()[:16]}.pickle"
-    if cache.exists() and not force:
-        print(f"kernel results: {cache} (cached; --record runs the VM again)", file=sys.stderr)
-        return pickle.loads(cache.read_bytes())
-    from fuzz.backend import VMBackend
-    from fuzz.prog import atomic_write
+    """The kernel's OpResults for every program: from the cache (one file per kernel, a
+    result per program text, so new seeds only run the new programs), or one VM run each."""
+    kh = hashlib.sha256(str(kernel.resolve()).encode()).hexdigest()[:16]
+    cache = CACHE / f"kernel-results-{kh}.pickle"
+    known: dict[str, list[Any]] = {} if force or not cache.exists() else \
+        pickle.loads(cache.read_bytes())
+    keys = [hashlib.sha256(p.dumps().encode()).hexdigest() for _, p in progs]
+    todo = [(k, name, p) for k, (name, p) in zip(keys, progs) if k not in known]
+    print(f"kernel results: {cache} ({len(progs) - len(todo)} cached; --record runs the VM "
+          "again)", file=sys.stderr)
+    if todo:
+        from fuzz.backend import VMBackend
+        from fuzz.prog import atomic_write
 
-    print(f"recording {len(progs)} programs on {kernel} ...", file=sys.stderr)
-    t0 = time.monotonic()
-    be = VMBackend(kernel)
-    results: list[list[Any]] = []
-    try:
-        for name, p in progs:
-            ex = be.run(p, kcov=False)
-            if ex.crash or ex.setup_error or len(ex.results) != len(p.ops):
-                print(f"  {name}: not usable ({ex.crash or ex.setup_error or 'short'})",
-                      file=sys.stderr)
-                results.append([])
-            else:
-                results.append(ex.results)
-    finally:
-        be.close()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    atomic_write(cache, pickle.dumps(results))
-    print(f"recorded in {time.monotonic() - t0:.0f} s: {cache}", file=sys.stderr)
-    return results
+        print(f"recording {len(todo)} programs on {kernel} ...", file=sys.stderr)
+        t0 = time.monotonic()
+        be = VMBackend(kernel)
+        try:
+            for k, name, p in todo:
+                ex = be.run(p, kcov=False)
+                if ex.crash or ex.setup_error or len(ex.results) != len(p.ops):
+                    print(f"  {name}: not usable ({ex.crash or ex.setup_error or 'short'})",
+                          file=sys.stderr)
+                    known[k] = []
+                else:
+                    known[k] = ex.results
+        finally:
+            be.close()
+        CACHE.mkdir(parents=True, exist_ok=True)
+        atomic_write(cache, pickle.dumps(known))
+        print(f"recorded in {time.monotonic() - t0:.0f} s: {cache}", file=sys.stderr)
+    return [known[k] for k in keys]
 
 
 # -- replay ---------------------------------------------------------------------------------
