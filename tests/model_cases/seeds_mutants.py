@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno as E
 
 from fuzz import uapi
-from fuzz.prog import Buffer
+from fuzz.prog import Buffer, pattern_bytes
 
 from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, U64, Prog
 
@@ -18,6 +18,7 @@ ENABLE = uapi.IOMMU_HWPT_DIRTY_TRACKING_ENABLE
 PIN = uapi.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES
 MOCK_PAGE = PAGE // 2
 SYZ = uapi.MOCK_FLAGS_ACCESS_SYZ
+RW_WRITE = uapi.MOCK_ACCESS_RW_WRITE
 TASK_SIZE_MAX = (1 << 47) - PAGE  # x86_64, 4-level paging
 
 
@@ -104,5 +105,75 @@ def fault_read_access_ok() -> Prog:
     return p
 
 
-SEEDS_MUTANTS = [dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
-                 fault_read_access_ok]
+def user_memory_written_page_after_plain() -> Prog:
+    # a read that starts in a page the program never wrote and runs into one an
+    # access wrote: the bytes of each page as it is now
+    p = Prog("user_memory_written_page_after_plain", Buffer(4 * PAGE, "memfd", 66),
+             Buffer(PAGE, "anon", 67))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=4 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE + 8, length=16, uptr=p.buf(1),
+         flags=RW_WRITE)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE - 8, length=40, uptr=p.buf(1, 100),
+         out={"data": pattern_bytes(66, PAGE - 8, 16) + pattern_bytes(67, 0, 16)
+              + pattern_bytes(66, PAGE + 24, 8)})
+    return p
+
+
+def hw_info_size_cuts_capabilities() -> Prog:
+    # iommufd_ucmd_respond copies min(user size, sizeof) bytes: a size of 36 ends in
+    # the middle of out_capabilities (at 32): its low 4 bytes are written
+    p = Prog("hw_info_size_cuts_capabilities")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, size=36,
+         out={"out_capabilities": uapi.IOMMU_HW_CAP_DIRTY_TRACKING})
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, size=33,
+         out={"out_capabilities": uapi.IOMMU_HW_CAP_DIRTY_TRACKING})
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, size=32, out={"out_capabilities": 0})
+    return p
+
+
+def reserved_touching_allowed() -> Prog:
+    # iopt_reserve_iova: EADDRINUSE for a range that intersects an allowed one, also
+    # by a single byte at either end; adjacent is fine
+    p = Prog("reserved_touching_allowed")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, allowed_iovas=[[0x100000, 0x1FFFFF]])
+    p.op("TEST_ADD_RESERVED", id=ioas, start=0x1FFFFF, length=1, expect=E.EADDRINUSE)
+    p.op("TEST_ADD_RESERVED", id=ioas, start=0xFF000, length=0x1001, expect=E.EADDRINUSE)
+    p.op("TEST_ADD_RESERVED", id=ioas, start=0x200000, length=PAGE)
+    p.op("TEST_ADD_RESERVED", id=ioas, start=0xFF000, length=0x1000)
+    return p
+
+
+def access_pages_checks_every_page() -> Prog:
+    # iommufd_test_access_pages checks each page of [ALIGN_DOWN(iova), ALIGN(iova +
+    # length)) against uptr's: one byte into the next page counts that page, which here
+    # comes from another buffer (a second area): EBADE
+    p = Prog("access_pages_checks_every_page", Buffer(2 * PAGE, "memfd", 68),
+             Buffer(PAGE, "memfd", 69))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, iova=M16, flags=FIXED_RW)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(1), length=PAGE, iova=M16 + PAGE,
+         flags=FIXED_RW)
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas, flags=PIN), "out_access_fd")
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=M16, length=PAGE, uptr=p.buf(0),
+         out={"out_access_pages_id": 0})
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=M16, length=PAGE + 1, uptr=p.buf(0),
+         expect=E.EBADE)
+    # a pin must start on a page boundary of the area (iopt_area_contig_is_aligned)
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=M16 + PAGE - 1, length=2, uptr=p.buf(0, PAGE - 1),
+         expect=E.EINVAL)
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=M16 + PAGE, length=1, uptr=p.buf(1),
+         out={"out_access_pages_id": 1})
+    return p
+
+
+SEEDS_MUTANTS = [
+    dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
+    fault_read_access_ok, user_memory_written_page_after_plain, hw_info_size_cuts_capabilities,
+    reserved_touching_allowed, access_pages_checks_every_page,
+]
