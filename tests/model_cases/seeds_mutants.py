@@ -9,6 +9,7 @@ import errno as E
 
 from fuzz import uapi
 from fuzz.prog import Buffer, pattern_bytes
+from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM
 
 from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, U64, Prog
 
@@ -172,8 +173,30 @@ def access_pages_checks_every_page() -> Prog:
     return p
 
 
+def capture_room_runs_out() -> Prog:
+    # the executor captures at most CAPTURE_MAX bytes per op into CAPTURE_ROOM bytes per
+    # program: 64 reads of 64K fill it exactly; after that every capture is empty
+    p = Prog("capture_room_runs_out", Buffer(CAPTURE_MAX, "memfd", 70),
+             Buffer(CAPTURE_MAX, "anon", 71), Buffer(PAGE, "anon", 72))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=CAPTURE_MAX, iova=M16,
+         flags=FIXED_RW)
+    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    for k in range(CAPTURE_ROOM // CAPTURE_MAX):
+        p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=CAPTURE_MAX, uptr=p.buf(1),
+             out={"data": pattern_bytes(70, 0, CAPTURE_MAX)} if k in (0, 63) else None)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=16, uptr=p.buf(1), out={"data": b""})
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, data_uptr=p.buf(2), out={"data": b""})
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=CAPTURE_MAX,
+         page_size=MOCK_PAGE, data=p.buf(2), out={"bitmap": b""})
+    return p
+
+
 SEEDS_MUTANTS = [
     dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
     fault_read_access_ok, user_memory_written_page_after_plain, hw_info_size_cuts_capabilities,
-    reserved_touching_allowed, access_pages_checks_every_page,
+    reserved_touching_allowed, access_pages_checks_every_page, capture_room_runs_out,
 ]
