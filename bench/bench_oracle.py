@@ -4,8 +4,9 @@
         [--corpus DIR]... [--generate N] [--record] [--kernel DIR] [--files iopt.py,...]
 
 1. The corpus (corpus/seeds, and corpus/campaign if present, or the --corpus dirs),
-   and --generate programs of the generator (gen seeds 0..N-1, as check-model makes
-   them), runs once on the real kernel in the VM; every op's result is kept in a cache
+   --generate programs of the generator (gen seeds 0..N-1, as check-model makes
+   them) and --scheduled ones mutated until they inject a fault or race, runs once
+   on the real kernel in the VM; every op's result is kept in a cache
    (workdir/bench_oracle/, one file per kernel, a result per program text), so later
    runs only run new or changed programs on the VM. --record runs them all again.
 2. A few hundred small mutations of the model's source (fuzz/model/*.py, at the AST):
@@ -13,10 +14,11 @@
    not in), an integer constant in a comparison or an arithmetic one off by one,
    `and` for `or`, a check dropped (an `if` whose body raises, removed).
 3. Each mutant replaces its module (imported afresh, in a worker process) and the
-   model is stepped through every recorded program with the kernel's results, as
-   fuzz.differential does. A mutant is killed when some op compares differently
-   against the kernel than with the unmutated model (a mismatch that was not there,
-   or one that went away), or when the model raises or runs past --timeout seconds.
+   model is stepped through every recorded program with the kernel's results by
+   fuzz.differential.model_alongside (imported afresh too), the oracle itself. A
+   mutant is killed when some op compares differently against the kernel than with
+   the unmutated model (a mismatch that was not there, or one that went away), or
+   when the model raises or runs past --timeout seconds.
    A surviving mutant is a rule no program of the corpus tests against the kernel
    (or an equivalent mutant: the change cannot matter). Survivors are marked when no
    recorded program runs their line at all (the unmutated replay is traced), and when
@@ -50,7 +52,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fuzz.compare import compare_op  # noqa: E402
 from fuzz.prog import Program  # noqa: E402
 
 MODEL_DIR = REPO / "fuzz" / "model"
@@ -213,6 +214,22 @@ def sample(cands: list[Mutant], n: int, seed: int) -> list[Mutant]:
 
 
 # -- the kernel's results, recorded once --------------------------------------------------
+def scheduled(k: int, max_ops: int) -> Program:
+    """gen seed k mutated (fuzz.prog.mutate, as the campaign mutates) until some op runs
+    under fault injection or in a race group on several threads: the programs
+    fuzz/model/faults.py and races.py judge."""
+    from fuzz.prog.gen import generate
+    from fuzz.prog.mutate import mutate
+
+    rng = random.Random(k)
+    p = generate(k, max_ops)
+    for _ in range(64):
+        p = mutate(p, rng)
+        if any(op.fail_nth for op in p.ops) or len({op.thread for op in p.ops}) > 1:
+            break
+    return p
+
+
 def corpus_programs(dirs: list[Path]) -> list[tuple[str, Program]]:
     from fuzz import corpus
 
@@ -280,8 +297,10 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _fresh_model(m: Mutant | None) -> Any:
-    """fuzz.model imported afresh, with the mutant's module in place of its file."""
-    for name in [n for n in sys.modules if n == "fuzz.model" or n.startswith("fuzz.model.")]:
+    """fuzz.model and fuzz.differential (the oracle that steps it) imported afresh, with
+    the mutant's module in place of its file; returns fuzz.differential."""
+    for name in [n for n in sys.modules if n in ("fuzz.model", "fuzz.differential")
+                 or n.startswith("fuzz.model.")]:
         del sys.modules[name]
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _Finder)]
     if m is not None:
@@ -290,23 +309,16 @@ def _fresh_model(m: Mutant | None) -> Any:
         finder = _Finder(f"fuzz.model.{m.file.removesuffix('.py')}",
                          compile(tree, str(path), "exec"), str(path))
         sys.meta_path.insert(0, finder)
-    return importlib.import_module("fuzz.model")
+    importlib.import_module("fuzz.model")
+    return importlib.import_module("fuzz.differential")
 
 
-def verdicts(model_pkg: Any, prog: Program, kernel: list[Any]) -> tuple[list[tuple], int]:
-    """What the comparison says about each op: (op, field, model value) per mismatch,
-    and how many ops the model was unsure of (those are not compared)."""
-    model = model_pkg.Model(prog)
-    out = []
-    unsure = 0
-    for i, k in enumerate(kernel):
-        r = model.step(i, k)
-        for d in compare_op(i, prog.ops[i].name, k, r):
-            if d.field != "unsure":
-                out.append((d.op, d.field, repr(d.model)))
-            else:
-                unsure += 1
-    return out, unsure
+def verdicts(oracle: Any, prog: Program, kernel: list[Any]) -> tuple[list[tuple], int]:
+    """What the oracle (fuzz.differential.model_alongside: race groups in every order,
+    injected faults) says about each op: (op, field, model value) per mismatch, and how
+    many ops the model was unsure of (those are not compared)."""
+    _, mism, unsure = oracle.model_alongside(prog, kernel)
+    return [(d.op, d.field, repr(d.model)) for d in mism], len(unsure)
 
 
 def _traced(fn: Any, ran: set[tuple[str, int]]) -> Any:
@@ -359,11 +371,11 @@ def check(m: Mutant) -> tuple[Mutant, str, str]:
     signal.setitimer(signal.ITIMER_REAL, _STATE["timeout"])
     more_unsure = 0
     try:
-        pkg = _fresh_model(m)
+        oracle = _fresh_model(m)
         for k, (prog, res) in enumerate(zip(progs, kernel)):
             if not res:
                 continue
-            v, unsure = verdicts(pkg, prog, res)
+            v, unsure = verdicts(oracle, prog, res)
             more_unsure += max(0, unsure - base[k][1])
             if v != base[k][0]:
                 new = [x for x in v if x not in base[k][0]]
@@ -393,6 +405,8 @@ def main() -> int:
                     help="corpus dirs (default corpus/seeds and corpus/campaign)")
     ap.add_argument("--generate", type=int, default=2000,
                     help="generated programs recorded with the corpus (0: the corpus only)")
+    ap.add_argument("--scheduled", type=int, default=300,
+                    help="generated programs mutated until they inject a fault or race")
     ap.add_argument("--max-ops", type=int, default=24, help="ops per generated program")
     ap.add_argument("--kernel", type=Path)
     ap.add_argument("--record", action="store_true", help="run the corpus on the VM again")
@@ -407,6 +421,7 @@ def main() -> int:
         from fuzz.prog.gen import generate
 
         named += [(f"gen seed {k}", generate(k, a.max_ops)) for k in range(a.generate)]
+    named += [(f"scheduled {k}", scheduled(k, a.max_ops)) for k in range(a.scheduled)]
     if not named:
         raise SystemExit(f"bench_oracle: no programs in {', '.join(map(str, dirs))}")
     from fuzz import kernel as K
@@ -414,9 +429,9 @@ def main() -> int:
     kdir = a.kernel or K.default_kernel()
     kernel = record(named, kdir, a.record)
     progs = [p for _, p in named]
-    pkg = _fresh_model(None)
+    oracle = _fresh_model(None)
     ran: set[tuple[str, int]] = set()
-    base = _traced(lambda: [verdicts(pkg, p, r) if r else ([], 0)
+    base = _traced(lambda: [verdicts(oracle, p, r) if r else ([], 0)
                             for p, r in zip(progs, kernel)], ran)
     cands = all_sites()
     if a.files:
@@ -446,7 +461,8 @@ def main() -> int:
            "programs_recorded": sum(1 for r in kernel if r),
            "baseline_mismatches": sum(len(b[0]) for b in base),
            "baseline_unsure_ops": sum(b[1] for b in base),
-           "corpus": [str(d) for d in dirs], "generated": a.generate, "per_file": per,
+           "corpus": [str(d) for d in dirs], "generated": a.generate,
+           "scheduled": a.scheduled, "per_file": per,
            "survivors": [asdict(m) | {"where": m.where, "note": why} for m, why in survivors],
            "seconds": round(time.monotonic() - t0, 1)}
     if a.json:
@@ -454,7 +470,7 @@ def main() -> int:
         return 0
     print(f"{len(mutants)} mutants of {len(cands)} sites in fuzz/model/, replayed on "
           f"{out['programs_recorded']} recorded programs ({', '.join(out['corpus'])}, "
-          f"{a.generate} generated); "
+          f"{a.generate} generated, {a.scheduled} scheduled); "
           f"{out['baseline_mismatches']} mismatches of the unmutated model (known bugs), "
           f"{out['baseline_unsure_ops']} ops it is unsure of")
     print(f"\n{'file':<16} {'mutants':>7} {'killed':>7} {'kill rate':>9}")
