@@ -103,6 +103,8 @@ def fault_read_access_ok() -> Prog:
     p.op("READ", fd=fd, buf=TASK_SIZE_MAX - rec, count=rec, out={"ret": 0})
     p.op("READ", fd=fd, buf=TASK_SIZE_MAX - rec + 1, count=rec, expect=E.EFAULT)
     p.op("READ", fd=fd, buf=U64 - 7, count=rec, expect=E.EFAULT)
+    # count 0: buf + 0 does not wrap (access_ok passes), nothing to read
+    p.op("READ", fd=fd, buf=TASK_SIZE_MAX - PAGE, count=0, out={"ret": 0})
     return p
 
 
@@ -134,6 +136,11 @@ def hw_info_size_cuts_capabilities() -> Prog:
     p.op("GET_HW_INFO", dev_id=idev, data_len=8, size=33,
          out={"out_capabilities": uapi.IOMMU_HW_CAP_DIRTY_TRACKING})
     p.op("GET_HW_INFO", dev_id=idev, data_len=8, size=32, out={"out_capabilities": 0})
+    # the bytes past the size keep what the program put there
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, size=36, out_capabilities=0xA5A5A5A5 << 32,
+         out={"out_capabilities": 0xA5A5A5A5 << 32 | uapi.IOMMU_HW_CAP_DIRTY_TRACKING})
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, size=33, out_capabilities=U64,
+         out={"out_capabilities": U64 & ~0xFF | uapi.IOMMU_HW_CAP_DIRTY_TRACKING})
     return p
 
 
