@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_oracle.py [--mutants N] [--seed S] [--jobs J] [--json]
         [--corpus DIR]... [--generate N] [--record] [--kernel DIR] [--files iopt.py,...]
 
-1. The corpus (corpus/seeds, and corpus/campaign if present, or the --corpus dirs),
+1. The corpus (corpus/seeds, corpus/oracle - the seed programs longer than seeds may
+   be - and corpus/campaign if present, or the --corpus dirs),
    --generate programs of the generator (gen seeds 0..N-1, as check-model makes
    them) and --scheduled ones mutated until they inject a fault or race, runs once
    on the real kernel in the VM; every op's result is kept in a cache
@@ -402,7 +403,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant")
     ap.add_argument("--corpus", type=Path, action="append",
-                    help="corpus dirs (default corpus/seeds and corpus/campaign)")
+                    help="corpus dirs (default corpus/seeds, corpus/oracle, corpus/campaign)")
     ap.add_argument("--generate", type=int, default=2000,
                     help="generated programs recorded with the corpus (0: the corpus only)")
     ap.add_argument("--scheduled", type=int, default=300,
@@ -414,7 +415,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     t0 = time.monotonic()
-    dirs = a.corpus or [d for d in (REPO / "corpus" / "seeds", REPO / "corpus" / "campaign")
+    dirs = a.corpus or [d for d in (REPO / "corpus" / n for n in ("seeds", "oracle", "campaign"))
                         if d.is_dir()]
     named = corpus_programs(dirs)
     if a.generate:

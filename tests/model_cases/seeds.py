@@ -16,7 +16,7 @@ from fuzz.prog import Buffer, buffer_address, pattern_bytes
 
 from .dsl import FIXED_RW, MOCK_APERTURE_LAST, MOCK_APERTURE_START, PAGE, RW, U64, Prog
 from .seeds_hwpt import SEEDS_HWPT
-from .seeds_mutants import SEEDS_MUTANTS
+from .seeds_mutants import ORACLE_PROGRAMS, SEEDS_MUTANTS
 from .seeds_oracle import SEEDS_ORACLE
 
 M16 = MOCK_APERTURE_START
@@ -969,9 +969,10 @@ SEEDS = [
 def write_corpus(root) -> list[str]:
     from pathlib import Path
     out = []
-    for build in SEEDS:
+    for build in SEEDS + ORACLE_PROGRAMS:
         p = build()
-        path = Path(root) / "corpus" / "seeds" / f"{p.name}.json"
+        where = "seeds" if build in SEEDS else "oracle"
+        path = Path(root) / "corpus" / where / f"{p.name}.json"
         p.program.save(path)
         out.append(str(path))
     return out
