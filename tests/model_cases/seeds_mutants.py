@@ -202,10 +202,23 @@ def capture_room_runs_out() -> Prog:
     return p
 
 
+def dirty_by_hand_bit_limit() -> Prog:
+    # iommufd_test_dirty: more than SZ_16M * BITS_PER_BYTE bits is EOVERFLOW, checked
+    # before the id is looked up (an IOAS is no mock pagetable: ENOENT)
+    p = Prog("dirty_by_hand_bit_limit", Buffer(PAGE, "anon", 73))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    bits = (16 << 20) * 8
+    p.op("TEST_DIRTY", id=ioas, iova=0, length=bits + 1, page_size=1, uptr=p.buf(0),
+         expect=E.EOVERFLOW)
+    p.op("TEST_DIRTY", id=ioas, iova=0, length=bits, page_size=1, uptr=p.buf(0),
+         expect=E.ENOENT)
+    return p
+
+
 SEEDS_MUTANTS = [
     dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
     fault_read_access_ok, user_memory_written_page_after_plain, hw_info_size_cuts_capabilities,
-    reserved_touching_allowed, access_pages_checks_every_page,
+    reserved_touching_allowed, access_pages_checks_every_page, dirty_by_hand_bit_limit,
 ]
 # Longer than a seed may be (3 to 30 ops): written to corpus/oracle/, which the
 # differential test and bench/bench_oracle.py run but the campaign does not start from.
