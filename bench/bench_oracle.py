@@ -430,8 +430,9 @@ def main() -> int:
     kdir = a.kernel or K.default_kernel()
     kernel = record(named, kdir, a.record)
     progs = [p for _, p in named]
-    oracle = _fresh_model(None)
     ran: set[tuple[str, int]] = set()
+    # traced from the import on: a module-level constant's line runs there
+    oracle = _traced(lambda: _fresh_model(None), ran)
     base = _traced(lambda: [verdicts(oracle, p, r) if r else ([], 0)
                             for p, r in zip(progs, kernel)], ran)
     cands = all_sites()
