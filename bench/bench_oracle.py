@@ -3,20 +3,23 @@
     .venv/bin/python bench/bench_oracle.py [--mutants N] [--seed S] [--jobs J] [--json]
         [--corpus DIR]... [--generate N] [--record] [--kernel DIR] [--files iopt.py,...]
 
-1. The corpus (corpus/seeds, and corpus/campaign if present, or the --corpus dirs),
-   and --generate programs of the generator (gen seeds 0..N-1, as check-model makes
-   them), runs once on the real kernel in the VM; every op's result is kept in a cache
-   (workdir/bench_oracle/, keyed by kernel and programs), so later runs need no VM.
-   --record runs them again.
+1. The corpus (corpus/seeds, corpus/oracle - the seed programs longer than seeds may
+   be - and corpus/campaign if present, or the --corpus dirs),
+   --generate programs of the generator (gen seeds 0..N-1, as check-model makes
+   them) and --scheduled ones mutated until they inject a fault or race, runs once
+   on the real kernel in the VM; every op's result is kept in a cache
+   (workdir/bench_oracle/, one file per kernel, a result per program text), so later
+   runs only run new or changed programs on the VM. --record runs them all again.
 2. A few hundred small mutations of the model's source (fuzz/model/*.py, at the AST):
    an errno swapped for another, a comparison flipped (< and <=, == and !=, in and
    not in), an integer constant in a comparison or an arithmetic one off by one,
    `and` for `or`, a check dropped (an `if` whose body raises, removed).
 3. Each mutant replaces its module (imported afresh, in a worker process) and the
-   model is stepped through every recorded program with the kernel's results, as
-   fuzz.differential does. A mutant is killed when some op compares differently
-   against the kernel than with the unmutated model (a mismatch that was not there,
-   or one that went away), or when the model raises or runs past --timeout seconds.
+   model is stepped through every recorded program with the kernel's results by
+   fuzz.differential.model_alongside (imported afresh too), the oracle itself. A
+   mutant is killed when some op compares differently against the kernel than with
+   the unmutated model (a mismatch that was not there, or one that went away), or
+   when the model raises or runs past --timeout seconds.
    A surviving mutant is a rule no program of the corpus tests against the kernel
    (or an equivalent mutant: the change cannot matter). Survivors are marked when no
    recorded program runs their line at all (the unmutated replay is traced), and when
@@ -50,7 +53,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fuzz.compare import compare_op  # noqa: E402
 from fuzz.prog import Program  # noqa: E402
 
 MODEL_DIR = REPO / "fuzz" / "model"
@@ -213,6 +215,22 @@ def sample(cands: list[Mutant], n: int, seed: int) -> list[Mutant]:
 
 
 # -- the kernel's results, recorded once --------------------------------------------------
+def scheduled(k: int, max_ops: int) -> Program:
+    """gen seed k mutated (fuzz.prog.mutate, as the campaign mutates) until some op runs
+    under fault injection or in a race group on several threads: the programs
+    fuzz/model/faults.py and races.py judge."""
+    from fuzz.prog.gen import generate
+    from fuzz.prog.mutate import mutate
+
+    rng = random.Random(k)
+    p = generate(k, max_ops)
+    for _ in range(64):
+        p = mutate(p, rng)
+        if any(op.fail_nth for op in p.ops) or len({op.thread for op in p.ops}) > 1:
+            break
+    return p
+
+
 def corpus_programs(dirs: list[Path]) -> list[tuple[str, Program]]:
     from fuzz import corpus
 
@@ -225,36 +243,38 @@ def corpus_programs(dirs: list[Path]) -> list[tuple[str, Program]]:
 
 
 def record(progs: list[tuple[str, Program]], kernel: Path, force: bool) -> list[list[Any]]:
-    """The kernel's OpResults for every program: from the cache, or one VM run each."""
-    h = hashlib.sha256(str(kernel.resolve()).encode())
-    for _, p in progs:
-        h.update(p.dumps().encode())
-    cache = CACHE / f"kernel-results-{h.hexdigest()[:16]}.pickle"
-    if cache.exists() and not force:
-        print(f"kernel results: {cache} (cached; --record runs the VM again)", file=sys.stderr)
-        return pickle.loads(cache.read_bytes())
-    from fuzz.backend import VMBackend
-    from fuzz.prog import atomic_write
+    """The kernel's OpResults for every program: from the cache (one file per kernel, a
+    result per program text, so new seeds only run the new programs), or one VM run each."""
+    kh = hashlib.sha256(str(kernel.resolve()).encode()).hexdigest()[:16]
+    cache = CACHE / f"kernel-results-{kh}.pickle"
+    known: dict[str, list[Any]] = {} if force or not cache.exists() else \
+        pickle.loads(cache.read_bytes())
+    keys = [hashlib.sha256(p.dumps().encode()).hexdigest() for _, p in progs]
+    todo = [(k, name, p) for k, (name, p) in zip(keys, progs) if k not in known]
+    print(f"kernel results: {cache} ({len(progs) - len(todo)} cached; --record runs the VM "
+          "again)", file=sys.stderr)
+    if todo:
+        from fuzz.backend import VMBackend
+        from fuzz.prog import atomic_write
 
-    print(f"recording {len(progs)} programs on {kernel} ...", file=sys.stderr)
-    t0 = time.monotonic()
-    be = VMBackend(kernel)
-    results: list[list[Any]] = []
-    try:
-        for name, p in progs:
-            ex = be.run(p, kcov=False)
-            if ex.crash or ex.setup_error or len(ex.results) != len(p.ops):
-                print(f"  {name}: not usable ({ex.crash or ex.setup_error or 'short'})",
-                      file=sys.stderr)
-                results.append([])
-            else:
-                results.append(ex.results)
-    finally:
-        be.close()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    atomic_write(cache, pickle.dumps(results))
-    print(f"recorded in {time.monotonic() - t0:.0f} s: {cache}", file=sys.stderr)
-    return results
+        print(f"recording {len(todo)} programs on {kernel} ...", file=sys.stderr)
+        t0 = time.monotonic()
+        be = VMBackend(kernel)
+        try:
+            for k, name, p in todo:
+                ex = be.run(p, kcov=False)
+                if ex.crash or ex.setup_error or len(ex.results) != len(p.ops):
+                    print(f"  {name}: not usable ({ex.crash or ex.setup_error or 'short'})",
+                          file=sys.stderr)
+                    known[k] = []
+                else:
+                    known[k] = ex.results
+        finally:
+            be.close()
+        CACHE.mkdir(parents=True, exist_ok=True)
+        atomic_write(cache, pickle.dumps(known))
+        print(f"recorded in {time.monotonic() - t0:.0f} s: {cache}", file=sys.stderr)
+    return [known[k] for k in keys]
 
 
 # -- replay ---------------------------------------------------------------------------------
@@ -278,8 +298,10 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _fresh_model(m: Mutant | None) -> Any:
-    """fuzz.model imported afresh, with the mutant's module in place of its file."""
-    for name in [n for n in sys.modules if n == "fuzz.model" or n.startswith("fuzz.model.")]:
+    """fuzz.model and fuzz.differential (the oracle that steps it) imported afresh, with
+    the mutant's module in place of its file; returns fuzz.differential."""
+    for name in [n for n in sys.modules if n in ("fuzz.model", "fuzz.differential")
+                 or n.startswith("fuzz.model.")]:
         del sys.modules[name]
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _Finder)]
     if m is not None:
@@ -288,23 +310,16 @@ def _fresh_model(m: Mutant | None) -> Any:
         finder = _Finder(f"fuzz.model.{m.file.removesuffix('.py')}",
                          compile(tree, str(path), "exec"), str(path))
         sys.meta_path.insert(0, finder)
-    return importlib.import_module("fuzz.model")
+    importlib.import_module("fuzz.model")
+    return importlib.import_module("fuzz.differential")
 
 
-def verdicts(model_pkg: Any, prog: Program, kernel: list[Any]) -> tuple[list[tuple], int]:
-    """What the comparison says about each op: (op, field, model value) per mismatch,
-    and how many ops the model was unsure of (those are not compared)."""
-    model = model_pkg.Model(prog)
-    out = []
-    unsure = 0
-    for i, k in enumerate(kernel):
-        r = model.step(i, k)
-        for d in compare_op(i, prog.ops[i].name, k, r):
-            if d.field != "unsure":
-                out.append((d.op, d.field, repr(d.model)))
-            else:
-                unsure += 1
-    return out, unsure
+def verdicts(oracle: Any, prog: Program, kernel: list[Any]) -> tuple[list[tuple], int]:
+    """What the oracle (fuzz.differential.model_alongside: race groups in every order,
+    injected faults) says about each op: (op, field, model value) per mismatch, and how
+    many ops the model was unsure of (those are not compared)."""
+    _, mism, unsure = oracle.model_alongside(prog, kernel)
+    return [(d.op, d.field, repr(d.model)) for d in mism], len(unsure)
 
 
 def _traced(fn: Any, ran: set[tuple[str, int]]) -> Any:
@@ -357,11 +372,11 @@ def check(m: Mutant) -> tuple[Mutant, str, str]:
     signal.setitimer(signal.ITIMER_REAL, _STATE["timeout"])
     more_unsure = 0
     try:
-        pkg = _fresh_model(m)
+        oracle = _fresh_model(m)
         for k, (prog, res) in enumerate(zip(progs, kernel)):
             if not res:
                 continue
-            v, unsure = verdicts(pkg, prog, res)
+            v, unsure = verdicts(oracle, prog, res)
             more_unsure += max(0, unsure - base[k][1])
             if v != base[k][0]:
                 new = [x for x in v if x not in base[k][0]]
@@ -388,9 +403,11 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant")
     ap.add_argument("--corpus", type=Path, action="append",
-                    help="corpus dirs (default corpus/seeds and corpus/campaign)")
+                    help="corpus dirs (default corpus/seeds, corpus/oracle, corpus/campaign)")
     ap.add_argument("--generate", type=int, default=2000,
                     help="generated programs recorded with the corpus (0: the corpus only)")
+    ap.add_argument("--scheduled", type=int, default=300,
+                    help="generated programs mutated until they inject a fault or race")
     ap.add_argument("--max-ops", type=int, default=24, help="ops per generated program")
     ap.add_argument("--kernel", type=Path)
     ap.add_argument("--record", action="store_true", help="run the corpus on the VM again")
@@ -398,13 +415,14 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     t0 = time.monotonic()
-    dirs = a.corpus or [d for d in (REPO / "corpus" / "seeds", REPO / "corpus" / "campaign")
+    dirs = a.corpus or [d for d in (REPO / "corpus" / n for n in ("seeds", "oracle", "campaign"))
                         if d.is_dir()]
     named = corpus_programs(dirs)
     if a.generate:
         from fuzz.prog.gen import generate
 
         named += [(f"gen seed {k}", generate(k, a.max_ops)) for k in range(a.generate)]
+    named += [(f"scheduled {k}", scheduled(k, a.max_ops)) for k in range(a.scheduled)]
     if not named:
         raise SystemExit(f"bench_oracle: no programs in {', '.join(map(str, dirs))}")
     from fuzz import kernel as K
@@ -412,9 +430,10 @@ def main() -> int:
     kdir = a.kernel or K.default_kernel()
     kernel = record(named, kdir, a.record)
     progs = [p for _, p in named]
-    pkg = _fresh_model(None)
     ran: set[tuple[str, int]] = set()
-    base = _traced(lambda: [verdicts(pkg, p, r) if r else ([], 0)
+    # traced from the import on: a module-level constant's line runs there
+    oracle = _traced(lambda: _fresh_model(None), ran)
+    base = _traced(lambda: [verdicts(oracle, p, r) if r else ([], 0)
                             for p, r in zip(progs, kernel)], ran)
     cands = all_sites()
     if a.files:
@@ -444,7 +463,8 @@ def main() -> int:
            "programs_recorded": sum(1 for r in kernel if r),
            "baseline_mismatches": sum(len(b[0]) for b in base),
            "baseline_unsure_ops": sum(b[1] for b in base),
-           "corpus": [str(d) for d in dirs], "generated": a.generate, "per_file": per,
+           "corpus": [str(d) for d in dirs], "generated": a.generate,
+           "scheduled": a.scheduled, "per_file": per,
            "survivors": [asdict(m) | {"where": m.where, "note": why} for m, why in survivors],
            "seconds": round(time.monotonic() - t0, 1)}
     if a.json:
@@ -452,7 +472,7 @@ def main() -> int:
         return 0
     print(f"{len(mutants)} mutants of {len(cands)} sites in fuzz/model/, replayed on "
           f"{out['programs_recorded']} recorded programs ({', '.join(out['corpus'])}, "
-          f"{a.generate} generated); "
+          f"{a.generate} generated, {a.scheduled} scheduled); "
           f"{out['baseline_mismatches']} mismatches of the unmutated model (known bugs), "
           f"{out['baseline_unsure_ops']} ops it is unsure of")
     print(f"\n{'file':<16} {'mutants':>7} {'killed':>7} {'kill rate':>9}")

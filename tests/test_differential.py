@@ -19,7 +19,9 @@ from fuzz.prog import Program
 from fuzz.prog.gen import generate
 
 REPO = Path(__file__).resolve().parent.parent
-SEEDS = sorted((REPO / "corpus" / "seeds").glob("*.json"))
+# the seeds, and the oracle's longer programs (tests/model_cases/seeds_mutants.py)
+SEEDS = sorted((REPO / "corpus" / "seeds").glob("*.json")) + \
+    sorted((REPO / "corpus" / "oracle").glob("*.json"))
 GENERATED = 200
 
 

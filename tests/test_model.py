@@ -14,10 +14,10 @@ import pytest
 
 try:  # tests/ on sys.path (pytest's default rootdir-relative import)
     from model_cases.dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog
-    from model_cases.seeds import SEEDS
+    from model_cases.seeds import ORACLE_PROGRAMS, SEEDS
 except ImportError:  # tests/ imported as a package
     from tests.model_cases.dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog
-    from tests.model_cases.seeds import SEEDS
+    from tests.model_cases.seeds import ORACLE_PROGRAMS, SEEDS
 
 from fuzz.model import Model, run_model
 from fuzz.model import memory as model_memory
@@ -59,15 +59,18 @@ def check(p: Prog, results: list[OpResult] | None = None) -> list[OpResult]:
 
 
 # -- the seed corpus ---------------------------------------------------------------------
-@pytest.mark.parametrize("build", SEEDS, ids=[b.__name__ for b in SEEDS])
+ALL = SEEDS + ORACLE_PROGRAMS  # the oracle's programs: longer than seeds, same checks
+
+
+@pytest.mark.parametrize("build", ALL, ids=[b.__name__ for b in ALL])
 def test_seed_program(build):
     check(build())
 
 
-@pytest.mark.parametrize("build", SEEDS, ids=[b.__name__ for b in SEEDS])
+@pytest.mark.parametrize("build", ALL, ids=[b.__name__ for b in ALL])
 def test_seed_corpus_file_is_current(build):
     p = build()
-    path = REPO / "corpus" / "seeds" / f"{p.name}.json"
+    path = REPO / "corpus" / ("seeds" if build in SEEDS else "oracle") / f"{p.name}.json"
     assert path.exists(), f"run: python3 -m tests.model_cases.seeds  ({path} missing)"
     assert path.read_text() == p.program.dumps(), f"{path} is stale"
     assert Program.load(path).dumps() == p.program.dumps()

@@ -1,0 +1,225 @@
+"""Seed programs for rules that mutants of the model survived (bench/bench_oracle.py,
+issue 11): each pins a check the recorded corpus never made the kernel's result depend
+on. Expected values come from reading the 6.12.117 source (io_pagetable.c), named per op.
+"""
+
+from __future__ import annotations
+
+import errno as E
+
+from fuzz import uapi
+from fuzz.prog import Buffer, pattern_bytes
+from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM
+
+from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, U64, Prog
+
+M16 = MOCK_APERTURE_START
+DIRTY = uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+ENABLE = uapi.IOMMU_HWPT_DIRTY_TRACKING_ENABLE
+PIN = uapi.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES
+MOCK_PAGE = PAGE // 2
+SYZ = uapi.MOCK_FLAGS_ACCESS_SYZ
+RW_WRITE = uapi.MOCK_ACCESS_RW_WRITE
+TASK_SIZE_MAX = (1 << 47) - PAGE  # x86_64, 4-level paging
+
+
+def dirty_bitmap_iova_masks() -> Prog:
+    # iommufd_check_iova_range: iova and iova + length are masked with
+    # iova_alignment - 1 (2K with a mock domain), then with page_size - 1 as given: a
+    # page_size that is not a power of two masks other bits than its alignment
+    p = Prog("dirty_bitmap_iova_masks", Buffer(16 * PAGE, "memfd", 61),
+             Buffer(2 * PAGE, "anon", 62))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    md = p.op("TEST_MOCK_DOMAIN", id=ioas)
+    idev = p.ref(md, "out_idev_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=16 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    # iova 1 byte past a 2K boundary: the alignment check, whatever page_size
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16 + 1, length=MOCK_PAGE, page_size=1,
+         data=p.buf(1), expect=E.EINVAL)
+    # page_size 4097: mask 0x1000; iova M16 + 4K has that bit, M16 + 8K (the end) not
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16 + PAGE, length=PAGE, page_size=PAGE + 1,
+         data=p.buf(1), expect=E.EINVAL)
+    # iova M16 (no 0x1000 bit), end M16 + 4K: the end has it
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=PAGE, page_size=PAGE + 1,
+         data=p.buf(1), expect=E.EINVAL)
+    # both without it: page_size 4097 passes the checks
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=2 * PAGE, page_size=PAGE + 1,
+         data=p.buf(1))
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=MOCK_PAGE, page_size=1,
+         data=p.buf(1))
+    return p
+
+
+def vfio_split_of_pinned_area() -> Prog:
+    # VFIO type1 unmap cuts the area at the ends of the range (iopt_cut_iova); an area
+    # an access has pinned pages of cannot be split: iopt_area_split EINVAL
+    p = Prog("vfio_split_of_pinned_area", Buffer(65536, "memfd", 63), Buffer(PAGE, "memfd", 64))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("TEST_MOCK_DOMAIN", id=ioas)
+    p.op("VFIO_IOAS", op=1, ioas_id=ioas)
+    p.op("VFIO_SET_IOMMU", type=1)
+    p.op("VFIO_IOMMU_MAP_DMA", flags=3, vaddr=p.buf(0), size=65536, iova=M16)
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas, flags=PIN), "out_access_fd")
+    pg = p.op("TEST_ACCESS_PAGES", id=acc, iova=M16 + 2 * PAGE, length=PAGE,
+              uptr=p.buf(0, 2 * PAGE))
+    p.op("VFIO_IOMMU_UNMAP_DMA", iova=M16 + 8 * PAGE, size=PAGE, expect=E.EINVAL)
+    p.op("TEST_DESTROY_ACCESS_PAGES", id=acc, access_pages_id=p.ref(pg, "out_access_pages_id"))
+    p.op("VFIO_IOMMU_UNMAP_DMA", iova=M16 + 8 * PAGE, size=PAGE, out={"size": PAGE})
+    return p
+
+
+def access_pages_syz_iova() -> Prog:
+    # MOCK_FLAGS_ACCESS_SYZ: the iova is {u32 nth_area; u32 offset}
+    # (__iommufd_test_syz_conv_iova): the nth area in IOVA order, plus offset
+    p = Prog("access_pages_syz_iova", Buffer(65536, "memfd", 65))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0, 8 * PAGE), length=8 * PAGE,
+         iova=2 * M16, flags=FIXED_RW)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=8 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas, flags=PIN), "out_access_fd")
+    # area 1 is the one at 2 * M16 (user +32K); offset 3 pages: user +44K
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=(3 * PAGE << 32) | 1, length=PAGE,
+         uptr=p.buf(0, 11 * PAGE), flags=SYZ)
+    # area 0 at M16, offset 5 pages
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=(5 * PAGE << 32), length=PAGE,
+         uptr=p.buf(0, 5 * PAGE), flags=SYZ)
+    # the pages are checked against uptr: another offset is another page
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=(5 * PAGE << 32), length=PAGE,
+         uptr=p.buf(0, 4 * PAGE), flags=SYZ, expect=E.EBADE)
+    return p
+
+
+def fault_read_access_ok() -> Prog:
+    # read(2) of a fault fd: vfs_read's access_ok(buf, count) takes buf + count up to
+    # TASK_SIZE_MAX (USER_PTR_MAX on x86_64) and no wrap past 2^64; an empty queue
+    # reads 0 bytes
+    p = Prog("fault_read_access_ok")
+    fd = p.ref(p.op("FAULT_QUEUE_ALLOC"), "out_fault_fd")
+    rec = 40  # sizeof(struct iommu_hwpt_pgfault)
+    p.op("READ", fd=fd, buf=TASK_SIZE_MAX - rec, count=rec, out={"ret": 0})
+    p.op("READ", fd=fd, buf=TASK_SIZE_MAX - rec + 1, count=rec, expect=E.EFAULT)
+    p.op("READ", fd=fd, buf=U64 - 7, count=rec, expect=E.EFAULT)
+    # count 0: buf + 0 does not wrap (access_ok passes), nothing to read
+    p.op("READ", fd=fd, buf=TASK_SIZE_MAX - PAGE, count=0, out={"ret": 0})
+    return p
+
+
+def user_memory_written_page_after_plain() -> Prog:
+    # a read that starts in a page the program never wrote and runs into one an
+    # access wrote: the bytes of each page as it is now
+    p = Prog("user_memory_written_page_after_plain", Buffer(4 * PAGE, "memfd", 66),
+             Buffer(PAGE, "anon", 67))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=4 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE + 8, length=16, uptr=p.buf(1),
+         flags=RW_WRITE)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE - 8, length=40, uptr=p.buf(1, 100),
+         out={"data": pattern_bytes(66, PAGE - 8, 16) + pattern_bytes(67, 0, 16)
+              + pattern_bytes(66, PAGE + 24, 8)})
+    return p
+
+
+def hw_info_size_cuts_capabilities() -> Prog:
+    # iommufd_ucmd_respond copies min(user size, sizeof) bytes: a size of 36 ends in
+    # the middle of out_capabilities (at 32): its low 4 bytes are written
+    p = Prog("hw_info_size_cuts_capabilities")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, size=36,
+         out={"out_capabilities": uapi.IOMMU_HW_CAP_DIRTY_TRACKING})
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, size=33,
+         out={"out_capabilities": uapi.IOMMU_HW_CAP_DIRTY_TRACKING})
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, size=32, out={"out_capabilities": 0})
+    # the bytes past the size keep what the program put there
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, size=36, out_capabilities=0xA5A5A5A5 << 32,
+         out={"out_capabilities": 0xA5A5A5A5 << 32 | uapi.IOMMU_HW_CAP_DIRTY_TRACKING})
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, size=33, out_capabilities=U64,
+         out={"out_capabilities": U64 & ~0xFF | uapi.IOMMU_HW_CAP_DIRTY_TRACKING})
+    return p
+
+
+def reserved_touching_allowed() -> Prog:
+    # iopt_reserve_iova: EADDRINUSE for a range that intersects an allowed one, also
+    # by a single byte at either end; adjacent is fine
+    p = Prog("reserved_touching_allowed")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, allowed_iovas=[[0x100000, 0x1FFFFF]])
+    p.op("TEST_ADD_RESERVED", id=ioas, start=0x1FFFFF, length=1, expect=E.EADDRINUSE)
+    p.op("TEST_ADD_RESERVED", id=ioas, start=0xFF000, length=0x1001, expect=E.EADDRINUSE)
+    p.op("TEST_ADD_RESERVED", id=ioas, start=0x200000, length=PAGE)
+    p.op("TEST_ADD_RESERVED", id=ioas, start=0xFF000, length=0x1000)
+    return p
+
+
+def access_pages_checks_every_page() -> Prog:
+    # iommufd_test_access_pages checks each page of [ALIGN_DOWN(iova), ALIGN(iova +
+    # length)) against uptr's: one byte into the next page counts that page, which here
+    # comes from another buffer (a second area): EBADE
+    p = Prog("access_pages_checks_every_page", Buffer(2 * PAGE, "memfd", 68),
+             Buffer(PAGE, "memfd", 69))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, iova=M16, flags=FIXED_RW)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(1), length=PAGE, iova=M16 + PAGE,
+         flags=FIXED_RW)
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas, flags=PIN), "out_access_fd")
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=M16, length=PAGE, uptr=p.buf(0),
+         out={"out_access_pages_id": 0})
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=M16, length=PAGE + 1, uptr=p.buf(0),
+         expect=E.EBADE)
+    # a pin must start on a page boundary of the area (iopt_area_contig_is_aligned)
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=M16 + PAGE - 1, length=2, uptr=p.buf(0, PAGE - 1),
+         expect=E.EINVAL)
+    p.op("TEST_ACCESS_PAGES", id=acc, iova=M16 + PAGE, length=1, uptr=p.buf(1),
+         out={"out_access_pages_id": 1})
+    return p
+
+
+def capture_room_runs_out() -> Prog:
+    # the executor captures at most CAPTURE_MAX bytes per op into CAPTURE_ROOM bytes per
+    # program: 64 reads of 64K fill it exactly; after that every capture is empty
+    p = Prog("capture_room_runs_out", Buffer(CAPTURE_MAX, "memfd", 70),
+             Buffer(CAPTURE_MAX, "anon", 71), Buffer(PAGE, "anon", 72))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=CAPTURE_MAX, iova=M16,
+         flags=FIXED_RW)
+    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    for k in range(CAPTURE_ROOM // CAPTURE_MAX):
+        p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=CAPTURE_MAX, uptr=p.buf(1),
+             out={"data": pattern_bytes(70, 0, CAPTURE_MAX)} if k in (0, 63) else None)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=16, uptr=p.buf(1), out={"data": b""})
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, data_uptr=p.buf(2), out={"data": b""})
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=CAPTURE_MAX,
+         page_size=MOCK_PAGE, data=p.buf(2), out={"bitmap": b""})
+    return p
+
+
+def dirty_by_hand_bit_limit() -> Prog:
+    # iommufd_test_dirty: more than SZ_16M * BITS_PER_BYTE bits is EOVERFLOW, checked
+    # before the id is looked up (an IOAS is no mock pagetable: ENOENT)
+    p = Prog("dirty_by_hand_bit_limit", Buffer(PAGE, "anon", 73))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    bits = (16 << 20) * 8
+    p.op("TEST_DIRTY", id=ioas, iova=0, length=bits + 1, page_size=1, uptr=p.buf(0),
+         expect=E.EOVERFLOW)
+    p.op("TEST_DIRTY", id=ioas, iova=0, length=bits, page_size=1, uptr=p.buf(0),
+         expect=E.ENOENT)
+    return p
+
+
+SEEDS_MUTANTS = [
+    dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
+    fault_read_access_ok, user_memory_written_page_after_plain, hw_info_size_cuts_capabilities,
+    reserved_touching_allowed, access_pages_checks_every_page, dirty_by_hand_bit_limit,
+]
+# Longer than a seed may be (3 to 30 ops): written to corpus/oracle/, which the
+# differential test and bench/bench_oracle.py run but the campaign does not start from.
+ORACLE_PROGRAMS = [capture_room_runs_out]
