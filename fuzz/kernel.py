@@ -126,7 +126,8 @@ def source_tree(debian_version: str = DEFAULT_DEBIAN_VERSION) -> Path:
     return _extract(install_debian_source(debian_version), dest)
 
 
-def _sha256_file(p: Path) -> str:
+def sha256_file(p: Path) -> str:
+    """A file's sha256, read in 1 MiB chunks (kernel images, configs, patches)."""
     h = hashlib.sha256()
     with open(p, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -151,7 +152,7 @@ def resolve_source(req: BuildRequest) -> tuple[Path, str, str]:
     if not src.exists():
         raise KernelError(f"--source {src}: no such file or directory")
     if src.is_file():
-        digest = _sha256_file(src)
+        digest = sha256_file(src)
         tree = _extract(src, cache_dir() / "src" / f"tarball-{digest[:16]}")
         return tree, f"tarball:{digest}", f"tarball {src}"
     if not (src / "Makefile").exists() or not (src / "drivers/iommu/iommufd").is_dir():
@@ -322,9 +323,9 @@ def _build_in(req: BuildRequest, tree: Path, bdir: Path, key: str, identity: str
         "key": key, "source": desc, "source_identity": identity,
         "kernel_version": _kernelversion(tree), "debian_version":
             req.debian_version if req.source is None else None,
-        "config_sha256": _sha256_file(bdir / ".config"),
+        "config_sha256": sha256_file(bdir / ".config"),
         "fragments": [str(f) for f in fragments],
-        "patches": [{"file": str(p), "sha256": _sha256_file(p)} for p in req.patches],
+        "patches": [{"file": str(p), "sha256": sha256_file(p)} for p in req.patches],
         "build_seconds": round(seconds, 1), "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                     time.gmtime()),
         "recipe": RECIPE_VERSION,

@@ -45,20 +45,12 @@ class Offer:
     size: int
 
 
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def key_of(kdir: Path) -> str:
     """The build key; a prebuilt directory without a manifest is named by its image."""
     try:
         return str(kernel.manifest(kdir)["key"])
     except (kernel.KernelError, KeyError):
-        return "img-" + _sha256(kdir / "bzImage")[:16]
+        return "img-" + kernel.sha256_file(kdir / "bzImage")[:16]
 
 
 def pack(kdir: Path) -> tuple[Offer, bytes]:
@@ -72,8 +64,8 @@ def pack(kdir: Path) -> tuple[Offer, bytes]:
             if (kdir / name).exists():
                 tar.add(kdir / name, arcname=name)
     data = buf.getvalue()
-    return Offer(key_of(kdir), _sha256(kdir / "bzImage"), hashlib.sha256(data).hexdigest(),
-                 len(data)), data
+    return Offer(key_of(kdir), kernel.sha256_file(kdir / "bzImage"),
+                 hashlib.sha256(data).hexdigest(), len(data)), data
 
 
 def local_dir(offer: Offer) -> Path:
@@ -91,7 +83,7 @@ def find(offer: Offer) -> Path | None:
     for d in (local_dir(offer), _beside(offer)):
         if (d / "manifest.json").exists() or (d / MARKER).exists():
             try:
-                if _sha256(d / "bzImage") == offer.image_sha256:
+                if kernel.sha256_file(d / "bzImage") == offer.image_sha256:
                     return d
             except OSError:
                 continue
@@ -117,7 +109,7 @@ def install(offer: Offer, data: bytes, source: str = "") -> Path:
                 if m.name not in FILES or not m.isfile():
                     raise ShipError(f"kernel {offer.key}: unexpected archive member {m.name!r}")
             tar.extractall(tmp, filter="data")
-        if _sha256(tmp / "bzImage") != offer.image_sha256:
+        if kernel.sha256_file(tmp / "bzImage") != offer.image_sha256:
             raise ShipError(f"kernel {offer.key}: the unpacked bzImage is not the offered one")
         (tmp / MARKER).write_text(json.dumps({
             "key": offer.key, "from": source, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
