@@ -20,8 +20,9 @@ lost, which must be nothing. --quick: one round of each kind (about 15 rounds,
 
 long: one campaign for --hours (default 2) plus 10 minutes, niced, one VM; every
 minute each host process's memory (RSS and USS, psutil: the manager, the worker,
-its qemu) and the disk used by the work and findings directories (and, apart, the
-corpus and libFuzzer's own unit directory, which grow with coverage); prints the
+its qemu), the disk used by the work directory, its bounded logs (judged against
+their caps), the private cache and each finding (and, apart, the corpus, the edge
+sets and libFuzzer's own unit directory, which grow with coverage); prints the
 figures at minute 10 and at the end and whether they stayed flat.
 
 Findings come from a planted model (this file's PlantedModel, in the workers and in
@@ -689,11 +690,31 @@ def run_kills(a: argparse.Namespace) -> int:
 # The long stretch.
 
 
-def du(p: Path, skip: tuple[str, ...] = ()) -> int:
+# Files that grow with coverage (shown, not judged) and the logs bounded by a cap
+# (judged against the cap); everything else must stay flat.
+GROWS_WITH_COVERAGE = re.compile(r"stats(\.\w+)?\.edges$")
+BOUNDED_LOGS = re.compile(r"(stats\.jsonl|worker\.log(\.1)?|console\.log(\.1)?)$")
+
+
+def log_caps_mb(workers: int = 1) -> float:
+    """What the bounded logs may reach together: each rotated log twice its cap (the
+    log and its .1), each thinned stats.jsonl its cap plus one line."""
+    from fuzz import campaign, vm
+    from fuzz.engines import common
+
+    per_worker = (2 * vm.CONSOLE_LOG_MAX_BYTES + 2 * campaign.WORKER_LOG_MAX_BYTES
+                  + common.STATS_MAX_BYTES + 4096)
+    return (workers * per_worker + campaign.STATS_MAX_BYTES + 4096) / 2**20
+
+
+def du(p: Path, skip: tuple[str, ...] = (), only: re.Pattern[str] | None = None,
+       but: tuple[re.Pattern[str], ...] = ()) -> int:
     total = 0
     for dirpath, dirnames, files in os.walk(p):
         dirnames[:] = [d for d in dirnames if d not in skip]
         for f in files:
+            if (only and not only.search(f)) or any(b.search(f) for b in but):
+                continue
             try:
                 total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
             except OSError:
@@ -727,12 +748,20 @@ def sample(manager: int, s: Soak) -> dict:
     except psutil.Error:
         pass
     st = s.worker_stats()
+    mb = 2**20
+    units = ("libfuzzer-corpus",)
     return {"t_min": None, "procs": procs,
-            "work_mb": round(du(s.work, skip=("libfuzzer-corpus",)) / 2**20, 2),
-            "findings_mb": round(du(s.findings) / 2**20, 2),
-            "corpus_mb": round(du(s.corpus) / 2**20, 2),
+            "work_mb": round(du(s.work, skip=units, but=(GROWS_WITH_COVERAGE, BOUNDED_LOGS))
+                             / mb, 2),
+            "logs_mb": round(du(s.work, skip=units, only=BOUNDED_LOGS) / mb, 2),
+            "cache_mb": round(du(s.cache, skip=("kernels",)) / mb, 2),
+            "findings_mb": round(du(s.findings) / mb, 2),
+            "finding_mb": {d.name: round(du(d) / mb, 3)
+                           for d in s.findings.glob("*") if (d / "finding.json").exists()},
+            "corpus_mb": round(du(s.corpus) / mb, 2),
+            "edges_mb": round(du(s.work, skip=units, only=GROWS_WITH_COVERAGE) / mb, 2),
             "libfuzzer_units_mb": round(sum(du(d) for d in
-                                            s.work.glob("worker-*/libfuzzer-corpus")) / 2**20, 2),
+                                            s.work.glob("worker-*/libfuzzer-corpus")) / mb, 2),
             "programs": st.get("programs", 0), "edges": st.get("edges", 0),
             "findings": len(list(s.findings.glob("*/finding.json")))}
 
@@ -772,8 +801,10 @@ def run_long(a: argparse.Namespace) -> int:
 
 def flatness(series: list[dict], start_min: float = 10) -> dict:
     """Figures at minute `start_min` and at the end, and whether they stayed flat:
-    memory within 10% + 16 MiB, disk of the work and findings directories within
-    1 MiB (the corpus and libFuzzer's units grow with coverage: shown, not judged)."""
+    memory within 10% + 16 MiB; the work directory and the private cache within 1 MiB;
+    the bounded logs under their caps together; each finding present at the start
+    within 256 KiB. The corpus, libFuzzer's units, the edge sets and new findings grow
+    with coverage: shown, not judged."""
     if not series:
         return {"flat": False, "why": "no samples"}
     first = next((r for r in series if r["t_min"] >= start_min), series[0])
@@ -792,13 +823,27 @@ def flatness(series: list[dict], start_min: float = 10) -> dict:
             if x is not None and y is not None and y > x * 1.10 + 16:
                 out["flat"] = False
                 out["grew"].append(f"{role} {k} {x} -> {y}")
-    for k in ("work_mb", "findings_mb"):
-        out[k] = [first[k], last[k]]
-        if last[k] > first[k] + 1.0:
+    for k in ("work_mb", "cache_mb"):
+        out[k] = [first.get(k), last.get(k)]
+        if k in first and last[k] > first[k] + 1.0:
             out["flat"] = False
             out["grew"].append(f"{k} {first[k]} -> {last[k]}")
-    for k in ("corpus_mb", "libfuzzer_units_mb", "programs", "edges", "findings"):
-        out[k] = [first[k], last[k]]
+    cap = round(log_caps_mb(), 2)
+    out["logs_mb"] = [first.get("logs_mb"), last.get("logs_mb"), cap]
+    if last.get("logs_mb", 0) > cap:
+        out["flat"] = False
+        out["grew"].append(f"logs_mb {last['logs_mb']} over their caps' {cap}")
+    # a finding seen again updates its count; it must not grow with each sighting
+    # (new findings are shown: the campaign may find new things in two hours)
+    a, b = first.get("finding_mb", {}), last.get("finding_mb", {})
+    for name in sorted(set(a) & set(b)):
+        if b[name] > a[name] + 0.25:
+            out["flat"] = False
+            out["grew"].append(f"finding {name} {a[name]} -> {b[name]} MiB")
+    out["new_findings"] = sorted(set(b) - set(a))
+    for k in ("findings_mb", "corpus_mb", "edges_mb", "libfuzzer_units_mb", "programs",
+              "edges", "findings"):
+        out[k] = [first.get(k), last.get(k)]
     return out
 
 
