@@ -1,0 +1,50 @@
+"""The long soak's judgement (bench/soak.py flatness): what counts as growth."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+import soak  # noqa: E402
+
+
+def row(t: float, **kw: object) -> dict:
+    base = {"t_min": t, "procs": {"worker": {"rss_mb": 200.0, "uss_mb": 180.0}},
+            "work_mb": 1.0, "logs_mb": 0.3, "cache_mb": 170.0, "findings_mb": 0.2,
+            "finding_mb": {"planted": 0.1}, "corpus_mb": 1.0, "edges_mb": 0.1,
+            "libfuzzer_units_mb": 1.0, "programs": 0, "edges": 0, "findings": 1}
+    return {**base, **kw}
+
+
+def test_logs_filling_up_to_their_caps_are_flat() -> None:
+    cap = soak.log_caps_mb()
+    out = soak.flatness([row(0), row(10), row(130, logs_mb=cap - 0.01, corpus_mb=9.0)])
+    assert out["flat"], out["grew"]
+    assert out["from_min"] == 10 and out["corpus_mb"] == [1.0, 9.0]
+
+
+def test_logs_past_their_caps_are_growth() -> None:
+    out = soak.flatness([row(10), row(130, logs_mb=soak.log_caps_mb() + 1)])
+    assert not out["flat"] and out["grew"][0].startswith("logs_mb")
+
+
+def test_other_work_files_growing_by_more_than_a_mib_are_growth() -> None:
+    assert not soak.flatness([row(10), row(130, work_mb=2.5)])["flat"]
+    assert not soak.flatness([row(10), row(130, cache_mb=200.0)])["flat"]
+
+
+def test_a_finding_that_grows_with_each_sighting_is_growth_a_new_one_is_shown() -> None:
+    grown = soak.flatness([row(10), row(130, finding_mb={"planted": 0.6})])
+    assert not grown["flat"] and "planted" in grown["grew"][0]
+    new = soak.flatness([row(10), row(130, finding_mb={"planted": 0.1, "other": 0.3})])
+    assert new["flat"] and new["new_findings"] == ["other"]
+
+
+def test_worker_memory_growth_past_ten_percent_and_16_mib_is_growth() -> None:
+    ok = soak.flatness([row(10), row(130, procs={"worker": {"rss_mb": 230.0, "uss_mb": 190.0}})])
+    assert ok["flat"]
+    leak = soak.flatness([row(10), row(130, procs={"worker": {"rss_mb": 300.0,
+                                                              "uss_mb": 190.0}})])
+    assert not leak["flat"] and leak["grew"] == ["worker rss_mb 200.0 -> 300.0"]
