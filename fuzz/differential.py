@@ -93,6 +93,50 @@ def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group:
     return _Try(m, order, res, diffs)
 
 
+def _race_leeway(prog: Program, span: range, start: int, kernel: list[OpResult],
+                     before: list[Model], keep: list[_Try]) -> None:
+    """After a racing group, what no whole-call order gives but the kernel may: an op
+    that read, page by page, what another thread's op changed step by step is unsure
+    (races.seen_mid_op); ids and fds the ops took one at a time are the kernel's
+    free choice (races.taken_one_at_a_time). Where the only disagreements left are
+    such outputs, each given once and none held by an object or file that lived
+    through the whole group (an id or fd in use given out again stays a mismatch),
+    they are unsure; and where they (or ids no output shows) may differ, ids and fd
+    numbers stay unknown from here on (the model then takes the kernel's where they
+    are free: Model._take_kernel_ids, FdTable.alloc)."""
+    why = races.taken_one_at_a_time(prog, span, kernel)
+    live = {i for m in before for i in m.objects.objs}
+    open_fds = {fd for m in before for fd in m.fds.open}
+    given = [kernel[k].out.get(f) for k in span if not kernel[k].errno
+             for f in races.resource_outputs(prog, k)]
+
+    def free(d: Mismatch, kept_ids: set[int], kept_fds: set[int]) -> bool:
+        v = d.kernel
+        if not races.free_choice(prog, span, d.op, d.field) or type(v) is not int \
+                or given.count(v) > 1:
+            return False
+        if next(o.is_fd for o in prog.ops[d.op].desc.outs if o.name == d.field):
+            return v >= 0 and v not in kept_fds
+        return 0 < v < 1 << 31 and v not in kept_ids
+
+    for t in keep:
+        t.diffs = [d if d.field == "unsure" or (mid := races.seen_mid_op(prog, span, d.op))
+                   is None else Mismatch(d.op, d.name, "unsure", d.describe(), mid)
+                   for d in t.diffs]
+        kept = (live & set(t.model.objects.objs), open_fds & set(t.model.fds.open))
+        real = [d for d in t.diffs if d.field != "unsure"]
+        if real and all(free(d, *kept) for d in real):
+            reason = (f"ids and fds taken while other threads of the race group at op "
+                      f"{start} took or gave back theirs: the kernel's choice")
+            t.diffs = [d if d.field == "unsure" else
+                       Mismatch(d.op, d.name, "unsure", d.describe(), reason) for d in t.diffs]
+            why = why or reason
+        if why is not None:
+            root = f"since the race group at op {start}: {why}"
+            t.model.objects.ids_unknown = t.model.objects.ids_unknown or root
+            t.model.fds.unknown = t.model.fds.unknown or root
+
+
 def model_alongside(prog: Program, kernel: list[OpResult],
                     fds: FdLayout | None = AGENT_FDS,
                     orders: dict[int, tuple[tuple[int, ...], int]] | None = None
@@ -121,6 +165,8 @@ def model_alongside(prog: Program, kernel: list[OpResult],
             keep, dropped = keep[:MAX_STATES], True
         best = keep[0]
         why = races.not_whole_calls(prog, span) if tier == 2 and group else None
+        if group and why is None:
+            _race_leeway(prog, span, i, kernel, states, keep)
         if why is not None:
             # unsure, and so is every later op: the objects the group left are unknown
             best.diffs = [d if d.field == "unsure" else

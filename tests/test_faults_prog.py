@@ -297,3 +297,33 @@ def test_a_dirty_bitmap_read_beside_a_racing_test_dirty_may_hold_part_of_the_mar
     _, mism, unsure = model_alongside(p, res)
     assert mism == [] and any("TEST_DIRTY" in u.model for u in unsure), \
         [m.describe() for m in mism]
+
+
+def test_a_pin_count_read_beside_a_racing_failing_pin_may_see_the_pins_it_held() -> None:
+    """A campaign's finding: TEST_ACCESS_PAGES on thread 1 pinned two pages, failed on the
+    third (past the buffer) and unpinned them; TEST_MD_CHECK_REFS (refs 1) on thread 0
+    read the counts in between, passed both pages and failed on the third with EFAULT,
+    where both whole-call orders give EIO (no pin left). Unsure, not a mismatch; the
+    same EFAULT without the race is one."""
+    from fuzz.prog import Buffer, BufPtr
+
+    page = 4096
+    ioas = Ref(0, "out_ioas_id")
+    ops = [Op("IOAS_ALLOC"),
+           Op("IOAS_MAP", {"ioas_id": ioas, "user_va": BufPtr(0), "length": 3 * page,
+                           "iova": 1 << 24, "flags": 7}),
+           Op("TEST_CREATE_ACCESS", {"id": ioas, "flags": 1}),
+           Op("TEST_ACCESS_PAGES", {"id": Ref(2, "out_access_fd"), "iova": 1 << 24,
+                                    "length": 3 * page, "uptr": BufPtr(0)}, thread=1, barrier=1),
+           Op("TEST_MD_CHECK_REFS", {"uptr": BufPtr(0), "length": 3 * page, "refs": 1},
+              barrier=1)]
+    res = kernel((0, {"out_ioas_id": 1}, False), (0, {"iova": 1 << 24}, False),
+                 (0, {"out_access_fd": 4}, False),
+                 (errno.EFAULT, {"out_access_pages_id": 0}, False), (errno.EFAULT, {}, False))
+    racing = Program(ops, buffers=[Buffer(2 * page, "memfd", 1)])
+    _, mism, unsure = model_alongside(racing, res)
+    assert mism == [], [m.describe() for m in mism]
+    assert [u.op for u in unsure] == [4] and "one page at a time" in unsure[0].model
+    seq = Program([Op(o.name, o.args) for o in ops], buffers=[Buffer(2 * page, "memfd", 1)])
+    _, mism, _ = model_alongside(seq, res)
+    assert [(m.op, m.field) for m in mism] == [(4, "errno")]

@@ -259,6 +259,10 @@ class Model:
         v = k.out.get(field)
         return v if isinstance(v, int) and not isinstance(v, bool) else None
 
+    def kernel_result(self) -> OpResult | None:
+        """The kernel's result for the current op, where the model is run beside it."""
+        return self._kernel
+
     def known_bug(self, bug: str, errno: int, out: dict[str, Any]) -> bool:
         """Whether the kernel's result for the current op is exactly (errno, out) - what
         known kernel bug `bug` gives where the model predicts the documented behaviour.

@@ -79,6 +79,76 @@ def _id_outputs(prog: Program, i: int) -> list[str]:
             if o.kind and any(is_kind(o.kind, k) for k in ID_KINDS)]
 
 
+FREES = ("DESTROY", "CLOSE")  # ops that give ids (and fds) back
+HIDDEN_ID = ("TEST_CREATE_ACCESS",)  # its access object takes an id no output shows
+
+
+def resource_outputs(prog: Program, i: int) -> list[str]:
+    """The id and fd outputs of op i: what it takes from the xarray and the fd table."""
+    return [o.name for o in prog.ops[i].desc.outs
+            if o.is_fd or (o.kind and any(is_kind(o.kind, k) for k in ID_KINDS))]
+
+
+def taken_one_at_a_time(prog: Program, group: range, kernel: list[OpResult]) -> str | None:
+    """Why ids may differ from the model's after a racing group where no output shows
+    it. An access's id is no output. While the group only takes ids, the ids taken are
+    the lowest free ones whatever the interleaving, so the access has the one the
+    visible ids leave (adopt_ids). But an op that fails holds the ids it took until it
+    unwinds, and a DESTROY or CLOSE gives ids back mid-group: then the access may have
+    taken any of several ids, and that decides the ids of later objects."""
+    access = [i for i in group if prog.ops[i].name in HIDDEN_ID and kernel[i].errno == 0]
+    if not access:
+        return None
+    a = access[0]
+    for j in group:
+        if prog.ops[j].thread == prog.ops[a].thread:
+            continue
+        name = prog.ops[j].name
+        if name in FREES:
+            return (f"op {a} ({prog.ops[a].name}) made an access, whose id no output shows, "
+                    f"while op {j} ({name}) gave ids back on another thread")
+        if kernel[j].errno and resource_outputs(prog, j):
+            return (f"op {a} ({prog.ops[a].name}) made an access, whose id no output shows, "
+                    f"while op {j} ({name}) failed on another thread, holding the ids it "
+                    "took until it unwound")
+    return None
+
+
+# Ops that read, page by page and without the locks writers hold, what others change
+# page by page: page pin counts (TEST_MD_CHECK_REFS) and a mock domain's IOPTEs
+# (TEST_MD_CHECK_MAP); and the ops that change them step by step (pin, unpin, fill or
+# empty a domain, pin a user bitmap; a failing one undoes its steps)
+WALKERS = {"TEST_MD_CHECK_REFS": "page pin counts", "TEST_MD_CHECK_MAP": "the domain's IOPTEs"}
+STEPPERS = frozenset({"IOAS_MAP", "IOAS_UNMAP", "IOAS_COPY", "VFIO_IOMMU_MAP_DMA",
+                      "VFIO_IOMMU_UNMAP_DMA", "TEST_ACCESS_PAGES", "TEST_DESTROY_ACCESS_PAGES",
+                      "TEST_ACCESS_RW", "TEST_MOCK_DOMAIN", "TEST_MOCK_DOMAIN_FLAGS",
+                      "TEST_MOCK_DOMAIN_REPLACE", "HWPT_ALLOC", "DESTROY", "CLOSE",
+                      "HWPT_GET_DIRTY_BITMAP", "TEST_ACCESS_REPLACE_IOAS", "VFIO_IOAS"})
+
+
+def seen_mid_op(prog: Program, group: range, op: int) -> str | None:
+    """Why op `op` of a racing group may have seen another thread's op half done: it
+    walks what that op changes step by step, so its result may be that of no
+    whole-call order (a count of pins a failing TEST_ACCESS_PAGES held for a while)."""
+    what = WALKERS.get(prog.ops[op].name)
+    if what is None:
+        return None
+    for j in group:
+        if prog.ops[j].thread != prog.ops[op].thread and prog.ops[j].name in STEPPERS:
+            return (f"op {op} ({prog.ops[op].name}) read {what} one page at a time while "
+                    f"op {j} ({prog.ops[j].name}) changed them on another thread")
+    return None
+
+
+def free_choice(prog: Program, group: range, op: int, field: str) -> bool:
+    """Whether output `field` of op `op` is an id or fd the op took while an op on
+    another thread of the group took or gave back ids or fds (see taken_one_at_a_time)."""
+    if field not in resource_outputs(prog, op):
+        return False
+    return any(prog.ops[j].thread != prog.ops[op].thread
+               and (resource_outputs(prog, j) or prog.ops[j].name in FREES) for j in group)
+
+
 def not_whole_calls(prog: Program, group: range) -> str | None:
     """Why no whole-call order may give a racing group's results. One: an op frees
     ids (DESTROY) while an op on another thread creates objects: such an op takes its
