@@ -236,7 +236,7 @@ def corpus_programs(dirs: list[Path]) -> list[tuple[str, Program]]:
 
     out = []
     for d in dirs:
-        for path, prog in corpus.load(d, quarantine=False):
+        for path, prog in corpus.load(d, quarantine_bad=False):
             out.append((str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
                         prog))
     return out

@@ -1,4 +1,5 @@
-"""The long soak's judgement (bench/soak.py flatness): what counts as growth."""
+"""The parts of bench/ that decide a figure: the long soak's judgement (what counts as
+growth) and the oracle bench's corpus and mutants (run against the model alone)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
+import bench_oracle  # noqa: E402
 import soak  # noqa: E402
 
 
@@ -48,3 +50,14 @@ def test_worker_memory_growth_past_ten_percent_and_16_mib_is_growth() -> None:
     leak = soak.flatness([row(10), row(130, procs={"worker": {"rss_mb": 300.0,
                                                               "uss_mb": 190.0}})])
     assert not leak["flat"] and leak["grew"] == ["worker rss_mb 200.0 -> 300.0"]
+
+
+def test_bench_oracle_reads_the_corpus_and_every_mutant_compiles() -> None:
+    named = bench_oracle.corpus_programs([bench_oracle.REPO / "corpus" / "seeds"])
+    assert len(named) >= 40 and all(n.startswith("corpus/seeds/") for n, _ in named)
+    cands = bench_oracle.all_sites()
+    mutants = bench_oracle.sample(cands, 40, 0)
+    assert len(mutants) >= 40 and {m.kind for m in mutants} >= {"errno", "compare"}
+    for m in mutants:  # each applies to its file and still compiles
+        tree = bench_oracle.ast.parse((bench_oracle.MODEL_DIR / m.file).read_text())
+        compile(bench_oracle.apply(m, tree), m.file, "exec")
