@@ -276,6 +276,35 @@ def ray_runner(a: argparse.Namespace) -> Any:
     return run
 
 
+def cmd_recheck(a: argparse.Namespace) -> int:
+    """The model of this checkout against the kernel's results a finding recorded: does
+    a model fix explain a finding that does not reproduce (a race, a fault)?"""
+    from fuzz import differential
+    from fuzz.backend import Execution
+    from fuzz.findings import RESULTS_FILE, load_finding
+    from fuzz.table import format_table
+
+    stored = [load_finding(Path(d)) for d in a.finding]  # every one checked first
+    status = 0
+    for sf in stored:
+        print(f"== {sf.dir} ({sf.finding.title})")
+        if not sf.results:
+            print(f"iommufd-fuzz: {sf.dir}: no {RESULTS_FILE} (recorded before findings kept "
+                  "the kernel's results, or no op ran): use `minimize` or `run`")
+            status |= 2
+            continue
+        out = differential.Outcome(sf.prog, Execution(results=sf.results))
+        out.model, out.mismatches, out.unsure = differential.model_alongside(
+            sf.prog, sf.results, orders=out.orders)
+        print(format_table(out))
+        verdict = "still a mismatch" if out.failed_new else \
+            "a known bug" if out.failed else "the model agrees now"
+        print(f"{verdict}: {len(out.mismatches)} mismatches, {len(out.unsure)} unsure "
+              f"(the kernel's results as recorded; splats are not re-judged)")
+        status |= 1 if out.failed_new else 0
+    return status
+
+
 def cmd_findings(a: argparse.Namespace) -> int:
     from fuzz.findings import FindingStore
 
@@ -526,6 +555,11 @@ def build_parser() -> argparse.ArgumentParser:
     fl = sub.add_parser("findings", help="list findings (title, count, first seen)")
     fl.add_argument("--findings", help="findings directory (default: findings)")
     fl.set_defaults(fn=cmd_findings)
+
+    rc = sub.add_parser("recheck", help="the model of this checkout against the kernel "
+                        "results a finding recorded (no VM): does a model fix explain it?")
+    rc.add_argument("finding", nargs="+", help="finding directories (findings/<slug>)")
+    rc.set_defaults(fn=cmd_recheck)
 
     pl = sub.add_parser("plot", help="draw coverage and findings over time as a PNG")
     pl.add_argument("stats", nargs="?", default="workdir/campaign/stats.jsonl")

@@ -36,7 +36,7 @@ from fuzz import known
 from fuzz.prog import Program, atomic_write
 from fuzz.prog.jsonio import InputError, read_json, read_text
 from fuzz.prog.limits import MAX_HISTORY
-from fuzz.result import errno_name
+from fuzz.result import OpResult, errno_name
 
 HISTORY_VERSION = 1
 
@@ -107,6 +107,7 @@ class Evidence:
     finding: Finding
     prog: Program
     history: list[Program]
+    results: list[OpResult] = dc_field(default_factory=list)  # the kernel's, of prog
 
 
 def _splat_finding(reports: list[Any]) -> Finding:
@@ -167,7 +168,8 @@ def attribute(outcome: Any) -> list[Evidence]:
         return _tag_known(out)
     if f.kind != "mismatch" and firsts:
         f.also.append(mismatch_finding(firsts[0]).title)
-    out.append(Evidence(f, outcome.prog, history))
+    results = list(ex.results)
+    out.append(Evidence(f, outcome.prog, history, results))
     # a known bug's mismatch is counted on its own (as known), never instead of the run's
     # own finding: after it the model follows the state the kernel left
     seen = {f.signature}
@@ -175,7 +177,7 @@ def attribute(outcome: Any) -> list[Evidence]:
         k = mismatch_finding(m)
         if k.signature not in seen:
             seen.add(k.signature)
-            out.append(Evidence(k, outcome.prog, history))
+            out.append(Evidence(k, outcome.prog, history, results))
     return _tag_known(out)
 
 
@@ -196,6 +198,57 @@ def from_outcome(outcome: Any) -> list[Finding]:
 def run_log(outcome: Any) -> str:
     ex = outcome.execution
     return (ex.raw.kmsg if ex.raw else "") + ex.console_tail
+
+
+RESULTS_FILE = "kernel-results.json"  # what the kernel returned for each op of program.json
+RESULTS_VERSION = 1
+
+
+def _value_json(v: Any) -> Any:
+    if isinstance(v, (bytes, bytearray)):
+        return {"hex": bytes(v).hex()}
+    if isinstance(v, dict):
+        return {k: _value_json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_value_json(x) for x in v]
+    return v
+
+
+def _value_from(v: Any) -> Any:
+    if isinstance(v, dict):
+        if set(v) == {"hex"} and isinstance(v["hex"], str):
+            return bytes.fromhex(v["hex"])
+        return {k: _value_from(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_value_from(x) for x in v]
+    return v
+
+
+def results_json(results: list[OpResult]) -> bytes:
+    """The kernel's result of each op, as the executor reported it: so that a finding
+    that does not reproduce (a race, a fault) can be checked again against a changed
+    model (`iommufd-fuzz recheck`)."""
+    ops = [{"errno": r.errno, "ret": r.ret, "out": _value_json(r.out), "injected": r.injected,
+            "thread": r.thread, "t_start": r.t_start, "t_end": r.t_end} for r in results]
+    return (json.dumps({"version": RESULTS_VERSION, "ops": ops}) + "\n").encode()
+
+
+def load_results(path: Path, n_ops: int) -> list[OpResult]:
+    doc = read_json(path)
+    if not isinstance(doc, dict) or doc.get("version") != RESULTS_VERSION or \
+            not isinstance(doc.get("ops"), list) or len(doc["ops"]) > n_ops:
+        raise InputError(f"{path}: not the kernel's results of the finding's program "
+                         f"(version {RESULTS_VERSION}, at most {n_ops} ops)")
+    out = []
+    for i, r in enumerate(doc["ops"]):
+        try:
+            out.append(OpResult(errno=int(r["errno"]), ret=int(r["ret"]),
+                                out=_value_from(dict(r["out"])), injected=bool(r["injected"]),
+                                thread=int(r["thread"]), t_start=int(r["t_start"]),
+                                t_end=int(r["t_end"])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{path}: op {i}: {e!r}") from None
+    return out
 
 
 def history_json(history: list[Program]) -> bytes:
@@ -225,6 +278,7 @@ class StoredFinding:
     history: list[Program]
     manifest: dict[str, Any]
     log: str
+    results: list[OpResult] = dc_field(default_factory=list)  # the kernel's ([]: not kept)
 
 
 def load_finding(d: Path) -> StoredFinding:
@@ -246,7 +300,9 @@ def load_finding(d: Path) -> StoredFinding:
             raise InputError(f"{d / 'manifest.json'}: expected a JSON object")
         manifest = m
     log = read_text(d / "kernel.log") if (d / "kernel.log").exists() else ""
-    return StoredFinding(d, f, prog, history, manifest, log)
+    results = load_results(d / RESULTS_FILE, len(prog.ops)) if (d / RESULTS_FILE).exists() \
+        else []
+    return StoredFinding(d, f, prog, history, manifest, log, results)
 
 
 class FindingStore:
@@ -256,7 +312,8 @@ class FindingStore:
         self.root = Path(root)
 
     def record(self, f: Finding, prog: Program, log: str, manifest: dict | None,
-               history: list[Program] | None = None) -> bool:
+               history: list[Program] | None = None, results: list[Any] | None = None
+               ) -> bool:
         """Store or count a finding; True if it is new (a known bug never is)."""
         d = self.root / f.slug
         meta = d / "finding.json"
@@ -278,6 +335,8 @@ class FindingStore:
         if history:
             atomic_write(d / "history.json", history_json(history[-MAX_HISTORY:]))
         atomic_write(d / "kernel.log", log.encode())
+        if results:
+            atomic_write(d / RESULTS_FILE, results_json(results))
         atomic_write(d / "manifest.json", (json.dumps(manifest or {}, indent=1) + "\n").encode())
         atomic_write(meta, (json.dumps(f.to_json(), indent=1) + "\n").encode())
         return not f.known
@@ -285,7 +344,7 @@ class FindingStore:
     def record_outcome(self, outcome: Any, manifest: dict | None) -> list[tuple[Finding, bool]]:
         """Store every finding of a differential run; (finding, new) each."""
         log = run_log(outcome)
-        return [(e.finding, self.record(e.finding, e.prog, log, manifest, e.history))
+        return [(e.finding, self.record(e.finding, e.prog, log, manifest, e.history, e.results))
                 for e in attribute(outcome)]
 
     def list(self) -> list[tuple[Finding, Path]]:

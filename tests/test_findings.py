@@ -148,3 +148,56 @@ def test_damaged_finding_records_are_named_not_tracebacks(
     (d / "program.json").write_text('{"version": 1, "ops": [{"op": {"a": 1}}]}')
     with pytest.raises(InputError, match=r"program.json: op 0: the op name must be a string"):
         findings.load_finding(d)
+
+
+def _racing_fault_queue() -> tuple[Program, list]:
+    """The soak's finding (tests/test_faults_prog.py has the model side): a fault queue
+    beside a racing CLOSE got a new id and the closed fd."""
+    from fuzz.prog import Ref
+    from fuzz.result import OpResult
+
+    ioas = Ref(0, "out_ioas_id")
+    p = Program([Op("IOAS_ALLOC"), Op("TEST_CREATE_ACCESS", {"id": ioas}),
+                 Op("CLOSE", {"fd": Ref(1, "out_access_fd")}, thread=1, barrier=1),
+                 Op("FAULT_QUEUE_ALLOC", barrier=1)])
+    res = [OpResult(out={"out_ioas_id": 1}), OpResult(out={"out_access_fd": 4}),
+           OpResult(thread=1, t_start=5, t_end=9),
+           OpResult(out={"out_fault_id": 3, "out_fault_fd": 4}, t_start=6, t_end=8)]
+    return p, res
+
+
+def test_a_finding_keeps_the_kernels_results_and_recheck_runs_the_model_on_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fuzz.cli import main
+    from fuzz.compare import Mismatch
+
+    p, res = _racing_fault_queue()
+    out = Outcome(p, Execution(results=res),
+                  mismatches=[Mismatch(3, "FAULT_QUEUE_ALLOC", "out_fault_fd", 4, 5)])
+    store = findings.FindingStore(tmp_path)
+    [(f, new)] = store.record_outcome(out, {})
+    d = tmp_path / f.slug
+    assert new and (d / findings.RESULTS_FILE).exists()
+    stored = findings.load_finding(d)
+    assert [(r.errno, r.out, r.thread) for r in stored.results] == \
+        [(r.errno, r.out, r.thread) for r in res]
+    # the model of this checkout gives the kernel its choice of ids and fds here
+    assert main(["recheck", str(d)]) == 0
+    assert "the model agrees now" in capsys.readouterr().out
+    # a result no leeway explains (fd 5 of the access that stays open, given out again)
+    bad = list(res)
+    bad[2] = type(res[2])(thread=1)
+    p2 = Program([*p.ops[:2], Op("IOAS_ALLOC", thread=1, barrier=1), p.ops[3]])
+    (d / "program.json").write_text(p2.dumps())
+    bad[3] = type(res[3])(out={"out_fault_id": 3, "out_fault_fd": 4})
+    bad[2] = type(res[2])(out={"out_ioas_id": 2}, thread=1)
+    (d / findings.RESULTS_FILE).write_bytes(findings.results_json(bad))
+    assert main(["recheck", str(d)]) == 1
+    assert "still a mismatch" in capsys.readouterr().out
+    # damaged or missing results: one line naming the file, or a note and exit 2
+    (d / findings.RESULTS_FILE).write_text('{"version": 1, "ops": [{"errno": "x"}]}')
+    with pytest.raises(InputError, match=findings.RESULTS_FILE):
+        findings.load_finding(d)
+    (d / findings.RESULTS_FILE).unlink()
+    assert main(["recheck", str(d)]) == 2
+    assert f"no {findings.RESULTS_FILE}" in capsys.readouterr().out
