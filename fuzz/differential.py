@@ -133,8 +133,12 @@ def _race_leeway(prog: Program, span: range, start: int, kernel: list[OpResult],
             why = why or reason
         if why is not None:
             root = f"since the race group at op {start}: {why}"
-            t.model.objects.ids_unknown = t.model.objects.ids_unknown or root
+            objs = t.model.objects
+            objs.ids_unknown = objs.ids_unknown or root
             t.model.fds.unknown = t.model.fds.unknown or root
+            for k, o in objs.objs.items():
+                if k not in live:  # made by the group: its id is the model's guess
+                    o.id_guessed = True
 
 
 def model_alongside(prog: Program, kernel: list[OpResult],
