@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/bench_oracle.py [--mutants N] [--seed S] [--jobs J] [--json]
         [--corpus DIR]... [--generate N] [--record] [--kernel DIR] [--files iopt.py,...]
+        [--race-runs N] [--findings DIR]...
 
 1. The corpus (corpus/seeds, corpus/oracle - the seed programs longer than seeds may
    be - and corpus/campaign if present, or the --corpus dirs),
    --generate programs of the generator (gen seeds 0..N-1, as check-model makes
    them) and --scheduled ones mutated until they inject a fault or race, runs once
-   on the real kernel in the VM; every op's result is kept in a cache
+   on the real kernel in the VM (a racing program --race-runs times, each run kept: its
+   interleavings differ; findings under --findings that kept the kernel's results are
+   replayed as they were recorded); every op's result is kept in a cache
    (workdir/bench_oracle/, one file per kernel, a result per program text), so later
    runs only run new or changed programs on the VM. --record runs them all again.
 2. A few hundred small mutations of the model's source (fuzz/model/*.py, at the AST):
@@ -242,14 +245,37 @@ def corpus_programs(dirs: list[Path]) -> list[tuple[str, Program]]:
     return out
 
 
-def record(progs: list[tuple[str, Program]], kernel: Path, force: bool) -> list[list[Any]]:
+def finding_programs(dirs: list[Path]) -> tuple[list[tuple[str, Program]], list[list[Any]]]:
+    """Findings that kept the kernel's results (kernel-results.json): a racing program's
+    interleaving or a fault's path as the kernel really took it, which a run on the VM
+    now may not take again. Replayed as recorded."""
+    from fuzz.findings import RESULTS_FILE, load_finding
+
+    named, results = [], []
+    for root in dirs:
+        for d in sorted(p.parent for p in root.glob(f"*/{RESULTS_FILE}")):
+            sf = load_finding(d)
+            if len(sf.results) == len(sf.prog.ops):
+                named.append((f"finding {d.name}", sf.prog))
+                results.append(sf.results)
+    return named, results
+
+
+def record(progs: list[tuple[str, Program]], kernel: Path, force: bool,
+           race_runs: int = 1) -> list[list[Any]]:
     """The kernel's OpResults for every program: from the cache (one file per kernel, a
-    result per program text, so new seeds only run the new programs), or one VM run each."""
+    result per program text, so new seeds only run the new programs), or one VM run each.
+    A program with a race group on several threads runs race_runs times, each run a
+    recorded program of its own (its interleavings differ from run to run)."""
     kh = hashlib.sha256(str(kernel.resolve()).encode()).hexdigest()[:16]
     cache = CACHE / f"kernel-results-{kh}.pickle"
     known: dict[str, list[Any]] = {} if force or not cache.exists() else \
         pickle.loads(cache.read_bytes())
-    keys = [hashlib.sha256(p.dumps().encode()).hexdigest() for _, p in progs]
+    runs = [(name if r == 0 else f"{name} (run {r + 1})", p, r) for name, p in progs
+            for r in range(race_runs if len({op.thread for op in p.ops}) > 1 else 1)]
+    progs[:] = [(name, p) for name, p, _ in runs]
+    keys = [hashlib.sha256(p.dumps().encode()).hexdigest() + (f":{r}" if r else "")
+            for _, p, r in runs]
     todo = [(k, name, p) for k, (name, p) in zip(keys, progs) if k not in known]
     print(f"kernel results: {cache} ({len(progs) - len(todo)} cached; --record runs the VM "
           "again)", file=sys.stderr)
@@ -409,6 +435,10 @@ def main() -> int:
     ap.add_argument("--scheduled", type=int, default=300,
                     help="generated programs mutated until they inject a fault or race")
     ap.add_argument("--max-ops", type=int, default=24, help="ops per generated program")
+    ap.add_argument("--race-runs", type=int, default=1,
+                    help="VM runs of each racing program, each kept (default 1)")
+    ap.add_argument("--findings", type=Path, action="append", default=[],
+                    help="finding dirs whose kernel-results.json are replayed as recorded")
     ap.add_argument("--kernel", type=Path)
     ap.add_argument("--record", action="store_true", help="run the corpus on the VM again")
     ap.add_argument("--files", default="", help="only these model files (comma separated)")
@@ -428,7 +458,10 @@ def main() -> int:
     from fuzz import kernel as K
 
     kdir = a.kernel or K.default_kernel()
-    kernel = record(named, kdir, a.record)
+    kernel = record(named, kdir, a.record, a.race_runs)
+    found, found_results = finding_programs(a.findings)
+    named += found
+    kernel += found_results
     progs = [p for _, p in named]
     ran: set[tuple[str, int]] = set()
     # traced from the import on: a module-level constant's line runs there
@@ -464,7 +497,8 @@ def main() -> int:
            "baseline_mismatches": sum(len(b[0]) for b in base),
            "baseline_unsure_ops": sum(b[1] for b in base),
            "corpus": [str(d) for d in dirs], "generated": a.generate,
-           "scheduled": a.scheduled, "per_file": per,
+           "scheduled": a.scheduled, "race_runs": a.race_runs, "findings": len(found),
+           "per_file": per,
            "survivors": [asdict(m) | {"where": m.where, "note": why} for m, why in survivors],
            "seconds": round(time.monotonic() - t0, 1)}
     if a.json:
