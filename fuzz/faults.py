@@ -92,7 +92,7 @@ def probes(prog: Program, index: int) -> list[Op]:
 def with_fault(prog: Program, index: int, nth: int, probe: bool = True) -> Program:
     """The program up to op `index`, that op failing its `nth` fault point, then the
     probe suffix (built from the model's two possible states after the op)."""
-    p = Program(copy.deepcopy(prog.ops[:index + 1]), copy.deepcopy(prog.buffers))
+    p = Program(copy.deepcopy(prog.ops[:index + 1]), copy.deepcopy(prog.buffers), prog.creds)
     tail = probes(p, index) if probe else []
     p.ops[index].fail_nth = nth
     p.ops += tail  # after the op's race group (if any) has been joined: no barrier

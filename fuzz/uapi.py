@@ -557,10 +557,15 @@ VFIO_IOMMU_DIRTY_PAGES_FLAG_START = 1 << 0
 VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP = 1 << 1
 VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP = 1 << 2
 
+# ---- include/uapi/linux/capability.h: the capabilities iommufd's capable() checks
+# can see (the third, CAP_SYS_RAWIO, is behind CONFIG_VFIO_NOIOMMU, which is off) ----
+CAP_IPC_LOCK = 14  # pages.c: iopt_alloc_pages does no locked-memory accounting for it
+CAP_SYS_RESOURCE = 24  # ioas.c: IOMMU_OPTION_RLIMIT_MODE set
+
 # Every public constant above, by its C name (the probe test checks each against the headers).
 CONST: dict[str, int] = {
     k: v for k, v in globals().items()
-    if k.startswith(("IOMMU", "VFIO_", "MOCK_")) and type(v) is int
+    if k.startswith(("IOMMU", "VFIO_", "MOCK_", "CAP_")) and type(v) is int
 }
 
 _REQUEST_NAMES = (

@@ -24,6 +24,7 @@ from fuzz.prog.descriptions import OPS
 HEADERS = {
     "include/uapi/linux/iommufd.h": "linux/iommufd.h",
     "include/uapi/linux/vfio.h": "linux/vfio.h",
+    "include/uapi/linux/capability.h": "linux/capability.h",
     "drivers/iommu/iommufd/iommufd_test.h": "iommufd_test.h",
 }
 
@@ -72,6 +73,7 @@ def _probe_source() -> str:
         "#include <linux/ioctl.h>",
         "#include <linux/iommufd.h>",
         "#include <linux/vfio.h>",
+        "#include <linux/capability.h>",
         '#include "iommufd_test.h"',
         "int main(void) {",
     ]

@@ -192,7 +192,9 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
     header = HEADER.pack(MAGIC, len(bufs), len(holes), len(calls), len(relocs), len(arena.buf),
                          uapi.request("IOMMU_TEST_CMD"), pro_off, pro_len,
                          kcov_mode if kcov else KCOV_OFF, pcs_cap,
-                         cap_cap)
+                         cap_cap, prog.creds is not None, 0,
+                         prog.creds.cap_mask if prog.creds else 0,
+                         prog.creds.memlock if prog.creds else 0)
     wire = b"".join([header, *bufs, *holes, *calls, *relocs, bytes(arena.buf)])
     return Encoded(wire, layout, len(arena.buf), len(calls))
 

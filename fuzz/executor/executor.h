@@ -75,6 +75,12 @@ struct fz_program {
 	uint32_t prologue_len;
 	uint32_t kcov_mode;
 	uint64_t kcov_words;
+	/* creds != 0: the calls run without the capabilities in drop_caps (bit n: capability
+	 * n, taken from the effective set of every thread that issues one) and with
+	 * RLIMIT_MEMLOCK at memlock bytes; both are restored after the program */
+	uint32_t creds;
+	uint64_t drop_caps;
+	uint64_t memlock;
 };
 
 struct fz_call_result {

@@ -9,8 +9,9 @@ import struct
 
 MAGIC = 0x315A4649  # "IFZ1"
 # magic, nr_buffers, nr_holes, nr_calls, nr_relocs, arena_len, prologue_request,
-# prologue_off, prologue_len, kcov_mode, pcs_cap, cap_cap
-HEADER = struct.Struct("<12I")
+# prologue_off, prologue_len, kcov_mode, pcs_cap, cap_cap, creds (1: apply the next two),
+# pad, drop_caps (capability bit mask), memlock (RLIMIT_MEMLOCK bytes)
+HEADER = struct.Struct("<14IQQ")
 BUFFER = struct.Struct("<QQIIII")  # struct fz_buffer
 HOLE = struct.Struct("<QQ")  # struct fz_hole
 CALL = struct.Struct("<10I")  # struct fz_call

@@ -53,13 +53,13 @@ def remove_ops(prog: Program, drop: set[int], pick: Pick = first) -> Program:
             op.args[k] = Ref(new_index[pick(cands)], v.field, v.add) if cands else 0
         ops.append(op)
     # two race groups with one label that the dropped ops kept apart are one now
-    return repair_groups(Program(ops, copy.deepcopy(prog.buffers)))
+    return repair_groups(Program(ops, copy.deepcopy(prog.buffers), prog.creds))
 
 
 def insert_op(prog: Program, at: int, op: Op) -> Program:
     """A copy with `op` at index `at` (its refs must point before `at`); refs of the
     ops after it that point at or past `at` move up by one."""
-    p = Program(copy.deepcopy(prog.ops), copy.deepcopy(prog.buffers))
+    p = Program(copy.deepcopy(prog.ops), copy.deepcopy(prog.buffers), prog.creds)
     p.ops.insert(at, copy.deepcopy(op))
     for later in p.ops[at + 1:]:
         for k, v in later.args.items():
@@ -77,7 +77,8 @@ def remove_buffers(prog: Program, drop: set[int]) -> Program:
     lower fixed addresses), BufPtrs into a dropped buffer become 0."""
     keep = [i for i in range(len(prog.buffers)) if i not in drop]
     new_index = {old: new for new, old in enumerate(keep)}
-    p = Program(copy.deepcopy(prog.ops), [copy.deepcopy(prog.buffers[i]) for i in keep])
+    p = Program(copy.deepcopy(prog.ops), [copy.deepcopy(prog.buffers[i]) for i in keep],
+                prog.creds)
     for op in p.ops:
         for k, v in op.args.items():
             if isinstance(v, BufPtr):

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from fuzz import uapi
-from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
+from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Creds, Program, Ref, Value
 from fuzz.prog.ir import SCRATCH_ADDR
 from fuzz.prog.layout import entry_fields
 from fuzz.prog.limits import (
@@ -186,6 +186,15 @@ class CRenderer:
               "\t.op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,",
               f"\t.memory_limit = {{ .limit = {TEST_MEMORY_LIMIT_DEFAULT} }},", "};",
               "ioctl(fd, IOMMU_TEST_CMD, &prologue);"]
+
+    def set_creds(self, creds: Creds) -> None:
+        without = ", ".join(creds.drop) or "no capability"
+        self.body += ["", f"/* the program's creds: without {without}, RLIMIT_MEMLOCK "
+                      f"{creds.memlock} */",
+                      f"set_creds({creds.cap_mask:#x}ull, {creds.memlock}ull);"]
+
+    def restore_creds(self, creds: Creds) -> None:
+        self.body += [f"restore_creds({creds.cap_mask:#x}ull);", ""]
 
     def op_comment(self, p: OpPlan, lines: list[str]) -> None:
         self.body += ["", f"/* -- op {p.index}: {p.name} " + "-" * max(0, 56 - len(p.name))

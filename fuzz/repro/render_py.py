@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzz import uapi
-from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
+from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Creds, Program, Ref, Value
 from fuzz.prog.ir import SCRATCH_ADDR
 from fuzz.prog.layout import entry_names
 from fuzz.prog.limits import CAPTURE_MAX, TEST_MEMORY_LIMIT_DEFAULT
@@ -151,6 +151,15 @@ class PyRenderer:
               "prologue.op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT",
               f"prologue.memory_limit.limit = {TEST_MEMORY_LIMIT_DEFAULT}",
               "libc.ioctl(fd, IOMMU_TEST_CMD, ctypes.addressof(prologue))"]
+
+    def set_creds(self, creds: Creds) -> None:
+        without = ", ".join(creds.drop) or "no capability"
+        self.body += ["", f"# the program's creds: without {without}, RLIMIT_MEMLOCK "
+                      f"{creds.memlock}",
+                      f"set_creds({creds.cap_mask:#x}, {creds.memlock})"]
+
+    def restore_creds(self, creds: Creds) -> None:
+        self.body += [f"restore_creds({creds.cap_mask:#x})", ""]
 
     def op_comment(self, p: OpPlan, lines: list[str]) -> None:
         self.body += ["", f"# -- op {p.index}: {p.name} " + "-" * max(0, 60 - len(p.name))]

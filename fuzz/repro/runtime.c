@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -166,6 +168,45 @@ static void die(const char *what)
 {
 	fprintf(out, "SETUP FAILED: %s: %s\n", what, strerror(errno));
 	exit(2);
+}
+
+/* As the executor runs a program with "creds": RLIMIT_MEMLOCK at memlock bytes (first:
+ * raising the hard limit needs CAP_SYS_RESOURCE), then the capabilities in drop (a bit
+ * mask) out of the calling thread's effective set; threads started later inherit it. */
+static struct rlimit saved_memlock;
+
+static void caps(uint64_t drop, uint64_t back)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data))
+		die("capget");
+	for (int k = 0; k < 2; k++) {
+		data[k].effective |= (uint32_t)(back >> (32 * k)) & data[k].permitted;
+		data[k].effective &= ~(uint32_t)(drop >> (32 * k));
+	}
+	if (syscall(SYS_capset, &hdr, data))
+		die("capset");
+}
+
+__attribute__((unused)) static void set_creds(uint64_t drop, uint64_t memlock)
+{
+	struct rlimit r;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &saved_memlock))
+		die("getrlimit");
+	r.rlim_cur = memlock;
+	r.rlim_max = saved_memlock.rlim_max > memlock ? saved_memlock.rlim_max : memlock;
+	if (setrlimit(RLIMIT_MEMLOCK, &r))
+		die("setrlimit RLIMIT_MEMLOCK");
+	caps(drop, 0);
+}
+
+__attribute__((unused)) static void restore_creds(uint64_t drop)
+{
+	caps(0, drop);
+	setrlimit(RLIMIT_MEMLOCK, &saved_memlock);
 }
 
 static struct {
