@@ -96,8 +96,11 @@ def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None,
             objs = ctx.of_kinds(kinds) or ctx.objs
             if objs:
                 op.args[arg.name] = rng.choice(objs).ref
-    elif choice == 8:  # mutate a buffer
-        _mutate_buffer(p, rng)
+    elif choice == 8:  # mutate a buffer, or who runs the program
+        if rng.randrange(4):
+            _mutate_buffer(p, rng)
+        else:
+            p.creds = None if p.creds is not None and rng.randrange(2) else gen.creds()
     elif choice == 9:  # inject, move or drop a fault
         _mutate_fault(p, rng)
     elif choice == 10:  # threads and race groups
