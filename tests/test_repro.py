@@ -527,3 +527,18 @@ def test_known_bug_reproducers_reproduce(vm: VMBackend) -> None:
         checks = verify(d, vm)
         assert set(checks) == {"program.json", "repro.py", "repro.c"}, (bug.id, checks)
         assert all(ok for ok, _ in checks.values()), (bug.id, checks)
+
+
+CREDS_SEEDS = ("memlock_user_accounting", "memlock_mm_accounting", "creds_no_sys_resource")
+
+
+def test_emitters_run_creds_programs_as_the_executor_does(vm: VMBackend, workdir: Path) -> None:
+    """repro.py and repro.c drop the capabilities and set RLIMIT_MEMLOCK as the executor
+    does: the pins past the limit fail with ENOMEM, the rlimit mode with EPERM, in all
+    three alike."""
+    seen: set[int] = set()
+    for name in CREDS_SEEDS:
+        prog = Program.load(REPO / "corpus" / "seeds" / f"{name}.json")
+        assert prog.creds is not None, name
+        seen |= {r.errno for r in agrees(vm, prog, workdir / name, name)}
+    assert {errno.ENOMEM, errno.EPERM} <= seen, seen
