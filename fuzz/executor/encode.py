@@ -22,6 +22,7 @@ from fuzz.executor.wire import (
     BUFFER,
     CALL,
     CALL_CLOSE,
+    CALL_POLL,
     CALL_PTR,
     CALL_READ,
     CALL_VAL,
@@ -201,7 +202,7 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
 
 CALL_KIND = {IOMMUFD: CALL_PTR, TEST: CALL_PTR, VFIO_STRUCT: CALL_PTR, VFIO_VAL: CALL_VAL,
              CLOSE: CALL_CLOSE}
-CALL_FDIO = {"read": CALL_READ, "write": CALL_WRITE}
+CALL_FDIO = {"read": CALL_READ, "write": CALL_WRITE, "poll": CALL_POLL}
 
 
 def output_slot(prog: Program, layout: Layout, v: Ref) -> tuple[int, int]:

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -682,6 +683,19 @@ static long fd_io(struct run_ctx *x, const struct fz_call *c)
 	return ret;
 }
 
+/* poll(2) of an fd the program got back (any other number: EBADF, no syscall), with
+ * no wait: the struct pollfd in the arena gets its revents. */
+static long fd_poll(struct run_ctx *x, const struct fz_call *c)
+{
+	struct pollfd *p = (void *)(x->arena + c->arg_off);
+
+	if (!own_fd(x, p->fd)) {
+		errno = EBADF;
+		return -1;
+	}
+	return poll(p, 1, 0);
+}
+
 static uint32_t capture(const struct fz_call *c, uint8_t *arena, uint8_t *out, uint32_t room)
 {
 	/* process_vm_readv on ourselves: an unmapped or short range fails cleanly
@@ -838,6 +852,9 @@ static void do_call(struct run_ctx *x, int t, uint32_t i)
 	case FZ_CALL_READ:
 	case FZ_CALL_WRITE:
 		ret = fd_io(x, c);
+		break;
+	case FZ_CALL_POLL:
+		ret = fd_poll(x, c);
 		break;
 	default: /* FZ_CALL_CLOSE */
 		ret = close_own_fd(x, (int)load(x->arena + c->arg_off, 4));

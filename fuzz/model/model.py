@@ -95,6 +95,7 @@ HANDLERS: dict[str, Callable[[Model, Args], dict]] = {
     "CLOSE": selftest.close,
     "READ": fault.read,
     "WRITE": fault.write,
+    "POLL": fault.poll,
     "VFIO_GET_API_VERSION": vfio.get_api_version,
     "VFIO_CHECK_EXTENSION": vfio.check_extension,
     "VFIO_SET_IOMMU": vfio.set_iommu,
@@ -126,7 +127,7 @@ TOUCHED_OPS = frozenset({"DESTROY", "CLOSE", "TEST_MOCK_DOMAIN_REPLACE", "TEST_T
 STATELESS_OPS = frozenset({"TEST_ACCESS_RW", "GET_HW_INFO", "IOAS_IOVA_RANGES",
                            "VFIO_IOMMU_GET_INFO", "TEST_MD_CHECK_MAP", "TEST_MD_CHECK_REFS",
                            "TEST_MD_CHECK_IOTLB", "VFIO_GET_API_VERSION",
-                           "VFIO_CHECK_EXTENSION"})
+                           "VFIO_CHECK_EXTENSION", "POLL"})
 PIN_RANGES = {"IOAS_MAP": ("user_va", "length"), "VFIO_IOMMU_MAP_DMA": ("vaddr", "size")}
 WRITE_RANGES: dict[str, Callable[[Args], tuple[int, int]]] = {
     "TEST_ACCESS_RW": lambda a: (a["uptr"], a["length"]),

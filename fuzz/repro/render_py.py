@@ -93,9 +93,11 @@ class PyRenderer:
         for p in every:
             if p.struct is not None:
                 structs.update(x for x in (p.desc.struct,) if x)  # read/write have none
+                if p.desc.request == "poll":
+                    structs.add("struct pollfd")
                 structs.update(s.ctype for s in p.struct.sides)
         L.append("\n\n# uAPI structs (include/uapi/linux/iommufd.h, vfio.h, "
-                 "drivers/iommu/iommufd/iommufd_test.h, 6.12)")
+                 "drivers/iommu/iommufd/iommufd_test.h, asm-generic/poll.h, 6.12)")
         L.append(ctypes_classes(needed_structs(structs)))
 
     def begin_earlier(self, k: int, prog: Program, plans: list[OpPlan]) -> None:
@@ -168,6 +170,10 @@ class PyRenderer:
     def prepare(self, p: OpPlan) -> None:
         if p.struct is None:
             return
+        if p.desc.request == "poll":
+            args = {f.name: self.value(f.value) for f in p.fields}
+            self.body.append(f"{p.var} = pollfd({args['fd']}, {args.get('events', '0')}, 0)")
+            return
         if p.desc.call == FDIO:  # read(2)/write(2): no struct, the side array buf points at
             self.sides(p)
             return
@@ -195,6 +201,8 @@ class PyRenderer:
                      + (f"  # {f.comment}" if f.comment else ""))
 
     def call_expr(self, p: OpPlan) -> str:
+        if p.desc.request == "poll":
+            return f"run_poll({p.var}, own_fds)"
         if p.desc.call == FDIO:
             assert p.struct is not None
             s = p.struct.side("buf")

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <linux/capability.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -64,6 +65,22 @@ __attribute__((unused)) static long close_own(int fd, int *fds, int *nfds)
 		return close(fd);
 	errno = EBADF;
 	return -1;
+}
+
+/* poll(2) of one fd with no wait, as the executor does: only of fds this program got
+ * back, any other number answers EBADF. */
+__attribute__((unused)) static long fd_poll(struct pollfd *p, const int *fds, int nfds)
+{
+	int own = 0;
+
+	for (int k = 0; k < nfds; k++)
+		own |= fds[k] == p->fd;
+	if (!own) {
+		errno = EBADF;
+		return -1;
+	}
+	errno = 0;
+	return poll(p, 1, 0);
 }
 
 /* read(2)/write(2) as the executor does: only of fds this program got back (fault fds),
@@ -287,13 +304,13 @@ __attribute__((unused)) static void done(int i, const char *name, long r)
 
 /* A race group's calls: each thread issues its calls in order, all the threads are
  * released together from one barrier, and run_group returns when they are done. */
-enum { CALL_IOCTL_PTR, CALL_IOCTL_VAL, CALL_CLOSE, CALL_READ, CALL_WRITE };
+enum { CALL_IOCTL_PTR, CALL_IOCTL_VAL, CALL_CLOSE, CALL_READ, CALL_WRITE, CALL_POLL };
 struct call {
 	int index, thread;
 	unsigned nth; /* fail_nth, 0: none */
 	int kind;
 	unsigned long request; /* ioctls: the request and the struct (or the value) */
-	void *arg;
+	void *arg; /* poll: the struct pollfd */
 	int fd; /* close, read and write: the fd; read and write: fd_io's arguments */
 	uint64_t buf, count;
 	void *side;
@@ -335,6 +352,8 @@ static void *group_thread(void *arg)
 			r = ioctl(g->fd, c->request, (unsigned long)(uintptr_t)c->arg);
 		else if (c->kind == CALL_CLOSE)
 			r = close_own(c->fd, g->fds, g->nfds);
+		else if (c->kind == CALL_POLL)
+			r = fd_poll(c->arg, g->fds, *g->nfds);
 		else
 			r = fd_io(c->kind == CALL_WRITE, c->fd, c->buf, c->count, g->fds, *g->nfds,
 				  c->side, c->side_size);

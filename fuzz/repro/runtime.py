@@ -168,6 +168,19 @@ def run_close(fd, own):
     return Result(libc.close(fd))
 
 
+libc.poll.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int]
+
+
+def run_poll(p, own):
+    """poll(2) of one fd (p: a struct pollfd) with no wait, as the executor does: only
+    of fds this program got back, any other number answers EBADF."""
+    if p.fd not in own:
+        ctypes.set_errno(errno.EBADF)
+        return Result(-1)
+    ctypes.set_errno(0)
+    return Result(libc.poll(ctypes.addressof(p), 1, 0))
+
+
 def run_fdio(kind, fd, buf, count, own, side, side_size):
     """read(2)/write(2) as the executor does: only of fds this program got back (fault
     fds), any other number answers EBADF; what a read put in a buffer of the
