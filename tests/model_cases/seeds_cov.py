@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno as E
 
 from fuzz import uapi
-from fuzz.prog import Buffer, Creds
+from fuzz.prog import Buffer, Creds, pattern_bytes
 
 from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, Prog
 
@@ -215,5 +215,28 @@ def fault_poll() -> Prog:
     return p
 
 
+def copy_syz_source() -> Prog:
+    # IOAS_COPY with MOCK_FLAGS_ACCESS_SYZ: src_iova is {u32 nth area; u32 offset} of the
+    # source IOAS (iommufd_test_syz_conv_iova_id), 0 past the last area
+    p = Prog("copy_syz_source", Buffer(16 * PAGE, "memfd", 67))
+    a = p.ref(p.op("IOAS_ALLOC", out={"out_ioas_id": 1}), "out_ioas_id")
+    _map(p, a, 0, 2 * PAGE, M16)
+    _map(p, a, 2 * PAGE, 2 * PAGE, M16 + MB)
+    b = p.ref(p.op("IOAS_ALLOC", out={"out_ioas_id": 2}), "out_ioas_id")
+    syz = FIXED_RW | uapi.MOCK_FLAGS_ACCESS_SYZ
+    p.op("IOAS_COPY", dst_ioas_id=b, src_ioas_id=a, flags=syz, length=PAGE, dst_iova=M16,
+         src_iova=1 | PAGE << 32, out={"dst_iova": M16})  # area 1, one page in
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=b), "out_access_fd")
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=16, uptr=p.buf(0, 8 * PAGE),
+         out={"data": pattern_bytes(67, 3 * PAGE, 16)})
+    p.op("IOAS_COPY", dst_ioas_id=b, src_ioas_id=a, flags=syz, length=PAGE,
+         dst_iova=M16 + MB, src_iova=7, expect=E.ENOENT)  # no area 7: IOVA 0
+    p.op("IOAS_COPY", dst_ioas_id=b, src_ioas_id=a, flags=syz, length=PAGE,
+         dst_iova=M16 + MB, src_iova=0, out={"dst_iova": M16 + MB})
+    p.op("IOAS_COPY", dst_ioas_id=b, src_ioas_id=99, flags=syz, length=PAGE,
+         dst_iova=M16 + 2 * MB, src_iova=0, expect=E.ENOENT)  # not converted, then ENOENT
+    return p
+
+
 SEEDS_COV = [memlock_user_accounting, memlock_mm_accounting, creds_no_sys_resource,
-             memlock_two_domains, pages_storage_tiers, fault_poll]
+             memlock_two_domains, pages_storage_tiers, fault_poll, copy_syz_source]
