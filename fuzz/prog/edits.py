@@ -3,9 +3,10 @@ repair refs that a move left dangling. The mutator, the minimizer and the engine
 all edit programs through these, so "renumber the refs" is written once.
 
 A ref whose op is gone is pointed at another earlier op with the same output field,
-preferring one of the same op name and then the nearest; `pick` chooses among the
-candidates (the first, for the minimizer's deterministic edits; a random one, for
-the mutator); with no candidate the argument becomes 0.
+preferring one of the same op name and then the nearest - or, with none, at an output
+that makes the same kind of object (IOAS_ALLOC's out_ioas_id for VFIO_IOAS's ioas_id);
+`pick` chooses among the candidates (the first, for the minimizer's deterministic
+edits; a random one, for the mutator); with no candidate the argument becomes 0.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ def candidates(prog: Program, before: int, field: str, want_name: str | None = N
     return cands
 
 
+def _of_kind(prog: Program, before: int, v: Ref, among: Sequence[int]) -> list[tuple[int, str]]:
+    """(op, output) pairs before `before`, among `among`, nearest first, whose output
+    makes the kind of object the output v names does."""
+    src = OPS[prog.ops[v.op].name].out(v.field) if 0 <= v.op < len(prog.ops) else None
+    if src is None or src.kind is None:
+        return []
+    return [(j, o.name) for j in sorted((j for j in among if j < before), reverse=True)
+            for o in OPS[prog.ops[j].name].outs if o.kind == src.kind]
+
+
 def remove_ops(prog: Program, drop: set[int], pick: Pick = first) -> Program:
     """A copy without the ops in `drop`; refs to later ops are renumbered, refs to
     dropped ops retargeted (see the module docstring)."""
@@ -50,7 +61,15 @@ def remove_ops(prog: Program, drop: set[int], pick: Pick = first) -> Program:
                 continue
             want = prog.ops[v.op].name if 0 <= v.op < len(prog.ops) else None
             cands = candidates(prog, old, v.field, want, keep)
-            op.args[k] = Ref(new_index[pick(cands)], v.field, v.add) if cands else 0
+            if cands:
+                op.args[k] = Ref(new_index[pick(cands)], v.field, v.add)
+                continue
+            kin = _of_kind(prog, old, v, keep)
+            if kin:
+                j, name = kin[pick(range(len(kin)))]
+                op.args[k] = Ref(new_index[j], name, v.add)
+            else:
+                op.args[k] = 0
         ops.append(op)
     # two race groups with one label that the dropped ops kept apart are one now
     return repair_groups(Program(ops, copy.deepcopy(prog.buffers), prog.creds))
