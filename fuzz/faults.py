@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fuzz import differential
+from fuzz import corpus, differential
 from fuzz.model import Model
 from fuzz.model.objects import OBJ_HWPT_PAGING, OBJ_IOAS
 from fuzz.model.selftest import pin_counts
@@ -92,7 +92,7 @@ def probes(prog: Program, index: int) -> list[Op]:
 def with_fault(prog: Program, index: int, nth: int, probe: bool = True) -> Program:
     """The program up to op `index`, that op failing its `nth` fault point, then the
     probe suffix (built from the model's two possible states after the op)."""
-    p = Program(copy.deepcopy(prog.ops[:index + 1]), copy.deepcopy(prog.buffers))
+    p = Program(copy.deepcopy(prog.ops[:index + 1]), copy.deepcopy(prog.buffers), prog.creds)
     tail = probes(p, index) if probe else []
     p.ops[index].fail_nth = nth
     p.ops += tail  # after the op's race group (if any) has been joined: no barrier
@@ -303,6 +303,10 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--json", help="write every walk's points here")
     p.add_argument("--markdown", help="write a table of every walked op's fault points here")
     p.add_argument("--findings", help="record mismatches and splats as findings here")
+    p.add_argument("--keep-new", metavar="CORPUS",
+                   help="add every walked program that agrees with the model and reaches "
+                        "drivers/iommu/iommufd lines (KCOV) that the programs themselves and "
+                        "the ones kept before do not to this corpus")
     p.add_argument("--kmemleak", action="store_true", help="boot with kmemleak=on and scan "
                    "after each program's walks: leaked memory is a finding")
     p.add_argument("--kernel")
@@ -328,10 +332,13 @@ def command(a: Any) -> int:
     manifest = kernel.manifest(kdir) if store else {}
     walks: list[tuple[Path, Walk]] = []
     bad = 0
+    news = NewLines(be, kdir, [p for _, p in progs]) if a.keep_new else None
 
     def keep(pt: Point, out: differential.Outcome) -> None:
         nonlocal bad
         bad += bool(out.failed)
+        if news is not None and not out.failed and news.new(out):
+            corpus.add(Path(a.keep_new), out.prog)
         if store is not None and out.failed:
             log = (out.execution.raw.kmsg if out.execution.raw else "") + \
                 out.execution.console_tail
@@ -380,9 +387,40 @@ def command(a: Any) -> int:
     if a.markdown:
         atomic_write(Path(a.markdown), markdown(walks).encode())
     total = sum(w.fault_points for _, w in walks)
+    if news is not None:
+        print(f"kept {news.kept} programs reaching {news.added} iommufd lines the programs "
+              f"did not (of {news.base} they reach) in {a.keep_new}")
     print(f"{len(walks)} ops walked, {total} fault points, "
           f"{sum(len(w.points) for _, w in walks)} runs, {bad} runs with a mismatch or splat")
     return 1 if bad else 0
+
+
+class NewLines:
+    """The iommufd lines (the KCOV line map) the walk's programs reach that the walked
+    programs themselves, and the ones kept so far, do not."""
+
+    def __init__(self, be: Any, kdir: Path, progs: list[Program]) -> None:
+        from fuzz.coverage.lines import line_map
+
+        self.map = line_map(kdir)
+        self.seen: set[tuple[str, int]] = set()
+        for p in progs:
+            self.seen |= self._lines(be.run(p))
+        self.base = len(self.seen)
+        self.kept = self.added = 0
+
+    def _lines(self, ex: Any) -> set[tuple[str, int]]:
+        from fuzz import coverage
+
+        return {(f, n) for f, ns in self.map.lines_of(coverage.pcs(ex)).items() for n in ns}
+
+    def new(self, out: differential.Outcome) -> bool:
+        more = self._lines(out.execution) - self.seen
+        if more:
+            self.seen |= more
+            self.kept += 1
+            self.added += len(more)
+        return bool(more)
 
 
 def markdown(walks: list[tuple[Path, Walk]]) -> str:

@@ -338,6 +338,13 @@ struct vfio_iommu_type1_dirty_bitmap_get {
     uint64_t size;
     struct vfio_bitmap bitmap;
 };
+
+/* ---- include/uapi/asm-generic/poll.h: poll(2) of a fault fd ---- */
+struct pollfd {
+    int fd;
+    short events;
+    short revents;
+};
 """
 
 ffi = cffi.FFI()
@@ -557,10 +564,25 @@ VFIO_IOMMU_DIRTY_PAGES_FLAG_START = 1 << 0
 VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP = 1 << 1
 VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP = 1 << 2
 
+# ---- include/uapi/linux/capability.h: the capabilities iommufd's capable() checks
+# can see (the third, CAP_SYS_RAWIO, is behind CONFIG_VFIO_NOIOMMU, which is off) ----
+CAP_IPC_LOCK = 14  # pages.c: iopt_alloc_pages does no locked-memory accounting for it
+CAP_SYS_RESOURCE = 24  # ioas.c: IOMMU_OPTION_RLIMIT_MODE set
+
+# ---- include/uapi/asm-generic/poll.h: poll(2) of a fault fd (struct pollfd above) ----
+POLLIN = 0x0001
+POLLPRI = 0x0002
+POLLOUT = 0x0004
+POLLERR = 0x0008
+POLLHUP = 0x0010
+POLLNVAL = 0x0020
+POLLRDNORM = 0x0040
+POLLWRNORM = 0x0100
+
 # Every public constant above, by its C name (the probe test checks each against the headers).
 CONST: dict[str, int] = {
     k: v for k, v in globals().items()
-    if k.startswith(("IOMMU", "VFIO_", "MOCK_")) and type(v) is int
+    if k.startswith(("IOMMU", "VFIO_", "MOCK_", "CAP_", "POLL")) and type(v) is int
 }
 
 _REQUEST_NAMES = (

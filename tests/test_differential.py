@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 # the seeds, and the oracle's longer programs (tests/model_cases/seeds_mutants.py)
 SEEDS = sorted((REPO / "corpus" / "seeds").glob("*.json")) + \
     sorted((REPO / "corpus" / "oracle").glob("*.json"))
+# the seeds' fault walk kept where it reaches new lines (iommufd-fuzz faults --keep-new)
+FAULTS = sorted(p for p in (REPO / "corpus" / "faults").glob("*") if not p.name.startswith("."))
 GENERATED = 200
 
 
@@ -52,6 +54,16 @@ def test_seed_program_agrees_with_the_kernel(vm: VMBackend, path: Path) -> None:
     out = differential.run(prog, vm)
     assert out.execution.crash is None and out.execution.setup_error is None
     assert out.unsure == [], [u.describe() for u in out.unsure]
+    assert disagreements(out) == []
+
+
+@pytest.mark.parametrize("path", FAULTS, ids=[p.name[:12] for p in FAULTS])
+def test_fault_walk_program_agrees_with_the_kernel(vm: VMBackend, path: Path) -> None:
+    prog = Program.load(path)
+    faulted = [i for i, op in enumerate(prog.ops) if op.fail_nth]
+    assert faulted, f"{path}: no op with fail_nth"
+    out = differential.run(prog, vm)
+    assert out.execution.crash is None and out.execution.setup_error is None
     assert disagreements(out) == []
 
 

@@ -239,3 +239,30 @@ def test_minimizing_drops_the_threads_and_faults_a_finding_does_not_need(
     assert not res.prog.threaded and not res.prog.faulted
     assert any("no threads, no race groups" in ln for ln in res.log)
     assert any("no fault injected" in ln for ln in res.log)
+
+
+def test_keep_new_keeps_walk_programs_that_reach_lines_the_program_does_not(
+        vm: VMBackend, kernel_dir) -> None:  # type: ignore[no-untyped-def]
+    """`faults --keep-new`: failing FAULT_QUEUE_ALLOC's allocations after its file was
+    made reaches the unwinding (iommufd_object_abort_and_destroy's fput) that the seed
+    never does; a second walk over the same op keeps nothing more."""
+    from fuzz.paths import REPO
+
+    prog = Program.load(REPO / "corpus" / "seeds" / "fault_poll.json")
+    assert prog.ops[2].name == "FAULT_QUEUE_ALLOC"
+    news = faults.NewLines(vm, kernel_dir, [prog])
+    kept: list[Program] = []
+
+    def keep(pt: faults.Point, out: differential.Outcome) -> None:
+        if not out.failed and news.new(out):
+            kept.append(out.prog)
+
+    for expect_new in (True, False):
+        before = len(kept)
+        w = faults.walk(prog, 2, lambda p: differential.run(p, vm), on_point=keep)
+        assert w.complete and w.fault_points >= 2, w.summary()
+        assert (len(kept) > before) == expect_new, [p.ops[2].fail_nth for p in kept]
+    assert news.added > 0 and news.kept == len(kept)
+    assert all(p.ops[2].fail_nth for p in kept)
+    main_c = {n for f, n in news.seen if f.endswith("iommufd/main.c")}
+    assert main_c, "no main.c line"

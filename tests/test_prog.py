@@ -99,3 +99,17 @@ def test_mutation_and_crossover_keep_programs_valid() -> None:
         p.validate()
         assert Program.loads(p.dumps()).dumps() == p.dumps()
         crossover(rng.choice(pool), rng.choice(pool), rng).validate()
+
+
+def test_removing_an_op_retargets_its_refs_to_an_output_of_the_same_kind() -> None:
+    """With no earlier op of the same output field, a ref follows the object kind:
+    IOAS_MAP on VFIO_IOAS's ioas_id moves to IOAS_ALLOC's out_ioas_id, not to id 0."""
+    from fuzz.prog.edits import remove_ops
+
+    p = Program([Op("IOAS_ALLOC"), Op("VFIO_IOAS", {"ioas_id": Ref(0, "out_ioas_id")}),
+                 Op("IOAS_MAP", {"ioas_id": Ref(1, "ioas_id"), "length": 4096})])
+    q = remove_ops(p, {1})
+    assert [op.name for op in q.ops] == ["IOAS_ALLOC", "IOAS_MAP"]
+    assert q.ops[1].args["ioas_id"] == Ref(0, "out_ioas_id")
+    # no output of that kind before it: 0, as before
+    assert remove_ops(p, {0, 1}).ops[0].args["ioas_id"] == 0

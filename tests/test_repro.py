@@ -353,13 +353,13 @@ def test_emitters_agree_with_the_executor_on_generated_programs(vm: VMBackend,
 
 
 HWPT_SEEDS = ("fault_queue", "fault_detach_and_close", "dirty_tracking", "dirty_bitmap_edges",
-              "hw_info", "hwpt_invalidate_entries", "hwpt_nested_attach")
+              "hw_info", "hwpt_invalidate_entries", "hwpt_nested_attach", "fault_poll")
 
 
 def test_emitters_agree_with_the_executor_on_hwpt_fault_and_dirty_programs(
         vm: VMBackend, workdir: Path) -> None:
     """The same for what the HWPT seeds reach: read(2) records and the cookie refs
-    taken from them, write(2) responses from a side array, dirty bitmaps captured
+    taken from them, write(2) responses from a side array, poll(2) revents, dirty bitmaps captured
     by computed length, invalidation entries, hw info into the scratch mapping."""
     seen: set[str] = set()
     for name in HWPT_SEEDS:
@@ -371,8 +371,10 @@ def test_emitters_agree_with_the_executor_on_hwpt_fault_and_dirty_programs(
                 seen.add(op.name)
             if op.name == "READ" and r.errno == 0 and r.out["records"]:
                 seen.add("READ records")
+            if op.name == "POLL" and r.errno == 0 and r.out["revents"] & uapi.POLLIN:
+                seen.add("POLL POLLIN")
     assert seen == {"READ", "READ records", "WRITE", "HWPT_GET_DIRTY_BITMAP",
-                    "HWPT_INVALIDATE", "GET_HW_INFO"}, seen
+                    "HWPT_INVALIDATE", "GET_HW_INFO", "POLL POLLIN"}, seen
 
 
 def test_history_reproducers_replay_every_earlier_program_as_the_executor_ran_them(
@@ -527,3 +529,18 @@ def test_known_bug_reproducers_reproduce(vm: VMBackend) -> None:
         checks = verify(d, vm)
         assert set(checks) == {"program.json", "repro.py", "repro.c"}, (bug.id, checks)
         assert all(ok for ok, _ in checks.values()), (bug.id, checks)
+
+
+CREDS_SEEDS = ("memlock_user_accounting", "memlock_mm_accounting", "creds_no_sys_resource")
+
+
+def test_emitters_run_creds_programs_as_the_executor_does(vm: VMBackend, workdir: Path) -> None:
+    """repro.py and repro.c drop the capabilities and set RLIMIT_MEMLOCK as the executor
+    does: the pins past the limit fail with ENOMEM, the rlimit mode with EPERM, in all
+    three alike."""
+    seen: set[int] = set()
+    for name in CREDS_SEEDS:
+        prog = Program.load(REPO / "corpus" / "seeds" / f"{name}.json")
+        assert prog.creds is not None, name
+        seen |= {r.errno for r in agrees(vm, prog, workdir / name, name)}
+    assert {errno.ENOMEM, errno.EPERM} <= seen, seen

@@ -24,6 +24,8 @@ from fuzz.prog.descriptions import OPS
 HEADERS = {
     "include/uapi/linux/iommufd.h": "linux/iommufd.h",
     "include/uapi/linux/vfio.h": "linux/vfio.h",
+    "include/uapi/linux/capability.h": "linux/capability.h",
+    "include/uapi/asm-generic/poll.h": "asm-generic/poll.h",
     "drivers/iommu/iommufd/iommufd_test.h": "iommufd_test.h",
 }
 
@@ -72,6 +74,8 @@ def _probe_source() -> str:
         "#include <linux/ioctl.h>",
         "#include <linux/iommufd.h>",
         "#include <linux/vfio.h>",
+        "#include <linux/capability.h>",
+        "#include <linux/poll.h>",
         '#include "iommufd_test.h"',
         "int main(void) {",
     ]
@@ -207,7 +211,7 @@ def test_description_resolves(name: str) -> None:
     if d.call == T.CLOSE:
         assert not d.request and not d.struct
     elif d.call == T.FDIO:
-        assert d.request in ("read", "write") and not d.struct
+        assert d.request in ("read", "write", "poll") and not d.struct
     else:
         assert isinstance(uapi.request(d.request), int)
     if d.call == T.TEST:
@@ -248,6 +252,11 @@ def test_description_resolves(name: str) -> None:
     for p in d.provides:
         assert all(k in names for k, _ in p.when) and all(k in names for k, _ in p.kinds)
 
+    if d.request == "poll":  # a struct pollfd by value: its fields, where the header has them
+        assert all((a.offset, a.width) == uapi.field_offset("struct pollfd", a.path)
+                   for a in d.args) and {a.path for a in d.args} == set(uapi.fields(
+                       "struct pollfd"))
+        return
     if not d.struct:
         assert d.call in (T.CLOSE, T.VFIO_VAL, T.FDIO)
         assert all(a.path == "" and a.width in (4, 8) for a in d.args)

@@ -22,7 +22,7 @@ from fuzz.coverage.table import (
 )
 from fuzz.prog import atomic_write
 
-DEFAULT_CORPORA = ("corpus/seeds", "corpus/campaign")
+DEFAULT_CORPORA = ("corpus/seeds", "corpus/faults", "corpus/campaign")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ from fuzz.executor.wire import (
     BUFFER,
     CALL,
     CALL_CLOSE,
+    CALL_POLL,
     CALL_PTR,
     CALL_READ,
     CALL_VAL,
@@ -192,14 +193,16 @@ def encode(prog: Program, kcov: bool = True, kcov_mode: int = KCOV_TRACE_PC,
     header = HEADER.pack(MAGIC, len(bufs), len(holes), len(calls), len(relocs), len(arena.buf),
                          uapi.request("IOMMU_TEST_CMD"), pro_off, pro_len,
                          kcov_mode if kcov else KCOV_OFF, pcs_cap,
-                         cap_cap)
+                         cap_cap, prog.creds is not None, 0,
+                         prog.creds.cap_mask if prog.creds else 0,
+                         prog.creds.memlock if prog.creds else 0)
     wire = b"".join([header, *bufs, *holes, *calls, *relocs, bytes(arena.buf)])
     return Encoded(wire, layout, len(arena.buf), len(calls))
 
 
 CALL_KIND = {IOMMUFD: CALL_PTR, TEST: CALL_PTR, VFIO_STRUCT: CALL_PTR, VFIO_VAL: CALL_VAL,
              CLOSE: CALL_CLOSE}
-CALL_FDIO = {"read": CALL_READ, "write": CALL_WRITE}
+CALL_FDIO = {"read": CALL_READ, "write": CALL_WRITE, "poll": CALL_POLL}
 
 
 def output_slot(prog: Program, layout: Layout, v: Ref) -> tuple[int, int]:

@@ -13,7 +13,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -485,6 +488,7 @@ struct fz_thread {
 	int barrier; /* wait at the group's barrier before the first call */
 	uint32_t work; /* futex words: generation of the work posted, and of the work done */
 	uint32_t done;
+	uint64_t dropped; /* capabilities this thread took out of its effective set */
 };
 
 static struct fz_thread threads[FZ_MAX_THREADS];
@@ -679,6 +683,19 @@ static long fd_io(struct run_ctx *x, const struct fz_call *c)
 	return ret;
 }
 
+/* poll(2) of an fd the program got back (any other number: EBADF, no syscall), with
+ * no wait: the struct pollfd in the arena gets its revents. */
+static long fd_poll(struct run_ctx *x, const struct fz_call *c)
+{
+	struct pollfd *p = (void *)(x->arena + c->arg_off);
+
+	if (!own_fd(x, p->fd)) {
+		errno = EBADF;
+		return -1;
+	}
+	return poll(p, 1, 0);
+}
+
 static uint32_t capture(const struct fz_call *c, uint8_t *arena, uint8_t *out, uint32_t room)
 {
 	/* process_vm_readv on ourselves: an unmapped or short range fails cleanly
@@ -758,6 +775,54 @@ static void collect_pcs(struct run_ctx *x, struct fz_call_result *r, const uint6
 	}
 }
 
+/*
+ * Capabilities are per thread: each thread that issues a call of the program sets its
+ * own effective set to the program's (the permitted set keeps them all, so putting them
+ * back needs no privilege). Returns 0, or -errno.
+ */
+static int set_dropped_caps(struct fz_thread *th, uint64_t drop)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+
+	if (th->dropped == drop)
+		return 0;
+	if (syscall(SYS_capget, &hdr, data))
+		return -errno;
+	for (int k = 0; k < 2; k++) {
+		uint32_t bits = (uint32_t)(drop >> (32 * k));
+		/* back what was dropped before (and is still permitted), out what is dropped now */
+		data[k].effective |= (uint32_t)(th->dropped >> (32 * k)) & data[k].permitted;
+		data[k].effective &= ~bits;
+	}
+	if (syscall(SYS_capset, &hdr, data))
+		return -errno;
+	th->dropped = drop;
+	return 0;
+}
+
+/* RLIMIT_MEMLOCK for the program (process-wide): the old limit kept to put back. */
+static struct rlimit saved_memlock;
+static int memlock_set;
+
+static void set_memlock(uint64_t bytes)
+{
+	struct rlimit r;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &saved_memlock))
+		return;
+	r.rlim_cur = bytes;
+	r.rlim_max = saved_memlock.rlim_max > bytes ? saved_memlock.rlim_max : bytes;
+	memlock_set = !setrlimit(RLIMIT_MEMLOCK, &r);
+}
+
+static void restore_memlock(void)
+{
+	if (memlock_set)
+		setrlimit(RLIMIT_MEMLOCK, &saved_memlock);
+	memlock_set = 0;
+}
+
 /* One call on thread t, its relocations already applied. */
 static void do_call(struct run_ctx *x, int t, uint32_t i)
 {
@@ -787,6 +852,9 @@ static void do_call(struct run_ctx *x, int t, uint32_t i)
 	case FZ_CALL_READ:
 	case FZ_CALL_WRITE:
 		ret = fd_io(x, c);
+		break;
+	case FZ_CALL_POLL:
+		ret = fd_poll(x, c);
 		break;
 	default: /* FZ_CALL_CLOSE */
 		ret = close_own_fd(x, (int)load(x->arena + c->arg_off, 4));
@@ -823,6 +891,7 @@ static void run_part(struct run_ctx *x, int t)
 {
 	struct fz_thread *th = &threads[t];
 
+	set_dropped_caps(th, x->prog->creds ? x->prog->drop_caps : 0);
 	if (t && x->kcov && th->kcov_fd >= 0 && th->kcov_area)
 		th->kcov_on = !ioctl(th->kcov_fd, KCOV_ENABLE,
 				     x->prog->kcov_mode == FZ_KCOV_CMP ? FZ_KCOV_CMP : FZ_KCOV_PC);
@@ -968,6 +1037,9 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 	if (prog->prologue_len)
 		/* e.g. resetting the selftest's global temp memory limit */
 		ioctl(fd, prog->prologue_request, arena + prog->prologue_off);
+	if (prog->creds)
+		set_memlock(prog->memlock); /* before the capabilities go: raising the hard
+					     * limit needs CAP_SYS_RESOURCE */
 
 	if (kcov_fd >= 0 && ioctl(kcov_fd, KCOV_ENABLE,
 				  prog->kcov_mode == FZ_KCOV_CMP ? FZ_KCOV_CMP : FZ_KCOV_PC))
@@ -1022,6 +1094,8 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 		if (x.fds[i] != fd)
 			close(x.fds[i]);
 	close(fd);
+	set_dropped_caps(&threads[0], 0); /* the workers put theirs back at their next call */
+	restore_memlock();
 	unmap_buffers(prog->buffers, prog->nr_buffers);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	info->teardown_ns = ns_between(&t2, &t1);
@@ -1042,6 +1116,8 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 struct fz_wire_header {
 	uint32_t magic, nr_buffers, nr_holes, nr_calls, nr_relocs, arena_len;
 	uint32_t prologue_request, prologue_off, prologue_len, kcov_mode, pcs_cap, cap_cap;
+	uint32_t creds, pad;
+	uint64_t drop_caps, memlock;
 };
 
 #define FZ_MAGIC 0x315A4649u
@@ -1087,6 +1163,9 @@ long fz_run_wire(const uint8_t *wire, size_t len, uint8_t *out, size_t out_cap,
 	prog.prologue_len = h->prologue_len;
 	prog.kcov_mode = h->kcov_mode;
 	prog.kcov_words = kcov_words;
+	prog.creds = h->creds;
+	prog.drop_caps = h->drop_caps;
+	prog.memlock = h->memlock;
 	if (h->kcov_mode == 0xFFFFFFFFu)
 		kcov_fd = -1;
 

@@ -6,7 +6,8 @@
 #define FZ_MAX_THREADS 4
 
 enum { FZ_BUF_ANON, FZ_BUF_HUGETLB, FZ_BUF_MEMFD, FZ_BUF_READONLY, FZ_BUF_HOLE };
-enum { FZ_CALL_IOCTL_PTR, FZ_CALL_IOCTL_VAL, FZ_CALL_CLOSE, FZ_CALL_READ, FZ_CALL_WRITE };
+enum { FZ_CALL_IOCTL_PTR, FZ_CALL_IOCTL_VAL, FZ_CALL_CLOSE, FZ_CALL_READ, FZ_CALL_WRITE,
+       FZ_CALL_POLL };
 enum { FZ_RELOC_FIELD, FZ_RELOC_BUFFER, FZ_RELOC_ARENA, FZ_RELOC_RET };
 enum { FZ_KCOV_PC, FZ_KCOV_CMP, FZ_KCOV_EDGES };
 /* fz_call.sched: how the call runs (fuzz/prog/ir.py's fail_nth, thread, barrier) */
@@ -59,7 +60,8 @@ struct fz_call {
 	uint32_t cap_max;     /* 0: no capture */
 	/* FZ_CALL_READ / FZ_CALL_WRITE: arg_off holds {u32 fd; u32 pad; u64 buf; u64 count};
 	 * for READ, cap_ptr_off/cap_max are the arena side array the bytes read end up in
-	 * (copied there when buf is a program buffer), not a capture. */
+	 * (copied there when buf is a program buffer), not a capture.
+	 * FZ_CALL_POLL: arg_off holds a struct pollfd; poll(2) with no wait. */
 	uint32_t sched;       /* FZ_SCHED_*: fault injection, thread, race group */
 };
 
@@ -75,6 +77,12 @@ struct fz_program {
 	uint32_t prologue_len;
 	uint32_t kcov_mode;
 	uint64_t kcov_words;
+	/* creds != 0: the calls run without the capabilities in drop_caps (bit n: capability
+	 * n, taken from the effective set of every thread that issues one) and with
+	 * RLIMIT_MEMLOCK at memlock bytes; both are restored after the program */
+	uint32_t creds;
+	uint64_t drop_caps;
+	uint64_t memlock;
 };
 
 struct fz_call_result {

@@ -254,3 +254,21 @@ def write(m: Model, a: Args) -> dict:
     if done == 0 and rc:
         raise KernelError(rc)
     return {"ret": done}
+
+
+# vfs_poll of a file without a poll op (an access fd's): DEFAULT_POLLMASK
+DEFAULT_POLLMASK = uapi.POLLIN | uapi.POLLOUT | uapi.POLLRDNORM | uapi.POLLWRNORM
+
+
+def poll(m: Model, a: Args) -> dict:
+    """poll(2) of one program fd with no wait (fs/select.c do_pollfd): the file's mask
+    - iommufd_fault_fops_poll: EPOLLOUT, and EPOLLIN | EPOLLRDNORM while a fault
+    waits to be read - filtered by events | POLLERR | POLLHUP; ret counts the fds
+    with revents."""
+    obj = own_file(m, a)
+    if isinstance(obj, Fault):
+        mask = uapi.POLLOUT | (uapi.POLLIN | uapi.POLLRDNORM if obj.deliver else 0)
+    else:
+        mask = DEFAULT_POLLMASK
+    revents = mask & (a["events"] | uapi.POLLERR | uapi.POLLHUP)
+    return {"ret": int(revents != 0), "revents": revents}

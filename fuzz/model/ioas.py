@@ -15,6 +15,7 @@ from fuzz.model.consts import (
     ENOENT,
     EOPNOTSUPP,
     EOVERFLOW,
+    EPERM,
     IOMMU_CACHE,
     IOMMU_IOAS_MAP_FIXED_IOVA,
     IOMMU_IOAS_MAP_READABLE,
@@ -35,7 +36,7 @@ from fuzz.model.consts import (
     ULONG_MAX,
 )
 from fuzz.model.errors import ALL, KernelError, Unsure
-from fuzz.model.iopt import IoPagetable, alloc_pages
+from fuzz.model.iopt import IoPagetable
 from fuzz.model.objects import OBJ_IOAS, Ioas
 from fuzz.prog.layout import plan_struct
 
@@ -191,7 +192,7 @@ def ioas_map(m: Model, a: Args) -> dict:
     ioas = get_ioas(m, a["ioas_id"])
     prot = conv_iommu_prot(flags)
     uptr = a["user_va"]
-    pages, start_byte = alloc_pages(uptr, length, bool(prot & IOMMU_WRITE))
+    pages, start_byte = m.new_pages(uptr, length, bool(prot & IOMMU_WRITE))
     alloc = not flags & IOMMU_IOAS_MAP_FIXED_IOVA
     iova, _ = ioas.iopt.map_pages([(pages, start_byte, length)], length, iova, prot, alloc)
     return {"iova": iova}
@@ -270,7 +271,8 @@ def option(m: Model, a: Args) -> dict:
         if op == IOMMU_OPTION_OP_GET:
             return {"val64": int(m.account_mode == IOPT_PAGES_ACCOUNT_MM)}
         if op == IOMMU_OPTION_OP_SET:
-            # root with CAP_SYS_RESOURCE: capable() passes
+            if not m.program.has_cap("CAP_SYS_RESOURCE"):
+                raise KernelError(EPERM)
             if not m.objects.empty():
                 raise KernelError(EBUSY)
             if val == 0:

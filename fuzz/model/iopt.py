@@ -26,11 +26,13 @@ from fuzz.model.consts import (
     EEXIST,
     EINVAL,
     ENOENT,
+    ENOMEM,
     ENOSPC,
     EOVERFLOW,
     EPERM,
     HPAGE_SIZE,
     IOMMU_WRITE,
+    IOPT_PAGES_ACCOUNT_NONE,
     KMALLOC_MAX_SIZE,
     MOCK_APERTURE_LAST,
     MOCK_APERTURE_START,
@@ -100,7 +102,7 @@ def lowest_bit(n: int) -> int:
 class Pages:
     """struct iopt_pages."""
 
-    __slots__ = ("uptr", "npages", "writable", "areas", "accesses", "serial")
+    __slots__ = ("uptr", "npages", "writable", "areas", "accesses", "serial", "account")
     _serial = 0
 
     def __init__(self, uptr: int, npages: int, writable: bool) -> None:
@@ -111,14 +113,21 @@ class Pages:
         self.accesses: dict[tuple[int, int], int] = {}  # (start_index, last_index) -> users
         Pages._serial += 1
         self.serial = Pages._serial
+        # IOPT_PAGES_ACCOUNT_*: set by UserMemory.new_pages
+        self.account = IOPT_PAGES_ACCOUNT_NONE
 
     def pinned_intervals(self, exclude: Area | None = None) -> list[tuple[int, int]]:
         ivs = [(a.index, a.last_index) for a in self.areas if a.storage and a is not exclude]
         ivs.extend(self.accesses)
         return ivs
 
+    def npinned(self) -> int:
+        """pages->npinned between ops (== last_npinned): the indexes held."""
+        return sum(e - s + 1 for s, e in merge_spans(self.pinned_intervals(), 0, self.npages - 1))
+
     def check_pin(self, mem: UserMemory, start: int, last: int,
-                  exclude: Area | None = None, reader: bool = True) -> None:
+                  exclude: Area | None = None, reader: bool = True,
+                  account: bool = True) -> None:
         """Pin indexes [start, last]: those not held by a domain or an access (the
         holes of access_itree + domains_itree, in order) are pinned with
         pin_user_pages_fast(FOLL_LONGTERM | FOLL_WRITE if writable); the first
@@ -135,6 +144,12 @@ class Pages:
             rc = pin_range(mem, self.uptr + hs * PAGE_SIZE, hl - hs + 1, self.writable, chunk)
             if rc:
                 raise KernelError(rc)
+        # then the fill's update_pinned charges what it newly pinned (the slow rw path
+        # unpins it all again before: nothing is charged)
+        if account and self.account != IOPT_PAGES_ACCOUNT_NONE:
+            newly = sum(hl - hs + 1 for hs, hl in holes)
+            if mem.locked_vm(self.account) + newly > mem.memlock_pages:
+                raise KernelError(ENOMEM)
 
 
 class Area:

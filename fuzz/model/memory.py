@@ -104,6 +104,19 @@ class UserMemory:
         # Model.step checks the op came out as the kernel's did (else it is unsure).
         self.kernel_ok: bool | None = None
         self.assumed: str | None = None
+        # pages.c's locked-memory accounting, for a program without CAP_IPC_LOCK: its
+        # RLIMIT_MEMLOCK in pages, and every iopt_pages it made (Pages.account says
+        # which counter each is charged to; one that lost its areas holds nothing)
+        self.memlock_pages = U64 >> 12
+        self.pages: list = []
+
+    def locked_vm(self, account: int) -> int:
+        """user->locked_vm (IOPT_PAGES_ACCOUNT_USER) or mm->locked_vm (_MM): the pages
+        the program's iopt_pages of that mode hold pinned. Both start at 0: nothing
+        else in the guest locks memory (the agent mlocks nothing, runs as root alone)."""
+        if self.unknown_pins:
+            raise Unsure("pins an unsure op may have taken count against RLIMIT_MEMLOCK")
+        return sum(p.npinned() for p in self.pages if p.account == account)
 
     # -- mapping queries ----------------------------------------------------
     def region_at(self, addr: int) -> Region | None:

@@ -21,6 +21,7 @@ from fuzz.model.consts import (
     EFAULT,
     EINVAL,
     IOMMU_OPTION_RLIMIT_MODE,
+    IOPT_PAGES_ACCOUNT_MM,
     IOPT_PAGES_ACCOUNT_USER,
     MOCK_ACCESS_RW_WRITE,
     PAGE_SIZE,
@@ -28,7 +29,7 @@ from fuzz.model.consts import (
 )
 from fuzz.model.errors import ALL, KernelError, Unsure
 from fuzz.model.file import AGENT_FDS, FdLayout, FdTable
-from fuzz.model.iopt import IoPagetable, Pages
+from fuzz.model.iopt import IoPagetable, Pages, alloc_pages
 from fuzz.model.memory import UserMemory
 from fuzz.model.objects import (
     Access,
@@ -94,6 +95,7 @@ HANDLERS: dict[str, Callable[[Model, Args], dict]] = {
     "CLOSE": selftest.close,
     "READ": fault.read,
     "WRITE": fault.write,
+    "POLL": fault.poll,
     "VFIO_GET_API_VERSION": vfio.get_api_version,
     "VFIO_CHECK_EXTENSION": vfio.check_extension,
     "VFIO_SET_IOMMU": vfio.set_iommu,
@@ -125,7 +127,7 @@ TOUCHED_OPS = frozenset({"DESTROY", "CLOSE", "TEST_MOCK_DOMAIN_REPLACE", "TEST_T
 STATELESS_OPS = frozenset({"TEST_ACCESS_RW", "GET_HW_INFO", "IOAS_IOVA_RANGES",
                            "VFIO_IOMMU_GET_INFO", "TEST_MD_CHECK_MAP", "TEST_MD_CHECK_REFS",
                            "TEST_MD_CHECK_IOTLB", "VFIO_GET_API_VERSION",
-                           "VFIO_CHECK_EXTENSION"})
+                           "VFIO_CHECK_EXTENSION", "POLL"})
 PIN_RANGES = {"IOAS_MAP": ("user_va", "length"), "VFIO_IOMMU_MAP_DMA": ("vaddr", "size")}
 WRITE_RANGES: dict[str, Callable[[Args], tuple[int, int]]] = {
     "TEST_ACCESS_RW": lambda a: (a["uptr"], a["length"]),
@@ -228,6 +230,8 @@ class Model:
     def __init__(self, program: Program, fds: FdLayout | None = AGENT_FDS) -> None:
         self.program = program
         self.mem = UserMemory(program.buffers)
+        if program.creds is not None:
+            self.mem.memlock_pages = program.creds.memlock // PAGE_SIZE
         self.objects = ObjectTable()
         self.vfio_ioas: Ioas | None = None
         self.account_mode = IOPT_PAGES_ACCOUNT_USER  # /dev/iommu, not /dev/vfio/vfio
@@ -288,6 +292,16 @@ class Model:
         if type(v) is BufPtr:
             return (BUF_BASE + v.buf * BUF_STRIDE + v.offset) & mask
         return int(v) & mask if type(v) is int else 0
+
+    def new_pages(self, uptr: int, length: int, writable: bool) -> tuple[Pages, int]:
+        """iopt_alloc_pages, and the accounting iopt_map_user_pages gives it: none with
+        CAP_IPC_LOCK, else per user, or per mm in IOMMU_OPTION_RLIMIT_MODE 1."""
+        pages, start_byte = alloc_pages(uptr, length, writable)
+        if not self.program.has_cap("CAP_IPC_LOCK"):
+            pages.account = IOPT_PAGES_ACCOUNT_MM if self.account_mode == IOPT_PAGES_ACCOUNT_MM \
+                else IOPT_PAGES_ACCOUNT_USER
+            self.mem.pages.append(pages)
+        return pages, start_byte
 
     def all_pages(self) -> list[Pages]:
         seen: dict[int, Pages] = {}

@@ -482,7 +482,7 @@ def _rw_pages(m: Model, area: Area, cur: int, nbytes: int, flags: int,
             # iopt_pages_rw_slow: the pfn_reader pins what no domain/access holds,
             # with FOLL_WRITE when the pages are writable (even for a read).
             try:
-                pages.check_pin(mem, start_index, last_index)
+                pages.check_pin(mem, start_index, last_index, account=False)
             except KernelError:
                 npages = last_index - start_index + 1
                 if write and mem.temp_memory_limit < npages * 12:

@@ -40,7 +40,6 @@ from fuzz.model.consts import (
 )
 from fuzz.model.errors import ALL, KernelError, Unsure
 from fuzz.model.ioas import unmap_iova
-from fuzz.model.iopt import alloc_pages
 from fuzz.model.objects import Ioas
 from fuzz.prog.layout import decode_caps, plan_struct
 
@@ -189,7 +188,7 @@ def map_dma(m: Model, a: Args) -> dict:
         prot |= IOMMU_WRITE
     ioas = get_compat_ioas(m)
     length = a["size"]
-    pages, start_byte = alloc_pages(a["vaddr"], length, bool(prot & IOMMU_WRITE))
+    pages, start_byte = m.new_pages(a["vaddr"], length, bool(prot & IOMMU_WRITE))
     ioas.iopt.map_pages([(pages, start_byte, length)], length, a["iova"], prot, False)
     return {}
 

@@ -6,6 +6,7 @@ from fuzz.prog.ir import (
     BUF_BASE,
     BUF_STRIDE,
     BUFFER_KINDS,
+    CREDS_CAPS,
     HUGE_PAGE,
     MAX_BUFFER_SIZE,
     MAX_BUFFERS,
@@ -13,6 +14,7 @@ from fuzz.prog.ir import (
     SCHEMA_VERSION,
     Buffer,
     BufPtr,
+    Creds,
     Op,
     Program,
     ProgramError,
@@ -24,7 +26,7 @@ from fuzz.prog.ir import (
 )
 
 __all__ = [
-    "BUF_BASE", "BUF_STRIDE", "BUFFER_KINDS", "HUGE_PAGE", "MAX_BUFFERS", "MAX_BUFFER_SIZE",
-    "PAGE", "SCHEMA_VERSION", "BufPtr", "Buffer", "Op", "Program", "ProgramError", "Ref",
-    "Value", "atomic_write", "buffer_address", "pattern_bytes",
+    "BUF_BASE", "BUF_STRIDE", "BUFFER_KINDS", "CREDS_CAPS", "HUGE_PAGE", "MAX_BUFFERS",
+    "MAX_BUFFER_SIZE", "PAGE", "SCHEMA_VERSION", "BufPtr", "Buffer", "Creds", "Op", "Program",
+    "ProgramError", "Ref", "Value", "atomic_write", "buffer_address", "pattern_bytes",
 ]

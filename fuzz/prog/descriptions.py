@@ -109,6 +109,8 @@ PGFAULT_PERM = _flags("iommu_hwpt_pgfault_perm", "IOMMU_PGFAULT_PERM_READ",
                       "IOMMU_PGFAULT_PERM_PRIV")
 PAGE_RESPONSE_CODE = _enum("iommufd_page_response_code", "IOMMUFD_PAGE_RESP_SUCCESS",
                            "IOMMUFD_PAGE_RESP_INVALID")
+POLL_EVENTS = _flags("poll_events", "POLLIN", "POLLPRI", "POLLOUT", "POLLERR", "POLLHUP",
+                     "POLLNVAL", "POLLRDNORM", "POLLWRNORM")
 NO_FLAGS = FlagSet("(none defined)", ())
 
 # Where the executor and the reproducers put the vfio capability chain.
@@ -149,6 +151,11 @@ def _side_ctype(d: OpDesc, pointer: str) -> str:
         if arg.name == pointer and isinstance(t, Uptr) and t.side:
             return t.side
     raise KeyError(f"{d.name}: {pointer} is not a Uptr with a side array")
+
+
+def _pollfd(field: str, type_: ArgType) -> Value:
+    off, width = U.field_offset("struct pollfd", field)
+    return Value(type_, width, off)
 
 
 def _test(name: str, member: str, args: list[Arg], outs: tuple[Out, ...] = (),
@@ -382,6 +389,15 @@ _DESCS: list[OpDesc] = [
                Arg("responses", "", Entries("buf", count="count", count_bytes=True, after=1,
                                             fields=(Int((1, 2)), Enum(PAGE_RESPONSE_CODE))))),
            outs=(Out("ret", decode="ret"),), weight=2),
+    # poll(2) of a fault fd, {int fd; short events; short revents} and no wait: EPOLLOUT
+    # always, EPOLLIN | EPOLLRDNORM while a fault waits to be read
+    # (a struct pollfd by value: the paths are its fields, which the reproducers spell)
+    OpDesc("POLL", FDIO, "poll", args=(
+               Arg("fd", "fd", _pollfd("fd", Res(("fault_fd",)))),
+               Arg("events", "events", _pollfd("events", Flags(POLL_EVENTS,
+                                                               usual=U.POLLIN | U.POLLOUT))),
+               Arg("revents", "revents", _pollfd("revents", Output()))),
+           outs=(Out("ret", decode="ret"), Out("revents")), weight=2),
     OpDesc("VFIO_GET_API_VERSION", VFIO_VAL, "VFIO_GET_API_VERSION",
            outs=(Out("ret", decode="ret"),), weight=1),
     OpDesc("VFIO_CHECK_EXTENSION", VFIO_VAL, "VFIO_CHECK_EXTENSION",

@@ -3,9 +3,10 @@ repair refs that a move left dangling. The mutator, the minimizer and the engine
 all edit programs through these, so "renumber the refs" is written once.
 
 A ref whose op is gone is pointed at another earlier op with the same output field,
-preferring one of the same op name and then the nearest; `pick` chooses among the
-candidates (the first, for the minimizer's deterministic edits; a random one, for
-the mutator); with no candidate the argument becomes 0.
+preferring one of the same op name and then the nearest - or, with none, at an output
+that makes the same kind of object (IOAS_ALLOC's out_ioas_id for VFIO_IOAS's ioas_id);
+`pick` chooses among the candidates (the first, for the minimizer's deterministic
+edits; a random one, for the mutator); with no candidate the argument becomes 0.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ def candidates(prog: Program, before: int, field: str, want_name: str | None = N
     return cands
 
 
+def _of_kind(prog: Program, before: int, v: Ref, among: Sequence[int]) -> list[tuple[int, str]]:
+    """(op, output) pairs before `before`, among `among`, nearest first, whose output
+    makes the kind of object the output v names does."""
+    src = OPS[prog.ops[v.op].name].out(v.field) if 0 <= v.op < len(prog.ops) else None
+    if src is None or src.kind is None:
+        return []
+    return [(j, o.name) for j in sorted((j for j in among if j < before), reverse=True)
+            for o in OPS[prog.ops[j].name].outs if o.kind == src.kind]
+
+
 def remove_ops(prog: Program, drop: set[int], pick: Pick = first) -> Program:
     """A copy without the ops in `drop`; refs to later ops are renumbered, refs to
     dropped ops retargeted (see the module docstring)."""
@@ -50,16 +61,24 @@ def remove_ops(prog: Program, drop: set[int], pick: Pick = first) -> Program:
                 continue
             want = prog.ops[v.op].name if 0 <= v.op < len(prog.ops) else None
             cands = candidates(prog, old, v.field, want, keep)
-            op.args[k] = Ref(new_index[pick(cands)], v.field, v.add) if cands else 0
+            if cands:
+                op.args[k] = Ref(new_index[pick(cands)], v.field, v.add)
+                continue
+            kin = _of_kind(prog, old, v, keep)
+            if kin:
+                j, name = kin[pick(range(len(kin)))]
+                op.args[k] = Ref(new_index[j], name, v.add)
+            else:
+                op.args[k] = 0
         ops.append(op)
     # two race groups with one label that the dropped ops kept apart are one now
-    return repair_groups(Program(ops, copy.deepcopy(prog.buffers)))
+    return repair_groups(Program(ops, copy.deepcopy(prog.buffers), prog.creds))
 
 
 def insert_op(prog: Program, at: int, op: Op) -> Program:
     """A copy with `op` at index `at` (its refs must point before `at`); refs of the
     ops after it that point at or past `at` move up by one."""
-    p = Program(copy.deepcopy(prog.ops), copy.deepcopy(prog.buffers))
+    p = Program(copy.deepcopy(prog.ops), copy.deepcopy(prog.buffers), prog.creds)
     p.ops.insert(at, copy.deepcopy(op))
     for later in p.ops[at + 1:]:
         for k, v in later.args.items():
@@ -77,7 +96,8 @@ def remove_buffers(prog: Program, drop: set[int]) -> Program:
     lower fixed addresses), BufPtrs into a dropped buffer become 0."""
     keep = [i for i in range(len(prog.buffers)) if i not in drop]
     new_index = {old: new for new, old in enumerate(keep)}
-    p = Program(copy.deepcopy(prog.ops), [copy.deepcopy(prog.buffers[i]) for i in keep])
+    p = Program(copy.deepcopy(prog.ops), [copy.deepcopy(prog.buffers[i]) for i in keep],
+                prog.creds)
     for op in p.ops:
         for k, v in op.args.items():
             if isinstance(v, BufPtr):

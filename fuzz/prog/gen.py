@@ -41,6 +41,7 @@ from fuzz.prog.ir import (
     PAGE,
     Buffer,
     BufPtr,
+    Creds,
     Op,
     Program,
     Ref,
@@ -306,6 +307,8 @@ class Generator:
         first = Buffer(PAGE * self.pick((16, 4, 64, 256)), "anon", self.ch.below(256)) \
             if not self.chance(1, 8) else Buffer(HUGE_PAGE, "hugetlb", self.ch.below(256))
         prog = Program([], [first] + [self.buffer() for _ in range(self.ch.below(3))])
+        if self.odd(1, 8):
+            prog.creds = self.creds()
         ctx = Context(model=Model(prog))
         n = 1 + self.ch.below(self.max_ops)
         firsts = [(d, f) for d in OPS.values() for f in d.forms if f.first]
@@ -323,6 +326,15 @@ class Generator:
         while len(prog.ops) < n:
             self.append(prog, ctx, self.pick_op())
         return prog
+
+    def creds(self) -> Creds:
+        """Who runs the program: without CAP_IPC_LOCK its pins are charged to an
+        RLIMIT_MEMLOCK of a few pages (pages.c's accounting, ENOMEM past it); now and
+        then without CAP_SYS_RESOURCE too (IOMMU_OPTION_RLIMIT_MODE's EPERM)."""
+        drop = ("CAP_IPC_LOCK",) if not self.chance(1, 4) else \
+            self.pick((("CAP_IPC_LOCK", "CAP_SYS_RESOURCE"), ("CAP_SYS_RESOURCE",)))
+        memlock = self.pick((PAGE * 4, PAGE * 16, PAGE, 0, PAGE * 64, PAGE * 3 + 1, U64_MAX))
+        return Creds(drop, memlock)
 
     def buffer(self) -> Buffer:
         # hugetlb now and then on its own: the one memory whose physical contiguity is

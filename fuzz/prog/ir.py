@@ -73,6 +73,8 @@ SCRATCH_ADDR = BUF_BASE - BUF_STRIDE
 HUGE_PAGE = 2 << 20
 PAGE = 4096
 BUFFER_KINDS = ("anon", "hugetlb", "memfd", "readonly", "hole")
+# The capabilities a program can run without: the ones drivers/iommu/iommufd checks.
+CREDS_CAPS = ("CAP_IPC_LOCK", "CAP_SYS_RESOURCE")
 
 
 class ProgramError(jsonio.InputError):
@@ -126,10 +128,30 @@ class Op:
 OP_KEYS = ("op", "args", "fail_nth", "thread", "barrier")
 
 
+@dataclass(frozen=True)
+class Creds:
+    """Run the calls without the capabilities in drop (CREDS_CAPS names) and with
+    RLIMIT_MEMLOCK at memlock bytes (see the module docstring)."""
+
+    drop: tuple[str, ...] = ("CAP_IPC_LOCK",)
+    memlock: int = 0
+
+    def has(self, cap: str) -> bool:
+        return cap not in self.drop
+
+    @property
+    def cap_mask(self) -> int:
+        return sum(1 << uapi.CONST[c] for c in self.drop)
+
+
 @dataclass
 class Program:
     ops: list[Op] = field(default_factory=list)
     buffers: list[Buffer] = field(default_factory=list)
+    creds: Creds | None = None  # None: root with every capability
+
+    def has_cap(self, cap: str) -> bool:
+        return self.creds is None or self.creds.has(cap)
 
     # -- how the ops run ----------------------------------------------------------
     def groups(self) -> list[range]:
@@ -171,7 +193,10 @@ class Program:
                 if getattr(op, k):
                     d[k] = getattr(op, k)
             ops.append(d)
-        return {"version": SCHEMA_VERSION, "buffers": bufs, "ops": ops}
+        doc: dict[str, Any] = {"version": SCHEMA_VERSION, "buffers": bufs, "ops": ops}
+        if self.creds is not None:
+            doc["creds"] = {"drop": list(self.creds.drop), "memlock": self.creds.memlock}
+        return doc
 
     def dumps(self) -> str:
         """One buffer or op per line: diffs and mails stay readable."""
@@ -182,7 +207,10 @@ class Program:
         lines += [" ],", ' "ops": [']
         lines += ["  " + json.dumps(o) + ("," if i < len(doc["ops"]) - 1 else "")
                   for i, o in enumerate(doc["ops"])]
-        lines += [" ]", "}"]
+        lines += [" ]" + ("," if "creds" in doc else "")]
+        if "creds" in doc:
+            lines.append(' "creds": ' + json.dumps(doc["creds"]))
+        lines.append("}")
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -193,7 +221,7 @@ class Program:
         if type(version) is not int or version != SCHEMA_VERSION:
             raise ProgramError(f"{where}: unsupported version {version!r} "
                                f"(this fuzzer reads version {SCHEMA_VERSION})")
-        unknown = set(doc) - {"version", "buffers", "ops"}
+        unknown = set(doc) - {"version", "buffers", "ops", "creds"}
         if unknown:
             raise ProgramError(f"{where}: unknown top-level keys {sorted(unknown)}")
         bufs = []
@@ -233,7 +261,7 @@ class Program:
             ops.append(Op(name, {k: _value_from_json(v, f"{ow} ({name}).{k}")
                                  for k, v in args.items()},
                           *(_int(o.get(k, 0), f"{ow} ({name}).{k}") for k in OP_KEYS[2:])))
-        prog = cls(ops, bufs)
+        prog = cls(ops, bufs, _creds_from_json(doc.get("creds"), f"{where}: creds"))
         prog.validate(where)
         return prog
 
@@ -501,6 +529,24 @@ def _exchange(a: Path, b: Path) -> bool:
         return False
     at_fdcwd, rename_exchange = -100, 2
     return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _creds_from_json(v: Any, where: str) -> Creds | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict) or set(v) != {"drop", "memlock"}:
+        raise ProgramError(f"{where}: expected {{\"drop\": [capability names], "
+                           f"\"memlock\": bytes}}, got {_short(v)}")
+    drop = _list(v["drop"], f"{where}.drop")
+    for c in drop:
+        if c not in CREDS_CAPS:
+            raise ProgramError(f"{where}.drop: {_short(c)} is not one of {', '.join(CREDS_CAPS)}")
+    if len(set(drop)) != len(drop):
+        raise ProgramError(f"{where}.drop: {drop} names a capability twice")
+    memlock = _int(v["memlock"], f"{where}.memlock")
+    if not 0 <= memlock < 1 << 64:
+        raise ProgramError(f"{where}.memlock: {_n(memlock)} is not a u64 (RLIMIT_MEMLOCK bytes)")
+    return Creds(tuple(drop), memlock)
 
 
 def _value_to_json(v: Value) -> Any:

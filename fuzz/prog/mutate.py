@@ -73,7 +73,7 @@ def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None,
         del p.ops[MAX_OPS:]
     elif choice == 0 and len(p.ops) < MAX_OPS:  # insert a fresh op (and what it needs)
         at = rng.randint(0, len(p.ops))
-        head = Program(copy.deepcopy(p.ops[:at]), p.buffers)
+        head = Program(copy.deepcopy(p.ops[:at]), p.buffers, p.creds)
         gen.append(head, Context.of(head), gen.pick_op())
         for k, op in enumerate(head.ops[at:]):
             p = edits.insert_op(p, at + k, op)
@@ -96,8 +96,11 @@ def mutate(prog: Program, rng: random.Random, hints: list[int] | None = None,
             objs = ctx.of_kinds(kinds) or ctx.objs
             if objs:
                 op.args[arg.name] = rng.choice(objs).ref
-    elif choice == 8:  # mutate a buffer
-        _mutate_buffer(p, rng)
+    elif choice == 8:  # mutate a buffer, or who runs the program
+        if rng.randrange(4):
+            _mutate_buffer(p, rng)
+        else:
+            p.creds = None if p.creds is not None and rng.randrange(2) else gen.creds()
     elif choice == 9:  # inject, move or drop a fault
         _mutate_fault(p, rng)
     elif choice == 10:  # threads and race groups
@@ -130,7 +133,7 @@ def _mutate_arg(p: Program, at: int, op: Op, arg: Arg, rng: random.Random,
     if isinstance(t, Entries):
         return _mutate_entries(op, arg, old, rng, hints)
     if rng.randrange(5) == 0:  # a boundary value of the argument's type
-        v = gen.edge(Program(p.ops[:at], p.buffers), op.desc, arg)
+        v = gen.edge(Program(p.ops[:at], p.buffers, p.creds), op.desc, arg)
         if v is not None:
             return _fit(v, w) if isinstance(v, int) else v
     if hints and rng.randrange(6) == 0:
@@ -266,7 +269,7 @@ def crossover(a: Program, b: Program, rng: random.Random) -> Program:
     cut = rng.randint(0, len(a.ops))
     start = rng.randint(0, len(b.ops))
     end = rng.randint(start, len(b.ops))
-    p = Program(copy.deepcopy(a.ops[:cut]), copy.deepcopy(a.buffers or b.buffers))
+    p = Program(copy.deepcopy(a.ops[:cut]), copy.deepcopy(a.buffers or b.buffers), a.creds)
     shift = cut - start
     for op in copy.deepcopy(b.ops[start:end]):
         for k, v in op.args.items():

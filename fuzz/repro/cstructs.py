@@ -55,7 +55,8 @@ def needed_structs(names: set[str]) -> list[str]:
 
 _TOKEN = re.compile(r"[A-Za-z_]\w*|\d+|[{}\[\];*]")
 _CTYPES = {"uint8_t": "ctypes.c_uint8", "uint16_t": "ctypes.c_uint16",
-           "uint32_t": "ctypes.c_uint32", "uint64_t": "ctypes.c_uint64"}
+           "uint32_t": "ctypes.c_uint32", "uint64_t": "ctypes.c_uint64",
+           "int": "ctypes.c_int", "short": "ctypes.c_short"}  # struct pollfd
 
 
 class _CtypesGen:

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from fuzz import uapi
-from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
+from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Creds, Program, Ref, Value
 from fuzz.prog.ir import SCRATCH_ADDR
 from fuzz.prog.layout import entry_fields
 from fuzz.prog.limits import (
@@ -187,6 +187,15 @@ class CRenderer:
               f"\t.memory_limit = {{ .limit = {TEST_MEMORY_LIMIT_DEFAULT} }},", "};",
               "ioctl(fd, IOMMU_TEST_CMD, &prologue);"]
 
+    def set_creds(self, creds: Creds) -> None:
+        without = ", ".join(creds.drop) or "no capability"
+        self.body += ["", f"/* the program's creds: without {without}, RLIMIT_MEMLOCK "
+                      f"{creds.memlock} */",
+                      f"set_creds({creds.cap_mask:#x}ull, {creds.memlock}ull);"]
+
+    def restore_creds(self, creds: Creds) -> None:
+        self.body += [f"restore_creds({creds.cap_mask:#x}ull);", ""]
+
     def op_comment(self, p: OpPlan, lines: list[str]) -> None:
         self.body += ["", f"/* -- op {p.index}: {p.name} " + "-" * max(0, 56 - len(p.name))
                       + " */"]
@@ -228,6 +237,11 @@ class CRenderer:
             return
         B = self.body
         sp = p.struct
+        if p.desc.request == "poll":
+            args = {f.name: self.value(f.value, f.width) for f in p.fields}
+            B.append(f"struct pollfd {p.var} = {{ .fd = (int){args['fd']}, "
+                     f".events = (short){args.get('events', '0')} }};")
+            return
         self.sides(p)
         if p.desc.call == FDIO:  # read(2)/write(2): no struct, the side array buf points at
             return
@@ -258,6 +272,8 @@ class CRenderer:
             s.size
 
     def call_expr(self, p: OpPlan) -> str:
+        if p.desc.request == "poll":
+            return f"fd_poll(&{p.var}, fds, nfds)"
         if p.desc.call == FDIO:
             fd, buf, count, sv, size = self.fdio_args(p)
             return (f"fd_io({int(p.desc.request == 'write')}, {fd}, {buf}, {count}, fds, nfds, "
@@ -291,7 +307,9 @@ class CRenderer:
               "together from one barrier, then joined */", f"struct call {g}[] = {{"]
         for p in plans:
             head = f".index = {p.index}, .thread = {p.thread}, .nth = {p.fail_nth}"
-            if p.desc.call == FDIO:
+            if p.desc.request == "poll":
+                rest = f".kind = CALL_POLL, .arg = &{p.var}"
+            elif p.desc.call == FDIO:
                 fd, buf, count, sv, size = self.fdio_args(p)
                 kind = "CALL_WRITE" if p.desc.request == "write" else "CALL_READ"
                 rest = (f".kind = {kind}, .fd = {fd}, .buf = {buf}, .count = {count}, "

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzz import uapi
-from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Program, Ref, Value
+from fuzz.prog import BUF_BASE, BUF_STRIDE, Buffer, BufPtr, Creds, Program, Ref, Value
 from fuzz.prog.ir import SCRATCH_ADDR
 from fuzz.prog.layout import entry_names
 from fuzz.prog.limits import CAPTURE_MAX, TEST_MEMORY_LIMIT_DEFAULT
@@ -93,9 +93,11 @@ class PyRenderer:
         for p in every:
             if p.struct is not None:
                 structs.update(x for x in (p.desc.struct,) if x)  # read/write have none
+                if p.desc.request == "poll":
+                    structs.add("struct pollfd")
                 structs.update(s.ctype for s in p.struct.sides)
         L.append("\n\n# uAPI structs (include/uapi/linux/iommufd.h, vfio.h, "
-                 "drivers/iommu/iommufd/iommufd_test.h, 6.12)")
+                 "drivers/iommu/iommufd/iommufd_test.h, asm-generic/poll.h, 6.12)")
         L.append(ctypes_classes(needed_structs(structs)))
 
     def begin_earlier(self, k: int, prog: Program, plans: list[OpPlan]) -> None:
@@ -152,12 +154,25 @@ class PyRenderer:
               f"prologue.memory_limit.limit = {TEST_MEMORY_LIMIT_DEFAULT}",
               "libc.ioctl(fd, IOMMU_TEST_CMD, ctypes.addressof(prologue))"]
 
+    def set_creds(self, creds: Creds) -> None:
+        without = ", ".join(creds.drop) or "no capability"
+        self.body += ["", f"# the program's creds: without {without}, RLIMIT_MEMLOCK "
+                      f"{creds.memlock}",
+                      f"set_creds({creds.cap_mask:#x}, {creds.memlock})"]
+
+    def restore_creds(self, creds: Creds) -> None:
+        self.body += [f"restore_creds({creds.cap_mask:#x})", ""]
+
     def op_comment(self, p: OpPlan, lines: list[str]) -> None:
         self.body += ["", f"# -- op {p.index}: {p.name} " + "-" * max(0, 60 - len(p.name))]
         self.body += [f"# {ln}" for ln in lines]
 
     def prepare(self, p: OpPlan) -> None:
         if p.struct is None:
+            return
+        if p.desc.request == "poll":
+            args = {f.name: self.value(f.value) for f in p.fields}
+            self.body.append(f"{p.var} = pollfd({args['fd']}, {args.get('events', '0')}, 0)")
             return
         if p.desc.call == FDIO:  # read(2)/write(2): no struct, the side array buf points at
             self.sides(p)
@@ -186,6 +201,8 @@ class PyRenderer:
                      + (f"  # {f.comment}" if f.comment else ""))
 
     def call_expr(self, p: OpPlan) -> str:
+        if p.desc.request == "poll":
+            return f"run_poll({p.var}, own_fds)"
         if p.desc.call == FDIO:
             assert p.struct is not None
             s = p.struct.side("buf")

@@ -8,6 +8,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -62,6 +65,22 @@ __attribute__((unused)) static long close_own(int fd, int *fds, int *nfds)
 		return close(fd);
 	errno = EBADF;
 	return -1;
+}
+
+/* poll(2) of one fd with no wait, as the executor does: only of fds this program got
+ * back, any other number answers EBADF. */
+__attribute__((unused)) static long fd_poll(struct pollfd *p, const int *fds, int nfds)
+{
+	int own = 0;
+
+	for (int k = 0; k < nfds; k++)
+		own |= fds[k] == p->fd;
+	if (!own) {
+		errno = EBADF;
+		return -1;
+	}
+	errno = 0;
+	return poll(p, 1, 0);
 }
 
 /* read(2)/write(2) as the executor does: only of fds this program got back (fault fds),
@@ -168,6 +187,45 @@ static void die(const char *what)
 	exit(2);
 }
 
+/* As the executor runs a program with "creds": RLIMIT_MEMLOCK at memlock bytes (first:
+ * raising the hard limit needs CAP_SYS_RESOURCE), then the capabilities in drop (a bit
+ * mask) out of the calling thread's effective set; threads started later inherit it. */
+static struct rlimit saved_memlock;
+
+static void caps(uint64_t drop, uint64_t back)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data))
+		die("capget");
+	for (int k = 0; k < 2; k++) {
+		data[k].effective |= (uint32_t)(back >> (32 * k)) & data[k].permitted;
+		data[k].effective &= ~(uint32_t)(drop >> (32 * k));
+	}
+	if (syscall(SYS_capset, &hdr, data))
+		die("capset");
+}
+
+__attribute__((unused)) static void set_creds(uint64_t drop, uint64_t memlock)
+{
+	struct rlimit r;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &saved_memlock))
+		die("getrlimit");
+	r.rlim_cur = memlock;
+	r.rlim_max = saved_memlock.rlim_max > memlock ? saved_memlock.rlim_max : memlock;
+	if (setrlimit(RLIMIT_MEMLOCK, &r))
+		die("setrlimit RLIMIT_MEMLOCK");
+	caps(drop, 0);
+}
+
+__attribute__((unused)) static void restore_creds(uint64_t drop)
+{
+	caps(0, drop);
+	setrlimit(RLIMIT_MEMLOCK, &saved_memlock);
+}
+
 static struct {
 	uint64_t addr, size;
 } mapped[MAX_BUFFERS + 1]; /* a program's buffers and the scratch mapping */
@@ -246,13 +304,13 @@ __attribute__((unused)) static void done(int i, const char *name, long r)
 
 /* A race group's calls: each thread issues its calls in order, all the threads are
  * released together from one barrier, and run_group returns when they are done. */
-enum { CALL_IOCTL_PTR, CALL_IOCTL_VAL, CALL_CLOSE, CALL_READ, CALL_WRITE };
+enum { CALL_IOCTL_PTR, CALL_IOCTL_VAL, CALL_CLOSE, CALL_READ, CALL_WRITE, CALL_POLL };
 struct call {
 	int index, thread;
 	unsigned nth; /* fail_nth, 0: none */
 	int kind;
 	unsigned long request; /* ioctls: the request and the struct (or the value) */
-	void *arg;
+	void *arg; /* poll: the struct pollfd */
 	int fd; /* close, read and write: the fd; read and write: fd_io's arguments */
 	uint64_t buf, count;
 	void *side;
@@ -294,6 +352,8 @@ static void *group_thread(void *arg)
 			r = ioctl(g->fd, c->request, (unsigned long)(uintptr_t)c->arg);
 		else if (c->kind == CALL_CLOSE)
 			r = close_own(c->fd, g->fds, g->nfds);
+		else if (c->kind == CALL_POLL)
+			r = fd_poll(c->arg, g->fds, *g->nfds);
 		else
 			r = fd_io(c->kind == CALL_WRITE, c->fd, c->buf, c->count, g->fds, *g->nfds,
 				  c->side, c->side_size);

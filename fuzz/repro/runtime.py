@@ -58,6 +58,47 @@ def die(msg):
     sys.exit(2)
 
 
+_SYS_CAPGET, _SYS_CAPSET, _CAP_V3 = 125, 126, 0x20080522  # x86_64; linux/capability.h
+_saved_memlock = None
+
+
+def _caps(drop, back):
+    """The calling thread's effective capabilities without `drop` (a bit mask), with
+    `back` put back; threads started later inherit them."""
+    hdr = (ctypes.c_uint32 * 2)(_CAP_V3, 0)
+    data = (ctypes.c_uint32 * 6)()  # 2 x {effective, permitted, inheritable}
+    if libc.syscall(_SYS_CAPGET, hdr, data):
+        die("capget: " + os.strerror(ctypes.get_errno()))
+    for k in range(2):
+        data[3 * k] |= (back >> (32 * k)) & data[3 * k + 1]
+        data[3 * k] &= ~(drop >> (32 * k)) & 0xFFFFFFFF
+    if libc.syscall(_SYS_CAPSET, hdr, data):
+        die("capset: " + os.strerror(ctypes.get_errno()))
+
+
+def set_creds(drop, memlock):
+    """As the executor runs a program with "creds": RLIMIT_MEMLOCK at memlock bytes
+    (first: raising the hard limit needs CAP_SYS_RESOURCE), then the capabilities in
+    drop out of the effective set."""
+    import resource
+
+    global _saved_memlock
+    _saved_memlock = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    lim = resource.RLIM_INFINITY if memlock >= (1 << 64) - 1 else memlock
+    hard = _saved_memlock[1]
+    if hard != resource.RLIM_INFINITY and (lim == resource.RLIM_INFINITY or lim > hard):
+        hard = lim
+    resource.setrlimit(resource.RLIMIT_MEMLOCK, (lim, hard))
+    _caps(drop, 0)
+
+
+def restore_creds(drop):
+    import resource
+
+    _caps(0, drop)
+    resource.setrlimit(resource.RLIMIT_MEMLOCK, _saved_memlock)
+
+
 def map_buffer(index, addr, size, kind, seed, holes):
     """Buffer `index` at its fixed address: kind anon|hugetlb|memfd|readonly|hole,
     filled with byte k = (k % 251) * 37 + seed, holes [offset, length] unmapped."""
@@ -125,6 +166,19 @@ def run_close(fd, own):
     own.remove(fd)
     ctypes.set_errno(0)
     return Result(libc.close(fd))
+
+
+libc.poll.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int]
+
+
+def run_poll(p, own):
+    """poll(2) of one fd (p: a struct pollfd) with no wait, as the executor does: only
+    of fds this program got back, any other number answers EBADF."""
+    if p.fd not in own:
+        ctypes.set_errno(errno.EBADF)
+        return Result(-1)
+    ctypes.set_errno(0)
+    return Result(libc.poll(ctypes.addressof(p), 1, 0))
 
 
 def run_fdio(kind, fd, buf, count, own, side, side_size):

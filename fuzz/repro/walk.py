@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Protocol
 
-from fuzz.prog import Buffer, Program, Ref, Value
+from fuzz.prog import Buffer, Creds, Program, Ref, Value
 from fuzz.prog.layout import Side, StructPlan, plan_struct
 from fuzz.prog.limits import MAX_GROUP_OPS
 from fuzz.prog.types import FDIO, Enum, Flags, OpDesc
@@ -184,6 +184,11 @@ class Renderer(Protocol):
 
     def remember(self, p: OpPlan, exp: Expectation) -> None: ...
 
+    def set_creds(self, creds: Creds) -> None:
+        """The program's creds, after the prologue (as the executor sets them)."""
+
+    def restore_creds(self, creds: Creds) -> None: ...
+
     def teardown(self) -> None: ...
 
     def verdict_none(self) -> None: ...
@@ -286,8 +291,12 @@ def render(r: Renderer, prog: Program, exp: Expectation | None = None,
         r.begin_earlier(k, h, hplans)
         r.buffers(h.buffers, _scratch(hplans))
         r.open_iommufd(read_kmsg=False)
+        if h.creds is not None:
+            r.set_creds(h.creds)
         _walk_ops(r, h, hplans, None, None)
         r.teardown()
+        if h.creds is not None:
+            r.restore_creds(h.creds)
         r.end_earlier(k, h)
     if earlier:
         if read_kmsg:
@@ -297,8 +306,12 @@ def render(r: Renderer, prog: Program, exp: Expectation | None = None,
         r.main_program()
     r.buffers(prog.buffers, _scratch(plans))
     r.open_iommufd(read_kmsg=read_kmsg and not earlier)
+    if prog.creds is not None:
+        r.set_creds(prog.creds)
     have_check = _walk_ops(r, prog, plans, exp, expected)
     r.teardown()
+    if prog.creds is not None:
+        r.restore_creds(prog.creds)
     if exp is None:
         r.verdict_none()
     elif exp.kind != "mismatch":

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from fuzz import uapi
-from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
+from fuzz.prog import Buffer, BufPtr, Creds, Op, Program, Ref
 
 U64 = (1 << 64) - 1
 PAGE = 4096
@@ -24,9 +24,9 @@ FIXED_RW = RW | uapi.IOMMU_IOAS_MAP_FIXED_IOVA
 
 
 class Prog:
-    def __init__(self, name: str, *buffers: Buffer) -> None:
+    def __init__(self, name: str, *buffers: Buffer, creds: Creds | None = None) -> None:
         self.name = name
-        self.program = Program([], list(buffers))
+        self.program = Program([], list(buffers), creds)
         self.expect: list[tuple[int | None, dict[str, Any]]] = []
 
     def op(self, name: str, expect: int | None = 0, out: dict[str, Any] | None = None,
