@@ -15,6 +15,7 @@ Two things make the model step more than one way:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from fuzz.backend import Backend, Execution
@@ -38,6 +39,7 @@ class Outcome:
     # per racing group (its first op): the order the reported results are the model's
     # for, and how many orders agreed with the kernel
     orders: dict[int, tuple[tuple[int, ...], int]] = field(default_factory=dict)
+    model_s: float = 0.0  # the host's time stepping the model and comparing
 
     @property
     def failed(self) -> bool:
@@ -196,6 +198,8 @@ def run(prog: Program, backend: Backend, kcov: bool = True,
     ex = backend.run(prog, kcov=kcov, kcov_mode=kcov_mode)
     out = Outcome(prog, ex)
     if ex.results:
+        t0 = time.perf_counter()
         out.model, out.mismatches, out.unsure = model_alongside(
             prog, ex.results, getattr(backend, "fd_layout", AGENT_FDS), out.orders)
+        out.model_s = time.perf_counter() - t0
     return out

@@ -84,6 +84,9 @@ class WorkerState:
     exchange: Path | None = None  # in a cluster campaign: fuzz.cluster.exchange's directory
     imports: int = 0  # corpus entries other workers of the cluster found, run here
     import_latency: list[float] = field(default_factory=list)  # found there -> run here, s
+    # the host's own time by part, seconds: "model" (stepping it and comparing), and what
+    # an engine adds ("mutate": the atheris engine's mutator and crossover)
+    host_s: dict[str, float] = field(default_factory=lambda: {"model": 0.0})
 
     def __post_init__(self) -> None:
         self.corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +109,7 @@ class WorkerState:
 
     def _run(self, prog: Program) -> tuple[differential.Outcome, set[int]]:
         out = differential.run(prog, self.backend, kcov_mode=KCOV_EDGES)
+        self.host_s["model"] += out.model_s
         e = coverage.edges(out.execution)
         new = e - self.edges
         if new:
@@ -239,6 +243,7 @@ class WorkerState:
         vm = self.backend.vm  # type: ignore[attr-defined]
         vm.exec_seconds = 0.0
         vm.executor_ns = dict.fromkeys(vm.executor_ns, 0)
+        self.host_s = dict.fromkeys(self.host_s, 0.0)
 
     def write_stats(self, final: bool = False) -> None:
         self.last_stats = time.monotonic()
@@ -255,6 +260,7 @@ class WorkerState:
                 "exec_s": round(getattr(vm, "exec_seconds", 0.0), 2),
                 "executor_s": {k: round(v / 1e9, 2)
                                for k, v in getattr(vm, "executor_ns", {}).items()},
+                "host_s": {k: round(v, 2) for k, v in self.host_s.items()},
                 "programs_by_kind": self.by_kind,
                 "edges_by_kind": {k: len(v) for k, v in self.kind_edges.items()},
                 "fault_walks": getattr(self.walker, "walks", 0),
