@@ -252,7 +252,7 @@ class WorkerState:
         vm = getattr(self.backend, "vm", None)
         line = {"t": round(self.last_stats - self.started, 2), "worker": self.worker,
                 "pid": os.getpid(), "programs": self.programs, "ops": self.ops,
-                "edges": len(self.edges), "corpus": len(corpus.files(self.corpus_dir)),
+                "edges": len(self.edges), "corpus": corpus.count(self.corpus_dir),
                 "findings": len(self.findings_seen), "known_bugs": len(self.known_seen),
                 "restarts": getattr(vm, "restarts", 0),
                 "restart_s": round(getattr(vm, "restart_seconds", 0.0), 2),
