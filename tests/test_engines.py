@@ -123,3 +123,35 @@ def test_atheris_engine_finds_records_and_minimizes_planted_divergence(
     result = minimize(fdir, vm)
     names = [op.name for op in result.prog.ops]
     assert names == ["IOAS_ALLOC", "IOAS_MAP"], result.prog.dumps()
+
+
+def test_atheris_cmp_rerun_crash_is_a_finding(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every 16th program runs again with KCOV in comparison mode: a splat or crash of
+    that run is recorded on the program like the first run's (it was dropped)."""
+    from fuzz.backend import Execution
+    from fuzz.engines import atheris_engine
+    from fuzz.engines.common import WorkerState
+    from fuzz.prog.gen import generate
+
+    prog = generate(3)
+
+    class CrashingBackend:
+        name = "stub"
+        fd_layout = None
+
+        def run(self, p, kcov=True, timeout=0.0, kcov_mode=0):  # type: ignore[no-untyped-def]
+            return Execution(crash="qemu exited (status 1) while running a program",
+                             history=[p])
+
+        def close(self) -> None:
+            pass
+
+    store = findings.FindingStore(tmp_path / "findings")
+    state = WorkerState(CrashingBackend(), tmp_path / "corpus", store,  # type: ignore[arg-type]
+                        tmp_path / "stats.jsonl")
+    monkeypatch.setattr(atheris_engine, "STATE", state)
+    atheris_engine.collect_cmp_hints(prog)
+    (f, d), = store.list()
+    assert f.title == "guest crash: qemu exited (status 1)"
+    assert json.loads((d / "program.json").read_text()) == prog.to_json()

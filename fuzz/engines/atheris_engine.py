@@ -33,6 +33,7 @@ with atheris.instrument_imports(include=["fuzz.model"]):
 
 from fuzz.backend import VMBackend  # noqa: E402
 from fuzz.cluster.exchange import Inbox, store_for  # noqa: E402
+from fuzz.differential import Outcome  # noqa: E402
 from fuzz.engines.common import WorkerState  # noqa: E402
 from fuzz.executor.wire import KCOV_TRACE_CMP  # noqa: E402
 from fuzz.prog import Program, ProgramError  # noqa: E402
@@ -157,6 +158,10 @@ def collect_cmp_hints(prog: Program) -> None:
     recent compares sees them through _trace_cmp."""
     assert STATE is not None
     ex = STATE.backend.run(prog, kcov_mode=KCOV_TRACE_CMP)  # type: ignore[call-arg]
+    if ex.reports or ex.crash:
+        # the re-run is a run of the program like the first: its splat or crash is a
+        # finding on it (or, logged before it started, on the run before: the first)
+        STATE.record(Outcome(prog, ex))
     if ex.raw is None:
         return
     seen = set(HINTS)
