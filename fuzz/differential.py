@@ -161,7 +161,12 @@ def model_alongside(prog: Program, kernel: list[OpResult],
         span = g if g is not None and g.stop <= len(kernel) else range(i, i + 1)
         group = span is g
         perms = races.orders(prog, span) if group else [(i,)]
-        in_place = len(states) == 1 and len(perms) == 1  # the usual case: no copies
+        # Each state is stepped in place where it has one try: an op outside a race
+        # group (its try uses the state only for itself, and the states are replaced by
+        # the tries' below), or a group tried in one order from one state. A racing
+        # group's orders each start from a copy: their retries and adopt_ids read the
+        # state before the group.
+        in_place = not group or (len(states) == 1 and len(perms) == 1)
         tries = [_try(prog, s, span, o, group, kernel, in_place) for s in states for o in perms]
         tier = min(t.tier for t in tries)
         keep = [t for t in tries if t.tier == tier]
