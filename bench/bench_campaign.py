@@ -115,8 +115,9 @@ def figures(last: dict) -> dict:
     if parts:
         per["host_rest"] = round((host - sum(parts.values())) / n * 1e3, 2)
     out["ms_per_program"] = per
-    if "programs_by_kind" in last:
-        out["programs_by_kind"] = last["programs_by_kind"]
+    for k in ("programs_by_kind", "ms_by_kind"):
+        if k in last:
+            out[k] = last[k]
     out["restarts"] = last.get("restarts", 0)
     return out
 

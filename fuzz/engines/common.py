@@ -87,6 +87,9 @@ class WorkerState:
     # the host's own time by part, seconds: "model" (stepping it and comparing), and what
     # an engine adds ("mutate": the atheris engine's mutator and crossover)
     host_s: dict[str, float] = field(default_factory=lambda: {"model": 0.0})
+    # per kind of program: seconds waiting for the guest's results, and in the model
+    kind_s: dict[str, list[float]] = field(
+        default_factory=lambda: {k: [0.0, 0.0] for k in KINDS})
 
     def __post_init__(self) -> None:
         self.corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +111,10 @@ class WorkerState:
         return out, e
 
     def _run(self, prog: Program) -> tuple[differential.Outcome, set[int]]:
+        vm = getattr(self.backend, "vm", None)
+        waited = getattr(vm, "exec_seconds", 0.0)
         out = differential.run(prog, self.backend, kcov_mode=KCOV_EDGES)
+        waited = getattr(vm, "exec_seconds", 0.0) - waited
         self.host_s["model"] += out.model_s
         e = coverage.edges(out.execution)
         new = e - self.edges
@@ -118,6 +124,8 @@ class WorkerState:
         for k in kind_of(prog):
             self.by_kind[k] += 1
             self.kind_edges[k] |= e
+            self.kind_s[k][0] += waited
+            self.kind_s[k][1] += out.model_s
         if self.leak_scan_s:
             self.since_scan = [*self.since_scan[-63:], prog]
         self.programs += 1
@@ -244,6 +252,7 @@ class WorkerState:
         vm.exec_seconds = 0.0
         vm.executor_ns = dict.fromkeys(vm.executor_ns, 0)
         self.host_s = dict.fromkeys(self.host_s, 0.0)
+        self.kind_s = {k: [0.0, 0.0] for k in KINDS}
 
     def write_stats(self, final: bool = False) -> None:
         self.last_stats = time.monotonic()
@@ -262,6 +271,9 @@ class WorkerState:
                                for k, v in getattr(vm, "executor_ns", {}).items()},
                 "host_s": {k: round(v, 2) for k, v in self.host_s.items()},
                 "programs_by_kind": self.by_kind,
+                "ms_by_kind": {k: {"guest": round(g / n * 1e3, 2), "model": round(m / n * 1e3, 2)}
+                               for k, (g, m) in self.kind_s.items()
+                               if (n := self.by_kind[k])},
                 "edges_by_kind": {k: len(v) for k, v in self.kind_edges.items()},
                 "fault_walks": getattr(self.walker, "walks", 0),
                 "leak_scans": self.leak_scans,
