@@ -17,11 +17,14 @@ coverage new to this worker, as syzkaller's fuzzers triage the hub's inputs.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import functools
 import hashlib
+import os
 import random
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -250,13 +253,49 @@ def main(argv: list[str] | None = None) -> None:
                # the same coverage, and the corpus drifts to two-op programs
                "-reduce_inputs=0",
                "-print_final_stats=1", str(scratch), str(a.corpus), *map(str, a.seeds)]
+    code = 1
     try:
         atheris.Setup(lf_args, test_one_input, custom_mutator=custom_mutator,
                       custom_crossover=custom_crossover)
+        at_libfuzzer_exit(finish)
         atheris.Fuzz()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
     finally:
-        STATE.write_stats(final=True)
+        finish()
         backend.close()
+        # the hook above calls into Python: it must not run after the interpreter's
+        # finalization, so the worker never gets there
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+FINISHED = False
+
+
+def finish() -> None:
+    """The worker's last corpus write, its retries and its final stats line."""
+    global FINISHED
+    if STATE is not None and not FINISHED:
+        FINISHED = True
+        STATE.write_stats(final=True)
+
+
+def at_libfuzzer_exit(fn: Callable[[], None]) -> None:
+    """Call fn when libFuzzer ends the process with exit() (its runs or time are done):
+    it never returns into Python, so neither `finally` nor `atexit` runs. A C exit
+    handler does. (On SIGINT libFuzzer leaves through _Exit: only what was on disk
+    stays, as for a SIGKILL.)"""
+    cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _arg: fn())
+    _EXIT_HOOKS.append(cb)  # the C side holds only a pointer: keep the callback alive
+    ctypes.CDLL(None).__cxa_atexit(cb, None, None)
+
+
+_EXIT_HOOKS: list = []
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import sys
+import threading
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ class WorkerState:
     by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     kind_edges: dict[str, set[int]] = field(default_factory=lambda: {k: set() for k in KINDS})
     walker: Any = None
+    # add_to_corpus_later's write in flight: (program, thread, [its path or OSError])
+    _writing: tuple[Program, threading.Thread, list] | None = None
     exchange: Path | None = None  # in a cluster campaign: fuzz.cluster.exchange's directory
     imports: int = 0  # corpus entries other workers of the cluster found, run here
     import_latency: list[float] = field(default_factory=list)  # found there -> run here, s
@@ -118,9 +121,10 @@ class WorkerState:
         self.host_s["model"] += out.model_s
         e = coverage.edges(out.execution)
         new = e - self.edges
+        self.join_corpus_write()  # the last program's entry: written while this one ran
         if new:
             self.edges |= new
-            self.add_to_corpus(prog)
+            self.add_to_corpus_later(prog)
         for k in kind_of(prog):
             self.by_kind[k] += 1
             self.kind_edges[k] |= e
@@ -143,14 +147,47 @@ class WorkerState:
             print(f"worker {self.worker}: {msg} ({self.write_errors} write errors so far; "
                   "fuzzing on, retried later)", file=sys.stderr, flush=True)
 
+    def add_to_corpus_later(self, prog: Program) -> None:
+        """add_to_corpus on a thread: the write (an fsync, 4-10 ms on a busy disk: a
+        seventh of a worker's own time early in a campaign) runs while the guest runs
+        the next program, and is joined when that one's results are in, or by
+        join_corpus_write (stats, the worker's exit)."""
+        box: list[Path | OSError] = []
+
+        def write() -> None:
+            try:
+                box.append(corpus.add(self.corpus_dir, prog))
+            except OSError as e:
+                box.append(e)
+
+        th = threading.Thread(target=write, name="corpus-write", daemon=True)
+        self._writing = (prog, th, box)
+        th.start()
+
+    def join_corpus_write(self) -> None:
+        """Wait for add_to_corpus_later's write and report it as add_to_corpus does."""
+        if self._writing is None:
+            return
+        prog, th, box = self._writing
+        self._writing = None
+        th.join()
+        r = box[0] if box else OSError("the corpus write died")
+        if isinstance(r, OSError):
+            self.corpus_write_failed(prog, r)
+        else:
+            print(f"wrote corpus {r.name}", file=sys.stderr, flush=True)
+
+    def corpus_write_failed(self, prog: Program, e: OSError) -> None:
+        self.write_errors += 1
+        self.warn(f"corpus entry NOT written to {self.corpus_dir}: {e.strerror or e}")
+        if len(self.pending) < MAX_PENDING:
+            self.pending.append(("corpus", prog))
+
     def add_to_corpus(self, prog: Program) -> bool:
         try:
             path = corpus.add(self.corpus_dir, prog)
         except OSError as e:
-            self.write_errors += 1
-            self.warn(f"corpus entry NOT written to {self.corpus_dir}: {e.strerror or e}")
-            if len(self.pending) < MAX_PENDING:
-                self.pending.append(("corpus", prog))
+            self.corpus_write_failed(prog, e)
             return False
         print(f"wrote corpus {path.name}", file=sys.stderr, flush=True)
         return True
@@ -255,6 +292,7 @@ class WorkerState:
         self.kind_s = {k: [0.0, 0.0] for k in KINDS}
 
     def write_stats(self, final: bool = False) -> None:
+        self.join_corpus_write()  # the corpus count and write errors include it
         self.last_stats = time.monotonic()
         if self.pending:
             self.retry_pending()
