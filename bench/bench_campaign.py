@@ -1,7 +1,8 @@
 """Campaign throughput against the ceiling, restart and boot times, in one run.
 
     .venv/bin/python bench/bench_campaign.py [--programs N] [--kernel DIR] [--json]
-                                             [--feedback-curves]
+                                             [--feedback-curves] [--campaign-programs N]
+                                             [--baseline DIR]
 
 One VM at a time (the machine is shared), all in one run, so the figures are
 ratios measured side by side:
@@ -21,8 +22,10 @@ ratios measured side by side:
   programs_per_s, and ms_per_program split into the guest's parts and the host's
   (model: stepping the model and comparing; mutate: the mutator; the rest);
   --baseline DIR runs the same worker from another checkout (DIR with its own
-  fuzz/, e.g. `git archive main | tar -x -C DIR`) right before it, and speedup is
-  the ratio of the two.
+  fuzz/, e.g. `git archive main | tar -x -C DIR`) right before it, and
+  campaign_path_speedup is the ratio of the two; ms_by_kind: the guest's and the
+  model's ms per program with injected faults, with threads and with neither (a
+  program with both counts in both). ratio there: its ioctls/s over the C loop's.
 --feedback-curves adds a second worker with feedback off, alongside the first (two
 VMs), and the kernel edges of each after every 100 programs. --campaign-without-pool
 runs the campaign again afterwards with the buffer pool off.
