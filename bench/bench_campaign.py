@@ -1,7 +1,8 @@
 """Campaign throughput against the ceiling, restart and boot times, in one run.
 
     .venv/bin/python bench/bench_campaign.py [--programs N] [--kernel DIR] [--json]
-                                             [--feedback-curves]
+                                             [--feedback-curves] [--campaign-programs N]
+                                             [--baseline DIR]
 
 One VM at a time (the machine is shared), all in one run, so the figures are
 ratios measured side by side:
@@ -15,6 +16,16 @@ ratios measured side by side:
   first runs the raw C loop (bench/c_loop.c, MAP+UNMAP pairs with KCOV), then
   --programs generated and mutated programs: programs_per_s, ops_per_s,
   c_loop_ops_per_s and ratio (campaign ioctls/s over the C loop's).
+- campaign_path: a worker started exactly as `iommufd-fuzz fuzz` starts one
+  (fuzz.campaign's argv: the seeds, injected faults and threads, the fault walk),
+  --campaign-programs programs through the model and the comparison of every op:
+  programs_per_s, and ms_per_program split into the guest's parts and the host's
+  (model: stepping the model and comparing; mutate: the mutator; the rest);
+  --baseline DIR runs the same worker from another checkout (DIR with its own
+  fuzz/, e.g. `git archive main | tar -x -C DIR`) right before it, and
+  campaign_path_speedup is the ratio of the two; ms_by_kind: the guest's and the
+  model's ms per program with injected faults, with threads and with neither (a
+  program with both counts in both). ratio there: its ioctls/s over the C loop's.
 --feedback-curves adds a second worker with feedback off, alongside the first (two
 VMs), and the kernel edges of each after every 100 programs. --campaign-without-pool
 runs the campaign again afterwards with the buffer pool off.
@@ -60,6 +71,58 @@ def worker(kdir: Path, work: Path, programs: int, feedback: bool, ceiling: int,
     env = {**os.environ, "IOMMUFD_FUZZ_POOL": "1" if pool else "0"}
     return [subprocess.Popen(argv, stdout=open(work / "worker.log", "wb"),
                              stderr=subprocess.STDOUT, env=env), work]
+
+
+def campaign_worker(kdir: Path, work: Path, programs: int, repo: Path | None = None
+                    ) -> dict:
+    """A worker as `iommufd-fuzz fuzz` starts it (fuzz.campaign's argv, one VM), run for
+    `programs` programs on a fresh corpus from corpus/seeds; from checkout `repo` if
+    given. Its figures, from its last stats line (the clock starts once its VM is up)."""
+    from fuzz.campaign import CampaignConfig, _worker_argv
+    from fuzz.paths import REPO
+
+    cfg = CampaignConfig(kernel=kdir, corpus=work / "corpus", findings=work / "findings",
+                         workdir=work, seconds=100000, runs=programs,
+                         seeds=(REPO / "corpus" / "seeds",))
+    argv = _worker_argv(cfg, 0)
+    (work / "worker-0").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if repo is not None:  # `python -m` imports fuzz/ from the working directory first
+        env["PYTHONPATH"] = str(repo)
+    with open(work / "worker-0" / "worker.log", "wb") as log:
+        subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                       cwd=repo or REPO, check=True)
+    last = json.loads((work / "worker-0" / "stats.jsonl").read_text().splitlines()[-1])
+    return figures(last)
+
+
+def figures(last: dict) -> dict:
+    """programs/s and where a program's time went, from a worker's last stats line."""
+    n = max(last["programs"], 1)
+    out = {"programs": last["programs"], "programs_per_s": round(last["programs"] / last["t"], 2),
+           "ops_per_s": round(last["ops"] / last["t"], 1),
+           "ops_per_program": round(last["ops"] / n, 1),
+           # the share of the worker's time spent waiting for the guest's results
+           "guest_share": round(last.get("exec_s", 0) / last["t"], 3)}
+    # per program (the CMP-mode re-runs included): the executor's parts, the rest of
+    # the wait for results (agent, channel), and the host's own work by part
+    ex = last.get("executor_s", {})
+    per = {k: round(v / n * 1e3, 2) for k, v in ex.items()}
+    waited = last.get("exec_s", 0)
+    per["agent_and_channel"] = round((waited - sum(ex.values())) / n * 1e3, 2)
+    host = last["t"] - waited
+    per["host"] = round(host / n * 1e3, 2)
+    parts = last.get("host_s", {})
+    for k, v in parts.items():
+        per[f"host_{k}"] = round(v / n * 1e3, 2)
+    if parts:
+        per["host_rest"] = round((host - sum(parts.values())) / n * 1e3, 2)
+    out["ms_per_program"] = per
+    for k in ("programs_by_kind", "ms_by_kind"):
+        if k in last:
+            out[k] = last[k]
+    out["restarts"] = last.get("restarts", 0)
+    return out
 
 
 def cold_boot(kdir: Path) -> float:
@@ -120,6 +183,10 @@ def main() -> int:
     ap.add_argument("--pool-programs", type=int, default=150)
     ap.add_argument("--campaign-without-pool", action="store_true",
                     help="run the campaign again with the buffer pool off")
+    ap.add_argument("--campaign-programs", type=int, default=1500,
+                    help="programs of the campaign-path worker (0: none)")
+    ap.add_argument("--baseline", type=Path,
+                    help="a checkout whose campaign-path worker runs first, for a speedup")
     a = ap.parse_args()
     kdir = a.kernel or kernel.default_kernel()
     out: dict = {"programs": a.programs, "boot_s": round(cold_boot(kdir), 2)}
@@ -154,27 +221,32 @@ def main() -> int:
         curves[name] = {r["programs"]: r["edges"] for r in rows if r["programs"] % 100 == 0}
         last = rows[-1]
         if name == "feedback":
-            out["programs_per_s"] = round(last["programs"] / last["t"], 2)
-            out["ops_per_s"] = round(last["ops"] / last["t"], 1)
-            out["ops_per_program"] = round(last["ops"] / max(last["programs"], 1), 1)
+            f = figures(last)
+            for k in ("programs_per_s", "ops_per_s", "ops_per_program"):
+                out[k] = f[k]
             out["c_loop_ops_per_s"] = last.get("c_loop_ops_per_s")
             if out["c_loop_ops_per_s"]:
                 out["ratio"] = round(out["ops_per_s"] / out["c_loop_ops_per_s"], 3)
             out["edges"] = last["edges"]
-            # the share of the campaign's time spent waiting for the guest's results
-            out["guest_share"] = round(last.get("exec_s", 0) / last["t"], 3)
-            # per program (the CMP-mode re-runs included): the executor's parts, the rest
-            # of the wait for results (agent, channel), and the host's own work
-            n = max(last["programs"], 1)
-            ex = last.get("executor_s", {})
-            per = {k: round(v / n * 1e3, 2) for k, v in ex.items()}
-            waited = last.get("exec_s", 0)
-            per["agent_and_channel"] = round((waited - sum(ex.values())) / n * 1e3, 2)
-            per["host"] = round((last["t"] - waited) / n * 1e3, 2)
-            out["ms_per_program"] = per
-            out["campaign_restarts"] = last.get("restarts", 0)
+            out["guest_share"] = f["guest_share"]
+            out["ms_per_program"] = f["ms_per_program"]
+            out["campaign_restarts"] = f["restarts"]
         else:
             out["no_feedback_edges"] = last["edges"]
+    if a.campaign_programs:
+        # what `iommufd-fuzz fuzz` runs: seeds, faults and threads, the fault walk
+        if a.baseline:
+            out["baseline_campaign_path"] = campaign_worker(
+                kdir, root / "baseline_path", a.campaign_programs, a.baseline.resolve())
+        out["campaign_path"] = campaign_worker(kdir, root / "campaign_path",
+                                               a.campaign_programs)
+        if a.baseline:
+            out["campaign_path_speedup"] = round(
+                out["campaign_path"]["programs_per_s"]
+                / out["baseline_campaign_path"]["programs_per_s"], 2)
+        if out.get("c_loop_ops_per_s"):
+            out["campaign_path"]["ratio"] = round(
+                out["campaign_path"]["ops_per_s"] / out["c_loop_ops_per_s"], 3)
     if a.feedback_curves:
         out["edges_after_programs"] = {
             n: {"feedback": curves["feedback"].get(n),

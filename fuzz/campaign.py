@@ -110,7 +110,7 @@ def status(cfg: CampaignConfig, t0: float) -> dict:
     s = {"t": round(el, 1), "programs": programs, "ops": ops,
          "programs_per_s": round(programs / el, 2) if el else 0,
          "execs_per_s": round(ops / el, 1) if el else 0,
-         "edges": len(edges), "corpus": len(corpus.files(cfg.corpus)),
+         "edges": len(edges), "corpus": corpus.count(cfg.corpus),
          **_finding_counts(cfg),
          "vm_restarts": sum(s.get("restarts", 0) for s in per),
          "restart_s": round(sum(s.get("restart_s", 0.0) for s in per), 1),

@@ -15,6 +15,7 @@ Two things make the model step more than one way:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from fuzz.backend import Backend, Execution
@@ -38,6 +39,7 @@ class Outcome:
     # per racing group (its first op): the order the reported results are the model's
     # for, and how many orders agreed with the kernel
     orders: dict[int, tuple[tuple[int, ...], int]] = field(default_factory=dict)
+    model_s: float = 0.0  # the host's time stepping the model and comparing
 
     @property
     def failed(self) -> bool:
@@ -159,7 +161,12 @@ def model_alongside(prog: Program, kernel: list[OpResult],
         span = g if g is not None and g.stop <= len(kernel) else range(i, i + 1)
         group = span is g
         perms = races.orders(prog, span) if group else [(i,)]
-        in_place = len(states) == 1 and len(perms) == 1  # the usual case: no copies
+        # Each state is stepped in place where it has one try: an op outside a race
+        # group (its try uses the state only for itself, and the states are replaced by
+        # the tries' below), or a group tried in one order from one state. A racing
+        # group's orders each start from a copy: their retries and adopt_ids read the
+        # state before the group.
+        in_place = not group or (len(states) == 1 and len(perms) == 1)
         tries = [_try(prog, s, span, o, group, kernel, in_place) for s in states for o in perms]
         tier = min(t.tier for t in tries)
         keep = [t for t in tries if t.tier == tier]
@@ -196,6 +203,8 @@ def run(prog: Program, backend: Backend, kcov: bool = True,
     ex = backend.run(prog, kcov=kcov, kcov_mode=kcov_mode)
     out = Outcome(prog, ex)
     if ex.results:
+        t0 = time.perf_counter()
         out.model, out.mismatches, out.unsure = model_alongside(
             prog, ex.results, getattr(backend, "fd_layout", AGENT_FDS), out.orders)
+        out.model_s = time.perf_counter() - t0
     return out

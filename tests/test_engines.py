@@ -15,7 +15,7 @@ import pytest
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from fuzz import differential, findings
+from fuzz import corpus, differential, findings
 from fuzz.backend import VMBackend
 from fuzz.engines.hypothesis_engine import Context, IommufdMachine, machine_settings
 from fuzz.model import Model
@@ -119,6 +119,10 @@ def test_atheris_engine_finds_records_and_minimizes_planted_divergence(
     assert "model/kernel mismatch in IOAS_MAP.errno" in titles, p.stderr[-3000:]
     stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert stats[-1]["programs"] > 0 and stats[-1]["edges"] > 1000
+    # libFuzzer ends the process with exit(): the worker's exit hook still writes the
+    # last line, with every corpus write joined
+    assert stats[-1]["final"] is True and stats[-1]["corpus"] == len(corpus.files(
+        tmp_path / "corpus")), stats[-1]
     assert any((tmp_path / "corpus").iterdir()), "programs with new edges join the corpus"
     # libFuzzer keeps what it found as found; shrinking is the minimizer's job
     from fuzz.minimize import minimize
@@ -128,3 +132,75 @@ def test_atheris_engine_finds_records_and_minimizes_planted_divergence(
     result = minimize(fdir, vm)
     names = [op.name for op in result.prog.ops]
     assert names == ["IOAS_ALLOC", "IOAS_MAP"], result.prog.dumps()
+
+
+def test_atheris_cmp_rerun_crash_is_a_finding(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every 16th program runs again with KCOV in comparison mode: a splat or crash of
+    that run is recorded on the program like the first run's (it was dropped)."""
+    from fuzz.backend import Execution
+    from fuzz.engines import atheris_engine
+    from fuzz.engines.common import WorkerState
+    from fuzz.prog.gen import generate
+
+    prog = generate(3)
+
+    class CrashingBackend:
+        name = "stub"
+        fd_layout = None
+
+        def run(self, p, kcov=True, timeout=0.0, kcov_mode=0):  # type: ignore[no-untyped-def]
+            return Execution(crash="qemu exited (status 1) while running a program",
+                             history=[p])
+
+        def close(self) -> None:
+            pass
+
+    store = findings.FindingStore(tmp_path / "findings")
+    state = WorkerState(CrashingBackend(), tmp_path / "corpus", store,  # type: ignore[arg-type]
+                        tmp_path / "stats.jsonl")
+    monkeypatch.setattr(atheris_engine, "STATE", state)
+    atheris_engine.collect_cmp_hints(prog)
+    (f, d), = store.list()
+    assert f.title == "guest crash: qemu exited (status 1)"
+    assert json.loads((d / "program.json").read_text()) == prog.to_json()
+
+
+def test_a_corpus_write_runs_beside_the_next_program_and_its_failure_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program with new edges is written to the corpus on a thread while the next one
+    runs; the write is joined when that one's results are in (and by the stats), and a
+    write the disk refused is counted and kept for a retry, as before."""
+    from fuzz.backend import Execution
+    from fuzz.engines import common
+    from fuzz.engines.common import WorkerState
+    from fuzz.prog.gen import generate
+
+    new_edge = iter(range(1, 1000))
+    monkeypatch.setattr(common.coverage, "edges", lambda ex: {next(new_edge)})
+
+    class Quiet:
+        name = "stub"
+        fd_layout = None
+
+        def run(self, p, kcov=True, timeout=0.0, kcov_mode=0):  # type: ignore[no-untyped-def]
+            return Execution()
+
+        def close(self) -> None:
+            pass
+
+    state = WorkerState(Quiet(), tmp_path / "corpus",  # type: ignore[arg-type]
+                        findings.FindingStore(tmp_path / "findings"), tmp_path / "s.jsonl")
+    progs = [generate(k) for k in range(4)]
+    for p in progs:
+        state._run(p)
+    state.write_stats()
+    assert corpus.count(tmp_path / "corpus") == 4 and state.write_errors == 0
+    assert json.loads((tmp_path / "s.jsonl").read_text().splitlines()[-1])["corpus"] == 4
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the corpus directory should be")
+    state.corpus_dir = blocked
+    state._run(progs[0])
+    state.write_stats()
+    # the write, and its retry with the stats line: still kept for the next one
+    assert state.write_errors == 2 and state.pending == [("corpus", progs[0])]

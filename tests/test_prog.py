@@ -73,6 +73,19 @@ def test_corpus_quarantines_a_corrupt_file_and_keeps_the_rest(
     assert (tmp_path / ".quarantine" / "garbage").read_text() == "{ not json"  # set aside
 
 
+def test_corpus_count_is_the_number_of_files(tmp_path: Path) -> None:
+    for k in range(3):
+        corpus.add(tmp_path, generate(k))
+    (tmp_path / "sub").mkdir()
+    corpus.add(tmp_path / "sub", generate(9))
+    for hidden in (".quarantine", "quarantine", ".git"):
+        (tmp_path / hidden).mkdir()
+        (tmp_path / hidden / "x").write_text("{}")
+    (tmp_path / ".tmp-abc.host-1.x").write_text("half")  # a write in progress
+    assert corpus.count(tmp_path) == len(corpus.files(tmp_path)) == 4
+    assert corpus.count(tmp_path / "missing") == 0
+
+
 def test_findings_are_deduplicated_by_signature_and_counted(tmp_path: Path) -> None:
     store = findings.FindingStore(tmp_path)
     prog = generate(2)

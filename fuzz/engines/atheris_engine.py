@@ -17,11 +17,17 @@ coverage new to this worker, as syzkaller's fuzzers triage the hub's inputs.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import functools
 import hashlib
+import os
 import random
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import atheris
 
@@ -30,6 +36,7 @@ with atheris.instrument_imports(include=["fuzz.model"]):
 
 from fuzz.backend import VMBackend  # noqa: E402
 from fuzz.cluster.exchange import Inbox, store_for  # noqa: E402
+from fuzz.differential import Outcome  # noqa: E402
 from fuzz.engines.common import WorkerState  # noqa: E402
 from fuzz.executor.wire import KCOV_TRACE_CMP  # noqa: E402
 from fuzz.prog import Program, ProgramError  # noqa: E402
@@ -63,10 +70,22 @@ class FdpChooser:
 
 def decode(data: bytes) -> Program:
     if data[:1] == b"{":
+        prog = DECODED.get(data)
+        if prog is not None:
+            DECODED[data] = DECODED.pop(data)  # the most recently used last
+            return prog
         try:
-            return Program.loads(data.decode("utf-8", "replace"))
+            prog = Program.loads(data.decode("utf-8", "replace"))
         except ProgramError:
             pass
+        else:
+            # Programs are not changed once decoded (mutate and crossover copy), and
+            # libFuzzer mutates a parent several times in a row: parsing and checking
+            # it again was a tenth of the worker's own time
+            DECODED[data] = prog
+            if len(DECODED) > MAX_DECODED:
+                del DECODED[next(iter(DECODED))]
+            return prog
     return Generator(FdpChooser(data), counts=COUNTS).program()
 
 
@@ -83,6 +102,21 @@ def take_import(max_size: int) -> bytes | None:
     return e.data
 
 
+def timed(fn: Callable[..., bytes]) -> Callable[..., bytes]:
+    """The host's time in fn, in the worker's stats (host_s["mutate"])."""
+    @functools.wraps(fn)
+    def run(*args: Any) -> bytes:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            if STATE is not None:
+                STATE.host_s["mutate"] = STATE.host_s.get("mutate", 0.0) + \
+                    time.perf_counter() - t0
+    return run
+
+
+@timed
 def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
     imp = take_import(max_size)
     if imp is not None:
@@ -95,6 +129,7 @@ def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
     return out if len(out) <= max_size else data[:max_size]
 
 
+@timed
 def custom_crossover(a: bytes, b: bytes, max_out: int, seed: int) -> bytes:
     imp = take_import(max_out)
     if imp is not None:
@@ -104,6 +139,8 @@ def custom_crossover(a: bytes, b: bytes, max_out: int, seed: int) -> bytes:
 
 
 HINTS: list[int] = []
+DECODED: dict[bytes, Program] = {}  # program JSON -> its Program, least recently used first
+MAX_DECODED = 1024
 COUNTS = Counts()  # what generation and mutation drew: the stats lines' boundary counts
 MAX_HINTS = 4096
 CMP_EVERY = 16
@@ -124,6 +161,10 @@ def collect_cmp_hints(prog: Program) -> None:
     recent compares sees them through _trace_cmp."""
     assert STATE is not None
     ex = STATE.backend.run(prog, kcov_mode=KCOV_TRACE_CMP)  # type: ignore[call-arg]
+    if ex.reports or ex.crash:
+        # the re-run is a run of the program like the first: its splat or crash is a
+        # finding on it (or, logged before it started, on the run before: the first)
+        STATE.record(Outcome(prog, ex))
     if ex.raw is None:
         return
     seen = set(HINTS)
@@ -212,13 +253,49 @@ def main(argv: list[str] | None = None) -> None:
                # the same coverage, and the corpus drifts to two-op programs
                "-reduce_inputs=0",
                "-print_final_stats=1", str(scratch), str(a.corpus), *map(str, a.seeds)]
+    code = 1
     try:
         atheris.Setup(lf_args, test_one_input, custom_mutator=custom_mutator,
                       custom_crossover=custom_crossover)
+        at_libfuzzer_exit(finish)
         atheris.Fuzz()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
     finally:
-        STATE.write_stats(final=True)
+        finish()
         backend.close()
+        # the hook above calls into Python: it must not run after the interpreter's
+        # finalization, so the worker never gets there
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+FINISHED = False
+
+
+def finish() -> None:
+    """The worker's last corpus write, its retries and its final stats line."""
+    global FINISHED
+    if STATE is not None and not FINISHED:
+        FINISHED = True
+        STATE.write_stats(final=True)
+
+
+def at_libfuzzer_exit(fn: Callable[[], None]) -> None:
+    """Call fn when libFuzzer ends the process with exit() (its runs or time are done):
+    it never returns into Python, so neither `finally` nor `atexit` runs. A C exit
+    handler does. (On SIGINT libFuzzer leaves through _Exit: only what was on disk
+    stays, as for a SIGKILL.)"""
+    cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _arg: fn())
+    _EXIT_HOOKS.append(cb)  # the C side holds only a pointer: keep the callback alive
+    ctypes.CDLL(None).__cxa_atexit(cb, None, None)
+
+
+_EXIT_HOOKS: list = []
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import sys
+import threading
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -81,9 +82,17 @@ class WorkerState:
     by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     kind_edges: dict[str, set[int]] = field(default_factory=lambda: {k: set() for k in KINDS})
     walker: Any = None
+    # add_to_corpus_later's write in flight: (program, thread, [its path or OSError])
+    _writing: tuple[Program, threading.Thread, list] | None = None
     exchange: Path | None = None  # in a cluster campaign: fuzz.cluster.exchange's directory
     imports: int = 0  # corpus entries other workers of the cluster found, run here
     import_latency: list[float] = field(default_factory=list)  # found there -> run here, s
+    # the host's own time by part, seconds: "model" (stepping it and comparing), and what
+    # an engine adds ("mutate": the atheris engine's mutator and crossover)
+    host_s: dict[str, float] = field(default_factory=lambda: {"model": 0.0})
+    # per kind of program: seconds waiting for the guest's results, and in the model
+    kind_s: dict[str, list[float]] = field(
+        default_factory=lambda: {k: [0.0, 0.0] for k in KINDS})
 
     def __post_init__(self) -> None:
         self.corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -105,15 +114,22 @@ class WorkerState:
         return out, e
 
     def _run(self, prog: Program) -> tuple[differential.Outcome, set[int]]:
+        vm = getattr(self.backend, "vm", None)
+        waited = getattr(vm, "exec_seconds", 0.0)
         out = differential.run(prog, self.backend, kcov_mode=KCOV_EDGES)
+        waited = getattr(vm, "exec_seconds", 0.0) - waited
+        self.host_s["model"] += out.model_s
         e = coverage.edges(out.execution)
         new = e - self.edges
+        self.join_corpus_write()  # the last program's entry: written while this one ran
         if new:
             self.edges |= new
-            self.add_to_corpus(prog)
+            self.add_to_corpus_later(prog)
         for k in kind_of(prog):
             self.by_kind[k] += 1
             self.kind_edges[k] |= e
+            self.kind_s[k][0] += waited
+            self.kind_s[k][1] += out.model_s
         if self.leak_scan_s:
             self.since_scan = [*self.since_scan[-63:], prog]
         self.programs += 1
@@ -131,14 +147,47 @@ class WorkerState:
             print(f"worker {self.worker}: {msg} ({self.write_errors} write errors so far; "
                   "fuzzing on, retried later)", file=sys.stderr, flush=True)
 
+    def add_to_corpus_later(self, prog: Program) -> None:
+        """add_to_corpus on a thread: the write (an fsync, 4-10 ms on a busy disk: a
+        seventh of a worker's own time early in a campaign) runs while the guest runs
+        the next program, and is joined when that one's results are in, or by
+        join_corpus_write (stats, the worker's exit)."""
+        box: list[Path | OSError] = []
+
+        def write() -> None:
+            try:
+                box.append(corpus.add(self.corpus_dir, prog))
+            except OSError as e:
+                box.append(e)
+
+        th = threading.Thread(target=write, name="corpus-write", daemon=True)
+        self._writing = (prog, th, box)
+        th.start()
+
+    def join_corpus_write(self) -> None:
+        """Wait for add_to_corpus_later's write and report it as add_to_corpus does."""
+        if self._writing is None:
+            return
+        prog, th, box = self._writing
+        self._writing = None
+        th.join()
+        r = box[0] if box else OSError("the corpus write died")
+        if isinstance(r, OSError):
+            self.corpus_write_failed(prog, r)
+        else:
+            print(f"wrote corpus {r.name}", file=sys.stderr, flush=True)
+
+    def corpus_write_failed(self, prog: Program, e: OSError) -> None:
+        self.write_errors += 1
+        self.warn(f"corpus entry NOT written to {self.corpus_dir}: {e.strerror or e}")
+        if len(self.pending) < MAX_PENDING:
+            self.pending.append(("corpus", prog))
+
     def add_to_corpus(self, prog: Program) -> bool:
         try:
             path = corpus.add(self.corpus_dir, prog)
         except OSError as e:
-            self.write_errors += 1
-            self.warn(f"corpus entry NOT written to {self.corpus_dir}: {e.strerror or e}")
-            if len(self.pending) < MAX_PENDING:
-                self.pending.append(("corpus", prog))
+            self.corpus_write_failed(prog, e)
             return False
         print(f"wrote corpus {path.name}", file=sys.stderr, flush=True)
         return True
@@ -239,15 +288,18 @@ class WorkerState:
         vm = self.backend.vm  # type: ignore[attr-defined]
         vm.exec_seconds = 0.0
         vm.executor_ns = dict.fromkeys(vm.executor_ns, 0)
+        self.host_s = dict.fromkeys(self.host_s, 0.0)
+        self.kind_s = {k: [0.0, 0.0] for k in KINDS}
 
     def write_stats(self, final: bool = False) -> None:
+        self.join_corpus_write()  # the corpus count and write errors include it
         self.last_stats = time.monotonic()
         if self.pending:
             self.retry_pending()
         vm = getattr(self.backend, "vm", None)
         line = {"t": round(self.last_stats - self.started, 2), "worker": self.worker,
                 "pid": os.getpid(), "programs": self.programs, "ops": self.ops,
-                "edges": len(self.edges), "corpus": len(corpus.files(self.corpus_dir)),
+                "edges": len(self.edges), "corpus": corpus.count(self.corpus_dir),
                 "findings": len(self.findings_seen), "known_bugs": len(self.known_seen),
                 "restarts": getattr(vm, "restarts", 0),
                 "restart_s": round(getattr(vm, "restart_seconds", 0.0), 2),
@@ -255,7 +307,11 @@ class WorkerState:
                 "exec_s": round(getattr(vm, "exec_seconds", 0.0), 2),
                 "executor_s": {k: round(v / 1e9, 2)
                                for k, v in getattr(vm, "executor_ns", {}).items()},
+                "host_s": {k: round(v, 2) for k, v in self.host_s.items()},
                 "programs_by_kind": self.by_kind,
+                "ms_by_kind": {k: {"guest": round(g / n * 1e3, 2), "model": round(m / n * 1e3, 2)}
+                               for k, (g, m) in self.kind_s.items()
+                               if (n := self.by_kind[k])},
                 "edges_by_kind": {k: len(v) for k, v in self.kind_edges.items()},
                 "fault_walks": getattr(self.walker, "walks", 0),
                 "leak_scans": self.leak_scans,

@@ -18,6 +18,7 @@ resource without taking it as an argument.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 # Call kinds: how the executor makes the call.
@@ -396,17 +397,27 @@ class OpDesc:
         """output -> object kind, for the outputs that create objects."""
         return {o.name: o.kind for o in self.outs if o.kind}
 
-    def arg(self, name: str) -> Arg | None:
+    # by name (the first of a name), built on first use: arg() and out() are called for
+    # every field of every op the checks, the encoder, the layout and the model touch
+    @functools.cached_property
+    def _args_by_name(self) -> dict[str, Arg]:
+        by: dict[str, Arg] = {}
         for a in self.args:
-            if a.name == name:
-                return a
-        return None
+            by.setdefault(a.name, a)
+        return by
+
+    @functools.cached_property
+    def _outs_by_name(self) -> dict[str, Out]:
+        by: dict[str, Out] = {}
+        for o in self.outs:
+            by.setdefault(o.name, o)
+        return by
+
+    def arg(self, name: str) -> Arg | None:
+        return self._args_by_name.get(name)
 
     def out(self, name: str) -> Out | None:
-        for o in self.outs:
-            if o.name == name:
-                return o
-        return None
+        return self._outs_by_name.get(name)
 
     def path(self, name: str) -> str:
         """The struct field path of an argument or output."""
