@@ -327,3 +327,23 @@ def test_a_pin_count_read_beside_a_racing_failing_pin_may_see_the_pins_it_held()
     seq = Program([Op(o.name, o.args) for o in ops], buffers=[Buffer(2 * page, "memfd", 1)])
     _, mism, _ = model_alongside(seq, res)
     assert [(m.op, m.field) for m in mism] == [(4, "errno")]
+
+
+def test_a_map_beside_a_racing_map_that_fails_may_meet_its_areas() -> None:
+    """A campaign's finding: two maps of unpinnable memory (the top of the address space)
+    at one IOVA on two threads, with a mock domain: iopt_map_pages inserts the areas,
+    then fails to pin and takes them out; the other map met them (EEXIST) where both
+    whole-call orders give EFAULT. Transient, not a mismatch; without the race it is."""
+    ioas = Ref(0, "out_ioas_id")
+    top = {"ioas_id": ioas, "user_va": (1 << 64) - 8192, "length": 4096, "iova": 1 << 24,
+           "flags": 7}
+    ops = [Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": ioas}),
+           Op("IOAS_MAP", top, thread=3, barrier=1), Op("IOAS_MAP", top, thread=2, barrier=1)]
+    res = kernel((0, {"out_ioas_id": 1}, False),
+                 (0, {"out_stdev_id": 2, "out_hwpt_id": 4, "out_idev_id": 3}, False),
+                 (errno.EEXIST, {"iova": 1 << 24}, False), (errno.EFAULT, {"iova": 1 << 24}, False))
+    _, mism, _ = model_alongside(Program(ops), res)
+    assert mism == [], [x.describe() for x in mism]
+    seq = Program([Op(o.name, o.args) for o in ops])
+    _, mism, _ = model_alongside(seq, res)
+    assert [(x.op, x.field) for x in mism] == [(2, "errno")]

@@ -35,6 +35,7 @@ TRANSIENT: dict[int, str] = {
     errno.EBUSY: "a racing op held a reference to the object, or was mapping the area",
     errno.ENOENT: "a racing DESTROY freed the object while the op ran",
     errno.EINVAL: "a racing DESTROY freed the object's id and it was taken for another",
+    errno.EEXIST: "a racing map held the range while it ran (and let it go when it failed)",
 }
 UNMAPS = {"IOAS_UNMAP": "ioas_id", "VFIO_IOMMU_UNMAP_DMA": "compat"}
 
@@ -250,6 +251,12 @@ def transient(model: Model, prog: Program, group: range, k: int, kernel: OpResul
     if e in (errno.ENOENT, errno.EINVAL):
         freed = {model.resolve(i)["id"] for i in others if prog.ops[i].name == "DESTROY"}
         return bool(freed & _objects_used(model, prog, k))
+    if e == errno.EEXIST and prog.ops[k].desc.maps is not None:
+        # iopt_map_pages inserts the areas, then pins and fills the domains: a map that
+        # fails there takes its areas out again, after a racing map met them
+        space = _space(model, prog, k)
+        return any(prog.ops[i].desc.maps is not None and _space(model, prog, i) == space
+                   for i in others)
     return False
 
 
