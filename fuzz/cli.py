@@ -237,7 +237,9 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
     elif a.seeds:
         seeds = tuple(existing_dir(p, "--seeds") for p in a.seeds)
     else:
-        seeds = tuple(p for p in (Path("corpus/seeds"),) if p.is_dir())
+        # the fault walk's kept programs inject faults: not for a campaign without them
+        default = ("corpus/seeds",) if a.no_faults_threads else ("corpus/seeds", "corpus/faults")
+        seeds = tuple(Path(p) for p in default if Path(p).is_dir())
     _kernel_arg(a.kernel)
     prepare(dirs["corpus"], dirs["findings"], dirs["workdir"], seeds)
     kdir = _kernel_dir(a.kernel)
@@ -526,7 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--vms", type=int, default=1)
     f.add_argument("--corpus", default="corpus/campaign")
     f.add_argument("--seeds", action="append", help="extra read-only corpus dirs "
-                   "(default corpus/seeds)")
+                   "(default corpus/seeds and corpus/faults; corpus/seeds alone with "
+                   "--no-faults-threads)")
     f.add_argument("--no-seeds", action="store_true",
                    help="start from --corpus alone (an empty one: from nothing), no seeds")
     f.add_argument("--findings", default="findings")
