@@ -81,7 +81,8 @@ def test_hypothesis_engine_finds_shrinks_and_records_planted_divergence(
     names = [op.name for op in shrunk.ops]
     # shrunk from up to 20 steps to the IOAS and the map of exactly one page too many;
     # alone it comes out as those 2 ops, after some other test files were imported first
-    # with a few no-op steps left (OPTION gets) that the shrinker does not delete
+    # with a few no-op steps left (OPTION sets of the rlimit mode to its default, 0) that
+    # the shrinker does not delete
     assert names[0] == "IOAS_ALLOC" and names[-1] == "IOAS_MAP" and len(names) <= 6, \
         shrunk.dumps()
     assert set(names[1:-1]) <= {"OPTION"}, shrunk.dumps()
