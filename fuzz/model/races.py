@@ -27,7 +27,7 @@ from fuzz.compare import Mismatch
 from fuzz.model.model import Model
 from fuzz.model.objects import OBJ_IOAS
 from fuzz.prog import Program
-from fuzz.prog.types import Res, is_kind
+from fuzz.prog.types import Out, Res, is_kind
 from fuzz.result import OpResult
 
 # errno -> the half-done work of a racing op that answers it
@@ -75,9 +75,12 @@ def orders(prog: Program, group: range) -> list[tuple[int, ...]]:
     return out
 
 
+def _is_id(o: Out) -> bool:
+    return bool(o.kind) and any(is_kind(o.kind, k) for k in ID_KINDS)
+
+
 def _id_outputs(prog: Program, i: int) -> list[str]:
-    return [o.name for o in prog.ops[i].desc.outs
-            if o.kind and any(is_kind(o.kind, k) for k in ID_KINDS)]
+    return [o.name for o in prog.ops[i].desc.outs if _is_id(o)]
 
 
 FREES = ("DESTROY", "CLOSE")  # ops that give ids (and fds) back
@@ -86,8 +89,7 @@ HIDDEN_ID = ("TEST_CREATE_ACCESS",)  # its access object takes an id no output s
 
 def resource_outputs(prog: Program, i: int) -> list[str]:
     """The id and fd outputs of op i: what it takes from the xarray and the fd table."""
-    return [o.name for o in prog.ops[i].desc.outs
-            if o.is_fd or (o.kind and any(is_kind(o.kind, k) for k in ID_KINDS))]
+    return [o.name for o in prog.ops[i].desc.outs if o.is_fd or _is_id(o)]
 
 
 def taken_one_at_a_time(prog: Program, group: range, kernel: list[OpResult]) -> str | None:
