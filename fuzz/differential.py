@@ -117,7 +117,8 @@ def _race_leeway(prog: Program, span: range, start: int, kernel: list[OpResult],
         if not races.free_choice(prog, span, d.op, d.field) or type(v) is not int \
                 or given.count(v) > 1:
             return False
-        if next(o.is_fd for o in prog.ops[d.op].desc.outs if o.name == d.field):
+        out = prog.ops[d.op].desc.out(d.field)
+        if out is not None and out.is_fd:
             return v >= 0 and v not in kept_fds
         return 0 < v < 1 << 31 and v not in kept_ids
 
