@@ -90,9 +90,9 @@ def _reserved_unread(m: Model, a: Args, value: int, handler: Callable[[Model, Ar
     6.12 went on as if it were 0: the model runs that path, and when the kernel's
     result is exactly that path's, the op is the known bug (the model keeps that
     path's state); otherwise that path's result is compared as it is."""
-    kernel = m.kernel_result()
     if not value:
         return handler(m, a)
+    kernel = m.kernel_result()
     if kernel is None or kernel.errno == EOPNOTSUPP:
         raise KernelError(EOPNOTSUPP)
     try:
@@ -303,17 +303,15 @@ def get_dirty_bitmap(m: Model, a: Args) -> dict:
         bug: bytes | None = _capture(m, data, n, kernel_bm)
     except Unsure:
         bug = None
-    kernel = m.kernel_result()
     if bug is not None and (rc or bug != fixed) and \
             m.known_bug(BUG_ERROR_DROPPED if rc else BUG_OVERRUN, 0, {"bitmap": bug}):
         kernel_bm.commit()
         m.captured += len(bug)
-    elif bug is None and rc and kernel is not None and kernel.errno == 0 and \
-            m.known_bug(BUG_ERROR_DROPPED, 0, {}):
+    elif bug is None and rc and m.known_bug(BUG_ERROR_DROPPED, 0, {}):
         # the bitmap's memory is unknown already (what the bug leaves there cannot be
         # told): the walk failed and 6.12 returned 0, which is the bug whatever the bits
         kernel_bm.commit()
-        got = kernel.out.get("bitmap")
+        got = m.kernel_result().out.get("bitmap")  # type: ignore[union-attr]
         m.captured += len(got) if isinstance(got, (bytes, bytearray)) else 0
     else:
         fixed_bm.commit()
