@@ -34,7 +34,7 @@ from typing import Any
 
 from fuzz import known
 from fuzz.prog import Program, atomic_write
-from fuzz.prog.jsonio import InputError, read_json, read_text
+from fuzz.prog.jsonio import InputError, from_json_value, read_json, read_text, to_json_value
 from fuzz.prog.limits import MAX_HISTORY
 from fuzz.result import OpResult, errno_name
 
@@ -204,31 +204,11 @@ RESULTS_FILE = "kernel-results.json"  # what the kernel returned for each op of 
 RESULTS_VERSION = 1
 
 
-def _value_json(v: Any) -> Any:
-    if isinstance(v, (bytes, bytearray)):
-        return {"hex": bytes(v).hex()}
-    if isinstance(v, dict):
-        return {k: _value_json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_value_json(x) for x in v]
-    return v
-
-
-def _value_from(v: Any) -> Any:
-    if isinstance(v, dict):
-        if set(v) == {"hex"} and isinstance(v["hex"], str):
-            return bytes.fromhex(v["hex"])
-        return {k: _value_from(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_value_from(x) for x in v]
-    return v
-
-
 def results_json(results: list[OpResult]) -> bytes:
     """The kernel's result of each op, as the executor reported it: so that a finding
     that does not reproduce (a race, a fault) can be checked again against a changed
     model (`iommufd-fuzz recheck`)."""
-    ops = [{"errno": r.errno, "ret": r.ret, "out": _value_json(r.out), "injected": r.injected,
+    ops = [{"errno": r.errno, "ret": r.ret, "out": to_json_value(r.out), "injected": r.injected,
             "thread": r.thread, "t_start": r.t_start, "t_end": r.t_end} for r in results]
     return (json.dumps({"version": RESULTS_VERSION, "ops": ops}) + "\n").encode()
 
@@ -243,7 +223,7 @@ def load_results(path: Path, n_ops: int) -> list[OpResult]:
     for i, r in enumerate(doc["ops"]):
         try:
             out.append(OpResult(errno=int(r["errno"]), ret=int(r["ret"]),
-                                out=_value_from(dict(r["out"])), injected=bool(r["injected"]),
+                                out=from_json_value(dict(r["out"])), injected=bool(r["injected"]),
                                 thread=int(r["thread"]), t_start=int(r["t_start"]),
                                 t_end=int(r["t_end"])))
         except (KeyError, TypeError, ValueError) as e:

@@ -91,3 +91,25 @@ def check_depth(doc: Any, where: str, error: type[InputError] = InputError,
 def read_json(p: str | os.PathLike[str], max_bytes: int = MAX_JSON_BYTES,
               error: type[InputError] = InputError) -> Any:
     return loads(read_text(p, max_bytes, error), str(p), error)
+
+
+def to_json_value(v: Any) -> Any:
+    """A result value as JSON: bytes (captured memory) as {"hex": ...}, at any depth."""
+    if isinstance(v, (bytes, bytearray)):
+        return {"hex": bytes(v).hex()}
+    if isinstance(v, dict):
+        return {k: to_json_value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [to_json_value(x) for x in v]
+    return v
+
+
+def from_json_value(v: Any) -> Any:
+    """to_json_value undone."""
+    if isinstance(v, dict):
+        if set(v) == {"hex"} and isinstance(v["hex"], str):
+            return bytes.fromhex(v["hex"])
+        return {k: from_json_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [from_json_value(x) for x in v]
+    return v

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
+from fuzz.prog.jsonio import from_json_value, to_json_value
+
 
 @dataclass
 class Expectation:
@@ -33,16 +35,14 @@ class Expectation:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("kernel", "model"):
-            if isinstance(d[k], (bytes, bytearray)):
-                d[k] = {"hex": bytes(d[k]).hex()}
+            d[k] = to_json_value(d[k])
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Expectation:
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         for k in ("kernel", "model"):
-            if isinstance(d.get(k), dict) and "hex" in d[k]:
-                d[k] = bytes.fromhex(d[k]["hex"])
+            d[k] = from_json_value(d.get(k))
         return cls(**d)
 
 
