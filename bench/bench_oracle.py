@@ -262,22 +262,22 @@ def finding_programs(dirs: list[Path]) -> tuple[list[tuple[str, Program]], list[
 
 
 def record(progs: list[tuple[str, Program]], kernel: Path, force: bool,
-           race_runs: int = 1) -> list[list[Any]]:
+           race_runs: int = 1) -> tuple[list[tuple[str, Program]], list[list[Any]]]:
     """The kernel's OpResults for every program: from the cache (one file per kernel, a
     result per program text, so new seeds only run the new programs), or one VM run each.
     A program with a race group on several threads runs race_runs times, each run a
-    recorded program of its own (its interleavings differ from run to run)."""
+    recorded program of its own (its interleavings differ from run to run): the runs'
+    names and programs, and their results."""
     kh = hashlib.sha256(str(kernel.resolve()).encode()).hexdigest()[:16]
     cache = CACHE / f"kernel-results-{kh}.pickle"
     known: dict[str, list[Any]] = {} if force or not cache.exists() else \
         pickle.loads(cache.read_bytes())
     runs = [(name if r == 0 else f"{name} (run {r + 1})", p, r) for name, p in progs
             for r in range(race_runs if len({op.thread for op in p.ops}) > 1 else 1)]
-    progs[:] = [(name, p) for name, p, _ in runs]
     keys = [hashlib.sha256(p.dumps().encode()).hexdigest() + (f":{r}" if r else "")
             for _, p, r in runs]
-    todo = [(k, name, p) for k, (name, p) in zip(keys, progs) if k not in known]
-    print(f"kernel results: {cache} ({len(progs) - len(todo)} cached; --record runs the VM "
+    todo = [(k, name, p) for k, (name, p, _) in zip(keys, runs) if k not in known]
+    print(f"kernel results: {cache} ({len(runs) - len(todo)} cached; --record runs the VM "
           "again)", file=sys.stderr)
     if todo:
         from fuzz.backend import VMBackend
@@ -300,7 +300,7 @@ def record(progs: list[tuple[str, Program]], kernel: Path, force: bool,
         CACHE.mkdir(parents=True, exist_ok=True)
         atomic_write(cache, pickle.dumps(known))
         print(f"recorded in {time.monotonic() - t0:.0f} s: {cache}", file=sys.stderr)
-    return [known[k] for k in keys]
+    return [(name, p) for name, p, _ in runs], [known[k] for k in keys]
 
 
 # -- replay ---------------------------------------------------------------------------------
@@ -458,7 +458,7 @@ def main() -> int:
     from fuzz import kernel as K
 
     kdir = a.kernel or K.default_kernel()
-    kernel = record(named, kdir, a.record, a.race_runs)
+    named, kernel = record(named, kdir, a.record, a.race_runs)
     found, found_results = finding_programs(a.findings)
     named += found
     kernel += found_results
