@@ -347,3 +347,54 @@ def test_a_map_beside_a_racing_map_that_fails_may_meet_its_areas() -> None:
     seq = Program([Op(o.name, o.args) for o in ops])
     _, mism, _ = model_alongside(seq, res)
     assert [(x.op, x.field) for x in mism] == [(2, "errno")]
+
+
+def test_a_syz_copy_whose_conversion_lookup_the_fault_failed_copies_the_iova_as_given() -> None:
+    """A campaign's finding: IOAS_COPY with MOCK_FLAGS_ACCESS_SYZ, fail_nth 1: the first
+    fault point is the source lookup of iommufd_test_syz_conv_iova_id, which ignores its
+    failure, so the copy ran from the IOVA as given and succeeded where the converted
+    one (no area 0x1000000: IOVA 0) fails. corpus/faults/copy_syz_fault_skips_conversion
+    runs it on the kernel. A fault still cannot make a copy without the flag succeed."""
+    from fuzz import uapi
+    from fuzz.prog import Buffer, BufPtr
+
+    ioas = Ref(0, "out_ioas_id")
+    rw = uapi.IOMMU_IOAS_MAP_WRITEABLE | uapi.IOMMU_IOAS_MAP_READABLE
+    copy = {"dst_ioas_id": ioas, "src_ioas_id": ioas, "flags": rw | uapi.MOCK_FLAGS_ACCESS_SYZ,
+            "length": 4096, "src_iova": 1 << 24}
+    ops = [Op("IOAS_ALLOC"),
+           Op("IOAS_MAP", {"ioas_id": ioas, "user_va": BufPtr(0), "length": 4096,
+                           "iova": 1 << 24, "flags": rw | uapi.IOMMU_IOAS_MAP_FIXED_IOVA}),
+           Op("IOAS_COPY", copy, fail_nth=1)]
+    res = kernel((0, {"out_ioas_id": 1}, False), (0, {"iova": 1 << 24}, False),
+                 (0, {"dst_iova": 4096}, True))
+    _, mism, unsure = model_alongside(Program(ops, [Buffer(4096)]), res)
+    assert mism == [] and unsure == [], [m.describe() for m in mism]
+    plain = dict(copy, flags=rw, src_iova=0)
+    _, mism, _ = model_alongside(Program(ops[:2] + [Op("IOAS_COPY", plain, fail_nth=1)],
+                                         [Buffer(4096)]), res)
+    assert [(m.op, m.field, m.model) for m in mism] == [(2, "errno", errno.ENOENT)]
+
+
+def test_an_unsure_op_failed_by_its_fault_leaves_no_trace() -> None:
+    """A campaign's finding: fd numbers unknown after a race group (an access made beside
+    a failing one) leave the next TEST_CREATE_ACCESS unsure; its injected failure must
+    still undo it, or the pin-pages access it did not make raises the IOAS's alignment.
+    corpus/faults/unsure_access_failed_by_fault_leaves_no_trace runs it on the kernel."""
+    ioas = Ref(0, "out_ioas_id")
+    p = Program([Op("IOAS_ALLOC"),
+                 Op("TEST_CREATE_ACCESS", {"id": 99, "flags": 1}, thread=1, barrier=1),
+                 Op("TEST_CREATE_ACCESS", {"id": ioas, "flags": 0}, thread=2, barrier=1),
+                 Op("TEST_CREATE_ACCESS", {"id": ioas, "flags": 1}, fail_nth=1),
+                 Op("IOAS_IOVA_RANGES", {"ioas_id": ioas})])
+    full = [[0, (1 << 64) - 1]]
+    res = kernel((0, {"out_ioas_id": 1}, False), (errno.ENOENT, {"out_access_fd": 0}, False),
+                 (0, {"out_access_fd": 4}, False), (errno.ENOMEM, {"out_access_fd": 0}, True),
+                 (0, {"num_iovas": 1, "out_iova_alignment": 1, "ranges": full}, False))
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [], [m.describe() for m in mism]
+    assert [u.op for u in unsure] == [3]
+    res[4].out["out_iova_alignment"] = 4096  # as if the failed access had stayed
+    _, mism, _ = model_alongside(p, res)
+    assert [(m.op, m.field) for m in mism] == [(4, "out_iova_alignment")]
+
