@@ -201,3 +201,19 @@ def test_a_finding_keeps_the_kernels_results_and_recheck_runs_the_model_on_them(
     (d / findings.RESULTS_FILE).unlink()
     assert main(["recheck", str(d)]) == 2
     assert f"no {findings.RESULTS_FILE}" in capsys.readouterr().out
+
+
+def test_a_campaign_workers_finding_keeps_the_kernels_results(tmp_path: Path) -> None:
+    """The engines record through WorkerState.record, not record_outcome: their findings
+    must keep kernel-results.json too (camp13's race and fault findings had none)."""
+    from fuzz.compare import Mismatch
+    from fuzz.engines.common import WorkerState
+
+    p, res = _racing_fault_queue()
+    out = Outcome(p, Execution(results=res),
+                  mismatches=[Mismatch(3, "FAULT_QUEUE_ALLOC", "out_fault_fd", 4, 5)])
+    store = findings.FindingStore(tmp_path / "f")
+    st = WorkerState(None, tmp_path / "corpus", store, tmp_path / "stats.jsonl")  # type: ignore
+    st.record(out)
+    [d] = [x for x in (tmp_path / "f").iterdir() if x.is_dir()]
+    assert [r.out for r in findings.load_finding(d).results] == [r.out for r in res]
