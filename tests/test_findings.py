@@ -217,3 +217,19 @@ def test_a_campaign_workers_finding_keeps_the_kernels_results(tmp_path: Path) ->
     st.record(out)
     [d] = [x for x in (tmp_path / "f").iterdir() if x.is_dir()]
     assert [r.out for r in findings.load_finding(d).results] == [r.out for r in res]
+
+
+def test_a_finding_seen_again_still_describes_the_program_it_keeps(tmp_path: Path) -> None:
+    """The second occurrence is counted; its op and detail (another program's: camp13's
+    VFIO_SET_IOMMU finding named op 6 of a program whose op 6 is an OPTION) are not
+    written over the first's, whose program is the one stored."""
+    store = findings.FindingStore(tmp_path)
+    first = findings.Finding("model/kernel mismatch in X.errno", "sig", "mismatch", op=5,
+                             field="errno", detail="op 5 (X): errno")
+    assert store.record(first, prog(1), "", {})
+    again = findings.Finding(first.title, "sig", "mismatch", op=6, field="errno",
+                             detail="op 6 (X): errno")
+    assert not store.record(again, prog(2), "", {})
+    [(rec, d)] = store.list()
+    assert (rec.count, rec.op, rec.detail) == (2, 5, "op 5 (X): errno")
+    assert findings.load_finding(d).prog.dumps() == prog(1).dumps()
