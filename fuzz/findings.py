@@ -303,6 +303,9 @@ class FindingStore:
                 old = Finding.from_json(read_json(meta), str(meta))
                 f.count = old.count + 1
                 f.first_seen = old.first_seen or now
+                # where and what describe the stored program, the first occurrence's
+                f.op, f.field, f.detail, f.also, f.deferred = \
+                    old.op, old.field, old.detail, old.also, old.deferred
             except InputError:
                 f.first_seen = now  # a damaged record is rewritten whole
             f.last_seen = now

@@ -135,6 +135,7 @@ def test_atheris_engine_finds_records_and_minimizes_planted_divergence(
 
     monkeypatch.setattr(differential, "Model", PlantedModel)
     (_, fdir), = [(f, d) for f, d in rows if f.title.endswith("IOAS_MAP.errno")]
+    assert (fdir / findings.RESULTS_FILE).exists(), "recheck needs the kernel's results"
     result = minimize(fdir, vm)
     names = [op.name for op in result.prog.ops]
     assert names == ["IOAS_ALLOC", "IOAS_MAP"], result.prog.dumps()

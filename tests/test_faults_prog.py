@@ -347,3 +347,114 @@ def test_a_map_beside_a_racing_map_that_fails_may_meet_its_areas() -> None:
     seq = Program([Op(o.name, o.args) for o in ops])
     _, mism, _ = model_alongside(seq, res)
     assert [(x.op, x.field) for x in mism] == [(2, "errno")]
+
+
+def test_a_syz_copy_whose_conversion_lookup_the_fault_failed_copies_the_iova_as_given() -> None:
+    """A campaign's finding: IOAS_COPY with MOCK_FLAGS_ACCESS_SYZ, fail_nth 1: the first
+    fault point is the source lookup of iommufd_test_syz_conv_iova_id, which ignores its
+    failure, so the copy ran from the IOVA as given and succeeded where the converted
+    one (no area 0x1000000: IOVA 0) fails. corpus/faults/copy_syz_fault_skips_conversion
+    runs it on the kernel. A fault still cannot make a copy without the flag succeed."""
+    from fuzz import uapi
+    from fuzz.prog import Buffer, BufPtr
+
+    ioas = Ref(0, "out_ioas_id")
+    rw = uapi.IOMMU_IOAS_MAP_WRITEABLE | uapi.IOMMU_IOAS_MAP_READABLE
+    copy = {"dst_ioas_id": ioas, "src_ioas_id": ioas, "flags": rw | uapi.MOCK_FLAGS_ACCESS_SYZ,
+            "length": 4096, "src_iova": 1 << 24}
+    ops = [Op("IOAS_ALLOC"),
+           Op("IOAS_MAP", {"ioas_id": ioas, "user_va": BufPtr(0), "length": 4096,
+                           "iova": 1 << 24, "flags": rw | uapi.IOMMU_IOAS_MAP_FIXED_IOVA}),
+           Op("IOAS_COPY", copy, fail_nth=1)]
+    res = kernel((0, {"out_ioas_id": 1}, False), (0, {"iova": 1 << 24}, False),
+                 (0, {"dst_iova": 4096}, True))
+    _, mism, unsure = model_alongside(Program(ops, [Buffer(4096)]), res)
+    assert mism == [] and unsure == [], [m.describe() for m in mism]
+    plain = dict(copy, flags=rw, src_iova=0)
+    _, mism, _ = model_alongside(Program(ops[:2] + [Op("IOAS_COPY", plain, fail_nth=1)],
+                                         [Buffer(4096)]), res)
+    assert [(m.op, m.field, m.model) for m in mism] == [(2, "errno", errno.ENOENT)]
+
+
+def test_an_unsure_op_failed_by_its_fault_leaves_no_trace() -> None:
+    """A campaign's finding: fd numbers unknown after a race group (an access made beside
+    a failing one) leave the next TEST_CREATE_ACCESS unsure; its injected failure must
+    still undo it, or the pin-pages access it did not make raises the IOAS's alignment.
+    corpus/faults/unsure_access_failed_by_fault_leaves_no_trace runs it on the kernel."""
+    ioas = Ref(0, "out_ioas_id")
+    p = Program([Op("IOAS_ALLOC"),
+                 Op("TEST_CREATE_ACCESS", {"id": 99, "flags": 1}, thread=1, barrier=1),
+                 Op("TEST_CREATE_ACCESS", {"id": ioas, "flags": 0}, thread=2, barrier=1),
+                 Op("TEST_CREATE_ACCESS", {"id": ioas, "flags": 1}, fail_nth=1),
+                 Op("IOAS_IOVA_RANGES", {"ioas_id": ioas})])
+    full = [[0, (1 << 64) - 1]]
+    res = kernel((0, {"out_ioas_id": 1}, False), (errno.ENOENT, {"out_access_fd": 0}, False),
+                 (0, {"out_access_fd": 4}, False), (errno.ENOMEM, {"out_access_fd": 0}, True),
+                 (0, {"num_iovas": 1, "out_iova_alignment": 1, "ranges": full}, False))
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [], [m.describe() for m in mism]
+    assert [u.op for u in unsure] == [3]
+    res[4].out["out_iova_alignment"] = 4096  # as if the failed access had stayed
+    _, mism, _ = model_alongside(p, res)
+    assert [(m.op, m.field) for m in mism] == [(4, "out_iova_alignment")]
+
+
+def _compat(*more: Op) -> Program:
+    """An IOAS with a mock domain as the vfio compat IOAS, then `more`."""
+    from fuzz.prog import Buffer
+
+    ioas = Ref(0, "out_ioas_id")
+    return Program([Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": ioas}),
+                    Op("VFIO_IOAS", {"op": 1, "ioas_id": ioas}), *more],
+                   [Buffer(4 << 20, "hugetlb", 21), Buffer(8192)])
+
+
+COMPAT = ((0, {"out_ioas_id": 1}, False),
+          (0, {"out_stdev_id": 2, "out_hwpt_id": 4, "out_idev_id": 3}, False),
+          (0, {"ioas_id": 1}, False))
+
+
+def test_a_vfio_unmap_that_met_a_racing_map_half_done_copies_back_what_it_unmapped() -> None:
+    """A campaign's finding: VFIO_IOMMU_UNMAP_DMA met the area of a racing MAP_DMA (whose
+    injected fault then failed it) before its pages were set: EBUSY, and unmap.size =
+    the bytes unmapped before (none) is copied back on failure too (vfio_compat.c)."""
+    from fuzz.prog import BufPtr
+
+    p = _compat(Op("VFIO_IOMMU_UNMAP_DMA", {"iova": 1 << 24, "size": 1 << 18}, barrier=1),
+                Op("VFIO_IOMMU_MAP_DMA", {"flags": 3, "vaddr": BufPtr(0), "size": 4 << 20,
+                                          "iova": 1 << 24}, thread=1, barrier=1, fail_nth=9))
+    res = kernel(*COMPAT, (errno.EBUSY, {"size": 0}, False), (errno.ENOENT, {}, True))
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [] and unsure == [], [m.describe() for m in mism]
+    res[3].out["size"] = 1 << 18  # nothing was there to unmap
+    _, mism, _ = model_alongside(p, res)
+    assert [(m.op, m.field) for m in mism] == [(3, "size")]
+
+
+def test_type1_beside_a_racing_map_that_fails_may_meet_its_area() -> None:
+    """A campaign's finding: VFIO_SET_IOMMU(VFIO_TYPE1_IOMMU) ran inside a racing IOAS_MAP
+    (on the compat IOAS, which has a domain) that inserted its area, failed to pin
+    (EFAULT) and took it out: iopt_disable_large_pages saw the area (EINVAL), where both
+    whole-call orders give 0. Transient, no effect: large pages stay on, so a later
+    OPTION HUGE_PAGES set to 0 fails too. Without the race EINVAL is a mismatch."""
+    from fuzz import uapi
+    from fuzz.prog import BufPtr
+
+    big = {"ioas_id": Ref(0, "out_ioas_id"), "user_va": BufPtr(1), "length": 3 * 4096,
+           "flags": uapi.IOMMU_IOAS_MAP_WRITEABLE | uapi.IOMMU_IOAS_MAP_READABLE}
+    dma = {"flags": 3, "vaddr": BufPtr(1), "size": 8192, "iova": 1 << 24}
+    off = {"option_id": uapi.IOMMU_OPTION_HUGE_PAGES, "op": uapi.IOMMU_OPTION_OP_SET,
+           "object_id": Ref(0, "out_ioas_id"), "val64": 0}
+    tail = [Op("VFIO_IOMMU_MAP_DMA", dma), Op("OPTION", off)]
+    p = _compat(Op("IOAS_MAP", big, barrier=1),
+                Op("VFIO_SET_IOMMU", {"type": uapi.VFIO_TYPE1_IOMMU}, thread=1, barrier=1),
+                *tail)
+    res = kernel(*COMPAT, (errno.EFAULT, {"iova": 0}, False),
+                 (errno.EINVAL, {"ret": -1}, False), (0, {}, False),
+                 (errno.EINVAL, {"val64": 0}, False))
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [] and unsure == [], [m.describe() for m in mism]
+    seq = _compat(Op("IOAS_MAP", big), Op("VFIO_SET_IOMMU", {"type": uapi.VFIO_TYPE1_IOMMU}),
+                  *tail)
+    _, mism, _ = model_alongside(seq, res)
+    assert [(m.op, m.field) for m in mism][:1] == [(4, "errno")]

@@ -201,3 +201,35 @@ def test_a_finding_keeps_the_kernels_results_and_recheck_runs_the_model_on_them(
     (d / findings.RESULTS_FILE).unlink()
     assert main(["recheck", str(d)]) == 2
     assert f"no {findings.RESULTS_FILE}" in capsys.readouterr().out
+
+
+def test_a_campaign_workers_finding_keeps_the_kernels_results(tmp_path: Path) -> None:
+    """The engines record through WorkerState.record, not record_outcome: their findings
+    must keep kernel-results.json too (camp13's race and fault findings had none)."""
+    from fuzz.compare import Mismatch
+    from fuzz.engines.common import WorkerState
+
+    p, res = _racing_fault_queue()
+    out = Outcome(p, Execution(results=res),
+                  mismatches=[Mismatch(3, "FAULT_QUEUE_ALLOC", "out_fault_fd", 4, 5)])
+    store = findings.FindingStore(tmp_path / "f")
+    st = WorkerState(None, tmp_path / "corpus", store, tmp_path / "stats.jsonl")  # type: ignore
+    st.record(out)
+    [d] = [x for x in (tmp_path / "f").iterdir() if x.is_dir()]
+    assert [r.out for r in findings.load_finding(d).results] == [r.out for r in res]
+
+
+def test_a_finding_seen_again_still_describes_the_program_it_keeps(tmp_path: Path) -> None:
+    """The second occurrence is counted; its op and detail (another program's: camp13's
+    VFIO_SET_IOMMU finding named op 6 of a program whose op 6 is an OPTION) are not
+    written over the first's, whose program is the one stored."""
+    store = findings.FindingStore(tmp_path)
+    first = findings.Finding("model/kernel mismatch in X.errno", "sig", "mismatch", op=5,
+                             field="errno", detail="op 5 (X): errno")
+    assert store.record(first, prog(1), "", {})
+    again = findings.Finding(first.title, "sig", "mismatch", op=6, field="errno",
+                             detail="op 6 (X): errno")
+    assert not store.record(again, prog(2), "", {})
+    [(rec, d)] = store.list()
+    assert (rec.count, rec.op, rec.detail) == (2, 5, "op 5 (X): errno")
+    assert findings.load_finding(d).prog.dumps() == prog(1).dumps()

@@ -171,8 +171,10 @@ class OutboxStore(FindingStore):
         self.seq = 0
 
     def record(self, f: Finding, prog: Program, log: str, manifest: dict | None,
-               history: list[Program] | None = None) -> bool:
-        new = super().record(f, prog, log, manifest, history)
+               history: list[Program] | None = None, results: list[Any] | None = None
+               ) -> bool:
+        # the node's own store keeps the kernel's results (the hub's copy does not yet)
+        new = super().record(f, prog, log, manifest, history, results)
         self.seq += 1
         # the history goes with the node's first occurrence only: the hub keeps the
         # first occurrence's files and only counts the later ones

@@ -241,7 +241,8 @@ class WorkerState:
     def record_one(self, ev: findings.Evidence, log: str) -> bool:
         f = ev.finding
         try:
-            new = self.store.record(f, ev.prog, log, self.manifest, ev.history)
+            # the kernel's results too: `recheck` of a race or fault finding needs them
+            new = self.store.record(f, ev.prog, log, self.manifest, ev.history, ev.results)
         except OSError as e:
             self.write_errors += 1
             self.warn(f"finding NOT written: {f.title}: {e.strerror or e}")

@@ -11,8 +11,10 @@ When the executor reports the fault injected (fail-nth read back 0), the op:
   sends the kernel down another path that also succeeds, what that path does: a
   device whose attach to an IOAS's existing domain fails with EINVAL (fail_iommufd in
   iopt_table_enforce_dev_resv_regions) takes the next domain, or a new one
-  (iommufd_device_auto_get_domain reads EINVAL as "incompatible"); the model tries
-  each such failure (ALTERNATIVES) and keeps the one that gives the kernel's result;
+  (iommufd_device_auto_get_domain reads EINVAL as "incompatible"), and an IOAS_COPY
+  whose syzkaller-style IOVA conversion failed its lookup copies from the IOVA as
+  given; the model tries each such failure (ALTERNATIVES) and keeps the one that
+  gives the kernel's result;
 - failed with the errno the model predicts anyway: as usual;
 - failed otherwise: with one of INJECTED_ERRNOS only, and as if it had never run:
   the model's state goes back to what it was before the op, and the op's result
@@ -21,7 +23,8 @@ When the executor reports the fault injected (fail-nth read back 0), the op:
   on a page (MD_CHECK_REFS), an IOVA left reserved or mapped (IOVA_RANGES,
   MD_CHECK_MAP, mapping the same range again), an id left allocated.
 
-An injected fault can never make an op succeed that fails without it.
+An injected fault can never make an op succeed that fails without it, except where
+such a path does (the IOAS_COPY above).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import errno
 from collections.abc import Callable
 
 from fuzz.compare import compare_op
+from fuzz.model.consts import MOCK_FLAGS_ACCESS_SYZ
 from fuzz.model.model import Model
 from fuzz.model.objects import OBJ_IOAS
 from fuzz.result import OpResult
@@ -91,11 +95,21 @@ def _attach_points(model: Model, index: int) -> list[tuple[str, int]]:
     return [("attach", h.id) for h in getattr(ioas, "hwpt_list", [])]
 
 
+def _syz_conv_point(model: Model, index: int) -> list[tuple[str, int]]:
+    """IOAS_COPY with MOCK_FLAGS_ACCESS_SYZ: iommufd_test_syz_conv_iova_id looks the
+    source IOAS up first (the ioctl's first fault point) and, if that fails, returns
+    without converting src_iova (selftest.c:117-119): the copy runs with the IOVA as
+    given, and may succeed where the converted one fails."""
+    a = model.resolve(index)
+    return [("syz_conv", a["src_ioas_id"])] if a["flags"] & MOCK_FLAGS_ACCESS_SYZ else []
+
+
 # op -> the fault points the model can fail on purpose (Model.fail_at) for it
 ALTERNATIVES: dict[str, Callable[[Model, int], list[tuple[str, int]]]] = {
     "TEST_MOCK_DOMAIN": _attach_points,
     "TEST_MOCK_DOMAIN_FLAGS": _attach_points,
     "TEST_MOCK_DOMAIN_REPLACE": _attach_points,
+    "IOAS_COPY": _syz_conv_point,
 }
 
 
@@ -133,14 +147,16 @@ def step(model: Model, index: int, kernel: OpResult | None) -> OpResult:
     before = model.clone()
     res = model.step(index, kernel)
     res.fault_errnos = allowed(op.name)
-    if res.unsure is not None or res.errno == kernel.errno or \
-            kernel.errno not in res.fault_errnos:
+    if res.errno == kernel.errno or kernel.errno not in res.fault_errnos:
         return res  # as usual, or a mismatch the comparison names
-    # failed through the fault: as if it had never run
+    # failed through the fault: as if it had never run. Also where the model was unsure
+    # (of fd numbers after a race, say): the state it stepped to is the outcome the
+    # kernel's injected failure rules out (an access made, an id taken); the result
+    # stays unsure
     model.__dict__.update(before.__dict__)
     failed = OpResult(kernel.errno, -1, {**model.default_out(op.name, model.resolve(index)),
                                          **FAILED_OUT.get(op.name, {})},
-                      fault_errnos=res.fault_errnos)
+                      fault_errnos=res.fault_errnos, unsure=res.unsure)
     if "ret" in failed.out:
         failed.out["ret"] = -1
     model.place(index, failed, kernel, failed.out)

@@ -213,7 +213,9 @@ def ioas_copy(m: Model, a: Args) -> dict:
     if flags & MOCK_FLAGS_ACCESS_SYZ:  # iommufd_test_syz_conv_iova_id
         flags &= ~MOCK_FLAGS_ACCESS_SYZ
         src = m.objects.get(a["src_ioas_id"], OBJ_IOAS)
-        if src is not None:
+        # its iommufd_get_ioas is a fault point (fail_iommufd in iommufd_get_object) whose
+        # failure it ignores: the copy then goes on with the IOVA as given
+        if src is not None and ("syz_conv", a["src_ioas_id"]) not in m.fail_at:
             src_iova = syz_conv_iova(src, src_iova)  # type: ignore[arg-type]
     if flags & ~MAP_FLAGS:
         raise KernelError(EOPNOTSUPP)

@@ -247,7 +247,7 @@ class Model:
         self.results: list[OpResult | None] = []
         self.poisoned: str | None = None
         # fault points the model fails on purpose, to follow a path an injected fault
-        # made the kernel take (fuzz.model.faults): ("attach", hwpt id)
+        # made the kernel take (fuzz.model.faults): ("attach", hwpt id), ("syz_conv", ioas id)
         self.fail_at: set[tuple[str, int]] = set()
         self.op_name = ""
         self.op: Op | None = None  # the op being stepped (handlers that need its layout)

@@ -24,8 +24,9 @@ from __future__ import annotations
 import errno
 
 from fuzz.compare import Mismatch
+from fuzz.model.consts import IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_SET, VFIO_TYPE1_IOMMU
 from fuzz.model.model import Model
-from fuzz.model.objects import OBJ_IOAS
+from fuzz.model.objects import OBJ_IOAS, Ioas
 from fuzz.prog import Program
 from fuzz.prog.types import Out, Res, is_kind
 from fuzz.result import OpResult
@@ -34,7 +35,8 @@ from fuzz.result import OpResult
 TRANSIENT: dict[int, str] = {
     errno.EBUSY: "a racing op held a reference to the object, or was mapping the area",
     errno.ENOENT: "a racing DESTROY freed the object while the op ran",
-    errno.EINVAL: "a racing DESTROY freed the object's id and it was taken for another",
+    errno.EINVAL: "a racing DESTROY freed the object's id and it was taken for another; or "
+                  "a racing map's areas were in the tree (iopt_disable_large_pages)",
     errno.EEXIST: "a racing map held the range while it ran (and let it go when it failed)",
 }
 UNMAPS = {"IOAS_UNMAP": "ioas_id", "VFIO_IOMMU_UNMAP_DMA": "compat"}
@@ -235,6 +237,34 @@ def _space(model: Model, prog: Program, i: int) -> int | str | None:
     return "compat" if arg == "compat" else model.resolve(i)[arg]
 
 
+def _disables_large_pages(model: Model, prog: Program, k: int) -> Ioas | None:
+    """The IOAS op k calls iopt_disable_large_pages on, if it does: VFIO_SET_IOMMU of
+    VFIO_TYPE1_IOMMU (the compat IOAS), OPTION HUGE_PAGES set to 0 (its object)."""
+    op = prog.ops[k]
+    a = model.resolve(k)
+    if op.name == "VFIO_SET_IOMMU" and a["type"] == VFIO_TYPE1_IOMMU:
+        return model.vfio_ioas
+    if op.name == "OPTION" and a["option_id"] == IOMMU_OPTION_HUGE_PAGES and \
+            a["op"] == IOMMU_OPTION_OP_SET and a["val64"] == 0:
+        ioas = model.objects.get(a["object_id"], OBJ_IOAS)
+        return ioas if isinstance(ioas, Ioas) else None
+    return None
+
+
+def _met_areas_of_racing_maps(model: Model, prog: Program, k: int, others: list[int]) -> bool:
+    """iopt_disable_large_pages refuses (EINVAL) while the IOAS has a domain and any
+    area (io_pagetable.c:1342). A map's areas are in the tree from iopt_alloc_area_pages
+    on, before their domains are filled (io_pagetable.c:369-375), and a map that fails
+    there keeps them until iopt_map_user_pages aborts them (io_pagetable.c:437): so a
+    racing map into that IOAS may have been met half done, even one that failed."""
+    ioas = _disables_large_pages(model, prog, k)
+    if ioas is None or not ioas.iopt.domains:
+        return False
+    return any(prog.ops[i].desc.maps is not None and (
+        ioas is model.vfio_ioas if (s := _space(model, prog, i)) == "compat"
+        else model.objects.get(s, OBJ_IOAS) is ioas) for i in others)
+
+
 def transient(model: Model, prog: Program, group: range, k: int, kernel: OpResult) -> bool:
     """Whether op k of a racing group can have failed as the kernel says on another
     op's half-done work (TRANSIENT). `model`: the state before the group."""
@@ -250,6 +280,8 @@ def transient(model: Model, prog: Program, group: range, k: int, kernel: OpResul
         space = _space(model, prog, k)
         return any(prog.ops[i].desc.maps is not None and _space(model, prog, i) == space
                    for i in others)
+    if e == errno.EINVAL and _met_areas_of_racing_maps(model, prog, k, others):
+        return True
     if e in (errno.ENOENT, errno.EINVAL):
         freed = {model.resolve(i)["id"] for i in others if prog.ops[i].name == "DESTROY"}
         return bool(freed & _objects_used(model, prog, k))
@@ -279,5 +311,10 @@ def fail_early(model: Model, k: int, kernel: OpResult) -> OpResult:
             res.unsure = ("an unmap that met an area a racing op was mapping may have "
                           "unmapped the areas before it")
             model.poisoned = f"after op {k} ({op.name}): {res.unsure}"
+        elif op.name == "VFIO_IOMMU_UNMAP_DMA" and ioas is not None and \
+                kernel.errno == errno.EBUSY:
+            # it copies unmap.size = unmapped back on failure too (vfio_compat.c:247):
+            # the bytes unmapped before the busy area (io_pagetable.c:747), none here
+            res.out["size"] = 0
     model.place(k, res, kernel, res.out)
     return res
