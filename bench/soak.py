@@ -724,6 +724,27 @@ def du(p: Path, skip: tuple[str, ...] = (), only: re.Pattern[str] | None = None,
     return total
 
 
+LIBFUZZER_CORPUS = re.compile(rb"corp: \d+/(\d+)(b|Kb|Mb)")
+UNIT = {b"b": 1, b"Kb": 1 << 10, b"Mb": 1 << 20}
+
+
+def libfuzzer_corpus_mb(work: Path) -> float | None:
+    """The size of the corpus libFuzzer holds in memory, from its last status line
+    in the worker's log ("corp: N/SIZE"): it grows with coverage, as the corpus on
+    disk does (libFuzzer keeps each unit's bytes, and little more)."""
+    for log in (work / "worker.log", work / "worker.log.1"):
+        try:
+            with log.open("rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - (64 << 10)))
+                hits = LIBFUZZER_CORPUS.findall(f.read())
+        except OSError:
+            continue
+        if hits:
+            n, unit = hits[-1]
+            return round(int(n) * UNIT[unit] / 2**20, 2)
+    return None
+
+
 def sample(manager: int, s: Soak) -> dict:
     import psutil
 
@@ -764,6 +785,7 @@ def sample(manager: int, s: Soak) -> dict:
             "edges_mb": round(du(s.work, skip=units, only=GROWS_WITH_COVERAGE) / mb, 2),
             "libfuzzer_units_mb": round(sum(du(d) for d in
                                             s.work.glob("worker-*/libfuzzer-corpus")) / mb, 2),
+            "libfuzzer_corpus_mb": libfuzzer_corpus_mb(s.work / "worker-0"),
             "programs": st.get("programs", 0), "edges": st.get("edges", 0),
             "findings": len(list(s.findings.glob("*/finding.json")))}
 
@@ -803,10 +825,11 @@ def run_long(a: argparse.Namespace) -> int:
 
 def flatness(series: list[dict], start_min: float = 10) -> dict:
     """Figures at minute `start_min` and at the end, and whether they stayed flat:
-    memory within 10% + 16 MiB; the work directory and the private cache within 1 MiB;
-    the bounded logs under their caps together; each finding present at the start
-    within 256 KiB. The corpus, libFuzzer's units, the edge sets and new findings grow
-    with coverage: shown, not judged."""
+    memory within 10% + 16 MiB (the worker's net of the corpus libFuzzer holds in
+    memory); the work directory and the private cache within 1 MiB; the bounded logs
+    under their caps together; each finding present at the start within 256 KiB. The
+    corpus (on disk and in libFuzzer's memory), libFuzzer's units, the edge sets and
+    new findings grow with coverage: shown, not judged."""
     if not series:
         return {"flat": False, "why": "no samples"}
     first = next((r for r in series if r["t_min"] >= start_min), series[0])
@@ -817,14 +840,21 @@ def flatness(series: list[dict], start_min: float = 10) -> dict:
     for role in sorted(set(first["procs"]) | set(last["procs"])):
         # the last sample with the process alive (the last one may come after the end)
         a = first["procs"].get(role, {})
-        b = next((r["procs"][role] for r in reversed(later) if role in r["procs"]), {})
+        last_alive = next((r for r in reversed(later) if role in r["procs"]), last)
+        b = last_alive["procs"].get(role, {})
         for k in ("rss_mb", "uss_mb"):
             x, y = a.get(k), b.get(k)
             peak = max(((r["procs"].get(role, {}).get(k) or 0) for r in later), default=0)
             out[f"{role}_{k}"] = [x, y, peak]
+            if role == "worker" and x is not None and y is not None:
+                # the worker's corpus in libFuzzer's memory at those two samples
+                ca, cb = (r.get("libfuzzer_corpus_mb") or 0.0 for r in (first, last_alive))
+                x, y = round(x - ca, 1), round(y - cb, 1)
+                out[f"worker_{k}_net_of_corpus"] = [x, y]
             if x is not None and y is not None and y > x * 1.10 + 16:
                 out["flat"] = False
-                out["grew"].append(f"{role} {k} {x} -> {y}")
+                net = " net of libFuzzer's corpus" if role == "worker" else ""
+                out["grew"].append(f"{role} {k} {x} -> {y}{net}")
     for k in ("work_mb", "cache_mb"):
         out[k] = [first.get(k), last.get(k)]
         if k in first and last[k] > first[k] + 1.0:
@@ -843,8 +873,8 @@ def flatness(series: list[dict], start_min: float = 10) -> dict:
             out["flat"] = False
             out["grew"].append(f"finding {name} {a[name]} -> {b[name]} MiB")
     out["new_findings"] = sorted(set(b) - set(a))
-    for k in ("findings_mb", "corpus_mb", "edges_mb", "libfuzzer_units_mb", "programs",
-              "edges", "findings"):
+    for k in ("findings_mb", "corpus_mb", "edges_mb", "libfuzzer_units_mb",
+              "libfuzzer_corpus_mb", "programs", "edges", "findings"):
         out[k] = [first.get(k), last.get(k)]
     return out
 

@@ -4,6 +4,7 @@ this machine's own kernel. Both take a Program and give an Execution."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -55,10 +56,13 @@ class Execution:
         assert self.raw is not None
         return self.raw.call_pcs(i)
 
-    def call_cmps(self, i: int) -> list[tuple[int, int, int, int]]:
-        """A CMP-mode run's comparison records for op i: (type, arg1, arg2, pc)."""
+    def call_cmps(self, i: int) -> Iterator[tuple[int, int, int, int]]:
+        """A CMP-mode run's comparison records for op i: (type, arg1, arg2, pc), one at
+        a time: a list of them all held a program's up to 2^18 records at once (tens of
+        MB the worker's heap kept afterwards)."""
         words = self.call_pcs(i).cast("B").cast("Q")
-        return [tuple(words[k:k + 4]) for k in range(0, len(words) - 3, 4)]  # type: ignore
+        n = len(words) // 4 * 4
+        return zip(words[0:n:4], words[1:n:4], words[2:n:4], words[3:n:4])
 
 
 class Backend(Protocol):

@@ -49,7 +49,31 @@ def test_worker_memory_growth_past_ten_percent_and_16_mib_is_growth() -> None:
     assert ok["flat"]
     leak = soak.flatness([row(10), row(130, procs={"worker": {"rss_mb": 300.0,
                                                               "uss_mb": 190.0}})])
-    assert not leak["flat"] and leak["grew"] == ["worker rss_mb 200.0 -> 300.0"]
+    assert not leak["flat"] and leak["grew"] == [
+        "worker rss_mb 200.0 -> 300.0 net of libFuzzer's corpus"]
+
+
+def test_worker_memory_that_grew_with_libfuzzers_corpus_is_flat_and_more_is_growth() -> None:
+    def at(t: float, rss: float, corpus: float) -> dict:
+        return row(t, procs={"worker": {"rss_mb": rss, "uss_mb": rss - 20}},
+                   libfuzzer_corpus_mb=corpus)
+    ok = soak.flatness([at(10, 200.0, 5.0), at(130, 250.0, 40.0)])
+    assert ok["flat"], ok["grew"]
+    assert ok["worker_rss_mb"] == [200.0, 250.0, 250.0]
+    assert ok["worker_rss_mb_net_of_corpus"] == [195.0, 210.0]
+    leak = soak.flatness([at(10, 200.0, 5.0), at(130, 280.0, 40.0)])
+    assert leak["grew"] == ["worker rss_mb 195.0 -> 240.0 net of libFuzzer's corpus",
+                            "worker uss_mb 175.0 -> 220.0 net of libFuzzer's corpus"]
+
+
+def test_libfuzzers_corpus_size_is_read_from_its_last_status_line(tmp_path: Path) -> None:
+    assert soak.libfuzzer_corpus_mb(tmp_path) is None
+    (tmp_path / "worker.log.1").write_text("#9 NEW cov: 1 ft: 2 corp: 3/900Kb lim: 4\n")
+    assert soak.libfuzzer_corpus_mb(tmp_path) == 0.88
+    (tmp_path / "worker.log").write_text(
+        "#10 NEW cov: 1 ft: 2 corp: 3/16000Kb lim: 4\nwrote corpus x\n"
+        "#20 pulse cov: 1 ft: 2 corp: 4/17Mb lim: 4 exec/s: 1\n")
+    assert soak.libfuzzer_corpus_mb(tmp_path) == 17.0
 
 
 def test_bench_oracle_reads_the_corpus_and_every_mutant_compiles() -> None:

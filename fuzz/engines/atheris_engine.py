@@ -69,6 +69,7 @@ class FdpChooser:
 
 
 def decode(data: bytes) -> Program:
+    global DECODED_BYTES
     if data[:1] == b"{":
         prog = DECODED.get(data)
         if prog is not None:
@@ -81,10 +82,14 @@ def decode(data: bytes) -> Program:
         else:
             # Programs are not changed once decoded (mutate and crossover copy), and
             # libFuzzer mutates a parent several times in a row: parsing and checking
-            # it again was a tenth of the worker's own time
+            # it again was a tenth of the worker's own time. Bounded in bytes too: a
+            # Program holds about 5 times its JSON, and programs grow in a campaign.
             DECODED[data] = prog
-            if len(DECODED) > MAX_DECODED:
-                del DECODED[next(iter(DECODED))]
+            DECODED_BYTES += len(data)
+            while len(DECODED) > MAX_DECODED or DECODED_BYTES > MAX_DECODED_BYTES:
+                oldest = next(iter(DECODED))
+                DECODED_BYTES -= len(oldest)
+                del DECODED[oldest]
             return prog
     return Generator(FdpChooser(data), counts=COUNTS).program()
 
@@ -141,6 +146,8 @@ def custom_crossover(a: bytes, b: bytes, max_out: int, seed: int) -> bytes:
 HINTS: list[int] = []
 DECODED: dict[bytes, Program] = {}  # program JSON -> its Program, least recently used first
 MAX_DECODED = 1024
+MAX_DECODED_BYTES = 2 << 20  # of JSON (about 12 MiB of Programs)
+DECODED_BYTES = 0
 COUNTS = Counts()  # what generation and mutation drew: the stats lines' boundary counts
 MAX_HINTS = 4096
 CMP_EVERY = 16
