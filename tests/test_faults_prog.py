@@ -385,3 +385,33 @@ def test_a_trigger_iopf_that_survived_its_fault_lost_the_fault_group() -> None:
     for r in (res, queued):  # a later fault point: KASAN's stack depot, or a new slab
         _, mism, unsure = model_alongside(_iopf_program(3), r)
         assert mism == [] and [u.op for u in unsure] == [7], [m.describe() for m in mism]
+
+
+def test_a_lookup_may_meet_an_id_a_racing_op_holds_reserved() -> None:
+    """A campaign's finding: TEST_MOCK_DOMAIN on id 2 beside one on a missing IOAS, in
+    an empty context. Whole-call orders give id 2 to the op's own idev (EINVAL: not an
+    IOAS or HWPT); the kernel reserved both selftest objects' ids first (1 and 2, not
+    yet objects: ENOENT). Without a racing op that takes ids, or for an id that was an
+    object before the group, ENOENT stays a mismatch."""
+    none = {"out_stdev_id": 0, "out_hwpt_id": 0, "out_idev_id": 0}
+    p = Program([Op("TEST_MOCK_DOMAIN", {"id": 2}, barrier=1),
+                 Op("TEST_MOCK_DOMAIN", {"id": 99}, thread=1, barrier=1),
+                 Op("IOAS_ALLOC")])
+    res = kernel((errno.ENOENT, none, False), (errno.ENOENT, none, False),
+                 (0, {"out_ioas_id": 1}, False))
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [] and unsure == [], [m.describe() for m in mism]
+    q = Program([Op("TEST_MOCK_DOMAIN", {"id": 2}, barrier=1),
+                 Op("IOAS_IOVA_RANGES", {"ioas_id": 99}, thread=1, barrier=1),
+                 Op("IOAS_ALLOC")])
+    res = kernel((errno.ENOENT, none, False), (errno.ENOENT, {"num_iovas": 0}, False),
+                 (0, {"out_ioas_id": 1}, False))
+    _, mism, _ = model_alongside(q, res)
+    assert (0, "errno") in [(m.op, m.field) for m in mism]
+    live = Program([Op("IOAS_ALLOC"), Op("IOAS_ALLOC"),
+                    Op("TEST_MOCK_DOMAIN", {"id": 2}, barrier=1),
+                    Op("TEST_MOCK_DOMAIN", {"id": 99}, thread=1, barrier=1)])
+    res = kernel((0, {"out_ioas_id": 1}, False), (0, {"out_ioas_id": 2}, False),
+                 (errno.ENOENT, none, False), (errno.ENOENT, none, False))
+    _, mism, _ = model_alongside(live, res)
+    assert [(m.op, m.field) for m in mism] == [(2, "errno")]
