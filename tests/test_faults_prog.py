@@ -415,3 +415,33 @@ def test_a_lookup_may_meet_an_id_a_racing_op_holds_reserved() -> None:
                  (errno.ENOENT, none, False), (errno.ENOENT, none, False))
     _, mism, _ = model_alongside(live, res)
     assert [(m.op, m.field) for m in mism] == [(2, "errno")]
+
+
+def test_fds_racing_ops_took_are_the_kernels_numbers_later() -> None:
+    """A campaign's finding: TEST_CREATE_ACCESS on a missing IOAS (thread 1) held fd 4
+    from get_unused_fd_flags until it failed, so the access made beside it got fd 5,
+    and the next access (a pinning one) fd 4. The model, which had given the racing
+    access 4, must take the kernel's numbers: fd 4 is then the pinning access
+    (ACCESS_PAGES of length 0: EINVAL) and fd 5 the other (EOPNOTSUPP)."""
+    ioas = Ref(0, "out_ioas_id")
+    pages = {"iova": 1 << 24, "length": 0}
+    p = Program([Op("IOAS_ALLOC"),
+                 Op("TEST_CREATE_ACCESS", {"id": 99}, thread=1, barrier=1),
+                 Op("TEST_CREATE_ACCESS", {"id": ioas}, barrier=1),
+                 Op("TEST_CREATE_ACCESS", {"id": ioas, "flags": 1}),
+                 Op("TEST_ACCESS_PAGES", {"id": Ref(3, "out_access_fd"), **pages}),
+                 Op("TEST_ACCESS_PAGES", {"id": Ref(2, "out_access_fd"), **pages}),
+                 Op("CLOSE", {"fd": Ref(2, "out_access_fd")}),
+                 Op("CLOSE", {"fd": Ref(3, "out_access_fd")})])
+    pid = {"out_access_pages_id": 0}
+    res = kernel((0, {"out_ioas_id": 1}, False), (errno.ENOENT, {"out_access_fd": 0}, False),
+                 (0, {"out_access_fd": 5}, False), (0, {"out_access_fd": 4}, False),
+                 (errno.EINVAL, pid, False), (errno.EOPNOTSUPP, pid, False),
+                 (0, {}, False), (0, {}, False))
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [], [m.describe() for m in mism]
+    assert {u.op for u in unsure} <= {2, 3}, [u.describe() for u in unsure]
+    swapped = [OpResult(r.errno, r.ret, dict(r.out)) for r in res]
+    swapped[4], swapped[5] = res[5], res[4]  # a kernel whose fd 4 were the other access
+    _, mism, _ = model_alongside(p, swapped)
+    assert [(m.op, m.field) for m in mism] == [(4, "errno"), (5, "errno")]

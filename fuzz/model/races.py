@@ -221,6 +221,42 @@ def adopt_ids(model: Model, prog: Program, group: range, kernel: list[OpResult],
     return True
 
 
+def adopt_fds(model: Model, prog: Program, group: range, kernel: list[OpResult],
+              results: dict[int, OpResult], before: set[int]) -> bool:
+    """Where the race leeway took the fd numbers of the group's ops as the kernel's
+    choice (an op on another thread held an fd from get_unused_fd_flags until it
+    failed and put_unused_fd gave it back: selftest.c:1129-1160 for an access): give
+    the model's files the kernel's numbers, and its results, so that later ops naming
+    an fd by the kernel's number (what refs read once an op is unsure) find the file
+    the kernel has there. `before`: the fds open when the group started (never
+    moved). True if the model's numbers are the kernel's now."""
+    moves: dict[int, int] = {}
+    for i in group:
+        if kernel[i].errno or results[i].errno:
+            continue
+        for f in _fd_outputs(prog, i):
+            old, new = results[i].out.get(f), kernel[i].out.get(f)
+            if not isinstance(old, int) or not isinstance(new, int) or old == new:
+                continue
+            if old in before or moves.get(old, new) != new:
+                return False
+            moves[old] = new
+    if not moves:
+        return True
+    if not model.fds.renumber(moves):
+        return False
+    for i in group:
+        for f in _fd_outputs(prog, i):
+            v = results[i].out.get(f)
+            if not results[i].errno and isinstance(v, int):
+                results[i].out[f] = moves.get(v, v)
+    return True
+
+
+def _fd_outputs(prog: Program, i: int) -> list[str]:
+    return [o.name for o in prog.ops[i].desc.outs if o.is_fd]
+
+
 def _objects_used(model: Model, prog: Program, i: int) -> set[int]:
     a = model.resolve(i)
     return {a[x.name] for x in prog.ops[i].desc.args if isinstance(x.type, Res) and
