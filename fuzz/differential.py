@@ -134,6 +134,13 @@ def _race_leeway(prog: Program, span: range, start: int, kernel: list[OpResult],
             t.diffs = [d if d.field == "unsure" else
                        Mismatch(d.op, d.name, "unsure", d.describe(), reason) for d in t.diffs]
             why = why or reason
+            # the files the group made take the kernel's numbers (later ops name them by
+            # those); where they cannot, every file the group made is unknown, as a
+            # lookup by number may find another one
+            if not races.adopt_fds(t.model, prog, span, kernel, t.results, open_fds):
+                for fd, f in t.model.fds.open.items():
+                    if fd not in open_fds and f.unknown is None:  # type: ignore[attr-defined]
+                        f.unknown = f"{reason}: its fd number may be another's"  # type: ignore
         if why is not None:
             root = f"since the race group at op {start}: {why}"
             objs = t.model.objects

@@ -50,8 +50,11 @@ Free choices taken from the kernel's result (only when it obeys the rules):
     open, nothing changed); anything else is unsure (selftest.close)
   - the ids of objects that racing ops create (races.adopt_ids): each op takes
     its ids one object at a time, so they interleave; adopted when free
+  - the fd numbers racing ops got (races.adopt_fds): a failing op holds its fd
+    until it unwinds; adopted where the race leeway took them as the kernel's
 Fault injection (faults.py): an op whose injected fault failed it is undone; one
-that succeeded anyway may have taken another path (faults.ALTERNATIVES).
+that succeeded anyway may have taken another path (faults.ALTERNATIVES), or must
+have (faults.SURVIVED: a TEST_TRIGGER_IOPF whose fault group was not allocated).
 Race groups (races.py): any order of the racing ops that keeps each thread's order.
 Where the model cannot know, the op's OpResult has unsure set; 'poisoned' ones
 (the kernel's state may now differ) make every later op unsure too.

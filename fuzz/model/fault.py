@@ -48,6 +48,10 @@ if TYPE_CHECKING:
     from fuzz.model.model import Args, Model
 
 BUG_COOKIE_0 = "fault-response-cookie-0"  # reproducers/known.json
+# Model.fail_at points (fuzz.model.faults.SURVIVED): an injected fault failed the
+# allocation of a TEST_TRIGGER_IOPF's fault group, or may have
+IOPF_GROUP_FAILED = ("iopf_group_alloc", 1)
+IOPF_GROUP_MAYBE = ("iopf_group_alloc", 0)
 PGFAULT = struct.Struct("<IIIIIIQII")  # struct iommu_hwpt_pgfault
 RESPONSE = struct.Struct("<II")  # struct iommu_hwpt_page_response
 assert PGFAULT.size == uapi.sizeof("struct iommu_hwpt_pgfault")
@@ -83,6 +87,13 @@ def report(m: Model, idev: Device, pasid: int, grpid: int, perm: int, addr: int)
         return  # no attach handle for the PASID, and the RID's domain is not nested
     if hwpt.fault is None:
         return  # no iopf_handler: iopf_error_response
+    # an injected failure of iopf_group_alloc (fuzz.model.faults.SURVIVED): err_abort,
+    # the fault is answered IOMMU_PAGE_RESP_FAILURE and never queued
+    if IOPF_GROUP_FAILED in m.fail_at:
+        return
+    if IOPF_GROUP_MAYBE in m.fail_at and hwpt.fault.queue_unknown is None:
+        hwpt.fault.queue_unknown = ("since a TEST_TRIGGER_IOPF whose injected fault may "
+                                    f"have failed the allocation of its group (addr {addr:#x})")
     flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE
     if pasid != IOMMU_NO_PASID:
         flags |= IOMMU_PGFAULT_FLAGS_PASID_VALID

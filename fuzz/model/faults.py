@@ -14,7 +14,10 @@ When the executor reports the fault injected (fail-nth read back 0), the op:
   (iommufd_device_auto_get_domain reads EINVAL as "incompatible"), and an IOAS_COPY
   whose syzkaller-style IOVA conversion failed its lookup copies from the IOVA as
   given; the model tries each such failure (ALTERNATIVES) and keeps the one that
-  gives the kernel's result;
+  gives the kernel's result; where the op's only fault points past the ones that
+  fail it are on such a path, the failure must have been there (SURVIVED: a
+  TEST_TRIGGER_IOPF whose fault group could not be allocated succeeds, and the fault
+  is aborted, never queued);
 - failed with the errno the model predicts anyway: as usual;
 - failed otherwise: with one of INJECTED_ERRNOS only, and as if it had never run:
   the model's state goes back to what it was before the op, and the op's result
@@ -34,6 +37,7 @@ from collections.abc import Callable
 
 from fuzz.compare import compare_op
 from fuzz.model.consts import MOCK_FLAGS_ACCESS_SYZ
+from fuzz.model.fault import IOPF_GROUP_FAILED, IOPF_GROUP_MAYBE
 from fuzz.model.model import Model
 from fuzz.model.objects import OBJ_IOAS
 from fuzz.result import OpResult
@@ -113,10 +117,37 @@ ALTERNATIVES: dict[str, Callable[[Model, int], list[tuple[str, int]]]] = {
 }
 
 
+def _iopf_group(model: Model, index: int) -> set[tuple[str, int]]:
+    """The fault points of TEST_TRIGGER_IOPF, in order: fail_iommufd in the device's
+    iommufd_get_object (main.c:133: ENOENT, the op fails); then, only where a
+    fault-capable domain takes the fault, iopf_group_alloc's kzalloc (io-pgfault.c:88;
+    should_failslab comes first in it, mm/slub.c:4133), and the page allocations
+    under it (a new slab: the kzalloc fails too; KASAN's stack depot: it does not).
+    A failed kzalloc sends iommu_report_device_fault to err_abort (io-pgfault.c:252-270:
+    answered IOMMU_PAGE_RESP_FAILURE, never queued), and iommufd_test_trigger_iopf
+    ignores its result (selftest.c:1452): the op succeeds. So a failure it survived
+    was the 2nd point, the kzalloc, for certain; a later one may or may not have
+    cost the group."""
+    return {IOPF_GROUP_FAILED if model.program.ops[index].fail_nth == 2 else IOPF_GROUP_MAYBE}
+
+
+# op -> the fault points an injected failure the op survived must have hit
+SURVIVED: dict[str, Callable[[Model, int], set[tuple[str, int]]]] = {
+    "TEST_TRIGGER_IOPF": _iopf_group,
+}
+
+
 def _tolerated(model: Model, index: int, kernel: OpResult) -> OpResult:
     """An op that succeeded with its fault injected: as without the fault, or as one of
-    the other paths the fault can send it down (whichever gives the kernel's result)."""
+    the other paths the fault can send it down (whichever gives the kernel's result),
+    or as the path it must have taken (SURVIVED)."""
     name = model.program.ops[index].name
+    if name in SURVIVED:
+        model.fail_at = SURVIVED[name](model, index)
+        try:
+            return model.step(index, kernel)
+        finally:
+            model.fail_at = set()
     points = ALTERNATIVES[name](model, index) if name in ALTERNATIVES else []
     if not points:
         return model.step(index, kernel)

@@ -109,6 +109,23 @@ class FdTable:
                                f"fd numbers are not known {self.unknown}")
         return fd in self.own
 
+    def renumber(self, moves: dict[int, int]) -> bool:
+        """Give open files other numbers (old -> new, each new one free or moved away
+        itself): the numbers the kernel gave racing ops (fuzz.model.races.adopt_fds).
+        False, changing nothing, where that cannot be."""
+        targets = list(moves.values())
+        if len(set(targets)) != len(targets) or any(
+                not 0 <= t < NR_OPEN or (t in self.open and t not in moves) for t in targets) \
+                or any(old not in self.open for old in moves):
+            return False
+        files = {old: self.open.pop(old) for old in moves}
+        for old, new in moves.items():
+            self.open[new] = files[old]
+            if getattr(files[old], "fd", None) == old:
+                files[old].fd = new  # type: ignore[attr-defined]
+        self.own = [moves.get(fd, fd) for fd in self.own]
+        return True
+
     def close(self, fd: int) -> None:
         """close(2) of an fd of the executor's list (close_own_fd)."""
         self.own.remove(fd)

@@ -34,7 +34,8 @@ from fuzz.result import OpResult
 # errno -> the half-done work of a racing op that answers it
 TRANSIENT: dict[int, str] = {
     errno.EBUSY: "a racing op held a reference to the object, or was mapping the area",
-    errno.ENOENT: "a racing DESTROY freed the object while the op ran",
+    errno.ENOENT: "a racing DESTROY freed the object while the op ran; or the id was one a "
+                  "racing op held reserved, not yet an object",
     errno.EINVAL: "a racing DESTROY freed the object's id and it was taken for another; or "
                   "a racing map's areas were in the tree (iopt_disable_large_pages)",
     errno.EEXIST: "a racing map held the range while it ran (and let it go when it failed)",
@@ -222,6 +223,42 @@ def adopt_ids(model: Model, prog: Program, group: range, kernel: list[OpResult],
     return True
 
 
+def adopt_fds(model: Model, prog: Program, group: range, kernel: list[OpResult],
+              results: dict[int, OpResult], before: set[int]) -> bool:
+    """Where the race leeway took the fd numbers of the group's ops as the kernel's
+    choice (an op on another thread held an fd from get_unused_fd_flags until it
+    failed and put_unused_fd gave it back: selftest.c:1129-1160 for an access): give
+    the model's files the kernel's numbers, and its results, so that later ops naming
+    an fd by the kernel's number (what refs read once an op is unsure) find the file
+    the kernel has there. `before`: the fds open when the group started (never
+    moved). True if the model's numbers are the kernel's now."""
+    moves: dict[int, int] = {}
+    for i in group:
+        if kernel[i].errno or results[i].errno:
+            continue
+        for f in _fd_outputs(prog, i):
+            old, new = results[i].out.get(f), kernel[i].out.get(f)
+            if not isinstance(old, int) or not isinstance(new, int) or old == new:
+                continue
+            if old in before or moves.get(old, new) != new:
+                return False
+            moves[old] = new
+    if not moves:
+        return True
+    if not model.fds.renumber(moves):
+        return False
+    for i in group:
+        for f in _fd_outputs(prog, i):
+            v = results[i].out.get(f)
+            if not results[i].errno and isinstance(v, int):
+                results[i].out[f] = moves.get(v, v)
+    return True
+
+
+def _fd_outputs(prog: Program, i: int) -> list[str]:
+    return [o.name for o in prog.ops[i].desc.outs if o.is_fd]
+
+
 def _objects_used(model: Model, prog: Program, i: int) -> set[int]:
     a = model.resolve(i)
     return {a[x.name] for x in prog.ops[i].desc.args if isinstance(x.type, Res) and
@@ -284,7 +321,19 @@ def transient(model: Model, prog: Program, group: range, k: int, kernel: OpResul
         return True
     if e in (errno.ENOENT, errno.EINVAL):
         freed = {model.resolve(i)["id"] for i in others if prog.ops[i].name == "DESTROY"}
-        return bool(freed & _objects_used(model, prog, k))
+        if freed & _objects_used(model, prog, k):
+            return True
+    if e == errno.ENOENT:
+        # iommufd_object_alloc reserves an id (xa_alloc of XA_ZERO_ENTRY, main.c:55) that
+        # iommufd_get_object's xa_load finds empty (ENOENT, main.c:137-140) until
+        # iommufd_object_finalize; a failing op gives its ids back only as it unwinds.
+        # So an id no object held when the group started may, while an op on another
+        # thread takes ids, be reserved by it, or by op k's own objects (a failing
+        # TEST_MOCK_DOMAIN racing one on id 2: both selftest objects reserved first, the
+        # devices made after; whole-call orders give id 2 to op k's own idev: EINVAL)
+        fresh = _objects_used(model, prog, k) - set(model.objects.objs)
+        return bool(fresh) and any(_id_outputs(prog, i) or prog.ops[i].name in HIDDEN_ID
+                                   for i in others)
     if e == errno.EEXIST and prog.ops[k].desc.maps is not None:
         # iopt_map_pages inserts the areas, then pins and fills the domains: a map that
         # fails there takes its areas out again, after a racing map met them
