@@ -16,6 +16,7 @@ Two things make the model step more than one way:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fuzz.backend import Backend, Execution
@@ -93,6 +94,28 @@ def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group:
     if group and races.adopt_ids(m, prog, span, kernel, res, diffs, set(base.objects.objs)):
         diffs = [d for k in span for d in compare_op(k, prog.ops[k].name, kernel[k], res[k])]
     return _Try(m, order, res, diffs)
+
+
+def _best_tries(tries: Iterable[_Try]) -> tuple[list[_Try], int, bool]:
+    """The tries of the best tier, in order: at most MAX_STATES (and whether more were
+    dropped), or the closest one (the first on ties) when none agrees. Taken one at a
+    time: a six-op race group from several states is thousands of model copies, and
+    holding them all at once was a worker's largest transient (tens of MB, kept by
+    the allocator afterwards)."""
+    keep: list[_Try] = []
+    tier, more = 3, False
+    for t in tries:
+        if t.tier < tier:
+            keep, tier, more = [t], t.tier, False
+        elif t.tier == tier:
+            if tier == 2:
+                if t.wrong < keep[0].wrong:
+                    keep = [t]
+            elif len(keep) < MAX_STATES:
+                keep.append(t)
+            else:
+                more = True
+    return keep, tier, more
 
 
 def _race_leeway(prog: Program, span: range, start: int, kernel: list[OpResult],
@@ -175,13 +198,9 @@ def model_alongside(prog: Program, kernel: list[OpResult],
         # group's orders each start from a copy: their retries and adopt_ids read the
         # state before the group.
         in_place = not group or (len(states) == 1 and len(perms) == 1)
-        tries = [_try(prog, s, span, o, group, kernel, in_place) for s in states for o in perms]
-        tier = min(t.tier for t in tries)
-        keep = [t for t in tries if t.tier == tier]
-        if tier == 2:
-            keep = [min(keep, key=lambda t: t.wrong)]  # the closest; program order on ties
-        if len(keep) > MAX_STATES:
-            keep, dropped = keep[:MAX_STATES], True
+        keep, tier, more = _best_tries(
+            _try(prog, s, span, o, group, kernel, in_place) for s in states for o in perms)
+        dropped = dropped or more
         best = keep[0]
         why = races.not_whole_calls(prog, span) if tier == 2 and group else None
         if group and why is None:
