@@ -812,6 +812,8 @@ def run_long(a: argparse.Namespace) -> int:
             series.append(row)
             (root / "series.json").write_text(json.dumps(series) + "\n")
             log(json.dumps(row))
+    except KeyboardInterrupt:  # Ctrl-C: the judgement of the samples so far
+        log(f"soak long: interrupted after {len(series)} samples")
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGINT)

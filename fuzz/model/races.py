@@ -22,6 +22,7 @@ kernel's checkers' to catch: KASAN, lockdep, WARN, refcount, hung task.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable, Iterable, Iterator
 
 from fuzz.compare import Mismatch
 from fuzz.model.consts import IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_SET, VFIO_TYPE1_IOMMU
@@ -183,6 +184,31 @@ def not_whole_calls(prog: Program, group: range) -> str | None:
     return None
 
 
+def _output_pairs(prog: Program, group: range, kernel: list[OpResult],
+                  results: dict[int, OpResult], outputs: Callable[[Program, int], Iterable[str]]
+                  ) -> Iterator[tuple[int, int]]:
+    """(the model's value, the kernel's) of each integer output `outputs` names, of the
+    group's ops that succeeded in both."""
+    for i in group:
+        if kernel[i].errno or results[i].errno:
+            continue
+        for f in outputs(prog, i):
+            old, new = results[i].out.get(f), kernel[i].out.get(f)
+            if isinstance(old, int) and isinstance(new, int):
+                yield old, new
+
+
+def _rename_outputs(prog: Program, group: range, results: dict[int, OpResult],
+                    outputs: Callable[[Program, int], Iterable[str]], names: dict[int, int]
+                    ) -> None:
+    """The group's results as the model's objects (files) are renamed now."""
+    for i in group:
+        for f in outputs(prog, i):
+            v = results[i].out.get(f)
+            if not results[i].errno and isinstance(v, int):
+                results[i].out[f] = names.get(v, v)
+
+
 def adopt_ids(model: Model, prog: Program, group: range, kernel: list[OpResult],
               results: dict[int, OpResult], diffs: list[Mismatch], before: set[int]) -> bool:
     """Where the only differences after a racing group are ids of objects its ops
@@ -192,16 +218,12 @@ def adopt_ids(model: Model, prog: Program, group: range, kernel: list[OpResult],
     if not diffs or any(d.field not in _id_outputs(prog, d.op) for d in diffs):
         return False
     ids: dict[int, int] = {}
-    for i in group:
-        if kernel[i].errno or results[i].errno:
+    for old, new in _output_pairs(prog, group, kernel, results, _id_outputs):
+        if old in before:
             continue
-        for f in _id_outputs(prog, i):
-            old, new = results[i].out.get(f), kernel[i].out.get(f)
-            if not isinstance(old, int) or not isinstance(new, int) or old in before:
-                continue
-            if ids.get(old, new) != new or old not in model.objects.objs:
-                return False
-            ids[old] = new  # also where they agree: that one stays
+        if ids.get(old, new) != new or old not in model.objects.objs:
+            return False
+        ids[old] = new  # also where they agree: that one stays
     targets = list(ids.values())
     if len(set(targets)) != len(targets):
         return False
@@ -215,11 +237,7 @@ def adopt_ids(model: Model, prog: Program, group: range, kernel: list[OpResult],
     pool = sorted(set(created) - set(targets))
     ids.update(zip(rest, pool))
     model.objects.rename(ids)
-    for i in group:
-        for f in _id_outputs(prog, i):
-            v = results[i].out.get(f)
-            if not results[i].errno and isinstance(v, int):
-                results[i].out[f] = ids.get(v, v)
+    _rename_outputs(prog, group, results, _id_outputs, ids)
     return True
 
 
@@ -233,25 +251,17 @@ def adopt_fds(model: Model, prog: Program, group: range, kernel: list[OpResult],
     the kernel has there. `before`: the fds open when the group started (never
     moved). True if the model's numbers are the kernel's now."""
     moves: dict[int, int] = {}
-    for i in group:
-        if kernel[i].errno or results[i].errno:
+    for old, new in _output_pairs(prog, group, kernel, results, _fd_outputs):
+        if old == new:
             continue
-        for f in _fd_outputs(prog, i):
-            old, new = results[i].out.get(f), kernel[i].out.get(f)
-            if not isinstance(old, int) or not isinstance(new, int) or old == new:
-                continue
-            if old in before or moves.get(old, new) != new:
-                return False
-            moves[old] = new
+        if old in before or moves.get(old, new) != new:
+            return False
+        moves[old] = new
     if not moves:
         return True
     if not model.fds.renumber(moves):
         return False
-    for i in group:
-        for f in _fd_outputs(prog, i):
-            v = results[i].out.get(f)
-            if not results[i].errno and isinstance(v, int):
-                results[i].out[f] = moves.get(v, v)
+    _rename_outputs(prog, group, results, _fd_outputs, moves)
     return True
 
 
