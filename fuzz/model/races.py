@@ -212,9 +212,13 @@ def _rename_outputs(prog: Program, group: range, results: dict[int, OpResult],
 def adopt_ids(model: Model, prog: Program, group: range, kernel: list[OpResult],
               results: dict[int, OpResult], diffs: list[Mismatch], before: set[int]) -> bool:
     """Where the only differences after a racing group are ids of objects its ops
-    created (not in `before`, the ids live when it started), and the kernel's ids are
-    free in the model: rename the model's objects to them, and its results. True if
-    it did."""
+    created (not in `before`: the ids held through the group by the objects that held
+    them when it started, ObjectTable.kept_from - an id a racing op freed may go to a
+    new object, in an interleaving no whole-call order gives: a TEST_MOCK_DOMAIN takes
+    its stdev id, then a racing TEST_MOCK_DOMAIN_REPLACE puts the auto domain it left
+    (device.c:793, main.c:166), then the bind takes that freed id for the idev), and
+    the kernel's ids are free in the model: rename the model's objects to them, and
+    its results. True if it did."""
     if not diffs or any(d.field not in _id_outputs(prog, d.op) for d in diffs):
         return False
     ids: dict[int, int] = {}
