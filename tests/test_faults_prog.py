@@ -594,3 +594,29 @@ def test_an_id_a_racing_replace_freed_may_go_to_a_mock_domains_later_object() ->
     _, mism, _ = model_alongside(Program(ops), res)
     assert (5, "out_idev_id") in [(m.op, m.field) for m in mism]
 
+
+def test_a_mock_domains_pt_id_may_be_a_device_bound_beside_it() -> None:
+    """A campaign's finding: TEST_MOCK_DOMAINs on ids 3 and 4 racing in a context with
+    IOAS 1 only. Alone, each takes ids 2 and 3 (selftest object, device) and looks its
+    pt id up: 3 is its own device (EINVAL), 4 is free (ENOENT). Racing, the second got
+    EINVAL in 25 runs of 40 on the VM: the first had reserved 2 (or 2 and 3), so the
+    second's device, bound and so an object (device.c:204, 227) before its lookup
+    (selftest.c:754, 770, 779), sat at 4 - its own or the first's, unbound only as that
+    one unwinds (selftest.c:798-799) - and change_pt answers EINVAL for a device
+    (device.c:760, 785-786). Without a racing op that takes ids, EINVAL on id 4 stays
+    a mismatch."""
+    none = {"out_stdev_id": 0, "out_hwpt_id": 0, "out_idev_id": 0}
+    p = Program([Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": 3}, thread=1, barrier=1),
+                 Op("TEST_MOCK_DOMAIN", {"id": 4}, thread=2, barrier=1), Op("IOAS_ALLOC")])
+    for first in (errno.ENOENT, errno.EINVAL):  # (ENOENT: its own id 3 was only reserved)
+        res = kernel((0, {"out_ioas_id": 1}, False), (first, none, False),
+                     (errno.EINVAL, none, False), (0, {"out_ioas_id": 2}, False))
+        _, mism, unsure = model_alongside(p, res)
+        assert mism == [] and unsure == [], [m.describe() for m in mism + unsure]
+    q = Program([Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": 4}, barrier=1),
+                 Op("IOAS_IOVA_RANGES", {"ioas_id": 99}, thread=1, barrier=1),
+                 Op("IOAS_ALLOC")])
+    res = kernel((0, {"out_ioas_id": 1}, False), (errno.EINVAL, none, False),
+                 (errno.ENOENT, {"num_iovas": 0}, False), (0, {"out_ioas_id": 2}, False))
+    _, mism, _ = model_alongside(q, res)
+    assert (1, "errno") in [(m.op, m.field) for m in mism]

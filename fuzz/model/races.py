@@ -38,7 +38,8 @@ TRANSIENT: dict[int, str] = {
     errno.ENOENT: "a racing DESTROY freed the object while the op ran; or the id was one a "
                   "racing op held reserved, not yet an object",
     errno.EINVAL: "a racing DESTROY freed the object's id and it was taken for another; or "
-                  "a racing map's areas were in the tree (iopt_disable_large_pages)",
+                  "a racing map's areas were in the tree (iopt_disable_large_pages); or the "
+                  "pt id was a device a mock domain op had bound, not yet unbound",
     errno.EEXIST: "a racing map held the range while it ran (and let it go when it failed)",
 }
 UNMAPS = {"IOAS_UNMAP": "ioas_id", "VFIO_IOMMU_UNMAP_DMA": "compat"}
@@ -89,6 +90,13 @@ def _id_outputs(prog: Program, i: int) -> list[str]:
 
 FREES = ("DESTROY", "CLOSE")  # ops that give ids (and fds) back
 HIDDEN_ID = ("TEST_CREATE_ACCESS",)  # its access object takes an id no output shows
+# ops whose pt id iommufd_device_change_pt looks up as any type: the argument
+ANY_LOOKUPS = {"TEST_MOCK_DOMAIN": "id", "TEST_MOCK_DOMAIN_FLAGS": "id",
+               "TEST_MOCK_DOMAIN_REPLACE": "pt_id"}
+
+
+def _binds_device(prog: Program, i: int) -> bool:
+    return any(o.kind and is_kind(o.kind, "idev") for o in prog.ops[i].desc.outs)
 
 
 def resource_outputs(prog: Program, i: int) -> list[str]:
@@ -337,6 +345,17 @@ def transient(model: Model, prog: Program, group: range, k: int, kernel: OpResul
         freed = {model.resolve(i)["id"] for i in others if prog.ops[i].name == "DESTROY"}
         if freed & _objects_used(model, prog, k):
             return True
+    if e == errno.EINVAL and name in ANY_LOOKUPS:
+        # iommufd_device_change_pt looks the pt id up as IOMMUFD_OBJ_ANY and answers
+        # EINVAL for an object of another type (device.c:760, 785-786). A TEST_MOCK_DOMAIN
+        # binds its device, an object finalized at once (device.c:204, 227), before it
+        # looks its pt id up (selftest.c:754, 770, 779), and unbinds it if that fails
+        # (selftest.c:798-799). So while an op on another thread takes ids, an id no object
+        # held when the group started may hold for a while a device no whole-call order
+        # puts there: a racing op's, or op k's own pushed up by a racing op's reserved id.
+        fresh = model.resolve(k)[ANY_LOOKUPS[name]] not in model.objects.objs
+        return fresh and any(_binds_device(prog, i) for i in group) and \
+            any(_id_outputs(prog, i) or prog.ops[i].name in HIDDEN_ID for i in others)
     if e == errno.ENOENT:
         # iommufd_object_alloc reserves an id (xa_alloc of XA_ZERO_ENTRY, main.c:55) that
         # iommufd_get_object's xa_load finds empty (ENOENT, main.c:137-140) until
