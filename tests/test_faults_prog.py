@@ -462,6 +462,31 @@ def test_a_vfio_unmap_with_large_pages_off_may_fail_at_its_cut_and_copy_nothing_
     assert [(m.op, m.field) for m in mism] == [(5, "size")]
 
 
+def test_a_vfio_map_may_meet_the_area_of_a_racing_ioas_map_into_the_compat_ioas() -> None:
+    """A camp13 corpus program (1 run in 2; this one 2 in 40 on the VM): IOAS_MAP into
+    the compat IOAS by its id (3 pages of a 2-page buffer: EFAULT, its area in the tree
+    until it is aborted) beside a VFIO_IOMMU_MAP_DMA at that IOVA: EEXIST, where both
+    whole-call orders give 0. One tree: the compat IOAS is the IOAS
+    (races._same_space). Without the race, EEXIST is a mismatch."""
+    from fuzz import uapi
+    from fuzz.prog import BufPtr
+
+    big = {"ioas_id": Ref(0, "out_ioas_id"), "user_va": BufPtr(1), "length": 3 * 4096,
+           "flags": uapi.IOMMU_IOAS_MAP_WRITEABLE | uapi.IOMMU_IOAS_MAP_READABLE}
+    dma = {"flags": 3, "vaddr": BufPtr(1), "size": 8192, "iova": 1 << 24}
+    p = _compat(Op("IOAS_MAP", big, barrier=1),
+                Op("VFIO_IOMMU_MAP_DMA", dma, thread=1, barrier=1),
+                Op("VFIO_IOMMU_MAP_DMA", dma))
+    res = kernel(*COMPAT, (errno.EFAULT, {"iova": 0}, False), (errno.EEXIST, {}, False),
+                 (0, {}, False))
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [] and unsure == [], [m.describe() for m in mism]
+    seq = _compat(Op("IOAS_MAP", big), Op("VFIO_IOMMU_MAP_DMA", dma),
+                  Op("VFIO_IOMMU_MAP_DMA", dma))
+    _, mism, _ = model_alongside(seq, res)
+    assert [(m.op, m.field) for m in mism][:1] == [(4, "errno")]
+
+
 def test_type1_beside_a_racing_map_that_fails_may_meet_its_area() -> None:
     """A campaign's finding: VFIO_SET_IOMMU(VFIO_TYPE1_IOMMU) ran inside a racing IOAS_MAP
     (on the compat IOAS, which has a domain) that inserted its area, failed to pin

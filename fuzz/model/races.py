@@ -296,6 +296,20 @@ def _space(model: Model, prog: Program, i: int) -> int | str | None:
     return "compat" if arg == "compat" else model.resolve(i)[arg]
 
 
+def _same_space(model: Model, prog: Program, i: int, k: int) -> bool:
+    """Whether ops i and k map into or unmap from one IOVA space. The vfio compat
+    IOAS is an IOAS too (VFIO_IOAS SET): a VFIO_IOMMU_MAP_DMA and an IOAS_MAP of its
+    id meet in one tree (vfio_compat.c get_compat_ioas)."""
+    si, sk = _space(model, prog, i), _space(model, prog, k)
+    if si is None or sk is None:
+        return False
+    if si == sk:
+        return True
+    ioas = [model.vfio_ioas if s == "compat" else model.objects.get(s, OBJ_IOAS, touch=False)
+            for s in (si, sk)]
+    return isinstance(ioas[0], Ioas) and ioas[0] is ioas[1]
+
+
 def _disables_large_pages(model: Model, prog: Program, k: int) -> Ioas | None:
     """The IOAS op k calls iopt_disable_large_pages on, if it does: VFIO_SET_IOMMU of
     VFIO_TYPE1_IOMMU (the compat IOAS), OPTION HUGE_PAGES set to 0 (its object)."""
@@ -336,8 +350,7 @@ def transient(model: Model, prog: Program, group: range, k: int, kernel: OpResul
         gone = model.resolve(k)["id"]
         return any(gone in _objects_used(model, prog, i) for i in others)
     if e == errno.EBUSY and name in UNMAPS:
-        space = _space(model, prog, k)
-        return any(prog.ops[i].desc.maps is not None and _space(model, prog, i) == space
+        return any(prog.ops[i].desc.maps is not None and _same_space(model, prog, i, k)
                    for i in others)
     if e == errno.EINVAL and _met_areas_of_racing_maps(model, prog, k, others):
         return True
@@ -370,8 +383,7 @@ def transient(model: Model, prog: Program, group: range, k: int, kernel: OpResul
     if e == errno.EEXIST and prog.ops[k].desc.maps is not None:
         # iopt_map_pages inserts the areas, then pins and fills the domains: a map that
         # fails there takes its areas out again, after a racing map met them
-        space = _space(model, prog, k)
-        return any(prog.ops[i].desc.maps is not None and _space(model, prog, i) == space
+        return any(prog.ops[i].desc.maps is not None and _same_space(model, prog, i, k)
                    for i in others)
     return False
 
