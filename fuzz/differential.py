@@ -78,6 +78,7 @@ class _Try:
 def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group: bool,
          kernel: list[OpResult], in_place: bool) -> _Try:
     forced: set[int] = set()  # ops that failed on a racing op's half-done work
+    before = dict(base.objects.objs)  # (base is stepped itself when in_place)
     while True:
         m = base if in_place else base.clone()
         if group:
@@ -91,7 +92,8 @@ def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group:
         if not more:
             break
         forced |= more
-    if group and races.adopt_ids(m, prog, span, kernel, res, diffs, set(base.objects.objs)):
+    if group and races.adopt_ids(m, prog, span, kernel, res, diffs,
+                                 m.objects.kept_from(before)):
         diffs = [d for k in span for d in compare_op(k, prog.ops[k].name, kernel[k], res[k])]
     return _Try(m, order, res, diffs)
 
@@ -130,7 +132,6 @@ def _race_leeway(prog: Program, span: range, start: int, kernel: list[OpResult],
     numbers stay unknown from here on (the model then takes the kernel's where they
     are free: Model._take_kernel_ids, FdTable.alloc)."""
     why = races.taken_one_at_a_time(prog, span, kernel)
-    live = {i for m in before for i in m.objects.objs}
     open_fds = {fd for m in before for fd in m.fds.open}
     given = [kernel[k].out.get(f) for k in span if not kernel[k].errno
              for f in races.resource_outputs(prog, k)]
@@ -149,7 +150,11 @@ def _race_leeway(prog: Program, span: range, start: int, kernel: list[OpResult],
         t.diffs = [d if d.field == "unsure" or (mid := races.seen_mid_op(prog, span, d.op))
                    is None else Mismatch(d.op, d.name, "unsure", d.describe(), mid)
                    for d in t.diffs]
-        kept = (live & set(t.model.objects.objs), open_fds & set(t.model.fds.open))
+        # held through the group by the objects that held them before it: an id a racing
+        # op freed (a DESTROY; a TEST_MOCK_DOMAIN_REPLACE putting the auto domain it left,
+        # device.c:793) and another's new object took is not one of them
+        lived = {i for m in before for i in t.model.objects.kept_from(m.objects.objs)}
+        kept = (lived, open_fds & set(t.model.fds.open))
         real = [d for d in t.diffs if d.field != "unsure"]
         if real and all(free(d, *kept) for d in real):
             reason = (f"ids and fds taken while other threads of the race group at op "
@@ -170,7 +175,7 @@ def _race_leeway(prog: Program, span: range, start: int, kernel: list[OpResult],
             objs.ids_unknown = objs.ids_unknown or root
             t.model.fds.unknown = t.model.fds.unknown or root
             for k, o in objs.objs.items():
-                if k not in live:  # made by the group: its id is the model's guess
+                if k not in lived:  # made by the group: its id is the model's guess
                     o.id_guessed = True
 
 

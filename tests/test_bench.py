@@ -3,6 +3,7 @@ growth) and the oracle bench's corpus and mutants (run against the model alone).
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -85,3 +86,24 @@ def test_bench_oracle_reads_the_corpus_and_every_mutant_compiles() -> None:
     for m in mutants:  # each applies to its file and still compiles
         tree = bench_oracle.ast.parse((bench_oracle.MODEL_DIR / m.file).read_text())
         compile(bench_oracle.apply(m, tree), m.file, "exec")
+
+
+def test_the_soak_plant_claims_enomem_only_where_the_model_predicts() -> None:
+    """A soak finding (IOAS_MAP kernel EFAULT, model ENOMEM): after a race group the model
+    could not follow (poisoned), every op is unsure with errno 0 as a placeholder; the
+    plant made that an ENOMEM prediction. It must leave unsure ops as they are."""
+    from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
+
+    big = {"ioas_id": Ref(0, "out_ioas_id"), "user_va": BufPtr(0), "length": 32 * 4096,
+           "flags": 7}
+    p = Program([Op("IOAS_ALLOC"), Op("IOAS_MAP", {**big, "iova": 1 << 24})],
+                [Buffer(32 * 4096)])
+    sure = soak.PlantedModel(p)
+    sure.step(0)
+    r = sure.step(1)
+    assert r.errno == errno.ENOMEM and r.unsure is None
+    unsure = soak.PlantedModel(p)
+    unsure.step(0)
+    unsure.poisoned = "after the race group at op 0: (the reason)"  # as differential sets it
+    r = unsure.step(1)
+    assert r.errno == 0 and r.unsure is not None

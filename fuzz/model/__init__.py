@@ -49,9 +49,13 @@ Free choices taken from the kernel's result (only when it obeys the rules):
     table is outside the model, so the kernel's EBADF is adopted (nothing was
     open, nothing changed); anything else is unsure (selftest.close)
   - the ids of objects that racing ops create (races.adopt_ids): each op takes
-    its ids one object at a time, so they interleave; adopted when free
+    its ids one object at a time, so they interleave; adopted when free (an id a
+    racing op freed counts as free: ObjectTable.kept_from)
   - the fd numbers racing ops got (races.adopt_fds): a failing op holds its fd
     until it unwinds; adopted where the race leeway took them as the kernel's
+  - the size a VFIO_IOMMU_UNMAP_DMA with large pages off copied back after failing
+    on a racing map's area (races.fail_early): as given if its cut met the area, the
+    bytes unmapped (none) if the unmap did
 Fault injection (faults.py): an op whose injected fault failed it is undone; one
 that succeeded anyway may have taken another path (faults.ALTERNATIVES), or must
 have (faults.SURVIVED: a TEST_TRIGGER_IOPF whose fault group was not allocated).

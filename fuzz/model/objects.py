@@ -40,11 +40,14 @@ class Object:
     """unknown: why the model's picture of the object may be wrong ("since op N
     (NAME): reason"), set when an op the model was unsure of may have changed it;
     every later op that touches it is unsure too. id_guessed: its id is the model's
-    guess (an unsure op may have taken ids the model does not know)."""
+    guess (an unsure op may have taken ids the model does not know). serial: which
+    allocation of its table it is (kept by copies: a state's object at an id is the one
+    a copy has there if the serials match, not a later object given the freed id)."""
 
     type = ""
     unknown: str | None = None
     id_guessed = False
+    serial = 0
 
     def __init__(self) -> None:
         self.id = 0
@@ -264,6 +267,7 @@ class ObjectTable:
         self.free: list[int] = []  # heap of freed ids below next
         self.next = 1
         self.ids_unknown: str | None = None  # since when ids may differ from the kernel's
+        self.allocs = 0  # objects allocated so far: the last one's serial
         self.touched: dict[int, Object] = {}  # id(obj) -> obj, this op, with deps
         self.primary: dict[int, Object] = {}  # ... only those it named or made
         self.made: list[Object] = []  # objects this op allocated
@@ -301,6 +305,8 @@ class ObjectTable:
 
     def alloc(self, obj: Object) -> Object:
         obj.id = self._lowest_free()
+        self.allocs += 1
+        obj.serial = self.allocs
         obj.finalized = False
         self.objs[obj.id] = obj
         self.made.append(obj)
@@ -362,6 +368,13 @@ class ObjectTable:
         if touch:
             self.touch(obj, primary=primary)
         return obj
+
+    def kept_from(self, before: dict[int, Object]) -> set[int]:
+        """The ids held here by the objects that held them in `before` (the objs of this
+        table, or of a copy of it, earlier): not an id freed since and given to a new
+        object."""
+        return {i for i, o in self.objs.items()
+                if (b := before.get(i)) is not None and b.serial == o.serial}
 
     def empty(self) -> bool:
         return not self.objs

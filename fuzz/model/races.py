@@ -38,7 +38,8 @@ TRANSIENT: dict[int, str] = {
     errno.ENOENT: "a racing DESTROY freed the object while the op ran; or the id was one a "
                   "racing op held reserved, not yet an object",
     errno.EINVAL: "a racing DESTROY freed the object's id and it was taken for another; or "
-                  "a racing map's areas were in the tree (iopt_disable_large_pages)",
+                  "a racing map's areas were in the tree (iopt_disable_large_pages); or the "
+                  "pt id was a device a mock domain op had bound, not yet unbound",
     errno.EEXIST: "a racing map held the range while it ran (and let it go when it failed)",
 }
 UNMAPS = {"IOAS_UNMAP": "ioas_id", "VFIO_IOMMU_UNMAP_DMA": "compat"}
@@ -89,6 +90,13 @@ def _id_outputs(prog: Program, i: int) -> list[str]:
 
 FREES = ("DESTROY", "CLOSE")  # ops that give ids (and fds) back
 HIDDEN_ID = ("TEST_CREATE_ACCESS",)  # its access object takes an id no output shows
+# ops whose pt id iommufd_device_change_pt looks up as any type: the argument
+ANY_LOOKUPS = {"TEST_MOCK_DOMAIN": "id", "TEST_MOCK_DOMAIN_FLAGS": "id",
+               "TEST_MOCK_DOMAIN_REPLACE": "pt_id"}
+
+
+def _binds_device(prog: Program, i: int) -> bool:
+    return any(o.kind and is_kind(o.kind, "idev") for o in prog.ops[i].desc.outs)
 
 
 def resource_outputs(prog: Program, i: int) -> list[str]:
@@ -212,9 +220,13 @@ def _rename_outputs(prog: Program, group: range, results: dict[int, OpResult],
 def adopt_ids(model: Model, prog: Program, group: range, kernel: list[OpResult],
               results: dict[int, OpResult], diffs: list[Mismatch], before: set[int]) -> bool:
     """Where the only differences after a racing group are ids of objects its ops
-    created (not in `before`, the ids live when it started), and the kernel's ids are
-    free in the model: rename the model's objects to them, and its results. True if
-    it did."""
+    created (not in `before`: the ids held through the group by the objects that held
+    them when it started, ObjectTable.kept_from - an id a racing op freed may go to a
+    new object, in an interleaving no whole-call order gives: a TEST_MOCK_DOMAIN takes
+    its stdev id, then a racing TEST_MOCK_DOMAIN_REPLACE puts the auto domain it left
+    (device.c:793, main.c:166), then the bind takes that freed id for the idev), and
+    the kernel's ids are free in the model: rename the model's objects to them, and
+    its results. True if it did."""
     if not diffs or any(d.field not in _id_outputs(prog, d.op) for d in diffs):
         return False
     ids: dict[int, int] = {}
@@ -284,6 +296,20 @@ def _space(model: Model, prog: Program, i: int) -> int | str | None:
     return "compat" if arg == "compat" else model.resolve(i)[arg]
 
 
+def _same_space(model: Model, prog: Program, i: int, k: int) -> bool:
+    """Whether ops i and k map into or unmap from one IOVA space. The vfio compat
+    IOAS is an IOAS too (VFIO_IOAS SET): a VFIO_IOMMU_MAP_DMA and an IOAS_MAP of its
+    id meet in one tree (vfio_compat.c get_compat_ioas)."""
+    si, sk = _space(model, prog, i), _space(model, prog, k)
+    if si is None or sk is None:
+        return False
+    if si == sk:
+        return True
+    ioas = [model.vfio_ioas if s == "compat" else model.objects.get(s, OBJ_IOAS, touch=False)
+            for s in (si, sk)]
+    return isinstance(ioas[0], Ioas) and ioas[0] is ioas[1]
+
+
 def _disables_large_pages(model: Model, prog: Program, k: int) -> Ioas | None:
     """The IOAS op k calls iopt_disable_large_pages on, if it does: VFIO_SET_IOMMU of
     VFIO_TYPE1_IOMMU (the compat IOAS), OPTION HUGE_PAGES set to 0 (its object)."""
@@ -324,8 +350,7 @@ def transient(model: Model, prog: Program, group: range, k: int, kernel: OpResul
         gone = model.resolve(k)["id"]
         return any(gone in _objects_used(model, prog, i) for i in others)
     if e == errno.EBUSY and name in UNMAPS:
-        space = _space(model, prog, k)
-        return any(prog.ops[i].desc.maps is not None and _space(model, prog, i) == space
+        return any(prog.ops[i].desc.maps is not None and _same_space(model, prog, i, k)
                    for i in others)
     if e == errno.EINVAL and _met_areas_of_racing_maps(model, prog, k, others):
         return True
@@ -333,6 +358,17 @@ def transient(model: Model, prog: Program, group: range, k: int, kernel: OpResul
         freed = {model.resolve(i)["id"] for i in others if prog.ops[i].name == "DESTROY"}
         if freed & _objects_used(model, prog, k):
             return True
+    if e == errno.EINVAL and name in ANY_LOOKUPS:
+        # iommufd_device_change_pt looks the pt id up as IOMMUFD_OBJ_ANY and answers
+        # EINVAL for an object of another type (device.c:760, 785-786). A TEST_MOCK_DOMAIN
+        # binds its device, an object finalized at once (device.c:204, 227), before it
+        # looks its pt id up (selftest.c:754, 770, 779), and unbinds it if that fails
+        # (selftest.c:798-799). So while an op on another thread takes ids, an id no object
+        # held when the group started may hold for a while a device no whole-call order
+        # puts there: a racing op's, or op k's own pushed up by a racing op's reserved id.
+        fresh = model.resolve(k)[ANY_LOOKUPS[name]] not in model.objects.objs
+        return fresh and any(_binds_device(prog, i) for i in group) and \
+            any(_id_outputs(prog, i) or prog.ops[i].name in HIDDEN_ID for i in others)
     if e == errno.ENOENT:
         # iommufd_object_alloc reserves an id (xa_alloc of XA_ZERO_ENTRY, main.c:55) that
         # iommufd_get_object's xa_load finds empty (ENOENT, main.c:137-140) until
@@ -347,8 +383,7 @@ def transient(model: Model, prog: Program, group: range, k: int, kernel: OpResul
     if e == errno.EEXIST and prog.ops[k].desc.maps is not None:
         # iopt_map_pages inserts the areas, then pins and fills the domains: a map that
         # fails there takes its areas out again, after a racing map met them
-        space = _space(model, prog, k)
-        return any(prog.ops[i].desc.maps is not None and _space(model, prog, i) == space
+        return any(prog.ops[i].desc.maps is not None and _same_space(model, prog, i, k)
                    for i in others)
     return False
 
@@ -373,7 +408,13 @@ def fail_early(model: Model, k: int, kernel: OpResult) -> OpResult:
         elif op.name == "VFIO_IOMMU_UNMAP_DMA" and ioas is not None and \
                 kernel.errno == errno.EBUSY:
             # it copies unmap.size = unmapped back on failure too (vfio_compat.c:247):
-            # the bytes unmapped before the busy area (io_pagetable.c:747), none here
-            res.out["size"] = 0
+            # the bytes unmapped before the busy area (io_pagetable.c:747), none here.
+            # But with large pages off (VFIO_TYPE1_IOMMU, HUGE_PAGES 0) it first cuts the
+            # areas at the range's ends (vfio_compat.c:230-241); a racing map's area, in
+            # the tree with no pages yet (io_pagetable.c:296-301), is EBUSY there
+            # (io_pagetable.c:1212-1213) and it returns before the copy: size as given.
+            # Which of the two met the area is the race's; the kernel's size says which
+            cut = ioas.iopt.disable_large_pages and kernel.out.get("size") == a["size"]
+            res.out["size"] = a["size"] if cut else 0
     model.place(k, res, kernel, res.out)
     return res
