@@ -215,10 +215,65 @@ def dirty_by_hand_bit_limit() -> Prog:
     return p
 
 
+NEST = uapi.IOMMU_HWPT_ALLOC_NEST_PARENT
+FAULT_ID = uapi.IOMMU_HWPT_FAULT_ID_VALID
+SELFTEST = uapi.IOMMU_HWPT_DATA_SELFTEST
+IOTLB = uapi.IOMMU_TEST_IOTLB_DEFAULT
+
+
+def hwpt_alloc_size_cuts_fault_id() -> Prog:
+    # iommu_hwpt_alloc's minimum size ends at __reserved (main.c IOCTL_OP); a user size
+    # inside fault_id (at 40) leaves its upper bytes 0 (copy_struct_from_user): with
+    # size 41 only the low byte of fault_id is read, with 42 the low two
+    p = Prog("hwpt_alloc_size_cuts_fault_id")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    fq = p.op("FAULT_QUEUE_ALLOC")
+    fid = p.ref(fq, "out_fault_id")
+    parent = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=NEST), "out_hwpt_id")
+    nest = {"dev_id": idev, "pt_id": parent, "data_type": SELFTEST, "data_len": 4,
+            "iotlb": IOTLB, "flags": FAULT_ID}
+    p.op("HWPT_ALLOC", **nest, fault_id=p.ref(fq, "out_fault_id", 0x100), expect=E.ENOENT)
+    p.op("HWPT_ALLOC", **nest, fault_id=p.ref(fq, "out_fault_id", 0x100), size=41)
+    p.op("HWPT_ALLOC", **nest, fault_id=p.ref(fq, "out_fault_id", 0x10000), size=41)
+    p.op("HWPT_ALLOC", **nest, fault_id=p.ref(fq, "out_fault_id", 0x10000), size=42)
+    p.op("HWPT_ALLOC", **nest, fault_id=p.ref(fq, "out_fault_id", 0x100), size=42,
+         expect=E.ENOENT)
+    # the struct ends before fault_id: it reads as 0, no object
+    p.op("HWPT_ALLOC", **nest, fault_id=fid, size=40, expect=E.ENOENT)
+    return p
+
+
+def dirty_bitmap_ends_at_the_last_iova() -> Prog:
+    # iommufd_check_iova_range: a range whose last byte is 2^64 - 1 does not overflow
+    # (check_add_overflow of iova + length - 1); one byte more does (EOVERFLOW before
+    # the alignment checks). No area is there: the walk meets a hole, EINVAL as the
+    # uAPI documents (6.12 drops that error: known bug dirty-bitmap-error-dropped)
+    p = Prog("dirty_bitmap_ends_at_the_last_iova", Buffer(4 * PAGE, "memfd", 80),
+             Buffer(PAGE, "anon", 81))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=4 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    top = U64 + 1 - 4 * PAGE
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=top, length=4 * PAGE, page_size=MOCK_PAGE,
+         data=p.buf(1), expect=E.EINVAL)
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=top, length=4 * PAGE + 1,
+         page_size=MOCK_PAGE, data=p.buf(1), expect=E.EOVERFLOW)
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=top + MOCK_PAGE, length=4 * PAGE,
+         page_size=MOCK_PAGE, data=p.buf(1), expect=E.EOVERFLOW)
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=U64 + 1 - MOCK_PAGE, length=MOCK_PAGE,
+         page_size=MOCK_PAGE, data=p.buf(1), expect=E.EINVAL)
+    return p
+
+
 SEEDS_MUTANTS = [
     dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
     fault_read_access_ok, user_memory_written_page_after_plain, hw_info_size_cuts_capabilities,
     reserved_touching_allowed, access_pages_checks_every_page, dirty_by_hand_bit_limit,
+    hwpt_alloc_size_cuts_fault_id, dirty_bitmap_ends_at_the_last_iova,
 ]
 # Longer than a seed may be (3 to 30 ops): written to corpus/oracle/, which the
 # differential test and bench/bench_oracle.py run but the campaign does not start from.
