@@ -11,7 +11,7 @@ from fuzz import uapi
 from fuzz.prog import Buffer, pattern_bytes
 from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM
 
-from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, U64, Prog
+from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog
 
 M16 = MOCK_APERTURE_START
 DIRTY = uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
@@ -269,11 +269,33 @@ def dirty_bitmap_ends_at_the_last_iova() -> Prog:
     return p
 
 
+def allow_iovas_ranges_are_16_bytes_apart() -> Prog:
+    # iommufd_ioas_allow_iovas copies struct iommu_iova_range i from allowed_iovas + 16 * i
+    # and checks it before copying the next: the last range of a page-end array is read
+    # from its last 16 bytes; one range more is past the buffer (EFAULT, nothing set).
+    # The buffer's pattern (seed 85) holds two valid disjoint ranges in its last 32 bytes.
+    # (Allowed ranges are not what IOAS_IOVA_RANGES reports: the IOVAs it picks are.)
+    p = Prog("allow_iovas_ranges_are_16_bytes_apart", Buffer(PAGE, "anon", 85))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=2, allowed_iovas=p.buf(0, PAGE - 32))
+    # an IOVA the kernel picks comes from the allowed ranges
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, flags=RW)
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=2, allowed_iovas=p.buf(0, PAGE - 16),
+         expect=E.EFAULT)
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=3, allowed_iovas=p.buf(0, PAGE - 32),
+         expect=E.EFAULT)
+    # the last range alone: the IOVA picked next is in it
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=1, allowed_iovas=p.buf(0, PAGE - 16))
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, flags=RW)
+    return p
+
+
 SEEDS_MUTANTS = [
     dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
     fault_read_access_ok, user_memory_written_page_after_plain, hw_info_size_cuts_capabilities,
     reserved_touching_allowed, access_pages_checks_every_page, dirty_by_hand_bit_limit,
     hwpt_alloc_size_cuts_fault_id, dirty_bitmap_ends_at_the_last_iova,
+    allow_iovas_ranges_are_16_bytes_apart,
 ]
 # Longer than a seed may be (3 to 30 ops): written to corpus/oracle/, which the
 # differential test and bench/bench_oracle.py run but the campaign does not start from.
