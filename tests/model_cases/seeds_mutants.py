@@ -290,12 +290,39 @@ def allow_iovas_ranges_are_16_bytes_apart() -> Prog:
     return p
 
 
+# The agent is a static non-PIE binary: its text starts at 0x401000 (readable, not
+# writable), and nothing is mapped between LOW_UNMAPPED and it. Neither is one of the
+# program's buffers: the model does not know them, the kernel's errno decides.
+AGENT_TEXT = 0x401000
+BELOW_AGENT = 0x300000
+READ_FIXED = uapi.IOMMU_IOAS_MAP_READABLE | uapi.IOMMU_IOAS_MAP_FIXED_IOVA
+
+
+def pin_outside_the_buffers_takes_the_kernels_errno() -> Prog:
+    # pin_user_pages_fast of memory the model does not know: the read-only pin of the
+    # agent's text succeeds, FOLL_WRITE on it and a pin of unmapped memory fault; the
+    # model takes each from the kernel's errno (unsure: not compared) and then knows
+    # the IOAS again: TEST_MD_CHECK_MAP walks the pinned page, the unmap finds one area
+    p = Prog("pin_outside_the_buffers_takes_the_kernels_errno")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    hwpt = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_hwpt_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=AGENT_TEXT, length=PAGE, iova=M16,
+         flags=READ_FIXED, unsure=True)
+    p.op("TEST_MD_CHECK_MAP", id=hwpt, iova=M16, length=PAGE, uptr=AGENT_TEXT, unsure=True)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=AGENT_TEXT, length=PAGE, iova=M16 + PAGE,
+         flags=FIXED_RW, expect=E.EFAULT, unsure=True)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=BELOW_AGENT, length=PAGE, iova=M16 + PAGE,
+         flags=READ_FIXED, expect=E.EFAULT, unsure=True)
+    p.op("IOAS_UNMAP", ioas_id=ioas, iova=0, length=U64, unsure=True)
+    return p
+
+
 SEEDS_MUTANTS = [
     dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
     fault_read_access_ok, user_memory_written_page_after_plain, hw_info_size_cuts_capabilities,
     reserved_touching_allowed, access_pages_checks_every_page, dirty_by_hand_bit_limit,
     hwpt_alloc_size_cuts_fault_id, dirty_bitmap_ends_at_the_last_iova,
-    allow_iovas_ranges_are_16_bytes_apart,
+    allow_iovas_ranges_are_16_bytes_apart, pin_outside_the_buffers_takes_the_kernels_errno,
 ]
 # Longer than a seed may be (3 to 30 ops): written to corpus/oracle/, which the
 # differential test and bench/bench_oracle.py run but the campaign does not start from.
