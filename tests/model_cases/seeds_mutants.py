@@ -317,12 +317,33 @@ def pin_outside_the_buffers_takes_the_kernels_errno() -> Prog:
     return p
 
 
+HPAGE = 2 << 20
+
+
+def md_check_refs_skips_transparent_huge_pages() -> Prog:
+    # iommufd_test_md_check_refs skips a PageCompound page: the pages of a 2 MiB aligned
+    # anonymous (or read-only) window may be a THP (the guest's THP is "always": they
+    # are), so a wrong refs there is no EIO - the model cannot tell (unsure), the kernel
+    # returns 0. A memfd (shmem) page is never huge here: refs 1 on it is EIO.
+    p = Prog("md_check_refs_skips_transparent_huge_pages", Buffer(HPAGE, "anon", 90),
+             Buffer(HPAGE, "memfd", 91), Buffer(HPAGE, "readonly", 92))
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0), length=HPAGE, refs=1, unsure=True)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0, HPAGE - PAGE), length=PAGE, refs=1, unsure=True)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(2), length=PAGE, refs=1, unsure=True)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(1), length=HPAGE, refs=1, expect=E.EIO)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(1, HPAGE - PAGE), length=PAGE, refs=1,
+         expect=E.EIO)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(1), length=HPAGE, refs=0)
+    return p
+
+
 SEEDS_MUTANTS = [
     dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
     fault_read_access_ok, user_memory_written_page_after_plain, hw_info_size_cuts_capabilities,
     reserved_touching_allowed, access_pages_checks_every_page, dirty_by_hand_bit_limit,
     hwpt_alloc_size_cuts_fault_id, dirty_bitmap_ends_at_the_last_iova,
     allow_iovas_ranges_are_16_bytes_apart, pin_outside_the_buffers_takes_the_kernels_errno,
+    md_check_refs_skips_transparent_huge_pages,
 ]
 # Longer than a seed may be (3 to 30 ops): written to corpus/oracle/, which the
 # differential test and bench/bench_oracle.py run but the campaign does not start from.
