@@ -337,13 +337,52 @@ def md_check_refs_skips_transparent_huge_pages() -> Prog:
     return p
 
 
+def faulting_copy_to_user_leaves_its_bytes_unknown() -> Prog:
+    # TEST_ACCESS_RW read: iommufd_access_rw copies the IOAS's bytes, then copy_to_user
+    # into a one-page buffer for two pages faults at the buffer's end (EFAULT); how far
+    # it wrote before the fault is the architecture's (x86: the whole first page). The
+    # model keeps those bytes unknown: reading them back (a write from them into the
+    # IOAS, then a read of that into another buffer) is unsure, never the old pattern.
+    p = Prog("faulting_copy_to_user_leaves_its_bytes_unknown", Buffer(2 * PAGE, "memfd", 93),
+             Buffer(PAGE, "anon", 94), Buffer(PAGE, "anon", 95))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=M16, flags=FIXED_RW)
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=2 * PAGE, uptr=p.buf(1), expect=E.EFAULT)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE, length=16, uptr=p.buf(1, 8),
+         flags=RW_WRITE, unsure=True)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE, length=32, uptr=p.buf(2), unsure=True)
+    return p
+
+
+def access_rw_reads_back_bytes_written_into_a_later_page() -> Prog:
+    # user memory the kernel wrote (copy_to_user of a TEST_ACCESS_RW read) into the
+    # second page of a buffer is what a later read of the buffer across both pages
+    # returns there: the first page's pattern, then the written bytes
+    p = Prog("access_rw_reads_back_bytes_written_into_a_later_page",
+             Buffer(2 * PAGE, "memfd", 96), Buffer(2 * PAGE, "memfd", 97),
+             Buffer(PAGE, "anon", 98))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(1), length=2 * PAGE, iova=M16, flags=FIXED_RW)
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=64, uptr=p.buf(0, PAGE + 100),
+         out={"data": pattern_bytes(97, 0, 64)})
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=M16 + 2 * PAGE,
+         flags=FIXED_RW)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + 3 * PAGE - 8, length=200, uptr=p.buf(2),
+         out={"data": pattern_bytes(96, PAGE - 8, 108) + pattern_bytes(97, 0, 64)
+              + pattern_bytes(96, PAGE + 164, 28)})
+    return p
+
+
 SEEDS_MUTANTS = [
     dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
     fault_read_access_ok, user_memory_written_page_after_plain, hw_info_size_cuts_capabilities,
     reserved_touching_allowed, access_pages_checks_every_page, dirty_by_hand_bit_limit,
     hwpt_alloc_size_cuts_fault_id, dirty_bitmap_ends_at_the_last_iova,
     allow_iovas_ranges_are_16_bytes_apart, pin_outside_the_buffers_takes_the_kernels_errno,
-    md_check_refs_skips_transparent_huge_pages,
+    md_check_refs_skips_transparent_huge_pages, faulting_copy_to_user_leaves_its_bytes_unknown,
+    access_rw_reads_back_bytes_written_into_a_later_page,
 ]
 # Longer than a seed may be (3 to 30 ops): written to corpus/oracle/, which the
 # differential test and bench/bench_oracle.py run but the campaign does not start from.
