@@ -375,6 +375,35 @@ def access_rw_reads_back_bytes_written_into_a_later_page() -> Prog:
     return p
 
 
+INV = uapi.IOMMU_HWPT_INVALIDATE_DATA_SELFTEST
+
+
+def hwpt_invalidate_entry_longer_than_the_drivers() -> Prog:
+    # iommufd_hwpt_invalidate takes entry_len up to PAGE_SIZE (EINVAL above); the mock's
+    # __iommu_copy_struct_from_user refuses an entry longer than its 8-byte struct
+    # (include/linux/iommu.h: data_len < src_data->len, EINVAL) even when the bytes past
+    # it are zero, as GET_HW_INFO's clear_user past the driver's 8 bytes leaves them
+    p = Prog("hwpt_invalidate_entry_longer_than_the_drivers", Buffer(2 * PAGE, "anon", 99))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    parent = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=NEST), "out_hwpt_id")
+    n0 = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=parent, data_type=SELFTEST, data_len=4,
+                    iotlb=IOTLB), "out_hwpt_id")
+    p.op("GET_HW_INFO", dev_id=idev, data_len=2 * PAGE - 8, data_uptr=p.buf(0, 8),
+         out={"data_len": 8})
+    p.op("HWPT_INVALIDATE", hwpt_id=n0, data_type=INV, entry_num=1, entry_len=PAGE + 1,
+         data_uptr=p.buf(0, 16), expect=E.EINVAL, out={"entry_num": 0})
+    p.op("HWPT_INVALIDATE", hwpt_id=n0, data_type=INV, entry_num=1, entry_len=PAGE,
+         data_uptr=p.buf(0, 16), expect=E.EINVAL, out={"entry_num": 0})
+    p.op("HWPT_INVALIDATE", hwpt_id=n0, data_type=INV, entry_num=1, entry_len=16,
+         data_uptr=p.buf(0, 16), expect=E.EINVAL, out={"entry_num": 0})
+    # the same zeros as an 8-byte entry {flags 0, iotlb_id 0}: invalidated
+    p.op("HWPT_INVALIDATE", hwpt_id=n0, data_type=INV, entry_num=2, entry_len=8,
+         data_uptr=p.buf(0, 16), out={"entry_num": 2})
+    p.op("TEST_MD_CHECK_IOTLB", id=n0, iotlb_id=0, iotlb=0)
+    p.op("TEST_MD_CHECK_IOTLB", id=n0, iotlb_id=1, iotlb=IOTLB)
+    return p
+
 SEEDS_MUTANTS = [
     dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
     fault_read_access_ok, user_memory_written_page_after_plain, hw_info_size_cuts_capabilities,
@@ -383,6 +412,7 @@ SEEDS_MUTANTS = [
     allow_iovas_ranges_are_16_bytes_apart, pin_outside_the_buffers_takes_the_kernels_errno,
     md_check_refs_skips_transparent_huge_pages, faulting_copy_to_user_leaves_its_bytes_unknown,
     access_rw_reads_back_bytes_written_into_a_later_page,
+    hwpt_invalidate_entry_longer_than_the_drivers,
 ]
 # Longer than a seed may be (3 to 30 ops): written to corpus/oracle/, which the
 # differential test and bench/bench_oracle.py run but the campaign does not start from.
