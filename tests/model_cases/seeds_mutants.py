@@ -404,6 +404,52 @@ def hwpt_invalidate_entry_longer_than_the_drivers() -> Prog:
     p.op("TEST_MD_CHECK_IOTLB", id=n0, iotlb_id=1, iotlb=IOTLB)
     return p
 
+def ioas_copy_and_unmap_at_ulong_max() -> Prog:
+    # iommufd_ioas_copy: length, src_iova or dst_iova of ULONG_MAX is EOVERFLOW before
+    # any lookup, one less is looked up; iopt_unmap_iova: check_add_overflow(iova,
+    # length - 1) - a range ending at 2^64 - 1 is fine (it unmaps the area), one byte
+    # further overflows
+    p = Prog("ioas_copy_and_unmap_at_ulong_max", Buffer(PAGE, "memfd", 100))
+    src = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=src, user_va=p.buf(0), length=PAGE, iova=M16, flags=FIXED_RW)
+    dst = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    cp = {"dst_ioas_id": dst, "src_ioas_id": src, "flags": FIXED_RW}
+    p.op("IOAS_COPY", **cp, length=U64, src_iova=M16, dst_iova=M16, expect=E.EOVERFLOW)
+    p.op("IOAS_COPY", **cp, length=PAGE, src_iova=U64, dst_iova=M16, expect=E.EOVERFLOW)
+    p.op("IOAS_COPY", **cp, length=PAGE, src_iova=M16, dst_iova=U64, expect=E.EOVERFLOW)
+    p.op("IOAS_COPY", **cp, length=U64 - 1, src_iova=0, dst_iova=M16, expect=E.ENOENT)
+    p.op("IOAS_COPY", **cp, length=1, src_iova=U64 - 1, dst_iova=M16, expect=E.ENOENT)
+    p.op("IOAS_COPY", **cp, length=PAGE, src_iova=M16, dst_iova=M16, out={"dst_iova": M16})
+    p.op("IOAS_UNMAP", ioas_id=src, iova=3, length=U64 - 1, expect=E.EOVERFLOW)
+    p.op("IOAS_UNMAP", ioas_id=src, iova=U64, length=1, expect=E.EOVERFLOW)
+    p.op("IOAS_UNMAP", ioas_id=src, iova=2, length=U64 - 1, out={"length": PAGE})
+    return p
+
+
+def iova_ranges_written_16_bytes_apart() -> Prog:
+    # iommufd_ioas_iova_ranges copies range i to allowed_iovas + 16 * i: two ranges (a
+    # reserved page splits the space) fit the last 32 bytes of a buffer; at its last 16
+    # range 0 is written, range 1 faults (EFAULT). Read back by ALLOW_IOVAS: the ranges
+    # as reported first, then range 0 twice (overlapping: EINVAL), then range 0 alone.
+    p = Prog("iova_ranges_written_16_bytes_apart", Buffer(PAGE, "anon", 101),
+             Buffer(PAGE, "memfd", 102))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("TEST_ADD_RESERVED", id=ioas, start=0x100000, length=PAGE)
+    p.op("IOAS_IOVA_RANGES", ioas_id=ioas, num_iovas=2, allowed_iovas=p.buf(0, PAGE - 32),
+         out={"num_iovas": 2})
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=2, allowed_iovas=p.buf(0, PAGE - 32))
+    p.op("IOAS_IOVA_RANGES", ioas_id=ioas, num_iovas=2, allowed_iovas=p.buf(0, PAGE - 16),
+         expect=E.EFAULT)
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=2, allowed_iovas=p.buf(0, PAGE - 32),
+         expect=E.EINVAL)
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=1, allowed_iovas=p.buf(0, PAGE - 16))
+    # allowed ranges only bound the IOVAs the kernel picks: a fixed one outside is mapped
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(1), length=PAGE, iova=0x101000,
+         flags=FIXED_RW)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(1), length=PAGE, iova=0xFF000,
+         flags=FIXED_RW)
+    return p
+
 SEEDS_MUTANTS = [
     dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
     fault_read_access_ok, user_memory_written_page_after_plain, hw_info_size_cuts_capabilities,
@@ -412,7 +458,8 @@ SEEDS_MUTANTS = [
     allow_iovas_ranges_are_16_bytes_apart, pin_outside_the_buffers_takes_the_kernels_errno,
     md_check_refs_skips_transparent_huge_pages, faulting_copy_to_user_leaves_its_bytes_unknown,
     access_rw_reads_back_bytes_written_into_a_later_page,
-    hwpt_invalidate_entry_longer_than_the_drivers,
+    hwpt_invalidate_entry_longer_than_the_drivers, ioas_copy_and_unmap_at_ulong_max,
+    iova_ranges_written_16_bytes_apart,
 ]
 # Longer than a seed may be (3 to 30 ops): written to corpus/oracle/, which the
 # differential test and bench/bench_oracle.py run but the campaign does not start from.
