@@ -417,6 +417,9 @@ def ioas_copy_and_unmap_at_ulong_max() -> Prog:
     p.op("IOAS_COPY", **cp, length=U64, src_iova=M16, dst_iova=M16, expect=E.EOVERFLOW)
     p.op("IOAS_COPY", **cp, length=PAGE, src_iova=U64, dst_iova=M16, expect=E.EOVERFLOW)
     p.op("IOAS_COPY", **cp, length=PAGE, src_iova=M16, dst_iova=U64, expect=E.EOVERFLOW)
+    # where the range itself would not overflow: still EOVERFLOW, not ENOENT
+    p.op("IOAS_COPY", **cp, length=U64, src_iova=0, dst_iova=M16, expect=E.EOVERFLOW)
+    p.op("IOAS_COPY", **cp, length=1, src_iova=U64, dst_iova=M16, expect=E.EOVERFLOW)
     p.op("IOAS_COPY", **cp, length=U64 - 1, src_iova=0, dst_iova=M16, expect=E.ENOENT)
     p.op("IOAS_COPY", **cp, length=1, src_iova=U64 - 1, dst_iova=M16, expect=E.ENOENT)
     p.op("IOAS_COPY", **cp, length=PAGE, src_iova=M16, dst_iova=M16, out={"dst_iova": M16})
