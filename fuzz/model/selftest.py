@@ -144,8 +144,10 @@ def _md_check_map(m: Model, a: Args) -> dict:
         area = iopt.area_iter_first(iova, iova) if iopt.domains else None
         if area is None or area.uaddr(iova) != uptr:
             raise KernelError(EINVAL)
-        # both advance linearly: skip to the end of the area / mapped region
-        step = min(area.last - iova + 1, region.end - uptr, length)  # type: ignore[union-attr]
+        # both advance linearly: skip to the end of the area / mapped region (a page
+        # outside the program's buffers, there by the kernel's errno: to its end)
+        region_end = region.end if region is not None else page + PAGE_SIZE
+        step = min(area.last - iova + 1, region_end - uptr, length)
         step -= step % MOCK_IO_PAGE_SIZE
         if step <= 0:
             step = MOCK_IO_PAGE_SIZE

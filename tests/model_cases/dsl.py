@@ -5,7 +5,9 @@
     p.op("IOAS_MAP", ioas_id=p.ref(ioas, "out_ioas_id"), user_va=p.buf(0), length=4096,
          flags=7, iova=1 << 24, expect=0)
 
-expect: the errno (None: not checked); out: output fields to check.
+expect: the errno (None: not checked); out: output fields to check; unsure: the model
+must be unsure of the op when it steps the program without the kernel's results (memory
+outside the program's buffers: the kernel's errno decides).
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ class Prog:
         self.name = name
         self.program = Program([], list(buffers), creds)
         self.expect: list[tuple[int | None, dict[str, Any]]] = []
+        self.unsure: list[bool] = []
 
     def op(self, name: str, expect: int | None = 0, out: dict[str, Any] | None = None,
-           **args: Any) -> int:
+           unsure: bool = False, **args: Any) -> int:
         self.program.ops.append(Op(name, dict(args)))
         self.expect.append((expect, out or {}))
+        self.unsure.append(unsure)
         return len(self.program.ops) - 1
 
     @staticmethod

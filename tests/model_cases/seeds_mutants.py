@@ -11,7 +11,7 @@ from fuzz import uapi
 from fuzz.prog import Buffer, pattern_bytes
 from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM
 
-from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, U64, Prog
+from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog
 
 M16 = MOCK_APERTURE_START
 DIRTY = uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
@@ -215,10 +215,254 @@ def dirty_by_hand_bit_limit() -> Prog:
     return p
 
 
+NEST = uapi.IOMMU_HWPT_ALLOC_NEST_PARENT
+FAULT_ID = uapi.IOMMU_HWPT_FAULT_ID_VALID
+SELFTEST = uapi.IOMMU_HWPT_DATA_SELFTEST
+IOTLB = uapi.IOMMU_TEST_IOTLB_DEFAULT
+
+
+def hwpt_alloc_size_cuts_fault_id() -> Prog:
+    # iommu_hwpt_alloc's minimum size ends at __reserved (main.c IOCTL_OP); a user size
+    # inside fault_id (at 40) leaves its upper bytes 0 (copy_struct_from_user): with
+    # size 41 only the low byte of fault_id is read, with 42 the low two
+    p = Prog("hwpt_alloc_size_cuts_fault_id")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    fq = p.op("FAULT_QUEUE_ALLOC")
+    fid = p.ref(fq, "out_fault_id")
+    parent = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=NEST), "out_hwpt_id")
+    nest = {"dev_id": idev, "pt_id": parent, "data_type": SELFTEST, "data_len": 4,
+            "iotlb": IOTLB, "flags": FAULT_ID}
+    p.op("HWPT_ALLOC", **nest, fault_id=p.ref(fq, "out_fault_id", 0x100), expect=E.ENOENT)
+    p.op("HWPT_ALLOC", **nest, fault_id=p.ref(fq, "out_fault_id", 0x100), size=41)
+    p.op("HWPT_ALLOC", **nest, fault_id=p.ref(fq, "out_fault_id", 0x10000), size=41)
+    p.op("HWPT_ALLOC", **nest, fault_id=p.ref(fq, "out_fault_id", 0x10000), size=42)
+    p.op("HWPT_ALLOC", **nest, fault_id=p.ref(fq, "out_fault_id", 0x100), size=42,
+         expect=E.ENOENT)
+    # the struct ends before fault_id: it reads as 0, no object
+    p.op("HWPT_ALLOC", **nest, fault_id=fid, size=40, expect=E.ENOENT)
+    return p
+
+
+def dirty_bitmap_ends_at_the_last_iova() -> Prog:
+    # iommufd_check_iova_range: a range whose last byte is 2^64 - 1 does not overflow
+    # (check_add_overflow of iova + length - 1); one byte more does (EOVERFLOW before
+    # the alignment checks). No area is there: the walk meets a hole, EINVAL as the
+    # uAPI documents (6.12 drops that error: known bug dirty-bitmap-error-dropped)
+    p = Prog("dirty_bitmap_ends_at_the_last_iova", Buffer(4 * PAGE, "memfd", 80),
+             Buffer(PAGE, "anon", 81))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=4 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    top = U64 + 1 - 4 * PAGE
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=top, length=4 * PAGE, page_size=MOCK_PAGE,
+         data=p.buf(1), expect=E.EINVAL)
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=top, length=4 * PAGE + 1,
+         page_size=MOCK_PAGE, data=p.buf(1), expect=E.EOVERFLOW)
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=top + MOCK_PAGE, length=4 * PAGE,
+         page_size=MOCK_PAGE, data=p.buf(1), expect=E.EOVERFLOW)
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=U64 + 1 - MOCK_PAGE, length=MOCK_PAGE,
+         page_size=MOCK_PAGE, data=p.buf(1), expect=E.EINVAL)
+    return p
+
+
+def allow_iovas_ranges_are_16_bytes_apart() -> Prog:
+    # iommufd_ioas_allow_iovas copies struct iommu_iova_range i from allowed_iovas + 16 * i
+    # and checks it before copying the next: the last range of a page-end array is read
+    # from its last 16 bytes; one range more is past the buffer (EFAULT, nothing set).
+    # The buffer's pattern (seed 85) holds two valid disjoint ranges in its last 32 bytes.
+    # (Allowed ranges are not what IOAS_IOVA_RANGES reports: the IOVAs it picks are.)
+    p = Prog("allow_iovas_ranges_are_16_bytes_apart", Buffer(PAGE, "anon", 85))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=2, allowed_iovas=p.buf(0, PAGE - 32))
+    # an IOVA the kernel picks comes from the allowed ranges
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, flags=RW)
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=2, allowed_iovas=p.buf(0, PAGE - 16),
+         expect=E.EFAULT)
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=3, allowed_iovas=p.buf(0, PAGE - 32),
+         expect=E.EFAULT)
+    # the last range alone: the IOVA picked next is in it
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=1, allowed_iovas=p.buf(0, PAGE - 16))
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=PAGE, flags=RW)
+    return p
+
+
+# The agent is a static non-PIE binary: its text starts at 0x401000 (readable, not
+# writable), and nothing is mapped between LOW_UNMAPPED and it. Neither is one of the
+# program's buffers: the model does not know them, the kernel's errno decides.
+AGENT_TEXT = 0x401000
+BELOW_AGENT = 0x300000
+READ_FIXED = uapi.IOMMU_IOAS_MAP_READABLE | uapi.IOMMU_IOAS_MAP_FIXED_IOVA
+
+
+def pin_outside_the_buffers_takes_the_kernels_errno() -> Prog:
+    # pin_user_pages_fast of memory the model does not know: the read-only pin of the
+    # agent's text succeeds, FOLL_WRITE on it and a pin of unmapped memory fault; the
+    # model takes each from the kernel's errno (unsure: not compared) and then knows
+    # the IOAS again: TEST_MD_CHECK_MAP walks the pinned page, the unmap finds one area
+    p = Prog("pin_outside_the_buffers_takes_the_kernels_errno")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    hwpt = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_hwpt_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=AGENT_TEXT, length=PAGE, iova=M16,
+         flags=READ_FIXED, unsure=True)
+    p.op("TEST_MD_CHECK_MAP", id=hwpt, iova=M16, length=PAGE, uptr=AGENT_TEXT, unsure=True)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=AGENT_TEXT, length=PAGE, iova=M16 + PAGE,
+         flags=FIXED_RW, expect=E.EFAULT, unsure=True)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=BELOW_AGENT, length=PAGE, iova=M16 + PAGE,
+         flags=READ_FIXED, expect=E.EFAULT, unsure=True)
+    p.op("IOAS_UNMAP", ioas_id=ioas, iova=0, length=U64, unsure=True)
+    return p
+
+
+HPAGE = 2 << 20
+
+
+def md_check_refs_skips_transparent_huge_pages() -> Prog:
+    # iommufd_test_md_check_refs skips a PageCompound page: the pages of a 2 MiB aligned
+    # anonymous (or read-only) window may be a THP (the guest's THP is "always": they
+    # are), so a wrong refs there is no EIO - the model cannot tell (unsure), the kernel
+    # returns 0. A memfd (shmem) page is never huge here: refs 1 on it is EIO.
+    p = Prog("md_check_refs_skips_transparent_huge_pages", Buffer(HPAGE, "anon", 90),
+             Buffer(HPAGE, "memfd", 91), Buffer(HPAGE, "readonly", 92))
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0), length=HPAGE, refs=1, unsure=True)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(0, HPAGE - PAGE), length=PAGE, refs=1, unsure=True)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(2), length=PAGE, refs=1, unsure=True)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(1), length=HPAGE, refs=1, expect=E.EIO)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(1, HPAGE - PAGE), length=PAGE, refs=1,
+         expect=E.EIO)
+    p.op("TEST_MD_CHECK_REFS", uptr=p.buf(1), length=HPAGE, refs=0)
+    return p
+
+
+def faulting_copy_to_user_leaves_its_bytes_unknown() -> Prog:
+    # TEST_ACCESS_RW read: iommufd_access_rw copies the IOAS's bytes, then copy_to_user
+    # into a one-page buffer for two pages faults at the buffer's end (EFAULT); how far
+    # it wrote before the fault is the architecture's (x86: the whole first page). The
+    # model keeps those bytes unknown: reading them back (a write from them into the
+    # IOAS, then a read of that into another buffer) is unsure, never the old pattern.
+    p = Prog("faulting_copy_to_user_leaves_its_bytes_unknown", Buffer(2 * PAGE, "memfd", 93),
+             Buffer(PAGE, "anon", 94), Buffer(PAGE, "anon", 95))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=M16, flags=FIXED_RW)
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=2 * PAGE, uptr=p.buf(1), expect=E.EFAULT)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE, length=16, uptr=p.buf(1, 8),
+         flags=RW_WRITE, unsure=True)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE, length=32, uptr=p.buf(2), unsure=True)
+    return p
+
+
+def access_rw_reads_back_bytes_written_into_a_later_page() -> Prog:
+    # user memory the kernel wrote (copy_to_user of a TEST_ACCESS_RW read) into the
+    # second page of a buffer is what a later read of the buffer across both pages
+    # returns there: the first page's pattern, then the written bytes
+    p = Prog("access_rw_reads_back_bytes_written_into_a_later_page",
+             Buffer(2 * PAGE, "memfd", 96), Buffer(2 * PAGE, "memfd", 97),
+             Buffer(PAGE, "anon", 98))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(1), length=2 * PAGE, iova=M16, flags=FIXED_RW)
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=64, uptr=p.buf(0, PAGE + 100),
+         out={"data": pattern_bytes(97, 0, 64)})
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=M16 + 2 * PAGE,
+         flags=FIXED_RW)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + 3 * PAGE - 8, length=200, uptr=p.buf(2),
+         out={"data": pattern_bytes(96, PAGE - 8, 108) + pattern_bytes(97, 0, 64)
+              + pattern_bytes(96, PAGE + 164, 28)})
+    return p
+
+
+INV = uapi.IOMMU_HWPT_INVALIDATE_DATA_SELFTEST
+
+
+def hwpt_invalidate_entry_longer_than_the_drivers() -> Prog:
+    # iommufd_hwpt_invalidate takes entry_len up to PAGE_SIZE (EINVAL above); the mock's
+    # __iommu_copy_struct_from_user refuses an entry longer than its 8-byte struct
+    # (include/linux/iommu.h: data_len < src_data->len, EINVAL) even when the bytes past
+    # it are zero, as GET_HW_INFO's clear_user past the driver's 8 bytes leaves them
+    p = Prog("hwpt_invalidate_entry_longer_than_the_drivers", Buffer(2 * PAGE, "anon", 99))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    parent = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=NEST), "out_hwpt_id")
+    n0 = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=parent, data_type=SELFTEST, data_len=4,
+                    iotlb=IOTLB), "out_hwpt_id")
+    p.op("GET_HW_INFO", dev_id=idev, data_len=2 * PAGE - 8, data_uptr=p.buf(0, 8),
+         out={"data_len": 8})
+    p.op("HWPT_INVALIDATE", hwpt_id=n0, data_type=INV, entry_num=1, entry_len=PAGE + 1,
+         data_uptr=p.buf(0, 16), expect=E.EINVAL, out={"entry_num": 0})
+    p.op("HWPT_INVALIDATE", hwpt_id=n0, data_type=INV, entry_num=1, entry_len=PAGE,
+         data_uptr=p.buf(0, 16), expect=E.EINVAL, out={"entry_num": 0})
+    p.op("HWPT_INVALIDATE", hwpt_id=n0, data_type=INV, entry_num=1, entry_len=16,
+         data_uptr=p.buf(0, 16), expect=E.EINVAL, out={"entry_num": 0})
+    # the same zeros as an 8-byte entry {flags 0, iotlb_id 0}: invalidated
+    p.op("HWPT_INVALIDATE", hwpt_id=n0, data_type=INV, entry_num=2, entry_len=8,
+         data_uptr=p.buf(0, 16), out={"entry_num": 2})
+    p.op("TEST_MD_CHECK_IOTLB", id=n0, iotlb_id=0, iotlb=0)
+    p.op("TEST_MD_CHECK_IOTLB", id=n0, iotlb_id=1, iotlb=IOTLB)
+    return p
+
+def ioas_copy_and_unmap_at_ulong_max() -> Prog:
+    # iommufd_ioas_copy: length, src_iova or dst_iova of ULONG_MAX is EOVERFLOW before
+    # any lookup, one less is looked up; iopt_unmap_iova: check_add_overflow(iova,
+    # length - 1) - a range ending at 2^64 - 1 is fine (it unmaps the area), one byte
+    # further overflows
+    p = Prog("ioas_copy_and_unmap_at_ulong_max", Buffer(PAGE, "memfd", 100))
+    src = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=src, user_va=p.buf(0), length=PAGE, iova=M16, flags=FIXED_RW)
+    dst = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    cp = {"dst_ioas_id": dst, "src_ioas_id": src, "flags": FIXED_RW}
+    p.op("IOAS_COPY", **cp, length=U64, src_iova=M16, dst_iova=M16, expect=E.EOVERFLOW)
+    p.op("IOAS_COPY", **cp, length=PAGE, src_iova=U64, dst_iova=M16, expect=E.EOVERFLOW)
+    p.op("IOAS_COPY", **cp, length=PAGE, src_iova=M16, dst_iova=U64, expect=E.EOVERFLOW)
+    # where the range itself would not overflow: still EOVERFLOW, not ENOENT
+    p.op("IOAS_COPY", **cp, length=U64, src_iova=0, dst_iova=M16, expect=E.EOVERFLOW)
+    p.op("IOAS_COPY", **cp, length=1, src_iova=U64, dst_iova=M16, expect=E.EOVERFLOW)
+    p.op("IOAS_COPY", **cp, length=U64 - 1, src_iova=0, dst_iova=M16, expect=E.ENOENT)
+    p.op("IOAS_COPY", **cp, length=1, src_iova=U64 - 1, dst_iova=M16, expect=E.ENOENT)
+    p.op("IOAS_COPY", **cp, length=PAGE, src_iova=M16, dst_iova=M16, out={"dst_iova": M16})
+    p.op("IOAS_UNMAP", ioas_id=src, iova=3, length=U64 - 1, expect=E.EOVERFLOW)
+    p.op("IOAS_UNMAP", ioas_id=src, iova=U64, length=1, expect=E.EOVERFLOW)
+    p.op("IOAS_UNMAP", ioas_id=src, iova=2, length=U64 - 1, out={"length": PAGE})
+    return p
+
+
+def iova_ranges_written_16_bytes_apart() -> Prog:
+    # iommufd_ioas_iova_ranges copies range i to allowed_iovas + 16 * i: two ranges (a
+    # reserved page splits the space) fit the last 32 bytes of a buffer; at its last 16
+    # range 0 is written, range 1 faults (EFAULT). Read back by ALLOW_IOVAS: the ranges
+    # as reported first, then range 0 twice (overlapping: EINVAL), then range 0 alone.
+    p = Prog("iova_ranges_written_16_bytes_apart", Buffer(PAGE, "anon", 101),
+             Buffer(PAGE, "memfd", 102))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("TEST_ADD_RESERVED", id=ioas, start=0x100000, length=PAGE)
+    p.op("IOAS_IOVA_RANGES", ioas_id=ioas, num_iovas=2, allowed_iovas=p.buf(0, PAGE - 32),
+         out={"num_iovas": 2})
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=2, allowed_iovas=p.buf(0, PAGE - 32))
+    p.op("IOAS_IOVA_RANGES", ioas_id=ioas, num_iovas=2, allowed_iovas=p.buf(0, PAGE - 16),
+         expect=E.EFAULT)
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=2, allowed_iovas=p.buf(0, PAGE - 32),
+         expect=E.EINVAL)
+    p.op("IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=1, allowed_iovas=p.buf(0, PAGE - 16))
+    # allowed ranges only bound the IOVAs the kernel picks: a fixed one outside is mapped
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(1), length=PAGE, iova=0x101000,
+         flags=FIXED_RW)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(1), length=PAGE, iova=0xFF000,
+         flags=FIXED_RW)
+    return p
+
 SEEDS_MUTANTS = [
     dirty_bitmap_iova_masks, vfio_split_of_pinned_area, access_pages_syz_iova,
     fault_read_access_ok, user_memory_written_page_after_plain, hw_info_size_cuts_capabilities,
     reserved_touching_allowed, access_pages_checks_every_page, dirty_by_hand_bit_limit,
+    hwpt_alloc_size_cuts_fault_id, dirty_bitmap_ends_at_the_last_iova,
+    allow_iovas_ranges_are_16_bytes_apart, pin_outside_the_buffers_takes_the_kernels_errno,
+    md_check_refs_skips_transparent_huge_pages, faulting_copy_to_user_leaves_its_bytes_unknown,
+    access_rw_reads_back_bytes_written_into_a_later_page,
+    hwpt_invalidate_entry_longer_than_the_drivers, ioas_copy_and_unmap_at_ulong_max,
+    iova_ranges_written_16_bytes_apart,
 ]
 # Longer than a seed may be (3 to 30 ops): written to corpus/oracle/, which the
 # differential test and bench/bench_oracle.py run but the campaign does not start from.
