@@ -384,6 +384,10 @@ def cmd_minimize(a: argparse.Namespace) -> int:
         raise InputError(f"--time-limit {a.time_limit}: give a positive number of seconds")
     d = Path(a.finding)
     stored = load_finding(d)  # every file of it checked before the VM boots
+    if stored.finding.field == "model_error":
+        raise InputError(f"{d}: a bug of the model, not of the kernel (it raised stepping op "
+                         f"{stored.finding.op}): no kernel reproducer to write; "
+                         f"`iommufd-fuzz recheck {d}` replays it without a VM")
     root = writable_dir(a.out, "--out")
     kdir = _recorded_kernel(a.kernel, stored.manifest, f"the finding {d.name}")
     manifest = stored.manifest or kernel.manifest_or_empty(kdir)

@@ -22,6 +22,9 @@ class Mismatch:
     def describe(self) -> str:
         if self.field == "unsure":
             return f"op {self.op} ({self.name}): model unsure: {self.model}"
+        if self.field == "model_error":
+            where, what = self.model
+            return f"op {self.op} ({self.name}): the model raised {where}: {what}"
         if self.field == "fault_errno":
             natural, allowed = self.model
             return (f"op {self.op} ({self.name}): an injected fault failed it with "
@@ -40,6 +43,8 @@ class Mismatch:
         known bug's id when the kernel did what that bug does."""
         if self.field == "fault_errno":
             return f"mismatch {self.name}.fault_errno kernel={errno_name(self.kernel)}"
+        if self.field == "model_error":
+            return f"model error {self.name} {self.model[0]}"
         return f"mismatch {self.name}.{self.field}" + (f" [{self.bug}]" if self.bug else "")
 
 

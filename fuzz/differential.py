@@ -16,8 +16,10 @@ Two things make the model step more than one way:
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fuzz.backend import Backend, Execution
 from fuzz.compare import Mismatch, compare_op
@@ -96,6 +98,19 @@ def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group:
                                  m.objects.kept_from(before)):
         diffs = [d for k in span for d in compare_op(k, prog.ops[k].name, kernel[k], res[k])]
     return _Try(m, order, res, diffs)
+
+
+def model_error(prog: Program, i: int, e: Exception) -> Mismatch:
+    """The model raised stepping op i: where (the innermost frame in fuzz/model/, or
+    the innermost of all), and what. The field is "model_error"; its model value is
+    (where, the exception's text)."""
+    frames = traceback.extract_tb(e.__traceback__)
+    inner = [f for f in frames if "/fuzz/model/" in f.filename] or frames
+    f = inner[-1] if inner else None
+    where = f"{type(e).__name__} in {f.name} ({Path(f.filename).name})" if f else \
+        type(e).__name__
+    line = f":{f.lineno}" if f else ""
+    return Mismatch(i, prog.ops[i].name, "model_error", None, (where, f"{e}{line}"))
 
 
 def _best_tries(tries: Iterable[_Try]) -> tuple[list[_Try], int, bool]:
@@ -203,8 +218,16 @@ def model_alongside(prog: Program, kernel: list[OpResult],
         # group's orders each start from a copy: their retries and adopt_ids read the
         # state before the group.
         in_place = not group or (len(states) == 1 and len(perms) == 1)
-        keep, tier, more = _best_tries(
-            _try(prog, s, span, o, group, kernel, in_place) for s in states for o in perms)
+        try:
+            keep, tier, more = _best_tries(
+                _try(prog, s, span, o, group, kernel, in_place) for s in states for o in perms)
+        except Exception as e:  # a bug of the model: a finding, not the end of a campaign
+            mism.append(model_error(prog, i, e))
+            predicted += kernel[i:]
+            unsure += [Mismatch(k, prog.ops[k].name, "unsure", None,
+                                f"not compared after the model's error at op {i}")
+                       for k in range(i + 1, len(kernel))]
+            break
         dropped = dropped or more
         best = keep[0]
         why = races.not_whole_calls(prog, span) if tier == 2 and group else None

@@ -122,6 +122,9 @@ def _splat_finding(reports: list[Any]) -> Finding:
 
 
 def mismatch_finding(m: Any) -> Finding:
+    if m.field == "model_error":  # the model's own bug, with the kernel's results kept
+        return Finding(f"model error in {m.name}: {m.model[0]}", m.signature, "mismatch",
+                       op=m.op, field=m.field, detail=m.describe())
     sig = m.signature + (f" kernel={errno_name(m.kernel)} model={errno_name(m.model)}"
                          if m.field == "errno" else "")
     return Finding(f"model/kernel mismatch in {m.name}.{m.field}", sig, "mismatch", op=m.op,

@@ -233,3 +233,45 @@ def test_a_finding_seen_again_still_describes_the_program_it_keeps(tmp_path: Pat
     [(rec, d)] = store.list()
     assert (rec.count, rec.op, rec.detail) == (2, 5, "op 5 (X): errno")
     assert findings.load_finding(d).prog.dumps() == prog(1).dumps()
+
+
+def test_a_model_that_raises_is_a_finding_and_the_ops_after_it_are_not_compared(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug of the model (here: a handler that raises) must not end a campaign: it is a
+    finding named after where the model raised, with the kernel's results kept, and the
+    ops after it are unsure, not compared against a model that stopped."""
+    from fuzz import differential
+    from fuzz.model import model as model_module
+    from fuzz.prog import Op, Program, Ref
+    from fuzz.result import OpResult
+
+    def broken(m: object, a: object) -> dict:
+        raise AttributeError("'NoneType' object has no attribute 'end'")
+
+    monkeypatch.setitem(model_module.HANDLERS, "IOAS_IOVA_RANGES", broken)
+    ioas = Ref(0, "out_ioas_id")
+    p = Program([Op("IOAS_ALLOC"), Op("IOAS_IOVA_RANGES", {"ioas_id": ioas}),
+                 Op("DESTROY", {"id": ioas})])
+    kernel = [OpResult(0, out={"out_ioas_id": 1}), OpResult(0), OpResult(0)]
+    predicted, mism, unsure = differential.model_alongside(p, kernel)
+    assert [(m.op, m.field) for m in mism] == [(1, "model_error")]
+    assert mism[0].model[0] == "AttributeError in step (model.py)"
+    assert [u.op for u in unsure] == [2] and len(predicted) == 3
+    f = findings.mismatch_finding(mism[0])
+    # the innermost frame in fuzz/model/ names it (the handler here is the test's)
+    assert f.title == "model error in IOAS_IOVA_RANGES: AttributeError in step (model.py)"
+    assert f.signature == "model error IOAS_IOVA_RANGES AttributeError in step (model.py)"
+    assert "no attribute 'end'" in f.detail
+
+
+def test_minimize_refuses_a_model_error_finding_before_it_boots_a_vm(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fuzz.cli import main
+    from fuzz.compare import Mismatch
+
+    m = Mismatch(0, "IOAS_ALLOC", "model_error", None, ("KeyError in step (model.py)", "'x'"))
+    store = findings.FindingStore(tmp_path / "findings")
+    store.record(findings.mismatch_finding(m), Program([Op("IOAS_ALLOC")]), "", {})
+    (d,) = (tmp_path / "findings").iterdir()
+    assert main(["minimize", str(d), "--kernel", str(tmp_path / "no-kernel")]) == 2
+    assert "a bug of the model" in capsys.readouterr().err
