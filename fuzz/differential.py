@@ -80,7 +80,9 @@ class _Try:
 def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group: bool,
          kernel: list[OpResult], in_place: bool) -> _Try:
     forced: set[int] = set()  # ops that failed on a racing op's half-done work
-    before = dict(base.objects.objs)  # (base is stepped itself when in_place)
+    # the objects before a race group, for adopt_ids (base is stepped itself when
+    # in_place); outside a group nothing reads them
+    before = dict(base.objects.objs) if group else {}
     while True:
         m = base if in_place else base.clone()
         if group:
