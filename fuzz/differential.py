@@ -106,13 +106,10 @@ def model_error(prog: Program, i: int, e: Exception) -> Mismatch:
     """The model raised stepping op i: where (the innermost frame in fuzz/model/, or
     the innermost of all), and what. The field is "model_error"; its model value is
     (where, the exception's text)."""
-    frames = traceback.extract_tb(e.__traceback__)
-    inner = [f for f in frames if "/fuzz/model/" in f.filename] or frames
-    f = inner[-1] if inner else None
-    where = f"{type(e).__name__} in {f.name} ({Path(f.filename).name})" if f else \
-        type(e).__name__
-    line = f":{f.lineno}" if f else ""
-    return Mismatch(i, prog.ops[i].name, "model_error", None, (where, f"{e}{line}"))
+    frames = traceback.extract_tb(e.__traceback__)  # never empty: it was raised below
+    f = ([x for x in frames if "/fuzz/model/" in x.filename] or frames)[-1]
+    where = f"{type(e).__name__} in {f.name} ({Path(f.filename).name})"
+    return Mismatch(i, prog.ops[i].name, "model_error", None, (where, f"{e}:{f.lineno}"))
 
 
 def _best_tries(tries: Iterable[_Try]) -> tuple[list[_Try], int, bool]:

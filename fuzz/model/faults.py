@@ -137,17 +137,23 @@ SURVIVED: dict[str, Callable[[Model, int], set[tuple[str, int]]]] = {
 }
 
 
+def _step_failing(model: Model, index: int, kernel: OpResult,
+                  points: set[tuple[str, int]]) -> OpResult:
+    """Model.step with those fault points failed on purpose (Model.fail_at)."""
+    model.fail_at = points
+    try:
+        return model.step(index, kernel)
+    finally:
+        model.fail_at = set()
+
+
 def _tolerated(model: Model, index: int, kernel: OpResult) -> OpResult:
     """An op that succeeded with its fault injected: as without the fault, or as one of
     the other paths the fault can send it down (whichever gives the kernel's result),
     or as the path it must have taken (SURVIVED)."""
     name = model.program.ops[index].name
     if name in SURVIVED:
-        model.fail_at = SURVIVED[name](model, index)
-        try:
-            return model.step(index, kernel)
-        finally:
-            model.fail_at = set()
+        return _step_failing(model, index, kernel, SURVIVED[name](model, index))
     points = ALTERNATIVES[name](model, index) if name in ALTERNATIVES else []
     if not points:
         return model.step(index, kernel)
@@ -157,9 +163,7 @@ def _tolerated(model: Model, index: int, kernel: OpResult) -> OpResult:
         return res
     for point in points:
         alt = before.clone()
-        alt.fail_at = {point}
-        r = alt.step(index, kernel)
-        alt.fail_at = set()
+        r = _step_failing(alt, index, kernel, {point})
         if not compare_op(index, name, kernel, r):
             model.__dict__.update(alt.__dict__)
             return r

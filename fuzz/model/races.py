@@ -305,9 +305,15 @@ def _same_space(model: Model, prog: Program, i: int, k: int) -> bool:
         return False
     if si == sk:
         return True
-    ioas = [model.vfio_ioas if s == "compat" else model.objects.get(s, OBJ_IOAS, touch=False)
-            for s in (si, sk)]
+    ioas = [_space_ioas(model, s, touch=False) for s in (si, sk)]
     return isinstance(ioas[0], Ioas) and ioas[0] is ioas[1]
+
+
+def _space_ioas(model: Model, space: int | str | None, touch: bool = True) -> object | None:
+    """The IOAS behind a space (_space): the vfio compat IOAS, or the IOAS of that id."""
+    if space == "compat":
+        return model.vfio_ioas
+    return None if space is None else model.objects.get(int(space), OBJ_IOAS, touch=touch)
 
 
 def _disables_large_pages(model: Model, prog: Program, k: int) -> Ioas | None:
@@ -333,9 +339,8 @@ def _met_areas_of_racing_maps(model: Model, prog: Program, k: int, others: list[
     ioas = _disables_large_pages(model, prog, k)
     if ioas is None or not ioas.iopt.domains:
         return False
-    return any(prog.ops[i].desc.maps is not None and (
-        ioas is model.vfio_ioas if (s := _space(model, prog, i)) == "compat"
-        else model.objects.get(s, OBJ_IOAS) is ioas) for i in others)
+    return any(prog.ops[i].desc.maps is not None and
+               _space_ioas(model, _space(model, prog, i)) is ioas for i in others)
 
 
 def transient(model: Model, prog: Program, group: range, k: int, kernel: OpResult) -> bool:
