@@ -143,6 +143,10 @@ class Creds:
     def cap_mask(self) -> int:
         return sum(1 << uapi.CONST[c] for c in self.drop)
 
+    def describe(self) -> str:
+        """As the reproducers' comments say it."""
+        return f"without {', '.join(self.drop) or 'no capability'}, RLIMIT_MEMLOCK {self.memlock}"
+
 
 @dataclass
 class Program:

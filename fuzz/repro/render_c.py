@@ -188,9 +188,7 @@ class CRenderer:
               "ioctl(fd, IOMMU_TEST_CMD, &prologue);"]
 
     def set_creds(self, creds: Creds) -> None:
-        without = ", ".join(creds.drop) or "no capability"
-        self.body += ["", f"/* the program's creds: without {without}, RLIMIT_MEMLOCK "
-                      f"{creds.memlock} */",
+        self.body += ["", f"/* the program's creds: {creds.describe()} */",
                       f"set_creds({creds.cap_mask:#x}ull, {creds.memlock}ull);"]
 
     def restore_creds(self, creds: Creds) -> None:

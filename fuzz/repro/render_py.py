@@ -155,9 +155,7 @@ class PyRenderer:
               "libc.ioctl(fd, IOMMU_TEST_CMD, ctypes.addressof(prologue))"]
 
     def set_creds(self, creds: Creds) -> None:
-        without = ", ".join(creds.drop) or "no capability"
-        self.body += ["", f"# the program's creds: without {without}, RLIMIT_MEMLOCK "
-                      f"{creds.memlock}",
+        self.body += ["", f"# the program's creds: {creds.describe()}",
                       f"set_creds({creds.cap_mask:#x}, {creds.memlock})"]
 
     def restore_creds(self, creds: Creds) -> None:
