@@ -404,6 +404,7 @@ def hwpt_invalidate_entry_longer_than_the_drivers() -> Prog:
     p.op("TEST_MD_CHECK_IOTLB", id=n0, iotlb_id=1, iotlb=IOTLB)
     return p
 
+
 def ioas_copy_and_unmap_at_ulong_max() -> Prog:
     # iommufd_ioas_copy: length, src_iova or dst_iova of ULONG_MAX is EOVERFLOW before
     # any lookup, one less is looked up; iopt_unmap_iova: check_add_overflow(iova,
