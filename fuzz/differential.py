@@ -183,6 +183,7 @@ def _race_leeway(prog: Program, span: range, start: int, kernel: list[OpResult],
                 for fd, f in t.model.fds.open.items():
                     if fd not in open_fds and f.unknown is None:  # type: ignore[attr-defined]
                         f.unknown = f"{reason}: its fd number may be another's"  # type: ignore
+        races.forget_dirty(t.model, prog, span, start)
         if why is not None:
             root = f"since the race group at op {start}: {why}"
             objs = t.model.objects

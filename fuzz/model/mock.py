@@ -123,9 +123,11 @@ def discard_dirty(hwpt: HwPagetable, iova: int, last: int) -> None:
 def set_dirty_tracking(hwpt: HwPagetable, enable: bool) -> None:
     """iopt_set_dirty_tracking: enabling first clears every dirty bit of every area
     (iopt_clear_dirty_data reads and clears with no bitmap, which the mock allows
-    even while tracking is off), then mock_domain_set_dirty_tracking flips the flag."""
+    even while tracking is off), then mock_domain_set_dirty_tracking flips the flag.
+    Bits a race left unknown are known again: none."""
     if enable:
         hwpt.dirty.clear()
+        hwpt.dirty_unknown = None
     hwpt.dirty_tracking = enable
 
 

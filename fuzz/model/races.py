@@ -25,9 +25,14 @@ import errno
 from collections.abc import Callable, Iterable, Iterator
 
 from fuzz.compare import Mismatch
-from fuzz.model.consts import IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_SET, VFIO_TYPE1_IOMMU
+from fuzz.model.consts import (
+    IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
+    IOMMU_OPTION_HUGE_PAGES,
+    IOMMU_OPTION_OP_SET,
+    VFIO_TYPE1_IOMMU,
+)
 from fuzz.model.model import Model
-from fuzz.model.objects import OBJ_IOAS, Ioas
+from fuzz.model.objects import OBJ_IOAS, HwPagetable, Ioas
 from fuzz.prog import Program
 from fuzz.prog.types import Out, Res, is_kind
 from fuzz.result import OpResult
@@ -180,8 +185,15 @@ def not_whole_calls(prog: Program, group: range) -> str | None:
         return (f"a racing DESTROY may have run inside op {makers[0]} "
                 f"({prog.ops[makers[0]].name}), which takes its ids one at a time: which "
                 "ids and which objects the group leaves is not known to the model")
-    # the dirty walk reads (and clears) the IOPTEs one at a time while a racing
-    # TEST_DIRTY marks them one at a time: the bitmap may hold any part of the marks
+    return dirty_walk_beside_marks(prog, group)
+
+
+def dirty_walk_beside_marks(prog: Program, group: range) -> str | None:
+    """Why the dirty bits a racing group leaves are not known: the dirty walk reads (and
+    clears) the IOPTEs one at a time while a racing TEST_DIRTY marks them one at a
+    time, so the bitmap may hold any part of the marks, and so may the bits left. A
+    whole-call order that gives the bitmap (its bits already set in the user's
+    memory, say) does not give the bits left."""
     marks = {prog.ops[i].thread for i in group if prog.ops[i].name == "TEST_DIRTY"}
     reads = [i for i in group if prog.ops[i].name == "HWPT_GET_DIRTY_BITMAP"
              and any(t != prog.ops[i].thread for t in marks)]
@@ -190,6 +202,28 @@ def not_whole_calls(prog: Program, group: range) -> str | None:
                 "TEST_DIRTY marked them: the bitmap and the dirty bits left may hold any "
                 "part of the marks")
     return None
+
+
+def _int_arg(prog: Program, op: int, name: str) -> int:
+    """An integer argument as written (a ref or a pointer reads as all bits set)."""
+    v = prog.ops[op].args.get(name, 0)
+    return v if type(v) is int else -1
+
+
+def forget_dirty(model: Model, prog: Program, group: range, start: int) -> None:
+    """After a group that dirty_walk_beside_marks names, every paging HWPT's dirty bits
+    are unknown (HwPagetable.dirty_unknown: a later dirty read is unsure) until enabling
+    tracking clears them; everything else the group left is still compared. A read with
+    NO_CLEAR leaves every mark."""
+    why = dirty_walk_beside_marks(prog, group)
+    clears = any(prog.ops[i].name == "HWPT_GET_DIRTY_BITMAP"
+                 and not _int_arg(prog, i, "flags") & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR
+                 for i in group)
+    if why is None or not clears:
+        return
+    for o in model.objects.objs.values():
+        if isinstance(o, HwPagetable) and o.dirty_unknown is None:
+            o.dirty_unknown = f"since the race group at op {start}: {why}"
 
 
 def _output_pairs(prog: Program, group: range, kernel: list[OpResult],
