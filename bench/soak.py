@@ -802,7 +802,12 @@ def run_long(a: argparse.Namespace) -> int:
     root.mkdir(parents=True)
     s = Soak(root, kdir, random.Random(a.seed))
     total = a.hours * 3600 + 600
-    args = s.fuzz_args()
+    # the campaign's own program timeout: the kills' short one (for a stopped qemu) is
+    # below the kernel's hung-task and soft-lockup reports, and a slow guest under
+    # load then passes for a hung one
+    from fuzz.campaign import CampaignConfig
+
+    args = s.fuzz_args(timeout=CampaignConfig.program_timeout)
     args[args.index("--time") + 1] = f"{int(total)}s"
     log(f"soak long: {total / 3600:.2f} h campaign in {root} on {kdir} (model: {a.plant})")
     p = s.start(a.plant, args)
