@@ -80,6 +80,7 @@ class _Try:
 def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group: bool,
          kernel: list[OpResult], in_place: bool) -> _Try:
     forced: set[int] = set()  # ops that failed on a racing op's half-done work
+    held: set[int] = set()  # automatic IOVAs taken while a racing map's failed areas were in
     # the objects before a race group, for adopt_ids (base is stepped itself when
     # in_place); outside a group nothing reads them
     before = dict(base.objects.objs) if group else {}
@@ -87,15 +88,22 @@ def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group:
         m = base if in_place else base.clone()
         if group:
             m.begin_group(span)
-        res = {k: races.fail_early(m, k, kernel[k]) if k in forced else
-               faults.step(m, k, kernel[k]) if prog.ops[k].fail_nth else m.step(k, kernel[k])
-               for k in order}
+        res = {}
+        for k in order:
+            with races.meeting_failed_maps(m, k in held):
+                res[k] = (races.fail_early(m, k, kernel[k]) if k in forced else
+                          faults.step(m, k, kernel[k]) if prog.ops[k].fail_nth else
+                          m.step(k, kernel[k]))
         diffs = [d for k in span for d in compare_op(k, prog.ops[k].name, kernel[k], res[k])]
         more = {d.op for d in diffs if d.field == "errno" and d.op not in forced
                 and races.transient(base, prog, span, d.op, kernel[d.op])} if group else set()
-        if not more:
+        meets = {d.op for d in diffs if d.op not in held
+                 and races.may_meet_failed_map(prog, span, d.op, d.field, kernel)} \
+            if group else set()
+        if not more and not meets:
             break
         forced |= more
+        held |= meets
     if group and races.adopt_ids(m, prog, span, kernel, res, diffs,
                                  m.objects.kept_from(before)):
         diffs = [d for k in span for d in compare_op(k, prog.ops[k].name, kernel[k], res[k])]

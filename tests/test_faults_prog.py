@@ -723,3 +723,84 @@ def test_a_mock_domains_pt_id_may_be_a_device_bound_beside_it() -> None:
                  (errno.ENOENT, {"num_iovas": 0}, False), (0, {"out_ioas_id": 2}, False))
     _, mism, _ = model_alongside(q, res)
     assert (1, "errno") in [(m.op, m.field) for m in mism]
+
+
+def _settled(p: Program) -> list[OpResult]:
+    """The model's own results as kernel results, once its race groups match an order
+    (a first round with no results matches none)."""
+    res = kernel(*[(0, {}, False)] * len(p.ops))
+    for _ in range(2):
+        res, _, _ = model_alongside(p, res)
+    return [OpResult(r.errno, r.ret, dict(r.out)) for r in res]
+
+
+def test_the_rlimit_mode_is_busy_while_a_racing_failing_op_holds_an_id() -> None:
+    """A soak's finding: setting the rlimit mode wants the xarray empty, and a racing
+    TEST_MOCK_DOMAIN that fails (no such IOAS) held its selftest object's id a while:
+    EBUSY, which no whole-call order gives. Without an op taking ids beside it, EBUSY
+    stays a mismatch."""
+    mode = {"option_id": 0, "op": 0, "object_id": 0, "val64": 1}
+    p = Program([Op("OPTION", mode, thread=1, barrier=1),
+                 Op("TEST_MOCK_DOMAIN", {"id": 0}, barrier=1), Op("IOAS_ALLOC")])
+    res = _settled(p)
+    assert (res[0].errno, res[1].errno) == (0, errno.ENOENT)
+    res[0] = OpResult(errno.EBUSY, -1, dict(res[0].out))
+    res[2].out["out_ioas_id"] = 1
+    _, mism, _ = model_alongside(p, res)
+    assert mism == [], [m.describe() for m in mism]
+    alone = Program([Op("OPTION", mode, thread=1, barrier=1),
+                     Op("VFIO_CHECK_EXTENSION", {"extension": 1}, barrier=1)])
+    res = _settled(alone)
+    res[0] = OpResult(errno.EBUSY, -1, dict(res[0].out))
+    _, mism, _ = model_alongside(alone, res)
+    assert [(m.op, m.field) for m in mism] == [(0, "errno")]
+
+
+def test_vfio_get_info_may_read_its_page_sizes_before_a_racing_domain_and_its_ranges_after(
+        ) -> None:
+    """A soak's finding: VFIO_IOMMU_GET_INFO reads the page sizes, then the IOVA ranges
+    under another lock (vfio_compat.c:469, 472); a racing TEST_MOCK_DOMAIN attached in
+    between gave page sizes without the domain and ranges with it."""
+    from fuzz.prog import Buffer
+
+    ioas = Ref(0, "out_ioas_id")
+    info = {"flags": 3, "cap_offset": 0xffffffff}
+    pre = [Op("IOAS_ALLOC"), Op("VFIO_IOAS", {"op": 1, "ioas_id": ioas}),
+           Op("VFIO_SET_IOMMU", {"type": 3})]
+    p = Program([*pre, Op("VFIO_IOMMU_GET_INFO", info, barrier=1),
+                 Op("TEST_MOCK_DOMAIN", {"id": ioas}, thread=1, barrier=1)], [Buffer(4096)])
+    q = Program([*pre, Op("TEST_MOCK_DOMAIN", {"id": ioas}), Op("VFIO_IOMMU_GET_INFO", info)],
+                [Buffer(4096)])
+    before, after = _settled(p)[3], _settled(q)[4]
+    assert before.out["iova_pgsizes"] != after.out["iova_pgsizes"]
+    assert before.out["caps"] != after.out["caps"]
+    res = _settled(p)
+    res[3].out["caps"] = after.out["caps"]
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [] and any(u.op == 3 and "page sizes" in u.model for u in unsure), \
+        [m.describe() for m in mism]
+
+
+def test_an_automatic_iova_may_skip_the_area_of_a_racing_map_that_failed() -> None:
+    """A soak's finding: a map that fails filling the domain (its pages a hole) has its
+    area in the tree until it aborts it; a racing map's automatic IOVA skipped it. The
+    kernel's IOVA must be the one the allocator gives with that area in: one further
+    on is still a mismatch."""
+    from fuzz.prog import Buffer, BufPtr
+
+    ioas = Ref(0, "out_ioas_id")
+    p = Program([Op("IOAS_ALLOC"), Op("TEST_MOCK_DOMAIN", {"id": ioas}),
+                 Op("IOAS_MAP", {"ioas_id": ioas, "user_va": BufPtr(1), "length": 8192,
+                                 "flags": 6}, thread=2, barrier=1),
+                 Op("IOAS_MAP", {"ioas_id": ioas, "user_va": BufPtr(0), "length": 8192,
+                                 "flags": 6}, thread=3, barrier=1)],
+                [Buffer(8192, "memfd"), Buffer(8192, "hole")])
+    res = _settled(p)
+    assert res[2].errno == errno.EFAULT and res[3].errno == 0
+    first = res[3].out["iova"]
+    res[3].out["iova"] = first + 8192  # the failed map's area was there
+    _, mism, _ = model_alongside(p, res)
+    assert mism == [], [m.describe() for m in mism]
+    res[3].out["iova"] = first + 2 * 8192
+    _, mism, _ = model_alongside(p, res)
+    assert [(m.op, m.field) for m in mism] == [(3, "iova")]

@@ -200,6 +200,11 @@ class Area:
 class IoPagetable:
     """struct io_pagetable."""
 
+    # In a race group (fuzz.model.races.meeting_failed_maps): the areas of maps that
+    # failed after inserting them, which a racing automatic IOVA may have met
+    failed_spans: tuple[tuple[int, int], ...] = ()
+    meet_failed = False
+
     def __init__(self, mem: UserMemory) -> None:
         self.mem = mem
         self.owner = None  # the Ioas
@@ -317,6 +322,8 @@ class IoPagetable:
         page_offset = uptr % PAGE_SIZE
         align = self.alloc_alignment(uptr, length)
         used = [(s, e) for s, e, _ in self.reserved] + [(a.iova, a.last) for a in self.areas]
+        if self.meet_failed:
+            used += self.failed_spans
         for s, e in self.allowed_spans():
             s2 = self._check_range(s, e, length, align, page_offset)
             if s2 is None:
@@ -378,6 +385,9 @@ class IoPagetable:
                 for a in done:
                     a.storage = False
                     a.pages.areas.remove(a)
+                # the areas were in the tree from iopt_alloc_area_pages until
+                # iopt_map_user_pages aborted them (io_pagetable.c:369-375, 437)
+                self.failed_spans = (*self.failed_spans, (iova, iova + length - 1))
                 raise
             for a in new:
                 self.insert_area(a)

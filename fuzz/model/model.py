@@ -440,6 +440,9 @@ class Model:
     def begin_group(self, ops: range) -> None:
         """Make room for stepping the ops of a race group in any order."""
         assert ops.start == len(self.results), "a group starts after the ops before it"
+        for o in self.objects.objs.values():
+            if isinstance(o, Ioas):
+                o.iopt.failed_spans = ()
         for lst in (self.results, self.kernel_results, self.ref_outs):
             lst.extend([None] * len(ops))
 
