@@ -67,14 +67,16 @@ class _Try:
 
     @property
     def tier(self) -> int:
-        """0: agrees, 1: agrees where the model can tell, 2: disagrees."""
-        if not self.diffs:
-            return 0
-        return 1 if all(d.field == "unsure" for d in self.diffs) else 2
+        """0: agrees, 1: agrees where the model can tell, 2: disagrees. A result a known
+        kernel bug gives agrees: the state that led there is as likely as one where the
+        kernel did what the uAPI says (a state left for it would lose the real one)."""
+        if self.wrong:
+            return 2
+        return 1 if any(d.field == "unsure" for d in self.diffs) else 0
 
     @property
     def wrong(self) -> int:
-        return sum(d.field != "unsure" for d in self.diffs)
+        return sum(d.field != "unsure" and not d.bug for d in self.diffs)
 
 
 def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group: bool,
@@ -139,6 +141,8 @@ def _best_tries(tries: Iterable[_Try]) -> tuple[list[_Try], int, bool]:
                 keep.append(t)
             else:
                 more = True
+    # the first is the one reported: one with no known bug to show, where there is one
+    keep.sort(key=lambda t: any(d.bug for d in t.diffs))
     return keep, tier, more
 
 
