@@ -21,6 +21,7 @@ RW_WRITE = uapi.MOCK_ACCESS_RW_WRITE
 DIRTY = uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
 ENABLE = uapi.IOMMU_HWPT_DIRTY_TRACKING_ENABLE
 SIZE_MAX = U64
+HUGE_IOVA = uapi.MOCK_FLAGS_DEVICE_HUGE_IOVA
 
 
 def access_unmap_releases_a_one_byte_item() -> Prog:
@@ -181,9 +182,101 @@ def dirty_by_hand_past_the_top_of_the_iova_space() -> Prog:
     return p
 
 
+def dirty_bitmap_alignment_checks_apart() -> Prog:
+    # iommufd_check_iova_range: iova, then last_iova + 1 masked with iova_alignment - 1
+    # (2K with a mock domain), each on its own; with page_size 1 the page size masks
+    # nothing. Each range is EINVAL for one end alone; both ends aligned read the bitmap
+    p = Prog("dirty_bitmap_alignment_checks_apart", Buffer(4 * PAGE, "memfd", 120),
+             Buffer(PAGE, "anon", 121))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=4 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16 + 1, length=MOCK_PAGE - 1, page_size=1,
+         data=p.buf(1), expect=E.EINVAL)
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=MOCK_PAGE + 1, page_size=1,
+         data=p.buf(1), expect=E.EINVAL)
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16 + MOCK_PAGE, length=MOCK_PAGE,
+         page_size=1, data=p.buf(1))
+    return p
+
+
+def hw_info_clears_one_byte_past_the_drivers() -> Prog:
+    # iommufd_get_hw_info: the driver's 8 bytes are copied, then clear_user of the rest
+    # of data_len - a single byte with data_len 9, 0 where the pattern had 0x3C
+    p = Prog("hw_info_clears_one_byte_past_the_drivers", Buffer(PAGE, "anon", 20))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    hw = (0).to_bytes(4, "little") + uapi.IOMMU_HW_INFO_SELFTEST_REGVAL.to_bytes(4, "little")
+    assert pattern_bytes(20, 8, 1) == b"\x3c"
+    p.op("GET_HW_INFO", dev_id=idev, data_len=9, data_uptr=p.buf(0),
+         out={"data_len": 8, "data": hw + b"\0"})
+    p.op("GET_HW_INFO", dev_id=idev, data_len=8, data_uptr=p.buf(0, 16),
+         out={"data_len": 8, "data": hw})
+    return p
+
+
+def dirty_bits_go_with_the_unmapped_entries() -> Prog:
+    # mock_domain_read_and_clear_dirty reads and clears only the 2K entries of the
+    # range asked for; unmapping takes the entries and their dirty bits with them, a
+    # map again makes clean ones. Seed 8's byte 0 is 0x08: TEST_DIRTY marks entry 3,
+    # the last of the area
+    p = Prog("dirty_bits_go_with_the_unmapped_entries", Buffer(2 * PAGE, "memfd", 122),
+             Buffer(PAGE, "memfd", 8), Buffer(PAGE, "anon", 0))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    mark = {"id": h, "iova": M16, "length": 2 * PAGE, "page_size": MOCK_PAGE,
+            "uptr": p.buf(1)}
+    get = {"hwpt_id": h, "length": MOCK_PAGE, "page_size": MOCK_PAGE}
+    # the bits are OR-ed into what the bitmap's bytes held (seed 0: 00 25 4a ...)
+    p.op("TEST_DIRTY", **mark, out={"out_nr_dirty": 1})
+    # entry 2 alone: clean, and entry 3 stays dirty
+    p.op("HWPT_GET_DIRTY_BITMAP", **get, iova=M16 + 2 * MOCK_PAGE, data=p.buf(2),
+         out={"bitmap": pattern_bytes(0, 0, 8)})
+    p.op("HWPT_GET_DIRTY_BITMAP", **get, iova=M16 + 3 * MOCK_PAGE, data=p.buf(2, 8),
+         out={"bitmap": bytes([pattern_bytes(0, 8, 1)[0] | 1]) + pattern_bytes(0, 9, 7)})
+    p.op("TEST_DIRTY", **mark, out={"out_nr_dirty": 1})
+    p.op("IOAS_UNMAP", ioas_id=ioas, iova=M16, length=2 * PAGE, out={"length": 2 * PAGE})
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    p.op("HWPT_GET_DIRTY_BITMAP", **get, iova=M16 + 3 * MOCK_PAGE, data=p.buf(2, 16),
+         out={"bitmap": pattern_bytes(0, 16, 8)})
+    return p
+
+
+def dirty_huge_iopte_of_an_area_of_one_mib() -> Prog:
+    # the huge-IOVA mock domain maps a 1M piece with one 1M IOPTE when the area holds
+    # all of it (its last byte is the piece's last) and the memory is physically
+    # contiguous (a 2M hugetlb page): one dirty 2K entry makes the IOPTE dirty, and a
+    # 4K range gets both its bits (6.12 also sets bits past the bitmap: the known bug
+    # dirty-bitmap-overrun; the model predicts what the uAPI documents)
+    p = Prog("dirty_huge_iopte_of_an_area_of_one_mib", Buffer(2 << 20, "hugetlb", 123),
+             Buffer(PAGE, "anon", 124), Buffer(PAGE, "memfd", 0xFF))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN_FLAGS", id=ioas, dev_flags=HUGE_IOVA), "out_idev_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=1 << 20, iova=M16,
+         flags=FIXED_RW)
+    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    p.op("TEST_DIRTY", id=h, iova=M16, length=MOCK_PAGE, page_size=MOCK_PAGE, uptr=p.buf(2),
+         out={"out_nr_dirty": 1})
+    orig = pattern_bytes(124, 100, 64)
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=PAGE, page_size=MOCK_PAGE,
+         data=p.buf(1, 100), out={"bitmap": bytes([orig[0] | 3]) + orig[1:8]})
+    return p
+
+
 SEEDS_MUTANTS2 = [
     access_unmap_releases_a_one_byte_item, access_pages_one_byte_past_the_area,
     map_touching_by_one_byte, auto_iova_in_a_span_one_byte_short, map_length_limits,
     vfio_unmap_cut_at_the_areas_first_byte, faulting_copy_to_user_at_an_odd_address,
-    dirty_by_hand_past_the_top_of_the_iova_space,
+    dirty_by_hand_past_the_top_of_the_iova_space, dirty_bitmap_alignment_checks_apart,
+    hw_info_clears_one_byte_past_the_drivers, dirty_bits_go_with_the_unmapped_entries,
+    dirty_huge_iopte_of_an_area_of_one_mib,
 ]
