@@ -11,8 +11,11 @@ import errno as E
 
 from fuzz import uapi
 from fuzz.prog import Buffer, pattern_bytes
+from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM, MAX_FDS
 
 from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog
+
+READ_FIXED = uapi.IOMMU_IOAS_MAP_READABLE | uapi.IOMMU_IOAS_MAP_FIXED_IOVA
 
 M16 = MOCK_APERTURE_START
 MOCK_PAGE = PAGE // 2
@@ -272,11 +275,63 @@ def dirty_huge_iopte_of_an_area_of_one_mib() -> Prog:
     return p
 
 
+def ioas_copy_overflow_before_the_pages_writability() -> Prog:
+    # IOAS_COPY of read-only pages with WRITEABLE: iopt_map_pages checks the IOVA range
+    # (iopt_check_iova: iova + length - 1 must not overflow, EOVERFLOW) before
+    # iopt_insert_area refuses writable access to pages that are not (EPERM)
+    p = Prog("ioas_copy_overflow_before_the_pages_writability", Buffer(PAGE, "memfd", 125))
+    src = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=src, user_va=p.buf(0), length=PAGE, iova=M16, flags=READ_FIXED)
+    dst = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    cp = {"dst_ioas_id": dst, "src_ioas_id": src, "length": PAGE, "src_iova": M16}
+    p.op("IOAS_COPY", **cp, dst_iova=U64 - PAGE + 2, flags=FIXED_RW, expect=E.EOVERFLOW)
+    p.op("IOAS_COPY", **cp, dst_iova=U64 - PAGE + 1, flags=FIXED_RW, expect=E.EPERM)
+    p.op("IOAS_COPY", **cp, dst_iova=U64 - PAGE + 1, flags=READ_FIXED,
+         out={"dst_iova": U64 - PAGE + 1})
+    return p
+
+
+def capture_room_ends_at_a_dirty_bitmap() -> Prog:
+    # the executor's capture room (CAPTURE_ROOM bytes per program) left with exactly
+    # the 8 bytes of a dirty bitmap's capture: it is captured; the next is not
+    p = Prog("capture_room_ends_at_a_dirty_bitmap", Buffer(CAPTURE_MAX, "memfd", 126),
+             Buffer(CAPTURE_MAX, "anon", 127), Buffer(PAGE, "anon", 128))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=CAPTURE_MAX, iova=M16,
+         flags=FIXED_RW)
+    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
+    for _ in range(CAPTURE_ROOM // CAPTURE_MAX - 1):
+        p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=CAPTURE_MAX, uptr=p.buf(1))
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=CAPTURE_MAX - 8, uptr=p.buf(1),
+         out={"data": pattern_bytes(126, 0, CAPTURE_MAX - 8)})
+    get = {"hwpt_id": h, "iova": M16, "length": MOCK_PAGE, "page_size": MOCK_PAGE,
+           "data": p.buf(2)}
+    p.op("HWPT_GET_DIRTY_BITMAP", **get, out={"bitmap": pattern_bytes(128, 0, 8)})
+    p.op("HWPT_GET_DIRTY_BITMAP", **get, out={"bitmap": b""})
+    return p
+
+
+def executor_keeps_its_first_fds() -> Prog:
+    # the executor remembers the first MAX_FDS fds a program gets back: close(2) of a
+    # later one is EBADF without a syscall, of a remembered one it closes
+    p = Prog("executor_keeps_its_first_fds")
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    accs = [p.op("TEST_CREATE_ACCESS", id=ioas) for _ in range(MAX_FDS + 1)]
+    p.op("CLOSE", fd=p.ref(accs[-1], "out_access_fd"), expect=E.EBADF)
+    p.op("CLOSE", fd=p.ref(accs[-2], "out_access_fd"))
+    return p
+
+
 SEEDS_MUTANTS2 = [
     access_unmap_releases_a_one_byte_item, access_pages_one_byte_past_the_area,
     map_touching_by_one_byte, auto_iova_in_a_span_one_byte_short, map_length_limits,
     vfio_unmap_cut_at_the_areas_first_byte, faulting_copy_to_user_at_an_odd_address,
     dirty_by_hand_past_the_top_of_the_iova_space, dirty_bitmap_alignment_checks_apart,
     hw_info_clears_one_byte_past_the_drivers, dirty_bits_go_with_the_unmapped_entries,
-    dirty_huge_iopte_of_an_area_of_one_mib,
+    dirty_huge_iopte_of_an_area_of_one_mib, ioas_copy_overflow_before_the_pages_writability,
 ]
+# Longer than a seed may be: corpus/oracle/ (tests/model_cases/seeds_mutants.py)
+ORACLE_PROGRAMS2 = [capture_room_ends_at_a_dirty_bitmap, executor_keeps_its_first_fds]
