@@ -325,6 +325,30 @@ def executor_keeps_its_first_fds() -> Prog:
     return p
 
 
+# The agent is a static non-PIE binary: its text starts here, readable (see
+# tests/model_cases/seeds_mutants.py); not one of the program's buffers
+AGENT_TEXT = 0x401000
+
+
+def dirty_bitmap_captured_from_the_agents_text() -> Prog:
+    # a dirty bitmap at an address outside the program's buffers: nothing is dirty, so
+    # nothing is pinned and the call succeeds; the executor's capture then reads the
+    # agent's own text, which the model cannot know (unsure), and the next call on
+    # the program's own buffer is compared again
+    p = Prog("dirty_bitmap_captured_from_the_agents_text", Buffer(4 * PAGE, "memfd", 129),
+             Buffer(PAGE, "anon", 130))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=4 * PAGE, iova=M16,
+         flags=FIXED_RW)
+    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    get = {"hwpt_id": h, "iova": M16, "length": 4 * PAGE, "page_size": MOCK_PAGE}
+    p.op("HWPT_GET_DIRTY_BITMAP", **get, data=AGENT_TEXT, unsure=True)
+    p.op("HWPT_GET_DIRTY_BITMAP", **get, data=p.buf(1), out={"bitmap": pattern_bytes(130, 0, 8)})
+    return p
+
+
 SEEDS_MUTANTS2 = [
     access_unmap_releases_a_one_byte_item, access_pages_one_byte_past_the_area,
     map_touching_by_one_byte, auto_iova_in_a_span_one_byte_short, map_length_limits,
@@ -332,6 +356,7 @@ SEEDS_MUTANTS2 = [
     dirty_by_hand_past_the_top_of_the_iova_space, dirty_bitmap_alignment_checks_apart,
     hw_info_clears_one_byte_past_the_drivers, dirty_bits_go_with_the_unmapped_entries,
     dirty_huge_iopte_of_an_area_of_one_mib, ioas_copy_overflow_before_the_pages_writability,
+    dirty_bitmap_captured_from_the_agents_text,
 ]
 # Longer than a seed may be: corpus/oracle/ (tests/model_cases/seeds_mutants.py)
 ORACLE_PROGRAMS2 = [capture_room_ends_at_a_dirty_bitmap, executor_keeps_its_first_fds]
