@@ -11,7 +11,13 @@ import errno as E
 
 from fuzz import uapi
 from fuzz.prog import Buffer, pattern_bytes
-from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM, MAX_FDS
+from fuzz.prog.limits import (
+    AGENT_FD_BASE,
+    CAPTURE_MAX,
+    CAPTURE_ROOM,
+    MAX_FDS,
+    PROGRAM_START_FDS,
+)
 
 from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog
 
@@ -316,12 +322,20 @@ def capture_room_ends_at_a_dirty_bitmap() -> Prog:
 
 def executor_keeps_its_first_fds() -> Prog:
     # the executor remembers the first MAX_FDS fds a program gets back: close(2) of a
-    # later one is EBADF without a syscall, of a remembered one it closes
+    # later one is EBADF without a syscall, of a remembered one it closes. Past the
+    # numbers below AGENT_FD_BASE (the program's own: 4 up) the lowest free fd is among
+    # the agent's own, which the model takes from the kernel (fuzz/model/file.py)
     p = Prog("executor_keeps_its_first_fds")
     ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
-    accs = [p.op("TEST_CREATE_ACCESS", id=ioas) for _ in range(MAX_FDS + 1)]
-    p.op("CLOSE", fd=p.ref(accs[-1], "out_access_fd"), expect=E.EBADF)
-    p.op("CLOSE", fd=p.ref(accs[-2], "out_access_fd"))
+    n = AGENT_FD_BASE - len(PROGRAM_START_FDS) + 2
+    accs = [p.op("TEST_CREATE_ACCESS", id=ioas,
+                 out={"out_access_fd": k + 4} if k + 4 < AGENT_FD_BASE else None)
+            for k in range(n)]
+    # (without the kernel's numbers for the last two the model made theirs up: it
+    # cannot tell a number past its list from one of the program's then, unsure)
+    p.op("CLOSE", fd=p.ref(accs[MAX_FDS], "out_access_fd"), expect=E.EBADF, unsure=True)
+    p.op("CLOSE", fd=p.ref(accs[-1], "out_access_fd"), expect=E.EBADF, unsure=True)
+    p.op("CLOSE", fd=p.ref(accs[MAX_FDS - 1], "out_access_fd"))
     return p
 
 
