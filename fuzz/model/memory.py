@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from fuzz.model.consts import EFAULT, HPAGE_SIZE, PAGE_SIZE, U64
-from fuzz.model.errors import KernelError, Unsure
+from fuzz.model.consts import HPAGE_SIZE, PAGE_SIZE, U64
+from fuzz.model.errors import Unsure
 from fuzz.prog import BUF_BASE, BUF_STRIDE, MAX_BUFFERS, Buffer, buffer_address
 from fuzz.prog.limits import TEST_MEMORY_LIMIT_DEFAULT
 
@@ -166,13 +166,6 @@ class UserMemory:
                 return pos
             pos = r.end
         return None
-
-    def check(self, addr: int, length: int, write: bool) -> None:
-        if self.first_bad(addr, length, write) is not None:
-            raise KernelError(EFAULT)
-
-    def page_ok(self, addr: int, write: bool) -> bool:
-        return self.first_bad(addr & ~(PAGE_SIZE - 1), 1, write) is None
 
     def maybe_compound(self, page: int) -> bool | None:
         """True: certainly a compound page (hugetlb); None: may be a THP (anon or

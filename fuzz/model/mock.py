@@ -92,22 +92,6 @@ def piece_state(hwpt: HwPagetable, area: Area, head: int) -> str:
     return MAYBE if uaddr % PAGE_SIZE == 0 else SMALL
 
 
-def maybe_huge(hwpt: HwPagetable, first_iova: int, last_iova: int) -> bool:
-    """Whether some entry in [first_iova, last_iova] may be a 1M mapping."""
-    iopt = hwpt.ioas.iopt
-    if not hwpt.huge_iova or iopt.disable_large_pages:
-        return False
-    area = iopt.area_iter_first(first_iova, last_iova)
-    while area is not None:
-        head = -(-area.iova // MOCK_HUGE_PAGE_SIZE) * MOCK_HUGE_PAGE_SIZE
-        while head + MOCK_HUGE_PAGE_SIZE - 1 <= area.last:
-            if piece_state(hwpt, area, head) != SMALL:
-                return True
-            head += MOCK_HUGE_PAGE_SIZE
-        area = iopt.area_iter_next(area, first_iova, last_iova)
-    return False
-
-
 def discard_dirty(hwpt: HwPagetable, iova: int, last: int) -> None:
     """Entries unmapped from the domain take their dirty bits with them."""
     if not hwpt.dirty:
