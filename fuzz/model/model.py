@@ -21,6 +21,7 @@ from fuzz.model.consts import (
     EFAULT,
     EINVAL,
     IOMMU_OPTION_RLIMIT_MODE,
+    IOMMU_VFIO_IOAS_GET,
     IOPT_PAGES_ACCOUNT_MM,
     IOPT_PAGES_ACCOUNT_USER,
     MOCK_ACCESS_RW_WRITE,
@@ -565,7 +566,11 @@ class Model:
             # every write of the op goes to one page, and the op faulted: that page
             # took no byte, so the agent's memory is as it was
             scope = None
-        if scope == ALL or (hard is not None and (name in GLOBAL_OPS or (
+        # an op on program-wide state that was unsure, whatever of: a VFIO_IOAS set on an
+        # id the model only guessed may have made that IOAS the compat one
+        changes_global = name in GLOBAL_OPS and not (
+            name == "VFIO_IOAS" and a["op"] == IOMMU_VFIO_IOAS_GET)
+        if scope == ALL or changes_global or (hard is not None and (name in GLOBAL_OPS or (
                 name == "OPTION" and a["option_id"] == IOMMU_OPTION_RLIMIT_MODE))):
             self.poisoned = f"after op {index} ({name}): {why}"
             return
