@@ -161,13 +161,22 @@ def _tolerated(model: Model, index: int, kernel: OpResult) -> OpResult:
     res = model.step(index, kernel)
     if not compare_op(index, name, kernel, res):
         return res
+    return _alternative(model, before, index, kernel, points) or res
+    # (none: no path gives it; the comparison names the difference)
+
+
+def _alternative(model: Model, before: Model, index: int, kernel: OpResult,
+                 points: list[tuple[str, int]]) -> OpResult | None:
+    """The result of the first path a failed fault point sends op `index` down that
+    gives the kernel's result exactly (the model then takes that path's state)."""
+    name = model.program.ops[index].name
     for point in points:
         alt = before.clone()
         r = _step_failing(alt, index, kernel, {point})
         if not compare_op(index, name, kernel, r):
             model.__dict__.update(alt.__dict__)
             return r
-    return res  # no path gives it: the comparison names the difference
+    return None
 
 
 def step(model: Model, index: int, kernel: OpResult | None) -> OpResult:
@@ -182,6 +191,12 @@ def step(model: Model, index: int, kernel: OpResult | None) -> OpResult:
     before = model.clone()
     res = model.step(index, kernel)
     res.fault_errnos = allowed(op.name)
+    if res.errno != kernel.errno and op.name in ALTERNATIVES:
+        # a failed fault point may send the op down a path that fails otherwise (a syz
+        # IOAS_COPY from the IOVA as given, into pages it may not write: EPERM)
+        alt = _alternative(model, before, index, kernel, ALTERNATIVES[op.name](before, index))
+        if alt is not None:
+            return alt
     if res.errno == kernel.errno or kernel.errno not in res.fault_errnos:
         return res  # as usual, or a mismatch the comparison names
     # failed through the fault: as if it had never run. Also where the model was unsure
