@@ -2,17 +2,26 @@
 
     .venv/bin/python bench/bench_oracle.py [--mutants N] [--seed S] [--jobs J] [--json]
         [--corpus DIR]... [--generate N] [--record] [--kernel DIR] [--files iopt.py,...]
-        [--race-runs N] [--findings DIR]...
+        [--race-runs N] [--findings DIR]... [--recorded DIR]
 
 1. The corpus (corpus/seeds, corpus/oracle - the seed programs longer than seeds may
-   be - and corpus/campaign if present, or the --corpus dirs),
+   be -, corpus/faults - the programs with injected faults and races that
+   tests/test_differential.py checks on the kernel - and corpus/campaign if present,
+   or the --corpus dirs),
    --generate programs of the generator (gen seeds 0..N-1, as check-model makes
    them) and --scheduled ones mutated until they inject a fault or race, runs once
    on the real kernel in the VM (a racing program --race-runs times, each run kept: its
-   interleavings differ; findings under --findings that kept the kernel's results are
-   replayed as they were recorded); every op's result is kept in a cache
+   interleavings differ); every op's result is kept in a cache
    (workdir/bench_oracle/, one file per kernel, a result per program text), so later
    runs only run new or changed programs on the VM. --record runs them all again.
+   Replayed as they were recorded, not run again: findings under --findings that kept
+   the kernel's results, and the runs under --recorded (default bench/recorded/, made
+   by bench/record_races.py): racing programs' runs on the real kernel (6.12.117, the
+   default test kernel; each run's about.json names the kernel's build key and when it
+   was recorded) in which the kernel's results showed a transient that one of
+   fuzz/model/races.py's rules is needed to judge. Their results are the kernel's as it
+   returned them in that run, never edited; a run on the VM now may interleave
+   otherwise, which is why they are kept.
 2. A few hundred small mutations of the model's source (fuzz/model/*.py, at the AST):
    an errno swapped for another, a comparison flipped (< and <=, == and !=, in and
    not in), an integer constant in a comparison or an arithmetic one off by one,
@@ -261,6 +270,19 @@ def finding_programs(dirs: list[Path]) -> tuple[list[tuple[str, Program]], list[
     return named, results
 
 
+def recorded_programs(root: Path) -> tuple[list[tuple[str, Program]], list[list[Any]]]:
+    """The racing runs bench/record_races.py kept under root (program.json and the
+    kernel's kernel-results.json of that run), replayed as recorded."""
+    from fuzz.findings import RESULTS_FILE, load_results
+
+    named, results = [], []
+    for d in sorted(p.parent for p in root.glob(f"*/{RESULTS_FILE}")):
+        prog = Program.load(d / "program.json")
+        named.append((f"recorded {d.name}", prog))
+        results.append(load_results(d / RESULTS_FILE, len(prog.ops)))
+    return named, results
+
+
 def record(progs: list[tuple[str, Program]], kernel: Path, force: bool,
            race_runs: int = 1) -> tuple[list[tuple[str, Program]], list[list[Any]]]:
     """The kernel's OpResults for every program: from the cache (one file per kernel, a
@@ -429,7 +451,8 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant")
     ap.add_argument("--corpus", type=Path, action="append",
-                    help="corpus dirs (default corpus/seeds, corpus/oracle, corpus/campaign)")
+                    help="corpus dirs (default corpus/seeds, corpus/oracle, corpus/faults, "
+                    "corpus/campaign)")
     ap.add_argument("--generate", type=int, default=2000,
                     help="generated programs recorded with the corpus (0: the corpus only)")
     ap.add_argument("--scheduled", type=int, default=300,
@@ -439,13 +462,16 @@ def main() -> int:
                     help="VM runs of each racing program, each kept (default 1)")
     ap.add_argument("--findings", type=Path, action="append", default=[],
                     help="finding dirs whose kernel-results.json are replayed as recorded")
+    ap.add_argument("--recorded", type=Path, default=REPO / "bench" / "recorded",
+                    help="racing runs replayed as recorded (bench/record_races.py)")
     ap.add_argument("--kernel", type=Path)
     ap.add_argument("--record", action="store_true", help="run the corpus on the VM again")
     ap.add_argument("--files", default="", help="only these model files (comma separated)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     t0 = time.monotonic()
-    dirs = a.corpus or [d for d in (REPO / "corpus" / n for n in ("seeds", "oracle", "campaign"))
+    dirs = a.corpus or [d for d in (REPO / "corpus" / n for n in ("seeds", "oracle", "faults",
+                                                                    "campaign"))
                         if d.is_dir()]
     named = corpus_programs(dirs)
     if a.generate:
@@ -462,6 +488,9 @@ def main() -> int:
     found, found_results = finding_programs(a.findings)
     named += found
     kernel += found_results
+    rec, rec_results = recorded_programs(a.recorded) if a.recorded.is_dir() else ([], [])
+    named += rec
+    kernel += rec_results
     progs = [p for _, p in named]
     ran: set[tuple[str, int]] = set()
     # traced from the import on: a module-level constant's line runs there
@@ -498,6 +527,7 @@ def main() -> int:
            "baseline_unsure_ops": sum(b[1] for b in base),
            "corpus": [str(d) for d in dirs], "generated": a.generate,
            "scheduled": a.scheduled, "race_runs": a.race_runs, "findings": len(found),
+           "recorded": len(rec),
            "per_file": per,
            "survivors": [asdict(m) | {"where": m.where, "note": why} for m, why in survivors],
            "seconds": round(time.monotonic() - t0, 1)}

@@ -107,3 +107,24 @@ def test_the_soak_plant_claims_enomem_only_where_the_model_predicts() -> None:
     unsure.poisoned = "after the race group at op 0: (the reason)"  # as differential sets it
     r = unsure.step(1)
     assert r.errno == 0 and r.unsure is not None
+
+
+def test_bench_oracles_recorded_races_are_kernel_runs_that_need_their_rule() -> None:
+    """bench/recorded: each run names the kernel it ran on and when, and the race rule
+    about.json names is still needed to judge it (the oracle's verdict changes with the
+    rule off); a run that no longer needs one tests nothing and is to be recorded again."""
+    import json
+
+    import record_races
+
+    named, results = bench_oracle.recorded_programs(bench_oracle.REPO / "bench" / "recorded")
+    assert len(named) >= 20
+    for (name, prog), res in zip(named, results):
+        d = bench_oracle.REPO / "bench" / "recorded" / name.removeprefix("recorded ")
+        about = json.loads((d / "about.json").read_text())
+        assert about["kernel"]["key"] and about["kernel"]["kernel_version"] and \
+            about["recorded_at"], d
+        rule = about["rules"][0].split(":")[0]
+        full = record_races.verdict(prog, res)
+        with record_races.rule_off(rule):
+            assert record_races.verdict(prog, res) != full, f"{d}: {rule} no longer needed"
