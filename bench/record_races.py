@@ -54,6 +54,8 @@ RULES: dict[str, Any] = {
     "seen_mid_op": lambda *a, **k: None,
     "free_choice": lambda *a, **k: False,
     "not_whole_calls": lambda *a, **k: None,
+    "forget_dirty": lambda *a, **k: None,
+    "may_meet_failed_map": lambda *a, **k: False,
 }
 
 
@@ -111,6 +113,47 @@ def candidates(dirs: list[Path]) -> list[tuple[str, Program]]:
     return [(n, p) for n, p in out if racing(p)]
 
 
+def keep(out: Path, prog: Program, res: bytes, need: list[str], name: str, run: int,
+         recorded_at: str, manifest: dict[str, Any],
+         by: str = "bench/record_races.py (a real VM run, kept as is)") -> None:
+    text = prog.dumps()
+    key = hashlib.sha256(text.encode() + res).hexdigest()[:12]
+    d = out / f"{need[0].split(':')[0]}-{key}"
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write(d / "program.json", text.encode())
+    atomic_write(d / "kernel-results.json", res)
+    about = {"rules": need, "from": name, "run": run, "recorded_at": recorded_at,
+             "kernel": {k: manifest.get(k) for k in
+                        ("key", "source", "kernel_version", "config_sha256")},
+             "recorded_by": by}
+    atomic_write(d / "about.json", (json.dumps(about, indent=1) + "\n").encode())
+    print(f"  kept {d.name}: {', '.join(need)}", file=sys.stderr)
+
+
+def as_recorded(dirs: list[Path], out: Path) -> int:
+    """The run a campaign's finding recorded (a real VM run: its kernel-results.json,
+    the kernel named by its manifest.json) kept where it needs a race rule."""
+    from fuzz.findings import load_results, results_json
+
+    n = 0
+    for d in dirs:
+        for f in sorted([d] if (d / "program.json").exists() else d.glob("*/")):
+            if not (f / "kernel-results.json").exists() or not (f / "manifest.json").exists():
+                continue
+            prog = Program.load(f / "program.json")
+            res = load_results(f / "kernel-results.json", len(prog.ops))
+            need = rules_needed(prog, res) if racing(prog) else []
+            if not need:
+                continue
+            seen = json.loads((f / "finding.json").read_text()).get("last_seen", "")
+            keep(out, prog, results_json(res), need, str(f), 1, seen,
+                 json.loads((f / "manifest.json").read_text()),
+                 "bench/record_races.py --as-recorded (a campaign finding's own VM run)")
+            n += 1
+    print(f"{n} finding runs kept", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,7 +164,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kernel", type=Path)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--as-recorded", action="store_true",
+                    help="finding dirs only: keep the run each finding recorded (its "
+                         "kernel-results.json and manifest.json), no VM")
     a = ap.parse_args()
+    if a.as_recorded:
+        return as_recorded(a.dirs, a.out)
     from fuzz import kernel as K
     from fuzz.backend import VMBackend
     from fuzz.findings import results_json
@@ -150,22 +198,10 @@ def main() -> int:
                 need = rules_needed(prog, ex.results)
                 if not need or all(kept.get(n, 0) >= a.per_rule for n in need):
                     continue
-                text = prog.dumps()
-                res = results_json(ex.results)
-                key = hashlib.sha256(text.encode() + res).hexdigest()[:12]
-                d = a.out / f"{need[0].split(':')[0]}-{key}"
-                d.mkdir(parents=True, exist_ok=True)
-                atomic_write(d / "program.json", text.encode())
-                atomic_write(d / "kernel-results.json", res)
-                about = {"rules": need, "from": name, "run": r + 1,
-                         "recorded_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                         "kernel": {k: manifest.get(k) for k in
-                                    ("key", "source", "kernel_version", "config_sha256")},
-                         "recorded_by": "bench/record_races.py (a real VM run, kept as is)"}
-                atomic_write(d / "about.json", (json.dumps(about, indent=1) + "\n").encode())
+                keep(a.out, prog, results_json(ex.results), need, name, r + 1,
+                     datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), manifest)
                 for n in need:
                     kept[n] = kept.get(n, 0) + 1
-                print(f"  kept {d.name}: {', '.join(need)}", file=sys.stderr)
     finally:
         be.close()
     print(f"{runs} runs in {time.monotonic() - t0:.0f} s; kept per rule: {kept}", file=sys.stderr)
