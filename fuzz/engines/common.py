@@ -7,6 +7,7 @@ apart, for the stats."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
@@ -38,6 +39,17 @@ def build_c_loop() -> Path:
 
 
 MILESTONE = 100  # also write stats every this many programs (edges-vs-programs curves)
+TRIM_EVERY_S = 60.0  # give freed heap memory back this often (give_back_freed_memory)
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
+
+
+def give_back_freed_memory() -> None:
+    """glibc keeps the pages of freed chunks inside its heap resident, so a worker's RSS
+    is the peak of its transients (a large program's model copies, a CMP re-run), not
+    what it holds: a soak's worker grew 11 MB in one minute and kept it, and
+    malloc_trim(0) gave back 16.4 of its 133.7 MB. A campaign runs for days."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 MAX_PENDING = 64  # corpus entries and findings kept for a retry while the disk is full
 STATS_MAX_BYTES = 128 << 10  # stats.jsonl is thinned past this (fuzz.logs.thin)
 WALK_EVERY = 8  # campaigns: one step of the systematic fault walk after this many programs
@@ -77,6 +89,7 @@ class WorkerState:
     walk_every: int = 0  # a step of the systematic fault walk every this many programs
     leak_scan_s: float = 0.0  # kmemleak scan this often (0: never; the VM needs kmemleak=on)
     last_leak_scan: float = field(default_factory=time.monotonic)
+    last_trim: float = field(default_factory=time.monotonic)
     since_scan: list[Program] = field(default_factory=list)  # what ran since the last scan
     leak_scans: int = 0
     by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
@@ -111,6 +124,9 @@ class WorkerState:
             self.scan_leaks()
         if time.monotonic() - self.last_stats > 5 or self.programs % MILESTONE == 0:
             self.write_stats()
+        if time.monotonic() - self.last_trim > TRIM_EVERY_S:
+            self.last_trim = time.monotonic()
+            give_back_freed_memory()
         return out, e
 
     def _run(self, prog: Program) -> tuple[differential.Outcome, set[int]]:
