@@ -134,6 +134,7 @@ def test_guest_side_edge_dedup_matches_host_side_pairing(vm: VMBackend) -> None:
     from fuzz.smoke import smoke_program
 
     prog, _ = smoke_program()
+    vm.run(prog)  # the first program after a restore also takes first-time paths
     by_host = coverage.edges(vm.run(prog))
     ex = vm.run(prog, kcov_mode=KCOV_EDGES)
     by_guest = coverage.edges(ex)
