@@ -56,13 +56,16 @@ class Execution:
         assert self.raw is not None
         return self.raw.call_pcs(i)
 
-    def call_cmps(self, i: int) -> Iterator[tuple[int, int, int, int]]:
-        """A CMP-mode run's comparison records for op i: (type, arg1, arg2, pc), one at
-        a time: a list of them all held a program's up to 2^18 records at once (tens of
-        MB the worker's heap kept afterwards)."""
+    def call_cmps(self, i: int) -> Iterator[tuple[int, int, int, int, int]]:
+        """A CMP-mode run's comparison records for op i: (type, arg1, arg2, pc, repeats),
+        one at a time: a list of them all held a program's up to 2^18 records at once
+        (tens of MB the worker's heap kept afterwards). The executor sends each distinct
+        record of the program once, under the first op that made it, with the number of
+        times the program made it (fuzz/executor/executor.c, cmp_seen)."""
         words = self.call_pcs(i).cast("B").cast("Q")
         n = len(words) // 4 * 4
-        return zip(words[0:n:4], words[1:n:4], words[2:n:4], words[3:n:4])
+        for kind, a1, a2, pc in zip(words[0:n:4], words[1:n:4], words[2:n:4], words[3:n:4]):
+            yield kind & 0xFFFFFFFF, a1, a2, pc, kind >> 32
 
 
 class Backend(Protocol):

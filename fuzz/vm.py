@@ -252,6 +252,9 @@ class VM:
         self.exec_seconds = 0.0  # waiting for programs' results (the rest is the host's)
         # ... of which the executor's own: mapping buffers, the call loop, tearing down
         self.executor_ns = {"setup": 0, "calls": 0, "teardown": 0}
+        # ... and the agent's own outside the executor (fuzz.executor.runner.RawRun): the
+        # rest of that wait is the channel (and kernel work that ran between them)
+        self.agent_ns = {"agent": 0, "kmsg": 0, "send": 0}
 
     # -- lifecycle ----------------------------------------------------------------
     def _argv(self, sock_path: Path, qmp_path: Path) -> tuple[list[str], str]:
@@ -559,6 +562,9 @@ class VM:
         self.executor_ns["setup"] += raw.setup_ns
         self.executor_ns["calls"] += raw.calls_ns
         self.executor_ns["teardown"] += raw.teardown_ns
+        self.agent_ns["agent"] += raw.agent_ns
+        self.agent_ns["kmsg"] += raw.kmsg_ns
+        self.agent_ns["send"] += raw.send_ns
         return raw
 
     def run_command(self, argv: list[str], timeout: float = 60.0, stdin: str = "",

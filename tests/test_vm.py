@@ -134,9 +134,51 @@ def test_guest_side_edge_dedup_matches_host_side_pairing(vm: VMBackend) -> None:
     from fuzz.smoke import smoke_program
 
     prog, _ = smoke_program()
+    vm.run(prog)  # the first program after a restore also takes first-time paths
     by_host = coverage.edges(vm.run(prog))
     ex = vm.run(prog, kcov_mode=KCOV_EDGES)
     by_guest = coverage.edges(ex)
     assert len(ex.raw.pcs) == 8 * len(by_guest)  # distinct: nothing sent twice
     # Two runs of one program differ a little (allocator slow paths, RCU), no more.
     assert len(by_host & by_guest) >= 0.95 * max(len(by_host), len(by_guest))
+
+
+def test_cmp_records_come_once_each_with_how_often_the_program_made_them(
+        vm: VMBackend) -> None:
+    """A CMP-mode run sends each distinct (type, arg1, arg2, pc) once, with its repeat
+    count: the same MAP + UNMAP pair run 2 and 10 times makes about as many distinct
+    records, and the comparisons every pair makes come with repeats >= the pairs."""
+    from fuzz.executor.wire import KCOV_TRACE_CMP
+    from fuzz.prog import Buffer, BufPtr, Ref
+
+    def records(pairs: int) -> list[tuple[int, int, int, int, int]]:
+        ops = [Op("IOAS_ALLOC")]
+        for _ in range(pairs):
+            ops += [Op("IOAS_MAP", {"ioas_id": Ref(0, "out_ioas_id"), "user_va": BufPtr(0),
+                                    "length": 4096, "iova": 1 << 30, "flags": 7}),
+                    Op("IOAS_UNMAP", {"ioas_id": Ref(0, "out_ioas_id"), "iova": 1 << 30,
+                                      "length": 4096})]
+        ex = vm.run(Program(ops, [Buffer(4096, "anon")]), kcov_mode=KCOV_TRACE_CMP)
+        assert [r.errno for r in ex.results] == [0] * len(ops)
+        assert ex.raw is not None and not ex.raw.pcs_truncated
+        return [rec for i in range(len(ops)) for rec in ex.call_cmps(i)]
+
+    few, many = records(2), records(10)
+    for recs in (few, many):
+        keys = [r[:4] for r in recs]
+        assert len(set(keys)) == len(keys)  # nothing sent twice
+        assert min(r[4] for r in recs) >= 1
+    made = sum(r[4] for r in many)
+    assert len(many) < 1.5 * len(few) and made > 3 * len(many)
+    # the comparisons of the first MAP that every MAP makes again: at least 10 each
+    assert sum(1 for r in many if r[4] >= 10) >= 20
+
+
+def test_the_agent_reports_its_own_time_apart_from_the_executor(vm: VMBackend) -> None:
+    prog, _ = smoke_program()
+    vm.run(prog)
+    raw = vm.run(prog).raw
+    assert raw is not None
+    # the frame read, two kmsg reads and the response's layout: under a second each
+    assert 0 < raw.kmsg_ns <= raw.agent_ns < 1e9
+    assert 0 < raw.send_ns < 1e9  # the answer before this one

@@ -177,9 +177,11 @@ def collect_cmp_hints(prog: Program) -> None:
     seen = set(HINTS)
     trace_cmp = atheris._trace_cmp
     for i in range(len(ex.results)):
-        for kind, a1, a2, pc in ex.call_cmps(i):
-            if FEEDBACK:
-                trace_cmp(a1, a2, 2, CMP_COUNTERS[pc % NCMP_COUNTERS], bool(kind & 1))
+        for kind, a1, a2, pc, repeats in ex.call_cmps(i):
+            if FEEDBACK:  # each time the kernel compared them, as libFuzzer's hooks do
+                counter = CMP_COUNTERS[pc % NCMP_COUNTERS]
+                for _ in range(repeats):
+                    trace_cmp(a1, a2, 2, counter, bool(kind & 1))
             for v in (a1, a2):
                 if v > 16 and v not in seen:  # tiny constants the generator knows already
                     seen.add(v)

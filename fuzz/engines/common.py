@@ -305,6 +305,7 @@ class WorkerState:
         vm = self.backend.vm  # type: ignore[attr-defined]
         vm.exec_seconds = 0.0
         vm.executor_ns = dict.fromkeys(vm.executor_ns, 0)
+        vm.agent_ns = dict.fromkeys(vm.agent_ns, 0)
         self.host_s = dict.fromkeys(self.host_s, 0.0)
         self.kind_s = {k: [0.0, 0.0] for k in KINDS}
 
@@ -324,6 +325,7 @@ class WorkerState:
                 "exec_s": round(getattr(vm, "exec_seconds", 0.0), 2),
                 "executor_s": {k: round(v / 1e9, 2)
                                for k, v in getattr(vm, "executor_ns", {}).items()},
+                "agent_s": {k: round(v / 1e9, 2) for k, v in getattr(vm, "agent_ns", {}).items()},
                 "host_s": {k: round(v, 2) for k, v in self.host_s.items()},
                 "programs_by_kind": self.by_kind,
                 "ms_by_kind": {k: {"guest": round(g / n * 1e3, 2), "model": round(m / n * 1e3, 2)}

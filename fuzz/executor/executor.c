@@ -70,6 +70,48 @@ static int edge_insert(uint64_t e)
 	}
 }
 
+/*
+ * FZ_KCOV_CMP: a program compares the same operands at the same PC over and over
+ * (82% of the records of generated programs repeat one before them). Each distinct
+ * record (type, arg1, arg2, pc) is sent once, under the first call that made it,
+ * with how many times the program made it in the upper half of its type word; the
+ * host replays it that many times (fuzz.backend.Execution.call_cmps), so it sees
+ * the same records, duplicates after their first instead of where they were.
+ */
+#define CMP_BITS 15
+#define CMP_SLOTS (1u << CMP_BITS)
+struct cmp_slot {
+	uint32_t at; /* the record's first u32 slot in the response's pcs */
+	uint32_t gen;
+};
+static struct cmp_slot cmps[CMP_SLOTS];
+static uint32_t cmp_count;
+
+/* The record's first u32 slot among pcs if the program made it before, else ~0, after
+ * noting it at slot `at` if `room` (and the table is not full: then it just repeats). */
+static uint32_t cmp_seen(const uint64_t *rec, const uint32_t *pcs, uint32_t at, int room)
+{
+	uint64_t k = (rec[0] & 0xffffffffu) ^ rec[1] * 0x9E3779B97F4A7C15ull
+		     ^ rec[2] * 0xC2B2AE3D27D4EB4Full ^ rec[3] * 0x165667B19E3779F9ull;
+	uint32_t h = (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> (64 - CMP_BITS));
+
+	for (;; h = (h + 1) & (CMP_SLOTS - 1)) {
+		if (cmps[h].gen != cur_gen) {
+			if (!room || cmp_count >= CMP_SLOTS / 4 * 3)
+				return ~0u;
+			cmps[h].gen = cur_gen;
+			cmps[h].at = at;
+			cmp_count++;
+			return ~0u;
+		}
+		uint64_t had[4];
+		memcpy(had, pcs + cmps[h].at, sizeof(had));
+		if ((uint32_t)had[0] == (uint32_t)rec[0] && had[1] == rec[1] && had[2] == rec[2]
+		    && had[3] == rec[3])
+			return cmps[h].at;
+	}
+}
+
 static void fill_pattern(uint8_t *p, uint64_t len, uint32_t seed)
 {
 	/* Same formula as fuzz.prog.pattern_bytes: byte k = (k % 251) * 37 + seed.
@@ -731,18 +773,31 @@ static void collect_pcs(struct run_ctx *x, struct fz_call_result *r, const uint6
 	r->pc_first = x->npcs;
 	r->pc_count = 0;
 	if (prog->kcov_mode == FZ_KCOV_CMP) {
-		/* Comparison records are 4 words (type, arg1, arg2, pc): copied whole,
-		 * two u32 slots per word. */
-		uint64_t w = n * 4;
-		if (w > words - 1)
-			w = (words - 1) / 4 * 4;
-		if (2 * w > x->pcs_cap - x->npcs) {
-			w = (x->pcs_cap - x->npcs) / 8 * 4;
-			x->info->pcs_truncated = 1;
+		/* Comparison records are 4 words (type, arg1, arg2, pc), two u32 slots
+		 * each; the type's upper half counts the record's repeats (cmp_seen). */
+		if (n > (words - 1) / 4)
+			n = (words - 1) / 4;
+		for (uint64_t k = 0; k < n; k++) {
+			const uint64_t *rec = &area[1 + 4 * k];
+			int room = x->pcs_cap - x->npcs >= 8;
+			uint32_t at = cmp_seen(rec, x->pcs, x->npcs, room);
+			uint64_t type;
+			if (at != ~0u) {
+				memcpy(&type, x->pcs + at, 8);
+				type += 1ull << 32;
+				memcpy(x->pcs + at, &type, 8);
+				continue;
+			}
+			if (!room) {
+				x->info->pcs_truncated = 1;
+				break;
+			}
+			type = (uint32_t)rec[0] | 1ull << 32;
+			memcpy(x->pcs + x->npcs, &type, 8);
+			memcpy(x->pcs + x->npcs + 2, &rec[1], 24);
+			x->npcs += 8;
 		}
-		memcpy(x->pcs + x->npcs, &area[1], w * 8);
-		x->npcs += 2 * w;
-		r->pc_count = (uint32_t)(2 * w);
+		r->pc_count = x->npcs - r->pc_first;
 	} else if (prog->kcov_mode == FZ_KCOV_EDGES) {
 		if (n > words)
 			n = words;
@@ -1046,9 +1101,11 @@ int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result 
 		kcov_fd = -1;
 	if (++cur_gen == 0) {
 		memset(edges, 0, sizeof(edges));
+		memset(cmps, 0, sizeof(cmps));
 		cur_gen = 1;
 	}
 	edge_count = 0;
+	cmp_count = 0;
 	if (!threads[0].started) {
 		threads[0].started = 1;
 		threads[0].fail_fd = -1;

@@ -109,6 +109,10 @@ struct fz_run_info {
 	uint64_t teardown_ns; /* ... closing fds and unmapping buffers */
 	uint32_t pooled_buffers; /* buffers reused from the pool, not mapped afresh */
 	uint32_t threads; /* threads the program's calls ran on (1: the main one only) */
+	/* the guest agent's own, filled in after fz_run (0 from the host's cffi runner): */
+	uint64_t agent_ns; /* this program's frame read and response built, outside fz_run */
+	uint64_t kmsg_ns; /* ... of which reading /dev/kmsg */
+	uint64_t send_ns; /* writing the previous answer to the channel */
 };
 
 int fz_run(const struct fz_program *prog, uint8_t *arena, struct fz_call_result *res,

@@ -64,6 +64,11 @@ class RawRun:
     teardown_ns: int = 0  # ... closing fds and unmapping buffers
     pooled_buffers: int = 0  # buffers the executor reused from its pool
     threads: int = 1  # threads the program's calls ran on
+    # the guest agent's (0 from Runner): this program's frame read and response built
+    # outside fz_run, of which reading /dev/kmsg, and writing the previous answer
+    agent_ns: int = 0
+    kmsg_ns: int = 0
+    send_ns: int = 0
 
     def call_pcs(self, i: int) -> memoryview:
         _e, _f, _r, first, count, _cf, _cl, _t0, _t1 = RESULT.unpack_from(self.results,
@@ -79,10 +84,11 @@ def unpack_response(payload: bytes) -> RawRun:
         parts.append(payload[off:off + n])
         off += n
     info, results, arena, pcs, caps, kmsg = parts
-    se, step, _fd, _npcs, _ncap, trunc, calls_ns, setup_ns, teardown_ns, pooled, threads = \
-        INFO.unpack(info)
+    (se, step, _fd, _npcs, _ncap, trunc, calls_ns, setup_ns, teardown_ns, pooled, threads,
+     agent_ns, kmsg_ns, send_ns) = INFO.unpack(info)
     return RawRun(se, step, results, arena, pcs, caps, kmsg.decode("utf-8", "replace"),
-                  bool(trunc), calls_ns, setup_ns, teardown_ns, pooled, threads)
+                  bool(trunc), calls_ns, setup_ns, teardown_ns, pooled, threads, agent_ns,
+                  kmsg_ns, send_ns)
 
 
 class Runner:

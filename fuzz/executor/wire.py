@@ -17,7 +17,7 @@ HOLE = struct.Struct("<QQ")  # struct fz_hole
 CALL = struct.Struct("<10I")  # struct fz_call
 RELOC = struct.Struct("<IIIIQQ")  # struct fz_reloc
 RESULT = struct.Struct("<iIqIIIIQQ")  # struct fz_call_result
-INFO = struct.Struct("<iIiIIIQQQII")  # struct fz_run_info
+INFO = struct.Struct("<iIiIIIQQQIIQQQ")  # struct fz_run_info
 SECTIONS = struct.Struct("<6I")  # response: lengths of info, results, arena, pcs, captures, kmsg
 
 BUF_KIND = {"anon": 0, "hugetlb": 1, "memfd": 2, "readonly": 3, "hole": 4}

@@ -216,10 +216,22 @@ static void kmsg_read(struct buf *out)
 /* -- EXEC ------------------------------------------------------------------------- */
 
 static struct buf resp, capbuf, kmsg;
+static uint64_t last_send_ns; /* the last RESULT's write, reported with the next one */
 
-static void exec_program(const uint8_t *wire, size_t len)
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* t_frame: when the frame's header had been read */
+static void exec_program(const uint8_t *wire, size_t len, uint64_t t_frame)
 {
 	size_t need = fz_response_size(wire, len);
+	struct fz_run_info *info;
+	uint64_t t0, t1, kmsg_ns;
 	long n;
 
 	if (!need) {
@@ -232,18 +244,27 @@ static void exec_program(const uint8_t *wire, size_t len)
 	 * of the one before (an RCU callback, a work item). Kept, not dropped, and set
 	 * apart by a marker line so the host can tell them from this program's own. */
 	kmsg.len = 0;
+	t0 = mono_ns();
 	kmsg_read(&kmsg);
 	if (kmsg.len)
 		append(&kmsg, KMSG_PROGRAM_START "\n", strlen(KMSG_PROGRAM_START) + 1);
+	kmsg_ns = mono_ns() - t0;
 	n = fz_run_wire(wire, len, resp.p, resp.cap, capbuf.p, kcov_area,
 			kcov_fd >= 0 ? KCOV_WORDS - 1 : 0, kcov_fd);
 	if (n < 0) {
 		send_error("agent: malformed program%s", "");
 		return;
 	}
+	t0 = mono_ns();
 	kmsg_read(&kmsg); /* this program's own lines (and work it deferred that ran already) */
+	t1 = mono_ns();
 	((uint32_t *)resp.p)[5] = (uint32_t)kmsg.len;
+	info = (struct fz_run_info *)(resp.p + 6 * 4);
+	info->kmsg_ns = kmsg_ns + (t1 - t0);
+	info->agent_ns = t1 - t_frame - info->setup_ns - info->calls_ns - info->teardown_ns;
+	info->send_ns = last_send_ns;
 	send_frame(CH_RESULT, resp.p, (size_t)n, kmsg.p, kmsg.len);
+	last_send_ns = mono_ns() - t1;
 }
 
 /* -- RUN ---------------------------------------------------------------------------- */
@@ -648,12 +669,13 @@ int main(void)
 	for (;;) {
 		uint32_t head[2];
 		read_full(head, sizeof(head));
+		uint64_t t_frame = mono_ns();
 		reserve(&in, head[1] + 8);
 		read_full(in.p, head[1]);
 		in.p[head[1]] = 0;
 		switch (head[0]) {
 		case CH_EXEC:
-			exec_program(in.p, head[1]);
+			exec_program(in.p, head[1], t_frame);
 			break;
 		case CH_PING:
 			send_frame(CH_PONG, in.p, head[1], NULL, 0);
