@@ -37,6 +37,13 @@
    recorded program runs their line at all (the unmutated replay is traced), and when
    they only make the model unsure of more ops (the oracle stops comparing those).
 
+4. Next to each recorded race run, up to --wrong-kernels runs of a wrong kernel: one
+   result of a racing op changed (another errno, an id, fd or IOVA one off) where the
+   unmutated oracle rejects it. A race rule's mutants mostly widen the rule, and on runs
+   that agree a wider rule cannot be told from the right one; it accepts a wrong kernel
+   the right one rejects. These are the only results not from the kernel, and the kill
+   rate by the real runs alone is printed beside the whole.
+
 Prints the kill rate, per model file, and the survivors (file:line, what changed);
 --json prints {"kill_rate", "per_file", "survivors", ...}.
 """
@@ -58,7 +65,7 @@ import resource
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -405,11 +412,47 @@ _STATE: dict[str, Any] = {}
 
 
 def _init(progs: list[Program], kernel: list[list[Any]], base: list[tuple[list[tuple], int]],
-          timeout: float) -> None:
-    _STATE.update(progs=progs, kernel=kernel, base=base, timeout=timeout)
+          timeout: float, real: int) -> None:
+    _STATE.update(progs=progs, kernel=kernel, base=base, timeout=timeout, real=real)
     signal.signal(signal.SIGALRM, _alarm)
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (min(4 << 30, hard) if hard > 0 else 4 << 30, hard))
+
+
+# what a wrong kernel may answer in a race group instead of what this one did
+WRONG_ERRNOS = (0, errno.EBUSY, errno.ENOENT, errno.EINVAL, errno.EEXIST, errno.ENOMEM)
+
+
+def wrong_kernels(oracle: Any, named: list[tuple[str, Program]], results: list[list[Any]],
+                  per_run: int, seed: int) -> list[tuple[str, Program, list[Any]]]:
+    """Recorded race runs with one result of a racing op changed (another errno, an id,
+    fd or IOVA one off) where the unmutated oracle rejects the change: a wrong kernel
+    next to a real run. A race rule's mutant that widens it (the most of them) cannot be
+    told apart on runs that agree; it is where it accepts one of these. At most per_run
+    per run, chosen with `seed`."""
+    rng = random.Random(seed)
+    out = []
+    for (name, prog), res in zip(named, results):
+        if not res:
+            continue
+        seen = set(verdicts(oracle, prog, res)[0])
+        cands = [(k, "errno", e) for g in prog.groups() if oracle.races.racing(prog, g)
+                 for k in g for e in WRONG_ERRNOS if e != res[k].errno]
+        cands += [(k, f, v + 1) for g in prog.groups() if oracle.races.racing(prog, g)
+                  for k in g if not res[k].errno
+                  for f, v in res[k].out.items() if type(v) is int and v > 0]
+        rng.shuffle(cands)
+        kept = 0
+        for k, f, v in cands:
+            if kept == per_run:
+                break
+            wrong = list(res)
+            wrong[k] = replace(res[k], errno=v, ret=-1 if v else 0) if f == "errno" else \
+                replace(res[k], out={**res[k].out, f: v})
+            if set(verdicts(oracle, prog, wrong)[0]) - seen:
+                out.append((f"{name}, wrong kernel: op {k} {f} {v}", prog, wrong))
+                kept += 1
+    return out
 
 
 def check(m: Mutant) -> tuple[Mutant, str, str]:
@@ -431,7 +474,9 @@ def check(m: Mutant) -> tuple[Mutant, str, str]:
                 gone = [x for x in base[k][0] if x not in v]
                 what = f"new mismatch op {new[0][0]} {new[0][1]}" if new else \
                     f"no mismatch at op {gone[0][0]} {gone[0][1]}"
-                return m, "killed", f"program {k}: {what}"
+                # the wrong kernels come last: a kill there no real run made
+                return m, "killed" if k < _STATE["real"] else "killed-wrong", \
+                    f"program {k}: {what}"
         if more_unsure:
             return m, "unsure", f"{more_unsure} more ops unsure"
         return m, "survived", ""
@@ -466,6 +511,9 @@ def main() -> int:
                     help="racing runs replayed as recorded (bench/record_races.py)")
     ap.add_argument("--kernel", type=Path)
     ap.add_argument("--record", action="store_true", help="run the corpus on the VM again")
+    ap.add_argument("--wrong-kernels", type=int, default=8,
+                    help="per recorded race run, runs with one racing result changed that "
+                         "the oracle must reject (0: none)")
     ap.add_argument("--files", default="", help="only these model files (comma separated)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -497,34 +545,44 @@ def main() -> int:
     oracle = _traced(lambda: _fresh_model(None), ran)
     base = _traced(lambda: [verdicts(oracle, p, r) if r else ([], 0)
                             for p, r in zip(progs, kernel)], ran)
+    real = len(progs)
+    wrong = wrong_kernels(oracle, rec, rec_results, a.wrong_kernels, a.seed) \
+        if a.wrong_kernels else []
+    named += [(n, p) for n, p, _ in wrong]
+    progs += [p for _, p, _ in wrong]
+    kernel += [r for _, _, r in wrong]
+    base += [verdicts(oracle, p, r) for _, p, r in wrong]
     cands = all_sites()
     if a.files:
         keep = set(a.files.split(","))
         cands = [m for m in cands if m.file in keep]
     mutants = sample(cands, a.mutants, a.seed)
     ctx = mp.get_context("fork")
-    with ctx.Pool(a.jobs, _init, (progs, kernel, base, a.timeout)) as pool:
+    with ctx.Pool(a.jobs, _init, (progs, kernel, base, a.timeout, real)) as pool:
         results = pool.map(check, mutants, chunksize=1)
     per: dict[str, dict[str, Any]] = {}
     survivors = []
     for m, verdict, why in results:
-        f = per.setdefault(m.file, {"mutants": 0, "killed": 0})
+        f = per.setdefault(m.file, {"mutants": 0, "killed": 0, "killed_by_real_runs": 0})
         f["mutants"] += 1
-        f["killed"] += verdict == "killed"
-        if verdict != "killed":
+        f["killed"] += verdict.startswith("killed")
+        f["killed_by_real_runs"] += verdict == "killed"
+        if not verdict.startswith("killed"):
             survivors.append((m, why or ("" if (m.file, m.line) in ran
                                          else "line never run by the corpus")))
     for f in per.values():
         f["kill_rate"] = round(f["killed"] / f["mutants"], 3)
     not_run = sum(1 for _, why in survivors if why == "line never run by the corpus")
     killed = sum(f["killed"] for f in per.values())
+    by_real = sum(f["killed_by_real_runs"] for f in per.values())
     out = {"kill_rate": round(killed / max(len(mutants), 1), 3), "mutants": len(mutants),
-           "killed": killed, "survived_not_run": not_run,
+           "killed": killed, "kill_rate_real_runs_only": round(by_real / max(len(mutants), 1), 3),
+           "wrong_kernels": len(wrong), "survived_not_run": not_run,
            "survived_only_unsure": sum(1 for _, v, _ in results if v == "unsure"),
            "sites": len(cands), "programs": len(progs),
            "programs_recorded": sum(1 for r in kernel if r),
-           "baseline_mismatches": sum(len(b[0]) for b in base),
-           "baseline_unsure_ops": sum(b[1] for b in base),
+           "baseline_mismatches": sum(len(b[0]) for b in base[:real]),
+           "baseline_unsure_ops": sum(b[1] for b in base[:real]),
            "corpus": [str(d) for d in dirs], "generated": a.generate,
            "scheduled": a.scheduled, "race_runs": a.race_runs, "findings": len(found),
            "recorded": len(rec),
@@ -543,6 +601,8 @@ def main() -> int:
     for file, f in sorted(per.items()):
         print(f"{file:<16} {f['mutants']:>7} {f['killed']:>7} {f['kill_rate']:>9.2f}")
     print(f"{'(all)':<16} {len(mutants):>7} {killed:>7} {out['kill_rate']:>9.2f}")
+    print(f"{by_real} killed by the real runs alone ({out['kill_rate_real_runs_only']:.2f}); "
+          f"the rest by the {len(wrong)} wrong kernels next to recorded race runs")
     print(f"\nsurvivors ({len(survivors)}: {not_run} on lines no recorded program runs, "
           f"{out['survived_only_unsure']} that only make the model unsure of more ops):")
     for m, why in survivors:

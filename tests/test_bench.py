@@ -128,3 +128,19 @@ def test_bench_oracles_recorded_races_are_kernel_runs_that_need_their_rule() -> 
         full = record_races.verdict(prog, res)
         with record_races.rule_off(rule):
             assert record_races.verdict(prog, res) != full, f"{d}: {rule} no longer needed"
+
+
+def test_bench_oracles_wrong_kernels_are_ones_the_oracle_rejects() -> None:
+    """Next to a recorded race run (which agrees), one racing result changed; kept only
+    where the unmutated oracle rejects it, so a mutant that accepts it is told apart."""
+    from fuzz import differential
+
+    named, results = bench_oracle.recorded_programs(bench_oracle.REPO / "bench" / "recorded")
+    wrong = bench_oracle.wrong_kernels(differential, named[:6], results[:6], 2, 0)
+    assert len(wrong) >= 6
+    for (name, prog), res in zip(named[:6], results[:6]):
+        right = set(bench_oracle.verdicts(differential, prog, res)[0])
+        for w_name, w_prog, w_res in wrong:
+            if w_name.startswith(name + ","):
+                assert w_prog is prog and w_res != res
+                assert set(bench_oracle.verdicts(differential, w_prog, w_res)[0]) - right
