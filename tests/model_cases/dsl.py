@@ -46,3 +46,18 @@ class Prog:
     @staticmethod
     def buf(i: int, offset: int = 0) -> BufPtr:
         return BufPtr(i, offset)
+
+
+def dirty_hwpt(p: Prog, length: int, dev_flags: int | None = None) -> tuple[Ref, Ref, Ref]:
+    """An IOAS with a mock device (TEST_MOCK_DOMAIN_FLAGS when dev_flags), the first
+    buffer's `length` bytes mapped at the aperture's start, and a dirty-tracking HWPT
+    of that device on it: (ioas, idev, hwpt)."""
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    md = p.op("TEST_MOCK_DOMAIN", id=ioas) if dev_flags is None else \
+        p.op("TEST_MOCK_DOMAIN_FLAGS", id=ioas, dev_flags=dev_flags)
+    idev = p.ref(md, "out_idev_id")
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=length, iova=MOCK_APERTURE_START,
+         flags=FIXED_RW)
+    hwpt = p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas,
+                flags=uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
+    return ioas, idev, p.ref(hwpt, "out_hwpt_id")

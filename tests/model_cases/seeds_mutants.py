@@ -11,7 +11,7 @@ from fuzz import uapi
 from fuzz.prog import Buffer, pattern_bytes
 from fuzz.prog.limits import CAPTURE_MAX, CAPTURE_ROOM
 
-from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog
+from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog, dirty_hwpt
 
 M16 = MOCK_APERTURE_START
 DIRTY = uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
@@ -185,11 +185,7 @@ def capture_room_runs_out() -> Prog:
     # program: 64 reads of 64K fill it exactly; after that every capture is empty
     p = Prog("capture_room_runs_out", Buffer(CAPTURE_MAX, "memfd", 70),
              Buffer(CAPTURE_MAX, "anon", 71), Buffer(PAGE, "anon", 72))
-    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
-    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
-    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=CAPTURE_MAX, iova=M16,
-         flags=FIXED_RW)
-    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    ioas, idev, h = dirty_hwpt(p, CAPTURE_MAX)
     p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
     acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
     for k in range(CAPTURE_ROOM // CAPTURE_MAX):
@@ -251,11 +247,7 @@ def dirty_bitmap_ends_at_the_last_iova() -> Prog:
     # uAPI documents (6.12 drops that error: known bug dirty-bitmap-error-dropped)
     p = Prog("dirty_bitmap_ends_at_the_last_iova", Buffer(4 * PAGE, "memfd", 80),
              Buffer(PAGE, "anon", 81))
-    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
-    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
-    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=4 * PAGE, iova=M16,
-         flags=FIXED_RW)
-    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    ioas, idev, h = dirty_hwpt(p, 4 * PAGE)
     p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
     top = U64 + 1 - 4 * PAGE
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=top, length=4 * PAGE, page_size=MOCK_PAGE,
@@ -343,12 +335,19 @@ def faulting_copy_to_user_leaves_its_bytes_unknown() -> Prog:
     # it wrote before the fault is the architecture's (x86: the whole first page). The
     # model keeps those bytes unknown: reading them back (a write from them into the
     # IOAS, then a read of that into another buffer) is unsure, never the old pattern.
-    p = Prog("faulting_copy_to_user_leaves_its_bytes_unknown", Buffer(2 * PAGE, "memfd", 93),
-             Buffer(PAGE, "anon", 94), Buffer(PAGE, "anon", 95))
+    return faulting_copy_to_user("faulting_copy_to_user_leaves_its_bytes_unknown", 93, 0)
+
+
+def faulting_copy_to_user(name: str, seed: int, offset: int) -> Prog:
+    """The read into buffer 1 from `offset` on faults at its end; then the bytes it left
+    there are written into the IOAS and read back into buffer 2 (both unsure)."""
+    p = Prog(name, Buffer(2 * PAGE, "memfd", seed), Buffer(PAGE, "anon", seed + 1),
+             Buffer(PAGE, "anon", seed + 2))
     ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
     p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=M16, flags=FIXED_RW)
     acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
-    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=2 * PAGE, uptr=p.buf(1), expect=E.EFAULT)
+    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=2 * PAGE, uptr=p.buf(1, offset),
+         expect=E.EFAULT)
     p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE, length=16, uptr=p.buf(1, 8),
          flags=RW_WRITE, unsure=True)
     p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE, length=32, uptr=p.buf(2), unsure=True)

@@ -19,7 +19,8 @@ from fuzz.prog.limits import (
     PROGRAM_START_FDS,
 )
 
-from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog
+from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog, dirty_hwpt
+from .seeds_mutants import faulting_copy_to_user
 
 READ_FIXED = uapi.IOMMU_IOAS_MAP_READABLE | uapi.IOMMU_IOAS_MAP_FIXED_IOVA
 
@@ -158,16 +159,7 @@ def faulting_copy_to_user_at_an_odd_address() -> Prog:
     # copy_to_user faults at the buffer's end (EFAULT) after writing the IOAS's bytes
     # over the first page. Those bytes are not the buffer's pattern any more: the model
     # must not read them back as it (unsure: how far x86 wrote is not its to know)
-    p = Prog("faulting_copy_to_user_at_an_odd_address", Buffer(2 * PAGE, "memfd", 116),
-             Buffer(PAGE, "anon", 117), Buffer(PAGE, "anon", 118))
-    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
-    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=M16, flags=FIXED_RW)
-    acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
-    p.op("TEST_ACCESS_RW", id=acc, iova=M16, length=2 * PAGE, uptr=p.buf(1, 1), expect=E.EFAULT)
-    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE, length=16, uptr=p.buf(1, 8),
-         flags=RW_WRITE, unsure=True)
-    p.op("TEST_ACCESS_RW", id=acc, iova=M16 + PAGE, length=32, uptr=p.buf(2), unsure=True)
-    return p
+    return faulting_copy_to_user("faulting_copy_to_user_at_an_odd_address", 116, 1)
 
 
 def dirty_by_hand_past_the_top_of_the_iova_space() -> Prog:
@@ -177,10 +169,7 @@ def dirty_by_hand_past_the_top_of_the_iova_space() -> Prog:
     # 1025 of seed 2 is 0x0B: 3 of them are set
     p = Prog("dirty_by_hand_past_the_top_of_the_iova_space", Buffer(4 * PAGE, "memfd", 119),
              Buffer(PAGE, "memfd", 2))
-    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
-    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
-    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=4 * PAGE, iova=M16, flags=FIXED_RW)
-    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    ioas, idev, h = dirty_hwpt(p, 4 * PAGE)
     p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
     below = 8 * MOCK_PAGE
     nbits = 8 + M16 // MOCK_PAGE + 8
@@ -197,11 +186,7 @@ def dirty_bitmap_alignment_checks_apart() -> Prog:
     # nothing. Each range is EINVAL for one end alone; both ends aligned read the bitmap
     p = Prog("dirty_bitmap_alignment_checks_apart", Buffer(4 * PAGE, "memfd", 120),
              Buffer(PAGE, "anon", 121))
-    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
-    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
-    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=4 * PAGE, iova=M16,
-         flags=FIXED_RW)
-    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    ioas, idev, h = dirty_hwpt(p, 4 * PAGE)
     p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16 + 1, length=MOCK_PAGE - 1, page_size=1,
          data=p.buf(1), expect=E.EINVAL)
@@ -234,11 +219,7 @@ def dirty_bits_go_with_the_unmapped_entries() -> Prog:
     # the last of the area
     p = Prog("dirty_bits_go_with_the_unmapped_entries", Buffer(2 * PAGE, "memfd", 122),
              Buffer(PAGE, "memfd", 8), Buffer(PAGE, "anon", 0))
-    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
-    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
-    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 * PAGE, iova=M16,
-         flags=FIXED_RW)
-    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    ioas, idev, h = dirty_hwpt(p, 2 * PAGE)
     p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
     mark = {"id": h, "iova": M16, "length": 2 * PAGE, "page_size": MOCK_PAGE,
             "uptr": p.buf(1)}
@@ -267,11 +248,7 @@ def dirty_huge_iopte_of_an_area_of_one_mib() -> Prog:
     # dirty-bitmap-overrun; the model predicts what the uAPI documents)
     p = Prog("dirty_huge_iopte_of_an_area_of_one_mib", Buffer(2 << 20, "hugetlb", 123),
              Buffer(PAGE, "anon", 124), Buffer(PAGE, "memfd", 0xFF))
-    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
-    idev = p.ref(p.op("TEST_MOCK_DOMAIN_FLAGS", id=ioas, dev_flags=HUGE_IOVA), "out_idev_id")
-    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=1 << 20, iova=M16,
-         flags=FIXED_RW)
-    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    ioas, idev, h = dirty_hwpt(p, 1 << 20, dev_flags=HUGE_IOVA)
     p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
     p.op("TEST_DIRTY", id=h, iova=M16, length=MOCK_PAGE, page_size=MOCK_PAGE, uptr=p.buf(2),
          out={"out_nr_dirty": 1})
@@ -302,11 +279,7 @@ def capture_room_ends_at_a_dirty_bitmap() -> Prog:
     # the 8 bytes of a dirty bitmap's capture: it is captured; the next is not
     p = Prog("capture_room_ends_at_a_dirty_bitmap", Buffer(CAPTURE_MAX, "memfd", 126),
              Buffer(CAPTURE_MAX, "anon", 127), Buffer(PAGE, "anon", 128))
-    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
-    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
-    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=CAPTURE_MAX, iova=M16,
-         flags=FIXED_RW)
-    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    ioas, idev, h = dirty_hwpt(p, CAPTURE_MAX)
     p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
     acc = p.ref(p.op("TEST_CREATE_ACCESS", id=ioas), "out_access_fd")
     for _ in range(CAPTURE_ROOM // CAPTURE_MAX - 1):
@@ -351,11 +324,7 @@ def dirty_bitmap_captured_from_the_agents_text() -> Prog:
     # the program's own buffer is compared again
     p = Prog("dirty_bitmap_captured_from_the_agents_text", Buffer(4 * PAGE, "memfd", 129),
              Buffer(PAGE, "anon", 130))
-    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
-    idev = p.ref(p.op("TEST_MOCK_DOMAIN", id=ioas), "out_idev_id")
-    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=4 * PAGE, iova=M16,
-         flags=FIXED_RW)
-    h = p.ref(p.op("HWPT_ALLOC", dev_id=idev, pt_id=ioas, flags=DIRTY), "out_hwpt_id")
+    ioas, idev, h = dirty_hwpt(p, 4 * PAGE)
     p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
     get = {"hwpt_id": h, "iova": M16, "length": 4 * PAGE, "page_size": MOCK_PAGE}
     p.op("HWPT_GET_DIRTY_BITMAP", **get, data=AGENT_TEXT, unsure=True)
