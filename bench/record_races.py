@@ -56,6 +56,7 @@ RULES: dict[str, Any] = {
     "not_whole_calls": lambda *a, **k: None,
     "forget_dirty": lambda *a, **k: None,
     "may_meet_failed_map": lambda *a, **k: False,
+    "in_time": lambda perms, kernel: perms,
 }
 
 

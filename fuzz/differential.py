@@ -223,7 +223,7 @@ def model_alongside(prog: Program, kernel: list[OpResult],
         g = groups.get(i)
         span = g if g is not None and g.stop <= len(kernel) else range(i, i + 1)
         group = span is g
-        perms = races.orders(prog, span) if group else [(i,)]
+        perms = races.in_time(races.orders(prog, span), kernel) if group else [(i,)]
         # Each state is stepped in place where it has one try: an op outside a race
         # group (its try uses the state only for itself, and the states are replaced by
         # the tries' below), or a group tried in one order from one state. A racing

@@ -90,6 +90,18 @@ def orders(prog: Program, group: range) -> list[tuple[int, ...]]:
     return out
 
 
+def in_time(perms: list[tuple[int, ...]], kernel: list[OpResult]) -> list[tuple[int, ...]]:
+    """The orders the kernel's clock allows: an op that returned before another was
+    issued (t_end < t_start, CLOCK_MONOTONIC taken right around each syscall by the
+    executor) ran before it, in any order. Every order where the times are not known
+    (0 and 0: a backend without them), or where none is left."""
+    if not perms or any(not (kernel[k].t_start or kernel[k].t_end) for k in perms[0]):
+        return perms
+    left = [o for o in perms if not any(kernel[o[q]].t_end < kernel[o[p]].t_start
+                                       for p in range(len(o)) for q in range(p + 1, len(o)))]
+    return left or perms
+
+
 def _is_id(o: Out) -> bool:
     return bool(o.kind) and any(is_kind(o.kind, k) for k in ID_KINDS)
 
