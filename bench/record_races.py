@@ -57,6 +57,7 @@ RULES: dict[str, Any] = {
     "forget_dirty": lambda *a, **k: None,
     "may_meet_failed_map": lambda *a, **k: False,
     "in_time": lambda perms, kernel: perms,
+    "read_back_late": lambda *a, **k: None,
 }
 
 

@@ -173,9 +173,16 @@ def _race_leeway(prog: Program, span: range, start: int, kernel: list[OpResult],
         return 0 < v < 1 << 31 and v not in kept_ids
 
     for t in keep:
-        t.diffs = [d if d.field == "unsure" or (mid := races.seen_mid_op(prog, span, d.op))
-                   is None else Mismatch(d.op, d.name, "unsure", d.describe(), mid)
-                   for d in t.diffs]
+        diffs = []
+        for d in t.diffs:
+            mid = None if d.field == "unsure" else races.seen_mid_op(prog, span, d.op)
+            if d.field not in ("unsure", "errno", "ret") and mid is None:
+                mid = races.read_back_late(before[0], prog, span, d.op)
+                if mid is not None:  # what the model put there is not known to be there
+                    t.model.mem.taint(*races.user_writes(before[0], prog, d.op))
+            diffs.append(d if mid is None else
+                         Mismatch(d.op, d.name, "unsure", d.describe(), mid))
+        t.diffs = diffs
         # held through the group by the objects that held them before it: an id a racing
         # op freed (a DESTROY; a TEST_MOCK_DOMAIN_REPLACE putting the auto domain it left,
         # device.c:793) and another's new object took is not one of them

@@ -857,3 +857,36 @@ def test_an_op_that_returned_before_another_was_issued_ran_before_it() -> None:
     assert races.in_time(races.orders(p, range(1, 3)), res) == [(1, 2)]
     _, mism, _ = model_alongside(p, res)
     assert [(m.op, m.field) for m in mism] == [(2, "length")]
+
+
+def test_an_output_read_back_from_user_memory_may_hold_a_racing_ops_bytes() -> None:
+    """A soak's finding: TEST_ACCESS_RW reads into user memory, which the executor reads
+    back once the call has returned; a racing TEST_ACCESS_RW on another thread wrote the
+    same bytes in between, so the first op's output was the second's bytes. Unsure
+    there; with the two writes apart, a wrong output stays a mismatch."""
+    from fuzz.prog import Buffer, BufPtr
+
+    ioas, acc = Ref(0, "out_ioas_id"), Ref(2, "out_access_fd")
+
+    def prog(second: int) -> Program:
+        rw = {"id": acc, "length": 16, "flags": 0}
+        return Program([
+            Op("IOAS_ALLOC"),
+            Op("IOAS_MAP", {"ioas_id": ioas, "user_va": BufPtr(0), "length": 16384,
+                            "iova": 1 << 24, "flags": 7}),
+            Op("TEST_CREATE_ACCESS", {"id": ioas}),
+            Op("TEST_ACCESS_RW", {**rw, "iova": 1 << 24, "uptr": BufPtr(1)}, barrier=1),
+            Op("TEST_ACCESS_RW", {**rw, "iova": (1 << 24) + 8192, "uptr": BufPtr(1, second)},
+               thread=1, barrier=1)], [Buffer(16384, "memfd", 7), Buffer(4096)])
+
+    for second, unsure in ((0, True), (64, False)):
+        p = prog(second)
+        res = _settled(p)
+        assert res[3].out["data"] != res[4].out["data"]
+        res[3].out["data"] = res[4].out["data"]  # the racing op's bytes, read back late
+        _, mism, uns = model_alongside(p, res)
+        if unsure:
+            assert mism == [] and any(u.op == 3 and "read from user memory" in u.model
+                                      for u in uns), [m.describe() for m in mism]
+        else:
+            assert [(m.op, m.field) for m in mism] == [(3, "data")]

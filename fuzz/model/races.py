@@ -34,7 +34,7 @@ from fuzz.model.consts import (
     IOMMU_OPTION_RLIMIT_MODE,
     VFIO_TYPE1_IOMMU,
 )
-from fuzz.model.model import Model
+from fuzz.model.model import WRITE_RANGES, Model
 from fuzz.model.objects import OBJ_IOAS, HwPagetable, Ioas
 from fuzz.prog import Program
 from fuzz.prog.types import Out, Res, is_kind
@@ -177,6 +177,30 @@ def seen_mid_op(prog: Program, group: range, op: int) -> str | None:
         if prog.ops[j].thread != prog.ops[op].thread and prog.ops[j].name in STEPPERS:
             return (f"op {op} ({prog.ops[op].name}) read {what} one page at a time while "
                     f"op {j} ({prog.ops[j].name}) changed them on another thread")
+    return None
+
+
+def user_writes(model: Model, prog: Program, op: int) -> tuple[int, int]:
+    """The user memory op `op` may write, (address, length): (0, 0) for none."""
+    w = WRITE_RANGES.get(prog.ops[op].name)
+    return (0, 0) if w is None else w(model.resolve(op))
+
+
+def read_back_late(model: Model, prog: Program, group: range, op: int) -> str | None:
+    """Why op `op`'s output read back from user memory may be another op's bytes: the
+    executor reads it when the call has returned (the user memory a TEST_ACCESS_RW,
+    IOAS_IOVA_RANGES, GET_DIRTY_BITMAP, ... wrote), and a racing op on another thread
+    may have written the same bytes after the call's own write and before that read,
+    which no whole-call order gives. `model`: a state before the group."""
+    a, n = user_writes(model, prog, op)
+    for j in group:
+        if prog.ops[j].thread == prog.ops[op].thread:
+            continue
+        b, m = user_writes(model, prog, j)
+        if n and m and a < b + m and b < a + n:
+            return (f"op {op} ({prog.ops[op].name})'s output is read from user memory after "
+                    f"it returned, and op {j} ({prog.ops[j].name}) on another thread wrote "
+                    "the same bytes")
     return None
 
 
