@@ -118,9 +118,10 @@ def local_count(wd: Path, slug: str) -> int:
 
 @pytest.fixture(scope="module")
 def two_nodes(cluster: RayCluster, kernel_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One 50-second campaign on nodeA and nodeB."""
+    """One 80-second campaign on nodeA and nodeB (a node whose worker starts late under
+    load still has time to run entries found on the other one after its start)."""
     d = tmp_path_factory.mktemp("two")
-    cfg = campaign_cfg(d, kernel_dir, 50)
+    cfg = campaign_cfg(d, kernel_dir, 80)
     s = run_ray_campaign(cfg, RayOptions(address="auto", engine_cmd=("{python}", "-c", PLANTED)))
     summary = json.loads((cfg.workdir / "cluster.json").read_text())
     return cfg, s, summary
