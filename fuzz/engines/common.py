@@ -41,6 +41,11 @@ def build_c_loop() -> Path:
 MILESTONE = 100  # also write stats every this many programs (edges-vs-programs curves)
 TRIM_EVERY_S = 60.0  # give freed heap memory back this often (give_back_freed_memory)
 _MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
+MAX_PENDING = 64  # corpus entries and findings kept for a retry while the disk is full
+STATS_MAX_BYTES = 128 << 10  # stats.jsonl is thinned past this (fuzz.logs.thin)
+WALK_EVERY = 8  # campaigns: one step of the systematic fault walk after this many programs
+LEAK_SCAN_S = 120.0  # with kmemleak: scan this often (it reports objects 5 s or older)
+KINDS = ("fault", "thread", "plain")  # programs with injected faults, with threads, neither
 
 
 def give_back_freed_memory() -> None:
@@ -50,11 +55,6 @@ def give_back_freed_memory() -> None:
     malloc_trim(0) gave back 16.4 of its 133.7 MB. A campaign runs for days."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
-MAX_PENDING = 64  # corpus entries and findings kept for a retry while the disk is full
-STATS_MAX_BYTES = 128 << 10  # stats.jsonl is thinned past this (fuzz.logs.thin)
-WALK_EVERY = 8  # campaigns: one step of the systematic fault walk after this many programs
-LEAK_SCAN_S = 120.0  # with kmemleak: scan this often (it reports objects 5 s or older)
-KINDS = ("fault", "thread", "plain")  # programs with injected faults, with threads, neither
 
 
 def kind_of(prog: Program) -> list[str]:
