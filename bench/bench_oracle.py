@@ -436,10 +436,9 @@ def wrong_kernels(oracle: Any, named: list[tuple[str, Program]], results: list[l
         if not res:
             continue
         seen = set(verdicts(oracle, prog, res)[0])
-        cands = [(k, "errno", e) for g in prog.groups() if oracle.races.racing(prog, g)
-                 for k in g for e in WRONG_ERRNOS if e != res[k].errno]
-        cands += [(k, f, v + 1) for g in prog.groups() if oracle.races.racing(prog, g)
-                  for k in g if not res[k].errno
+        racing = [k for g in prog.groups() if oracle.races.racing(prog, g) for k in g]
+        cands = [(k, "errno", e) for k in racing for e in WRONG_ERRNOS if e != res[k].errno]
+        cands += [(k, f, v + 1) for k in racing if not res[k].errno
                   for f, v in res[k].out.items() if type(v) is int and v > 0]
         rng.shuffle(cands)
         kept = 0
