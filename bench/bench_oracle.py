@@ -36,6 +36,10 @@
    (or an equivalent mutant: the change cannot matter). Survivors are marked when no
    recorded program runs their line at all (the unmutated replay is traced), and when
    they only make the model unsure of more ops (the oracle stops comparing those).
+   On the seeds and oracle programs an op the model is unsure of must be one the seed's
+   builder declares so, or tests/test_differential.py fails on the kernel: a mutant that
+   makes another op of theirs unsure is killed there ("killed_by_seed_unsure"), and so
+   is one unsure of more ops in the generated programs that test runs than it allows.
 
 4. Next to each recorded race run, up to --wrong-kernels runs of a wrong kernel: one
    result of a racing op changed (another errno, an id, fd or IOVA one off) where the
@@ -369,12 +373,36 @@ def _fresh_model(m: Mutant | None) -> Any:
     return importlib.import_module("fuzz.differential")
 
 
-def verdicts(oracle: Any, prog: Program, kernel: list[Any]) -> tuple[list[tuple], int]:
+def verdicts(oracle: Any, prog: Program, kernel: list[Any]) -> tuple[list[tuple], list[int]]:
     """What the oracle (fuzz.differential.model_alongside: race groups in every order,
-    injected faults) says about each op: (op, field, model value) per mismatch, and how
-    many ops the model was unsure of (those are not compared)."""
+    injected faults) says about each op: (op, field, model value) per mismatch, and the
+    ops the model was unsure of (those are not compared)."""
     _, mism, unsure = oracle.model_alongside(prog, kernel)
-    return [(d.op, d.field, repr(d.model)) for d in mism], len(unsure)
+    return [(d.op, d.field, repr(d.model)) for d in mism], [u.op for u in unsure]
+
+
+def declared_unsure(named: list[tuple[str, Program]]
+                    ) -> tuple[list[frozenset[int] | None], list[int], int]:
+    """Where tests/test_differential.py holds the model to being sure on the kernel:
+    per program, a seed's or oracle program's ops its builder declares unsure
+    (tests/model_cases/dsl.py), None for the rest; and the generated programs that test
+    runs, with the most ops it lets the model be unsure of in all of them. A mutant that
+    makes another op of a seed unsure, or more generated ops than that, fails that test,
+    so the bench counts it killed."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from model_cases.seeds import ORACLE_PROGRAMS, SEEDS
+    from test_differential import GENERATED
+
+    declared = {}
+    for build in SEEDS + ORACLE_PROGRAMS:
+        p = build()
+        declared[p.name] = frozenset(i for i, u in enumerate(p.unsure) if u)
+    held = {f"corpus/{d}/" for d in ("seeds", "oracle")}
+    per = [declared.get(Path(name).stem, frozenset())
+           if any(name.startswith(h) for h in held) else None for name, _ in named]
+    generated = [k for k, (name, _) in enumerate(named)
+                 if name in {f"gen seed {s}" for s in range(GENERATED)}]
+    return per, generated, GENERATED // 20
 
 
 def _traced(fn: Any, ran: set[tuple[str, int]]) -> Any:
@@ -411,9 +439,10 @@ def _alarm(signum: int, frame: Any) -> None:
 _STATE: dict[str, Any] = {}
 
 
-def _init(progs: list[Program], kernel: list[list[Any]], base: list[tuple[list[tuple], int]],
-          timeout: float, real: int) -> None:
-    _STATE.update(progs=progs, kernel=kernel, base=base, timeout=timeout, real=real)
+def _init(progs: list[Program], kernel: list[list[Any]], base: list[tuple[list[tuple], list[int]]],
+          held: tuple[list[frozenset[int] | None], list[int], int], timeout: float,
+          real: int) -> None:
+    _STATE.update(progs=progs, kernel=kernel, base=base, held=held, timeout=timeout, real=real)
     signal.signal(signal.SIGALRM, _alarm)
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (min(4 << 30, hard) if hard > 0 else 4 << 30, hard))
@@ -455,10 +484,13 @@ def wrong_kernels(oracle: Any, named: list[tuple[str, Program]], results: list[l
 
 
 def check(m: Mutant) -> tuple[Mutant, str, str]:
-    """(mutant, verdict, why): killed by the first program that tells it apart;
-    "unsure" when it survives but makes the model unsure of ops it predicted (the
-    oracle stops comparing them: not a kill, but not unseen either)."""
+    """(mutant, verdict, why): killed by the first program that tells it apart, or by
+    a seed's op it makes unsure that the seed does not declare so (test_differential
+    fails on that); "unsure" when it survives but makes the model unsure of more ops
+    elsewhere (the oracle stops comparing them: not a kill, but not unseen either)."""
     progs, kernel, base = _STATE["progs"], _STATE["kernel"], _STATE["base"]
+    held, generated, limit = _STATE["held"]
+    gen_unsure = {k: len(base[k][1]) for k in generated}
     signal.setitimer(signal.ITIMER_REAL, _STATE["timeout"])
     more_unsure = 0
     try:
@@ -467,7 +499,14 @@ def check(m: Mutant) -> tuple[Mutant, str, str]:
             if not res:
                 continue
             v, unsure = verdicts(oracle, prog, res)
-            more_unsure += max(0, unsure - base[k][1])
+            more_unsure += max(0, len(unsure) - len(base[k][1]))
+            if k < len(held) and held[k] is not None:
+                new_unsure = set(unsure) - held[k] - set(base[k][1])
+                if new_unsure:
+                    return m, "killed-unsure", \
+                        f"program {k}: op {min(new_unsure)} unsure, its seed says sure"
+            if k in gen_unsure:
+                gen_unsure[k] = len(unsure)
             if v != base[k][0]:
                 new = [x for x in v if x not in base[k][0]]
                 gone = [x for x in base[k][0] if x not in v]
@@ -476,6 +515,9 @@ def check(m: Mutant) -> tuple[Mutant, str, str]:
                 # the wrong kernels come last: a kill there no real run made
                 return m, "killed" if k < _STATE["real"] else "killed-wrong", \
                     f"program {k}: {what}"
+        if sum(gen_unsure.values()) > limit >= sum(len(base[k][1]) for k in generated):
+            return m, "killed-unsure", f"{sum(gen_unsure.values())} ops unsure in the " \
+                f"generated programs test_differential runs, which allows {limit}"
         if more_unsure:
             return m, "unsure", f"{more_unsure} more ops unsure"
         return m, "survived", ""
@@ -542,8 +584,9 @@ def main() -> int:
     ran: set[tuple[str, int]] = set()
     # traced from the import on: a module-level constant's line runs there
     oracle = _traced(lambda: _fresh_model(None), ran)
-    base = _traced(lambda: [verdicts(oracle, p, r) if r else ([], 0)
+    base = _traced(lambda: [verdicts(oracle, p, r) if r else ([], [])
                             for p, r in zip(progs, kernel)], ran)
+    held = declared_unsure(named)
     real = len(progs)
     wrong = wrong_kernels(oracle, rec, rec_results, a.wrong_kernels, a.seed) \
         if a.wrong_kernels else []
@@ -557,7 +600,7 @@ def main() -> int:
         cands = [m for m in cands if m.file in keep]
     mutants = sample(cands, a.mutants, a.seed)
     ctx = mp.get_context("fork")
-    with ctx.Pool(a.jobs, _init, (progs, kernel, base, a.timeout, real)) as pool:
+    with ctx.Pool(a.jobs, _init, (progs, kernel, base, held, a.timeout, real)) as pool:
         results = pool.map(check, mutants, chunksize=1)
     per: dict[str, dict[str, Any]] = {}
     survivors = []
@@ -565,7 +608,7 @@ def main() -> int:
         f = per.setdefault(m.file, {"mutants": 0, "killed": 0, "killed_by_real_runs": 0})
         f["mutants"] += 1
         f["killed"] += verdict.startswith("killed")
-        f["killed_by_real_runs"] += verdict == "killed"
+        f["killed_by_real_runs"] += verdict in ("killed", "killed-unsure")
         if not verdict.startswith("killed"):
             survivors.append((m, why or ("" if (m.file, m.line) in ran
                                          else "line never run by the corpus")))
@@ -581,7 +624,11 @@ def main() -> int:
            "sites": len(cands), "programs": len(progs),
            "programs_recorded": sum(1 for r in kernel if r),
            "baseline_mismatches": sum(len(b[0]) for b in base[:real]),
-           "baseline_unsure_ops": sum(b[1] for b in base[:real]),
+           "baseline_unsure_ops": sum(len(b[1]) for b in base[:real]),
+           "killed_by_seed_unsure": sum(1 for _, v, _ in results if v == "killed-unsure"),
+           "baseline_undeclared_unsure": sum(len(set(b[1]) - h) for b, h in zip(base, held[0])
+                                             if h is not None),
+           "baseline_generated_unsure": sum(len(base[k][1]) for k in held[1]),
            "corpus": [str(d) for d in dirs], "generated": a.generate,
            "scheduled": a.scheduled, "race_runs": a.race_runs, "findings": len(found),
            "recorded": len(rec),
@@ -600,6 +647,8 @@ def main() -> int:
     for file, f in sorted(per.items()):
         print(f"{file:<16} {f['mutants']:>7} {f['killed']:>7} {f['kill_rate']:>9.2f}")
     print(f"{'(all)':<16} {len(mutants):>7} {killed:>7} {out['kill_rate']:>9.2f}")
+    print(f"{out['killed_by_seed_unsure']} of them by a seed's op made unsure that its "
+          f"builder does not declare so")
     print(f"{by_real} killed by the real runs alone ({out['kill_rate_real_runs_only']:.2f}); "
           f"the rest by the {len(wrong)} wrong kernels next to recorded race runs")
     print(f"\nsurvivors ({len(survivors)}: {not_run} on lines no recorded program runs, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -144,3 +145,57 @@ def test_bench_oracles_wrong_kernels_are_ones_the_oracle_rejects() -> None:
             if w_name.startswith(name + ","):
                 assert w_prog is prog and w_res != res
                 assert set(bench_oracle.verdicts(differential, w_prog, w_res)[0]) - right
+
+
+def _plant_unsure_from_op(op: int) -> Any:
+    """bench_oracle.apply for a planted model that gives up on every op from `op` on (a
+    mutant of the unsure bookkeeping that makes the model blind where it knew)."""
+    import ast
+
+    def plant(m: bench_oracle.Mutant, tree: ast.Module) -> ast.Module:
+        step = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+                    and n.name == "step" and n.args.args[1].arg == "index")
+        step.body.insert(1, ast.parse(f"if index >= {op}: self.poisoned = 'planted'").body[0])
+        return ast.fix_missing_locations(tree)
+
+    return plant
+
+
+def _check_in_child(m: bench_oracle.Mutant, state: tuple) -> tuple[str, str]:
+    """bench_oracle.check in a forked worker as the bench runs it (the mutant's modules
+    and the worker's limits stay out of this process)."""
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(1, bench_oracle._init, state) as pool:
+        _, verdict, why = pool.apply(bench_oracle.check, (m,))
+    return verdict, why
+
+
+def test_a_mutant_that_makes_a_seeds_sure_op_unsure_is_killed_and_elsewhere_only_marked(
+        vm: Any, monkeypatch: Any) -> None:
+    """test_differential fails on the kernel when a seed's op is unsure and its builder
+    does not declare it so: the oracle bench counts that mutant killed. The same program
+    outside the seeds only marks it "unsure" (the oracle stops comparing: not a kill),
+    unless it is among the generated programs test_differential runs and the mutant is
+    unsure of more of their ops than that test allows."""
+    from fuzz import differential
+
+    named = bench_oracle.corpus_programs([bench_oracle.REPO / "corpus" / "seeds"])
+    held, generated, limit = bench_oracle.declared_unsure(named)
+    assert generated == [] and len(held) == len(named) and None not in held
+    k = next(i for i, (_, p) in enumerate(named) if held[i] == frozenset() and len(p.ops) > 3)
+    prog = named[k][1]
+    res = differential.run(prog, vm).execution.results
+    base = bench_oracle.verdicts(differential, prog, res)
+    assert base[1] == [], f"{named[k][0]}: the model is unsure of {base[1]}"
+    monkeypatch.setattr(bench_oracle, "apply", _plant_unsure_from_op(2))
+    planted = bench_oracle.Mutant("model.py", "planted", 0, 0, "", "")
+    verdict, why = _check_in_child(planted, ([prog], [res], [base], ([frozenset()], [], limit),
+                                             60, 1))
+    assert verdict == "killed-unsure" and "op 2 unsure" in why, (verdict, why)
+    verdict, why = _check_in_child(planted, ([prog], [res], [base], ([None], [], limit), 60, 1))
+    assert verdict == "unsure", (verdict, why)
+    n = limit // (len(prog.ops) - 2) + 1  # enough generated programs to pass the limit
+    verdict, why = _check_in_child(planted, ([prog] * n, [res] * n, [base] * n,
+                                             ([None] * n, list(range(n)), limit), 60, n))
+    assert verdict == "killed-unsure" and f"allows {limit}" in why, (verdict, why)
