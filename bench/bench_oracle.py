@@ -41,12 +41,13 @@
    makes another op of theirs unsure is killed there ("killed_by_seed_unsure"), and so
    is one unsure of more ops in the generated programs that test runs than it allows.
 
-4. Next to each recorded race run, up to --wrong-kernels runs of a wrong kernel: one
-   result of a racing op changed (another errno, an id, fd or IOVA one off) where the
-   unmutated oracle rejects it. A race rule's mutants mostly widen the rule, and on runs
-   that agree a wider rule cannot be told from the right one; it accepts a wrong kernel
-   the right one rejects. These are the only results not from the kernel, and the kill
-   rate by the real runs alone is printed beside the whole.
+4. Next to each recorded race run, and each recorded program with an injected fault,
+   up to --wrong-kernels runs of a wrong kernel: one result of a racing or faulted op
+   changed (another errno, an id, fd or IOVA one off) where the unmutated oracle rejects
+   it. A race or fault rule's mutants mostly widen the rule, and on runs that agree a
+   wider rule cannot be told from the right one; it accepts a wrong kernel the right one
+   rejects. These are the only results not from the kernel, and the kill rate by the
+   real runs alone is printed beside the whole.
 
 Prints the kill rate, per model file, and the survivors (file:line, what changed);
 --json prints {"kill_rate", "per_file", "survivors", ...}.
@@ -448,17 +449,17 @@ def _init(progs: list[Program], kernel: list[list[Any]], base: list[tuple[list[t
     resource.setrlimit(resource.RLIMIT_AS, (min(4 << 30, hard) if hard > 0 else 4 << 30, hard))
 
 
-# what a wrong kernel may answer in a race group instead of what this one did
+# what a wrong kernel may answer in a race group or a faulted op instead of what this one did
 WRONG_ERRNOS = (0, errno.EBUSY, errno.ENOENT, errno.EINVAL, errno.EEXIST, errno.ENOMEM)
 
 
 def wrong_kernels(oracle: Any, named: list[tuple[str, Program]], results: list[list[Any]],
                   per_run: int, seed: int) -> list[tuple[str, Program, list[Any]]]:
-    """Recorded race runs with one result of a racing op changed (another errno, an id,
-    fd or IOVA one off) where the unmutated oracle rejects the change: a wrong kernel
-    next to a real run. A race rule's mutant that widens it (the most of them) cannot be
-    told apart on runs that agree; it is where it accepts one of these. At most per_run
-    per run, chosen with `seed`."""
+    """Recorded race runs and fault programs with one result of a racing or faulted op
+    changed (another errno, an id, fd or IOVA one off) where the unmutated oracle rejects
+    the change: a wrong kernel next to a real run. A race or fault rule's mutant that
+    widens it (the most of them) cannot be told apart on runs that agree; it is where it
+    accepts one of these. At most per_run per run, chosen with `seed`."""
     rng = random.Random(seed)
     out = []
     for (name, prog), res in zip(named, results):
@@ -466,6 +467,7 @@ def wrong_kernels(oracle: Any, named: list[tuple[str, Program]], results: list[l
             continue
         seen = set(verdicts(oracle, prog, res)[0])
         racing = [k for g in prog.groups() if oracle.races.racing(prog, g) for k in g]
+        racing += [k for k, op in enumerate(prog.ops) if op.fail_nth and k not in racing]
         cands = [(k, "errno", e) for k in racing for e in WRONG_ERRNOS if e != res[k].errno]
         cands += [(k, f, v + 1) for k in racing if not res[k].errno
                   for f, v in res[k].out.items() if type(v) is int and v > 0]
@@ -588,8 +590,12 @@ def main() -> int:
                             for p, r in zip(progs, kernel)], ran)
     held = declared_unsure(named)
     real = len(progs)
-    wrong = wrong_kernels(oracle, rec, rec_results, a.wrong_kernels, a.seed) \
-        if a.wrong_kernels else []
+    # the recorded programs with injected faults (corpus/faults, the scheduled ones)
+    faulted = [(i, n) for i, n in enumerate(named[:real - len(rec)])
+               if kernel[i] and n[1].faulted]
+    wrong = wrong_kernels(oracle, rec + [n for _, n in faulted],
+                          rec_results + [kernel[i] for i, _ in faulted],
+                          a.wrong_kernels, a.seed) if a.wrong_kernels else []
     named += [(n, p) for n, p, _ in wrong]
     progs += [p for _, p, _ in wrong]
     kernel += [r for _, _, r in wrong]
@@ -650,7 +656,7 @@ def main() -> int:
     print(f"{out['killed_by_seed_unsure']} of them by a seed's op made unsure that its "
           f"builder does not declare so")
     print(f"{by_real} killed by the real runs alone ({out['kill_rate_real_runs_only']:.2f}); "
-          f"the rest by the {len(wrong)} wrong kernels next to recorded race runs")
+          f"the rest by the {len(wrong)} wrong kernels next to recorded race and fault runs")
     print(f"\nsurvivors ({len(survivors)}: {not_run} on lines no recorded program runs, "
           f"{out['survived_only_unsure']} that only make the model unsure of more ops):")
     for m, why in survivors:

@@ -199,3 +199,23 @@ def test_a_mutant_that_makes_a_seeds_sure_op_unsure_is_killed_and_elsewhere_only
     verdict, why = _check_in_child(planted, ([prog] * n, [res] * n, [base] * n,
                                              ([None] * n, list(range(n)), limit), 60, n))
     assert verdict == "killed-unsure" and f"allows {limit}" in why, (verdict, why)
+
+
+def test_bench_oracles_wrong_kernels_change_a_faulted_op_and_the_oracle_rejects_them(
+        vm: Any) -> None:
+    """A fault program run on the kernel, with one result of its faulted op changed: a
+    mutant that widens what a fault may do accepts it, the unmutated oracle does not."""
+    from fuzz import differential
+
+    named = bench_oracle.corpus_programs([bench_oracle.REPO / "corpus" / "faults"])[:4]
+    results = [differential.run(p, vm).execution.results for _, p in named]
+    wrong = bench_oracle.wrong_kernels(differential, named, results, 2, 0)
+    assert len(wrong) >= 4
+    for w_name, w_prog, w_res in wrong:
+        prog, res = next((p, r) for (n, p), r in zip(named, results)
+                         if w_name.startswith(n + ","))
+        assert w_prog is prog
+        changed = [k for k, (a, b) in enumerate(zip(res, w_res)) if a != b]
+        assert len(changed) == 1 and prog.ops[changed[0]].fail_nth, (w_name, changed)
+        right = set(bench_oracle.verdicts(differential, prog, res)[0])
+        assert set(bench_oracle.verdicts(differential, prog, w_res)[0]) - right, w_name
