@@ -620,6 +620,10 @@ def main() -> int:
                                          else "line never run by the corpus")))
     for f in per.values():
         f["kill_rate"] = round(f["killed"] / f["mutants"], 3)
+    from equivalent import reviewed  # bench/, beside this file
+
+    equiv = {m: e for m, _ in survivors if (e := reviewed(m))}
+    wrongly = [m.where for m, v, _ in results if v.startswith("killed") and reviewed(m)]
     not_run = sum(1 for _, why in survivors if why == "line never run by the corpus")
     killed = sum(f["killed"] for f in per.values())
     by_real = sum(f["killed_by_real_runs"] for f in per.values())
@@ -639,7 +643,12 @@ def main() -> int:
            "scheduled": a.scheduled, "race_runs": a.race_runs, "findings": len(found),
            "recorded": len(rec),
            "per_file": per,
-           "survivors": [asdict(m) | {"where": m.where, "note": why} for m, why in survivors],
+           "equivalent_reviewed": len(equiv),
+           "kill_rate_without_equivalent": round(killed / max(len(mutants) - len(equiv), 1), 3),
+           "listed_equivalent_but_killed": wrongly,
+           "survivors": [asdict(m) | {"where": m.where, "note": why,
+                                      "equivalent": equiv[m].reason if m in equiv else ""}
+                         for m, why in survivors],
            "seconds": round(time.monotonic() - t0, 1)}
     if a.json:
         print(json.dumps(out, indent=1))
@@ -657,10 +666,20 @@ def main() -> int:
           f"builder does not declare so")
     print(f"{by_real} killed by the real runs alone ({out['kill_rate_real_runs_only']:.2f}); "
           f"the rest by the {len(wrong)} wrong kernels next to recorded race and fault runs")
+    print(f"{len(equiv)} survivors reviewed as equivalent (bench/equivalent.py): "
+          f"{out['kill_rate_without_equivalent']:.2f} of the rest killed")
+    for where in wrongly:
+        print(f"  listed as equivalent but killed, its reason is wrong: {where}")
     print(f"\nsurvivors ({len(survivors)}: {not_run} on lines no recorded program runs, "
-          f"{out['survived_only_unsure']} that only make the model unsure of more ops):")
+          f"{out['survived_only_unsure']} that only make the model unsure of more ops; "
+          f"the {len(equiv)} reviewed as equivalent last):")
     for m, why in survivors:
-        print(f"  {m.where:<30} {m.kind:<10} {m.was} -> {m.now}  {why}")
+        if m not in equiv:
+            print(f"  {m.where:<30} {m.kind:<10} {m.was} -> {m.now}  {why}")
+    if equiv:
+        print("\nequivalent (reviewed):")
+        for m, e in equiv.items():
+            print(f"  {m.where:<30} {m.kind:<10} {m.was} -> {m.now}  {e.reason}")
     print(f"\n{out['seconds']:.0f} s")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +220,25 @@ def test_bench_oracles_wrong_kernels_change_a_faulted_op_and_the_oracle_rejects_
         assert len(changed) == 1 and prog.ops[changed[0]].fail_nth, (w_name, changed)
         right = set(bench_oracle.verdicts(differential, prog, res)[0])
         assert set(bench_oracle.verdicts(differential, prog, w_res)[0]) - right, w_name
+
+
+def test_every_mutant_reviewed_as_equivalent_names_a_site_of_the_model_as_it_is() -> None:
+    """bench/equivalent.py names lines by their text: an entry whose line changed or went
+    away covers nothing and is stale, and one with a reason must carry its hunt."""
+    import equivalent
+
+    assert equivalent.stale(bench_oracle.all_sites()) == []
+    for e in equivalent.EQUIVALENT:
+        assert e.reason and e.hunted > 0 and 0 <= e.ran_line <= e.hunted, e
+
+
+def test_an_equivalent_entry_covers_its_mutant_by_the_lines_text() -> None:
+    import equivalent
+
+    m = next(m for m in bench_oracle.all_sites() if m.file == "iopt.py" and m.kind == "compare")
+    e = equivalent.Equivalent(m.file, equivalent.line_text(m.file, m.line), m.kind, m.was,
+                              m.now, "a reason", 1, 1)
+    assert equivalent.reviewed(m, (e,)) == e
+    assert equivalent.reviewed(replace(m, now=m.was), (e,)) is None
+    assert equivalent.stale([m], (e,)) == [] and \
+        equivalent.stale([], (e,)) == [e]
