@@ -22,9 +22,11 @@ import functools
 import hashlib
 import os
 import random
+import signal
 import sys
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -121,9 +123,21 @@ def timed(fn: Callable[..., bytes]) -> Callable[..., bytes]:
     return run
 
 
+def take_rerun(max_size: int) -> bytes | None:
+    """An input whose late comparison reached model coverage new to this worker, in
+    place of this mutation: libFuzzer runs it again, compared at once, and sees its
+    model coverage as its own (credit_model_coverage)."""
+    for data in RERUN:
+        if len(data) <= max_size:
+            return data
+        del RERUN[data]
+        return None
+    return None
+
+
 @timed
 def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
-    imp = take_import(max_size)
+    imp = take_rerun(max_size) or take_import(max_size)
     if imp is not None:
         return imp
     rng = random.Random(seed)
@@ -136,7 +150,7 @@ def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
 
 @timed
 def custom_crossover(a: bytes, b: bytes, max_out: int, seed: int) -> bytes:
-    imp = take_import(max_out)
+    imp = take_rerun(max_out) or take_import(max_out)
     if imp is not None:
         return imp
     out = crossover(decode(a), decode(b), random.Random(seed)).dumps().encode()
@@ -160,6 +174,52 @@ SCHEDULE = True  # mutations may inject faults and make ops race (fuzz.prog.muta
 INBOX: Inbox | None = None  # cluster campaigns: entries other workers found
 PENDING: dict[str, float] = {}  # imported entries handed to libFuzzer, not run yet
 LOOP_T = 0.0  # wall clock of the first mutation
+PIPELINE = True  # compare each input with the model while the guest runs the next
+MODEL_FEATURES: set[int] = set()  # libFuzzer's features (counter * 8 + bucket) of the model
+RERUN: dict[bytes, None] = {}  # inputs to run again for their model coverage (take_rerun)
+MAX_RERUN = 64
+RERUNS = 0
+
+
+def bucket(hits: int) -> int:
+    """libFuzzer's feature of an 8-bit counter that counted `hits` (CounterToFeature)."""
+    for k, least in enumerate((128, 32, 16, 8, 4, 3, 2)):
+        if hits >= least:
+            return 7 - k
+    return 0
+
+
+def credit_model_coverage(out: Outcome, tag: Any, late: bool, compare: Callable[[], None]
+                          ) -> None:
+    """The model's Python coverage of a comparison goes to the input compared. A late one
+    (done while the guest runs the next input, so inside that one's run) is recorded, not
+    traced: libFuzzer would credit it to the input running now. Where it reached a
+    feature this worker's late comparisons never did, and the input's kernel edges did
+    not make it new already (libFuzzer keeps it for those, and the corpus has it), it
+    is run again (take_rerun), compared at once and so traced, as unpipelined.
+    Comparisons done at once (re-runs, the fault walk's programs) trace as they ran."""
+    global RERUNS
+    if not FEEDBACK or not late:
+        compare()
+        return
+    hits: list[int] = []
+    native = atheris._trace_branch  # looked up now: atheris rebinds it once Fuzz() runs
+    atheris._trace_branch = hits.append
+    try:
+        compare()
+    finally:
+        atheris._trace_branch = native
+    new = False
+    for counter, n in Counter(hits).items():
+        f = counter * 8 + bucket(n)
+        if f not in MODEL_FEATURES:
+            MODEL_FEATURES.add(f)
+            new = True
+    if new and not out.new_edges and tag is not None and len(RERUN) < MAX_RERUN:
+        RERUN[tag] = None
+        RERUNS += 1
+        if STATE is not None:
+            STATE.extra["model_reruns"] = RERUNS
 
 
 def collect_cmp_hints(prog: Program) -> None:
@@ -167,7 +227,7 @@ def collect_cmp_hints(prog: Program) -> None:
     compared against become values the mutator tries, and libFuzzer's table of
     recent compares sees them through _trace_cmp."""
     assert STATE is not None
-    ex = STATE.backend.run(prog, kcov_mode=KCOV_TRACE_CMP)  # type: ignore[call-arg]
+    ex = STATE.execute(prog, KCOV_TRACE_CMP).execution  # a late comparison runs beside it
     if ex.reports or ex.crash:
         # the re-run is a run of the program like the first: its splat or crash is a
         # finding on it (or, logged before it started, on the run before: the first)
@@ -196,7 +256,10 @@ def test_one_input(data: bytes) -> None:
         COUNTERS = [atheris._reserve_counter() for _ in range(NCOUNTERS)]
         CMP_COUNTERS = [atheris._reserve_counter() for _ in range(NCMP_COUNTERS)]
     prog = decode(data)
-    _out, edges = STATE.run(prog)
+    rerun = data in RERUN
+    if rerun:
+        del RERUN[data]
+    _out, edges = STATE.run(prog, tag=data, late=PIPELINE and not rerun)
     if PENDING:
         name = hashlib.sha1(data).hexdigest()
         if name in PENDING:
@@ -212,7 +275,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    global STATE, FEEDBACK, INBOX, SCHEDULE
+    global STATE, FEEDBACK, INBOX, SCHEDULE, PIPELINE
     ap = argparse.ArgumentParser()
     ap.add_argument("--kernel", type=Path, required=True)
     ap.add_argument("--corpus", type=Path, required=True)
@@ -231,6 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--leak-scan-s", type=float, default=0.0)
     ap.add_argument("--fault-walk-every", type=int, default=0)
     ap.add_argument("--no-feedback", action="store_true")
+    ap.add_argument("--no-pipeline", action="store_true",
+                    help="compare each input with the model before the next one runs")
     ap.add_argument("--no-schedule", action="store_true",
                     help="no injected faults, no threads (for comparison)")
     ap.add_argument("--exchange", type=Path, help="cluster campaigns: the directory shared "
@@ -240,10 +305,13 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     FEEDBACK = not a.no_feedback
     SCHEDULE = not a.no_schedule
+    PIPELINE = not a.no_pipeline
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel, cpus=a.cpus, kmemleak=a.kmemleak),
                         workdir=a.workdir / "vm", timeout=a.timeout)
     STATE = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
-                        a.worker, counts=COUNTS)
+                        a.worker, counts=COUNTS, pipelined=PIPELINE,
+                        comparing=credit_model_coverage)
+    STATE.extra.update(pipelined=PIPELINE, model_reruns=0)
     STATE.walk_every, STATE.leak_scan_s = a.fault_walk_every, a.leak_scan_s
     STATE.walk_dirs = list(getattr(a, "seeds", []))
     if a.exchange:
@@ -261,12 +329,16 @@ def main(argv: list[str] | None = None) -> None:
                # libFuzzer would otherwise keep replacing programs by smaller ones with
                # the same coverage, and the corpus drifts to two-op programs
                "-reduce_inputs=0",
+               # SIGINT and SIGTERM are the worker's (on_signal): the last comparison first
+               "-handle_int=0", "-handle_term=0",
                "-print_final_stats=1", str(scratch), str(a.corpus), *map(str, a.seeds)]
     code = 1
     try:
         atheris.Setup(lf_args, test_one_input, custom_mutator=custom_mutator,
                       custom_crossover=custom_crossover)
         at_libfuzzer_exit(finish)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
         atheris.Fuzz()
         code = 0
     except SystemExit as e:
@@ -284,10 +356,29 @@ def main(argv: list[str] | None = None) -> None:
 
 
 FINISHED = False
+INTERRUPTED_EXIT = 72  # libFuzzer's -interrupted_exitcode, what its own handler exited with
+
+
+def on_signal(signum: int, _frame: Any) -> None:
+    """SIGINT/SIGTERM: the deferred comparison and the final stats, then out, as
+    libFuzzer's own handler would (_Exit) but without losing the last program's
+    comparison. Python runs it in the main thread between bytecodes: a comparison it
+    cuts short is done again from the start (WorkerState.flush)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    print(f"worker: signal {signum}: the last comparison and stats, then exiting",
+          file=sys.stderr, flush=True)
+    try:
+        finish()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED_EXIT)
 
 
 def finish() -> None:
-    """The worker's last corpus write, its retries and its final stats line."""
+    """The worker's last comparison (a pipelined worker's deferred one), its last corpus
+    write, its retries and its final stats line."""
     global FINISHED
     if STATE is not None and not FINISHED:
         FINISHED = True

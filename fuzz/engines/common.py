@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from fuzz import corpus, coverage, differential, findings, kernel, logs
 from fuzz.backend import Backend
 from fuzz.executor.wire import KCOV_EDGES
+from fuzz.model.file import AGENT_FDS
 from fuzz.prog import Program, atomic_write
 from fuzz.prog.types import EDGE, Counts
 
@@ -106,6 +108,16 @@ class WorkerState:
     # per kind of program: seconds waiting for the guest's results, and in the model
     kind_s: dict[str, list[float]] = field(
         default_factory=lambda: {k: [0.0, 0.0] for k in KINDS})
+    # Pipelining: run(late=True) leaves a program's comparison with the model for later,
+    # done while the guest runs the next program (execute): the comparison needs only
+    # the kernel's results, and the guest's vCPU is another thread of the host.
+    pipelined: bool = False
+    deferred: tuple[differential.Outcome, Any] | None = None  # ran, not compared yet: (it, tag)
+    late_compares: int = 0
+    overlap_s: float = 0.0  # the host's work done between a send and its results
+    # wraps every comparison (the engine's: whose coverage the model's is):
+    # comparing(outcome, tag, late, compare)
+    comparing: Callable[[differential.Outcome, Any, bool, Callable[[], None]], None] | None = None
 
     def __post_init__(self) -> None:
         self.corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -116,8 +128,12 @@ class WorkerState:
             except kernel.KernelError:
                 self.manifest = {}
 
-    def run(self, prog: Program) -> tuple[differential.Outcome, set[int]]:
-        out, e = self._run(prog)
+    def run(self, prog: Program, tag: Any = None, late: bool = False
+            ) -> tuple[differential.Outcome, set[int]]:
+        """prog run and its edges counted. late (for a pipelined worker): its comparison
+        with the model, and so its findings, come with the next program's run (or
+        flush); the outcome returned is then not compared yet. tag goes to comparing."""
+        out, e = self._run(prog, tag, late and self.pipelined)
         if self.walk_every and self.programs % self.walk_every == 0:
             self.walk_step()
         if self.leak_scan_s and time.monotonic() - self.last_leak_scan > self.leak_scan_s:
@@ -129,14 +145,61 @@ class WorkerState:
             give_back_freed_memory()
         return out, e
 
-    def _run(self, prog: Program) -> tuple[differential.Outcome, set[int]]:
+    def execute(self, prog: Program, kcov_mode: int = KCOV_EDGES) -> differential.Outcome:
+        """prog on the backend, not compared; the deferred comparison, if any, is done
+        while the guest runs it. The guest is sent a program only once the last one's
+        results are in, and the backend restarted a kernel they left tainted (collect):
+        a splat is still the program's that made it, and a clean kernel runs the next."""
         vm = getattr(self.backend, "vm", None)
         waited = getattr(vm, "exec_seconds", 0.0)
-        out = differential.run(prog, self.backend, kcov_mode=KCOV_EDGES)
-        waited = getattr(vm, "exec_seconds", 0.0) - waited
+        submit = getattr(self.backend, "submit", None)
+        if submit is None:  # a backend that runs a program only as a whole
+            self.flush()
+            ex = self.backend.run(prog, kcov_mode=kcov_mode)
+        else:
+            fl = submit(prog, kcov_mode=kcov_mode)
+            if self.deferred is not None:
+                t0 = time.perf_counter()
+                self.flush()
+                self.overlap_s += time.perf_counter() - t0
+            ex = self.backend.collect(fl)  # type: ignore[attr-defined]
+        out = differential.Outcome(prog, ex)
+        out.waited = getattr(vm, "exec_seconds", 0.0) - waited
+        return out
+
+    def compare(self, out: differential.Outcome, tag: Any = None, late: bool = False) -> None:
+        """out compared with the model, and its findings recorded (with its own kernel
+        results and VM history: out.execution's)."""
+        def go() -> None:
+            differential.compare(out, getattr(self.backend, "fd_layout", AGENT_FDS))
+
+        if self.comparing is not None:
+            self.comparing(out, tag, late, go)
+        else:
+            go()
         self.host_s["model"] += out.model_s
+        for k in kind_of(out.prog):
+            self.kind_s[k][1] += out.model_s
+        if out.failed:
+            self.record(out)
+
+    def flush(self) -> None:
+        """The deferred comparison now (the worker's exit, a SIGTERM, a backend that
+        cannot overlap). Cleared only once done: a signal handler's flush in the middle
+        of one does it again from the start."""
+        if self.deferred is None:
+            return
+        out, tag = self.deferred
+        self.compare(out, tag, late=True)
+        self.late_compares += 1
+        self.deferred = None
+
+    def _run(self, prog: Program, tag: Any = None, late: bool = False
+             ) -> tuple[differential.Outcome, set[int]]:
+        out = self.execute(prog)
         e = coverage.edges(out.execution)
         new = e - self.edges
+        out.new_edges = len(new)
         self.join_corpus_write()  # the last program's entry: written while this one ran
         if new:
             self.edges |= new
@@ -144,16 +207,17 @@ class WorkerState:
         for k in kind_of(prog):
             self.by_kind[k] += 1
             self.kind_edges[k] |= e
-            self.kind_s[k][0] += waited
-            self.kind_s[k][1] += out.model_s
+            self.kind_s[k][0] += out.waited
         if self.leak_scan_s:
             self.since_scan = [*self.since_scan[-63:], prog]
         self.programs += 1
         self.ops += len(prog.ops)
         if self.counts is not None:
             self.counts.take_ops()  # per-op marks are for gen --stats; here only totals
-        if out.failed:
-            self.record(out)
+        if late:
+            self.deferred = (out, tag)
+        else:
+            self.compare(out, tag)
         return out, e
 
     def warn(self, msg: str) -> None:
@@ -307,9 +371,12 @@ class WorkerState:
         vm.executor_ns = dict.fromkeys(vm.executor_ns, 0)
         vm.agent_ns = dict.fromkeys(vm.agent_ns, 0)
         self.host_s = dict.fromkeys(self.host_s, 0.0)
+        self.overlap_s = 0.0
         self.kind_s = {k: [0.0, 0.0] for k in KINDS}
 
     def write_stats(self, final: bool = False) -> None:
+        if final:
+            self.flush()  # the last program's comparison and findings
         self.join_corpus_write()  # the corpus count and write errors include it
         self.last_stats = time.monotonic()
         if self.pending:
@@ -327,6 +394,9 @@ class WorkerState:
                                for k, v in getattr(vm, "executor_ns", {}).items()},
                 "agent_s": {k: round(v / 1e9, 2) for k, v in getattr(vm, "agent_ns", {}).items()},
                 "host_s": {k: round(v, 2) for k, v in self.host_s.items()},
+                # of the host's time, what it did while the guest ran the next program
+                # (a pipelined worker: comparisons and findings), and how many
+                "overlap_s": round(self.overlap_s, 2), "late_compares": self.late_compares,
                 "programs_by_kind": self.by_kind,
                 "ms_by_kind": {k: {"guest": round(g / n * 1e3, 2), "model": round(m / n * 1e3, 2)}
                                for k, (g, m) in self.kind_s.items()
