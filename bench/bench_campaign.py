@@ -31,7 +31,7 @@ ratios measured side by side:
 --compare-repo DIR runs only that worker, from DIR and from this checkout, alternating
 --rounds times (same seed and programs), and prints each round's figures, the medians
 and the speedup (host_overlapped: the host's work a pipelined worker did while the
-guest ran the next program; late_compares, model_reruns: fuzz.engines.atheris_engine).
+guest ran the next program; late_runs, late_compares, model_replays: fuzz.engines.atheris_engine).
 --feedback-curves adds a second worker with feedback off, alongside the first (two
 VMs), and the kernel edges of each after every 100 programs. --campaign-without-pool
 runs the campaign again afterwards with the buffer pool off.
@@ -135,7 +135,7 @@ def figures(last: dict) -> dict:
     # where a core is free for it
     per["host_overlapped"] = round(last.get("overlap_s", 0.0) / n * 1e3, 2)
     out["ms_per_program"] = per
-    for k in ("pipelined", "late_compares", "model_reruns"):
+    for k in ("pipelined", "late_runs", "late_compares", "model_replays"):
         if k in last:
             out[k] = last[k]
     for k in ("programs_by_kind", "ms_by_kind"):

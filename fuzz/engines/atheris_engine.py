@@ -36,6 +36,7 @@ import atheris
 with atheris.instrument_imports(include=["fuzz.model"]):
     import fuzz.model  # noqa: F401  (the model's own coverage guides libFuzzer too)
 
+from fuzz import coverage  # noqa: E402
 from fuzz.backend import VMBackend  # noqa: E402
 from fuzz.cluster.exchange import Inbox, store_for  # noqa: E402
 from fuzz.differential import Outcome  # noqa: E402
@@ -123,21 +124,21 @@ def timed(fn: Callable[..., bytes]) -> Callable[..., bytes]:
     return run
 
 
-def take_rerun(max_size: int) -> bytes | None:
+def take_replay(max_size: int) -> bytes | None:
     """An input whose late comparison reached model coverage new to this worker, in
-    place of this mutation: libFuzzer runs it again, compared at once, and sees its
-    model coverage as its own (credit_model_coverage)."""
-    for data in RERUN:
+    place of this mutation: libFuzzer "runs" it again, and test_one_input traces what
+    its run and its comparison covered (credit_model_coverage), without the guest."""
+    for data in REPLAY:
         if len(data) <= max_size:
             return data
-        del RERUN[data]
+        del REPLAY[data]
         return None
     return None
 
 
 @timed
 def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
-    imp = take_rerun(max_size) or take_import(max_size)
+    imp = take_replay(max_size) or take_import(max_size)
     if imp is not None:
         return imp
     rng = random.Random(seed)
@@ -150,7 +151,7 @@ def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
 
 @timed
 def custom_crossover(a: bytes, b: bytes, max_out: int, seed: int) -> bytes:
-    imp = take_rerun(max_out) or take_import(max_out)
+    imp = take_replay(max_out) or take_import(max_out)
     if imp is not None:
         return imp
     out = crossover(decode(a), decode(b), random.Random(seed)).dumps().encode()
@@ -176,9 +177,11 @@ PENDING: dict[str, float] = {}  # imported entries handed to libFuzzer, not run 
 LOOP_T = 0.0  # wall clock of the first mutation
 PIPELINE = True  # compare each input with the model while the guest runs the next
 MODEL_FEATURES: set[int] = set()  # libFuzzer's features (counter * 8 + bucket) of the model
-RERUN: dict[bytes, None] = {}  # inputs to run again for their model coverage (take_rerun)
-MAX_RERUN = 64
-RERUNS = 0
+# inputs to hand libFuzzer again for their model coverage (take_replay): what their run
+# and their comparison covered, (kernel edges, the model's counters and their hits)
+REPLAY: dict[bytes, tuple[set[int], Counter[int]]] = {}
+MAX_REPLAY = 64
+REPLAYS = 0
 
 
 def bucket(hits: int) -> int:
@@ -195,10 +198,12 @@ def credit_model_coverage(out: Outcome, tag: Any, late: bool, compare: Callable[
     (done while the guest runs the next input, so inside that one's run) is recorded, not
     traced: libFuzzer would credit it to the input running now. Where it reached a
     feature this worker's late comparisons never did, and the input's kernel edges did
-    not make it new already (libFuzzer keeps it for those, and the corpus has it), it
-    is run again (take_rerun), compared at once and so traced, as unpipelined.
-    Comparisons done at once (re-runs, the fault walk's programs) trace as they ran."""
-    global RERUNS
+    not make it new already (libFuzzer kept it for those, and the corpus has it), the
+    input is handed to libFuzzer again (take_replay) and its run traces the kernel edges
+    and the model's counters it had: libFuzzer then sees what an unpipelined run would
+    have shown, one run late, with no second run on the guest. Comparisons done at once
+    (the fault walk's programs) trace as they run."""
+    global REPLAYS
     if not FEEDBACK or not late:
         compare()
         return
@@ -209,17 +214,24 @@ def credit_model_coverage(out: Outcome, tag: Any, late: bool, compare: Callable[
         compare()
     finally:
         atheris._trace_branch = native
+    counts = Counter(hits)
     new = False
-    for counter, n in Counter(hits).items():
+    for counter, n in counts.items():
         f = counter * 8 + bucket(n)
         if f not in MODEL_FEATURES:
             MODEL_FEATURES.add(f)
             new = True
-    if new and not out.new_edges and tag is not None and len(RERUN) < MAX_RERUN:
-        RERUN[tag] = None
-        RERUNS += 1
+    if new and not out.new_edges and tag is not None and len(REPLAY) < MAX_REPLAY:
+        REPLAY[tag] = (coverage.edges(out.execution), counts)
+        REPLAYS += 1
         if STATE is not None:
-            STATE.extra["model_reruns"] = RERUNS
+            STATE.extra["model_replays"] = REPLAYS
+
+
+def trace_edges(edges: set[int]) -> None:
+    trace = atheris._trace_branch  # looked up now: atheris rebinds it once Fuzz() runs
+    for e in edges:
+        trace(COUNTERS[hash(e) % NCOUNTERS])
 
 
 def collect_cmp_hints(prog: Program) -> None:
@@ -255,11 +267,17 @@ def test_one_input(data: bytes) -> None:
     if FEEDBACK and not COUNTERS:
         COUNTERS = [atheris._reserve_counter() for _ in range(NCOUNTERS)]
         CMP_COUNTERS = [atheris._reserve_counter() for _ in range(NCMP_COUNTERS)]
+    replay = REPLAY.pop(data, None)
+    if replay is not None:  # credit_model_coverage: nothing runs, what ran is traced
+        kernel, model = replay
+        trace_edges(kernel)
+        trace = atheris._trace_branch
+        for counter, n in model.items():
+            for _ in range(n):
+                trace(counter)
+        return
     prog = decode(data)
-    rerun = data in RERUN
-    if rerun:
-        del RERUN[data]
-    _out, edges = STATE.run(prog, tag=data, late=PIPELINE and not rerun)
+    _out, edges = STATE.run(prog, tag=data, late=PIPELINE)
     if PENDING:
         name = hashlib.sha1(data).hexdigest()
         if name in PENDING:
@@ -267,9 +285,7 @@ def test_one_input(data: bytes) -> None:
             # one that arrived while this worker still started waited for it, not for the hub
             STATE.imported(name, found, startup=found < LOOP_T - 1)
     if FEEDBACK:
-        trace = atheris._trace_branch  # looked up now: atheris rebinds it once Fuzz() runs
-        for e in edges:
-            trace(COUNTERS[hash(e) % NCOUNTERS])
+        trace_edges(edges)
     if STATE.programs % CMP_EVERY == 0:
         collect_cmp_hints(prog)
 
@@ -311,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     STATE = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
                         a.worker, counts=COUNTS, pipelined=PIPELINE,
                         comparing=credit_model_coverage)
-    STATE.extra.update(pipelined=PIPELINE, model_reruns=0)
+    STATE.extra.update(pipelined=PIPELINE, model_replays=0)
     STATE.walk_every, STATE.leak_scan_s = a.fault_walk_every, a.leak_scan_s
     STATE.walk_dirs = list(getattr(a, "seeds", []))
     if a.exchange:

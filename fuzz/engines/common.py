@@ -12,10 +12,10 @@ import json
 import os
 import random
 import sys
-import threading
 import time
 from array import array
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,8 +97,10 @@ class WorkerState:
     by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     kind_edges: dict[str, set[int]] = field(default_factory=lambda: {k: set() for k in KINDS})
     walker: Any = None
-    # add_to_corpus_later's write in flight: (program, thread, [its path or OSError])
-    _writing: tuple[Program, threading.Thread, list] | None = None
+    # add_to_corpus_later's write in flight: (program, its path or OSError to come)
+    _writing: tuple[Program, Future[Path]] | None = None
+    _writer: ThreadPoolExecutor | None = None
+    _stats_programs: int = -1  # programs at the last stats line
     exchange: Path | None = None  # in a cluster campaign: fuzz.cluster.exchange's directory
     imports: int = 0  # corpus entries other workers of the cluster found, run here
     import_latency: list[float] = field(default_factory=list)  # found there -> run here, s
@@ -113,7 +115,8 @@ class WorkerState:
     # the kernel's results, and the guest's vCPU is another thread of the host.
     pipelined: bool = False
     deferred: tuple[differential.Outcome, Any] | None = None  # ran, not compared yet: (it, tag)
-    late_compares: int = 0
+    late_runs: int = 0  # programs run with their comparison left for later
+    late_compares: int = 0  # ... and those compared since (all of them, once flushed)
     overlap_s: float = 0.0  # the host's work done between a send and its results
     # wraps every comparison (the engine's: whose coverage the model's is):
     # comparing(outcome, tag, late, compare)
@@ -138,7 +141,7 @@ class WorkerState:
             self.walk_step()
         if self.leak_scan_s and time.monotonic() - self.last_leak_scan > self.leak_scan_s:
             self.scan_leaks()
-        if time.monotonic() - self.last_stats > 5 or self.programs % MILESTONE == 0:
+        if self.stats_due():
             self.write_stats()
         if time.monotonic() - self.last_trim > TRIM_EVERY_S:
             self.last_trim = time.monotonic()
@@ -158,11 +161,15 @@ class WorkerState:
             ex = self.backend.run(prog, kcov_mode=kcov_mode)
         else:
             fl = submit(prog, kcov_mode=kcov_mode)
-            if self.deferred is not None:
-                t0 = time.perf_counter()
-                self.flush()
-                self.overlap_s += time.perf_counter() - t0
-            ex = self.backend.collect(fl)  # type: ignore[attr-defined]
+            try:
+                if self.deferred is not None or self.stats_due():
+                    t0 = time.perf_counter()
+                    self.flush()
+                    if self.stats_due():  # its files' fsyncs too, beside the guest
+                        self.write_stats()
+                    self.overlap_s += time.perf_counter() - t0
+            finally:  # the channel stays in step whatever the comparison raised
+                ex = self.backend.collect(fl)  # type: ignore[attr-defined]
         out = differential.Outcome(prog, ex)
         out.waited = getattr(vm, "exec_seconds", 0.0) - waited
         return out
@@ -182,6 +189,10 @@ class WorkerState:
             self.kind_s[k][1] += out.model_s
         if out.failed:
             self.record(out)
+
+    def stats_due(self) -> bool:
+        return time.monotonic() - self.last_stats > 5 or (
+            self.programs % MILESTONE == 0 and self._stats_programs != self.programs)
 
     def flush(self) -> None:
         """The deferred comparison now (the worker's exit, a SIGTERM, a backend that
@@ -216,6 +227,7 @@ class WorkerState:
             self.counts.take_ops()  # per-op marks are for gen --stats; here only totals
         if late:
             self.deferred = (out, tag)
+            self.late_runs += 1
         else:
             self.compare(out, tag)
         return out, e
@@ -228,32 +240,27 @@ class WorkerState:
                   "fuzzing on, retried later)", file=sys.stderr, flush=True)
 
     def add_to_corpus_later(self, prog: Program) -> None:
-        """add_to_corpus on a thread: the write (an fsync, 4-10 ms on a busy disk: a
-        seventh of a worker's own time early in a campaign) runs while the guest runs
-        the next program, and is joined when that one's results are in, or by
-        join_corpus_write (stats, the worker's exit)."""
-        box: list[Path | OSError] = []
-
-        def write() -> None:
-            try:
-                box.append(corpus.add(self.corpus_dir, prog))
-            except OSError as e:
-                box.append(e)
-
-        th = threading.Thread(target=write, name="corpus-write", daemon=True)
-        self._writing = (prog, th, box)
-        th.start()
+        """add_to_corpus on the writer thread: the write (an fsync, 4-10 ms on a busy
+        disk: a seventh of a worker's own time early in a campaign) runs while the guest
+        runs the next program, and is joined when that one's results are in, or by
+        join_corpus_write (stats, the worker's exit). One thread kept for it: starting
+        one per write cost 0.8 ms of the worker's time a program (Thread.start waits
+        for the new thread to run, on a loaded machine a time slice)."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="corpus-write")
+        self._writing = (prog, self._writer.submit(corpus.add, self.corpus_dir, prog))
 
     def join_corpus_write(self) -> None:
         """Wait for add_to_corpus_later's write and report it as add_to_corpus does."""
         if self._writing is None:
             return
-        prog, th, box = self._writing
+        prog, fut = self._writing
         self._writing = None
-        th.join()
-        r = box[0] if box else OSError("the corpus write died")
-        if isinstance(r, OSError):
-            self.corpus_write_failed(prog, r)
+        try:
+            r = fut.result()
+        except Exception as e:  # noqa: BLE001  (a write that died is a write error too)
+            self.corpus_write_failed(prog, e if isinstance(e, OSError)
+                                     else OSError(f"the corpus write died: {e}"))
         else:
             print(f"wrote corpus {r.name}", file=sys.stderr, flush=True)
 
@@ -379,6 +386,7 @@ class WorkerState:
             self.flush()  # the last program's comparison and findings
         self.join_corpus_write()  # the corpus count and write errors include it
         self.last_stats = time.monotonic()
+        self._stats_programs = self.programs
         if self.pending:
             self.retry_pending()
         vm = getattr(self.backend, "vm", None)
@@ -396,7 +404,8 @@ class WorkerState:
                 "host_s": {k: round(v, 2) for k, v in self.host_s.items()},
                 # of the host's time, what it did while the guest ran the next program
                 # (a pipelined worker: comparisons and findings), and how many
-                "overlap_s": round(self.overlap_s, 2), "late_compares": self.late_compares,
+                "overlap_s": round(self.overlap_s, 2), "late_runs": self.late_runs,
+                "late_compares": self.late_compares,
                 "programs_by_kind": self.by_kind,
                 "ms_by_kind": {k: {"guest": round(g / n * 1e3, 2), "model": round(m / n * 1e3, 2)}
                                for k, (g, m) in self.kind_s.items()
