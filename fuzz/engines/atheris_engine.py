@@ -372,7 +372,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 FINISHED = False
-INTERRUPTED_EXIT = 72  # libFuzzer's -interrupted_exitcode, what its own handler exited with
 
 
 def on_signal(signum: int, _frame: Any) -> None:
@@ -389,7 +388,7 @@ def on_signal(signum: int, _frame: Any) -> None:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(INTERRUPTED_EXIT)
+        os._exit(128 + signum)  # as a shell reports it: 130 for SIGINT (fuzz.campaign)
 
 
 def finish() -> None:
