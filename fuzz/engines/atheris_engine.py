@@ -8,6 +8,13 @@ Fuzz() has started, plus the model's Python coverage (instrumented on import).
 Comparison operands from KCOV's CMP mode (every CMP_EVERY-th program) feed both
 libFuzzer's _trace_cmp and the mutator's pool of interesting values.
 
+The worker is pipelined (--no-pipeline: not): an input's comparison with the model runs
+while the guest runs the next input (fuzz.engines.common.WorkerState.execute), since it
+needs only the input's kernel results, and libFuzzer needs only the kernel edges before
+it mutates again. The next input is sent only once the last one's results are in and
+the kernel restarted if they tainted it. The comparison's own Python coverage of the
+model is recorded and given to libFuzzer as the compared input's (credit_model_coverage).
+
 In a cluster campaign (--exchange) the custom mutator and crossover also hand
 libFuzzer the corpus entries other workers found, from the inbox
 (fuzz.cluster.exchange), in place of a mutation: libFuzzer runs each once and keeps it if it reaches
