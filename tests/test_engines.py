@@ -378,3 +378,47 @@ def test_a_pipelined_worker_compares_its_last_program_on_sigterm(
     assert p.returncode == 128 + signal.SIGTERM and "signal 15" in out, out[-2000:]
     assert last["final"] is True and last["programs"] >= 30, last
     assert last["late_runs"] > 0 and last["late_compares"] == last["late_runs"], last
+
+
+def test_a_late_comparisons_new_model_coverage_is_replayed_as_its_inputs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's coverage of a late comparison is not traced into the input running
+    then; where it is new (and the input's kernel edges were not), the input is handed to
+    libFuzzer again and that run traces its kernel edges and model counters, nothing run."""
+    from fuzz.backend import Execution
+    from fuzz.engines import atheris_engine as ae
+
+    traced: list[int] = []
+    monkeypatch.setattr(ae.atheris, "_trace_branch", traced.append)
+    monkeypatch.setattr(ae, "COUNTERS", list(range(1000, 1000 + ae.NCOUNTERS)))
+    monkeypatch.setattr(ae, "MODEL_FEATURES", set())
+    monkeypatch.setattr(ae, "REPLAY", {})
+    monkeypatch.setattr(ae, "FEEDBACK", True)
+    edges = {5, 7}
+    monkeypatch.setattr(ae.coverage, "edges", lambda ex: edges)
+    out = differential.Outcome(map_pages(1), Execution())
+
+    def model() -> None:  # the comparison's coverage: counter 3 twice, 4 once
+        for c in (3, 3, 4):
+            ae.atheris._trace_branch(c)
+
+    ae.credit_model_coverage(out, b"input", True, model)
+    assert traced == [], "a late comparison traces nothing into the input running now"
+    assert ae.REPLAY[b"input"][1] == {3: 2, 4: 1}
+    ae.credit_model_coverage(out, b"again", True, model)
+    assert b"again" not in ae.REPLAY, "the same model features again: nothing new"
+    out.new_edges = 1
+    ae.credit_model_coverage(out, b"edges", True, lambda: ae.atheris._trace_branch(9))
+    assert b"edges" not in ae.REPLAY, "kept for its new kernel edges already"
+    assert ae.take_replay(1 << 16) == b"input"
+
+    class NoRuns:
+        def run(self, *a, **k):  # type: ignore[no-untyped-def]
+            raise AssertionError("a replay runs nothing")
+
+    monkeypatch.setattr(ae, "STATE", NoRuns())
+    ae.test_one_input(b"input")
+    assert sorted(traced) == sorted([1000 + hash(e) % ae.NCOUNTERS for e in edges] + [3, 3, 4])
+    assert b"input" not in ae.REPLAY
+    ae.credit_model_coverage(out, None, False, model)  # at once (the fault walk): traced
+    assert traced[-3:] == [3, 3, 4]
