@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_campaign.py [--programs N] [--kernel DIR] [--json]
                                              [--feedback-curves] [--campaign-programs N]
                                              [--baseline DIR]
+    .venv/bin/python bench/bench_campaign.py --compare-repo DIR [--rounds R]
+                                             [--campaign-programs N] [--json]
 
 One VM at a time (the machine is shared), all in one run, so the figures are
 ratios measured side by side:
@@ -26,6 +28,10 @@ ratios measured side by side:
   campaign_path_speedup is the ratio of the two; ms_by_kind: the guest's and the
   model's ms per program with injected faults, with threads and with neither (a
   program with both counts in both). ratio there: its ioctls/s over the C loop's.
+--compare-repo DIR runs only that worker, from DIR and from this checkout, alternating
+--rounds times (same seed and programs), and prints each round's figures, the medians
+and the speedup (host_overlapped: the host's work a pipelined worker did while the
+guest ran the next program; late_runs, late_compares, model_replays: fuzz.engines.atheris_engine).
 --feedback-curves adds a second worker with feedback off, alongside the first (two
 VMs), and the kernel edges of each after every 100 programs. --campaign-without-pool
 runs the campaign again afterwards with the buffer pool off.
@@ -124,11 +130,46 @@ def figures(last: dict) -> dict:
         per[f"host_{k}"] = round(v / n * 1e3, 2)
     if parts:
         per["host_rest"] = round((host - sum(parts.values())) / n * 1e3, 2)
+    # of the host's time, what a pipelined worker did while the guest ran the next
+    # program (the comparisons it deferred and their findings): hidden behind the guest
+    # where a core is free for it
+    per["host_overlapped"] = round(last.get("overlap_s", 0.0) / n * 1e3, 2)
     out["ms_per_program"] = per
+    for k in ("pipelined", "late_runs", "late_compares", "model_replays"):
+        if k in last:
+            out[k] = last[k]
     for k in ("programs_by_kind", "ms_by_kind"):
         if k in last:
             out[k] = last[k]
     out["restarts"] = last.get("restarts", 0)
+    return out
+
+
+def compare_repos(kdir: Path, other: Path, programs: int, rounds: int) -> dict:
+    """The campaign-path worker from `other` (e.g. /work/main) and from this checkout,
+    alternating, `rounds` times each (same seed, seeds and programs, one VM at a time):
+    each round's figures and the medians of programs/s and of the ms_per_program split."""
+    from fuzz.paths import REPO
+
+    root = Path(tempfile.mkdtemp(prefix="iommufd-bench-compare-"))
+    runs: dict[str, list[dict]] = {"other": [], "this": []}
+    for r in range(rounds):
+        for name, repo in (("other", other.resolve()), ("this", REPO)):
+            f = campaign_worker(kdir, root / f"{name}-{r}", programs, repo)
+            runs[name].append(f)
+            print(f"round {r} {name} ({repo}): {f['programs_per_s']} programs/s "
+                  f"{json.dumps(f['ms_per_program'])}", file=sys.stderr, flush=True)
+
+    def median(name: str) -> dict:
+        rows = runs[name]
+        per = {k: round(statistics.median(x["ms_per_program"].get(k, 0.0) for x in rows), 2)
+               for k in rows[0]["ms_per_program"]}
+        return {"programs_per_s": round(statistics.median(x["programs_per_s"] for x in rows), 2),
+                "ms_per_program": per}
+
+    out = {"other_repo": str(other), "this_repo": str(REPO), "programs": programs,
+           "rounds": runs, "other": median("other"), "this": median("this")}
+    out["speedup"] = round(out["this"]["programs_per_s"] / out["other"]["programs_per_s"], 3)
     return out
 
 
@@ -194,8 +235,16 @@ def main() -> int:
                     help="programs of the campaign-path worker (0: none)")
     ap.add_argument("--baseline", type=Path,
                     help="a checkout whose campaign-path worker runs first, for a speedup")
+    ap.add_argument("--compare-repo", type=Path,
+                    help="only the campaign-path worker, from this checkout (e.g. /work/main) "
+                    "and from this one alternating: --rounds each, --campaign-programs each")
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     kdir = a.kernel or kernel.default_kernel()
+    if a.compare_repo:
+        out = compare_repos(kdir, a.compare_repo, a.campaign_programs, a.rounds)
+        print(json.dumps(out) if a.json else json.dumps(out, indent=1))
+        return 0
     out: dict = {"programs": a.programs, "boot_s": round(cold_boot(kdir), 2)}
 
     be = VMBackend(kdir)  # a cold boot that saves the snapshot, if there is none yet

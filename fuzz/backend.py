@@ -3,6 +3,7 @@ this machine's own kernel. Both take a Program and give an Execution."""
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fuzz.channel import KMSG_PROGRAM_START
-from fuzz.executor.encode import FaultInjectionUnavailable, decode, encode
+from fuzz.executor.encode import Encoded, FaultInjectionUnavailable, decode, encode
 from fuzz.executor.runner import RawRun, unpack_response
 from fuzz.executor.wire import KCOV_TRACE_PC
 from fuzz.model.file import AGENT_FDS, FdLayout
@@ -96,6 +97,20 @@ def _finish(prog: Program, enc, raw: RawRun,  # type: ignore[no-untyped-def]
     return ex
 
 
+@dataclass
+class InFlight:
+    """A program sent to the guest whose results are not in yet (VMBackend.submit)."""
+
+    prog: Program
+    enc: Encoded
+    history: list[Program]  # what the kernel ran before it since its last start
+    kcov_mode: int
+    timeout: float
+    crash: GuestCrash | None = None  # the send itself found the guest dead or stuck
+    sent: float = field(default_factory=time.monotonic)
+    raw: RawRun | None = None  # LocalBackend: ran at once
+
+
 class VMBackend:
     """Runs programs in a qemu guest; restarts it after a crash or hang."""
 
@@ -114,21 +129,43 @@ class VMBackend:
 
     def run(self, prog: Program, kcov: bool = True, timeout: float | None = None,
             kcov_mode: int = KCOV_TRACE_PC) -> Execution:
+        return self.collect(self.submit(prog, kcov, timeout, kcov_mode))
+
+    def submit(self, prog: Program, kcov: bool = True, timeout: float | None = None,
+               kcov_mode: int = KCOV_TRACE_PC) -> InFlight:
+        """Send prog to the guest and return at once: the host works while the guest
+        runs it, until collect. Only call it once the last program's results are in
+        (collect restarted a kernel they left tainted): one program at a time."""
         enc = encode(prog, kcov=kcov, kcov_mode=kcov_mode)
         if self.vm.starts != self._starts:
             self.history.clear()
             self._starts = self.vm.starts
-        before = list(self.history)
+        fl = InFlight(prog, enc, list(self.history), kcov_mode, timeout or self.timeout)
         self.history.append(prog)
         try:
-            raw = self.vm.execute(enc.wire, timeout=timeout or self.timeout)
+            self.vm.send_program(enc.wire)
         except GuestCrash as crash:
+            fl.crash = crash
+        return fl
+
+    def collect(self, fl: InFlight) -> Execution:
+        """The results of the program submit sent; the guest restarted after a crash, a
+        hang or a splat that taints the kernel, before the next program is sent."""
+        crash = fl.crash
+        if crash is None:
+            try:
+                # a hang is timed from the send, as when nothing ran between
+                left = fl.timeout - (time.monotonic() - fl.sent)
+                raw = self.vm.receive_results(max(left, 1.0))
+            except GuestCrash as c:
+                crash = c
+        if crash is not None:
             ex = Execution(reports=crash.reports, crash=crash.what,
-                           console_tail=crash.console_tail, history=before)
+                           console_tail=crash.console_tail, history=fl.history)
             self.vm.restart()
             return ex
-        ex = _finish(prog, enc, raw, kcov_mode)
-        ex.history = before
+        ex = _finish(fl.prog, fl.enc, raw, fl.kcov_mode)
+        ex.history = fl.history
         # Console reports are a second source: kmsg already has them while the guest lives.
         self.vm.take_console_reports()
         if taints(ex.reports, raw.kmsg):
@@ -154,9 +191,18 @@ class LocalBackend:
 
     def run(self, prog: Program, kcov: bool = True, timeout: float = 0,
             kcov_mode: int = KCOV_TRACE_PC) -> Execution:
+        return self.collect(self.submit(prog, kcov, timeout, kcov_mode))
+
+    def submit(self, prog: Program, kcov: bool = True, timeout: float = 0,
+               kcov_mode: int = KCOV_TRACE_PC) -> InFlight:
+        """Runs it at once (in this process: nothing runs beside it)."""
         enc = encode(prog, kcov=kcov, kcov_mode=kcov_mode)
-        raw = unpack_response(self.runner.run(enc.wire))
-        return _finish(prog, enc, raw, kcov_mode)
+        return InFlight(prog, enc, [], kcov_mode, timeout,
+                        raw=unpack_response(self.runner.run(enc.wire)))
+
+    def collect(self, fl: InFlight) -> Execution:
+        assert fl.raw is not None
+        return _finish(fl.prog, fl.enc, fl.raw, fl.kcov_mode)
 
     def close(self) -> None:
         pass

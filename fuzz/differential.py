@@ -43,6 +43,8 @@ class Outcome:
     # for, and how many orders agreed with the kernel
     orders: dict[int, tuple[tuple[int, ...], int]] = field(default_factory=dict)
     model_s: float = 0.0  # the host's time stepping the model and comparing
+    waited: float = 0.0  # the host's time waiting for the guest's results (a worker's)
+    new_edges: int = 0  # kernel edges the worker had not seen before this run (a worker's)
 
     @property
     def failed(self) -> bool:
@@ -275,10 +277,16 @@ def model_alongside(prog: Program, kernel: list[OpResult],
 def run(prog: Program, backend: Backend, kcov: bool = True,
         kcov_mode: int = KCOV_TRACE_PC) -> Outcome:
     ex = backend.run(prog, kcov=kcov, kcov_mode=kcov_mode)
-    out = Outcome(prog, ex)
-    if ex.results:
+    return compare(Outcome(prog, ex), getattr(backend, "fd_layout", AGENT_FDS))
+
+
+def compare(out: Outcome, fds: FdLayout | None = AGENT_FDS) -> Outcome:
+    """The model stepped along the kernel's results of out, every op compared. It needs
+    only those results: a worker may compare one program while the guest runs the next
+    (fuzz.engines.common.WorkerState)."""
+    if out.execution.results:
         t0 = time.perf_counter()
         out.model, out.mismatches, out.unsure = model_alongside(
-            prog, ex.results, getattr(backend, "fd_layout", AGENT_FDS), out.orders)
+            out.prog, out.execution.results, fds, out.orders)
         out.model_s = time.perf_counter() - t0
     return out

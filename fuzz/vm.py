@@ -548,8 +548,23 @@ class VM:
 
     def execute(self, wire: bytes, timeout: float = 60.0) -> RawRun:
         """Run one encoded program. Raises GuestCrash if the guest dies or hangs."""
+        self.send_program(wire)
+        return self.receive_results(timeout)
+
+    def send_program(self, wire: bytes) -> None:
+        """The first half of execute: the guest starts the program, and the host may work
+        until receive_results (fuzz.backend.VMBackend.submit). Raises GuestCrash."""
         t0 = time.monotonic()
-        self._send(channel.EXEC, wire)
+        try:
+            self._send(channel.EXEC, wire)
+        finally:
+            self.exec_seconds += time.monotonic() - t0
+
+    def receive_results(self, timeout: float = 60.0) -> RawRun:
+        """The second half of execute: the results of the program send_program sent.
+        Only the time spent waiting here counts in exec_seconds: what the host did
+        between the halves was its own work, done while the guest ran."""
+        t0 = time.monotonic()
         try:
             kind, payload = self._recv(timeout, "running a program")
         finally:

@@ -19,6 +19,7 @@ from fuzz import corpus, differential, findings
 from fuzz.backend import VMBackend
 from fuzz.engines.hypothesis_engine import Context, IommufdMachine, machine_settings
 from fuzz.model import Model
+from fuzz.prog import Program
 from fuzz.result import OpResult
 
 PLANTED_PAGES = 16
@@ -129,6 +130,9 @@ def test_atheris_engine_finds_records_and_minimizes_planted_divergence(
     # last line, with every corpus write joined
     assert stats[-1]["final"] is True and stats[-1]["corpus"] == len(corpus.files(
         tmp_path / "corpus")), stats[-1]
+    # pipelined: each input compared while the guest ran the next; the last one at exit
+    assert stats[-1]["pipelined"] and stats[-1]["late_runs"] > 0
+    assert stats[-1]["late_compares"] == stats[-1]["late_runs"], stats[-1]
     assert any((tmp_path / "corpus").iterdir()), "programs with new edges join the corpus"
     # libFuzzer keeps what it found as found; shrinking is the minimizer's job
     from fuzz.minimize import minimize
@@ -231,3 +235,191 @@ def test_a_worker_gives_freed_heap_memory_back() -> None:
     common.give_back_freed_memory()
     assert held - rss_mb() >= 20, (held, rss_mb())
     assert len(pins) == 500
+
+
+def map_pages(pages: int) -> Program:
+    from fuzz.prog import Buffer, BufPtr, Op, Program, Ref
+
+    return Program([Op("IOAS_ALLOC"),
+                    Op("IOAS_MAP", {"ioas_id": Ref(0, "out_ioas_id"), "user_va": BufPtr(0),
+                                    "length": pages * 4096, "flags": 6})],
+                   [Buffer(pages * 4096)])
+
+
+def test_a_pipelined_worker_compares_every_program_and_files_a_finding_as_its_own(
+        fresh_vm: VMBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipelined worker compares program N while the guest runs N+1: with the planted
+    model, the map of 17 pages (the second of four) is filed as the finding, with its own
+    kernel results and the VM history before it, not the program that ran while it was
+    compared; the last program's comparison waits for the final stats and is done
+    there; every op of every program was compared."""
+    from fuzz.engines.common import WorkerState
+
+    vm = fresh_vm  # its history is this test's programs only
+    monkeypatch.setattr(differential, "Model", PlantedModel)
+    store = findings.FindingStore(tmp_path / "findings")
+    state = WorkerState(vm, tmp_path / "corpus", store, tmp_path / "s.jsonl", pipelined=True)
+    sent: list[Program] = []
+    submit = vm.submit
+
+    def spy(prog, *a, **k):  # type: ignore[no-untyped-def]
+        sent.append(prog)
+        return submit(prog, *a, **k)
+
+    monkeypatch.setattr(vm, "submit", spy)
+    progs = [map_pages(4), map_pages(PLANTED_PAGES + 1), map_pages(8),
+             map_pages(PLANTED_PAGES + 4)]
+    outs = []
+    for p in progs:
+        outs.append(state.run(p, late=True)[0])
+        # the program just run is not compared yet; the one before it was, while it ran
+        assert state.deferred is not None and state.deferred[0] is outs[-1]
+        assert all(o.model for o in outs[:-1]) and not outs[-1].model
+    assert sent == progs, "one send per program, in order"
+    (f, d), = [(f, d) for f, d in store.list() if f.title.endswith("IOAS_MAP.errno")]
+    assert f.count == 1, "the last diverging program is not compared yet"
+    stored = findings.load_finding(d)
+    assert stored.prog.dumps() == progs[1].dumps(), "filed as the program that diverged"
+    assert stored.results[1].errno == 0 and stored.results == outs[1].execution.results
+    assert [p.dumps() for p in stored.history] == [progs[0].dumps()]
+    state.write_stats(final=True)
+    assert state.deferred is None and state.late_compares == 4
+    (f, _), = [(f, d) for f, d in store.list() if f.title.endswith("IOAS_MAP.errno")]
+    assert f.count == 2, "the final stats compared the last program"
+    for p, o in zip(progs, outs):
+        assert len(o.model) == len(p.ops), "every op compared"
+    assert [bool(o.mismatches) for o in outs] == [False, True, False, True]
+    last = json.loads((tmp_path / "s.jsonl").read_text().splitlines()[-1])
+    assert last["late_compares"] == 4 and last["overlap_s"] > 0, last
+
+
+@pytest.mark.variant
+def test_a_pipelined_worker_files_a_splat_as_its_programs_and_restarts_before_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the planted kernel (tests/test_crash.py): a use-after-free's KASAN burst and a
+    general protection fault that panics the guest, each between clean programs, in a
+    pipelined worker. Each splat is filed as the program that made it (its kernel log and
+    history), and the guest is restarted after it before the next program is sent: that
+    one runs on a clean kernel (nothing in its history) and agrees."""
+    from test_crash import PATCH, PLANTED_GPF, PLANTED_UAF
+    from test_history import limit, noise
+
+    from fuzz import kernel
+    from fuzz.engines.common import WorkerState
+
+    try:
+        kdir = kernel.build(kernel.BuildRequest(patches=[PATCH]))
+    except kernel.KernelError as e:
+        pytest.fail(f"cannot build the planted kernel: {e}")
+    be = VMBackend(kdir)
+    events: list[str] = []
+    send, restart = be.vm.send_program, be.vm.restart
+
+    def spy_send(wire: bytes) -> None:
+        events.append("send")
+        send(wire)
+
+    def spy_restart() -> None:
+        events.append("restart")
+        restart()
+
+    monkeypatch.setattr(be.vm, "send_program", spy_send)
+    monkeypatch.setattr(be.vm, "restart", spy_restart)
+    store = findings.FindingStore(tmp_path / "findings")
+    state = WorkerState(be, tmp_path / "corpus", store, tmp_path / "s.jsonl", pipelined=True)
+    progs = [noise(0), limit(PLANTED_UAF), noise(1), limit(PLANTED_GPF), noise(2)]
+    try:
+        outs = [state.run(p, late=True)[0] for p in progs]
+        state.write_stats(final=True)
+    finally:
+        be.close()
+    assert events == ["send", "send", "restart", "send", "send", "restart", "send"], events
+    uaf, gpf = outs[1].execution, outs[3].execution
+    assert [r.kind for r in uaf.reports].count("KASAN") >= 3 and not uaf.crash
+    assert gpf.crash and gpf.reports and gpf.reports[0].kind == "GPF"
+    for k in (2, 4):  # after each splat: a restored kernel, nothing before it, agreeing
+        assert outs[k].execution.history == [] and outs[k].model and not outs[k].failed
+    splats = [findings.load_finding(d) for f, d in store.list() if f.kind == "splat"]
+    by_prog = {s.prog.dumps() for s in splats}
+    assert by_prog == {progs[1].dumps(), progs[3].dumps()}, [s.finding.title for s in splats]
+    before = {progs[1].dumps(): progs[0], progs[3].dumps(): progs[2]}
+    for s in splats:  # the history since the kernel's last start: the one clean program
+        assert [p.dumps() for p in s.history] == [before[s.prog.dumps()].dumps()]
+
+
+def test_a_pipelined_worker_compares_its_last_program_on_sigterm(
+        kernel_dir: Path, tmp_path: Path) -> None:
+    """SIGTERM (and SIGINT) in the middle of a campaign: the worker compares the program
+    whose comparison it had left for the next one's run, writes its final stats line and
+    exits with 128 + the signal's number."""
+    import signal
+    import time
+
+    argv = [sys.executable, "-m", "fuzz.engines.atheris_engine", "--kernel", str(kernel_dir),
+            "--corpus", str(tmp_path / "corpus"), "--findings", str(tmp_path / "findings"),
+            "--stats", str(tmp_path / "stats.jsonl"), "--workdir", str(tmp_path / "work"),
+            "--seconds", "600", "--seed", "3",
+            "--seeds", str(Path(__file__).parent.parent / "corpus" / "seeds")]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stats = tmp_path / "stats.jsonl"
+    deadline = time.monotonic() + 400
+    try:
+        while time.monotonic() < deadline and p.poll() is None:
+            rows = stats.read_text().splitlines() if stats.exists() else []
+            if rows and json.loads(rows[-1])["programs"] >= 30:
+                break
+            time.sleep(0.5)
+        assert p.poll() is None, "the worker ended before its time"
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    last = json.loads(stats.read_text().splitlines()[-1])
+    assert p.returncode == 128 + signal.SIGTERM and "signal 15" in out, out[-2000:]
+    assert last["final"] is True and last["programs"] >= 30, last
+    assert last["late_runs"] > 0 and last["late_compares"] == last["late_runs"], last
+
+
+def test_a_late_comparisons_new_model_coverage_is_replayed_as_its_inputs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's coverage of a late comparison is not traced into the input running
+    then; where it is new (and the input's kernel edges were not), the input is handed to
+    libFuzzer again and that run traces its kernel edges and model counters, nothing run."""
+    from fuzz.backend import Execution
+    from fuzz.engines import atheris_engine as ae
+
+    traced: list[int] = []
+    monkeypatch.setattr(ae.atheris, "_trace_branch", traced.append)
+    monkeypatch.setattr(ae, "COUNTERS", list(range(1000, 1000 + ae.NCOUNTERS)))
+    monkeypatch.setattr(ae, "MODEL_FEATURES", set())
+    monkeypatch.setattr(ae, "REPLAY", {})
+    monkeypatch.setattr(ae, "FEEDBACK", True)
+    edges = {5, 7}
+    monkeypatch.setattr(ae.coverage, "edges", lambda ex: edges)
+    out = differential.Outcome(map_pages(1), Execution())
+
+    def model() -> None:  # the comparison's coverage: counter 3 twice, 4 once
+        for c in (3, 3, 4):
+            ae.atheris._trace_branch(c)
+
+    ae.credit_model_coverage(out, b"input", True, model)
+    assert traced == [], "a late comparison traces nothing into the input running now"
+    assert ae.REPLAY[b"input"][1] == {3: 2, 4: 1}
+    ae.credit_model_coverage(out, b"again", True, model)
+    assert b"again" not in ae.REPLAY, "the same model features again: nothing new"
+    out.new_edges = 1
+    ae.credit_model_coverage(out, b"edges", True, lambda: ae.atheris._trace_branch(9))
+    assert b"edges" not in ae.REPLAY, "kept for its new kernel edges already"
+    assert ae.take_replay(1 << 16) == b"input"
+
+    class NoRuns:
+        def run(self, *a, **k):  # type: ignore[no-untyped-def]
+            raise AssertionError("a replay runs nothing")
+
+    monkeypatch.setattr(ae, "STATE", NoRuns())
+    ae.test_one_input(b"input")
+    assert sorted(traced) == sorted([1000 + hash(e) % ae.NCOUNTERS for e in edges] + [3, 3, 4])
+    assert b"input" not in ae.REPLAY
+    ae.credit_model_coverage(out, None, False, model)  # at once (the fault walk): traced
+    assert traced[-3:] == [3, 3, 4]

@@ -8,6 +8,13 @@ Fuzz() has started, plus the model's Python coverage (instrumented on import).
 Comparison operands from KCOV's CMP mode (every CMP_EVERY-th program) feed both
 libFuzzer's _trace_cmp and the mutator's pool of interesting values.
 
+The worker is pipelined (--no-pipeline: not): an input's comparison with the model runs
+while the guest runs the next input (fuzz.engines.common.WorkerState.execute), since it
+needs only the input's kernel results, and libFuzzer needs only the kernel edges before
+it mutates again. The next input is sent only once the last one's results are in and
+the kernel restarted if they tainted it. The comparison's own Python coverage of the
+model is recorded and given to libFuzzer as the compared input's (credit_model_coverage).
+
 In a cluster campaign (--exchange) the custom mutator and crossover also hand
 libFuzzer the corpus entries other workers found, from the inbox
 (fuzz.cluster.exchange), in place of a mutation: libFuzzer runs each once and keeps it if it reaches
@@ -22,9 +29,11 @@ import functools
 import hashlib
 import os
 import random
+import signal
 import sys
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +43,7 @@ import atheris
 with atheris.instrument_imports(include=["fuzz.model"]):
     import fuzz.model  # noqa: F401  (the model's own coverage guides libFuzzer too)
 
+from fuzz import coverage  # noqa: E402
 from fuzz.backend import VMBackend  # noqa: E402
 from fuzz.cluster.exchange import Inbox, store_for  # noqa: E402
 from fuzz.differential import Outcome  # noqa: E402
@@ -121,9 +131,21 @@ def timed(fn: Callable[..., bytes]) -> Callable[..., bytes]:
     return run
 
 
+def take_replay(max_size: int) -> bytes | None:
+    """An input whose late comparison reached model coverage new to this worker, in
+    place of this mutation: libFuzzer "runs" it again, and test_one_input traces what
+    its run and its comparison covered (credit_model_coverage), without the guest."""
+    for data in REPLAY:
+        if len(data) <= max_size:
+            return data
+        del REPLAY[data]
+        return None
+    return None
+
+
 @timed
 def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
-    imp = take_import(max_size)
+    imp = take_replay(max_size) or take_import(max_size)
     if imp is not None:
         return imp
     rng = random.Random(seed)
@@ -136,7 +158,7 @@ def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
 
 @timed
 def custom_crossover(a: bytes, b: bytes, max_out: int, seed: int) -> bytes:
-    imp = take_import(max_out)
+    imp = take_replay(max_out) or take_import(max_out)
     if imp is not None:
         return imp
     out = crossover(decode(a), decode(b), random.Random(seed)).dumps().encode()
@@ -160,6 +182,63 @@ SCHEDULE = True  # mutations may inject faults and make ops race (fuzz.prog.muta
 INBOX: Inbox | None = None  # cluster campaigns: entries other workers found
 PENDING: dict[str, float] = {}  # imported entries handed to libFuzzer, not run yet
 LOOP_T = 0.0  # wall clock of the first mutation
+PIPELINE = True  # compare each input with the model while the guest runs the next
+MODEL_FEATURES: set[int] = set()  # libFuzzer's features (counter * 8 + bucket) of the model
+# inputs to hand libFuzzer again for their model coverage (take_replay): what their run
+# and their comparison covered, (kernel edges, the model's counters and their hits)
+REPLAY: dict[bytes, tuple[set[int], Counter[int]]] = {}
+MAX_REPLAY = 64
+REPLAYS = 0
+
+
+def bucket(hits: int) -> int:
+    """libFuzzer's feature of an 8-bit counter that counted `hits` (CounterToFeature)."""
+    for k, least in enumerate((128, 32, 16, 8, 4, 3, 2)):
+        if hits >= least:
+            return 7 - k
+    return 0
+
+
+def credit_model_coverage(out: Outcome, tag: Any, late: bool, compare: Callable[[], None]
+                          ) -> None:
+    """The model's Python coverage of a comparison goes to the input compared. A late one
+    (done while the guest runs the next input, so inside that one's run) is recorded, not
+    traced: libFuzzer would credit it to the input running now. Where it reached a
+    feature this worker's late comparisons never did, and the input's kernel edges did
+    not make it new already (libFuzzer kept it for those, and the corpus has it), the
+    input is handed to libFuzzer again (take_replay) and its run traces the kernel edges
+    and the model's counters it had: libFuzzer then sees what an unpipelined run would
+    have shown, one run late, with no second run on the guest. Comparisons done at once
+    (the fault walk's programs) trace as they run."""
+    global REPLAYS
+    if not FEEDBACK or not late:
+        compare()
+        return
+    hits: list[int] = []
+    native = atheris._trace_branch  # looked up now: atheris rebinds it once Fuzz() runs
+    atheris._trace_branch = hits.append
+    try:
+        compare()
+    finally:
+        atheris._trace_branch = native
+    counts = Counter(hits)
+    new = False
+    for counter, n in counts.items():
+        f = counter * 8 + bucket(n)
+        if f not in MODEL_FEATURES:
+            MODEL_FEATURES.add(f)
+            new = True
+    if new and not out.new_edges and tag is not None and len(REPLAY) < MAX_REPLAY:
+        REPLAY[tag] = (coverage.edges(out.execution), counts)
+        REPLAYS += 1
+        if STATE is not None:
+            STATE.extra["model_replays"] = REPLAYS
+
+
+def trace_edges(edges: set[int]) -> None:
+    trace = atheris._trace_branch  # looked up now: atheris rebinds it once Fuzz() runs
+    for e in edges:
+        trace(COUNTERS[hash(e) % NCOUNTERS])
 
 
 def collect_cmp_hints(prog: Program) -> None:
@@ -167,7 +246,7 @@ def collect_cmp_hints(prog: Program) -> None:
     compared against become values the mutator tries, and libFuzzer's table of
     recent compares sees them through _trace_cmp."""
     assert STATE is not None
-    ex = STATE.backend.run(prog, kcov_mode=KCOV_TRACE_CMP)  # type: ignore[call-arg]
+    ex = STATE.execute(prog, KCOV_TRACE_CMP).execution  # a late comparison runs beside it
     if ex.reports or ex.crash:
         # the re-run is a run of the program like the first: its splat or crash is a
         # finding on it (or, logged before it started, on the run before: the first)
@@ -195,8 +274,17 @@ def test_one_input(data: bytes) -> None:
     if FEEDBACK and not COUNTERS:
         COUNTERS = [atheris._reserve_counter() for _ in range(NCOUNTERS)]
         CMP_COUNTERS = [atheris._reserve_counter() for _ in range(NCMP_COUNTERS)]
+    replay = REPLAY.pop(data, None)
+    if replay is not None:  # credit_model_coverage: nothing runs, what ran is traced
+        kernel, model = replay
+        trace_edges(kernel)
+        trace = atheris._trace_branch
+        for counter, n in model.items():
+            for _ in range(n):
+                trace(counter)
+        return
     prog = decode(data)
-    _out, edges = STATE.run(prog)
+    _out, edges = STATE.run(prog, tag=data, late=PIPELINE)
     if PENDING:
         name = hashlib.sha1(data).hexdigest()
         if name in PENDING:
@@ -204,15 +292,13 @@ def test_one_input(data: bytes) -> None:
             # one that arrived while this worker still started waited for it, not for the hub
             STATE.imported(name, found, startup=found < LOOP_T - 1)
     if FEEDBACK:
-        trace = atheris._trace_branch  # looked up now: atheris rebinds it once Fuzz() runs
-        for e in edges:
-            trace(COUNTERS[hash(e) % NCOUNTERS])
+        trace_edges(edges)
     if STATE.programs % CMP_EVERY == 0:
         collect_cmp_hints(prog)
 
 
 def main(argv: list[str] | None = None) -> None:
-    global STATE, FEEDBACK, INBOX, SCHEDULE
+    global STATE, FEEDBACK, INBOX, SCHEDULE, PIPELINE
     ap = argparse.ArgumentParser()
     ap.add_argument("--kernel", type=Path, required=True)
     ap.add_argument("--corpus", type=Path, required=True)
@@ -231,6 +317,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--leak-scan-s", type=float, default=0.0)
     ap.add_argument("--fault-walk-every", type=int, default=0)
     ap.add_argument("--no-feedback", action="store_true")
+    ap.add_argument("--no-pipeline", action="store_true",
+                    help="compare each input with the model before the next one runs")
     ap.add_argument("--no-schedule", action="store_true",
                     help="no injected faults, no threads (for comparison)")
     ap.add_argument("--exchange", type=Path, help="cluster campaigns: the directory shared "
@@ -240,10 +328,13 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     FEEDBACK = not a.no_feedback
     SCHEDULE = not a.no_schedule
+    PIPELINE = not a.no_pipeline
     backend = VMBackend(a.kernel, VMConfig(kernel=a.kernel, cpus=a.cpus, kmemleak=a.kmemleak),
                         workdir=a.workdir / "vm", timeout=a.timeout)
     STATE = WorkerState(backend, a.corpus, store_for(a.findings, a.exchange), a.stats, a.kernel,
-                        a.worker, counts=COUNTS)
+                        a.worker, counts=COUNTS, pipelined=PIPELINE,
+                        comparing=credit_model_coverage)
+    STATE.extra.update(pipelined=PIPELINE, model_replays=0)
     STATE.walk_every, STATE.leak_scan_s = a.fault_walk_every, a.leak_scan_s
     STATE.walk_dirs = list(getattr(a, "seeds", []))
     if a.exchange:
@@ -261,12 +352,16 @@ def main(argv: list[str] | None = None) -> None:
                # libFuzzer would otherwise keep replacing programs by smaller ones with
                # the same coverage, and the corpus drifts to two-op programs
                "-reduce_inputs=0",
+               # SIGINT and SIGTERM are the worker's (on_signal): the last comparison first
+               "-handle_int=0", "-handle_term=0",
                "-print_final_stats=1", str(scratch), str(a.corpus), *map(str, a.seeds)]
     code = 1
     try:
         atheris.Setup(lf_args, test_one_input, custom_mutator=custom_mutator,
                       custom_crossover=custom_crossover)
         at_libfuzzer_exit(finish)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
         atheris.Fuzz()
         code = 0
     except SystemExit as e:
@@ -286,8 +381,26 @@ def main(argv: list[str] | None = None) -> None:
 FINISHED = False
 
 
+def on_signal(signum: int, _frame: Any) -> None:
+    """SIGINT/SIGTERM: the deferred comparison and the final stats, then out, as
+    libFuzzer's own handler would (_Exit) but without losing the last program's
+    comparison. Python runs it in the main thread between bytecodes: a comparison it
+    cuts short is done again from the start (WorkerState.flush)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    print(f"worker: signal {signum}: the last comparison and stats, then exiting",
+          file=sys.stderr, flush=True)
+    try:
+        finish()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signum)  # as a shell reports it: 130 for SIGINT (fuzz.campaign)
+
+
 def finish() -> None:
-    """The worker's last corpus write, its retries and its final stats line."""
+    """The worker's last comparison (a pipelined worker's deferred one), its last corpus
+    write, its retries and its final stats line."""
     global FINISHED
     if STATE is not None and not FINISHED:
         FINISHED = True

@@ -12,9 +12,10 @@ import json
 import os
 import random
 import sys
-import threading
 import time
 from array import array
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from fuzz import corpus, coverage, differential, findings, kernel, logs
 from fuzz.backend import Backend
 from fuzz.executor.wire import KCOV_EDGES
+from fuzz.model.file import AGENT_FDS
 from fuzz.prog import Program, atomic_write
 from fuzz.prog.types import EDGE, Counts
 
@@ -95,8 +97,10 @@ class WorkerState:
     by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     kind_edges: dict[str, set[int]] = field(default_factory=lambda: {k: set() for k in KINDS})
     walker: Any = None
-    # add_to_corpus_later's write in flight: (program, thread, [its path or OSError])
-    _writing: tuple[Program, threading.Thread, list] | None = None
+    # add_to_corpus_later's write in flight: (program, its path or OSError to come)
+    _writing: tuple[Program, Future[Path]] | None = None
+    _writer: ThreadPoolExecutor | None = None
+    _stats_programs: int = -1  # programs at the last stats line
     exchange: Path | None = None  # in a cluster campaign: fuzz.cluster.exchange's directory
     imports: int = 0  # corpus entries other workers of the cluster found, run here
     import_latency: list[float] = field(default_factory=list)  # found there -> run here, s
@@ -106,6 +110,17 @@ class WorkerState:
     # per kind of program: seconds waiting for the guest's results, and in the model
     kind_s: dict[str, list[float]] = field(
         default_factory=lambda: {k: [0.0, 0.0] for k in KINDS})
+    # Pipelining: run(late=True) leaves a program's comparison with the model for later,
+    # done while the guest runs the next program (execute): the comparison needs only
+    # the kernel's results, and the guest's vCPU is another thread of the host.
+    pipelined: bool = False
+    deferred: tuple[differential.Outcome, Any] | None = None  # ran, not compared yet: (it, tag)
+    late_runs: int = 0  # programs run with their comparison left for later
+    late_compares: int = 0  # ... and those compared since (all of them, once flushed)
+    overlap_s: float = 0.0  # the host's work done between a send and its results
+    # wraps every comparison (the engine's: whose coverage the model's is):
+    # comparing(outcome, tag, late, compare)
+    comparing: Callable[[differential.Outcome, Any, bool, Callable[[], None]], None] | None = None
 
     def __post_init__(self) -> None:
         self.corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -116,27 +131,86 @@ class WorkerState:
             except kernel.KernelError:
                 self.manifest = {}
 
-    def run(self, prog: Program) -> tuple[differential.Outcome, set[int]]:
-        out, e = self._run(prog)
+    def run(self, prog: Program, tag: Any = None, late: bool = False
+            ) -> tuple[differential.Outcome, set[int]]:
+        """prog run and its edges counted. late (for a pipelined worker): its comparison
+        with the model, and so its findings, come with the next program's run (or
+        flush); the outcome returned is then not compared yet. tag goes to comparing."""
+        out, e = self._run(prog, tag, late and self.pipelined)
         if self.walk_every and self.programs % self.walk_every == 0:
             self.walk_step()
         if self.leak_scan_s and time.monotonic() - self.last_leak_scan > self.leak_scan_s:
             self.scan_leaks()
-        if time.monotonic() - self.last_stats > 5 or self.programs % MILESTONE == 0:
+        if self.stats_due():
             self.write_stats()
         if time.monotonic() - self.last_trim > TRIM_EVERY_S:
             self.last_trim = time.monotonic()
             give_back_freed_memory()
         return out, e
 
-    def _run(self, prog: Program) -> tuple[differential.Outcome, set[int]]:
+    def execute(self, prog: Program, kcov_mode: int = KCOV_EDGES) -> differential.Outcome:
+        """prog on the backend, not compared; the deferred comparison, if any, is done
+        while the guest runs it. The guest is sent a program only once the last one's
+        results are in, and the backend restarted a kernel they left tainted (collect):
+        a splat is still the program's that made it, and a clean kernel runs the next."""
         vm = getattr(self.backend, "vm", None)
         waited = getattr(vm, "exec_seconds", 0.0)
-        out = differential.run(prog, self.backend, kcov_mode=KCOV_EDGES)
-        waited = getattr(vm, "exec_seconds", 0.0) - waited
+        submit = getattr(self.backend, "submit", None)
+        if submit is None:  # a backend that runs a program only as a whole
+            self.flush()
+            ex = self.backend.run(prog, kcov_mode=kcov_mode)
+        else:
+            fl = submit(prog, kcov_mode=kcov_mode)
+            try:
+                if self.deferred is not None or self.stats_due():
+                    t0 = time.perf_counter()
+                    self.flush()
+                    if self.stats_due():  # its files' fsyncs too, beside the guest
+                        self.write_stats()
+                    self.overlap_s += time.perf_counter() - t0
+            finally:  # the channel stays in step whatever the comparison raised
+                ex = self.backend.collect(fl)  # type: ignore[attr-defined]
+        out = differential.Outcome(prog, ex)
+        out.waited = getattr(vm, "exec_seconds", 0.0) - waited
+        return out
+
+    def compare(self, out: differential.Outcome, tag: Any = None, late: bool = False) -> None:
+        """out compared with the model, and its findings recorded (with its own kernel
+        results and VM history: out.execution's)."""
+        def go() -> None:
+            differential.compare(out, getattr(self.backend, "fd_layout", AGENT_FDS))
+
+        if self.comparing is not None:
+            self.comparing(out, tag, late, go)
+        else:
+            go()
         self.host_s["model"] += out.model_s
+        for k in kind_of(out.prog):
+            self.kind_s[k][1] += out.model_s
+        if out.failed:
+            self.record(out)
+
+    def stats_due(self) -> bool:
+        return time.monotonic() - self.last_stats > 5 or (
+            self.programs % MILESTONE == 0 and self._stats_programs != self.programs)
+
+    def flush(self) -> None:
+        """The deferred comparison now (the worker's exit, a SIGTERM, a backend that
+        cannot overlap). Cleared only once done: a signal handler's flush in the middle
+        of one does it again from the start."""
+        if self.deferred is None:
+            return
+        out, tag = self.deferred
+        self.compare(out, tag, late=True)
+        self.late_compares += 1
+        self.deferred = None
+
+    def _run(self, prog: Program, tag: Any = None, late: bool = False
+             ) -> tuple[differential.Outcome, set[int]]:
+        out = self.execute(prog)
         e = coverage.edges(out.execution)
         new = e - self.edges
+        out.new_edges = len(new)
         self.join_corpus_write()  # the last program's entry: written while this one ran
         if new:
             self.edges |= new
@@ -144,16 +218,18 @@ class WorkerState:
         for k in kind_of(prog):
             self.by_kind[k] += 1
             self.kind_edges[k] |= e
-            self.kind_s[k][0] += waited
-            self.kind_s[k][1] += out.model_s
+            self.kind_s[k][0] += out.waited
         if self.leak_scan_s:
             self.since_scan = [*self.since_scan[-63:], prog]
         self.programs += 1
         self.ops += len(prog.ops)
         if self.counts is not None:
             self.counts.take_ops()  # per-op marks are for gen --stats; here only totals
-        if out.failed:
-            self.record(out)
+        if late:
+            self.deferred = (out, tag)
+            self.late_runs += 1
+        else:
+            self.compare(out, tag)
         return out, e
 
     def warn(self, msg: str) -> None:
@@ -164,32 +240,27 @@ class WorkerState:
                   "fuzzing on, retried later)", file=sys.stderr, flush=True)
 
     def add_to_corpus_later(self, prog: Program) -> None:
-        """add_to_corpus on a thread: the write (an fsync, 4-10 ms on a busy disk: a
-        seventh of a worker's own time early in a campaign) runs while the guest runs
-        the next program, and is joined when that one's results are in, or by
-        join_corpus_write (stats, the worker's exit)."""
-        box: list[Path | OSError] = []
-
-        def write() -> None:
-            try:
-                box.append(corpus.add(self.corpus_dir, prog))
-            except OSError as e:
-                box.append(e)
-
-        th = threading.Thread(target=write, name="corpus-write", daemon=True)
-        self._writing = (prog, th, box)
-        th.start()
+        """add_to_corpus on the writer thread: the write (an fsync, 4-10 ms on a busy
+        disk: a seventh of a worker's own time early in a campaign) runs while the guest
+        runs the next program, and is joined when that one's results are in, or by
+        join_corpus_write (stats, the worker's exit). One thread kept for it: starting
+        one per write cost 0.8 ms of the worker's time a program (Thread.start waits
+        for the new thread to run, on a loaded machine a time slice)."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="corpus-write")
+        self._writing = (prog, self._writer.submit(corpus.add, self.corpus_dir, prog))
 
     def join_corpus_write(self) -> None:
         """Wait for add_to_corpus_later's write and report it as add_to_corpus does."""
         if self._writing is None:
             return
-        prog, th, box = self._writing
+        prog, fut = self._writing
         self._writing = None
-        th.join()
-        r = box[0] if box else OSError("the corpus write died")
-        if isinstance(r, OSError):
-            self.corpus_write_failed(prog, r)
+        try:
+            r = fut.result()
+        except Exception as e:  # noqa: BLE001  (a write that died is a write error too)
+            self.corpus_write_failed(prog, e if isinstance(e, OSError)
+                                     else OSError(f"the corpus write died: {e}"))
         else:
             print(f"wrote corpus {r.name}", file=sys.stderr, flush=True)
 
@@ -307,11 +378,15 @@ class WorkerState:
         vm.executor_ns = dict.fromkeys(vm.executor_ns, 0)
         vm.agent_ns = dict.fromkeys(vm.agent_ns, 0)
         self.host_s = dict.fromkeys(self.host_s, 0.0)
+        self.overlap_s = 0.0
         self.kind_s = {k: [0.0, 0.0] for k in KINDS}
 
     def write_stats(self, final: bool = False) -> None:
+        if final:
+            self.flush()  # the last program's comparison and findings
         self.join_corpus_write()  # the corpus count and write errors include it
         self.last_stats = time.monotonic()
+        self._stats_programs = self.programs
         if self.pending:
             self.retry_pending()
         vm = getattr(self.backend, "vm", None)
@@ -327,6 +402,10 @@ class WorkerState:
                                for k, v in getattr(vm, "executor_ns", {}).items()},
                 "agent_s": {k: round(v / 1e9, 2) for k, v in getattr(vm, "agent_ns", {}).items()},
                 "host_s": {k: round(v, 2) for k, v in self.host_s.items()},
+                # of the host's time, what it did while the guest ran the next program
+                # (a pipelined worker: comparisons and findings), and how many
+                "overlap_s": round(self.overlap_s, 2), "late_runs": self.late_runs,
+                "late_compares": self.late_compares,
                 "programs_by_kind": self.by_kind,
                 "ms_by_kind": {k: {"guest": round(g / n * 1e3, 2), "model": round(m / n * 1e3, 2)}
                                for k, (g, m) in self.kind_s.items()
