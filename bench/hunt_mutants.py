@@ -1,0 +1,388 @@
+"""Hunt bench_oracle's surviving mutants with the model itself: is there a program at all
+that tells the mutant from the model?
+
+    .venv/bin/python bench/hunt_mutants.py --survivors BENCH.json [--files a.py,...]
+        [--gen-seeds N] [--max-ops 8,24,48] [--mutations N] [--budget S] [--jobs J]
+        [--out DIR] [--kernel [DIR]] [--json]
+    .venv/bin/python bench/hunt_mutants.py --mutants N --seed S [--files ...] ...
+
+The mutants: the survivors of a bench_oracle --json run (their file, kind and index are
+the mutant's identity in bench_oracle.sites), or the ones bench_oracle samples for
+--mutants/--seed/--files. No kernel is needed to hunt: each program runs on the unmutated
+model alone (its results stand in for a kernel that agrees with the model), and the
+oracle (fuzz.differential.model_alongside, as bench_oracle replays it) steps the mutant
+along those results. A program where the mutant's mismatches differ from the unmutated
+model's distinguishes the mutant: if the real kernel agrees with the unmutated model
+there, the program kills it in the bench.
+
+The programs: the corpus (corpus/seeds, corpus/oracle, corpus/faults, corpus/campaign),
+the generator's (gen seeds 0..N-1 at each --max-ops), then - the search kept near the
+mutated line - fuzz.prog.mutate mutations of the programs whose replay runs that line
+(traced as bench_oracle traces the corpus), up to --mutations or --budget seconds per
+mutant. The first distinguishing program is shrunk (fuzz.prog.edits: ops dropped one at a
+time, then unused buffers) while it still distinguishes.
+
+--kernel runs the distinguishing programs on the real kernel in the VM (bench_oracle's
+cache of kernel results) and says, per mutant, whether the kernel agrees with the
+unmutated model there (a kill), with the mutant (a model error or a kernel bug: triage
+it), or with neither. --out DIR writes each distinguishing program (hunt-<file>-<line>-
+<kind>-<index>.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import multiprocessing as mp
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO))
+
+import bench_oracle as bo  # noqa: E402
+
+from fuzz.prog import Program  # noqa: E402
+
+PROGRAM_TIMEOUT = 10.0  # seconds one program may take on a mutant (a mutant may loop)
+
+
+def model_modules() -> dict[str, Any]:
+    """The model's modules and the oracle as sys.modules has them now."""
+    return {n: m for n, m in sys.modules.items()
+            if n in ("fuzz.model", "fuzz.differential") or n.startswith("fuzz.model.")}
+
+
+def _use(mods: dict[str, Any]) -> None:
+    # a model function's import at call time (iopt.py imports mock there) finds its own
+    sys.modules.update(mods)
+
+
+# -- the unmutated model's side ------------------------------------------------------------
+class Base:
+    """The unmutated model: a program's results on it alone, the oracle's verdicts on those
+    results, and the model lines that replay runs."""
+
+    def __init__(self) -> None:
+        self.import_lines: set[tuple[str, int]] = set()
+        self.oracle = bo._traced(lambda: bo._fresh_model(None), self.import_lines)
+        self.mods = model_modules()
+
+    def results(self, prog: Program) -> list[Any]:
+        _use(self.mods)
+        m = self.oracle.Model(prog)
+        return [m.step(i, None) for i in range(len(prog.ops))]
+
+    def judge(self, prog: Program) -> tuple[list[Any], tuple[list[tuple], int],
+                                           set[tuple[str, int]]]:
+        """(results alone, the oracle's verdicts on them, the lines that replay ran)."""
+        res = self.results(prog)
+        ran: set[tuple[str, int]] = set()
+        v = bo._traced(lambda: bo.verdicts(self.oracle, prog, res), ran)
+        return res, v, ran
+
+
+# -- one mutant ------------------------------------------------------------------------------
+_STATE: dict[str, Any] = {}
+
+
+def _init(base: Base, programs: list[tuple[str, Program]], judged: list[tuple],
+          opts: dict[str, Any]) -> None:
+    _STATE.update(base=base, programs=programs, judged=judged, opts=opts)
+    signal.signal(signal.SIGALRM, bo._alarm)
+
+
+def _differs(oracle: Any, mods: dict[str, Any], prog: Program, res: list[Any],
+             base_v: tuple[list[tuple], int]) -> dict[str, Any] | None:
+    """How the mutant's verdicts on `res` differ from the unmutated model's, or None."""
+    _use(mods)
+    signal.setitimer(signal.ITIMER_REAL, PROGRAM_TIMEOUT)
+    try:
+        v, _ = bo.verdicts(oracle, prog, res)
+    except bo._Timeout:
+        return {"what": "timeout"}
+    except Exception as e:  # the mutant raises: bench_oracle counts that a kill
+        return {"what": f"raises {type(e).__name__}: {str(e)[:80]}"}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    if v == base_v[0]:
+        return None
+    new = [x for x in v if x not in base_v[0]]
+    gone = [x for x in base_v[0] if x not in v]
+    if new:
+        op, field, mval = new[0]
+        r = res[op]
+        kval = r.errno if field == "errno" else r.out.get(field)
+        return {"what": "new mismatch", "op": op, "name": prog.ops[op].name, "field": field,
+                "model": kval if field != "unsure" else None, "mutant": mval}
+    op, field, mval = gone[0]
+    return {"what": "mismatch gone", "op": op, "name": prog.ops[op].name, "field": field,
+            "model": mval, "mutant": None}
+
+
+def _shrink(base: Base, oracle: Any, mods: dict[str, Any], prog: Program,
+            deadline: float) -> tuple[Program, dict[str, Any]]:
+    """prog with ops (last first) and unused buffers dropped while it still distinguishes."""
+    from fuzz.prog import edits
+
+    def still(p: Program) -> dict[str, Any] | None:
+        try:
+            p.validate()
+            res, v, _ = base.judge(p)
+        except Exception:
+            return None
+        return _differs(oracle, mods, p, res, v)
+
+    best = prog
+    why = still(prog)
+    assert why is not None
+    i = len(best.ops) - 1
+    while i >= 0 and time.monotonic() < deadline:
+        cand = edits.remove_ops(best, {i})
+        d = still(cand)
+        if d is not None:
+            best, why = cand, d
+        i -= 1
+    unused = set(range(len(best.buffers))) - edits.used_buffers(best)
+    if unused:
+        cand = edits.remove_buffers(best, unused)
+        d = still(cand)
+        if d is not None:
+            best, why = cand, d
+    return best, why
+
+
+def hunt(m: bo.Mutant) -> dict[str, Any]:
+    base: Base = _STATE["base"]
+    programs, judged, opts = _STATE["programs"], _STATE["judged"], _STATE["opts"]
+    t0 = time.monotonic()
+    out: dict[str, Any] = asdict(m) | {"where": m.where}
+    try:
+        oracle = bo._fresh_model(m)
+    except Exception as e:
+        return out | {"verdict": "distinguished", "by": "import",
+                      "diff": {"what": f"raises {type(e).__name__}: {e}"}, "tried": 0,
+                      "ran_line": 0}
+    mods = model_modules()
+    site = (m.file, m.line)
+    at_import = site in base.import_lines
+    runs = [k for k, (_, _, ran) in enumerate(judged) if at_import or site in ran]
+    # a program whose replay does not run the line cannot tell the mutant apart
+    tried, ran_line = len(programs), len(runs)
+    found: tuple[str, Program, dict[str, Any]] | None = None
+    for k in sorted(runs, key=lambda k: len(programs[k][1].ops)):
+        name, prog = programs[k]
+        res, v, _ = judged[k]
+        d = _differs(oracle, mods, prog, res, v)
+        if d is not None:
+            found = (name, prog, d)
+            break
+    # near the line: mutations of the programs that run it (of any, where none does)
+    rng = random.Random(f"{m.file}:{m.kind}:{m.index}")
+    pool = [programs[k] for k in (runs or range(len(programs)))]
+    budget_end = t0 + opts["budget"]
+    n = 0
+    while found is None and pool and n < opts["mutations"] and time.monotonic() < budget_end:
+        name, prog = rng.choice(pool)
+        p = prog
+        for _ in range(rng.randint(1, 3)):
+            p = _mutate(p, rng)
+        n += 1
+        try:
+            p.validate()
+            res, v, ran = base.judge(p)
+        except Exception:
+            continue
+        tried += 1
+        hits = at_import or site in ran
+        ran_line += hits
+        if hits and len(pool) < 4 * len(runs or programs) and len(p.ops) <= 64:
+            pool.append((f"{name} mutated", p))  # keep the search near the line
+        d = _differs(oracle, mods, p, res, v)
+        if d is not None:
+            found = (f"{name} mutated", p, d)
+    out |= {"tried": tried, "ran_line": ran_line, "mutated": n,
+            "seconds": round(time.monotonic() - t0, 1)}
+    if found is None:
+        return out | {"verdict": "not distinguished"}
+    name, prog, d = found
+    small, d = _shrink(base, oracle, mods, prog, time.monotonic() + opts["shrink"])
+    return out | {"verdict": "distinguished", "by": name, "ops": len(small.ops),
+                  "ops_before_shrink": len(prog.ops), "diff": d, "program": small.dumps()}
+
+
+def _mutate(p: Program, rng: random.Random) -> Program:
+    from fuzz.prog.mutate import mutate
+
+    try:
+        return mutate(p, rng)
+    except Exception:
+        return copy.deepcopy(p)
+
+
+# -- on the real kernel ----------------------------------------------------------------------
+def kernel_verdict(m: bo.Mutant, prog: Program, kernel: list[Any]) -> dict[str, Any]:
+    """The unmutated model's and the mutant's verdicts on the kernel's results."""
+    base = _STATE["base"]
+    _use(base.mods)
+    bv = bo.verdicts(base.oracle, prog, kernel)
+    oracle = bo._fresh_model(m)
+    try:
+        mv = bo.verdicts(oracle, prog, kernel)
+    except Exception as e:
+        return {"kernel": "kills (the mutant raises)", "base_mismatches": bv[0],
+                "error": f"{type(e).__name__}: {e}"}
+    finally:
+        _use(base.mods)
+    if mv[0] == bv[0]:
+        what = "the kernel cannot tell them apart"
+    elif not bv[0]:
+        what = "kills: the kernel agrees with the unmutated model"
+    elif not mv[0]:
+        what = "MODEL ERROR? the kernel agrees with the mutant"
+    else:
+        what = "kills, but the kernel agrees with neither"
+    return {"kernel": what, "base_mismatches": [list(x) for x in bv[0]],
+            "mutant_mismatches": [list(x) for x in mv[0]]}
+
+
+def _kernel_one(args: tuple[bo.Mutant, str, list[Any]]) -> dict[str, Any]:
+    m, text, kernel = args
+    return kernel_verdict(m, Program.loads(text), kernel)
+
+
+# -- programs --------------------------------------------------------------------------------
+def programs(dirs: list[Path], gen_seeds: int, max_ops: list[int]) -> list[tuple[str, Program]]:
+    from fuzz.prog.gen import generate
+
+    out = bo.corpus_programs(dirs)
+    for n in max_ops:
+        out += [(f"gen seed {k} max-ops {n}", generate(k, n)) for k in range(gen_seeds)]
+    return out
+
+
+def mutants(a: argparse.Namespace) -> list[bo.Mutant]:
+    cands = bo.all_sites()
+    keep = set(a.files.split(",")) if a.files else None
+    if a.survivors:
+        by_id = {(m.file, m.kind, m.index): m for m in cands}
+        out = []
+        for s in json.loads(a.survivors.read_text())["survivors"]:
+            m = by_id.get((s["file"], s["kind"], s["index"]))
+            if m is None or (m.line, m.was, m.now) != (s["line"], s["was"], s["now"]):
+                raise SystemExit(f"hunt_mutants: {a.survivors}: survivor {s['where']} "
+                                 f"{s['kind']} {s['index']} is not a site of the model now "
+                                 "(the model changed since that run)")
+            out.append(m)
+    else:
+        out = bo.sample(cands, a.mutants, a.seed)
+    return [m for m in out if keep is None or m.file in keep]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--survivors", type=Path, help="a bench_oracle --json output")
+    ap.add_argument("--mutants", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--files", default="", help="only these model files (comma separated)")
+    ap.add_argument("--corpus", type=Path, action="append")
+    ap.add_argument("--gen-seeds", type=int, default=300)
+    ap.add_argument("--max-ops", default="8,24,48")
+    ap.add_argument("--mutations", type=int, default=400,
+                    help="mutated programs tried per mutant after the corpus")
+    ap.add_argument("--budget", type=float, default=90.0, help="seconds per mutant")
+    ap.add_argument("--shrink", type=float, default=30.0, help="seconds to shrink a program")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", type=Path, help="write the distinguishing programs here")
+    ap.add_argument("--kernel", nargs="?", const="", type=str,
+                    help="run the distinguishing programs on the kernel in the VM")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    t0 = time.monotonic()
+    ms = mutants(a)
+    dirs = a.corpus or [d for d in (REPO / "corpus" / n for n in ("seeds", "oracle", "faults",
+                                                                    "campaign")) if d.is_dir()]
+    progs = programs(dirs, a.gen_seeds, [int(x) for x in a.max_ops.split(",") if x])
+    base = Base()
+    judged = []
+    for name, p in progs:
+        judged.append(base.judge(p))
+    print(f"hunt: {len(ms)} mutants, {len(progs)} programs judged on the model in "
+          f"{time.monotonic() - t0:.0f} s", file=sys.stderr)
+    opts = {"mutations": a.mutations, "budget": a.budget, "shrink": a.shrink}
+    ctx = mp.get_context("fork")
+    with ctx.Pool(a.jobs, _init, (base, progs, judged, opts), maxtasksperchild=1) as pool:
+        found = []
+        for r in pool.imap(hunt, ms, chunksize=1):
+            found.append(r)
+            print(_line(r), file=sys.stderr, flush=True)
+    if a.out:
+        from fuzz.prog import atomic_write
+
+        a.out.mkdir(parents=True, exist_ok=True)
+        for r in found:
+            if r["verdict"] == "distinguished" and "program" in r:
+                path = a.out / f"hunt-{r['file'].removesuffix('.py')}-{r['line']}-{r['kind']}-" \
+                    f"{r['index']}.json"
+                atomic_write(path, r["program"].encode())
+                r["path"] = str(path)
+    if a.kernel is not None:
+        _on_kernel(a, base, ms, found)
+    out = {"mutants": len(found),
+           "distinguished": sum(r["verdict"] == "distinguished" for r in found),
+           "programs": len(progs), "seconds": round(time.monotonic() - t0, 1),
+           "results": found}
+    if a.json:
+        print(json.dumps(out, indent=1, default=str))
+    else:
+        print(f"{out['distinguished']} of {out['mutants']} mutants distinguished "
+              f"({len(progs)} programs and their mutations; {out['seconds']:.0f} s)")
+        for r in found:
+            print(_line(r))
+    return 0
+
+
+def _on_kernel(a: argparse.Namespace, base: Base, ms: list[bo.Mutant],
+               found: list[dict[str, Any]]) -> None:
+    from fuzz import kernel as K
+
+    kdir = Path(a.kernel) if a.kernel else K.default_kernel()
+    todo = [r for r in found if r["verdict"] == "distinguished" and "program" in r]
+    named = [(r["where"], Program.loads(r["program"])) for r in todo]
+    named, kernel = bo.record(named, kdir, False)
+    by_where = {(m.file, m.kind, m.index): m for m in ms}
+    _STATE["base"] = base
+    for r, res in zip(todo, kernel):
+        m = by_where[(r["file"], r["kind"], r["index"])]
+        if not res:
+            r["on_kernel"] = {"kernel": "not usable on the VM (crash or setup error)"}
+            continue
+        ctx = mp.get_context("fork")
+        with ctx.Pool(1) as pool:  # the mutant's modules stay in the child
+            r["on_kernel"] = pool.apply(_kernel_one, ((m, r["program"], res),))
+        print(f"  {m.where} {m.kind} {m.index}: {r['on_kernel']['kernel']}", file=sys.stderr)
+
+
+def _line(r: dict[str, Any]) -> str:
+    head = f"{r['where']:<30} {r['kind']:<10} {r['index']:>3} {r['was']} -> {r['now']}:"
+    if r["verdict"] == "distinguished":
+        d = r["diff"]
+        what = d["what"] if "op" not in d else \
+            f"{d['what']} at op {d['op']} {d['name']}.{d['field']} model {d['model']!r} " \
+            f"mutant {d['mutant']!r}"
+        k = f" [kernel: {r['on_kernel']['kernel']}]" if "on_kernel" in r else ""
+        return f"{head} distinguished by {r['by']} ({r.get('ops', '?')} ops): {what}{k}"
+    return f"{head} not distinguished by {r['tried']} programs ({r['ran_line']} of them " \
+        "ran the line)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
