@@ -304,17 +304,19 @@ def main() -> int:
     ap.add_argument("--out", type=Path, help="write the distinguishing programs here")
     ap.add_argument("--kernel", nargs="?", const="", type=str,
                     help="run the distinguishing programs on the kernel in the VM")
+    ap.add_argument("--results", type=Path,
+                    help="no hunt: a hunt_mutants --json output's programs, for --kernel")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     t0 = time.monotonic()
+    if a.results:
+        return _kernel_only(a, t0)
     ms = mutants(a)
     dirs = a.corpus or [d for d in (REPO / "corpus" / n for n in ("seeds", "oracle", "faults",
                                                                     "campaign")) if d.is_dir()]
     progs = programs(dirs, a.gen_seeds, [int(x) for x in a.max_ops.split(",") if x])
     base = Base()
-    judged = []
-    for name, p in progs:
-        judged.append(base.judge(p))
+    judged = [base.judge(p) for _, p in progs]
     print(f"hunt: {len(ms)} mutants, {len(progs)} programs judged on the model in "
           f"{time.monotonic() - t0:.0f} s", file=sys.stderr)
     opts = {"mutations": a.mutations, "budget": a.budget, "shrink": a.shrink}
@@ -345,6 +347,22 @@ def main() -> int:
     else:
         print(f"{out['distinguished']} of {out['mutants']} mutants distinguished "
               f"({len(progs)} programs and their mutations; {out['seconds']:.0f} s)")
+        for r in found:
+            print(_line(r))
+    return 0
+
+
+def _kernel_only(a: argparse.Namespace, t0: float) -> int:
+    """--results: the distinguishing programs of an earlier hunt, on the kernel."""
+    prev = json.loads(a.results.read_text())
+    by_id = {(m.file, m.kind, m.index): m for m in bo.all_sites()}
+    found = [r for r in prev["results"] if not a.files or r["file"] in a.files.split(",")]
+    ms = [by_id[(r["file"], r["kind"], r["index"])] for r in found]
+    _on_kernel(a, Base(), ms, found)
+    out = prev | {"results": found, "seconds": round(time.monotonic() - t0, 1)}
+    if a.json:
+        print(json.dumps(out, indent=1, default=str))
+    else:
         for r in found:
             print(_line(r))
     return 0
