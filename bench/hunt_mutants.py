@@ -129,7 +129,9 @@ def _differs(oracle: Any, mods: dict[str, Any], prog: Program, res: list[Any],
 
 def _shrink(base: Base, oracle: Any, mods: dict[str, Any], prog: Program,
             deadline: float) -> tuple[Program, dict[str, Any]]:
-    """prog with ops (last first) and unused buffers dropped while it still distinguishes."""
+    """prog cut after the first op that differs, then with runs of ops (halves, quarters,
+    ..., single ops, last first) and unused buffers dropped while it still
+    distinguishes."""
     from fuzz.prog import edits
 
     def still(p: Program) -> dict[str, Any] | None:
@@ -143,13 +145,23 @@ def _shrink(base: Base, oracle: Any, mods: dict[str, Any], prog: Program,
     best = prog
     why = still(prog)
     assert why is not None
-    i = len(best.ops) - 1
-    while i >= 0 and time.monotonic() < deadline:
-        cand = edits.remove_ops(best, {i})
+    if "op" in why and why["op"] + 1 < len(best.ops):
+        cand = edits.remove_ops(best, set(range(why["op"] + 1, len(best.ops))))
         d = still(cand)
         if d is not None:
             best, why = cand, d
-        i -= 1
+    size = max(1, len(best.ops) // 2)
+    while time.monotonic() < deadline:
+        i = len(best.ops) - size
+        while i >= 0 and time.monotonic() < deadline:
+            cand = edits.remove_ops(best, set(range(i, i + size)))
+            d = still(cand)
+            if d is not None:
+                best, why = cand, d
+            i -= size
+        if size == 1:
+            break
+        size = max(1, size // 2)
     unused = set(range(len(best.buffers))) - edits.used_buffers(best)
     if unused:
         cand = edits.remove_buffers(best, unused)
@@ -157,6 +169,16 @@ def _shrink(base: Base, oracle: Any, mods: dict[str, Any], prog: Program,
         if d is not None:
             best, why = cand, d
     return best, why
+
+
+def _reshrink(args: tuple[bo.Mutant, str, float]) -> tuple[str, dict[str, Any]]:
+    """An earlier hunt's program shrunk again (in a child: the mutant's modules)."""
+    m, text, seconds = args
+    base = _STATE["base"]
+    oracle = bo._fresh_model(m)
+    small, why = _shrink(base, oracle, model_modules(), Program.loads(text),
+                         time.monotonic() + seconds)
+    return small.dumps(), why
 
 
 def hunt(m: bo.Mutant) -> dict[str, Any]:
@@ -216,6 +238,26 @@ def hunt(m: bo.Mutant) -> dict[str, Any]:
     small, d = _shrink(base, oracle, mods, prog, time.monotonic() + opts["shrink"])
     return out | {"verdict": "distinguished", "by": name, "ops": len(small.ops),
                   "ops_before_shrink": len(prog.ops), "diff": d, "program": small.dumps()}
+
+
+def hunt_all(ms: list[bo.Mutant], progs: list[tuple[str, Program]], opts: dict[str, Any],
+             jobs: int = 1, log: bool = False) -> tuple[Base, list[dict[str, Any]]]:
+    """Each mutant hunted in a worker process of its own (its modules stay there); opts:
+    mutations, budget and shrink (see --help)."""
+    t0 = time.monotonic()
+    base = Base()
+    judged = [base.judge(p) for _, p in progs]
+    if log:
+        print(f"hunt: {len(ms)} mutants, {len(progs)} programs judged on the model in "
+              f"{time.monotonic() - t0:.0f} s", file=sys.stderr)
+    found = []
+    ctx = mp.get_context("fork")
+    with ctx.Pool(jobs, _init, (base, progs, judged, opts), maxtasksperchild=1) as pool:
+        for r in pool.imap(hunt, ms, chunksize=1):
+            found.append(r)
+            if log:
+                print(_line(r), file=sys.stderr, flush=True)
+    return base, found
 
 
 def _mutate(p: Program, rng: random.Random) -> Program:
@@ -315,27 +357,9 @@ def main() -> int:
     dirs = a.corpus or [d for d in (REPO / "corpus" / n for n in ("seeds", "oracle", "faults",
                                                                     "campaign")) if d.is_dir()]
     progs = programs(dirs, a.gen_seeds, [int(x) for x in a.max_ops.split(",") if x])
-    base = Base()
-    judged = [base.judge(p) for _, p in progs]
-    print(f"hunt: {len(ms)} mutants, {len(progs)} programs judged on the model in "
-          f"{time.monotonic() - t0:.0f} s", file=sys.stderr)
     opts = {"mutations": a.mutations, "budget": a.budget, "shrink": a.shrink}
-    ctx = mp.get_context("fork")
-    with ctx.Pool(a.jobs, _init, (base, progs, judged, opts), maxtasksperchild=1) as pool:
-        found = []
-        for r in pool.imap(hunt, ms, chunksize=1):
-            found.append(r)
-            print(_line(r), file=sys.stderr, flush=True)
-    if a.out:
-        from fuzz.prog import atomic_write
-
-        a.out.mkdir(parents=True, exist_ok=True)
-        for r in found:
-            if r["verdict"] == "distinguished" and "program" in r:
-                path = a.out / f"hunt-{r['file'].removesuffix('.py')}-{r['line']}-{r['kind']}-" \
-                    f"{r['index']}.json"
-                atomic_write(path, r["program"].encode())
-                r["path"] = str(path)
+    base, found = hunt_all(ms, progs, opts, a.jobs, log=True)
+    _write(a, found)
     if a.kernel is not None:
         _on_kernel(a, base, ms, found)
     out = {"mutants": len(found),
@@ -352,13 +376,39 @@ def main() -> int:
     return 0
 
 
+def _write(a: argparse.Namespace, found: list[dict[str, Any]]) -> None:
+    if not a.out:
+        return
+    from fuzz.prog import atomic_write
+
+    a.out.mkdir(parents=True, exist_ok=True)
+    for r in found:
+        if r["verdict"] == "distinguished" and "program" in r:
+            path = a.out / f"hunt-{r['file'].removesuffix('.py')}-{r['line']}-{r['kind']}-" \
+                f"{r['index']}.json"
+            atomic_write(path, r["program"].encode())
+            r["path"] = str(path)
+
+
 def _kernel_only(a: argparse.Namespace, t0: float) -> int:
     """--results: the distinguishing programs of an earlier hunt, on the kernel."""
     prev = json.loads(a.results.read_text())
     by_id = {(m.file, m.kind, m.index): m for m in bo.all_sites()}
     found = [r for r in prev["results"] if not a.files or r["file"] in a.files.split(",")]
     ms = [by_id[(r["file"], r["kind"], r["index"])] for r in found]
-    _on_kernel(a, Base(), ms, found)
+    base = Base()
+    _STATE["base"] = base
+    signal.signal(signal.SIGALRM, bo._alarm)
+    for m, r in zip(ms, found):
+        if r["verdict"] == "distinguished" and "program" in r:
+            with mp.get_context("fork").Pool(1) as pool:
+                text, r["diff"] = pool.apply(_reshrink, ((m, r["program"], a.shrink),))
+            if text != r["program"]:
+                r["program"], r["ops"] = text, len(Program.loads(text).ops)
+                print(_line(r), file=sys.stderr, flush=True)
+    _write(a, found)
+    if a.kernel is not None:
+        _on_kernel(a, base, ms, found)
     out = prev | {"results": found, "seconds": round(time.monotonic() - t0, 1)}
     if a.json:
         print(json.dumps(out, indent=1, default=str))
