@@ -101,30 +101,38 @@ def _init(base: Base, programs: list[tuple[str, Program]], judged: list[tuple],
 
 def _differs(oracle: Any, mods: dict[str, Any], prog: Program, res: list[Any],
              base_v: tuple[list[tuple], int]) -> dict[str, Any] | None:
-    """How the mutant's verdicts on `res` differ from the unmutated model's, or None."""
+    """How the mutant's verdicts on `res` differ from the unmutated model's, or None.
+    "sure" is False where every difference is at or after an op the unmutated model
+    alone was unsure of (its result there is a guess that a kernel's replaces), and
+    for a mutant that only makes the model unsure of more ops (the bench's "unsure":
+    not a kill)."""
     _use(mods)
     signal.setitimer(signal.ITIMER_REAL, PROGRAM_TIMEOUT)
     try:
-        v, _ = bo.verdicts(oracle, prog, res)
+        v, unsure = bo.verdicts(oracle, prog, res)
     except bo._Timeout:
-        return {"what": "timeout"}
+        return {"what": "timeout", "sure": True}
     except Exception as e:  # the mutant raises: bench_oracle counts that a kill
-        return {"what": f"raises {type(e).__name__}: {str(e)[:80]}"}
+        return {"what": f"raises {type(e).__name__}: {str(e)[:80]}", "sure": True}
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
     if v == base_v[0]:
-        return None
+        return None if unsure <= base_v[1] else \
+            {"what": f"{unsure - base_v[1]} more ops unsure", "sure": False}
+    guessed = next((k for k, r in enumerate(res) if r.unsure), len(res))
     new = [x for x in v if x not in base_v[0]]
     gone = [x for x in base_v[0] if x not in v]
-    if new:
-        op, field, mval = new[0]
-        r = res[op]
+    sure = [x for x in new + gone if x[0] < guessed]
+    first = min(sure or new + gone)
+    op, field, mval = first
+    r = res[op]
+    if first in new:
         kval = r.errno if field == "errno" else r.out.get(field)
         return {"what": "new mismatch", "op": op, "name": prog.ops[op].name, "field": field,
-                "model": kval if field != "unsure" else None, "mutant": mval}
-    op, field, mval = gone[0]
+                "model": kval if field != "unsure" else None, "mutant": mval,
+                "sure": bool(sure)}
     return {"what": "mismatch gone", "op": op, "name": prog.ops[op].name, "field": field,
-            "model": mval, "mutant": None}
+            "model": mval, "mutant": None, "sure": bool(sure)}
 
 
 def _shrink(base: Base, oracle: Any, mods: dict[str, Any], prog: Program,
@@ -140,11 +148,13 @@ def _shrink(base: Base, oracle: Any, mods: dict[str, Any], prog: Program,
             res, v, _ = base.judge(p)
         except Exception:
             return None
-        return _differs(oracle, mods, p, res, v)
+        d = _differs(oracle, mods, p, res, v)
+        return d if d is not None and d["sure"] >= want else None
 
     best = prog
-    why = still(prog)
+    why = _differs(oracle, mods, prog, *base.judge(prog)[:2])
     assert why is not None
+    want = why["sure"]
     if "op" in why and why["op"] + 1 < len(best.ops):
         cand = edits.remove_ops(best, set(range(why["op"] + 1, len(best.ops))))
         d = still(cand)
@@ -199,13 +209,17 @@ def hunt(m: bo.Mutant) -> dict[str, Any]:
     # a program whose replay does not run the line cannot tell the mutant apart
     tried, ran_line = len(programs), len(runs)
     found: tuple[str, Program, dict[str, Any]] | None = None
+    # the first program that differs only where the model alone guesses, or only in
+    # what the model is unsure of: kept, and the hunt goes on
+    weak: tuple[str, Program, dict[str, Any]] | None = None
     for k in sorted(runs, key=lambda k: len(programs[k][1].ops)):
         name, prog = programs[k]
         res, v, _ = judged[k]
         d = _differs(oracle, mods, prog, res, v)
-        if d is not None:
+        if d is not None and d["sure"]:
             found = (name, prog, d)
             break
+        weak = weak or (d and (name, prog, d))
     # near the line: mutations of the programs that run it (of any, where none does)
     rng = random.Random(f"{m.file}:{m.kind}:{m.index}")
     pool = [programs[k] for k in (runs or range(len(programs)))]
@@ -228,16 +242,18 @@ def hunt(m: bo.Mutant) -> dict[str, Any]:
         if hits and len(pool) < 4 * len(runs or programs) and len(p.ops) <= 64:
             pool.append((f"{name} mutated", p))  # keep the search near the line
         d = _differs(oracle, mods, p, res, v)
-        if d is not None:
+        if d is not None and d["sure"]:
             found = (f"{name} mutated", p, d)
+        weak = weak or (d and (f"{name} mutated", p, d))
     out |= {"tried": tried, "ran_line": ran_line, "mutated": n,
             "seconds": round(time.monotonic() - t0, 1)}
-    if found is None:
+    if found is None and weak is None:
         return out | {"verdict": "not distinguished"}
-    name, prog, d = found
+    name, prog, d = found or weak  # type: ignore[misc]
     small, d = _shrink(base, oracle, mods, prog, time.monotonic() + opts["shrink"])
-    return out | {"verdict": "distinguished", "by": name, "ops": len(small.ops),
-                  "ops_before_shrink": len(prog.ops), "diff": d, "program": small.dumps()}
+    return out | {"verdict": "distinguished" if found else "only where the model guesses",
+                  "by": name, "ops": len(small.ops), "ops_before_shrink": len(prog.ops),
+                  "diff": d, "program": small.dumps()}
 
 
 def hunt_all(ms: list[bo.Mutant], progs: list[tuple[str, Program]], opts: dict[str, Any],
@@ -284,7 +300,8 @@ def kernel_verdict(m: bo.Mutant, prog: Program, kernel: list[Any]) -> dict[str, 
     finally:
         _use(base.mods)
     if mv[0] == bv[0]:
-        what = "the kernel cannot tell them apart"
+        what = "the kernel cannot tell them apart" + (
+            f" (the mutant is unsure of {mv[1] - bv[1]} more ops)" if mv[1] > bv[1] else "")
     elif not bv[0]:
         what = "kills: the kernel agrees with the unmutated model"
     elif not mv[0]:
@@ -383,7 +400,7 @@ def _write(a: argparse.Namespace, found: list[dict[str, Any]]) -> None:
 
     a.out.mkdir(parents=True, exist_ok=True)
     for r in found:
-        if r["verdict"] == "distinguished" and "program" in r:
+        if "program" in r:
             path = a.out / f"hunt-{r['file'].removesuffix('.py')}-{r['line']}-{r['kind']}-" \
                 f"{r['index']}.json"
             atomic_write(path, r["program"].encode())
@@ -400,7 +417,7 @@ def _kernel_only(a: argparse.Namespace, t0: float) -> int:
     _STATE["base"] = base
     signal.signal(signal.SIGALRM, bo._alarm)
     for m, r in zip(ms, found):
-        if r["verdict"] == "distinguished" and "program" in r:
+        if "program" in r:
             with mp.get_context("fork").Pool(1) as pool:
                 text, r["diff"] = pool.apply(_reshrink, ((m, r["program"], a.shrink),))
             if text != r["program"]:
@@ -423,7 +440,7 @@ def _on_kernel(a: argparse.Namespace, base: Base, ms: list[bo.Mutant],
     from fuzz import kernel as K
 
     kdir = Path(a.kernel) if a.kernel else K.default_kernel()
-    todo = [r for r in found if r["verdict"] == "distinguished" and "program" in r]
+    todo = [r for r in found if "program" in r]
     named = [(r["where"], Program.loads(r["program"])) for r in todo]
     named, kernel = bo.record(named, kdir, False)
     by_where = {(m.file, m.kind, m.index): m for m in ms}
@@ -441,13 +458,13 @@ def _on_kernel(a: argparse.Namespace, base: Base, ms: list[bo.Mutant],
 
 def _line(r: dict[str, Any]) -> str:
     head = f"{r['where']:<30} {r['kind']:<10} {r['index']:>3} {r['was']} -> {r['now']}:"
-    if r["verdict"] == "distinguished":
+    if "diff" in r:
         d = r["diff"]
         what = d["what"] if "op" not in d else \
             f"{d['what']} at op {d['op']} {d['name']}.{d['field']} model {d['model']!r} " \
             f"mutant {d['mutant']!r}"
         k = f" [kernel: {r['on_kernel']['kernel']}]" if "on_kernel" in r else ""
-        return f"{head} distinguished by {r['by']} ({r.get('ops', '?')} ops): {what}{k}"
+        return f"{head} {r['verdict']}: by {r['by']} ({r.get('ops', '?')} ops): {what}{k}"
     return f"{head} not distinguished by {r['tried']} programs ({r['ran_line']} of them " \
         "ran the line)"
 
