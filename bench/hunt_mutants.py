@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import json
 import multiprocessing as mp
 import random
 import signal
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,13 @@ sys.path.insert(0, str(REPO))
 import bench_oracle as bo  # noqa: E402
 
 from fuzz.prog import Program  # noqa: E402
+from fuzz.result import OpResult  # noqa: E402
+
+# per race group (its first op) the order its ops ran in; per op the errno an injected
+# fault failed it with
+Variant = tuple[dict[int, tuple[int, ...]], dict[int, int]]
+# a program found: its name, itself, the variant it was judged in, how it differs
+Cand = tuple[str, Program, "Variant | None", dict[str, Any]]
 
 PROGRAM_TIMEOUT = 10.0  # seconds one program may take on a mutant (a mutant may loop)
 
@@ -75,15 +83,51 @@ class Base:
         self.oracle = bo._traced(lambda: bo._fresh_model(None), self.import_lines)
         self.mods = model_modules()
 
-    def results(self, prog: Program) -> list[Any]:
+    def results(self, prog: Program, variant: Variant | None = None) -> list[Any]:
+        """The model's results alone: in program order, or as `variant` says (race
+        groups in another order, injected faults that failed their ops)."""
         _use(self.mods)
+        orders, inject = variant or ({}, {})
         m = self.oracle.Model(prog)
-        return [m.step(i, None) for i in range(len(prog.ops))]
+        faults = self.oracle.faults
+        res: list[Any] = [None] * len(prog.ops)
+        i = 0
+        while i < len(prog.ops):
+            order = orders.get(i)
+            if order is not None:
+                m.begin_group(range(i, i + len(order)))
+            for k in order or (i,):
+                if k in inject:  # what faults.step leaves for a kernel's injected failure
+                    r = faults.step(m, k, OpResult(inject[k], -1, injected=True))
+                    res[k] = replace(r, injected=True, fault_errnos=())
+                else:
+                    res[k] = m.step(k, None)
+            i += len(order or (i,))
+        return res
 
-    def judge(self, prog: Program) -> tuple[list[Any], tuple[list[tuple], int],
-                                           set[tuple[str, int]]]:
+    def variant(self, prog: Program, rng: random.Random) -> Variant | None:
+        """A kernel that took another way than program order: each racing group in an
+        order of its own (one that keeps each thread's order, not program order where
+        there is another), and one op with fail_nth failed by its fault with an errno
+        an injected failure may give it; None for a program with neither."""
+        races, faults = self.oracle.races, self.oracle.faults
+        orders = {}
+        for g in prog.groups():
+            if races.racing(prog, g):
+                perms = races.orders(prog, g)
+                orders[g.start] = rng.choice(perms[1:] or perms)
+        inject = {}
+        faulted = [k for k, op in enumerate(prog.ops) if op.fail_nth
+                   and faults.allowed(op.name)]
+        if faulted:
+            k = rng.choice(faulted)
+            inject[k] = rng.choice(faults.allowed(prog.ops[k].name))
+        return (orders, inject) if orders or inject else None
+
+    def judge(self, prog: Program, variant: Variant | None = None
+              ) -> tuple[list[Any], tuple[list[tuple], int], set[tuple[str, int]]]:
         """(results alone, the oracle's verdicts on them, the lines that replay ran)."""
-        res = self.results(prog)
+        res = self.results(prog, variant)
         ran: set[tuple[str, int]] = set()
         v = bo._traced(lambda: bo.verdicts(self.oracle, prog, res), ran)
         return res, v, ran
@@ -94,8 +138,8 @@ _STATE: dict[str, Any] = {}
 
 
 def _init(base: Base, programs: list[tuple[str, Program]], judged: list[tuple],
-          opts: dict[str, Any]) -> None:
-    _STATE.update(base=base, programs=programs, judged=judged, opts=opts)
+          variants: list[Variant | None], opts: dict[str, Any]) -> None:
+    _STATE.update(base=base, programs=programs, judged=judged, variants=variants, opts=opts)
     signal.signal(signal.SIGALRM, bo._alarm)
 
 
@@ -136,30 +180,33 @@ def _differs(oracle: Any, mods: dict[str, Any], prog: Program, res: list[Any],
 
 
 def _shrink(base: Base, oracle: Any, mods: dict[str, Any], prog: Program,
-            deadline: float) -> tuple[Program, dict[str, Any]]:
+            deadline: float, var: Variant | None = None) -> tuple[Program, dict[str, Any]]:
     """prog cut after the first op that differs, then with runs of ops (halves, quarters,
     ..., single ops, last first) and unused buffers dropped while it still
-    distinguishes."""
+    distinguishes. With a variant (it names ops by index) only the cut."""
     from fuzz.prog import edits
 
     def still(p: Program) -> dict[str, Any] | None:
         try:
             p.validate()
-            res, v, _ = base.judge(p)
+            res, v, _ = base.judge(p, var)
         except Exception:
             return None
         d = _differs(oracle, mods, p, res, v)
         return d if d is not None and d["sure"] >= want else None
 
     best = prog
-    why = _differs(oracle, mods, prog, *base.judge(prog)[:2])
+    why = _differs(oracle, mods, prog, *base.judge(prog, var)[:2])
     assert why is not None
     want = why["sure"]
-    if "op" in why and why["op"] + 1 < len(best.ops):
-        cand = edits.remove_ops(best, set(range(why["op"] + 1, len(best.ops))))
+    named = [k + len(o) - 1 for k, o in var[0].items()] + list(var[1]) if var else []
+    if "op" in why and max([why["op"], *named]) + 1 < len(best.ops):
+        cand = edits.remove_ops(best, set(range(max([why["op"], *named]) + 1, len(best.ops))))
         d = still(cand)
         if d is not None:
             best, why = cand, d
+    if var is not None:
+        return best, why
     size = max(1, len(best.ops) // 2)
     while time.monotonic() < deadline:
         i = len(best.ops) - size
@@ -181,19 +228,30 @@ def _shrink(base: Base, oracle: Any, mods: dict[str, Any], prog: Program,
     return best, why
 
 
-def _reshrink(args: tuple[bo.Mutant, str, float]) -> tuple[str, dict[str, Any]]:
+def _reshrink(args: tuple[bo.Mutant, str, Variant | None, float]
+              ) -> tuple[str, dict[str, Any]]:
     """An earlier hunt's program shrunk again (in a child: the mutant's modules)."""
-    m, text, seconds = args
+    m, text, var, seconds = args
     base = _STATE["base"]
     oracle = bo._fresh_model(m)
     small, why = _shrink(base, oracle, model_modules(), Program.loads(text),
-                         time.monotonic() + seconds)
+                         time.monotonic() + seconds, var)
     return small.dumps(), why
+
+
+def variant_of(r: dict[str, Any]) -> Variant | None:
+    """The variant a hunt's --json result names (its keys are strings there)."""
+    v = r.get("variant")
+    if not v:
+        return None
+    return ({int(g): tuple(o) for g, o in v["orders"].items()},
+            {int(k): e for k, e in v["inject"].items()})
 
 
 def hunt(m: bo.Mutant) -> dict[str, Any]:
     base: Base = _STATE["base"]
     programs, judged, opts = _STATE["programs"], _STATE["judged"], _STATE["opts"]
+    variants = _STATE["variants"]
     t0 = time.monotonic()
     out: dict[str, Any] = asdict(m) | {"where": m.where}
     try:
@@ -208,19 +266,20 @@ def hunt(m: bo.Mutant) -> dict[str, Any]:
     runs = [k for k, (_, _, ran) in enumerate(judged) if at_import or site in ran]
     # a program whose replay does not run the line cannot tell the mutant apart
     tried, ran_line = len(programs), len(runs)
-    found: tuple[str, Program, dict[str, Any]] | None = None
+    found: Cand | None = None
     # the first program that differs only where the model alone guesses, or only in
     # what the model is unsure of: kept, and the hunt goes on
-    weak: tuple[str, Program, dict[str, Any]] | None = None
+    weak: Cand | None = None
     for k in sorted(runs, key=lambda k: len(programs[k][1].ops)):
         name, prog = programs[k]
         res, v, _ = judged[k]
         d = _differs(oracle, mods, prog, res, v)
         if d is not None and d["sure"]:
-            found = (name, prog, d)
+            found = (name, prog, variants[k], d)
             break
-        weak = weak or (d and (name, prog, d))
-    # near the line: mutations of the programs that run it (of any, where none does)
+        weak = weak or (d and (name, prog, variants[k], d))
+    # near the line: mutations of the programs that run it (of any, where none does), in
+    # program order and on a kernel that took another way
     rng = random.Random(f"{m.file}:{m.kind}:{m.index}")
     pool = [programs[k] for k in (runs or range(len(programs)))]
     budget_end = t0 + opts["budget"]
@@ -233,27 +292,38 @@ def hunt(m: bo.Mutant) -> dict[str, Any]:
         n += 1
         try:
             p.validate()
-            res, v, ran = base.judge(p)
+            var = base.variant(p, rng)
         except Exception:
             continue
-        tried += 1
-        hits = at_import or site in ran
-        ran_line += hits
-        if hits and len(pool) < 4 * len(runs or programs) and len(p.ops) <= 64:
-            pool.append((f"{name} mutated", p))  # keep the search near the line
-        d = _differs(oracle, mods, p, res, v)
-        if d is not None and d["sure"]:
-            found = (f"{name} mutated", p, d)
-        weak = weak or (d and (f"{name} mutated", p, d))
+        for vr in (None, var) if var is not None else (None,):
+            try:
+                res, v, ran = base.judge(p, vr)
+            except Exception:
+                continue
+            tried += 1
+            hits = at_import or site in ran
+            ran_line += hits
+            if hits and vr is None and len(pool) < 4 * len(runs or programs) \
+                    and len(p.ops) <= 64:
+                pool.append((f"{name} mutated", p))  # keep the search near the line
+            label = f"{name} mutated" + (f" {_variant_name(vr)}" if vr else "")
+            d = _differs(oracle, mods, p, res, v)
+            if d is not None and d["sure"]:
+                found = (label, p, vr, d)
+                break
+            weak = weak or (d and (label, p, vr, d))
     out |= {"tried": tried, "ran_line": ran_line, "mutated": n,
             "seconds": round(time.monotonic() - t0, 1)}
     if found is None and weak is None:
         return out | {"verdict": "not distinguished"}
-    name, prog, d = found or weak  # type: ignore[misc]
-    small, d = _shrink(base, oracle, mods, prog, time.monotonic() + opts["shrink"])
+    name, prog, var, d = found or weak  # type: ignore[misc]
+    small, d = _shrink(base, oracle, mods, prog, time.monotonic() + opts["shrink"], var)
     return out | {"verdict": "distinguished" if found else "only where the model guesses",
                   "by": name, "ops": len(small.ops), "ops_before_shrink": len(prog.ops),
-                  "diff": d, "program": small.dumps()}
+                  "diff": d, "program": small.dumps(),
+                  "variant": None if var is None else
+                  {"orders": {str(g): list(o) for g, o in var[0].items()},
+                   "inject": {str(k): e for k, e in var[1].items()}}}
 
 
 def hunt_all(ms: list[bo.Mutant], progs: list[tuple[str, Program]], opts: dict[str, Any],
@@ -263,17 +333,34 @@ def hunt_all(ms: list[bo.Mutant], progs: list[tuple[str, Program]], opts: dict[s
     t0 = time.monotonic()
     base = Base()
     judged = [base.judge(p) for _, p in progs]
+    variants: list[Variant | None] = [None] * len(progs)
+    progs = list(progs)
+    for name, p in list(progs):  # the same programs on a kernel that took another way
+        v = base.variant(p, random.Random(name))
+        if v is not None:
+            progs.append((f"{name} {_variant_name(v)}", p))
+            judged.append(base.judge(p, v))
+            variants.append(v)
     if log:
         print(f"hunt: {len(ms)} mutants, {len(progs)} programs judged on the model in "
               f"{time.monotonic() - t0:.0f} s", file=sys.stderr)
     found = []
     ctx = mp.get_context("fork")
-    with ctx.Pool(jobs, _init, (base, progs, judged, opts), maxtasksperchild=1) as pool:
+    with ctx.Pool(jobs, _init, (base, progs, judged, variants, opts),
+                  maxtasksperchild=1) as pool:
         for r in pool.imap(hunt, ms, chunksize=1):
             found.append(r)
             if log:
                 print(_line(r), file=sys.stderr, flush=True)
     return base, found
+
+
+def _variant_name(v: Variant) -> str:
+    orders, inject = v
+    parts = [f"group at op {g} in order {list(o)}" for g, o in orders.items()]
+    parts += [f"op {k} failed by its fault ({errno.errorcode.get(e, e)})"
+              for k, e in inject.items()]
+    return "(" + ", ".join(parts) + ")"
 
 
 def _mutate(p: Program, rng: random.Random) -> Program:
@@ -363,6 +450,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, help="write the distinguishing programs here")
     ap.add_argument("--kernel", nargs="?", const="", type=str,
                     help="run the distinguishing programs on the kernel in the VM")
+    ap.add_argument("--race-runs", type=int, default=4,
+                    help="--kernel: VM runs of a racing program (each kept, as the bench)")
     ap.add_argument("--results", type=Path,
                     help="no hunt: a hunt_mutants --json output's programs, for --kernel")
     ap.add_argument("--json", action="store_true")
@@ -419,7 +508,8 @@ def _kernel_only(a: argparse.Namespace, t0: float) -> int:
     for m, r in zip(ms, found):
         if "program" in r:
             with mp.get_context("fork").Pool(1) as pool:
-                text, r["diff"] = pool.apply(_reshrink, ((m, r["program"], a.shrink),))
+                text, r["diff"] = pool.apply(_reshrink, ((m, r["program"], variant_of(r),
+                                                          a.shrink),))
             if text != r["program"]:
                 r["program"], r["ops"] = text, len(Program.loads(text).ops)
                 print(_line(r), file=sys.stderr, flush=True)
@@ -437,23 +527,35 @@ def _kernel_only(a: argparse.Namespace, t0: float) -> int:
 
 def _on_kernel(a: argparse.Namespace, base: Base, ms: list[bo.Mutant],
                found: list[dict[str, Any]]) -> None:
+    """Each distinguishing program on the kernel (a racing one --race-runs times: the
+    interleaving the hunt found is the kernel's to take), judged by both models."""
     from fuzz import kernel as K
 
     kdir = Path(a.kernel) if a.kernel else K.default_kernel()
     todo = [r for r in found if "program" in r]
     named = [(r["where"], Program.loads(r["program"])) for r in todo]
-    named, kernel = bo.record(named, kdir, False)
+    runs, kernel = bo.record(named, kdir, False, a.race_runs)
     by_where = {(m.file, m.kind, m.index): m for m in ms}
     _STATE["base"] = base
-    for r, res in zip(todo, kernel):
+    at = 0
+    for r in todo:
         m = by_where[(r["file"], r["kind"], r["index"])]
-        if not res:
-            r["on_kernel"] = {"kernel": "not usable on the VM (crash or setup error)"}
-            continue
-        ctx = mp.get_context("fork")
-        with ctx.Pool(1) as pool:  # the mutant's modules stay in the child
-            r["on_kernel"] = pool.apply(_kernel_one, ((m, r["program"], res),))
-        print(f"  {m.where} {m.kind} {m.index}: {r['on_kernel']['kernel']}", file=sys.stderr)
+        verdicts = []
+        while at < len(runs) and (runs[at][0] == r["where"]
+                                  or runs[at][0].startswith(f"{r['where']} (run ")):
+            res = kernel[at]
+            at += 1
+            if not res:
+                verdicts.append({"kernel": "not usable on the VM (crash or setup error)"})
+                continue
+            with mp.get_context("fork").Pool(1) as pool:  # the mutant's modules stay there
+                verdicts.append(pool.apply(_kernel_one, ((m, r["program"], res),)))
+        # the run that kills it, if one does
+        r["on_kernel"] = next((v for v in verdicts if v["kernel"].startswith("kills")),
+                              verdicts[0] if verdicts else {"kernel": "not run"})
+        r["kernel_runs"] = len(verdicts)
+        print(f"  {m.where} {m.kind} {m.index}: {r['on_kernel']['kernel']} "
+              f"({len(verdicts)} runs)", file=sys.stderr)
 
 
 def _line(r: dict[str, Any]) -> str:
