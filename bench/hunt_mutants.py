@@ -405,13 +405,17 @@ def _kernel_one(args: tuple[bo.Mutant, str, list[Any]]) -> dict[str, Any]:
 
 
 # -- programs --------------------------------------------------------------------------------
-def programs(dirs: list[Path], gen_seeds: int, max_ops: list[int]) -> list[tuple[str, Program]]:
+def programs(dirs: list[Path], gen_seeds: int, max_ops: list[int],
+             scheduled: int = 0) -> list[tuple[str, Program]]:
+    """The corpus, generated programs, and bench_oracle's scheduled ones (mutated until
+    they inject a fault or race)."""
     from fuzz.prog.gen import generate
 
     out = bo.corpus_programs(dirs)
     for n in max_ops:
         out += [(f"gen seed {k} max-ops {n}", generate(k, n)) for k in range(gen_seeds)]
-    return out
+    return out + [(f"scheduled {k}", bo.scheduled(k, max(max_ops or [24])))
+                  for k in range(scheduled)]
 
 
 def mutants(a: argparse.Namespace) -> list[bo.Mutant]:
@@ -442,6 +446,8 @@ def main() -> int:
     ap.add_argument("--corpus", type=Path, action="append")
     ap.add_argument("--gen-seeds", type=int, default=300)
     ap.add_argument("--max-ops", default="8,24,48")
+    ap.add_argument("--scheduled", type=int, default=300,
+                    help="bench_oracle's scheduled programs (they inject faults or race)")
     ap.add_argument("--mutations", type=int, default=400,
                     help="mutated programs tried per mutant after the corpus")
     ap.add_argument("--budget", type=float, default=90.0, help="seconds per mutant")
@@ -462,7 +468,8 @@ def main() -> int:
     ms = mutants(a)
     dirs = a.corpus or [d for d in (REPO / "corpus" / n for n in ("seeds", "oracle", "faults",
                                                                     "campaign")) if d.is_dir()]
-    progs = programs(dirs, a.gen_seeds, [int(x) for x in a.max_ops.split(",") if x])
+    progs = programs(dirs, a.gen_seeds, [int(x) for x in a.max_ops.split(",") if x],
+                     a.scheduled)
     opts = {"mutations": a.mutations, "budget": a.budget, "shrink": a.shrink}
     base, found = hunt_all(ms, progs, opts, a.jobs, log=True)
     _write(a, found)
