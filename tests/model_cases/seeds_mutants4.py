@@ -40,4 +40,28 @@ def dirty_memfd_at_a_1m_boundary_is_mapped_with_2k_pages() -> Prog:
     return p
 
 
-SEEDS_MUTANTS4 = [dirty_memfd_at_a_1m_boundary_is_mapped_with_2k_pages]
+def dirty_anon_thp_at_a_1m_boundary_is_mapped_huge() -> Prog:
+    # the same with a 2M anonymous buffer at a 2M-aligned address: with THP "always"
+    # the fault maps one 2M huge page, physically contiguous, so the domain gets 1M
+    # IOPTEs and one dirty 2K page reports the whole 1M (the known bug
+    # dirty-bitmap-overrun: 512 bits from the range's start; on the VM every byte of
+    # the captured 8 is 0xff). Whether THP backs the buffer is the kernel's (memory
+    # fragmentation): unsure in the model, so either answer agrees
+    p = Prog("dirty_anon_thp_at_a_1m_boundary_is_mapped_huge",
+             Buffer(2 << 20, "anon", 56), Buffer(PAGE, "anon", 57), Buffer(PAGE, "memfd", 0xFF))
+    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    md = p.op("TEST_MOCK_DOMAIN_FLAGS", id=ioas, dev_flags=HUGE_IOVA)
+    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 << 20, iova=M16,
+         flags=FIXED_RW)
+    h = p.ref(p.op("HWPT_ALLOC", dev_id=p.ref(md, "out_idev_id"), pt_id=ioas, flags=DIRTY),
+              "out_hwpt_id")
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    p.op("TEST_DIRTY", id=h, iova=M16, length=MOCK_PAGE, page_size=MOCK_PAGE, uptr=p.buf(2),
+         out={"out_nr_dirty": 1})
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=PAGE, page_size=MOCK_PAGE,
+         data=p.buf(1, 107), expect=None, unsure=True)
+    return p
+
+
+SEEDS_MUTANTS4 = [dirty_memfd_at_a_1m_boundary_is_mapped_with_2k_pages,
+                  dirty_anon_thp_at_a_1m_boundary_is_mapped_huge]
