@@ -161,8 +161,11 @@ def _differs(oracle: Any, mods: dict[str, Any], prog: Program, res: list[Any],
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
     if v == base_v[0]:
-        return None if unsure <= base_v[1] else \
-            {"what": f"{unsure - base_v[1]} more ops unsure", "sure": False}
+        # surer than the model where it guesses: the kernel's result there may show the
+        # mutant wrong (a kill) or right (the model could be surer)
+        return None if unsure == base_v[1] else \
+            {"what": f"{unsure - base_v[1]} more ops unsure" if unsure > base_v[1] else
+             f"{base_v[1] - unsure} fewer ops unsure", "sure": False}
     guessed = next((k for k, r in enumerate(res) if r.unsure), len(res))
     new = [x for x in v if x not in base_v[0]]
     gone = [x for x in base_v[0] if x not in v]
