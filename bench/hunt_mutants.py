@@ -3,8 +3,9 @@ that tells the mutant from the model?
 
     .venv/bin/python bench/hunt_mutants.py --survivors BENCH.json [--files a.py,...]
         [--gen-seeds N] [--max-ops 8,24,48] [--mutations N] [--budget S] [--jobs J]
-        [--out DIR] [--kernel [DIR]] [--json]
+        [--scheduled N] [--out DIR] [--kernel [DIR]] [--race-runs N] [--json]
     .venv/bin/python bench/hunt_mutants.py --mutants N --seed S [--files ...] ...
+    .venv/bin/python bench/hunt_mutants.py --results HUNT.json --kernel   # no hunt
 
 The mutants: the survivors of a bench_oracle --json run (their file, kind and index are
 the mutant's identity in bench_oracle.sites), or the ones bench_oracle samples for
@@ -16,11 +17,18 @@ model's distinguishes the mutant: if the real kernel agrees with the unmutated m
 there, the program kills it in the bench.
 
 The programs: the corpus (corpus/seeds, corpus/oracle, corpus/faults, corpus/campaign),
-the generator's (gen seeds 0..N-1 at each --max-ops), then - the search kept near the
+the generator's (gen seeds 0..N-1 at each --max-ops), bench_oracle's --scheduled ones
+(mutated until they inject a fault or race), each also on a stand-in kernel that took
+another way where it can (its race groups in another order that keeps each thread's, an
+op with fail_nth failed by its fault: Base.variant); then - the search kept near the
 mutated line - fuzz.prog.mutate mutations of the programs whose replay runs that line
 (traced as bench_oracle traces the corpus), up to --mutations or --budget seconds per
-mutant. The first distinguishing program is shrunk (fuzz.prog.edits: ops dropped one at a
-time, then unused buffers) while it still distinguishes.
+mutant. The first distinguishing program is shrunk (cut after the op that differs, then
+runs of ops and unused buffers dropped with fuzz.prog.edits) while it still distinguishes.
+A program that differs only at or after an op the model alone is unsure of (its result
+there is a guess), or only in how many ops are unsure (more: the bench's "unsure", not a
+kill; fewer: the mutant is surer, which the kernel may show wrong), is kept as "only where
+the model guesses" and the hunt goes on.
 
 --kernel runs the distinguishing programs on the real kernel in the VM (bench_oracle's
 cache of kernel results) and says, per mutant, whether the kernel agrees with the
