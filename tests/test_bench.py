@@ -12,6 +12,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 import bench_oracle  # noqa: E402
+import hunt_mutants  # noqa: E402
 import soak  # noqa: E402
 
 
@@ -242,3 +243,38 @@ def test_an_equivalent_entry_covers_its_mutant_by_the_lines_text() -> None:
     assert equivalent.reviewed(replace(m, now=m.was), (e,)) is None
     assert equivalent.stale([m], (e,)) == [] and \
         equivalent.stale([], (e,)) == [e]
+
+
+def _hunt_programs() -> list:
+    from fuzz.prog.gen import generate
+
+    named = bench_oracle.corpus_programs([bench_oracle.REPO / "corpus" / "seeds"])
+    return named + [(f"gen seed {k}", generate(k, 8)) for k in range(10)]
+
+
+HUNT_OPTS = {"mutations": 20, "budget": 20.0, "shrink": 10.0}
+
+
+def test_the_hunt_distinguishes_a_planted_mutant_and_shrinks_its_program() -> None:
+    # vfio.py's VFIO_SET_IOMMU type check flipped (`not in` for `in`): every type is
+    # refused as the right ones were; a seed setting type1 tells it apart
+    planted = [m for m in bench_oracle.all_sites() if m.file == "vfio.py"
+               and m.kind == "compare" and m.was == "NotIn"
+               and "VFIO_TYPE1" in (bench_oracle.MODEL_DIR / "vfio.py").read_text()
+               .splitlines()[m.line - 1]]
+    assert planted, "the planted site moved: pick another VFIO_SET_IOMMU check"
+    _, (r,) = hunt_mutants.hunt_all(planted[:1], _hunt_programs(), HUNT_OPTS)
+    assert r["verdict"] == "distinguished", r
+    assert r["diff"]["name"] == "VFIO_SET_IOMMU" and r["diff"]["field"] == "errno", r
+    prog = bench_oracle.Program.loads(r["program"])
+    assert len(prog.ops) <= r["ops_before_shrink"] and \
+        any(op.name == "VFIO_SET_IOMMU" for op in prog.ops)
+
+
+def test_the_hunt_finds_nothing_between_the_model_and_itself() -> None:
+    # a "mutant" that changes nothing (no site of its kind): compiled afresh from the same
+    # source, stepped by the same oracle, over the same programs and their mutations
+    same = bench_oracle.Mutant("iopt.py", "none", 0, -1, "", "")
+    _, (r,) = hunt_mutants.hunt_all([same], _hunt_programs(), HUNT_OPTS)
+    assert r["verdict"] == "not distinguished", r
+    assert r["tried"] > len(_hunt_programs()) and r["ran_line"] == 0
