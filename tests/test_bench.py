@@ -237,8 +237,8 @@ def test_an_equivalent_entry_covers_its_mutant_by_the_lines_text() -> None:
     import equivalent
 
     m = next(m for m in bench_oracle.all_sites() if m.file == "iopt.py" and m.kind == "compare")
-    e = equivalent.Equivalent(m.file, equivalent.line_text(m.file, m.line), m.kind, m.was,
-                              m.now, "a reason", 1, 1)
+    e = equivalent.Equivalent(m.file, m.kind, m.was, m.now, hunted=1, ran_line=1,
+                              text=equivalent.line_text(m.file, m.line), reason="a reason")
     assert equivalent.reviewed(m, (e,)) == e
     assert equivalent.reviewed(replace(m, now=m.was), (e,)) is None
     assert equivalent.stale([m], (e,)) == [] and \
