@@ -6,15 +6,27 @@ issue 11, session 5), found with bench/hunt_mutants.py. Expected values from the
 from __future__ import annotations
 
 from fuzz import uapi
-from fuzz.prog import Buffer, pattern_bytes
+from fuzz.prog import Buffer, Ref, pattern_bytes
 
-from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, Prog
+from .dsl import MOCK_APERTURE_START, PAGE, Prog, dirty_hwpt
 
 M16 = MOCK_APERTURE_START
-DIRTY = uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
 HUGE_IOVA = uapi.MOCK_FLAGS_DEVICE_HUGE_IOVA
 ENABLE = uapi.IOMMU_HWPT_DIRTY_TRACKING_ENABLE
 MOCK_PAGE = PAGE // 2
+
+
+def _one_dirty_2k_page(name: str, kind: str) -> tuple[Prog, Ref]:
+    """A 2M buffer of `kind` mapped at the aperture's 1M boundary for a HUGE_IOVA mock
+    device's dirty-tracking HWPT, tracking on, and its first 2K page marked dirty: the
+    program and the HWPT, for the read of the bitmap that shows the IOPTEs' size."""
+    p = Prog(name, Buffer(2 << 20, kind, 56), Buffer(PAGE, "anon", 57),
+             Buffer(PAGE, "memfd", 0xFF))
+    _, _, h = dirty_hwpt(p, 2 << 20, dev_flags=HUGE_IOVA)
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    p.op("TEST_DIRTY", id=h, iova=M16, length=MOCK_PAGE, page_size=MOCK_PAGE, uptr=p.buf(2),
+         out={"out_nr_dirty": 1})
+    return p, h
 
 
 def dirty_memfd_at_a_1m_boundary_is_mapped_with_2k_pages() -> Prog:
@@ -23,17 +35,7 @@ def dirty_memfd_at_a_1m_boundary_is_mapped_with_2k_pages() -> Prog:
     # the 1M-aligned piece with 2K entries (mock_domain_map_pages gets no 1M run of
     # pfns) and one dirty 2K page is one bit. The model cannot know the physical pages
     # (mock.piece_state: MAYBE), so that read is the kernel's to decide
-    p = Prog("dirty_memfd_at_a_1m_boundary_is_mapped_with_2k_pages",
-             Buffer(2 << 20, "memfd", 56), Buffer(PAGE, "anon", 57), Buffer(PAGE, "memfd", 0xFF))
-    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
-    md = p.op("TEST_MOCK_DOMAIN_FLAGS", id=ioas, dev_flags=HUGE_IOVA)
-    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 << 20, iova=M16,
-         flags=FIXED_RW)
-    h = p.ref(p.op("HWPT_ALLOC", dev_id=p.ref(md, "out_idev_id"), pt_id=ioas, flags=DIRTY),
-              "out_hwpt_id")
-    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
-    p.op("TEST_DIRTY", id=h, iova=M16, length=MOCK_PAGE, page_size=MOCK_PAGE, uptr=p.buf(2),
-         out={"out_nr_dirty": 1})
+    p, h = _one_dirty_2k_page("dirty_memfd_at_a_1m_boundary_is_mapped_with_2k_pages", "memfd")
     orig = pattern_bytes(57, 107, 8)  # bits 0 and 1 of its first byte are clear
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=PAGE, page_size=MOCK_PAGE,
          data=p.buf(1, 107), out={"bitmap": bytes([orig[0] | 1]) + orig[1:]}, unsure=True)
@@ -47,17 +49,7 @@ def dirty_anon_thp_at_a_1m_boundary_is_mapped_huge() -> Prog:
     # dirty-bitmap-overrun: 512 bits from the range's start; on the VM every byte of
     # the captured 8 is 0xff). Whether THP backs the buffer is the kernel's (memory
     # fragmentation): unsure in the model, so either answer agrees
-    p = Prog("dirty_anon_thp_at_a_1m_boundary_is_mapped_huge",
-             Buffer(2 << 20, "anon", 56), Buffer(PAGE, "anon", 57), Buffer(PAGE, "memfd", 0xFF))
-    ioas = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
-    md = p.op("TEST_MOCK_DOMAIN_FLAGS", id=ioas, dev_flags=HUGE_IOVA)
-    p.op("IOAS_MAP", ioas_id=ioas, user_va=p.buf(0), length=2 << 20, iova=M16,
-         flags=FIXED_RW)
-    h = p.ref(p.op("HWPT_ALLOC", dev_id=p.ref(md, "out_idev_id"), pt_id=ioas, flags=DIRTY),
-              "out_hwpt_id")
-    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
-    p.op("TEST_DIRTY", id=h, iova=M16, length=MOCK_PAGE, page_size=MOCK_PAGE, uptr=p.buf(2),
-         out={"out_nr_dirty": 1})
+    p, h = _one_dirty_2k_page("dirty_anon_thp_at_a_1m_boundary_is_mapped_huge", "anon")
     p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=PAGE, page_size=MOCK_PAGE,
          data=p.buf(1, 107), expect=None, unsure=True)
     return p
