@@ -2,10 +2,11 @@
 program can observe. bench/bench_oracle.py shows them apart from the other survivors and
 prints the kill rate without them beside the whole (it never drops them from the whole).
 
-An entry names its line by the line's text, not its number (which moves with every edit),
-and covers each mutation of that kind and was -> now on that line. It is kept only with
-two things: the reason, from reading the code, and the evidence that
-bench/hunt_mutants.py ran the unmutated and the mutated model on `hunted` programs,
+An entry names its line by the line's text and which of the file's lines with that text
+it is, not by its number (which moves with every edit), and the mutations of that kind
+and was -> now on that line it covers (the first, the second, in bench_oracle's order).
+It is kept only with two things: the reason, from reading the code, and the evidence
+that bench/hunt_mutants.py ran the unmutated and the mutated model on `hunted` programs,
 `ran_line` of which ran the line, and no result differed. tests/test_bench.py checks
 that every entry still names a mutation site of the model as it is; bench_oracle flags an
 entry whose mutant was killed (the reason was wrong)."""
@@ -28,6 +29,8 @@ class Equivalent:
     now: str
     hunted: int  # programs bench/hunt_mutants.py ran on both models
     ran_line: int  # of them, the ones that ran the line
+    at: tuple[int, ...]  # which of the file's lines with the text (1: the first)
+    nth: tuple[int, ...]  # which of that line's mutations of this kind, was and now
     text: str  # the line, stripped
     reason: str  # "equivalent" (no result can change) or "unreachable" (no program or
     # kernel gives the value that tells them apart), and why, by reading the code
@@ -36,232 +39,228 @@ class Equivalent:
 # The survivors of the full run at the end of session 5 that bench/survivors_s5d.md
 # classes equivalent or unreachable (hunts 1-3 of that file), read again by the lead.
 EQUIVALENT: tuple[Equivalent, ...] = (
-    Equivalent('consts.py', 'constant', '1', '2', 1761, 1761,
+    Equivalent('consts.py', 'constant', '1', '2', 1761, 1761, (1,), (1,),
                'IOMMU_CACHE = 1 << 2',
                "equivalent (line 76): IOMMU_CACHE is only OR-ed into an area's prot; the model "
                'tests prot for IOMMU_READ/IOMMU_WRITE only (ioas.py:195, iopt.py:366, '
                'selftest.py:362), and 8 is neither: equivalent'),
-    Equivalent('consts.py', 'constant', '2', '3', 1761, 1761,
+    Equivalent('consts.py', 'constant', '2', '3', 1761, 1761, (1,), (1,),
                'IOMMU_CACHE = 1 << 2',
                'equivalent (line 76): as above (1<<3 = 8): equivalent'),
-    Equivalent('fault.py', 'compare', 'NotEq', 'Eq', 5249, 2396,
+    Equivalent('fault.py', 'compare', 'NotEq', 'Eq', 5249, 2396, (1,), (1,),
                'if pasid != IOMMU_NO_PASID and not isinstance(hwpt, HwptNested):',
                'equivalent (line 86): pasid != NO_PASID -> ==: needs TEST_TRIGGER_IOPF on a '
                'RID-attached paging HWPT with a fault object; a paging HWPT with a fault is never'
                " made by 6.12's mock (FAULT_ID_VALID on a paging alloc is EOPNOTSUPP, "
                'hwpt.py:157), so hwpt.fault is None on every non-nested HWPT and the next check '
                'returns the same: equivalent'),
-    Equivalent('fault.py', 'compare', 'GtE', 'Gt', 5282, 2153,
+    Equivalent('fault.py', 'compare', 'GtE', 'Gt', 5282, 2153, (1,), (1,),
                'if count >= SIDE_ACCESS_OK_MAX:',
                'unreachable (line 137): count == 2^26 exactly on a side-array read/write: unsure '
                'either way in practice (no count that large fits the side array): boundary '
                'unreachable by the executor'),
-    Equivalent('file.py', 'constant', '1', '2', 3047, 3047,
+    Equivalent('file.py', 'constant', '1', '2', 3047, 3047, (1,), (1,),
                'NR_OPEN = 1 << 20  # fs.nr_open default: no fd can be this large',
                "equivalent (line 33): NR_OPEN 1<<20 -> 1<<21: a kernel fd is below the agent's "
                "RLIMIT_NOFILE (far below 1<<20); only the model's made-up fds (>= 2,000,000 = "
                "FAKE_FD_BASE) fall between, and those exist only without the kernel's results. "
                "The hunt's program distinguishes it on the model alone (CLOSE of a made-up fd); "
                'on the kernel the fds are real: equivalent against any kernel'),
-    Equivalent('file.py', 'compare', 'LtE', 'Lt', 2605, 121,
+    Equivalent('file.py', 'compare', 'LtE', 'Lt', 2605, 121, (1,), (1,),
                'if kernel_fd is not None and low <= kernel_fd < NR_OPEN \\',
                'unreachable (line 83): low <= kernel_fd -> low < kernel_fd: differs only when the'
                " kernel's fd equals known_below exactly, which lowest_free() would have returned "
                'itself (fd is None only past the known table): unreachable'),
-    Equivalent('file.py', 'compare', 'Lt', 'LtE', 3947, 0,
+    Equivalent('file.py', 'compare', 'Lt', 'LtE', 3947, 0, (1,), (1,),
                'not 0 <= t < NR_OPEN or (t in self.open and t not in moves) for t in targets) \\',
                'unreachable (line 118): t < NR_OPEN -> <=: no fd is 1<<20: unreachable'),
-    Equivalent('gup.py', 'compare', 'Lt', 'LtE', 3730, 2288,
+    Equivalent('gup.py', 'compare', 'Lt', 'LtE', 3730, 2288, (1,), (1,),
                'if got < 0:',
                'equivalent (line 66): gup_fast never returns 0 (`got if got else -EFAULT`), so '
                'got < 0 == got <= 0: equivalent'),
-    Equivalent('hwpt.py', 'drop-check', 'if ...: raise', '(dropped)', 3727, 2419,
+    Equivalent('hwpt.py', 'drop-check', 'if ...: raise', '(dropped)', 3727, 2419, (1,), (1,),
                'if flags & ~(IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING):',
                'equivalent (line 157): the same flags check is repeated by mock.alloc_user_paging'
                ' (mock.py:44, same EOPNOTSUPP) before any object is allocated: equivalent'),
-    Equivalent('hwpt.py', 'compare', 'LtE', 'Lt', 3226, 857,
+    Equivalent('hwpt.py', 'compare', 'LtE', 'Lt', 3226, 857, (1,), (1,),
                'if n <= 0 or n > CAPTURE_ROOM - m.captured or not m.mem.one_readable_buffer(addr,'
                ' n):',
                "equivalent (line 251): n <= 0 -> n < 0: n == 0 returns b'' either way "
                '(bitmap.read of 0 bytes): equivalent'),
-    Equivalent('ioas.py', 'constant', '1', '2', 3788, 1219,
+    Equivalent('ioas.py', 'constant', '1', '2', 3788, 1219, (1,), (1,),
                'if addr + 16 > U64 + 1 or m.mem.first_bad(addr, 16, False) is not None:',
                'equivalent (line 116): addr + 16 > U64 + 1 -> > U64 + 2: differs only at addr = '
                '2^64 - 15, which first_bad (above TASK_SIZE_MAX) faults the same: equivalent'),
-    Equivalent('ioas.py', 'constant', '1', '2', 3132, 687,
+    Equivalent('ioas.py', 'constant', '1', '2', 3132, 687, (1,), (1,),
                'bad = addr + 16 > U64 + 1 or m.mem.first_bad(addr, 16, True) is not None',
                'equivalent (line 162): as ioas.py:116 (the write side): equivalent'),
-    Equivalent('iopt.py', 'constant', '1', '2', 3640, 2180,
+    Equivalent('iopt.py', 'constant', '1', '2', 3640, 2180, (1,), (1,),
                'chunk = pfn_reader_chunk(holes[0][1] - holes[0][0] + 1, mem.temp_memory_limit) \\',
                'equivalent (line 141): the chunk size for the first hole off by one page: '
                "pin_range only splits calls; the result (pinned or the first failing call's "
                'errno) is the same for any chunk >= 1: equivalent'),
-    Equivalent('iopt.py', 'constant', '1', '2', 3371, 1838,
+    Equivalent('iopt.py', 'constant', '1', '2', 3371, 1838, (1,), (1,),
                'return (self.start_byte + self.length - 1) // PAGE_SIZE',
                'equivalent (line 187): last_index differs only for an area whose last byte is a '
                "page's first byte (start_byte + length = 1 mod 4096); last_index is read only for"
                ' areas with storage (domain fills, pinned_intervals), and with a domain every '
                "area is aligned to the mock's 2K (start_byte + length = 0 mod 2048), and a domain"
                ' attach to an IOAS with such an area fails its alignment check: equivalent'),
-    Equivalent('iopt.py', 'errno', 'EOVERFLOW', 'E2BIG', 3719, 0,
+    Equivalent('iopt.py', 'errno', 'EOVERFLOW', 'E2BIG', 3719, 0, (3,), (1,),
                'raise KernelError(EOVERFLOW)',
                'unreachable (line 371): EOVERFLOW of cur + ln - 1 > ULONG_MAX: earlier checks '
                '(iova + length overflow, EOVERFLOW in ioas.map) reject every such map first: dead'
                ' code (0 programs ran it)'),
-    Equivalent('iopt.py', 'drop-check', 'if ...: raise', '(dropped)', 3347, 742,
+    Equivalent('iopt.py', 'drop-check', 'if ...: raise', '(dropped)', 3347, 742, (2,), (1,),
                'if area.num_accesses:',
                "equivalent (line 442): area.num_accesses on unmap: the access's unmap callback "
                'always releases its pins in the mock (selftest.py), so the Unsure retry branch is'
                ' dropped for the same path: equivalent for the mock driver'),
-    Equivalent('iopt.py', 'boolop', 'Or', 'And', 3569, 915,
+    Equivalent('iopt.py', 'boolop', 'Or', 'And', 3569, 915, (1,), (1,),
                'if (new_start & mask) or (area.start_byte_of(new_start) & mask):',
                "equivalent (line 543): split alignment: with iova_alignment > 1 every area's iova"
                ' and start_byte are aligned (map checks both, a domain attach refuses an IOAS '
                'with unaligned areas), so new_start and start_byte_of(new_start) are congruent '
                'mod the alignment and the two tests are equal (mask 0 when the alignment is 1): '
                'equivalent'),
-    Equivalent('iopt.py', 'drop-check', 'if ...: raise', '(dropped)', 3283, 695,
+    Equivalent('iopt.py', 'drop-check', 'if ...: raise', '(dropped)', 3283, 695, (1,), (1,),
                'if area.storage and not self.disable_large_pages:',
                "unreachable (line 547): split() is called only by VFIO_IOMMU_UNMAP_DMA's cuts, "
                'and only while disable_large_pages is set (vfio.py:209, vfio_compat.c:230), so '
                '`not self.disable_large_pages` is always False there: the check never fires (in '
                'the kernel too, through this caller): unreachable'),
-    Equivalent('iova_bitmap.py', 'constant', '1', '2', 3248, 666,
+    Equivalent('iova_bitmap.py', 'constant', '1', '2', 3248, 666, (1,), (1,),
                'end = min(page + npages * PAGE_SIZE, U64 + 1)',
                'equivalent (line 64): min(..., U64 + 2): page + npages*PAGE is page-aligned and '
                'never U64 + 2: equivalent'),
-    Equivalent('iova_bitmap.py', 'compare', 'GtE', 'Gt', 3345, 722,
+    Equivalent('iova_bitmap.py', 'compare', 'GtE', 'Gt', 3345, 722, (1,), (1,),
                'if index >= self.total:',
                'equivalent (line 100): index == total reaches _advance_to only for the unclamped '
                '(known-bug) bitmap past its end, and only when the bitmap ends on a page boundary'
                ' (else the pinned page runs past total and the next index is > total); then _get '
                "pins 0 pages and returns False as the kernel's -EINVAL does, and pin_failed is "
                'read only on the clamped bitmap: equivalent'),
-    Equivalent('iova_bitmap.py', 'constant', '8', '9', 3634, 934,
+    Equivalent('iova_bitmap.py', 'constant', '8', '9', 3634, 934, (1,), (1,),
                'if offset % 8 == 0 and end - offset >= 8:  # whole bytes at once',
                'equivalent (line 151): end - offset >= 8 -> >= 9: exactly 8 bits at a byte '
                'boundary take the bit loop, which sets the same byte: equivalent (speed only)'),
-    Equivalent('memory.py', 'compare', 'Gt', 'GtE', 3725, 1487,
+    Equivalent('memory.py', 'compare', 'Gt', 'GtE', 3725, 1487, (1,), (1,),
                'if s > pos:',
                'equivalent (line 79): s > pos -> >=: adds an empty piece (pos, pos) for a hole at'
                " the buffer's start; empty regions are never found by region_at: equivalent"),
-    Equivalent('memory.py', 'compare', 'Gt', 'GtE', 3424, 2276,
+    Equivalent('memory.py', 'compare', 'Gt', 'GtE', 3424, 2276, (1,), (1,),
                'if end > U64 + 1:',
                'equivalent (line 145): end > U64+1 -> >=: clamps end = 2^64 to 2^64: equivalent'),
-    Equivalent('memory.py', 'compare', 'In', 'NotIn', 3392, 979,
+    Equivalent('memory.py', 'compare', 'In', 'NotIn', 3392, 979, (1,), (2,),
                'if p2 in self.overlay or p2 in self.tainted or p2 in self.zeroed:',
                'equivalent (line 220): the read fast path: stops the run earlier or later; the '
                'bytes read are the same either way (the slow path reads them page by page): '
                'equivalent (speed only)'),
-    Equivalent('memory.py', 'constant', '1', '2', 3692, 1063,
+    Equivalent('memory.py', 'constant', '1', '2', 3692, 1063, (3,), (1,),
                'page = pos & ~(PAGE_SIZE - 1)',
                'equivalent (line 258): pos & ~(PAGE-2): keeps bit 0, so an odd pos takes n one '
                'smaller; only whether a whole page is handled at once changes (n == PAGE_SIZE '
                'fast path): equivalent'),
-    Equivalent('mock.py', 'constant', '1', '2', 3699, 1317,
+    Equivalent('mock.py', 'constant', '1', '2', 3699, 1317, (1,), (1,),
                'lo_iova, hi_iova = first * SLOT, last * SLOT + SLOT - 1',
                "equivalent (line 64): hi_iova one byte lower: the area lookup's last byte at a 2K"
                " slot's last byte; areas are at least 2K aligned in a mock domain, so no area "
                'starts on that byte: equivalent'),
-    Equivalent('mock.py', 'constant', '1', '2', 3574, 837,
+    Equivalent('mock.py', 'constant', '1', '2', 3574, 837, (1,), (1,),
                'if end - first + 1 < len(hwpt.dirty):',
                'equivalent (line 100): end - first + 2 < len(dirty): chooses between two ways to '
                'discard the same slots (per slot, or by filtering): equivalent (speed only)'),
-    Equivalent('mock.py', 'compare', 'Lt', 'LtE', 3691, 807,
+    Equivalent('mock.py', 'compare', 'Lt', 'LtE', 3691, 807, (1,), (1,),
                'hits = [s for s in dirty if s in slots] if len(dirty) < HUGE_SLOTS else \\',
                'equivalent (line 151): len(dirty) < HUGE_SLOTS -> <=: two ways to find the same '
                'hits: equivalent (speed only)'),
-    Equivalent('model.py', 'boolop', 'And', 'Or', 3984, 0,
+    Equivalent('model.py', 'boolop', 'And', 'Or', 3984, 0, (1,), (1,),
                'return self.refs is not None and name in self.refs',
                'unreachable (line 224): is_ref: refs None and name in refs raises TypeError... '
                'never run (0 programs): refs is never None where is_ref is called: dead'),
-    Equivalent('model.py', 'boolop', 'And', 'Or', 3482, 2590,
+    Equivalent('model.py', 'boolop', 'And', 'Or', 3482, 2590, (1,), (1,),
                'return v if isinstance(v, int) and not isinstance(v, bool) else None',
                'equivalent (line 265): kernel_out: isinstance(int) and not bool -> or: a bool '
                'output does not exist in the descriptions; a non-int output field is never asked '
                'for: equivalent'),
-    Equivalent('model.py', 'compare', 'Gt', 'GtE', 3532, 1219,
+    Equivalent('model.py', 'compare', 'Gt', 'GtE', 3532, 1219, (1,), (1,),
                'if type(raw) is int and raw > natural and a["tail"]:',
                'equivalent (line 403): raw > natural -> >=: raw == natural never gets here (size '
                '> natural checked just above and size == raw): equivalent'),
-    Equivalent('model.py', 'boolop', 'And', 'Or', 3303, 919,
+    Equivalent('model.py', 'boolop', 'And', 'Or', 3303, 919, (1,), (1,),
                'assert index < len(lst) and lst[index] is None, f"op {index} stepped out of order"',
                'equivalent (line 429): an assert (stepped out of order): never fails in a correct'
                ' caller: equivalent'),
-    Equivalent('model.py', 'compare', 'Lt', 'LtE', 3387, 940,
+    Equivalent('model.py', 'compare', 'Lt', 'LtE', 3387, 940, (1,), (1,),
                'assert index < len(lst) and lst[index] is None, f"op {index} stepped out of order"',
                'equivalent (line 429): as above: equivalent'),
-    Equivalent('objects.py', 'constant', '1', '2', 3544, 3544,
+    Equivalent('objects.py', 'constant', '1', '2', 3544, 3544, (1,), (1,),
                'ID_LIMIT = (1 << 31) - 1',
                'unreachable (line 36): ID_LIMIT (1<<31)-2: an id of 2^31-1 is never reached by a '
                'program (ids are the lowest free from 1): unreachable'),
-    Equivalent('objects.py', 'boolop', 'And', 'Or', 3498, 2609,
+    Equivalent('objects.py', 'boolop', 'And', 'Or', 3498, 2609, (1,), (1,),
                'if owner is not None and owner is not self and owner not in out:',
                "equivalent (line 85): users' owners: owner not self and not in out -> or: appends"
                ' duplicates/self to a list only used for `any`/destroy checks that give EBUSY the'
                ' same: equivalent'),
-    Equivalent('objects.py', 'compare', 'Lt', 'LtE', 3127, 70,
-               'if new_id is None or new_id in self.objs or not 0 < new_id <= ID_LIMIT:',
-               "unreachable (line 321): put(): new_id <= ID_LIMIT -> < : the kernel's id 2^31-1: "
-               'unreachable (0 programs ran it)'),
-    Equivalent('races.py', 'compare', 'Gt', 'GtE', 3297, 971,
+    Equivalent('races.py', 'compare', 'Gt', 'GtE', 3297, 971, (1,), (1,),
                'return len({prog.ops[i].thread for i in group}) > 1',
                "equivalent (line 62): racing: > 1 -> >= 1 threads: a one-thread group's only "
                'order is program order, so stepping it as racing gives the same results (the '
                'leeway rules only act on disagreements): equivalent'),
-    Equivalent('races.py', 'boolop', 'Or', 'And', 3340, 927,
+    Equivalent('races.py', 'boolop', 'Or', 'And', 3340, 927, (1,), (2,),
                'if not perms or any(not (kernel[k].t_start or kernel[k].t_end) for k in perms[0]):',
                "equivalent (line 98): in_time: the fallback for results without times; the VM's "
                'executor always reports t_start/t_end, so or -> and changes nothing on a kernel '
                'run: equivalent for the VM backend'),
-    Equivalent('races.py', 'constant', '31', '32', 3638, 576,
+    Equivalent('races.py', 'constant', '31', '32', 3638, 576, (1,), (1,),
                'if not 0 < t < 1 << 31 or (t in model.objects.objs and t not in created):',
                'unreachable (line 322): adopt_ids bound 1<<32: an id of 2^31..2^32-1 is never a '
                "kernel's: unreachable"),
-    Equivalent('selftest.py', 'constant', '1', '2', 3485, 1243,
+    Equivalent('selftest.py', 'constant', '1', '2', 3485, 1243, (1,), (1,),
                'page = uptr & ~(PAGE_SIZE - 1)',
                'equivalent (line 139): page = uptr & ~(PAGE-2): keeps bit 0 of uptr; the page is '
                'then used for a one-page check that covers the same page: equivalent'),
-    Equivalent('selftest.py', 'drop-check', 'if ...: raise', '(dropped)', 3440, 1345,
+    Equivalent('selftest.py', 'drop-check', 'if ...: raise', '(dropped)', 3440, 1345, (1,), (1,),
                'if acc is not None:',
                'equivalent (line 230): access_get: a fault fd given as an access fd -> falls '
                'through to the numbers_unknown/EBADFD below: the same EBADFD when fd numbers are '
                'known: equivalent'),
-    Equivalent('selftest.py', 'drop-check', 'if ...: raise', '(dropped)', 3315, 1033,
+    Equivalent('selftest.py', 'drop-check', 'if ...: raise', '(dropped)', 3315, 1033, (1,), (1,),
                'if write and not pages.writable:',
                'equivalent (line 241): add_access_area: write on read-only pages -> EPERM; the '
                "caller checks the area's prot (selftest.py:362) first with the same EPERM: "
                'equivalent'),
-    Equivalent('selftest.py', 'drop-check', 'if ...: raise', '(dropped)', 3474, 992,
+    Equivalent('selftest.py', 'drop-check', 'if ...: raise', '(dropped)', 3474, 992, (1,), (1,),
                'if key not in pages.accesses:',
                'unreachable (line 255): remove_access_area of a missing key: a kernel WARN path '
                '(unsure); unreachable through the uAPI (the model pairs add/remove): dead'),
-    Equivalent('selftest.py', 'errno', 'ENOENT', 'EFAULT', 3525, 0,
+    Equivalent('selftest.py', 'errno', 'ENOENT', 'EFAULT', 3525, 0, (4,), (1,),
                'raise KernelError(ENOENT)',
                'unreachable (line 346): access_replace_ioas on an access without an IOAS: ENOENT '
                '-> EFAULT; an access always has an IOAS in 6.12 (created with one; replace keeps '
                'one): dead (0 programs)'),
-    Equivalent('selftest.py', 'drop-check', 'if ...: raise', '(dropped)', 3222, 998,
+    Equivalent('selftest.py', 'drop-check', 'if ...: raise', '(dropped)', 3222, 998, (3, 4), (1,),
                'if acc.ioas is None:',
                'unreachable (line 372): access rw/pages with acc.ioas None: by reading, an access'
                " gets its IOAS at create and replace never clears it: dead (the line's `if` runs,"
                ' its body never); and the same mutation at line 537: unreachable: as '
                'selftest.py:372: dead'),
-    Equivalent('ucmd.py', 'compare', 'GtE', 'Gt', 1761, 1208,
+    Equivalent('ucmd.py', 'compare', 'GtE', 'Gt', 1761, 1208, (1,), (1,),
                'if off >= size:',
                'equivalent (line 38): off >= size -> >: a field at off == size reads width bytes '
                'past size, all 0 by the next branch: equivalent'),
-    Equivalent('ucmd.py', 'constant', '1', '2', 1761, 527,
+    Equivalent('ucmd.py', 'constant', '1', '2', 1761, 527, (1,), (1, 2),
                'return (value & low) | (a[name] & ~low & ((1 << (8 * width)) - 1))',
                "equivalent (line 55): the mask (1 << 8*width) - 2: clears bit 0 of the field's "
                "bytes past the user's size, which are 0 anyway: equivalent; and the same mutation"
                ' at line 55: equivalent: (2 << 8*width) - 1: one bit wider than the field; the '
                "field's value fits its width: equivalent"),
-    Equivalent('userbuf.py', 'compare', 'LtE', 'Lt', 3636, 1194,
+    Equivalent('userbuf.py', 'compare', 'LtE', 'Lt', 3636, 1194, (1,), (1,),
                'if n <= 0 or n > CAPTURE_ROOM - m.captured:',
                "equivalent (line 125): capture of n <= 0 -> < 0: n == 0 captures b'' either way: "
                'equivalent'),
-    Equivalent('vfio.py', 'compare', 'Eq', 'NotEq', 1761, 629,
+    Equivalent('vfio.py', 'compare', 'Eq', 'NotEq', 1761, 629, (1,), (1,),
                'if ext == VFIO_TYPE1_NESTING_IOMMU:',
                "equivalent (line 77): both branches return {'ret': 0}: equivalent"),
 )
@@ -277,11 +276,37 @@ def line_text(file: str, line: int) -> str:
     return lines[line - 1].strip() if 0 < line <= len(lines) else ""
 
 
+def occurrence(file: str, line: int) -> int:
+    """Which of the file's lines with this line's text it is (1: the first)."""
+    text = line_text(file, line)
+    return sum(1 for t in _lines(file)[:line] if t.strip() == text)
+
+
+def nth_on_line(m: Any, sites: list[Any]) -> int:
+    """Which of its line's mutations of its kind, was and now m is (1: the first)."""
+    return sorted(s.index for s in sites if (s.file, s.line, s.kind, s.was, s.now)
+                  == (m.file, m.line, m.kind, m.was, m.now)).index(m.index) + 1
+
+
 def reviewed(m: Any, entries: tuple[Equivalent, ...] = EQUIVALENT) -> Equivalent | None:
     """The entry that covers mutant m (a bench_oracle.Mutant), if any."""
     text = line_text(m.file, m.line)
-    return next((e for e in entries if (e.file, e.text, e.kind, e.was, e.now)
-                 == (m.file, text, m.kind, m.was, m.now)), None)
+    for e in entries:
+        if (e.file, e.text, e.kind, e.was, e.now) == (m.file, text, m.kind, m.was, m.now) \
+                and occurrence(m.file, m.line) in e.at \
+                and nth_on_line(m, _sites(m.file)) in e.nth:
+            return e
+    return None
+
+
+@cache
+def _sites(file: str) -> list[Any]:
+    import ast
+
+    from bench_oracle import sites  # bench/, beside this file
+
+    path = MODEL_DIR / file
+    return sites(file, ast.parse(path.read_text(), str(path)))
 
 
 def stale(sites: list[Any], entries: tuple[Equivalent, ...] = EQUIVALENT) -> list[Equivalent]:

@@ -238,6 +238,7 @@ def test_an_equivalent_entry_covers_its_mutant_by_the_lines_text() -> None:
 
     m = next(m for m in bench_oracle.all_sites() if m.file == "iopt.py" and m.kind == "compare")
     e = equivalent.Equivalent(m.file, m.kind, m.was, m.now, hunted=1, ran_line=1,
+                              at=(equivalent.occurrence(m.file, m.line),), nth=(1,),
                               text=equivalent.line_text(m.file, m.line), reason="a reason")
     assert equivalent.reviewed(m, (e,)) == e
     assert equivalent.reviewed(replace(m, now=m.was), (e,)) is None
@@ -278,3 +279,26 @@ def test_the_hunt_finds_nothing_between_the_model_and_itself() -> None:
     _, (r,) = hunt_mutants.hunt_all([same], _hunt_programs(), HUNT_OPTS)
     assert r["verdict"] == "not distinguished", r
     assert r["tried"] > len(_hunt_programs()) and r["ran_line"] == 0
+
+
+def test_an_equivalent_entry_covers_only_the_mutations_of_its_line_it_names() -> None:
+    """Two mutations of one kind and was -> now on one line (both 8 -> 9 in
+    `offset % 8 == 0 and end - offset >= 8`) are two mutants: a reason for one is not
+    one for the other, nor for another line of the file with the same text."""
+    import equivalent
+
+    sites = bench_oracle.all_sites()
+    first, second = (m for m in sites if m.file == "iova_bitmap.py" and m.was == "8"
+                     and equivalent.line_text(m.file, m.line).startswith("if offset % 8 == 0"))
+    e = equivalent.Equivalent(first.file, first.kind, first.was, first.now, hunted=1,
+                              ran_line=1, at=(1,), nth=(equivalent.nth_on_line(first, sites),),
+                              text=equivalent.line_text(first.file, first.line), reason="r")
+    assert equivalent.reviewed(first, (e,)) == e and equivalent.reviewed(second, (e,)) is None
+    twice = [m for m in sites if m.file == "selftest.py" and m.kind == "drop-check"
+             and equivalent.line_text(m.file, m.line) == "if acc.ioas is None:"]
+    assert [equivalent.occurrence(m.file, m.line) for m in twice] == \
+        list(range(1, len(twice) + 1)) and len(twice) > 1
+    e = replace(e, file="selftest.py", kind="drop-check", was=twice[0].was, now=twice[0].now,
+                text="if acc.ioas is None:", at=(2,), nth=(1,))
+    assert [equivalent.reviewed(m, (e,)) for m in twice] == \
+        [None, e] + [None] * (len(twice) - 2)
