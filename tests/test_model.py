@@ -614,6 +614,11 @@ def test_unsure_hwpt_alloc_leaves_the_fault_it_names_unknown():
     got = [m.step(i, r) for i, r in enumerate(k)]
     assert got[4].unsure and "may be an object the model does not know" in got[4].unsure
     assert got[5].unsure and "fault 1 is unknown since op 4 (HWPT_ALLOC)" in got[5].unsure
+    # where the kernel's HWPT_ALLOC failed, it made no HWPT (or destroyed it): the fault
+    # is as it was
+    m = Model(p.program)
+    got = [m.step(i, r) for i, r in enumerate(k[:4] + [OpResult(E.ENOENT, -1, {}), None])]
+    assert got[4].unsure and got[5].unsure is None and got[5].out["ret"] == 0
     # without FAULT_ID_VALID the fault is not named: a later fault stays known
     g = Prog("no_fault", Buffer(PAGE, "memfd", 1))
     g.program.ops[:] = [op for i, op in enumerate(p.program.ops) if i not in (4, 5)]

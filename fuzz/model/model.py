@@ -149,9 +149,11 @@ FACET_OPS = {"READ": "queue", "WRITE": "queue", "TEST_DIRTY": "dirty",
              "HWPT_GET_DIRTY_BITMAP": "dirty", "HWPT_SET_DIRTY_TRACKING": "dirty"}
 GLOBAL_OPS = frozenset({"VFIO_IOAS", "TEST_SET_TEMP_MEMORY_LIMIT"})
 # ... and objects an op looks up only once its other steps succeeded, so that the
-# handler, failing earlier, never touched them: the kernel may have got that far.
-# HWPT_ALLOC takes its fault last and gives it to the new HWPT (hw_pagetable.c:329-339:
-# a users ref, and every fault a device attached to that HWPT raises is queued there)
+# handler, failing earlier, never touched them: where the kernel's op succeeded (or its
+# result is not known), it got that far. HWPT_ALLOC takes its fault last and gives it
+# to the new HWPT (hw_pagetable.c:328-340: a users ref, and every fault a device
+# attached to that HWPT raises is queued there); one that fails after that destroys
+# the HWPT, which drops the ref (:350-351, :16-17): the fault is as it was
 LATE_NAMED: dict[str, Callable[[Args], int | None]] = {
     "HWPT_ALLOC": lambda a: field_seen(a, "HWPT_ALLOC", "fault_id")
     if a["flags"] & IOMMU_HWPT_FAULT_ID_VALID else None,
@@ -593,7 +595,8 @@ class Model:
             targets = list((objs.touched if name in TOUCHED_OPS else objs.primary).values())
             late = LATE_NAMED.get(name)
             late_id = late(a) if late is not None else None
-            if late_id is not None and late_id in objs.objs:
+            if late_id is not None and late_id in objs.objs and (kernel is None
+                                                                 or not kernel.errno):
                 targets.append(objs.objs[late_id])
         facet = FACET_OPS.get(name)
         for o in targets:
