@@ -58,6 +58,7 @@ RULES: dict[str, Any] = {
     "may_meet_failed_map": lambda *a, **k: False,
     "in_time": lambda perms, kernel: perms,
     "read_back_late": lambda *a, **k: None,
+    "captured_late": lambda *a, **k: None,
 }
 
 

@@ -34,8 +34,9 @@ class Mismatch:
         if self.field == "errno":
             k, m = errno_name(k), errno_name(m)
         known = f" (known kernel bug: {self.bug})" if self.bug else ""
-        return (f"op {self.op} ({self.name}): {self.field}: kernel {_fmt(k)}, model {_fmt(m)}"
-                + known)
+        at = _parting(k, m)
+        return (f"op {self.op} ({self.name}): {self.field}: kernel {_fmt(k, at)}, "
+                f"model {_fmt(m, at)}" + known)
 
     @property
     def signature(self) -> str:
@@ -48,11 +49,20 @@ class Mismatch:
         return f"mismatch {self.name}.{self.field}" + (f" [{self.bug}]" if self.bug else "")
 
 
-def _fmt(v: Any) -> str:
+def _parting(k: Any, m: Any) -> int:
+    """Where two byte strings first differ (0 for anything else): shown from there, as
+    long captures that differ late would otherwise show the same first bytes."""
+    if not (isinstance(k, (bytes, bytearray)) and isinstance(m, (bytes, bytearray))):
+        return 0
+    return next((i for i, (x, y) in enumerate(zip(k, m)) if x != y), min(len(k), len(m)))
+
+
+def _fmt(v: Any, at: int = 0) -> str:
     if isinstance(v, int) and not isinstance(v, bool):
         return hex(v) if v > 9 else str(v)
     if isinstance(v, (bytes, bytearray)):
-        return f"<{len(v)} bytes {bytes(v[:16]).hex()}>"
+        where = f", from byte {at:#x}:" if at else ""
+        return f"<{len(v)} bytes{where} {bytes(v[at:at + 16]).hex()}>"
     return repr(v)
 
 

@@ -98,6 +98,11 @@ def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group:
                 res[k] = (races.fail_early(m, k, kernel[k]) if k in forced else
                           faults.step(m, k, kernel[k]) if prog.ops[k].fail_nth else
                           m.step(k, kernel[k]))
+        if group:  # a capture read after racing ops later in the order wrote there
+            for k in order:
+                late = races.captured_late(m, prog, span, order, k, kernel)
+                if late is not None and late == kernel[k].out.get("data"):
+                    res[k].out["data"] = late
         diffs = [d for k in span for d in compare_op(k, prog.ops[k].name, kernel[k], res[k])]
         more = {d.op for d in diffs if d.field == "errno" and d.op not in forced
                 and races.transient(base, prog, span, d.op, kernel[d.op])} if group else set()

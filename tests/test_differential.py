@@ -119,3 +119,21 @@ def test_run_table_prints_an_unsure_op_as_unsure_with_its_reason() -> None:
     assert rows[1].split()[-1] == "out_ioas_id=1"
     assert "unsure (ok out_ioas_id=2)" in rows[2] and rows[2].endswith("??")
     assert rows[3].strip() == "^ op 1 (IOAS_ALLOC): model unsure: a reason the model gives"
+
+
+def test_a_data_mismatch_shows_where_the_bytes_part():
+    """Soak finding TEST_ACCESS_RW.data 0e4b4636: 16 KiB that agree in their first 16
+    bytes were shown as those 16 bytes on both sides, which read like one digest. The
+    detail shows the bytes from the first one that differs, and its offset."""
+    from fuzz.compare import Mismatch
+
+    k = bytes(range(256)) * 64
+    m = bytearray(k)
+    m[0xFA0:0xFB0] = bytes(16)
+    d = Mismatch(15, "TEST_ACCESS_RW", "data", k, bytes(m)).describe()
+    assert d == ("op 15 (TEST_ACCESS_RW): data: kernel <16384 bytes, from byte 0xfa0: "
+                 f"{k[0xFA0:0xFB0].hex()}>, model <16384 bytes, from byte 0xfa0: "
+                 f"{bytes(16).hex()}>"), d
+    # one a prefix of the other: they part where the shorter ends
+    d = Mismatch(3, "TEST_ACCESS_RW", "data", k[:4], b"").describe()
+    assert d == f"op 3 (TEST_ACCESS_RW): data: kernel <4 bytes {k[:4].hex()}>, model <0 bytes >"

@@ -734,6 +734,56 @@ def _settled(p: Program) -> list[OpResult]:
     return [OpResult(r.errno, r.ret, dict(r.out)) for r in res]
 
 
+def test_a_write_that_read_its_source_before_a_racing_read_filled_it() -> None:
+    """A soak's finding (session 6, TEST_ACCESS_RW.data 0e4b4636): a TEST_ACCESS_RW write
+    (op 4) copied its source from user memory, and a racing TEST_ACCESS_RW read (op 3,
+    issued and done while op 4 ran) then wrote that source. The write's output, read back
+    once it returned, holds the read's bytes: the order read-then-write agrees on every
+    output, yet the write had taken the old bytes, as a later read (op 5) shows. The
+    order write-then-read gives that capture when the read's bytes landed before the
+    write returned; then op 5 agrees. With the read done before the write was issued,
+    or a third value at op 5, op 5 stays a mismatch."""
+    from fuzz.model import run_model
+    from fuzz.prog import Buffer, BufPtr
+
+    ioas, acc = Ref(0, "out_ioas_id"), Ref(2, "out_access_fd")
+    iova = 1 << 24
+    ops = [Op("IOAS_ALLOC"),
+           Op("IOAS_MAP", {"ioas_id": ioas, "user_va": BufPtr(0), "length": 16384,
+                           "iova": iova, "flags": 7}),
+           Op("TEST_CREATE_ACCESS", {"id": ioas}),
+           Op("TEST_ACCESS_RW", {"id": acc, "iova": iova, "length": 16, "uptr": BufPtr(1)},
+              barrier=1),
+           Op("TEST_ACCESS_RW", {"id": acc, "iova": iova + 4000, "length": 300,
+                                 "uptr": BufPtr(1), "flags": 1}, thread=1, barrier=1),
+           Op("TEST_ACCESS_RW", {"id": acc, "iova": iova + 4000, "length": 16,
+                                 "uptr": BufPtr(1, 1024)})]
+    bufs = [Buffer(16384, "memfd", 7), Buffer(4096, "memfd", 9)]
+    p = Program(ops, bufs)
+    # the kernel's run: op 4 ran whole before op 3 (a program without threads in that
+    # order), except that op 4's capture was read after op 3 wrote
+    seq = run_model(Program([Op(o.name, dict(o.args)) for o in
+                             (ops[0], ops[1], ops[2], ops[4], ops[3], ops[5])], bufs))
+    res = [OpResult(r.errno, r.ret, dict(r.out)) for r in seq]
+    res[3], res[4] = res[4], res[3]
+    assert res[3].out["data"] != res[4].out["data"][:16]
+    res[4].out["data"] = res[3].out["data"] + res[4].out["data"][16:]
+    for k, (t0, t1) in zip(range(3, 5), ((2, 5), (1, 10))):  # op 3 inside op 4
+        res[k].thread, res[k].t_start, res[k].t_end = ops[k].thread, t0, t1
+    _, mism, uns = model_alongside(p, res)
+    assert mism == [] and uns == [], [m.describe() for m in mism + uns]
+    # the read done before the write was issued: the write copied the read's bytes
+    for k, (t0, t1) in zip(range(3, 5), ((1, 2), (3, 10))):
+        res[k].t_start, res[k].t_end = t0, t1
+    _, mism, _ = model_alongside(p, res)
+    assert [(m.op, m.field) for m in mism] == [(5, "data")]
+    for k, (t0, t1) in zip(range(3, 5), ((2, 5), (1, 10))):
+        res[k].t_start, res[k].t_end = t0, t1
+    res[5].out["data"] = bytes(16)
+    _, mism, _ = model_alongside(p, res)
+    assert [(m.op, m.field) for m in mism] == [(5, "data")]
+
+
 def test_the_rlimit_mode_is_busy_while_a_racing_failing_op_holds_an_id() -> None:
     """A soak's finding: setting the rlimit mode wants the xarray empty, and a racing
     TEST_MOCK_DOMAIN that fails (no such IOAS) held its selftest object's id a while:

@@ -19,6 +19,7 @@ except ImportError:  # tests/ imported as a package
     from tests.model_cases.dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, RW, U64, Prog
     from tests.model_cases.seeds import ORACLE_PROGRAMS, SEEDS
 
+from fuzz import uapi
 from fuzz.model import Model, run_model
 from fuzz.model import memory as model_memory
 from fuzz.prog import (
@@ -587,6 +588,43 @@ def test_ids_after_an_unsure_alloc_come_from_the_kernel():
     # an id the model has no object for may be one the kernel made
     assert got[5].unsure and "may be an object the model does not know" in got[5].unsure
 
+
+
+def test_unsure_hwpt_alloc_leaves_the_fault_it_names_unknown():
+    # soak finding READ.cookie (session 6): an HWPT_ALLOC the model could not follow
+    # (here: its device id may be one the model does not know) failed in the model
+    # before it looked up its fault; in the kernel it made a nested HWPT reporting to
+    # that fault (hw_pagetable.c:329-339), so faults may land in the fault's queue
+    p = Prog("late_fault", Buffer(PAGE, "memfd", 1))
+    f = p.op("FAULT_QUEUE_ALLOC")
+    a = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=a, user_va=0x7F0000000000, length=PAGE, iova=M16,
+         flags=FIXED_RW)
+    p.op("TEST_MOCK_DOMAIN", id=a)  # unsure: ids are not known from here
+    p.op("HWPT_ALLOC", flags=uapi.IOMMU_HWPT_FAULT_ID_VALID, dev_id=9, pt_id=10,
+         data_type=uapi.IOMMU_HWPT_DATA_SELFTEST, data_len=4,
+         fault_id=p.ref(f, "out_fault_id"))
+    p.op("READ", fd=p.ref(f, "out_fault_fd"))
+    p.op("HWPT_ALLOC", flags=0, dev_id=9, pt_id=10)  # names no fault
+    p.op("READ", fd=p.ref(f, "out_fault_fd"))
+    k = [OpResult(0, 0, {"out_fault_id": 1, "out_fault_fd": 4}),
+         OpResult(0, 0, {"out_ioas_id": 2}), OpResult(0, 0, {"iova": M16}),
+         OpResult(E.ENOMEM, -1, {}), OpResult(0, 0, {"out_hwpt_id": 11}), None, None, None]
+    m = Model(p.program)
+    got = [m.step(i, r) for i, r in enumerate(k)]
+    assert got[4].unsure and "may be an object the model does not know" in got[4].unsure
+    assert got[5].unsure and "fault 1 is unknown since op 4 (HWPT_ALLOC)" in got[5].unsure
+    # where the kernel's HWPT_ALLOC failed, it made no HWPT (or destroyed it): the fault
+    # is as it was
+    m = Model(p.program)
+    got = [m.step(i, r) for i, r in enumerate(k[:4] + [OpResult(E.ENOENT, -1, {}), None])]
+    assert got[4].unsure and got[5].unsure is None and got[5].out["ret"] == 0
+    # without FAULT_ID_VALID the fault is not named: a later fault stays known
+    g = Prog("no_fault", Buffer(PAGE, "memfd", 1))
+    g.program.ops[:] = [op for i, op in enumerate(p.program.ops) if i not in (4, 5)]
+    m = Model(g.program)
+    got = [m.step(i, r) for i, r in enumerate(k[:4] + [None, None])]
+    assert got[4].unsure and got[5].unsure is None and got[5].out["ret"] == 0
 
 # -- random programs: the model never crashes, and is fast enough -----------------------------
 _INTS = [0, 1, 2, 4, 6, 7, 0x800, 0x1000, 0x10000, 1 << 20, 1 << 24, (1 << 24) + 0x1000,

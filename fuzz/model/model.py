@@ -20,6 +20,7 @@ from fuzz.model.consts import (
     E2BIG,
     EFAULT,
     EINVAL,
+    IOMMU_HWPT_FAULT_ID_VALID,
     IOMMU_OPTION_RLIMIT_MODE,
     IOMMU_VFIO_IOAS_GET,
     IOPT_PAGES_ACCOUNT_MM,
@@ -42,6 +43,7 @@ from fuzz.model.objects import (
     ObjectTable,
     SelftestObj,
 )
+from fuzz.model.ucmd import field_seen
 from fuzz.prog import BUF_BASE, BUF_STRIDE, BufPtr, Op, Program, Ref
 from fuzz.prog.descriptions import OPS
 from fuzz.prog.layout import arg_defaults
@@ -146,6 +148,16 @@ WRITE_RANGES: dict[str, Callable[[Args], tuple[int, int]]] = {
 FACET_OPS = {"READ": "queue", "WRITE": "queue", "TEST_DIRTY": "dirty",
              "HWPT_GET_DIRTY_BITMAP": "dirty", "HWPT_SET_DIRTY_TRACKING": "dirty"}
 GLOBAL_OPS = frozenset({"VFIO_IOAS", "TEST_SET_TEMP_MEMORY_LIMIT"})
+# ... and objects an op looks up only once its other steps succeeded, so that the
+# handler, failing earlier, never touched them: where the kernel's op succeeded (or its
+# result is not known), it got that far. HWPT_ALLOC takes its fault last and gives it
+# to the new HWPT (hw_pagetable.c:328-340: a users ref, and every fault a device
+# attached to that HWPT raises is queued there); one that fails after that destroys
+# the HWPT, which drops the ref (:350-351, :16-17): the fault is as it was
+LATE_NAMED: dict[str, Callable[[Args], int | None]] = {
+    "HWPT_ALLOC": lambda a: field_seen(a, "HWPT_ALLOC", "fault_id")
+    if a["flags"] & IOMMU_HWPT_FAULT_ID_VALID else None,
+}
 
 
 def _one_page(addr: int, n: int) -> bool:
@@ -581,6 +593,11 @@ class Model:
             targets = []
         else:
             targets = list((objs.touched if name in TOUCHED_OPS else objs.primary).values())
+            late = LATE_NAMED.get(name)
+            late_id = late(a) if late is not None else None
+            if late_id is not None and late_id in objs.objs and (kernel is None
+                                                                 or not kernel.errno):
+                targets.append(objs.objs[late_id])
         facet = FACET_OPS.get(name)
         for o in targets:
             attr = f"{facet}_unknown" if facet and hasattr(o, f"{facet}_unknown") \

@@ -34,6 +34,7 @@ from fuzz.model.consts import (
     IOMMU_OPTION_RLIMIT_MODE,
     VFIO_TYPE1_IOMMU,
 )
+from fuzz.model.errors import Unsure
 from fuzz.model.model import WRITE_RANGES, Model
 from fuzz.model.objects import OBJ_IOAS, HwPagetable, Ioas
 from fuzz.prog import Program
@@ -202,6 +203,36 @@ def read_back_late(model: Model, prog: Program, group: range, op: int) -> str | 
                     f"it returned, and op {j} ({prog.ops[j].name}) on another thread wrote "
                     "the same bytes")
     return None
+
+
+def captured_late(after: Model, prog: Program, group: range, order: tuple[int, ...],
+                  op: int, kernel: list[OpResult]) -> bytes | None:
+    """What TEST_ACCESS_RW op `op` captured if the racing ops after it in `order` had
+    all run before the capture: the executor reads the op's uptr once the call has
+    returned (selftest.access_rw), so ops issued on other threads before that return
+    may have written there after the op's own step - a write copied its source from
+    there first, a read wrote there first - and before the read. `after`: the state
+    once the group ran in `order`. None unless every op after it in `order` was issued
+    on another thread before it returned (then `after` holds nothing the capture
+    cannot), and one of them writes the captured bytes."""
+    if prog.ops[op].name != "TEST_ACCESS_RW":
+        return None
+    a, n = user_writes(after, prog, op)
+    done = kernel[op].t_end
+    later = order[order.index(op) + 1:]
+    if not done or any(prog.ops[j].thread == prog.ops[op].thread or not kernel[j].t_start
+                       or kernel[j].t_start >= done for j in later):
+        return None
+    if not any((m := user_writes(after, prog, j))[1] and a < m[0] + m[1] and m[0] < a + n
+               for j in later):
+        return None
+    data = kernel[op].out.get("data")
+    if not isinstance(data, bytes) or not data or len(data) > n:
+        return None
+    try:
+        return after.mem.read(a, len(data))
+    except Unsure:
+        return None
 
 
 def free_choice(prog: Program, group: range, op: int, field: str) -> bool:
