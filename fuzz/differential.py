@@ -99,9 +99,11 @@ def _try(prog: Program, base: Model, span: range, order: tuple[int, ...], group:
                           faults.step(m, k, kernel[k]) if prog.ops[k].fail_nth else
                           m.step(k, kernel[k]))
         diffs = [d for k in span for d in compare_op(k, prog.ops[k].name, kernel[k], res[k])]
-        more = {d.op for d in diffs if d.field == "errno" and d.op not in forced
+        # a result a known kernel bug gives agrees (_Try.tier): no race explains it
+        real = [d for d in diffs if not d.bug]
+        more = {d.op for d in real if d.field == "errno" and d.op not in forced
                 and races.transient(base, prog, span, d.op, kernel[d.op])} if group else set()
-        meets = {d.op for d in diffs if d.op not in held
+        meets = {d.op for d in real if d.op not in held
                  and races.may_meet_failed_map(prog, span, d.op, d.field, kernel)} \
             if group else set()
         if not more and not meets:
@@ -235,10 +237,11 @@ def model_alongside(prog: Program, kernel: list[OpResult],
         perms = races.in_time(races.orders(prog, span), kernel) if group else [(i,)]
         # Each state is stepped in place where it has one try: an op outside a race
         # group (its try uses the state only for itself, and the states are replaced by
-        # the tries' below), or a group tried in one order from one state. A racing
-        # group's orders each start from a copy: their retries and adopt_ids read the
-        # state before the group.
-        in_place = not group or (len(states) == 1 and len(perms) == 1)
+        # the tries' below). A racing group's tries each start from a copy, even where
+        # there is one order from one state: a try stepped again (an op failed on a
+        # racing op's half-done work) starts from the state before the group, which
+        # races.transient reads too.
+        in_place = not group
         try:
             keep, tier, more = _best_tries(
                 _try(prog, s, span, o, group, kernel, in_place) for s in states for o in perms)
