@@ -911,3 +911,32 @@ def test_a_race_group_stepped_again_in_its_one_order_starts_from_the_state_befor
     assert [(m.op, m.field, m.bug) for m in mism] == \
         [(9, "errno", "reserved-fields-unchecked")], [m.describe() for m in mism]
     assert unsure == [], [u.describe() for u in unsure]
+
+
+def test_a_mock_domain_may_take_its_first_id_before_a_racing_op_and_attach_to_its_object(
+        ) -> None:
+    """A soak's finding: TEST_MOCK_DOMAIN on pt id 2 racing an IOAS_ALLOC in an empty
+    context. Whole-call orders give the IOAS id 1 and fail the mock domain (pt 2 its own
+    selftest object, only reserved: ENOENT; or its own device: EINVAL). The kernel
+    reserved the selftest object's id 1 first (selftest.c:754), the IOAS_ALLOC took 2
+    and finalized it, then the mock domain bound its device (3) and attached to IOAS 2
+    (selftest.c:770, 779: auto domain 4); a later mock domain on that IOAS shares
+    hwpt 4. Where the IOAS_ALLOC runs on the mock domain's own thread after it, those
+    results stay mismatches."""
+    none = {"num_iovas": 0}
+    md = (0, {"out_stdev_id": 1, "out_hwpt_id": 4, "out_idev_id": 3}, False)
+    later = (0, {"out_stdev_id": 5, "out_hwpt_id": 4, "out_idev_id": 6}, False)
+    p = Program([Op("IOAS_ALLOC", thread=1, barrier=1),
+                 Op("TEST_MOCK_DOMAIN", {"id": 2}, barrier=1),
+                 Op("TEST_MOCK_DOMAIN", {"id": Ref(0, "out_ioas_id")})])
+    res = kernel((0, {"out_ioas_id": 2}, False), md, later)
+    _, mism, unsure = model_alongside(p, res)
+    assert mism == [] and unsure == [], [m.describe() for m in mism + unsure]
+    assert races.first_id_early(p, range(0, 2)) == [1]
+    q = Program([Op("TEST_MOCK_DOMAIN", {"id": 2}, barrier=1), Op("IOAS_ALLOC", barrier=1),
+                 Op("IOAS_IOVA_RANGES", {"ioas_id": 99}, thread=1, barrier=1),
+                 Op("TEST_MOCK_DOMAIN", {"id": Ref(1, "out_ioas_id")})])
+    assert races.first_id_early(q, range(0, 3)) == []
+    res = kernel(md, (0, {"out_ioas_id": 2}, False), (errno.ENOENT, none, False), later)
+    _, mism, _ = model_alongside(q, res)
+    assert (0, "errno") in [(m.op, m.field) for m in mism], [m.describe() for m in mism]
