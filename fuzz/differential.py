@@ -263,7 +263,7 @@ def model_alongside(prog: Program, kernel: list[OpResult],
         try:
             keep, tier, more = _best_tries(
                 _try(prog, s, span, o, group, kernel, in_place) for s in states for o in perms)
-            early = tuple(races.first_id_early(prog, span)) if group and tier == 2 else ()
+            early = tuple(races.first_id_early(prog, span, kernel)) if group and tier == 2 else ()
             if early:  # no order agrees: the mock domains' first ids taken early
                 keep, tier, more = _best_tries(chain(keep, (
                     _try(prog, s, span, o, group, kernel, in_place, early)

@@ -922,7 +922,8 @@ def test_a_mock_domain_may_take_its_first_id_before_a_racing_op_and_attach_to_it
     and finalized it, then the mock domain bound its device (3) and attached to IOAS 2
     (selftest.c:770, 779: auto domain 4); a later mock domain on that IOAS shares
     hwpt 4. Where the IOAS_ALLOC runs on the mock domain's own thread after it, those
-    results stay mismatches."""
+    results stay mismatches; and a mock domain that failed on an allocation may have
+    failed allocating its selftest object: it takes no id early."""
     none = {"num_iovas": 0}
     md = (0, {"out_stdev_id": 1, "out_hwpt_id": 4, "out_idev_id": 3}, False)
     later = (0, {"out_stdev_id": 5, "out_hwpt_id": 4, "out_idev_id": 6}, False)
@@ -932,11 +933,14 @@ def test_a_mock_domain_may_take_its_first_id_before_a_racing_op_and_attach_to_it
     res = kernel((0, {"out_ioas_id": 2}, False), md, later)
     _, mism, unsure = model_alongside(p, res)
     assert mism == [] and unsure == [], [m.describe() for m in mism + unsure]
-    assert races.first_id_early(p, range(0, 2)) == [1]
+    assert races.first_id_early(p, range(0, 2), res) == [1]
+    # failed by an injected fault: maybe allocating its selftest object
+    failed = kernel((0, {"out_ioas_id": 2}, False), (errno.ENOMEM, {}, True), later)
+    assert races.first_id_early(p, range(0, 2), failed) == []
     q = Program([Op("TEST_MOCK_DOMAIN", {"id": 2}, barrier=1), Op("IOAS_ALLOC", barrier=1),
                  Op("IOAS_IOVA_RANGES", {"ioas_id": 99}, thread=1, barrier=1),
                  Op("TEST_MOCK_DOMAIN", {"id": Ref(1, "out_ioas_id")})])
-    assert races.first_id_early(q, range(0, 3)) == []
     res = kernel(md, (0, {"out_ioas_id": 2}, False), (errno.ENOENT, none, False), later)
+    assert races.first_id_early(q, range(0, 3), res) == []
     _, mism, _ = model_alongside(q, res)
     assert (0, "errno") in [(m.op, m.field) for m in mism], [m.describe() for m in mism]
