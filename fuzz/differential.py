@@ -41,8 +41,10 @@ class Outcome:
     mismatches: list[Mismatch] = field(default_factory=list)  # real disagreements
     unsure: list[Mismatch] = field(default_factory=list)  # where the model said it cannot tell
     # per racing group (its first op): the order the reported results are the model's
-    # for, and how many orders agreed with the kernel
-    orders: dict[int, tuple[tuple[int, ...], int]] = field(default_factory=dict)
+    # for, how many orders agreed with the kernel, and the ops of that order that took
+    # their first id early (races.first_id_early)
+    orders: dict[int, tuple[tuple[int, ...], int, tuple[int, ...]]] = \
+        field(default_factory=dict)
     model_s: float = 0.0  # the host's time stepping the model and comparing
     waited: float = 0.0  # the host's time waiting for the guest's results (a worker's)
     new_edges: int = 0  # kernel edges the worker had not seen before this run (a worker's)
@@ -237,10 +239,11 @@ def _race_leeway(prog: Program, span: range, start: int, kernel: list[OpResult],
 
 def model_alongside(prog: Program, kernel: list[OpResult],
                     fds: FdLayout | None = AGENT_FDS,
-                    orders: dict[int, tuple[tuple[int, ...], int]] | None = None
+                    orders: dict[int, tuple[tuple[int, ...], int, tuple[int, ...]]] | None
+                    = None
                     ) -> tuple[list[OpResult], list[Mismatch], list[Mismatch]]:
     """fds: the fd table the backend's executor starts a program with; orders gets,
-    per race group, the order the predicted results are those of."""
+    per race group, the order the predicted results are those of (see Outcome)."""
     states = [Model(prog, fds)]
     dropped = False
     predicted: list[OpResult] = []
@@ -288,7 +291,7 @@ def model_alongside(prog: Program, kernel: list[OpResult],
             best.model.poisoned = f"after the race group at op {i}: {why}"
         states = [t.model for t in keep]
         if group and orders is not None:
-            orders[i] = (best.order, len(keep))
+            orders[i] = (best.order, len(keep), best.early)
         predicted += [best.results[k] for k in span]
         for d in best.diffs:
             if d.field != "unsure" and dropped:

@@ -924,6 +924,10 @@ def test_a_mock_domain_may_take_its_first_id_before_a_racing_op_and_attach_to_it
     hwpt 4. Where the IOAS_ALLOC runs on the mock domain's own thread after it, those
     results stay mismatches; and a mock domain that failed on an allocation may have
     failed allocating its selftest object: it takes no id early."""
+    from fuzz.backend import Execution
+    from fuzz.differential import Outcome
+    from fuzz.table import format_table
+
     none = {"num_iovas": 0}
     md = (0, {"out_stdev_id": 1, "out_hwpt_id": 4, "out_idev_id": 3}, False)
     later = (0, {"out_stdev_id": 5, "out_hwpt_id": 4, "out_idev_id": 6}, False)
@@ -931,8 +935,12 @@ def test_a_mock_domain_may_take_its_first_id_before_a_racing_op_and_attach_to_it
                  Op("TEST_MOCK_DOMAIN", {"id": 2}, barrier=1),
                  Op("TEST_MOCK_DOMAIN", {"id": Ref(0, "out_ioas_id")})])
     res = kernel((0, {"out_ioas_id": 2}, False), md, later)
-    _, mism, unsure = model_alongside(p, res)
+    orders: dict = {}
+    _, mism, unsure = model_alongside(p, res, orders=orders)
     assert mism == [] and unsure == [], [m.describe() for m in mism + unsure]
+    assert orders[0] == ((0, 1), 1, (1,))
+    out = Outcome(p, Execution(results=res), orders=orders)
+    assert "(1 order(s) agree); op 1 took its first id before op(s) 0 ran" in format_table(out)
     assert races.first_id_early(p, range(0, 2), res) == [1]
     # failed by an injected fault: maybe allocating its selftest object
     failed = kernel((0, {"out_ioas_id": 2}, False), (errno.ENOMEM, {}, True), later)
