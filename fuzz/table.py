@@ -8,11 +8,20 @@ from fuzz.result import OpResult
 
 if TYPE_CHECKING:
     from fuzz.differential import Outcome
+    from fuzz.prog import Program
 
 
 def model_cell(r: OpResult) -> str:
     """An op the model was unsure of is not compared: it says so, not `ok`."""
     return f"unsure ({r.describe()})" if r.unsure else r.describe()
+
+
+def _inside(prog: Program, order: tuple[int, ...], k: int) -> list[int]:
+    """The ops an order puts between op k's thread's op before it and k: those that ran
+    after k took its first id, where it took it early (races.first_id_early)."""
+    before = order[:order.index(k)]
+    mine = [p for p, j in enumerate(before) if prog.ops[j].thread == prog.ops[k].thread]
+    return list(before[mine[-1] + 1 if mine else 0:])
 
 
 def format_table(outcome: Outcome) -> str:
@@ -43,9 +52,12 @@ def format_table(outcome: Outcome) -> str:
         rows.append(f"{i:>3}  {op.name + how:<26} {cell(k)} {cell(m)} {mark}".rstrip())
         rows += [f"       ^ {d}" for d in bad.get(i, []) + unsure.get(i, [])]
         if i in outcome.orders:
-            order, n = outcome.orders[i]
+            order, n, early = outcome.orders[i]
             rows.append(f"       race group: the model's results are those of order "
-                        f"{', '.join(map(str, order))} ({n} order(s) agree)")
+                        f"{', '.join(map(str, order))} ({n} order(s) agree)"
+                        + "".join(f"; op {k} took its first id before op(s) "
+                                  f"{', '.join(map(str, _inside(outcome.prog, order, k)))}"
+                                  " ran" for k in early))
     if ex.setup_error:
         rows.append(f"setup: {ex.setup_error}")
     if ex.crash:

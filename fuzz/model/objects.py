@@ -315,6 +315,15 @@ class ObjectTable:
             obj.id_guessed = True  # unless Model.step finds the kernel's id for it
         return obj
 
+    def reserve(self) -> int:
+        """Hold the id the next object would get, for no object (an op that took its
+        first id before the ops stepped now: fuzz.model.races.first_id_early)."""
+        return self._lowest_free()
+
+    def unreserve(self, obj_id: int) -> None:
+        """Give a reserve()d id back: the next object takes it, if no lower one is free."""
+        heapq.heappush(self.free, obj_id)
+
     def put(self, obj: Object, new_id: int | None) -> bool:
         """Put obj (made by this op, then removed) back at new_id - the id the kernel
         gave it - if that is free here, else at the lowest free id. True: at new_id."""

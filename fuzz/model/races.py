@@ -244,6 +244,32 @@ def free_choice(prog: Program, group: range, op: int, field: str) -> bool:
                and (resource_outputs(prog, j) or prog.ops[j].name in FREES) for j in group)
 
 
+def first_id_early(prog: Program, group: range, kernel: list[OpResult]) -> list[int]:
+    """The group's ops that take their first id well before the others, beside an op on
+    another thread that takes ids. A TEST_MOCK_DOMAIN reserves its selftest object's id
+    first (iommufd_object_alloc, selftest.c:754; main.c:55), then creates the mock
+    device, binds it (the idev's id, selftest.c:770) and only then looks its pt id up
+    and attaches (selftest.c:779; an auto domain's hwpt id): a racing op may run whole
+    in between, taking the next ids and finalizing its objects, so the mock domain's
+    lookup finds, at an id no whole-call order gives that object, the racing op's (an
+    IOAS_ALLOC taking id 2 while the mock domain held 1: the mock domain on pt 2
+    attaches to it). model_alongside tries the orders again with such an op's first id
+    taken as soon as its thread's op before it in the group has returned, the rest of
+    it where the order puts it. Not an op that failed on an allocation (ENOMEM, or an
+    injected fault): it may have failed allocating that first object (main.c:40, 55)."""
+    takers = {prog.ops[i].thread for i in group
+              if _id_outputs(prog, i) or prog.ops[i].name in HIDDEN_ID}
+    return [i for i in group if len(_id_outputs(prog, i)) > 1
+            and takers - {prog.ops[i].thread}
+            and not (kernel[i].errno and (kernel[i].injected or kernel[i].errno == errno.ENOMEM))]
+
+
+def thread_before(prog: Program, group: range, k: int) -> int | None:
+    """The op of op k's thread just before it in the group (None: k is its first)."""
+    mine = [i for i in group if i < k and prog.ops[i].thread == prog.ops[k].thread]
+    return mine[-1] if mine else None
+
+
 def not_whole_calls(prog: Program, group: range) -> str | None:
     """Why no whole-call order may give a racing group's results. One: an op frees
     ids (DESTROY) while an op on another thread creates objects: such an op takes its
