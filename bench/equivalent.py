@@ -174,10 +174,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                'hits = [s for s in dirty if s in slots] if len(dirty) < HUGE_SLOTS else \\',
                'equivalent (line 151): len(dirty) < HUGE_SLOTS -> <=: two ways to find the same '
                'hits: equivalent (speed only)'),
-    Equivalent('model.py', 'boolop', 'And', 'Or', 3984, 0, (1,), (1,),
-               'return self.refs is not None and name in self.refs',
-               'unreachable (line 224): is_ref: refs None and name in refs raises TypeError... '
-               'never run (0 programs): refs is never None where is_ref is called: dead'),
     Equivalent('model.py', 'boolop', 'And', 'Or', 3482, 2590, (1,), (1,),
                'return v if isinstance(v, int) and not isinstance(v, bool) else None',
                'equivalent (line 265): kernel_out: isinstance(int) and not bool -> or: a bool '

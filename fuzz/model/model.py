@@ -221,7 +221,7 @@ class Args(dict):
     """The resolved arguments of one op: integers wrapped to their field's width.
     a["name"] is 0 for an argument the program left out (the struct field is 0)."""
 
-    __slots__ = ("raws", "refs")
+    __slots__ = ("raws",)
 
     def __missing__(self, key: str) -> int:
         return 0
@@ -231,9 +231,6 @@ class Args(dict):
 
     def raw(self, name: str) -> Any:
         return self.raws.get(name)
-
-    def is_ref(self, name: str) -> bool:
-        return self.refs is not None and name in self.refs
 
 
 class Model:
@@ -358,15 +355,11 @@ class Model:
             info = _info(op.name)
         masks = info.masks
         vals = Args()
-        refs: set[str] | None = None
         for name, v in op.args.items():
             t = type(v)
             if t is int:
                 vals[name] = v & masks.get(name, U64_MASK)
             elif t is Ref:
-                if refs is None:
-                    refs = set()
-                refs.add(name)
                 src = self.ref_outs[v.op].get(v.field, 0)
                 if type(src) is not int:
                     src = 0
@@ -390,7 +383,6 @@ class Model:
                 if name not in vals:
                     vals[name] = self.value_of(v) & masks.get(name, U64_MASK)
         vals.raws = op.args
-        vals.refs = refs
         return vals
 
     def default_out(self, name: str, a: Args, info: _OpInfo | None = None) -> dict[str, Any]:
