@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import errno
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -254,9 +257,30 @@ def _hunt_programs() -> list:
 
 
 HUNT_OPTS = {"mutations": 20, "budget": 20.0, "shrink": 10.0}
+FRESH = ("fuzz.model", "fuzz.differential")
 
 
-def test_the_hunt_distinguishes_a_planted_mutant_and_shrinks_its_program() -> None:
+@pytest.fixture
+def own_model_modules() -> Iterator[None]:
+    """hunt_mutants.Base imports fuzz.model and fuzz.differential afresh in this process:
+    the session's modules are put back after, or a later test patches one module object
+    (differential.Model) while the code under test runs the other."""
+    fresh = lambda n: n in FRESH or n.startswith("fuzz.model.")  # noqa: E731
+    saved = {n: m for n, m in sys.modules.items() if fresh(n)}
+    meta = list(sys.meta_path)
+    pkg = sys.modules["fuzz"]
+    attrs = {a: getattr(pkg, a) for a in ("model", "differential")}
+    yield
+    for n in [n for n in sys.modules if fresh(n)]:
+        del sys.modules[n]
+    sys.modules.update(saved)
+    sys.meta_path[:] = meta
+    for a, v in attrs.items():
+        setattr(pkg, a, v)
+
+
+def test_the_hunt_distinguishes_a_planted_mutant_and_shrinks_its_program(
+        own_model_modules: None) -> None:
     # vfio.py's VFIO_SET_IOMMU type check flipped (`not in` for `in`): every type is
     # refused as the right ones were; a seed setting type1 tells it apart
     planted = [m for m in bench_oracle.all_sites() if m.file == "vfio.py"
@@ -272,7 +296,7 @@ def test_the_hunt_distinguishes_a_planted_mutant_and_shrinks_its_program() -> No
         any(op.name == "VFIO_SET_IOMMU" for op in prog.ops)
 
 
-def test_the_hunt_finds_nothing_between_the_model_and_itself() -> None:
+def test_the_hunt_finds_nothing_between_the_model_and_itself(own_model_modules: None) -> None:
     # a "mutant" that changes nothing (no site of its kind): compiled afresh from the same
     # source, stepped by the same oracle, over the same programs and their mutations
     same = bench_oracle.Mutant("iopt.py", "none", 0, -1, "", "")
