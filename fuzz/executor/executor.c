@@ -1041,12 +1041,14 @@ static void run_job(struct run_ctx *x, uint32_t first, uint32_t last, int group)
 	if (used[0])
 		run_part(x, 0);
 	for (int t = 1; t < FZ_MAX_THREADS; t++) {
-		uint32_t want;
+		uint32_t want, d;
 		if (!used[t])
 			continue;
 		want = __atomic_load_n(&threads[t].work, __ATOMIC_ACQUIRE);
-		while (__atomic_load_n(&threads[t].done, __ATOMIC_ACQUIRE) != want)
-			futex_wait(&threads[t].done, __atomic_load_n(&threads[t].done, __ATOMIC_ACQUIRE));
+		/* wait on the value checked: loading it again could read the worker's
+		 * done == want after its wake, and sleep forever (a hang in a soak) */
+		while ((d = __atomic_load_n(&threads[t].done, __ATOMIC_ACQUIRE)) != want)
+			futex_wait(&threads[t].done, d);
 	}
 }
 
