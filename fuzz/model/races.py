@@ -187,18 +187,23 @@ def user_writes(model: Model, prog: Program, op: int) -> tuple[int, int]:
     return (0, 0) if w is None else w(model.resolve(op))
 
 
+def _overlap(x: tuple[int, int], y: tuple[int, int]) -> bool:
+    """Two (address, length) ranges of user memory share a byte."""
+    (a, n), (b, m) = x, y
+    return bool(n and m and a < b + m and b < a + n)
+
+
 def read_back_late(model: Model, prog: Program, group: range, op: int) -> str | None:
     """Why op `op`'s output read back from user memory may be another op's bytes: the
     executor reads it when the call has returned (the user memory a TEST_ACCESS_RW,
     IOAS_IOVA_RANGES, GET_DIRTY_BITMAP, ... wrote), and a racing op on another thread
     may have written the same bytes after the call's own write and before that read,
     which no whole-call order gives. `model`: a state before the group."""
-    a, n = user_writes(model, prog, op)
+    mine = user_writes(model, prog, op)
     for j in group:
         if prog.ops[j].thread == prog.ops[op].thread:
             continue
-        b, m = user_writes(model, prog, j)
-        if n and m and a < b + m and b < a + n:
+        if _overlap(mine, user_writes(model, prog, j)):
             return (f"op {op} ({prog.ops[op].name})'s output is read from user memory after "
                     f"it returned, and op {j} ({prog.ops[j].name}) on another thread wrote "
                     "the same bytes")
@@ -223,8 +228,7 @@ def captured_late(after: Model, prog: Program, group: range, order: tuple[int, .
     if not done or any(prog.ops[j].thread == prog.ops[op].thread or not kernel[j].t_start
                        or kernel[j].t_start >= done for j in later):
         return None
-    if not any((m := user_writes(after, prog, j))[1] and a < m[0] + m[1] and m[0] < a + n
-               for j in later):
+    if not any(_overlap((a, n), user_writes(after, prog, j)) for j in later):
         return None
     data = kernel[op].out.get("data")
     if not isinstance(data, bytes) or not data or len(data) > n:
