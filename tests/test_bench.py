@@ -257,7 +257,6 @@ def _hunt_programs() -> list:
 
 
 HUNT_OPTS = {"mutations": 20, "budget": 20.0, "shrink": 10.0}
-FRESH = ("fuzz.model", "fuzz.differential")
 
 
 @pytest.fixture
@@ -265,13 +264,12 @@ def own_model_modules() -> Iterator[None]:
     """hunt_mutants.Base imports fuzz.model and fuzz.differential afresh in this process:
     the session's modules are put back after, or a later test patches one module object
     (differential.Model) while the code under test runs the other."""
-    fresh = lambda n: n in FRESH or n.startswith("fuzz.model.")  # noqa: E731
-    saved = {n: m for n, m in sys.modules.items() if fresh(n)}
+    saved = hunt_mutants.model_modules()
     meta = list(sys.meta_path)
     pkg = sys.modules["fuzz"]
     attrs = {a: getattr(pkg, a) for a in ("model", "differential")}
     yield
-    for n in [n for n in sys.modules if fresh(n)]:
+    for n in hunt_mutants.model_modules():
         del sys.modules[n]
     sys.modules.update(saved)
     sys.meta_path[:] = meta
