@@ -357,11 +357,16 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         exec(self.code, module.__dict__)
 
 
+def model_modules() -> dict[str, Any]:
+    """The model's modules and the oracle as sys.modules has them now."""
+    return {n: m for n, m in sys.modules.items()
+            if n in ("fuzz.model", "fuzz.differential") or n.startswith("fuzz.model.")}
+
+
 def _fresh_model(m: Mutant | None) -> Any:
     """fuzz.model and fuzz.differential (the oracle that steps it) imported afresh, with
     the mutant's module in place of its file; returns fuzz.differential."""
-    for name in [n for n in sys.modules if n in ("fuzz.model", "fuzz.differential")
-                 or n.startswith("fuzz.model.")]:
+    for name in model_modules():
         del sys.modules[name]
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _Finder)]
     if m is not None:

@@ -70,12 +70,6 @@ Cand = tuple[str, Program, "Variant | None", dict[str, Any]]
 PROGRAM_TIMEOUT = 10.0  # seconds one program may take on a mutant (a mutant may loop)
 
 
-def model_modules() -> dict[str, Any]:
-    """The model's modules and the oracle as sys.modules has them now."""
-    return {n: m for n, m in sys.modules.items()
-            if n in ("fuzz.model", "fuzz.differential") or n.startswith("fuzz.model.")}
-
-
 def _use(mods: dict[str, Any]) -> None:
     # a model function's import at call time (iopt.py imports mock there) finds its own
     sys.modules.update(mods)
@@ -89,7 +83,7 @@ class Base:
     def __init__(self) -> None:
         self.import_lines: set[tuple[str, int]] = set()
         self.oracle = bo._traced(lambda: bo._fresh_model(None), self.import_lines)
-        self.mods = model_modules()
+        self.mods = bo.model_modules()
 
     def results(self, prog: Program, variant: Variant | None = None) -> list[Any]:
         """The model's results alone: in program order, or as `variant` says (race
@@ -245,7 +239,7 @@ def _reshrink(args: tuple[bo.Mutant, str, Variant | None, float]
     m, text, var, seconds = args
     base = _STATE["base"]
     oracle = bo._fresh_model(m)
-    small, why = _shrink(base, oracle, model_modules(), Program.loads(text),
+    small, why = _shrink(base, oracle, bo.model_modules(), Program.loads(text),
                          time.monotonic() + seconds, var)
     return small.dumps(), why
 
@@ -271,7 +265,7 @@ def hunt(m: bo.Mutant) -> dict[str, Any]:
         return out | {"verdict": "distinguished", "by": "import",
                       "diff": {"what": f"raises {type(e).__name__}: {e}"}, "tried": 0,
                       "ran_line": 0}
-    mods = model_modules()
+    mods = bo.model_modules()
     site = (m.file, m.line)
     at_import = site in base.import_lines
     runs = [k for k, (_, _, ran) in enumerate(judged) if at_import or site in ran]

@@ -264,12 +264,12 @@ def own_model_modules() -> Iterator[None]:
     """hunt_mutants.Base imports fuzz.model and fuzz.differential afresh in this process:
     the session's modules are put back after, or a later test patches one module object
     (differential.Model) while the code under test runs the other."""
-    saved = hunt_mutants.model_modules()
+    saved = bench_oracle.model_modules()
     meta = list(sys.meta_path)
     pkg = sys.modules["fuzz"]
     attrs = {a: getattr(pkg, a) for a in ("model", "differential")}
     yield
-    for n in hunt_mutants.model_modules():
+    for n in bench_oracle.model_modules():
         del sys.modules[n]
     sys.modules.update(saved)
     sys.meta_path[:] = meta
