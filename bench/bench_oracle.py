@@ -225,8 +225,11 @@ def all_sites() -> list[Mutant]:
 
 def sample(cands: list[Mutant], n: int, seed: int) -> list[Mutant]:
     """n mutants, spread over the files in proportion to their sites (at least three
-    per file that has any)."""
-    rng = random.Random(seed)
+    per file that has any). Within a file they are the lowest by a hash of each one's
+    identity (its line's text, not its number), so an edit of the model moves the
+    sample only by the sites it adds or removes, and runs before and after compare."""
+    from equivalent import identity  # bench/, beside this file
+
     by_file: dict[str, list[Mutant]] = {}
     for m in cands:
         by_file.setdefault(m.file, []).append(m)
@@ -234,7 +237,8 @@ def sample(cands: list[Mutant], n: int, seed: int) -> list[Mutant]:
     out: list[Mutant] = []
     for _, ms in sorted(by_file.items()):
         k = min(len(ms), max(3, round(n * len(ms) / total)))
-        out += rng.sample(ms, k)
+        rank = {m: hashlib.sha256(f"{seed}:{identity(m, ms)!r}".encode()).digest() for m in ms}
+        out += sorted(ms, key=rank.__getitem__)[:k]
     return sorted(out, key=lambda m: (m.file, m.line, m.kind, m.index))
 
 

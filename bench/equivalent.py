@@ -284,10 +284,18 @@ def nth_on_line(m: Any, sites: list[Any]) -> int:
                   == (m.file, m.line, m.kind, m.was, m.now)).index(m.index) + 1
 
 
+def identity(m: Any, sites: list[Any]) -> tuple[str, str, int, str, str, str, int]:
+    """What names mutant m (a bench_oracle.Mutant) whatever other lines do: its file,
+    its line's text and which line with that text, its kind, was -> now, and which of
+    that line's mutations alike (sites: its file's, as bench_oracle.sites gives them)."""
+    return (m.file, line_text(m.file, m.line), occurrence(m.file, m.line), m.kind, m.was,
+            m.now, nth_on_line(m, sites))
+
+
 def reviewed(m: Any, entries: tuple[Equivalent, ...] = EQUIVALENT) -> Equivalent | None:
     """The entry that covers mutant m (a bench_oracle.Mutant), if any."""
     text = line_text(m.file, m.line)
-    for e in entries:
+    for e in entries:  # identity()'s parts, the costly last
         if (e.file, e.text, e.kind, e.was, e.now) == (m.file, text, m.kind, m.was, m.now) \
                 and occurrence(m.file, m.line) in e.at \
                 and nth_on_line(m, _sites(m.file)) in e.nth:

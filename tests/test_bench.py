@@ -94,6 +94,21 @@ def test_bench_oracle_reads_the_corpus_and_every_mutant_compiles() -> None:
         compile(bench_oracle.apply(m, tree), m.file, "exec")
 
 
+def test_bench_oracle_sample_moves_only_by_the_sites_that_changed() -> None:
+    """A site gone from one file (an edit of the model) leaves every other file's sample
+    as it was, and that file's but for the site itself and at most one mutant its
+    smaller share drops."""
+    cands = bench_oracle.all_sites()
+    before = set(bench_oracle.sample(cands, 300, 0))
+    gone = next(m for m in cands if m in before and m.file == "iopt.py")
+    after = set(bench_oracle.sample([m for m in cands if m != gone], 300, 0))
+    assert {m for m in after if m.file != "iopt.py"} == {m for m in before
+                                                         if m.file != "iopt.py"}
+    assert gone not in after and len(before - after - {gone}) <= 1
+    assert len(after - before) <= 1  # the next by rank, where the share stayed
+    assert bench_oracle.sample(cands, 300, 1) != bench_oracle.sample(cands, 300, 0)
+
+
 def test_the_soak_plant_claims_enomem_only_where_the_model_predicts() -> None:
     """A soak finding (IOAS_MAP kernel EFAULT, model ENOMEM): after a race group the model
     could not follow (poisoned), every op is unsure with errno 0 as a placeholder; the
