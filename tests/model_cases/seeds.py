@@ -22,6 +22,7 @@ from .seeds_mutants import SEEDS_MUTANTS
 from .seeds_mutants2 import ORACLE_PROGRAMS2, SEEDS_MUTANTS2
 from .seeds_mutants3 import SEEDS_MUTANTS3
 from .seeds_mutants4 import SEEDS_MUTANTS4
+from .seeds_mutants5 import SEEDS_MUTANTS5
 from .seeds_oracle import SEEDS_ORACLE
 
 M16 = MOCK_APERTURE_START
@@ -969,7 +970,7 @@ SEEDS = [
     option_rlimit_huge_pages, vfio_ioas_and_extensions, vfio_map_unmap, vfio_type1_split,
     vfio_no_compat_ioas, access_replace_ioas, refs_shared_pages, access_notify_and_close,
     copy_shares_pins, *SEEDS_HWPT, *SEEDS_ORACLE, *SEEDS_MUTANTS, *SEEDS_MUTANTS2,
-    *SEEDS_MUTANTS3, *SEEDS_MUTANTS4, *SEEDS_COV,
+    *SEEDS_MUTANTS3, *SEEDS_MUTANTS4, *SEEDS_MUTANTS5, *SEEDS_COV,
 ]
 
 
