@@ -146,7 +146,7 @@ def _init(base: Base, programs: list[tuple[str, Program]], judged: list[tuple],
 
 
 def _differs(oracle: Any, mods: dict[str, Any], prog: Program, res: list[Any],
-             base_v: tuple[list[tuple], int]) -> dict[str, Any] | None:
+             base_v: tuple[list[tuple], list[int]]) -> dict[str, Any] | None:
     """How the mutant's verdicts on `res` differ from the unmutated model's, or None.
     "sure" is False where every difference is at or after an op the unmutated model
     alone was unsure of (its result there is a guess that a kernel's replaces), and
@@ -165,9 +165,12 @@ def _differs(oracle: Any, mods: dict[str, Any], prog: Program, res: list[Any],
     if v == base_v[0]:
         # surer than the model where it guesses: the kernel's result there may show the
         # mutant wrong (a kill) or right (the model could be surer)
-        return None if unsure == base_v[1] else \
-            {"what": f"{unsure - base_v[1]} more ops unsure" if unsure > base_v[1] else
-             f"{base_v[1] - unsure} fewer ops unsure", "sure": False}
+        if unsure == base_v[1]:
+            return None
+        more, fewer = set(unsure) - set(base_v[1]), set(base_v[1]) - set(unsure)
+        what = " and ".join(f"{len(x)} {w} ops unsure" for x, w in ((more, "more"),
+                                                                    (fewer, "fewer")) if x)
+        return {"what": what, "sure": False}
     guessed = next((k for k, r in enumerate(res) if r.unsure), len(res))
     new = [x for x in v if x not in base_v[0]]
     gone = [x for x in base_v[0] if x not in v]
@@ -393,7 +396,8 @@ def kernel_verdict(m: bo.Mutant, prog: Program, kernel: list[Any]) -> dict[str, 
         _use(base.mods)
     if mv[0] == bv[0]:
         what = "the kernel cannot tell them apart" + (
-            f" (the mutant is unsure of {mv[1] - bv[1]} more ops)" if mv[1] > bv[1] else "")
+            f" (the mutant is unsure of {len(set(mv[1]) - set(bv[1]))} more ops)"
+            if set(mv[1]) - set(bv[1]) else "")
     elif not bv[0]:
         what = "kills: the kernel agrees with the unmutated model"
     elif not mv[0]:

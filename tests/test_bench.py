@@ -279,6 +279,9 @@ def own_model_modules() -> Iterator[None]:
     """hunt_mutants.Base imports fuzz.model and fuzz.differential afresh in this process:
     the session's modules are put back after, or a later test patches one module object
     (differential.Model) while the code under test runs the other."""
+    import fuzz.differential  # noqa: F401  (what is saved must be there, run alone too)
+    import fuzz.model  # noqa: F401
+
     saved = bench_oracle.model_modules()
     meta = list(sys.meta_path)
     pkg = sys.modules["fuzz"]
