@@ -963,6 +963,43 @@ def test_a_race_group_stepped_again_in_its_one_order_starts_from_the_state_befor
     assert unsure == [], [u.describe() for u in unsure]
 
 
+def test_the_kernels_id_for_a_mock_domain_moves_an_access_the_model_guessed_there() -> None:
+    """A soak's finding (program and the kernel's results as recorded, in
+    tests/data/stdev_id_held_by_a_guessed_access): in the race group at op 5, a
+    TEST_MOCK_DOMAIN on pt 0 (op 9) held selftest id 8 until it failed, while a racing
+    TEST_CREATE_ACCESS (op 8, inside op 9's time) took 9. The model guessed 8 for the
+    access. Op 23's mock domain got stdev 8 from the kernel, but the model left it at 9
+    since its guessed access held 8, while refs to op 23's stdev read the kernel's 8:
+    DESTROY 8 (op 32) hit the access in the model, and op 48's stdev 10 was the model's
+    device 10 (the kernel had destroyed it with stdev 8), so op 51 was sure of ENOENT.
+    An access, whose id no output shows, makes way for the kernel's id (ObjectTable.put);
+    tests/test_model.py has the other half: refs to an object left at a guessed id read
+    that id."""
+    from fuzz import findings
+
+    d = Path(__file__).parent / "data" / "stdev_id_held_by_a_guessed_access"
+    prog = Program.load(d / "program.json")
+    res = findings.load_results(d / findings.RESULTS_FILE, len(prog.ops))
+    got, mism, unsure = model_alongside(prog, res)
+    assert mism == [], [m.describe() for m in mism]
+    assert got[23].out["out_stdev_id"] == 8
+    for i in (28, 32, 51):  # on stdev 8, and on op 48's stdev 10
+        assert got[i].unsure is None and got[i].errno == res[i].errno == 0, got[i].unsure
+    # another soak finding (tests/data/stdev_id_shown_by_a_racing_mock_domain): a racing
+    # mock domain's stdev the model guessed at 2 (the kernel's 3, which refs read as 2)
+    # keeps 2 when op 8's HWPT_ALLOC gets 2 from the kernel: moving it, as for an
+    # access, made ops 11 and 18 (TEST_MOCK_DOMAIN_REPLACE on it) sure of ENOENT
+    d = Path(__file__).parent / "data" / "stdev_id_shown_by_a_racing_mock_domain"
+    prog = Program.load(d / "program.json")
+    res = findings.load_results(d / findings.RESULTS_FILE, len(prog.ops))
+    got, mism, unsure = model_alongside(prog, res)
+    assert mism == [], [m.describe() for m in mism]
+    assert [got[i].errno for i in (11, 18)] == [0, 0]
+    # op 8's HWPT stays at the model's 5 (the kernel's 2 is that stdev's), and op 10 on
+    # it (pt_id a ref to op 8) finds it: refs read 5, where the kernel's 2 was the stdev
+    assert got[8].out["out_hwpt_id"] == 5 and got[10].errno == 0
+
+
 def test_a_mock_domain_may_take_its_first_id_before_a_racing_op_and_attach_to_its_object(
         ) -> None:
     """A soak's finding: TEST_MOCK_DOMAIN on pt id 2 racing an IOAS_ALLOC in an empty

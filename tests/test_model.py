@@ -927,3 +927,53 @@ def test_access_rw_capture_room_runs_out_after_4mib():
     res = run(p)
     assert all(len(r.out["data"]) == 65536 for r in res[3:67])
     assert res[67].errno == 0 and res[67].out["data"] == b""
+
+
+
+def test_an_object_left_at_a_guessed_id_is_named_by_refs_by_that_id():
+    # soak finding TEST_MOCK_DOMAIN_REPLACE.errno (session 6): refs to an unsure op read
+    # the kernel's outputs; an object it made that could not take the kernel's id (the
+    # model holds another object there) is named by the model's id for it, as it is
+    # the one the kernel's id names
+    p = Prog("own_ids", Buffer(PAGE, "memfd", 1))
+    a = p.ref(p.op("IOAS_ALLOC"), "out_ioas_id")
+    p.op("IOAS_MAP", ioas_id=a, user_va=0x7F0000000000, length=PAGE, iova=M16,
+         flags=FIXED_RW)
+    p.op("TEST_MOCK_DOMAIN", id=a)  # unsure: the model's objects stay at 2, 3, 4
+    c = p.op("IOAS_ALLOC")
+    p.op("IOAS_IOVA_RANGES", ioas_id=p.ref(c, "out_ioas_id"))
+    ranges = {"num_iovas": 1, "out_iova_alignment": 1, "ranges": [[0, U64]]}
+    k = [OpResult(0, 0, {"out_ioas_id": 1}), OpResult(0, 0, {"iova": M16}),
+         OpResult(E.ENOMEM, -1, {}), OpResult(0, 0, {"out_ioas_id": 3}),
+         OpResult(0, 0, ranges)]
+    m = Model(p.program)
+    got = [m.step(i, r) for i, r in enumerate(k)]
+    assert got[3].unsure and got[3].out["out_ioas_id"] == 5  # 3 is the model's device
+    assert m.ref_outs[3] == {"out_ioas_id": 5}
+    assert got[4].errno == 0 and got[4].out == ranges
+    assert got[4].unsure == ("ioas 5: its id is the model's guess (ids are not known since "
+                             "op 2 (TEST_MOCK_DOMAIN): user address 0x7f0000000000 is "
+                             "outside the program's buffers)")
+
+
+def test_the_kernels_id_moves_an_access_whose_id_the_model_guessed():
+    # the same finding: while ids are not known, an access (no output shows its id: no
+    # ref names it) the model put at a guessed id makes way for an object the kernel
+    # gave that id; an object some output shows keeps its id (refs name it by it)
+    from fuzz.model.objects import Access, ObjectTable, SelftestObj
+
+    t = ObjectTable()
+    t.ids_unknown = "since the race group at op 1: why"
+    acc = t.alloc(Access(False))
+    sobj = t.alloc(SelftestObj())
+    for o in (acc, sobj):
+        t.finalize(o)
+    assert (acc.id, sobj.id, acc.id_guessed) == (1, 2, True)
+    new = t.alloc(SelftestObj())
+    t.remove(new)
+    assert t.put(new, 1)
+    assert t.objs[1] is new and t.objs[3] is acc and acc.id_guessed
+    new2 = t.alloc(SelftestObj())
+    t.remove(new2)
+    assert not t.put(new2, 2)
+    assert t.objs[2] is sobj and t.objs[4] is new2

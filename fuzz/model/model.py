@@ -522,10 +522,13 @@ class Model:
                 res.ret = out["ret"]
             else:
                 out["ret"] = res.ret
-        self._settle(index, name, a, res, hard, kernel)
+        own = self._settle(index, name, a, res, hard, kernel)
         # (and where the kernel's result is a known bug's: the model follows the kernel)
-        self._slot(self.ref_outs, index, kernel.out if (res.unsure is not None or res.known)
-                   and kernel is not None else out)
+        ref_out = out
+        if (res.unsure is not None or res.known) and kernel is not None:
+            # but an object the model could not give the kernel's id is named by its own
+            ref_out = {**kernel.out, **own} if own else kernel.out
+        self._slot(self.ref_outs, index, ref_out)
         return res
 
     # -- what an unsure op leaves unknown ----------------------------------------------
@@ -542,16 +545,18 @@ class Model:
                                f"predict ({src.unsure})")
 
     def _settle(self, index: int, name: str, a: Args, res: OpResult, hard: Unsure | None,
-                kernel: OpResult | None) -> None:
+                kernel: OpResult | None) -> dict[str, int]:
         """After the handler: ids of objects made while ids are not known, then, if the
         op was unsure (hard: the handler gave up; else the doubts it ran into), what
         it may have changed becomes unknown - never more than that (only the
-        executor's memory written by the kernel makes everything unknown)."""
+        executor's memory written by the kernel makes everything unknown). Returns the
+        output ids of objects kept at the model's own id (_take_kernel_ids)."""
         objs = self.objects
+        own: dict[str, int] = {}
         if hard is None and objs.made and objs.ids_unknown is not None:
-            self._take_kernel_ids(name, res, kernel)
+            own = self._take_kernel_ids(name, res, kernel)
         if hard is None and not objs.doubts:
-            return
+            return own
         if hard is not None:
             why = hard.reason
             poisons = hard.poisoned and not (hard.unless_failed and kernel is not None
@@ -563,7 +568,7 @@ class Model:
             scope = None
         res.unsure = why
         if not poisons:
-            return
+            return own
         if scope == ALL and hard is not None and hard.write and kernel is not None \
                 and kernel.errno == EFAULT and _one_page(*WRITE_RANGES.get(
                     name, lambda a: (hard.write[0], hard.write[1]))(a)):  # type: ignore
@@ -577,7 +582,7 @@ class Model:
         if scope == ALL or changes_global or (hard is not None and (name in GLOBAL_OPS or (
                 name == "OPTION" and a["option_id"] == IOMMU_OPTION_RLIMIT_MODE))):
             self.poisoned = f"after op {index} ({name}): {why}"
-            return
+            return own
         root = f"since op {index} ({name}): {why}"
         if isinstance(scope, list):
             targets = scope
@@ -612,6 +617,7 @@ class Model:
                 if isinstance(o, Ioas):
                     for s, e in o.iopt.seen:
                         self.mem.taint(s, e - s)
+        return own
 
     @staticmethod
     def _outs_match(name: str, res: OpResult, kernel: OpResult | None, fds: bool) -> bool:
@@ -619,14 +625,18 @@ class Model:
         return all(kernel.out.get(o.name) == res.out.get(o.name) for o in OPS[name].outs
                    if (o.is_fd if fds else _is_id(o.kind)))
 
-    def _take_kernel_ids(self, name: str, res: OpResult, kernel: OpResult | None) -> None:
+    def _take_kernel_ids(self, name: str, res: OpResult,
+                         kernel: OpResult | None) -> dict[str, int]:
         """Object ids are not known (an unsure op may have taken some): objects this
         op made get the ids the kernel reports for them, if free in the model (the
-        op is unsure, its state known); others keep a guessed id."""
+        op is unsure, its state known); others keep a guessed id. Returns those kept
+        at the model's id (output -> id): refs to them read that id, not the kernel's,
+        which names another object in the model's table."""
         objs = self.objects
         objs.doubt(f"object ids are not known {objs.ids_unknown}", poisons=False)
+        own: dict[str, int] = {}
         if kernel is None or kernel.errno or res.errno:
-            return
+            return own
         made = {o.id: o for o in objs.made if o.id in objs.objs}
         pairs = []
         for o in OPS[name].outs:
@@ -639,7 +649,10 @@ class Model:
         for obj, kid, field in pairs:
             if objs.put(obj, kid):
                 obj.id_guessed = False
+            else:
+                own[field] = obj.id
             res.out[field] = obj.id
+        return own
 
     def pins_unknown(self, start: int, end: int) -> str | None:
         """Why the pin counts of user [start, end) may differ from the model's: an

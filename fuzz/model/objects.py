@@ -42,11 +42,14 @@ class Object:
     every later op that touches it is unsure too. id_guessed: its id is the model's
     guess (an unsure op may have taken ids the model does not know). serial: which
     allocation of its table it is (kept by copies: a state's object at an id is the one
-    a copy has there if the serials match, not a later object given the freed id)."""
+    a copy has there if the serials match, not a later object given the freed id).
+    id_shown: some op's output shows its id (refs to it read the model's id for it
+    while that is a guess: Model._take_kernel_ids)."""
 
     type = ""
     unknown: str | None = None
     id_guessed = False
+    id_shown = True
     serial = 0
 
     def __init__(self) -> None:
@@ -238,6 +241,7 @@ class Access(Object):
     """struct iommufd_access plus the selftest's struct selftest_access."""
 
     type = OBJ_ACCESS
+    id_shown = False  # TEST_CREATE_ACCESS gives back an fd only
 
     def __init__(self, needs_pin: bool) -> None:
         super().__init__()
@@ -326,7 +330,15 @@ class ObjectTable:
 
     def put(self, obj: Object, new_id: int | None) -> bool:
         """Put obj (made by this op, then removed) back at new_id - the id the kernel
-        gave it - if that is free here, else at the lowest free id. True: at new_id."""
+        gave it - if that is free here, else at the lowest free id. True: at new_id.
+        An object whose id the model guessed and no output shows is not at new_id in
+        the kernel (an xarray id holds one object until it is erased), and nothing
+        names it by the model's guess: it moves to the lowest free id, another guess."""
+        held = self.objs.get(new_id) if new_id is not None else None
+        if held is not None and held.id_guessed and not held.id_shown:
+            del self.objs[held.id]
+            held.id = self._lowest_free()
+            self.objs[held.id] = held
         if new_id is None or new_id in self.objs or not 0 < new_id <= ID_LIMIT:
             obj.id = self._lowest_free()
             self.objs[obj.id] = obj
