@@ -283,7 +283,7 @@ def cmd_recheck(a: argparse.Namespace) -> int:
     a model fix explain a finding that does not reproduce (a race, a fault)?"""
     from fuzz import differential
     from fuzz.backend import Execution
-    from fuzz.findings import RESULTS_FILE, load_finding
+    from fuzz.findings import RESULTS_FILE, load_finding, recheck_verdict
     from fuzz.table import format_table
 
     stored = [load_finding(Path(d)) for d in a.finding]  # every one checked first
@@ -299,9 +299,8 @@ def cmd_recheck(a: argparse.Namespace) -> int:
         out.model, out.mismatches, out.unsure = differential.model_alongside(
             sf.prog, sf.results, orders=out.orders)
         print(format_table(out))
-        verdict = "still a mismatch" if out.failed_new else \
-            "a known bug" if out.failed else "the model agrees now"
-        print(f"{verdict}: {len(out.mismatches)} mismatches, {len(out.unsure)} unsure "
+        print(f"{recheck_verdict(sf.finding, out)}: {len(out.mismatches)} mismatches, "
+              f"{len(out.unsure)} unsure "
               f"(the kernel's results as recorded; splats are not re-judged)")
         status |= 1 if out.failed_new else 0
     return status

@@ -198,6 +198,29 @@ def from_outcome(outcome: Any) -> list[Finding]:
     return [e.finding for e in attribute(outcome)]
 
 
+def recheck_verdict(finding: Finding, outcome: Any) -> str:
+    """`recheck`'s verdict on a stored finding, the model run again on its recorded
+    results: still a mismatch (at which op), the model agrees now, or only known kernel
+    bugs disagree - then which op is which known bug, and that the finding's own op
+    agrees (a known bug's mismatch is not the finding's: attribute)."""
+    new, bugs = None, {}
+    for m in outcome.mismatches:
+        bug = known.match(mismatch_finding(m).signature)
+        if bug is None:
+            new = new or m
+        else:
+            bugs.setdefault((m.op, m.name), bug.id)
+    if outcome.failed_new:
+        return "still a mismatch" + (f" at op {new.op} ({new.name})" if new else "")
+    if not outcome.failed:
+        return "the model agrees now"
+    parts = "; ".join(f"op {op} ({name}) is known bug {bug}" for (op, name), bug in bugs.items())
+    own = finding.op
+    if own is None or any(op == own for op, _ in bugs) or not 0 <= own < len(outcome.prog.ops):
+        return f"only known bugs: {parts}" if parts else "a known bug"
+    return f"agrees at op {own} ({outcome.prog.ops[own].name}); {parts}"
+
+
 def run_log(outcome: Any) -> str:
     ex = outcome.execution
     return (ex.raw.kmsg if ex.raw else "") + ex.console_tail
