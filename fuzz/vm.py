@@ -198,6 +198,16 @@ class QMP:
         self.sock.close()
 
 
+def kernel_has_sysrq(kernel: Path) -> bool:
+    """The kernel's config (`config` beside its bzImage) has Magic SysRq on the serial
+    console (VM.sysrq)."""
+    try:
+        config = (kernel / "config").read_text()
+    except OSError:
+        return False
+    return "CONFIG_MAGIC_SYSRQ=y" in config and "CONFIG_MAGIC_SYSRQ_SERIAL=y" in config
+
+
 def snapshot_dir() -> Path:
     d = cache_dir() / "snapshots"
     d.mkdir(parents=True, exist_ok=True)
@@ -205,6 +215,13 @@ def snapshot_dir() -> Path:
 
 
 CONSOLE_LOG_MAX_BYTES = 1 << 20  # console.log rotates to console.log.1 past this
+CONSOLE_TAIL_BYTES = 65536  # what the host keeps of the console in memory
+# Magic SysRq keys sent to a guest that does not answer, before it is killed: the tasks
+# blocked in D state, then a backtrace of every CPU (NMI); and how long the console
+# gets to print them
+SYSRQ_KEYS = "wl"
+SYSRQ_WAIT = 1.5
+SERIAL_CHARDEV = "serial0"  # qemu's id for the chardev of `-serial stdio`
 KEEP_SNAPSHOTS = 6  # each is a few hundred MB: the most recently used ones stay
 
 
@@ -352,7 +369,8 @@ class VM:
         self._console_tail.clear()
         self._reports = []
         self.scanner = LogScanner()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        # stdin is the console's input: the key after a SysRq break (VM.sysrq)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         threading.Thread(target=self._pump_console, args=(self.proc,), daemon=True).start()
         deadline = t0 + self.cfg.boot_timeout
@@ -444,6 +462,8 @@ class VM:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.proc and self.proc.stdin:
+            self.proc.stdin.close()
 
     def restart(self) -> None:
         t0 = time.monotonic()
@@ -483,10 +503,55 @@ class VM:
                 reports = self.scanner.feed(chunk.decode("utf-8", "replace"))
                 with self._console_lock:
                     self._console_tail += chunk
-                    del self._console_tail[:-65536]
+                    del self._console_tail[:-CONSOLE_TAIL_BYTES]
                     self._reports += reports
         finally:
             log.close()
+
+    def _note(self, text: str) -> None:
+        """A line of the host's own in the console log and its kept tail."""
+        line = f"\n[host] {text}\n"
+        with open(self.console_path, "a") as log:
+            log.write(line)
+        with self._console_lock:
+            self._console_tail += line.encode()
+            del self._console_tail[:-CONSOLE_TAIL_BYTES]
+
+    def sysrq(self, keys: str = SYSRQ_KEYS, wait: float = SYSRQ_WAIT) -> bool:
+        """Magic SysRq on the serial console: for each key a BREAK (QMP
+        chardev-send-break on the console's chardev; the 8250 driver then takes the
+        next character as a SysRq key, uart_handle_break) and the key on qemu's stdin;
+        then `wait` seconds for the console to print what they show. For a guest that
+        does not answer, before it is killed: what its tasks and CPUs were doing goes
+        into the console log and the tail a finding keeps. False (noted in the log)
+        where it could not: a kernel without CONFIG_MAGIC_SYSRQ, qemu gone."""
+        if not kernel_has_sysrq(self.cfg.kernel):
+            self._note(f"no SysRq: {self.cfg.kernel / 'config'} has no "
+                       "CONFIG_MAGIC_SYSRQ_SERIAL=y")
+            return False
+        proc = self.proc
+        if proc is None or proc.poll() is not None or proc.stdin is None:
+            return False
+        self._note(f"SysRq {keys}: the guest does not answer")
+        try:
+            qmp = QMP(self.workdir / "qmp.sock", timeout=5.0)
+        except (OSError, VMError) as e:
+            self._note(f"no SysRq: qemu's QMP socket: {e}")
+            return False
+        try:
+            for key in keys:
+                qmp.cmd("chardev-send-break", id=SERIAL_CHARDEV)
+                time.sleep(0.2)  # the guest takes the break's interrupt first
+                proc.stdin.write(key.encode())
+                proc.stdin.flush()
+                time.sleep(0.2)
+        except (OSError, VMError) as e:
+            self._note(f"SysRq stopped: {e}")
+            return False
+        finally:
+            qmp.close()
+        time.sleep(wait)
+        return True
 
     def console_tail(self, n: int = 8192) -> str:
         with self._console_lock:
@@ -519,9 +584,10 @@ class VM:
         while got < len(buf):
             left = end - time.monotonic()
             if left <= 0:
+                self.sysrq()
                 reports = self.take_console_reports() + self.scanner.flush()
                 raise GuestCrash(f"no answer from the guest after {timeout:.0f}s while {doing}",
-                                 reports, self.console_tail())
+                                 reports, self.console_tail(CONSOLE_TAIL_BYTES))
             self.sock.settimeout(min(left, 0.5))
             try:
                 k = self.sock.recv_into(view[got:])
@@ -542,9 +608,10 @@ class VM:
         try:
             self.sock.sendall(channel.pack(kind, payload))
         except TimeoutError:
+            self.sysrq()
             reports = self.take_console_reports() + self.scanner.flush()
             raise GuestCrash(f"guest stopped reading its channel for {timeout:.0f}s",
-                             reports, self.console_tail()) from None
+                             reports, self.console_tail(CONSOLE_TAIL_BYTES)) from None
 
     def execute(self, wire: bytes, timeout: float = 60.0) -> RawRun:
         """Run one encoded program. Raises GuestCrash if the guest dies or hangs."""

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from fuzz import kernel
 from fuzz.backend import VMBackend
 from fuzz.prog import Op, Program
 from fuzz.smoke import check_results, smoke_program
-from fuzz.vm import GuestCrash
+from fuzz.vm import GuestCrash, kernel_has_sysrq
+
+SYSRQ_FRAGMENT = Path(__file__).parent / "data" / "sysrq.config"
 
 LKDTM = "/sys/kernel/debug/provoke-crash/DIRECT"
 
@@ -119,13 +122,70 @@ def test_program_that_kills_the_guest_is_reported_and_the_vm_comes_back(
     assert ex.results[0].errno == 0
 
 
-def test_guest_hang_is_detected(fresh_vm: VMBackend) -> None:
+def test_guest_hang_is_detected(fresh_vm: VMBackend, kernel_dir: Path) -> None:
     with pytest.raises(GuestCrash) as crash:
-        # LOOP spins in the kernel; PREEMPT_NONE and one vCPU: the guest stops answering
+        # LOOP spins in the kernel, where SIGKILL cannot stop it: the agent waits for it
         fresh_vm.vm.run_command(["sh", "-c", f"echo LOOP > {LKDTM}"], timeout=5)
     assert "no answer" in crash.value.what
+    tail = crash.value.console_tail
+    if kernel_has_sysrq(kernel_dir):  # what SysRq showed before qemu was killed
+        assert "sysrq: Show backtrace of all active CPUs" in tail, tail[-3000:]
+    else:  # and where the kernel has none, the console says so
+        assert "[host] no SysRq: " in tail, tail[-3000:]
     fresh_vm.vm.restart()
     assert fresh_vm.vm.ping()
+
+
+@pytest.fixture(scope="module")
+def sysrq_kernel(kernel_dir: Path) -> Path:
+    """The default kernel if it has Magic SysRq on the serial console, else a variant
+    built with tests/data/sysrq.config (12-20 min once, cached like the default)."""
+    if kernel_has_sysrq(kernel_dir):
+        return kernel_dir
+    try:
+        built = kernel.build(kernel.BuildRequest(fragments=[SYSRQ_FRAGMENT]))
+    except kernel.KernelError as e:
+        pytest.fail(f"cannot build the SysRq kernel: {e}")
+    assert kernel_has_sysrq(built), f"{built}/config: no CONFIG_MAGIC_SYSRQ_SERIAL=y"
+    return built
+
+
+def _shows_sysrq(text: str) -> None:
+    """What SysRq w and l print for a guest whose CPU spins in LKDTM's LOOP."""
+    assert "sysrq: Show Blocked State" in text, text[-3000:]
+    assert "sysrq: Show backtrace of all active CPUs" in text, text[-3000:]
+    assert "lkdtm_LOOP" in text, text[-3000:]  # in the spinning CPU's backtrace
+
+
+def test_a_guest_that_does_not_answer_shows_its_tasks_and_cpus_in_the_finding(
+        sysrq_kernel: Path, tmp_path: Path) -> None:
+    """A guest that does not answer: the agent waits for a child spinning in LKDTM's
+    LOOP (SIGKILL cannot stop it in the kernel), then a program sent to it is not
+    answered either. Before qemu is killed the host sends SysRq w (blocked tasks) and
+    l (every CPU's backtrace) on the serial console; the console log, and the finding
+    the program's run files, keep what they printed."""
+    from fuzz.differential import Outcome
+    from fuzz.findings import FindingStore, load_finding
+
+    be = VMBackend(sysrq_kernel, timeout=15)
+    try:
+        with pytest.raises(GuestCrash) as crash:
+            provoke(be, "LOOP", timeout=2)
+        _shows_sysrq(crash.value.console_tail)
+        prog = Program([Op("IOAS_ALLOC")])
+        ex = be.run(prog)  # the agent still waits: no answer, SysRq again, a restart
+        assert ex.crash and "no answer" in ex.crash, ex.crash
+        assert ex.console_tail.count("[host] SysRq wl: the guest does not answer") == 2
+        last = ex.console_tail.rsplit("[host] SysRq wl", 1)[1]
+        _shows_sysrq(last)
+        [(f, new)] = FindingStore(tmp_path).record_outcome(Outcome(prog, ex), {})
+        assert new and f.kind == "crash"
+        assert last in load_finding(tmp_path / f.slug).log  # its kernel.log
+        log = be.vm.console_path.read_text(errors="replace")
+        _shows_sysrq(log.rsplit("[host] SysRq wl", 1)[1])
+        assert be.vm.ping()  # collect restarted it
+    finally:
+        be.close()
 
 
 def test_guest_side_edge_dedup_matches_host_side_pairing(vm: VMBackend) -> None:
