@@ -203,7 +203,8 @@ def recheck_verdict(finding: Finding, outcome: Any) -> str:
     results: still a mismatch (at which op), the model agrees now, or only known kernel
     bugs disagree - then which op is which known bug, and that the finding's own op
     agrees (a known bug's mismatch is not the finding's: attribute)."""
-    new, bugs = None, {}
+    new: Any = None  # the first mismatch no known bug explains
+    bugs: dict[tuple[int, str], str] = {}  # (op, name) -> the known bug's id
     for m in outcome.mismatches:
         bug = known.match(mismatch_finding(m).signature)
         if bug is None:

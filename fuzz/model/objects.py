@@ -332,8 +332,9 @@ class ObjectTable:
         """Put obj (made by this op, then removed) back at new_id - the id the kernel
         gave it - if that is free here, else at the lowest free id. True: at new_id.
         An object whose id the model guessed and no output shows is not at new_id in
-        the kernel (an xarray id holds one object until it is erased), and nothing
-        names it by the model's guess: it moves to the lowest free id, another guess."""
+        the kernel (an xarray id holds one object until it is erased), and no ref names
+        it by the model's guess (a literal id is the kernel's): it moves to the lowest
+        free id, another guess."""
         held = self.objs.get(new_id) if new_id is not None else None
         if held is not None and held.id_guessed and not held.id_shown:
             del self.objs[held.id]
