@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fuzz import kernel
 from fuzz.backend import VMBackend
 from fuzz.prog import Op, Program
 from fuzz.smoke import check_results, smoke_program
 from fuzz.vm import GuestCrash, kernel_has_sysrq
-
-SYSRQ_FRAGMENT = Path(__file__).parent / "data" / "sysrq.config"
 
 LKDTM = "/sys/kernel/debug/provoke-crash/DIRECT"
 
@@ -127,27 +124,11 @@ def test_guest_hang_is_detected(fresh_vm: VMBackend, kernel_dir: Path) -> None:
         # LOOP spins in the kernel, where SIGKILL cannot stop it: the agent waits for it
         fresh_vm.vm.run_command(["sh", "-c", f"echo LOOP > {LKDTM}"], timeout=5)
     assert "no answer" in crash.value.what
-    tail = crash.value.console_tail
-    if kernel_has_sysrq(kernel_dir):  # what SysRq showed before qemu was killed
-        assert "sysrq: Show backtrace of all active CPUs" in tail, tail[-3000:]
-    else:  # and where the kernel has none, the console says so
-        assert "[host] no SysRq: " in tail, tail[-3000:]
+    tail = crash.value.console_tail  # what SysRq showed before qemu was killed
+    assert kernel_has_sysrq(kernel_dir), f"{kernel_dir}/config: no CONFIG_MAGIC_SYSRQ_SERIAL=y"
+    assert "sysrq: Show backtrace of all active CPUs" in tail, tail[-3000:]
     fresh_vm.vm.restart()
     assert fresh_vm.vm.ping()
-
-
-@pytest.fixture(scope="module")
-def sysrq_kernel(kernel_dir: Path) -> Path:
-    """The default kernel if it has Magic SysRq on the serial console, else a variant
-    built with tests/data/sysrq.config (12-20 min once, cached like the default)."""
-    if kernel_has_sysrq(kernel_dir):
-        return kernel_dir
-    try:
-        built = kernel.build(kernel.BuildRequest(fragments=[SYSRQ_FRAGMENT]))
-    except kernel.KernelError as e:
-        pytest.fail(f"cannot build the SysRq kernel: {e}")
-    assert kernel_has_sysrq(built), f"{built}/config: no CONFIG_MAGIC_SYSRQ_SERIAL=y"
-    return built
 
 
 def _shows_sysrq(text: str) -> None:
@@ -158,7 +139,7 @@ def _shows_sysrq(text: str) -> None:
 
 
 def test_a_guest_that_does_not_answer_shows_its_tasks_and_cpus_in_the_finding(
-        sysrq_kernel: Path, tmp_path: Path) -> None:
+        kernel_dir: Path, tmp_path: Path) -> None:
     """A guest that does not answer: the agent waits for a child spinning in LKDTM's
     LOOP (SIGKILL cannot stop it in the kernel), then a program sent to it is not
     answered either. Before qemu is killed the host sends SysRq w (blocked tasks) and
@@ -167,7 +148,8 @@ def test_a_guest_that_does_not_answer_shows_its_tasks_and_cpus_in_the_finding(
     from fuzz.differential import Outcome
     from fuzz.findings import FindingStore, load_finding
 
-    be = VMBackend(sysrq_kernel, timeout=15)
+    assert kernel_has_sysrq(kernel_dir), f"{kernel_dir}/config: no CONFIG_MAGIC_SYSRQ_SERIAL=y"
+    be = VMBackend(kernel_dir, timeout=15)
     try:
         with pytest.raises(GuestCrash) as crash:
             provoke(be, "LOOP", timeout=2)
