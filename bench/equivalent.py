@@ -259,6 +259,162 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent('vfio.py', 'compare', 'Eq', 'NotEq', 1761, 629, (1,), (1,),
                'if ext == VFIO_TYPE1_NESTING_IOMMU:',
                "equivalent (line 77): both branches return {'ret': 0}: equivalent"),
+    # The survivors of session 7's first full run (the sample by identity, s7a), read by
+    # the lead and hunted once (bench/hunt_mutants.py, 100 gen seeds, 30 s a mutant).
+    Equivalent('device.py', 'compare', 'IsNot', 'Is', 1653, 1352, (1,), (2,),
+               'if idev.hwpt is not None and idev.hwpt is not hwpt:',
+               "unreachable (line 99): do_attach's `idev.hwpt is not None and idev.hwpt is not "
+               'hwpt` -> `is hwpt`: IOMMUFD_TEST attaches only a device it has just bound '
+               '(TEST_MOCK_DOMAIN*, change_pt with replace=False; auto_get_domain tries the next '
+               'domain after an EINVAL with the device still unattached), so idev.hwpt is None at'
+               ' every attach and both tests are False'),
+    Equivalent('device.py', 'errno', 'EINVAL', 'ENOENT', 1621, 0, (1, 4), (1,),
+               'raise KernelError(EINVAL)',
+               'unreachable (line 100): the EINVAL of an attach while attached elsewhere: no '
+               'IOMMUFD_TEST op attaches a device that is attached (see line 99); 0 programs ran '
+               'it; and the same mutation at line 119: do_replace of a device that is not '
+               'attached: a mock device is attached from its bind (TEST_MOCK_DOMAIN; a failed '
+               'attach unbinds it) until its stdev is destroyed, so TEST_MOCK_DOMAIN_REPLACE '
+               'always finds idev.hwpt set; 0 programs ran it'),
+    Equivalent('fault.py', 'boolop', 'Or', 'And', 1659, 481, (1,), (1,),
+               'if done >= count or PGFAULT.size > count - done:',
+               'equivalent (line 175): `done >= count or PGFAULT.size > count - done` -> and: '
+               'read() has refused a count that is not a multiple of the record size (ESPIPE, '
+               'line 167), so count - done is a multiple of it and `size > count - done` holds '
+               'exactly when done >= count: both forms are the same test'),
+    Equivalent('fault.py', 'compare', 'GtE', 'Gt', 1646, 480, (1,), (1,),
+               'if done >= count or PGFAULT.size > count - done:',
+               'equivalent (line 175): `done >= count` -> `done > count`: done == count makes '
+               '`PGFAULT.size > count - done` (size > 0) true, so the loop stops the same'),
+    Equivalent('file.py', 'constant', '20', '21', 1637, 1637, (1,), (1,),
+               'NR_OPEN = 1 << 20  # fs.nr_open default: no fd can be this large',
+               'equivalent (line 33): NR_OPEN 1<<20 -> 1<<21 (the shift): as for the 1 -> 2 of '
+               "the same line: a kernel fd is below the agent's RLIMIT_NOFILE, far below 1<<20; "
+               "only the model's made-up fds (>= FAKE_FD_BASE = 2,000,000) fall between, and "
+               "those exist only without the kernel's results (the hunt: only where the model "
+               'guesses)'),
+    Equivalent('file.py', 'constant', '0', '1', 1635, 0, (1,), (1,),
+               'not 0 <= t < NR_OPEN or (t in self.open and t not in moves) for t in targets) \\',
+               "unreachable (line 118): renumber's `0 <= t` -> `1 <= t`: differs only for a "
+               "racing op's kernel fd 0, and fd 0 is the agent's stdin, open for its whole life"),
+    Equivalent('gup.py', 'compare', 'Gt', 'GtE', 1661, 1060, (1,), (1,),
+               'if end > U64:',
+               'equivalent (line 35): `end > U64` -> `>=`: end = (start & PAGE_MASK) + npages * '
+               'PAGE_SIZE is a multiple of PAGE_SIZE and never equals U64 = 2^64 - 1'),
+    Equivalent('gup.py', 'compare', 'Gt', 'GtE', 1649, 1050, (1,), (1,),
+               'if end > TASK_SIZE_MAX:',
+               'unreachable (line 37): `end > TASK_SIZE_MAX` -> `>=`: differs for a pin that ends'
+               ' exactly at TASK_SIZE_MAX, i.e. takes the last user page; nothing is mapped there'
+               " (the program's buffers are at BUF_BASE + k * BUF_STRIDE and the agent maps "
+               "nothing at the top), so the walk that follows faults as the mutant's EFAULT does"),
+    Equivalent('hwpt.py', 'drop-check', 'if ...: raise', '(dropped)', 1667, 1121, (1,), (1,),
+               'if pt is None:',
+               "equivalent (line 125): HWPT_ALLOC's `if pt is None: raise EINVAL` dropped: a None"
+               ' pt is neither an Ioas nor a HwPagetable, so the else branch two lines down '
+               'raises the same EINVAL'),
+    Equivalent('hwpt.py', 'boolop', 'And', 'Or', 1666, 753, (1,), (1,),
+               'assert isinstance(fault, Fault) and isinstance(hwpt, HwptNested)',
+               "equivalent (line 139): an assert's `and` -> `or`: the weaker assertion holds "
+               'wherever the stronger one does; nothing else changes'),
+    Equivalent('hwpt.py', 'drop-check', 'if ...: raise', '(dropped)', 1670, 1080, (1,), (1,),
+               'if flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING and idev.dev_flags & '
+               'MOCK_FLAGS_DEVICE_NO_DIRTY:',
+               'equivalent (line 159): the NO_DIRTY check of _paging_alloc dropped: '
+               'mock.alloc_user_paging, called next and before any id is taken, refuses '
+               'DIRTY_TRACKING on a NO_DIRTY device with the same EOPNOTSUPP (mock.py:46, '
+               'mock_domain_alloc_user)'),
+    Equivalent('hwpt.py', 'constant', '0', '1', 1668, 568, (1,), (1,),
+               'if n <= 0 or n > CAPTURE_ROOM - m.captured or not m.mem.one_readable_buffer(addr,'
+               ' n):',
+               "equivalent (line 251): _capture's `n <= 0` -> `n <= 1`: n is the capture length "
+               'of a dirty bitmap, dirty_bitmap_bytes rounds it up to whole u64 words '
+               '(fuzz/prog/layout.py), and min with CAPTURE_MAX keeps it a multiple of 8: n is '
+               'never 1'),
+    Equivalent('ioas.py', 'constant', '16', '17', 1614, 467, (1,), (1,),
+               'bad = addr + 16 > U64 + 1 or m.mem.first_bad(addr, 16, True) is not None',
+               "equivalent (line 162): IOAS_IOVA_RANGES' `addr + 16 > U64 + 1` -> `addr + 17`: "
+               'differs only for addr = 2^64 - 15, above TASK_SIZE_MAX, where first_bad() reports'
+               ' the address bad anyway: EFAULT either way'),
+    Equivalent('ioas.py', 'drop-check', 'if ...: raise', '(dropped)', 1589, 469, (1,), (1,),
+               'if rc:',
+               'unreachable (line 242): the rc of IOAS_UNMAP of everything: iopt.unmap_range(0, '
+               'ULONG_MAX) fails (ENOENT) only for an area that starts below 0 or ends past '
+               'ULONG_MAX, which none does; it returns 0 or raises Unsure'),
+    Equivalent('iopt.py', 'constant', '64', '65', 1655, 1041, (1,), (1,),
+               'if reader else 1 << 64',
+               'equivalent (line 142): the chunk of pages pinned at once without a pfn_reader, 1 '
+               '<< 64 -> 1 << 65: either is more than any range has pages (< 2^52)'),
+    Equivalent('iopt.py', 'constant', '1', '2', 1624, 1356, (1,), (1,),
+               'if cur + ln - 1 > ULONG_MAX:',
+               "unreachable (line 370): map_pages' `cur + ln - 1 > ULONG_MAX` -> `cur + ln - 2`: "
+               'differs only for a run ending at 2^64 exactly; check_iova (fixed IOVA) and '
+               'alloc_iova have already kept iova + length - 1 <= ULONG_MAX for the whole map, '
+               'and every element lies inside it'),
+    Equivalent('iopt.py', 'drop-check', 'if ...: raise', '(dropped)', 1652, 1344, (1,), (1,),
+               'if new_align > PAGE_SIZE:',
+               "unreachable (line 477): add_mock_domain's `new_align > PAGE_SIZE`: new_align is "
+               "max(2K, iova_alignment), and no IOAS alignment exceeds PAGE_SIZE in 6.12's "
+               "selftest (domains' 2K, an access's PAGE_SIZE at most, disable_large_pages "
+               'PAGE_SIZE)'),
+    Equivalent('memory.py', 'compare', 'Lt', 'LtE', 1638, 749, (1,), (1,),
+               'if addr < LOW_UNMAPPED or addr >= TASK_SIZE_MAX:',
+               'unreachable (line 132): `addr < LOW_UNMAPPED` -> `<=`: the mutant calls 0x10000 '
+               'itself known unmapped where the model is unsure; the agent maps nothing there '
+               "(the lowest mapping is its static binary), so the kernel's EFAULT agrees with the"
+               " mutant's sure prediction: no kernel of this agent tells them apart"),
+    Equivalent('memory.py', 'constant', '1', '2', 1646, 1190, (1,), (1,),
+               'if end > U64 + 1:',
+               "equivalent (line 145): first_bad's clamp `end > U64 + 1` -> `U64 + 2`: differs "
+               'only for a range ending at 2^64 + 1, which crosses TASK_SIZE_MAX, where the first'
+               ' bad address is found before either end'),
+    Equivalent('selftest.py', 'compare', 'LtE', 'Lt', 1664, 489, (1,), (1,),
+               'if step <= 0:',
+               "equivalent (line 152): TEST_MD_CHECK_MAP's `step <= 0` -> `< 0`: iova, uptr and "
+               'length are 2K-aligned (EINVAL before), areas of an IOAS with a domain are '
+               '2K-aligned, and region ends are page ends, so step is at least 2K and never 0'),
+    Equivalent('ucmd.py', 'compare', 'LtE', 'Lt', 1686, 535, (1,), (1,),
+               'if off + width <= n:',
+               'equivalent (line 50): `off + width <= n` -> `<`: a field ending exactly at n '
+               'takes the partial branch, whose mask (1 << 8 * (n - off)) - 1 then covers the '
+               'whole field: the same value'),
+    Equivalent('ucmd.py', 'constant', '8', '9', 1576, 353, (1,), (1,),
+               'return (value & low) | (a[name] & ~low & ((1 << (8 * width)) - 1))',
+               "equivalent (line 55): the mask of the input's bits kept above n, 1 << (8 * width)"
+               ' -> 1 << (9 * width): the input value fits its field (the IR refuses a wider '
+               'value), so the wider mask keeps the same bits'),
+    Equivalent('vfio.py', 'constant', '8', '9', 1668, 609, (1,), (1,),
+               'buf[off:off + width] = (value % (1 << (8 * width))).to_bytes(width, "little")',
+               "equivalent (line 157): _put's `value % (1 << (8 * width))` -> 9 * width: every "
+               'value put fits its field (IR values are checked against their width; computed '
+               'ones are offsets and sizes of the reply), so the modulo changes nothing'),
+    Equivalent('model.py', 'compare', 'IsNot', 'Is', 1488, 592, (1,), (1,),
+               'if x is not None:',
+               "equivalent (line 466): Model.clone's memo of done results, `x is not None` -> `is"
+               ' None`: the results are then deep-copied instead of shared; nothing changes a '
+               "done op's result (clone's docstring), so the copies are equal to what was shared"),
+    Equivalent('model.py', 'compare', 'Is', 'IsNot', 1626, 1581, (1,), (1,),
+               'if src.unsure is None or self.kernel_results[v.op] is not None:',
+               "equivalent (line 539): _arg_doubts' `src.unsure is None or kernel_results[v.op] "
+               "is not None` -> `is not None or`: in the replay every op has the kernel's result,"
+               ' so the second test continues the loop whatever the first says (it matters only '
+               'to the model alone: gen, check-model)'),
+    Equivalent('model.py', 'compare', 'Lt', 'LtE', 1627, 0, (1,), (1,),
+               'm.step(i, kernel[i] if kernel is not None and i < len(kernel) else None)',
+               "unreachable (line 661): run_model's `i < len(kernel)` -> `<=`: every caller "
+               'passes no kernel results or one per op; 0 programs ran it'),
+    Equivalent('races.py', 'compare', 'Lt', 'LtE', 1726, 498, (1,), (2,),
+               'if not 0 < t < 1 << 31 or (t in model.objects.objs and t not in created):',
+               "unreachable (line 383): renumber's `0 < t < 1 << 31` -> `<= 1 << 31`: needs a "
+               'kernel id of 2^31; ids are allocated from 1 and no program makes 2^31 objects'),
+    Equivalent('memory.py', 'compare', 'Lt', 'LtE', 1619, 1579, (1,), (1,),
+               'if pos < b.size:',
+               "equivalent (line 82): a hole that ends at the buffer's end then adds an empty "
+               'region [size, size), which contains no address and is never the region of one'),
+    Equivalent('iova_bitmap.py', 'constant', '1', '2', 1657, 548, (1,), (1,),
+               'self.total = (((length - 1) & U64) >> self.pgshift) // 8 + 1  # mapped_total_index',
+               'equivalent (line 50): mapped_total_index from `length - 2`: length is a multiple '
+               'of page_size (check_iova_range before), so (length - 1) and (length - 2) >> '
+               'pgshift agree'),
 )
 
 
