@@ -415,6 +415,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                'equivalent (line 50): mapped_total_index from `length - 2`: length is a multiple '
                'of page_size (check_iova_range before), so (length - 1) and (length - 2) >> '
                'pgshift agree'),
+    Equivalent('userbuf.py', 'compare', 'LtE', 'Lt', 1684, 511, (1,), (1,),
+               'if n <= 0:',
+               'equivalent (line 84): clear_user of n <= 0 -> n < 0: its one caller (GET_HW_INFO, '
+               'device.py:246) clears only where copy_len < data_len, so n is at least 1 and the '
+               'early return for 0 is never taken'),
 )
 
 
