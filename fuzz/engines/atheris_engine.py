@@ -323,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="no injected faults, no threads (for comparison)")
     ap.add_argument("--exchange", type=Path, help="cluster campaigns: the directory shared "
                     "with the node's actor (fuzz.cluster.exchange)")
+    ap.add_argument("--libfuzzer-arg", action="append", default=[], metavar="-FLAG=VALUE",
+                    help="one more libFuzzer flag, e.g. -entropic=0 (repeatable)")
     ap.add_argument("--ceiling-pairs", type=int, default=0,
                     help="first measure the C-loop ioctl rate in this VM (benchmarks)")
     a = ap.parse_args(argv)
@@ -354,7 +356,8 @@ def main(argv: list[str] | None = None) -> None:
                "-reduce_inputs=0",
                # SIGINT and SIGTERM are the worker's (on_signal): the last comparison first
                "-handle_int=0", "-handle_term=0",
-               "-print_final_stats=1", str(scratch), str(a.corpus), *map(str, a.seeds)]
+               "-print_final_stats=1", *a.libfuzzer_arg,
+               str(scratch), str(a.corpus), *map(str, a.seeds)]
     code = 1
     try:
         atheris.Setup(lf_args, test_one_input, custom_mutator=custom_mutator,
