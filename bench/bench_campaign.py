@@ -256,7 +256,25 @@ def guest_ceiling(kdir: Path, record: Path, batch: int = 100, sample: int = 60,
             wall, gns, res, restarts, i = 0.0, 0, [], 0, 0
             while i < len(wires):
                 t0 = time.monotonic()
-                got, ns = vm.execute_batch(wires[i:i + size])
+                try:
+                    got, ns = vm.execute_batch(wires[i:i + size])
+                except GuestCrash:
+                    # which program of the batch killed the guest is not known: restart,
+                    # and run the batch again one program to a batch (not timed), the one
+                    # that crashes again skipped as None
+                    vm.restart()
+                    restarts += 1
+                    for w in wires[i:i + size]:
+                        try:
+                            raw = vm.execute_batch([w])[0][0]
+                        except GuestCrash:
+                            raw = None
+                        res.append(raw)
+                        i += 1
+                        if raw is None or taints(parse(raw.kmsg), raw.kmsg):
+                            vm.restart()
+                            restarts += 1
+                    continue
                 wall += time.monotonic() - t0
                 gns += ns
                 for raw in got:
