@@ -5,6 +5,8 @@
                                              [--baseline DIR]
     .venv/bin/python bench/bench_campaign.py --compare-repo DIR [--rounds R]
                                              [--campaign-programs N] [--json]
+    .venv/bin/python bench/bench_campaign.py --entropic-ab [--entropic-flag -entropic=0]
+                                             [--rounds R] [--campaign-programs N] [--json]
 
 One VM at a time (the machine is shared), all in one run, so the figures are
 ratios measured side by side:
@@ -28,6 +30,19 @@ ratios measured side by side:
   campaign_path_speedup is the ratio of the two; ms_by_kind: the guest's and the
   model's ms per program with injected faults, with threads and with neither (a
   program with both counts in both). ratio there: its ioctls/s over the C loop's.
+- guest_ceiling (--no-guest-ceiling: skipped): every program the campaign_path worker
+  sent, run again in a fresh VM back to back, --ceiling-batch to a round trip (the
+  agent's EXEC_BATCH; each on its own /dev/iommu, KCOV on) with no host work:
+  guest_ceiling_programs_per_s, its ops/s and its ratio to the C loop run in that VM,
+  beside the campaign's programs_per_s; one_at_a_time_programs_per_s (one EXEC each,
+  nothing else on the host), programs_per_s_by_batch, empty_program_per_s (open
+  /dev/iommu, one IOAS_ALLOC, close), the guest's ms per program by part and ms_by_op
+  (each call's time, by op name), and sample_check (results of a batch against a
+  normal run's, beside two normal runs').
+--only-campaign-path skips the sections before the campaign_path worker.
+--entropic-ab runs only the campaign-path worker with -entropic=1 and with --entropic-flag
+(libFuzzer's), alternating --rounds times: programs/s, edges after the same programs
+and after the same time.
 --compare-repo DIR runs only that worker, from DIR and from this checkout, alternating
 --rounds times (same seed and programs), and prints each round's figures, the medians
 and the speedup (host_overlapped: the host's work a pipelined worker did while the
@@ -53,7 +68,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fuzz import kernel  # noqa: E402
-from fuzz.backend import VMBackend  # noqa: E402
+from fuzz.backend import RECORD_ENV, VMBackend  # noqa: E402
 from fuzz.executor.encode import encode  # noqa: E402
 from fuzz.executor.wire import KCOV_EDGES  # noqa: E402
 from fuzz.prog.gen import generate  # noqa: E402
@@ -79,20 +94,24 @@ def worker(kdir: Path, work: Path, programs: int, feedback: bool, ceiling: int,
                              stderr=subprocess.STDOUT, env=env), work]
 
 
-def campaign_worker(kdir: Path, work: Path, programs: int, repo: Path | None = None
-                    ) -> dict:
+def campaign_worker(kdir: Path, work: Path, programs: int, repo: Path | None = None,
+                    record: Path | None = None, extra: tuple[str, ...] = ()) -> dict:
     """A worker as `iommufd-fuzz fuzz` starts it (fuzz.campaign's argv, one VM), run for
     `programs` programs on a fresh corpus from corpus/seeds; from checkout `repo` if
-    given. Its figures, from its last stats line (the clock starts once its VM is up)."""
+    given; record: the file every program it sent goes to (fuzz.backend.RECORD_ENV);
+    extra: more worker arguments. Its figures, from its last stats line (the clock
+    starts once its VM is up)."""
     from fuzz.campaign import CampaignConfig, _worker_argv
     from fuzz.paths import REPO
 
     cfg = CampaignConfig(kernel=kdir, corpus=work / "corpus", findings=work / "findings",
                          workdir=work, seconds=100000, runs=programs,
                          seeds=(REPO / "corpus" / "seeds",))
-    argv = _worker_argv(cfg, 0)
+    argv = [*_worker_argv(cfg, 0), *extra]
     (work / "worker-0").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    if record is not None:
+        env[RECORD_ENV] = str(record)
     if repo is not None:  # `python -m` imports fuzz/ from the working directory first
         env["PYTHONPATH"] = str(repo)
     with open(work / "worker-0" / "worker.log", "wb") as log:
@@ -173,6 +192,236 @@ def compare_repos(kdir: Path, other: Path, programs: int, rounds: int) -> dict:
     return out
 
 
+def _same(a: list, b: list) -> bool:
+    """Two runs' results agree op by op (errno, return value, output fields, fault)."""
+    return len(a) == len(b) and all(
+        (x.errno, x.ret, x.out, x.injected) == (y.errno, y.ret, y.out, y.injected)
+        for x, y in zip(a, b))
+
+
+def guest_ceiling(kdir: Path, record: Path, batch: int = 100, sample: int = 60,
+                  empty: int = 300, c_loop_pairs: int = 2000) -> dict:
+    """The campaign's own programs (record: every program its worker sent, in order,
+    with its KCOV mode; fuzz.backend.RECORD_ENV) run again in a fresh VM back to back,
+    `batch` to a round trip (the agent's EXEC_BATCH: each on its own /dev/iommu and
+    buffers, KCOV on, results made as for EXEC), with no host work but reading the
+    answers: the guest's ceiling. Also the same programs one EXEC at a time (the
+    channel's round trip per program, no other host work), the floor of an almost
+    empty program (open /dev/iommu, one IOAS_ALLOC, close), and the guest's ms per op
+    name. Before timing, `sample` programs run both ways and their results are
+    compared op by op, beside two normal runs' (by kind: threads race, and an injected
+    fault's errno may differ from run to run). A program whose
+    results left the kernel tainted restarts the guest (not timed) and the batch goes
+    on from the program after it. Last, the C loop in the same VM (ratio: the ceiling's
+    ioctls/s over its; empty_ratio: the empty programs' ioctls/s, one each, over it)."""
+    from fuzz.backend import _finish, taints
+    from fuzz.engines.common import build_c_loop
+    from fuzz.prog import Op, Program
+    from fuzz.report import parse
+
+    rows = [json.loads(x) for x in record.read_text().splitlines() if x.strip()]
+    progs = [Program.from_json(r["prog"], f"{record}:{i + 1}") for i, r in enumerate(rows)]
+    encs = [encode(p, kcov=r["kcov"], kcov_mode=r["kcov_mode"]) for p, r in zip(progs, rows)]
+    be = VMBackend(kdir)
+    vm = be.vm
+    out: dict = {"programs": len(progs), "batch": batch,
+                 "ops_per_program": round(sum(len(p.ops) for p in progs) / max(len(progs), 1),
+                                          1)}
+    try:
+        # the same results both ways: a normal run, a batch, a second normal run; where
+        # the batch differs from the first normal run, so may two normal runs (an
+        # injected fault's errno depends on which allocation the Nth point is)
+        n = min(sample, len(progs))
+        first = [vm.execute(e.wire) for e in encs[:n]]
+        many, _ = vm.execute_batch([e.wire for e in encs[:n]])
+        again = [vm.execute(e.wire) for e in encs[:n]]
+        check: dict[str, dict[str, int]] = {}
+        for i in range(n):
+            kind = "threaded" if progs[i].threaded else "faulted" if progs[i].faulted \
+                else "plain"
+            c = check.setdefault(kind, {"programs": 0, "batch_differs": 0,
+                                        "second_run_differs": 0})
+            c["programs"] += 1
+
+            def res(raw: object, i: int = i) -> list:
+                return _finish(progs[i], encs[i], raw, rows[i]["kcov_mode"]).results \
+                    if raw is not None else []
+            a = res(first[i])
+            c["batch_differs"] += not _same(a, res(many[i]))
+            c["second_run_differs"] += not _same(a, res(again[i]))
+        out["sample_check"] = check
+
+        def timed_batches(wires: list[bytes], size: int) -> tuple[float, int, list, int]:
+            """Wall seconds of the round trips, the guest's ns, the results, restarts."""
+            wall, gns, res, restarts, i = 0.0, 0, [], 0, 0
+            while i < len(wires):
+                t0 = time.monotonic()
+                try:
+                    got, ns = vm.execute_batch(wires[i:i + size])
+                except GuestCrash:
+                    # which program of the batch killed the guest is not known: restart,
+                    # and run the batch again one program to a batch (not timed), the one
+                    # that crashes again skipped as None
+                    vm.restart()
+                    restarts += 1
+                    for w in wires[i:i + size]:
+                        try:
+                            raw = vm.execute_batch([w])[0][0]
+                        except GuestCrash:
+                            raw = None
+                        res.append(raw)
+                        i += 1
+                        if raw is None or taints(parse(raw.kmsg), raw.kmsg):
+                            vm.restart()
+                            restarts += 1
+                    continue
+                wall += time.monotonic() - t0
+                gns += ns
+                for raw in got:
+                    res.append(raw)
+                    i += 1
+                    if raw is not None and taints(parse(raw.kmsg), raw.kmsg):
+                        vm.restart()  # the rest of this batch ran on a tainted kernel
+                        restarts += 1
+                        break
+            return wall, gns, res, restarts
+
+        wires = [e.wire for e in encs]
+        ops = sum(len(p.ops) for p in progs)
+        wall, gns, res, restarts = timed_batches(wires, batch)
+        out["guest_ceiling_programs_per_s"] = round(len(wires) / wall, 1)
+        out["guest_ceiling_ops_per_s"] = round(ops / wall, 1)
+        out["guest_only_programs_per_s"] = round(len(wires) / (gns / 1e9), 1)
+        out["ceiling_restarts"] = restarts
+        # one EXEC a program, nothing else on the host: the channel's round trip, and
+        # whether the guest's own part grows when it waits for the host in between
+        t0 = time.monotonic()
+        g1 = 0
+        for w in wires:
+            raw = vm.execute(w)
+            g1 += raw.setup_ns + raw.calls_ns + raw.teardown_ns + raw.agent_ns
+        wall1 = time.monotonic() - t0
+        out["one_at_a_time_programs_per_s"] = round(len(wires) / wall1, 1)
+        out["one_at_a_time_ms"] = {"guest": round(g1 / len(wires) / 1e6, 3),
+                                   "round_trip": round((wall1 - g1 / 1e9) / len(wires) * 1e3, 3)}
+        # k programs a round trip, on the first `sweep` programs
+        sweep = wires[:400]
+        out["programs_per_s_by_batch"] = {}
+        for k in (1, 2, 4, 8, 16):
+            w, _, _, _ = timed_batches(sweep, k)
+            out["programs_per_s_by_batch"][k] = round(len(sweep) / w, 1)
+        # where the guest's time goes, ms per program, and per op name
+        per = {"setup": 0, "calls": 0, "teardown": 0, "agent": 0, "kmsg": 0}
+        by_op: dict[str, list[float]] = {}
+        done = [r for r in res if r is not None]
+        for p, e, raw, r in zip(progs, encs, res, rows):
+            if raw is None:
+                continue
+            per["setup"] += raw.setup_ns
+            per["calls"] += raw.calls_ns
+            per["teardown"] += raw.teardown_ns
+            per["agent"] += raw.agent_ns - raw.kmsg_ns
+            per["kmsg"] += raw.kmsg_ns
+            ex = _finish(p, e, raw, r["kcov_mode"])
+            for op, opr in zip(p.ops, ex.results):
+                t = by_op.setdefault(op.name, [0, 0.0])
+                t[0] += 1
+                t[1] += (opr.t_end - opr.t_start) / 1e6
+        out["guest_ms_per_program"] = {k: round(v / len(done) / 1e6, 3) for k, v in per.items()}
+        out["guest_ms_per_program"]["all"] = round(gns / len(res) / 1e6, 3)
+        # setup is the buffers (and the open): with every buffer from the pool or not
+        mapped = [(p, raw) for p, raw in zip(progs, res) if raw is not None]
+        nbuf = [sum(b.kind != "hole" for b in p.buffers) for p, _ in mapped]
+        split: dict[str, list[float]] = {"all_pooled": [], "some_fresh": [], "no_buffers": []}
+        for k, (_, raw) in zip(nbuf, mapped):
+            key = ("no_buffers" if not k else "all_pooled" if raw.pooled_buffers >= k
+                   else "some_fresh")
+            split[key].append(raw.setup_ns / 1e6)
+        out["buffers"] = {
+            "per_program": round(sum(nbuf) / len(mapped), 2),
+            "mib_per_program": round(sum(b.size for p, _ in mapped for b in p.buffers
+                                         if b.kind != "hole") / len(mapped) / 2**20, 2),
+            "pooled_share": round(sum(raw.pooled_buffers for _, raw in mapped)
+                                  / max(sum(nbuf), 1), 3),
+            "setup_ms": {k: {"programs": len(v), "mean": round(statistics.fmean(v), 3)}
+                         for k, v in split.items() if v}}
+        out["ms_by_op"] = {
+            name: {"calls": c, "ms_per_call": round(ms / c, 3),
+                   "ms_per_program": round(ms / len(done), 3)}
+            for name, (c, ms) in sorted(by_op.items(), key=lambda kv: -kv[1][1])}
+        # the floor: open /dev/iommu, one IOAS_ALLOC, close
+        e0 = encode(Program(ops=[Op("IOAS_ALLOC")]), kcov=True, kcov_mode=KCOV_EDGES)
+        wall, gns, res, _ = timed_batches([e0.wire] * empty, batch)
+        bad = [r for r in res if r is None or r.setup_errno]
+        if bad:
+            raise SystemExit(f"the empty program failed {len(bad)} times of {empty}")
+        out["empty_program_per_s"] = round(empty / wall, 1)
+        out["empty_guest_ms"] = {
+            "setup": round(sum(r.setup_ns for r in res) / empty / 1e6, 3),
+            "calls": round(sum(r.calls_ns for r in res) / empty / 1e6, 3),
+            "teardown": round(sum(r.teardown_ns for r in res) / empty / 1e6, 3),
+            "all": round(gns / empty / 1e6, 3)}
+        # the C loop in this VM, last (it mounts the host's root over 9p)
+        r = vm.run_command([str(build_c_loop()), str(c_loop_pairs), "4096", "kcov"],
+                           timeout=600)
+        if r["rc"] == 0:
+            c = json.loads(r["stdout"])["ops_per_s"]
+            out["c_loop_ops_per_s"] = c
+            out["ratio"] = round(out["guest_ceiling_ops_per_s"] / c, 3)
+            out["empty_ratio"] = round(out["empty_program_per_s"] / c, 3)
+    finally:
+        be.close()
+    return out
+
+
+def _edges_at(rows: list[dict], key: str, x: float) -> int | None:
+    """Edges at the last stats line with rows[key] <= x (None: none that early)."""
+    got = [r["edges"] for r in rows if r[key] <= x]
+    return got[-1] if got else None
+
+
+def entropic_ab(kdir: Path, programs: int, rounds: int, flags: tuple[str, ...]) -> dict:
+    """The campaign-path worker with libFuzzer's entropic power schedule on (-entropic=1)
+    and with `flags` (e.g. -entropic=0), alternating, `rounds` each (same seed and
+    programs; flags given to both, so the worker's own default does not matter): each
+    round's programs/s, the edges after the same number of programs (every stats line is
+    at a multiple of 100 programs or 5 s) and after the same time (the shortest run's)."""
+    root = Path(tempfile.mkdtemp(prefix="iommufd-bench-entropic-"))
+    extra = tuple(f"--libfuzzer-arg={f}" for f in flags)
+    runs: dict[str, list[dict]] = {"entropic": [], "changed": []}
+    for r in range(rounds):
+        for name, ex in (("entropic", ("--libfuzzer-arg=-entropic=1",)), ("changed", extra)):
+            work = root / f"{name}-{r}"
+            f = campaign_worker(kdir, work, programs, extra=ex)
+            rows = [json.loads(x) for x in
+                    (work / "worker-0" / "stats.jsonl").read_text().splitlines()]
+            f["stats"] = [{"t": x["t"], "programs": x["programs"], "edges": x["edges"]}
+                          for x in rows]
+            runs[name].append(f)
+            print(f"entropic round {r} {name}: {f['programs_per_s']} programs/s, "
+                  f"{rows[-1]['edges']} edges", file=sys.stderr, flush=True)
+    every = [f for v in runs.values() for f in v]
+    n_min = min(f["stats"][-1]["programs"] for f in every)
+    t_min = min(f["stats"][-1]["t"] for f in every)
+    marks_n = [n for n in (250, 500, 1000, 1500, 2000, 3000, 4000) if n <= n_min] + [n_min]
+    marks_t = [round(t_min * q, 1) for q in (0.25, 0.5, 0.75, 1.0)]
+    out: dict = {"flags": list(flags), "programs": programs, "rounds": rounds}
+    for name, rows in runs.items():
+        out[name] = {
+            "programs_per_s": [f["programs_per_s"] for f in rows],
+            "programs_per_s_median": round(statistics.median(
+                f["programs_per_s"] for f in rows), 2),
+            "host_rest_ms": [f["ms_per_program"].get("host_rest") for f in rows],
+            "edges_after_programs": {n: [_edges_at(f["stats"], "programs", n) for f in rows]
+                                     for n in marks_n},
+            "edges_after_s": {t: [_edges_at(f["stats"], "t", t) for f in rows]
+                              for t in marks_t},
+            "stats": [f["stats"] for f in rows]}
+    out["speedup"] = round(out["changed"]["programs_per_s_median"]
+                           / out["entropic"]["programs_per_s_median"], 3)
+    return out
+
+
 def cold_boot(kdir: Path) -> float:
     vm = VM(VMConfig(kernel=kdir, snapshot=False))
     try:
@@ -239,63 +488,82 @@ def main() -> int:
                     help="only the campaign-path worker, from this checkout (e.g. /work/main) "
                     "and from this one alternating: --rounds each, --campaign-programs each")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--entropic-ab", action="store_true",
+                    help="only the campaign-path worker with libFuzzer's entropic schedule on "
+                    "and with --entropic-flag, alternating: --rounds each")
+    ap.add_argument("--entropic-flag", action="append", default=[],
+                    help="the libFuzzer flag of the changed worker (default -entropic=0)")
+    ap.add_argument("--no-guest-ceiling", dest="guest_ceiling", action="store_false",
+                    help="skip running the campaign-path worker's programs again back to back")
+    ap.add_argument("--ceiling-batch", type=int, default=100,
+                    help="programs per round trip in the guest ceiling")
+    ap.add_argument("--only-campaign-path", action="store_true",
+                    help="skip the boot, restart, pool and feedback-worker sections")
     a = ap.parse_args()
     kdir = a.kernel or kernel.default_kernel()
+    a.entropic_flag = a.entropic_flag or ["-entropic=0"]
+    if a.entropic_ab:
+        out = entropic_ab(kdir, a.campaign_programs, a.rounds, tuple(a.entropic_flag))
+        print(json.dumps(out) if a.json else json.dumps(out, indent=1))
+        return 0
     if a.compare_repo:
         out = compare_repos(kdir, a.compare_repo, a.campaign_programs, a.rounds)
         print(json.dumps(out) if a.json else json.dumps(out, indent=1))
         return 0
-    out: dict = {"programs": a.programs, "boot_s": round(cold_boot(kdir), 2)}
-
-    be = VMBackend(kdir)  # a cold boot that saves the snapshot, if there is none yet
-    try:
-        be.vm.restart()
-        out["restore_s"] = round(be.vm.boot_seconds, 2)  # a start from the snapshot
-        out["accel"] = be.vm.accel
-        times = restarts(be)
-        out["restart_s"] = round(statistics.median(times), 2)
-        out["restart_s_all"] = [round(t, 2) for t in times]
-        out["pool"] = pool_ab(be, a.pool_programs)
-    finally:
-        be.close()
-
+    out: dict = {}
     root = Path(tempfile.mkdtemp(prefix="iommufd-bench-campaign-"))
-    runs = {"feedback": worker(kdir, root / "feedback", a.programs, True, 2000)}
-    if a.feedback_curves:
-        runs["no_feedback"] = worker(kdir, root / "no_feedback", a.programs, False, 0)
-    for p, _ in runs.values():
-        p.wait()
-    if a.campaign_without_pool:
-        # the same campaign (same seed) with every buffer mapped afresh, after the first
-        p, work = worker(kdir, root / "no_pool", a.programs, True, 0, pool=False)
-        p.wait()
-        last = json.loads((work / "stats.jsonl").read_text().splitlines()[-1])
-        out["no_pool_programs_per_s"] = round(last["programs"] / last["t"], 2)
-    curves = {}
-    for name, (_, work) in runs.items():
-        rows = [json.loads(x) for x in (work / "stats.jsonl").read_text().splitlines()]
-        curves[name] = {r["programs"]: r["edges"] for r in rows if r["programs"] % 100 == 0}
-        last = rows[-1]
-        if name == "feedback":
-            f = figures(last)
-            for k in ("programs_per_s", "ops_per_s", "ops_per_program"):
-                out[k] = f[k]
-            out["c_loop_ops_per_s"] = last.get("c_loop_ops_per_s")
-            if out["c_loop_ops_per_s"]:
-                out["ratio"] = round(out["ops_per_s"] / out["c_loop_ops_per_s"], 3)
-            out["edges"] = last["edges"]
-            out["guest_share"] = f["guest_share"]
-            out["ms_per_program"] = f["ms_per_program"]
-            out["campaign_restarts"] = f["restarts"]
-        else:
-            out["no_feedback_edges"] = last["edges"]
+    curves: dict = {}
+    if not a.only_campaign_path:
+        out = {"programs": a.programs, "boot_s": round(cold_boot(kdir), 2)}
+
+        be = VMBackend(kdir)  # a cold boot that saves the snapshot, if there is none yet
+        try:
+            be.vm.restart()
+            out["restore_s"] = round(be.vm.boot_seconds, 2)  # a start from the snapshot
+            out["accel"] = be.vm.accel
+            times = restarts(be)
+            out["restart_s"] = round(statistics.median(times), 2)
+            out["restart_s_all"] = [round(t, 2) for t in times]
+            out["pool"] = pool_ab(be, a.pool_programs)
+        finally:
+            be.close()
+
+        runs = {"feedback": worker(kdir, root / "feedback", a.programs, True, 2000)}
+        if a.feedback_curves:
+            runs["no_feedback"] = worker(kdir, root / "no_feedback", a.programs, False, 0)
+        for p, _ in runs.values():
+            p.wait()
+        if a.campaign_without_pool:
+            # the same campaign (same seed) with every buffer mapped afresh, after the first
+            p, work = worker(kdir, root / "no_pool", a.programs, True, 0, pool=False)
+            p.wait()
+            last = json.loads((work / "stats.jsonl").read_text().splitlines()[-1])
+            out["no_pool_programs_per_s"] = round(last["programs"] / last["t"], 2)
+        for name, (_, work) in runs.items():
+            rows = [json.loads(x) for x in (work / "stats.jsonl").read_text().splitlines()]
+            curves[name] = {r["programs"]: r["edges"] for r in rows if r["programs"] % 100 == 0}
+            last = rows[-1]
+            if name == "feedback":
+                f = figures(last)
+                for k in ("programs_per_s", "ops_per_s", "ops_per_program"):
+                    out[k] = f[k]
+                out["c_loop_ops_per_s"] = last.get("c_loop_ops_per_s")
+                if out["c_loop_ops_per_s"]:
+                    out["ratio"] = round(out["ops_per_s"] / out["c_loop_ops_per_s"], 3)
+                out["edges"] = last["edges"]
+                out["guest_share"] = f["guest_share"]
+                out["ms_per_program"] = f["ms_per_program"]
+                out["campaign_restarts"] = f["restarts"]
+            else:
+                out["no_feedback_edges"] = last["edges"]
     if a.campaign_programs:
         # what `iommufd-fuzz fuzz` runs: seeds, faults and threads, the fault walk
         if a.baseline:
             out["baseline_campaign_path"] = campaign_worker(
                 kdir, root / "baseline_path", a.campaign_programs, a.baseline.resolve())
+        record = root / "campaign_path" / "programs.jsonl"
         out["campaign_path"] = campaign_worker(kdir, root / "campaign_path",
-                                               a.campaign_programs)
+                                               a.campaign_programs, record=record)
         if a.baseline:
             out["campaign_path_speedup"] = round(
                 out["campaign_path"]["programs_per_s"]
@@ -303,7 +571,11 @@ def main() -> int:
         if out.get("c_loop_ops_per_s"):
             out["campaign_path"]["ratio"] = round(
                 out["campaign_path"]["ops_per_s"] / out["c_loop_ops_per_s"], 3)
-    if a.feedback_curves:
+        if a.guest_ceiling:
+            out["guest_ceiling"] = guest_ceiling(kdir, record, a.ceiling_batch)
+            out["guest_ceiling"]["campaign_programs_per_s"] = \
+                out["campaign_path"]["programs_per_s"]
+    if a.feedback_curves and curves:
         out["edges_after_programs"] = {
             n: {"feedback": curves["feedback"].get(n),
                 "no_feedback": curves["no_feedback"].get(n)}

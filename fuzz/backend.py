@@ -3,6 +3,8 @@ this machine's own kernel. Both take a Program and give an Execution."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -27,6 +29,12 @@ TAINTING = {"KASAN", "KFENCE", "BUG", "GPF", "OOPS", "LOCKDEP", "UBSAN"}
 # add_taint() prints this when a taint makes lockdep unreliable (a bad page, an
 # oops...): whatever the report was, lockdep is off from here on.
 LOCKDEP_OFF = "Disabling lock debugging due to kernel taint"
+
+
+# Benchmarks (bench/bench_campaign.py): a file every program a VMBackend sends is
+# appended to, as JSON lines {"kcov": bool, "kcov_mode": int, "prog": program JSON}, so
+# the same programs can be run again in the guest with no host work between them.
+RECORD_ENV = "IOMMUFD_FUZZ_RECORD"
 
 
 def taints(reports: list[Report], kmsg: str = "") -> bool:
@@ -125,6 +133,9 @@ class VMBackend:
         # so that is "since the boot"): kept with findings, replayed by the minimizer.
         self.history: deque[Program] = deque(maxlen=MAX_HISTORY)
         self._starts = 0
+        path = os.environ.get(RECORD_ENV)
+        # line-buffered: libFuzzer's exit() leaves without closing it
+        self._record = open(path, "a", buffering=1) if path else None
         self.vm.start()
 
     def run(self, prog: Program, kcov: bool = True, timeout: float | None = None,
@@ -142,6 +153,9 @@ class VMBackend:
             self._starts = self.vm.starts
         fl = InFlight(prog, enc, list(self.history), kcov_mode, timeout or self.timeout)
         self.history.append(prog)
+        if self._record is not None:
+            self._record.write(json.dumps({"kcov": kcov, "kcov_mode": kcov_mode,
+                                           "prog": prog.to_json()}) + "\n")
         try:
             self.vm.send_program(enc.wire)
         except GuestCrash as crash:
@@ -174,6 +188,8 @@ class VMBackend:
         return ex
 
     def close(self) -> None:
+        if self._record is not None:
+            self._record.close()
         self.vm.stop()
 
 

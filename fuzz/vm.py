@@ -649,6 +649,42 @@ class VM:
         self.agent_ns["send"] += raw.send_ns
         return raw
 
+    def execute_batch(self, wires: list[bytes], timeout: float = 120.0
+                      ) -> tuple[list[RawRun | None], int]:
+        """Run encoded programs one after the other in one round trip (the agent's
+        EXEC_BATCH: each exactly as execute runs it, on its own /dev/iommu): their
+        results in order (None: the agent found it malformed) and the guest's ns for
+        all. The caller checks each result in order: a program's results after one that
+        left the kernel tainted are void (run them again after a restart)."""
+        payload = len(wires).to_bytes(4, "little") + b"".join(
+            len(w).to_bytes(4, "little") + w for w in wires)
+        t0 = time.monotonic()
+        try:
+            self._send(channel.EXEC_BATCH, payload)
+            kind, data = self._recv(timeout, f"running a batch of {len(wires)} programs")
+        finally:
+            self.exec_seconds += time.monotonic() - t0
+        if kind == channel.ERROR:
+            raise VMError("guest agent failed:\n" + data.decode("utf-8", "replace"))
+        if kind != channel.BATCH_RESULT:
+            raise VMError(f"unexpected frame {kind} from the agent")
+        count, _, guest_ns = channel.BATCH_HEAD.unpack_from(data)
+        off = channel.BATCH_HEAD.size
+        out: list[RawRun | None] = []
+        for _ in range(count):
+            n = int.from_bytes(data[off:off + 4], "little")
+            raw = unpack_response(data[off + 4:off + 4 + n]) if n else None
+            off += 4 + n
+            out.append(raw)
+            if raw is not None:
+                self.executor_ns["setup"] += raw.setup_ns
+                self.executor_ns["calls"] += raw.calls_ns
+                self.executor_ns["teardown"] += raw.teardown_ns
+                self.agent_ns["agent"] += raw.agent_ns
+                self.agent_ns["kmsg"] += raw.kmsg_ns
+                self.agent_ns["send"] += raw.send_ns
+        return out, guest_ns
+
     def run_command(self, argv: list[str], timeout: float = 60.0, stdin: str = "",
                     cwd: str | None = None) -> dict:
         """Run a host command in the guest (LKDTM triggers, the C benchmark loop,

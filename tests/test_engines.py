@@ -177,6 +177,47 @@ def test_atheris_cmp_rerun_crash_is_a_finding(tmp_path: Path,
     assert json.loads((d / "program.json").read_text()) == prog.to_json()
 
 
+def test_atheris_cmp_rerun_every_16th_input_with_the_fault_walk_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fault walk's runs count as programs (WorkerState.programs): with a step every 8
+    programs (campaigns' default) the program count after an input was never a multiple
+    of 16, and campaigns never ran the CMP-mode re-run. It is every 16th input."""
+    from fuzz.backend import Execution
+    from fuzz.engines import atheris_engine
+    from fuzz.engines.common import WorkerState
+    from fuzz.executor.wire import KCOV_TRACE_CMP
+    from fuzz.prog.gen import generate
+
+    modes: list[int] = []
+
+    class Quiet:
+        name = "stub"
+        fd_layout = None
+
+        def run(self, p, kcov=True, timeout=0.0, kcov_mode=0):  # type: ignore[no-untyped-def]
+            modes.append(kcov_mode)
+            return Execution()
+
+        def close(self) -> None:
+            pass
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    prog = generate(3)
+    (seeds / "a.json").write_text(prog.dumps())
+    state = WorkerState(Quiet(), tmp_path / "corpus",  # type: ignore[arg-type]
+                        findings.FindingStore(tmp_path / "findings"), tmp_path / "stats.jsonl")
+    state.walk_every, state.walk_dirs = 8, [seeds]
+    monkeypatch.setattr(atheris_engine, "STATE", state)
+    monkeypatch.setattr(atheris_engine, "FEEDBACK", False)
+    monkeypatch.setattr(atheris_engine, "PIPELINE", False)
+    monkeypatch.setattr(atheris_engine, "INPUTS", 0)
+    for _ in range(32):
+        atheris_engine.test_one_input(prog.dumps().encode())
+    assert state.walker is not None and state.walker.points == 4, "the walk ran"
+    assert modes.count(KCOV_TRACE_CMP) == 2, modes
+
+
 def test_a_corpus_write_runs_beside_the_next_program_and_its_failure_is_kept(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A program with new edges is written to the corpus on a thread while the next one

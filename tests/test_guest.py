@@ -141,3 +141,25 @@ def test_agent_answers_an_unknown_frame_with_an_error(vm: VMBackend) -> None:
     kind, payload = vm.vm._recv(10, "unknown frame")
     assert kind == channel.ERROR and b"unknown frame 77" in payload
     assert json.loads(json.dumps(vm.vm.hello))["agent"] == "c"
+
+
+def test_a_batch_runs_each_program_as_exec_does(vm: VMBackend) -> None:
+    """EXEC_BATCH (benchmarks: the guest with no host work between programs): each
+    program on its own /dev/iommu (ids start over), with its own results, edges and
+    kmsg, as EXEC gives them; a malformed one in the middle answers None, the rest run."""
+    from fuzz.backend import _finish
+    from fuzz.executor.encode import encode
+
+    prog, expects = smoke_program()
+    enc = encode(prog, kcov=True, kcov_mode=KCOV_EDGES)
+    alone = _finish(prog, enc, vm.vm.execute(enc.wire), KCOV_EDGES)
+    raws, guest_ns = vm.vm.execute_batch([enc.wire, b"not a program", enc.wire])
+    assert raws[1] is None and guest_ns > 0
+    for raw in (raws[0], raws[2]):
+        assert raw is not None
+        ex = _finish(prog, enc, raw, KCOV_EDGES)
+        assert check_results(ex.results, expects) == [] and ex.reports == []
+        assert [(r.errno, r.out) for r in ex.results] == \
+            [(r.errno, r.out) for r in alone.results]
+        assert raw.pcs and raw.setup_ns and raw.calls_ns
+    assert vm.vm.ping(), "the agent reads frames after a batch"

@@ -173,6 +173,7 @@ DECODED_BYTES = 0
 COUNTS = Counts()  # what generation and mutation drew: the stats lines' boundary counts
 MAX_HINTS = 4096
 CMP_EVERY = 16
+INPUTS = 0  # inputs run on the guest (not replays): every CMP_EVERY-th runs again in CMP mode
 NCMP_COUNTERS = 1 << 12
 STATE: WorkerState | None = None
 COUNTERS: list[int] = []
@@ -269,7 +270,7 @@ def collect_cmp_hints(prog: Program) -> None:
 
 
 def test_one_input(data: bytes) -> None:
-    global COUNTERS, CMP_COUNTERS
+    global COUNTERS, CMP_COUNTERS, INPUTS
     assert STATE is not None
     if FEEDBACK and not COUNTERS:
         COUNTERS = [atheris._reserve_counter() for _ in range(NCOUNTERS)]
@@ -293,7 +294,10 @@ def test_one_input(data: bytes) -> None:
             STATE.imported(name, found, startup=found < LOOP_T - 1)
     if FEEDBACK:
         trace_edges(edges)
-    if STATE.programs % CMP_EVERY == 0:
+    INPUTS += 1
+    # counted here, not by STATE.programs: the fault walk's runs count there, and with a
+    # walk step every 8 programs that count was never a multiple of 16 after an input
+    if INPUTS % CMP_EVERY == 0:
         collect_cmp_hints(prog)
 
 
@@ -323,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="no injected faults, no threads (for comparison)")
     ap.add_argument("--exchange", type=Path, help="cluster campaigns: the directory shared "
                     "with the node's actor (fuzz.cluster.exchange)")
+    ap.add_argument("--libfuzzer-arg", action="append", default=[], metavar="-FLAG=VALUE",
+                    help="one more libFuzzer flag, e.g. -entropic=0 (repeatable)")
     ap.add_argument("--ceiling-pairs", type=int, default=0,
                     help="first measure the C-loop ioctl rate in this VM (benchmarks)")
     a = ap.parse_args(argv)
@@ -354,7 +360,8 @@ def main(argv: list[str] | None = None) -> None:
                "-reduce_inputs=0",
                # SIGINT and SIGTERM are the worker's (on_signal): the last comparison first
                "-handle_int=0", "-handle_term=0",
-               "-print_final_stats=1", str(scratch), str(a.corpus), *map(str, a.seeds)]
+               "-print_final_stats=1", *a.libfuzzer_arg,
+               str(scratch), str(a.corpus), *map(str, a.seeds)]
     code = 1
     try:
         atheris.Setup(lf_args, test_one_input, custom_mutator=custom_mutator,

@@ -226,8 +226,12 @@ static uint64_t mono_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
-/* t_frame: when the frame's header had been read */
-static void exec_program(const uint8_t *wire, size_t len, uint64_t t_frame)
+/*
+ * One program: its response in resp (the returned length) and its kernel log lines in
+ * kmsg, as EXEC answers them. t_frame: when its frame's header had been read (in a
+ * batch: when the program before it was done). -1 with an error message in *why.
+ */
+static long run_program(const uint8_t *wire, size_t len, uint64_t t_frame, const char **why)
 {
 	size_t need = fz_response_size(wire, len);
 	struct fz_run_info *info;
@@ -235,8 +239,8 @@ static void exec_program(const uint8_t *wire, size_t len, uint64_t t_frame)
 	long n;
 
 	if (!need) {
-		send_error("agent: not a program (bad magic or short frame)%s", "");
-		return;
+		*why = "agent: not a program (bad magic or short frame)";
+		return -1;
 	}
 	reserve(&resp, need);
 	reserve(&capbuf, need); /* cap_cap <= need */
@@ -252,8 +256,8 @@ static void exec_program(const uint8_t *wire, size_t len, uint64_t t_frame)
 	n = fz_run_wire(wire, len, resp.p, resp.cap, capbuf.p, kcov_area,
 			kcov_fd >= 0 ? KCOV_WORDS - 1 : 0, kcov_fd);
 	if (n < 0) {
-		send_error("agent: malformed program%s", "");
-		return;
+		*why = "agent: malformed program";
+		return -1;
 	}
 	t0 = mono_ns();
 	kmsg_read(&kmsg); /* this program's own lines (and work it deferred that ran already) */
@@ -263,8 +267,78 @@ static void exec_program(const uint8_t *wire, size_t len, uint64_t t_frame)
 	info->kmsg_ns = kmsg_ns + (t1 - t0);
 	info->agent_ns = t1 - t_frame - info->setup_ns - info->calls_ns - info->teardown_ns;
 	info->send_ns = last_send_ns;
+	last_send_ns = 0;
+	return n;
+}
+
+static void exec_program(const uint8_t *wire, size_t len, uint64_t t_frame)
+{
+	const char *why;
+	long n = run_program(wire, len, t_frame, &why);
+	uint64_t t1;
+
+	if (n < 0) {
+		send_error("%s", why);
+		return;
+	}
+	t1 = mono_ns();
 	send_frame(CH_RESULT, resp.p, (size_t)n, kmsg.p, kmsg.len);
 	last_send_ns = mono_ns() - t1;
+}
+
+/*
+ * EXEC_BATCH: payload u32 count, then count times (u32 length, an EXEC payload). Each
+ * program runs exactly as EXEC runs it, one after the other (its own /dev/iommu, its
+ * own buffers, KCOV, its kmsg lines and the marker), and one BATCH_RESULT answers all:
+ * u32 count, u32 0, u64 the guest's ns from the frame's header to the last program's
+ * end, then count times (u32 length, the RESULT payload; length 0: the program was
+ * malformed). The agent does not read the kernel's log for splats: the host checks
+ * each result in order, and where one left the kernel tainted it restarts the guest
+ * and runs the programs after it again (their results on a tainted kernel are void).
+ */
+static void exec_batch(const uint8_t *p, size_t len, uint64_t t_frame)
+{
+	static struct buf all, wire;
+	uint32_t count, head[4] = {0};
+	uint64_t t = t_frame;
+	size_t off = 4;
+	const char *why;
+
+	if (len < 4) {
+		send_error("agent: malformed batch%s", "");
+		return;
+	}
+	memcpy(&count, p, 4);
+	all.len = 0;
+	append(&all, head, sizeof(head)); /* count, 0, guest ns: filled in below */
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t wlen, rlen = 0;
+		long n;
+		if (off + 4 > len || (memcpy(&wlen, p + off, 4), off + 4 + wlen > len)) {
+			send_error("agent: malformed batch%s", "");
+			return;
+		}
+		/* the executor reads the wire's structs in place: give it an aligned copy */
+		wire.len = 0;
+		append(&wire, p + off + 4, wlen);
+		n = run_program(wire.p, wlen, t, &why);
+		if (n >= 0)
+			rlen = (uint32_t)((size_t)n + kmsg.len);
+		append(&all, &rlen, 4);
+		if (n >= 0) {
+			append(&all, resp.p, (size_t)n);
+			append(&all, kmsg.p, kmsg.len);
+		}
+		off += 4 + (size_t)wlen;
+		t = mono_ns();
+	}
+	uint64_t ns = mono_ns() - t_frame;
+	head[0] = count;
+	memcpy(all.p, head, 8);
+	memcpy(all.p + 8, &ns, 8);
+	t = mono_ns();
+	send_frame(CH_BATCH_RESULT, all.p, all.len, NULL, 0);
+	last_send_ns = mono_ns() - t;
 }
 
 /* -- RUN ---------------------------------------------------------------------------- */
@@ -676,6 +750,9 @@ int main(void)
 		switch (head[0]) {
 		case CH_EXEC:
 			exec_program(in.p, head[1], t_frame);
+			break;
+		case CH_EXEC_BATCH:
+			exec_batch(in.p, head[1], t_frame);
 			break;
 		case CH_PING:
 			send_frame(CH_PONG, in.p, head[1], NULL, 0);

@@ -21,8 +21,8 @@ HERE = Path(__file__).resolve().parent
 EXECUTOR = HERE.parent / "executor"
 SOURCES = (HERE / "agent.c", EXECUTOR / "executor.c", EXECUTOR / "executor.h",
            Path(__file__), Path(channel.__file__))
-FRAMES = ("EXEC", "PING", "RUN", "POOL", "FAULTS", "LEAKS", "HELLO", "RESULT", "PONG",
-          "RUN_DONE", "ERROR", "LEAK_REPORT")
+FRAMES = ("EXEC", "PING", "RUN", "POOL", "FAULTS", "LEAKS", "EXEC_BATCH", "HELLO", "RESULT",
+          "PONG", "RUN_DONE", "ERROR", "LEAK_REPORT", "BATCH_RESULT")
 
 
 class InitramfsError(RuntimeError):
