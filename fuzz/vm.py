@@ -244,6 +244,14 @@ def _prune_snapshots() -> None:
         old.with_suffix(".json").unlink(missing_ok=True)
 
 
+def _expect(kind: int, want: int, payload: bytes) -> None:
+    """The agent's answer is the frame asked for, or its error."""
+    if kind == channel.ERROR:
+        raise VMError("guest agent failed:\n" + payload.decode("utf-8", "replace"))
+    if kind != want:
+        raise VMError(f"unexpected frame {kind} from the agent")
+
+
 class VM:
     def __init__(self, cfg: VMConfig, workdir: Path | None = None) -> None:
         self.cfg = cfg
@@ -636,11 +644,11 @@ class VM:
             kind, payload = self._recv(timeout, "running a program")
         finally:
             self.exec_seconds += time.monotonic() - t0
-        if kind == channel.ERROR:
-            raise VMError("guest agent failed:\n" + payload.decode("utf-8", "replace"))
-        if kind != channel.RESULT:
-            raise VMError(f"unexpected frame {kind} from the agent")
-        raw = unpack_response(payload)
+        _expect(kind, channel.RESULT, payload)
+        return self._count(unpack_response(payload))
+
+    def _count(self, raw: RawRun) -> RawRun:
+        """Add one program's guest time, by part, to the VM's totals."""
         self.executor_ns["setup"] += raw.setup_ns
         self.executor_ns["calls"] += raw.calls_ns
         self.executor_ns["teardown"] += raw.teardown_ns
@@ -664,25 +672,14 @@ class VM:
             kind, data = self._recv(timeout, f"running a batch of {len(wires)} programs")
         finally:
             self.exec_seconds += time.monotonic() - t0
-        if kind == channel.ERROR:
-            raise VMError("guest agent failed:\n" + data.decode("utf-8", "replace"))
-        if kind != channel.BATCH_RESULT:
-            raise VMError(f"unexpected frame {kind} from the agent")
+        _expect(kind, channel.BATCH_RESULT, data)
         count, _, guest_ns = channel.BATCH_HEAD.unpack_from(data)
         off = channel.BATCH_HEAD.size
         out: list[RawRun | None] = []
         for _ in range(count):
             n = int.from_bytes(data[off:off + 4], "little")
-            raw = unpack_response(data[off + 4:off + 4 + n]) if n else None
+            out.append(self._count(unpack_response(data[off + 4:off + 4 + n])) if n else None)
             off += 4 + n
-            out.append(raw)
-            if raw is not None:
-                self.executor_ns["setup"] += raw.setup_ns
-                self.executor_ns["calls"] += raw.calls_ns
-                self.executor_ns["teardown"] += raw.teardown_ns
-                self.agent_ns["agent"] += raw.agent_ns
-                self.agent_ns["kmsg"] += raw.kmsg_ns
-                self.agent_ns["send"] += raw.send_ns
         return out, guest_ns
 
     def run_command(self, argv: list[str], timeout: float = 60.0, stdin: str = "",
@@ -697,10 +694,7 @@ class VM:
         head = channel.RUN_HEAD.pack(int(timeout * 1000), len(argv), len(env), len(data))
         self._send(channel.RUN, head + strings + data)
         kind, payload = self._recv(timeout + 30, f"running {argv[0]}")
-        if kind == channel.ERROR:
-            raise VMError("guest agent failed:\n" + payload.decode("utf-8", "replace"))
-        if kind != channel.RUN_DONE:
-            raise VMError(f"unexpected frame {kind} from the agent")
+        _expect(kind, channel.RUN_DONE, payload)
         rc, *lens = channel.RUN_DONE_HEAD.unpack_from(payload)
         off = channel.RUN_DONE_HEAD.size
         out = []
