@@ -645,6 +645,9 @@ def main() -> int:
            "baseline_mismatches": sum(len(b[0]) for b in base[:real]),
            "baseline_unsure_ops": sum(len(b[1]) for b in base[:real]),
            "killed_by_seed_unsure": sum(1 for _, v, _ in results if v == "killed-unsure"),
+           # past --timeout: a mutant that loops, or one slowed by a loaded machine
+           "killed_by_timeout": [m.where for m, v, w in results
+                                 if v.startswith("killed") and w == "timeout"],
            "baseline_undeclared_unsure": sum(len(set(b[1]) - h) for b, h in zip(base, held[0])
                                              if h is not None),
            "baseline_generated_unsure": sum(len(base[k][1]) for k in held[1]),
@@ -673,6 +676,9 @@ def main() -> int:
     print(f"{'(all)':<16} {len(mutants):>7} {killed:>7} {out['kill_rate']:>9.2f}")
     print(f"{out['killed_by_seed_unsure']} of them by a seed's op made unsure that its "
           f"builder does not declare so")
+    if out["killed_by_timeout"]:
+        print(f"{len(out['killed_by_timeout'])} of them past --timeout {a.timeout:.0f} s "
+              f"(a loop, or a loaded machine): {', '.join(out['killed_by_timeout'])}")
     print(f"{by_real} killed by the real runs alone ({out['kill_rate_real_runs_only']:.2f}); "
           f"the rest by the {len(wrong)} wrong kernels next to recorded race and fault runs")
     print(f"{len(equiv)} survivors reviewed as equivalent (bench/equivalent.py): "
