@@ -10,7 +10,7 @@ import errno as E
 from fuzz import uapi
 from fuzz.prog import Buffer, pattern_bytes
 
-from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, Prog
+from .dsl import FIXED_RW, MOCK_APERTURE_START, PAGE, Prog, dirty_hwpt
 
 M16 = MOCK_APERTURE_START
 MOCK_PAGE = PAGE // 2
@@ -68,5 +68,24 @@ def invalidate_takes_entry_num_max_entries() -> Prog:
     return p
 
 
+def dirty_bitmaps_that_end_at_a_hole() -> Prog:
+    # both bitmaps of 64 2K pages (8 bytes) end where a hole begins: TEST_DIRTY reads
+    # exactly its 8 bytes (iommufd_test_dirty: DIV_ROUND_UP(nbits, 8)), and
+    # GET_DIRTY_BITMAP's iova_bitmap maps exactly mapped_total_index = 8 bytes
+    # ((length - 1) >> pgshift) / 8 + 1): neither touches the unmapped page after
+    p = Prog("dirty_bitmaps_that_end_at_a_hole", Buffer(32 * PAGE, "anon", 63),
+             Buffer(2 * PAGE, "anon", 64, holes=[(PAGE, PAGE)]),
+             Buffer(2 * PAGE, "memfd", 0xFF, holes=[(PAGE, PAGE)]))
+    _, _, h = dirty_hwpt(p, 32 * PAGE)
+    p.op("HWPT_SET_DIRTY_TRACKING", hwpt_id=h, flags=ENABLE)
+    marks = pattern_bytes(0xFF, PAGE - 8, 8)
+    p.op("TEST_DIRTY", id=h, iova=M16, length=32 * PAGE, page_size=MOCK_PAGE,
+         uptr=p.buf(2, PAGE - 8), out={"out_nr_dirty": sum(bin(b).count("1") for b in marks)})
+    orig = pattern_bytes(64, PAGE - 8, 8)
+    p.op("HWPT_GET_DIRTY_BITMAP", hwpt_id=h, iova=M16, length=32 * PAGE, page_size=MOCK_PAGE,
+         data=p.buf(1, PAGE - 8), out={"bitmap": bytes(a | b for a, b in zip(orig, marks))})
+    return p
+
+
 SEEDS_MUTANTS5 = [dirty_bits_go_with_an_unmapped_area_and_stay_in_its_neighbour,
-                  invalidate_takes_entry_num_max_entries]
+                  invalidate_takes_entry_num_max_entries, dirty_bitmaps_that_end_at_a_hole]
